@@ -1,0 +1,516 @@
+// Package engine runs one shard of a plan: it paces connections by the load model, runs each
+// connection's lifecycle with a deadline on every step, and stops gracefully.
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/ratelimit"
+
+	"github.com/portstorm/portstorm/loadgen/dial"
+	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/schedule"
+)
+
+// Model is the load model.
+type Model uint8
+
+const (
+	// Concurrency keeps Ramp.Concurrency(t) connections alive, replacing each one that ends.
+	Concurrency Model = iota
+	// Arrival starts connections at the intended times of Ramp.Arrivals.
+	Arrival
+)
+
+// Send describes the requests of one connection.
+type Send struct {
+	Bytes    int
+	Count    int
+	Interval time.Duration
+	// Echo reads each request back and compares it; otherwise requests are only written.
+	Echo bool
+}
+
+// Config is one shard's work. The zero value of optional fields means: no requests, no hold,
+// FIN close, no connect-rate cap, 1 s interval.
+type Config struct {
+	Model        Model
+	Ramp         schedule.Ramp
+	Destinations []dial.Destination
+	Dialer       dial.Dialer
+
+	IOTimeout time.Duration // every read and write; default 5 s
+	Send      *Send
+	Hold      time.Duration
+	Close     dial.CloseMode
+
+	// MaxInFlight caps open connections under the arrival model; Drop says what happens to an
+	// arrival with no free slot (dropped and counted, or queued and started late).
+	MaxInFlight int
+	Drop        bool
+	// MaxConnectRate caps new connections per second under the concurrency model; 0 is unlimited.
+	MaxConnectRate float64
+
+	// GracefulStop is how long in-flight connections may finish after the schedule ends or ctx is
+	// cancelled, before they are cut (counted as canceled). Default 5 s.
+	GracefulStop time.Duration
+	// Abort, when closed, cuts in-flight connections at once (a second signal).
+	Abort <-chan struct{}
+
+	// Interval is the snapshot interval (default 1 s); snapshots are also cut at stage boundaries.
+	Interval time.Duration
+	// OnSnapshot receives every interval snapshot, in order, from one goroutine.
+	OnSnapshot func(*metrics.Snapshot)
+	// Segment labels the snapshots ("i/N"), "" for a whole plan.
+	Segment string
+	// Start is when the schedule's time zero is; zero means now. A later Start waits for it.
+	Start time.Time
+}
+
+// Result says how the run ended.
+type Result struct {
+	Start, End time.Time
+	// Interrupted is true when ctx was cancelled before the schedule ended.
+	Interrupted bool
+	// Aborted is true when in-flight connections had to be cut (Abort, or the graceful stop expired).
+	Aborted bool
+	// Total is every snapshot added up.
+	Total *metrics.Snapshot
+}
+
+func (c *Config) validate() error {
+	switch {
+	case len(c.Destinations) == 0:
+		return errors.New("engine: no destinations")
+	case c.Dialer == nil:
+		return errors.New("engine: no dialer")
+	case len(c.Ramp.Stages) == 0:
+		return errors.New("engine: no stages")
+	case c.Model == Arrival && c.MaxInFlight < 1:
+		return errors.New("engine: arrival model needs MaxInFlight >= 1")
+	case c.Send != nil && (c.Send.Bytes < 1 || c.Send.Count < 1):
+		return errors.New("engine: send needs bytes >= 1 and count >= 1")
+	case c.MaxConnectRate < 0:
+		return errors.New("engine: negative connect rate")
+	}
+	return nil
+}
+
+type engine struct {
+	cfg  Config
+	rec  *metrics.Recorder
+	next atomic.Uint64
+
+	stopping chan struct{} // closed: start nothing new, end holds
+	hardCtx  context.Context
+	hardStop context.CancelFunc
+
+	payload []byte
+	bufs    sync.Pool
+	limiter ratelimit.Limiter
+	wg      sync.WaitGroup
+}
+
+// Run runs the shard until its schedule ends or ctx is cancelled, then drains, and returns the
+// total. Snapshots reach cfg.OnSnapshot as they are cut, the last one after every connection ended.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.IOTimeout <= 0 {
+		cfg.IOTimeout = 5 * time.Second
+	}
+	if cfg.GracefulStop <= 0 {
+		cfg.GracefulStop = 5 * time.Second
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if !cfg.Start.IsZero() {
+		t := time.NewTimer(time.Until(cfg.Start))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("engine: cancelled before the start at %s", cfg.Start.Format(time.RFC3339))
+		}
+	}
+	start := time.Now()
+	e := &engine{
+		cfg:      cfg,
+		rec:      metrics.NewRecorder(start, 4*runtime.GOMAXPROCS(0)),
+		stopping: make(chan struct{}),
+	}
+	e.hardCtx, e.hardStop = context.WithCancel(context.Background())
+	defer e.hardStop()
+	if cfg.Send != nil {
+		e.payload = make([]byte, cfg.Send.Bytes)
+		for i := range e.payload {
+			e.payload[i] = byte(rand.IntN(256))
+		}
+		n := cfg.Send.Bytes
+		e.bufs.New = func() any { b := make([]byte, n); return &b }
+	}
+	if cfg.Model == Concurrency && cfg.MaxConnectRate > 0 {
+		// ratelimit wants an integer rate per period: express fractional rates per 1000 s.
+		r := int(cfg.MaxConnectRate*1000 + 0.5)
+		e.limiter = ratelimit.New(max(r, 1), ratelimit.Per(1000*time.Second), ratelimit.WithSlack(0))
+	}
+
+	res := &Result{Start: start, Total: metrics.NewSnapshot()}
+	total := res.Total
+	var totalErr error
+	emit := func(s *metrics.Snapshot) {
+		s.Segment = cfg.Segment
+		if err := total.Add(s); err != nil && totalErr == nil {
+			totalErr = err
+		}
+		if cfg.OnSnapshot != nil {
+			cfg.OnSnapshot(s)
+		}
+	}
+
+	collectorDone := make(chan struct{})
+	finalCut := make(chan struct{})
+	go func() {
+		defer close(collectorDone)
+		e.collect(start, emit, finalCut)
+	}()
+
+	scheduleDone := make(chan struct{})
+	go func() {
+		defer close(scheduleDone)
+		if cfg.Model == Arrival {
+			e.arrivals(start)
+		} else {
+			e.concurrency(start)
+		}
+	}()
+
+	select {
+	case <-scheduleDone:
+	case <-ctx.Done():
+		res.Interrupted = true
+	case <-cfg.Abort:
+		res.Interrupted = true
+	}
+	close(e.stopping)
+	<-scheduleDone
+
+	drained := make(chan struct{})
+	go func() { e.wg.Wait(); close(drained) }()
+	grace := time.NewTimer(cfg.GracefulStop)
+	select {
+	case <-drained:
+	case <-grace.C:
+		res.Aborted = true
+	case <-cfg.Abort:
+		res.Aborted = true
+	}
+	grace.Stop()
+	e.hardStop()
+	<-drained
+
+	close(finalCut)
+	<-collectorDone
+	res.End = time.Now()
+	return res, totalErr
+}
+
+// collect cuts a snapshot every interval and at every stage boundary, then a last one on finalCut.
+func (e *engine) collect(start time.Time, emit func(*metrics.Snapshot), finalCut <-chan struct{}) {
+	bounds := e.cfg.Ramp.Boundaries()
+	last := time.Duration(0)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		next := last + e.cfg.Interval
+		for _, b := range bounds {
+			if b > last && b < next {
+				next = b
+				break
+			}
+		}
+		t.Reset(time.Until(start.Add(next)))
+		select {
+		case <-t.C:
+			emit(e.rec.Cut(start.Add(next), e.cfg.Ramp.Stage(last)))
+			last = next
+		case <-finalCut:
+			now := time.Now()
+			emit(e.rec.Cut(now, e.cfg.Ramp.Stage(last)))
+			return
+		}
+	}
+}
+
+// concurrency runs the concurrency model: slot i holds a connection while i < target.
+func (e *engine) concurrency(start time.Time) {
+	var slots []*slot
+	var target atomic.Int64
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	total := e.cfg.Ramp.Total()
+	for {
+		elapsed := time.Since(start)
+		c := e.cfg.Ramp.Concurrency(elapsed)
+		if elapsed >= total {
+			return
+		}
+		old := int(target.Swap(int64(c)))
+		for i := min(old, c); i < max(old, c); i++ {
+			if i < len(slots) {
+				slots[i].poke()
+			}
+		}
+		for len(slots) < c {
+			s := &slot{id: len(slots), wake: make(chan struct{}, 1), target: &target}
+			slots = append(slots, s)
+			e.wg.Add(1)
+			go e.runSlot(s)
+		}
+		t.Reset(e.nextChange(elapsed, total))
+		select {
+		case <-t.C:
+		case <-e.stopping:
+			return
+		}
+	}
+}
+
+// nextChange is how long until the concurrency target can next change: the stage's end when the
+// stage is flat, else the time the linear ramp crosses the next integer (at least 100 µs).
+func (e *engine) nextChange(elapsed, total time.Duration) time.Duration {
+	r := e.cfg.Ramp
+	var t0 time.Duration
+	from := r.Start
+	for _, s := range r.Stages {
+		end := t0 + s.Duration
+		if elapsed < end {
+			if s.Target == from {
+				return end - elapsed
+			}
+			slope := (s.Target - from) / s.Duration.Seconds() // per second
+			v := r.Value(elapsed)
+			// Concurrency is floor(v): rising, it changes when v reaches floor(v)+1; falling, when
+			// v drops below floor(v).
+			k := math.Floor(v + 1e-9)
+			if slope > 0 {
+				k++
+			}
+			dt := time.Duration((k - v) / slope * float64(time.Second))
+			dt = max(dt, 100*time.Microsecond)
+			return min(dt, end-elapsed)
+		}
+		t0 = end
+		from = s.Target
+	}
+	return max(total-elapsed, 0)
+}
+
+type slot struct {
+	id     int
+	wake   chan struct{}
+	target *atomic.Int64
+}
+
+func (s *slot) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *slot) wanted() bool { return int64(s.id) < s.target.Load() }
+
+func (e *engine) runSlot(s *slot) {
+	defer e.wg.Done()
+	for {
+		if !s.wanted() {
+			select {
+			case <-s.wake:
+				continue
+			case <-e.stopping:
+				return
+			}
+		}
+		select {
+		case <-e.stopping:
+			return
+		default:
+		}
+		if e.limiter != nil {
+			e.limiter.Take()
+		}
+		id := e.next.Add(1)
+		sh := e.rec.Shard(id)
+		sh.Attempt()
+		e.connection(id, sh, time.Time{}, s)
+	}
+}
+
+// arrivals runs the arrival model: every arrival starts at its intended time from the schedule,
+// never from when a goroutine got around to it, so lateness shows in schedule_lag and
+// connect_intended instead of disappearing (coordinated omission).
+func (e *engine) arrivals(start time.Time) {
+	sem := make(chan struct{}, e.cfg.MaxInFlight)
+	it := e.cfg.Ramp.Arrivals()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	for {
+		off, ok := it.Next()
+		if !ok {
+			return
+		}
+		intended := start.Add(off)
+		if d := time.Until(intended); d > 0 {
+			t.Reset(d)
+			select {
+			case <-t.C:
+			case <-e.stopping:
+				return
+			}
+		}
+		id := e.next.Add(1)
+		sh := e.rec.Shard(id)
+		select {
+		case sem <- struct{}{}:
+		default:
+			if e.cfg.Drop {
+				sh.Drop()
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-e.stopping:
+				return
+			}
+		}
+		sh.Attempt()
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.connection(id, sh, intended, nil)
+			<-sem
+		}()
+	}
+}
+
+// connection runs one lifecycle: connect, requests, hold, close. Every step has a deadline.
+func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s *slot) {
+	dst := e.cfg.Destinations[id%uint64(len(e.cfg.Destinations))]
+	t0 := time.Now()
+	timing := metrics.Timing{Intended: !intended.IsZero()}
+	if timing.Intended {
+		timing.Lag = t0.Sub(intended)
+	}
+	conn, err := e.cfg.Dialer.Dial(e.hardCtx, dst)
+	t1 := time.Now()
+	timing.Connect = t1.Sub(t0)
+	if err != nil {
+		if e.hardCtx.Err() != nil {
+			err = metrics.ErrCanceled
+		}
+		sh.ConnectFailed(t1, timing, err)
+		return
+	}
+	sh.Connected(timing)
+
+	if e.cfg.Send != nil {
+		stop := context.AfterFunc(e.hardCtx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+		err = e.converse(conn, sh, s)
+		stop()
+	}
+	if err == nil && e.cfg.Hold > 0 {
+		e.hold(e.cfg.Hold, s)
+	}
+	var closeErr error
+	if e.hardCtx.Err() != nil {
+		closeErr = dial.Close(conn, dial.CloseRST, time.Time{})
+	} else {
+		closeErr = dial.Close(conn, e.cfg.Close, time.Now().Add(e.cfg.IOTimeout))
+	}
+	if err == nil {
+		err = closeErr
+	}
+	t2 := time.Now()
+	if err != nil && e.hardCtx.Err() != nil {
+		err = fmt.Errorf("%w: %w", metrics.ErrCanceled, err)
+	}
+	sh.Closed(t2, t2.Sub(t1), err)
+}
+
+// converse writes the requests and, for echo, reads each one back and compares it.
+func (e *engine) converse(conn net.Conn, sh *metrics.Shard, s *slot) error {
+	snd := e.cfg.Send
+	var buf *[]byte
+	if snd.Echo {
+		buf = e.bufs.Get().(*[]byte)
+		defer e.bufs.Put(buf)
+	}
+	for i := range snd.Count {
+		if i > 0 && snd.Interval > 0 && !e.hold(snd.Interval, s) {
+			return nil // stopped: end the connection cleanly
+		}
+		if err := conn.SetDeadline(time.Now().Add(e.cfg.IOTimeout)); err != nil {
+			return err
+		}
+		w0 := time.Now()
+		n, err := conn.Write(e.payload)
+		if err != nil {
+			sh.Exchanged(-1, n, 0)
+			return err
+		}
+		if !snd.Echo {
+			sh.Exchanged(-1, n, 0)
+			continue
+		}
+		m, err := io.ReadFull(conn, *buf)
+		rtt := time.Since(w0)
+		if err != nil {
+			sh.Exchanged(-1, n, m)
+			return err
+		}
+		sh.Exchanged(rtt, n, m)
+		if !bytes.Equal(*buf, e.payload) {
+			return metrics.ErrEchoMismatch
+		}
+	}
+	return nil
+}
+
+// hold waits d, or less when the run stops or the slot is no longer wanted. It returns false when
+// the wait was cut short.
+func (e *engine) hold(d time.Duration, s *slot) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var wake chan struct{}
+	if s != nil {
+		wake = s.wake
+	}
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-e.stopping:
+			return false
+		case <-wake:
+			if !s.wanted() {
+				return false
+			}
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package engine
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/portstorm/portstorm/loadgen/dial"
+	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/schedule"
+)
+
+// simConn is a connection that exists only in virtual time: closing it is all it does.
+type simConn struct{ net.Conn }
+
+func (simConn) Close() error { return nil }
+
+// simDialer connects at once, except every stallEvery-th dial, which blocks for stall.
+type simDialer struct {
+	n          atomic.Int64
+	stallEvery int64
+	stall      time.Duration
+	stallAfter time.Duration // first stall only once this much virtual time has passed
+	start      time.Time
+}
+
+func (d *simDialer) Dial(ctx context.Context, _ dial.Destination) (net.Conn, error) {
+	n := d.n.Add(1)
+	if d.stall > 0 && time.Since(d.start) >= d.stallAfter && n%d.stallEvery == 0 {
+		select {
+		case <-time.After(d.stall):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return simConn{}, nil
+}
+
+var simDst = []dial.Destination{dial.NewDestination(netip.MustParseAddrPort("127.0.0.1:9"))}
+
+func runSim(t *testing.T, cfg Config) *Result {
+	t.Helper()
+	if cfg.Destinations == nil {
+		cfg.Destinations = simDst
+	}
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot := res.Total
+	if tot.Attempted != tot.Established+tot.Failed+tot.Dropped {
+		t.Fatalf("attempted %d != established %d + failed %d + dropped %d", tot.Attempted, tot.Established, tot.Failed, tot.Dropped)
+	}
+	if got := uint64(tot.Hist[metrics.Connect].TotalCount()); got != tot.Established {
+		t.Fatalf("connect histogram holds %d, established %d", got, tot.Established)
+	}
+	return res
+}
+
+func TestArrivalScheduleVirtualTime(t *testing.T) {
+	tests := []struct {
+		name      string
+		ramp      schedule.Ramp
+		want, tol float64
+	}{
+		{"constant 1000/s for 10s", schedule.Ramp{Start: 1000, Stages: []schedule.Stage{{Duration: 10 * time.Second, Target: 1000}}}, 10000, 10},
+		{"ramp 0 to 1000/s over 10s", schedule.Ramp{Stages: []schedule.Stage{{Duration: 10 * time.Second, Target: 1000}}}, 5000, 50},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var snaps int
+				res := runSim(t, Config{
+					Model: Arrival, Ramp: tt.ramp, Dialer: &simDialer{}, MaxInFlight: 100,
+					OnSnapshot: func(*metrics.Snapshot) { snaps++ },
+				})
+				got := float64(res.Total.Attempted)
+				if got < tt.want-tt.tol || got > tt.want+tt.tol {
+					t.Fatalf("%v starts, want %v ± %v", got, tt.want, tt.tol)
+				}
+				// Nothing was late in virtual time.
+				if lag := res.Total.Hist[metrics.ScheduleLag].Max(); lag > 1 {
+					t.Fatalf("schedule lag max %d µs in virtual time", lag)
+				}
+				if snaps < 10 || snaps > 12 {
+					t.Fatalf("%d snapshots for a 10 s run at 1 s intervals", snaps)
+				}
+			})
+		})
+	}
+}
+
+// TestCoordinatedOmission: at 100 starts/s with one slot and a dialer that stalls 1 s once every
+// 10 s, the queued starts are late; connect_intended must show it while connect does not.
+func TestCoordinatedOmission(t *testing.T) {
+	ramp := schedule.Ramp{Start: 100, Stages: []schedule.Stage{{Duration: 10 * time.Second, Target: 100}}}
+	tests := []struct {
+		name string
+		drop bool
+	}{{"queue", false}, {"drop", true}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				d := &simDialer{stallEvery: 1000, stall: time.Second, start: time.Now()}
+				// 1000 dials in 10 s: the 500th (at 5 s) stalls, i.e. once in the 10 s run.
+				d.stallEvery = 500
+				res := runSim(t, Config{Model: Arrival, Ramp: ramp, Dialer: d, MaxInFlight: 1, Drop: tt.drop})
+				tot := res.Total
+				connectP99 := time.Duration(tot.Hist[metrics.Connect].ValueAtQuantile(99)) * time.Microsecond
+				intendedP99 := time.Duration(tot.Hist[metrics.ConnectIntended].ValueAtQuantile(99)) * time.Microsecond
+				t.Logf("connect p99 %v intended p99 %v dropped %d attempted %d", connectP99, intendedP99, tot.Dropped, tot.Attempted)
+				if connectP99 >= 10*time.Millisecond {
+					t.Errorf("connect p99 %v, want < 10ms", connectP99)
+				}
+				if tt.drop {
+					if tot.Dropped < 90 || tot.Dropped > 101 {
+						t.Errorf("dropped %d, want about 99 (1 s of 100/s)", tot.Dropped)
+					}
+					if tot.Attempted < 995 || tot.Attempted > 1005 {
+						t.Errorf("attempted %d, want 1000 (dropped ones count as attempted)", tot.Attempted)
+					}
+					return
+				}
+				if intendedP99 < 500*time.Millisecond {
+					t.Errorf("connect_intended p99 %v, want >= 500ms: the stall must show", intendedP99)
+				}
+				if tot.Dropped != 0 {
+					t.Errorf("dropped %d under queue", tot.Dropped)
+				}
+			})
+		})
+	}
+}
+
+func TestConcurrencyModelVirtualTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ramp := schedule.Ramp{Stages: []schedule.Stage{
+			{Duration: 2 * time.Second, Target: 200},
+			{Duration: 3 * time.Second, Target: 200},
+			{Duration: time.Second, Target: 0},
+		}}
+		var peaks []int64
+		res := runSim(t, Config{
+			Model: Concurrency, Ramp: ramp, Dialer: &simDialer{}, Hold: 500 * time.Millisecond,
+			OnSnapshot: func(s *metrics.Snapshot) { peaks = append(peaks, s.PeakActive) },
+		})
+		tot := res.Total
+		if tot.PeakActive != 200 {
+			t.Fatalf("peak %d, want 200", tot.PeakActive)
+		}
+		if tot.Active != 0 || tot.Closed != tot.Established {
+			t.Fatalf("active %d, closed %d of %d established at the end", tot.Active, tot.Closed, tot.Established)
+		}
+		// 3 s at 200 connections held 0.5 s each: about 1200 connections, plus the ramps.
+		if tot.Established < 1200 || tot.Established > 2000 {
+			t.Fatalf("established %d", tot.Established)
+		}
+		if tot.Outcomes[metrics.OK] != tot.Closed {
+			t.Fatalf("outcomes %v", tot.Outcomes)
+		}
+		// Snapshots are cut at stage boundaries: the 2 s ramp, 3 s hold and 1 s ramp-down.
+		if len(peaks) < 6 {
+			t.Fatalf("%d snapshots", len(peaks))
+		}
+	})
+}
+
+func TestInterruptDrains(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ramp := schedule.Ramp{Start: 50, Stages: []schedule.Stage{{Duration: time.Hour, Target: 50}}}
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(3*time.Second, cancel)
+		res, err := Run(ctx, Config{Model: Concurrency, Ramp: ramp, Destinations: simDst, Dialer: &simDialer{}, Hold: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Interrupted || res.Aborted {
+			t.Fatalf("interrupted %v aborted %v", res.Interrupted, res.Aborted)
+		}
+		if d := res.End.Sub(res.Start); d > 3*time.Second+time.Millisecond {
+			t.Fatalf("run took %v after a stop at 3 s: holds must end at once", d)
+		}
+		tot := res.Total
+		if tot.Established != 50 || tot.Closed != 50 || tot.Outcomes[metrics.OK] != 50 {
+			t.Fatalf("established %d closed %d ok %d", tot.Established, tot.Closed, tot.Outcomes[metrics.OK])
+		}
+	})
+}

@@ -1,0 +1,98 @@
+// Package metrics holds portstorm's recorders: sharded HdrHistograms, counters by outcome and the
+// interval snapshots that shards exchange and merge, whether goroutines, processes or pods.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"syscall"
+)
+
+// Outcome is the fixed taxonomy every connection ends in. Failures are told apart with errors.Is on
+// the error's shape, never by its text, so the set cannot grow with the messages the kernel returns.
+type Outcome uint8
+
+// The outcomes, in the order of summary.json's contract (design §7). Canceled was added for
+// connections cut short by a hard stop (a second signal or an expired graceful stop).
+const (
+	OK Outcome = iota
+	EADDRNOTAVAIL
+	EADDRINUSE
+	ECONNREFUSED
+	ETIMEDOUT
+	ECONNRESET
+	EMFILE
+	EOF
+	EchoMismatch
+	Canceled
+	Other
+	NumOutcomes
+)
+
+var outcomeNames = [NumOutcomes]string{
+	OK:            "ok",
+	EADDRNOTAVAIL: "EADDRNOTAVAIL",
+	EADDRINUSE:    "EADDRINUSE",
+	ECONNREFUSED:  "ECONNREFUSED",
+	ETIMEDOUT:     "ETIMEDOUT",
+	ECONNRESET:    "ECONNRESET",
+	EMFILE:        "EMFILE",
+	EOF:           "EOF",
+	EchoMismatch:  "echo_mismatch",
+	Canceled:      "canceled",
+	Other:         "other",
+}
+
+func (o Outcome) String() string {
+	if o < NumOutcomes {
+		return outcomeNames[o]
+	}
+	return "invalid"
+}
+
+// ParseOutcome is the inverse of String.
+func ParseOutcome(s string) (Outcome, bool) {
+	for i, n := range outcomeNames {
+		if n == s {
+			return Outcome(i), true
+		}
+	}
+	return 0, false
+}
+
+// ErrEchoMismatch is returned when the bytes read back differ from the bytes written.
+var ErrEchoMismatch = errors.New("echo mismatch")
+
+// ErrCanceled marks work cut short by a hard stop.
+var ErrCanceled = errors.New("canceled by stop")
+
+// Classify maps an error to its outcome. A nil error is OK.
+func Classify(err error) Outcome {
+	switch {
+	case err == nil:
+		return OK
+	case errors.Is(err, ErrCanceled), errors.Is(err, context.Canceled):
+		return Canceled
+	case errors.Is(err, ErrEchoMismatch):
+		return EchoMismatch
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return EADDRNOTAVAIL
+	case errors.Is(err, syscall.EADDRINUSE):
+		return EADDRINUSE
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ECONNREFUSED
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
+		// A write into a connection the peer reset surfaces as EPIPE; both are the peer resetting.
+		return ECONNRESET
+	case errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.Is(err, context.DeadlineExceeded):
+		return ETIMEDOUT
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return EMFILE
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return EOF
+	}
+	return Other
+}

@@ -1,0 +1,297 @@
+package metrics
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Latency names one of the latency histograms of design §5.
+type Latency uint8
+
+const (
+	// Connect is connect() started -> established.
+	Connect Latency = iota
+	// ConnectIntended is intended start -> established (arrival model): coordinated-omission free.
+	ConnectIntended
+	// ScheduleLag is intended start -> connect() started: how late the generator was.
+	ScheduleLag
+	// RTT is request written -> full echo read back.
+	RTT
+	// Lifetime is established -> closed.
+	Lifetime
+	NumLatencies
+)
+
+var latencyNames = [NumLatencies]string{"connect", "connect_intended", "schedule_lag", "rtt", "lifetime"}
+
+func (l Latency) String() string { return latencyNames[l] }
+
+// Histogram bounds, in microseconds: 1 µs to 1 h at 3 significant digits (design §5).
+const (
+	HistLowest  = 1
+	HistHighest = 3_600_000_000
+	HistSigFigs = 3
+)
+
+// NewHistogram returns an empty latency histogram with portstorm's bounds.
+func NewHistogram() *hdr.Histogram { return hdr.New(HistLowest, HistHighest, HistSigFigs) }
+
+// maxExamples is how many error messages are kept per outcome, to explain it without unbounded growth.
+const maxExamples = 3
+
+// Counts are the additive counters of a snapshot.
+type Counts struct {
+	Attempted   uint64
+	Established uint64
+	Failed      uint64
+	Dropped     uint64
+	Closed      uint64
+	BytesOut    uint64
+	BytesIn     uint64
+	Outcomes    [NumOutcomes]uint64
+	// Clamped counts latencies outside the histogram bounds, recorded at the nearest bound.
+	Clamped uint64
+}
+
+func (c *Counts) add(o *Counts) {
+	c.Attempted += o.Attempted
+	c.Established += o.Established
+	c.Failed += o.Failed
+	c.Dropped += o.Dropped
+	c.Closed += o.Closed
+	c.BytesOut += o.BytesOut
+	c.BytesIn += o.BytesIn
+	c.Clamped += o.Clamped
+	for i := range c.Outcomes {
+		c.Outcomes[i] += o.Outcomes[i]
+	}
+}
+
+// Errors is the number of connections that ended in anything but OK.
+func (c *Counts) Errors() uint64 {
+	var n uint64
+	for i, v := range c.Outcomes {
+		if Outcome(i) != OK {
+			n += v
+		}
+	}
+	return n
+}
+
+// FirstSeen is when an outcome first occurred: offset from the run's start and the number of
+// established connections open at that moment.
+type FirstSeen struct {
+	AtUS        int64 `json:"at_us"`
+	Concurrency int64 `json:"concurrency"`
+}
+
+// Recorder collects one shard's measurements. It is safe for concurrent use: connections record into
+// one of several sub-recorders (HdrHistogram is not safe for concurrent use), and Cut moves their
+// contents into an interval Snapshot. Nothing is stored per sample, so memory does not grow with time.
+type Recorder struct {
+	start  time.Time
+	shards []shardRec
+	active atomic.Int64
+	peak   atomic.Int64
+
+	cutMu   sync.Mutex
+	seq     int
+	lastCut time.Time
+}
+
+// Shard is the part of a Recorder one connection writes to.
+type Shard struct {
+	rec *Recorder
+	mu  sync.Mutex
+	c   Counts
+	// first is valid where firstSet is true.
+	first    [NumOutcomes]FirstSeen
+	firstSet [NumOutcomes]bool
+	examples [NumOutcomes][]string
+	hist     [NumLatencies]*hdr.Histogram
+}
+
+type shardRec struct {
+	Shard
+	_ [64]byte // keep neighbouring shards' locks off one cache line
+}
+
+// NewRecorder returns a recorder whose offsets count from start, with n sub-recorders (at least 1).
+func NewRecorder(start time.Time, n int) *Recorder {
+	if n < 1 {
+		n = 1
+	}
+	r := &Recorder{start: start, shards: make([]shardRec, n), lastCut: start}
+	for i := range r.shards {
+		s := &r.shards[i].Shard
+		s.rec = r
+		for l := range s.hist {
+			s.hist[l] = NewHistogram()
+		}
+	}
+	return r
+}
+
+// Start is the instant offsets count from.
+func (r *Recorder) Start() time.Time { return r.start }
+
+// Shard returns the sub-recorder for a connection id.
+func (r *Recorder) Shard(id uint64) *Shard { return &r.shards[id%uint64(len(r.shards))].Shard }
+
+// Active is the number of established connections open now.
+func (r *Recorder) Active() int64 { return r.active.Load() }
+
+func (r *Recorder) raisePeak(v int64) {
+	for {
+		p := r.peak.Load()
+		if v <= p || r.peak.CompareAndSwap(p, v) {
+			return
+		}
+	}
+}
+
+func (s *Shard) record(l Latency, d time.Duration) {
+	us := d.Microseconds()
+	if us < HistLowest || us > HistHighest {
+		if us > HistHighest {
+			us = HistHighest
+		} else {
+			us = HistLowest
+		}
+		if d >= time.Microsecond || d < 0 {
+			s.c.Clamped++
+		}
+	}
+	_ = s.hist[l].RecordValue(us) // cannot fail: us is within bounds
+}
+
+func (s *Shard) outcome(at time.Time, err error) Outcome {
+	o := Classify(err)
+	s.c.Outcomes[o]++
+	if o != OK {
+		if !s.firstSet[o] {
+			s.firstSet[o] = true
+			s.first[o] = FirstSeen{AtUS: at.Sub(s.rec.start).Microseconds(), Concurrency: s.rec.active.Load()}
+		}
+		if len(s.examples[o]) < maxExamples {
+			s.examples[o] = append(s.examples[o], err.Error())
+		}
+	}
+	return o
+}
+
+// Attempt counts a connection the schedule started.
+func (s *Shard) Attempt() {
+	s.mu.Lock()
+	s.c.Attempted++
+	s.mu.Unlock()
+}
+
+// Drop counts an arrival that found no free slot under on_saturation: drop. It counts as attempted.
+func (s *Shard) Drop() {
+	s.mu.Lock()
+	s.c.Attempted++
+	s.c.Dropped++
+	s.mu.Unlock()
+}
+
+// Timing is the connect-phase timing of one connection.
+type Timing struct {
+	Lag      time.Duration // intended start -> connect() started
+	Connect  time.Duration // connect() started -> established (or failed)
+	Intended bool          // the connection had an intended start (arrival model)
+}
+
+// Connected records an established connection.
+func (s *Shard) Connected(t Timing) {
+	n := s.rec.active.Add(1)
+	s.rec.raisePeak(n)
+	s.mu.Lock()
+	s.c.Established++
+	s.record(Connect, t.Connect)
+	if t.Intended {
+		s.record(ScheduleLag, t.Lag)
+		s.record(ConnectIntended, t.Lag+t.Connect)
+	}
+	s.mu.Unlock()
+}
+
+// ConnectFailed records a connection whose connect failed, and returns its outcome.
+func (s *Shard) ConnectFailed(at time.Time, t Timing, err error) Outcome {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.c.Failed++
+	if t.Intended {
+		s.record(ScheduleLag, t.Lag)
+	}
+	return s.outcome(at, err)
+}
+
+// Exchanged records one request answered: its round trip and the bytes moved.
+func (s *Shard) Exchanged(rtt time.Duration, out, in int) {
+	s.mu.Lock()
+	if rtt >= 0 {
+		s.record(RTT, rtt)
+	}
+	s.c.BytesOut += uint64(out)
+	s.c.BytesIn += uint64(in)
+	s.mu.Unlock()
+}
+
+// Closed records the end of an established connection; err is why it ended (nil for a clean end).
+func (s *Shard) Closed(at time.Time, lifetime time.Duration, err error) Outcome {
+	s.mu.Lock()
+	s.c.Closed++
+	s.record(Lifetime, lifetime)
+	o := s.outcome(at, err)
+	s.mu.Unlock()
+	s.rec.active.Add(-1)
+	return o
+}
+
+// Cut moves everything recorded since the previous Cut into a snapshot ending at now.
+func (r *Recorder) Cut(now time.Time, stage int) *Snapshot {
+	r.cutMu.Lock()
+	defer r.cutMu.Unlock()
+	snap := NewSnapshot()
+	snap.filled = true
+	snap.Seq = r.seq
+	snap.Stage = stage
+	snap.StartUS = r.lastCut.Sub(r.start).Microseconds()
+	snap.EndUS = now.Sub(r.start).Microseconds()
+	r.seq++
+	r.lastCut = now
+	for i := range r.shards {
+		s := &r.shards[i].Shard
+		s.mu.Lock()
+		snap.Counts.add(&s.c)
+		s.c = Counts{}
+		for o := range s.first {
+			if s.firstSet[o] {
+				snap.noteFirst(Outcome(o), s.first[o])
+				s.firstSet[o] = false
+			}
+			snap.noteExamples(Outcome(o), s.examples[o])
+			s.examples[o] = s.examples[o][:0]
+		}
+		for l, h := range s.hist {
+			// Both histograms share bounds, so Merge cannot drop a value.
+			snap.Hist[l].Merge(h)
+			h.Reset()
+		}
+		s.mu.Unlock()
+	}
+	snap.Active = r.active.Load()
+	snap.PeakActive = max(r.peak.Swap(snap.Active), snap.Active)
+	return snap
+}
+
+// String is a one-line description for debugging.
+func (s *Snapshot) String() string {
+	return fmt.Sprintf("snapshot %d stage %d [%d,%d)µs att=%d est=%d fail=%d drop=%d closed=%d active=%d peak=%d",
+		s.Seq, s.Stage, s.StartUS, s.EndUS, s.Attempted, s.Established, s.Failed, s.Dropped, s.Closed, s.Active, s.PeakActive)
+}

@@ -1,0 +1,155 @@
+// Package plan holds portstorm's YAML test plan: its types, strict loading with file:line errors,
+// environment and --set overrides layered by viper, defaults, and Validate.
+package plan
+
+import "time"
+
+// SchemaVersion is the only plan schema this build reads.
+const SchemaVersion = 1
+
+// Plan is a resolved test plan (schema v1). Zero values mean "use the default"; Defaults fills them.
+type Plan struct {
+	Version    int         `yaml:"version" json:"version"`
+	Name       string      `yaml:"name" json:"name"`
+	Target     Target      `yaml:"target" json:"target"`
+	Source     Source      `yaml:"source" json:"source"`
+	Connection Connection  `yaml:"connection" json:"connection"`
+	Load       Load        `yaml:"load" json:"load"`
+	Thresholds []Threshold `yaml:"thresholds" json:"thresholds,omitempty"`
+	Baseline   *Baseline   `yaml:"baseline" json:"baseline,omitempty"`
+	Output     Output      `yaml:"output" json:"output"`
+
+	// File is the path the plan was read from ("" for plans built in code).
+	File string `yaml:"-" json:"-"`
+	// Lines maps a field path ("load.stages[1].target") to the line it came from, so that Validate
+	// can name file:line. Overridden fields map to 0 and are named by their override instead.
+	Lines map[string]int `yaml:"-" json:"-"`
+	// Origins maps a field path to the override that set it ("--set load.model", "env PORTSTORM_LOAD_MODEL").
+	Origins map[string]string `yaml:"-" json:"-"`
+}
+
+// Target says what to connect to: portstorm's built-in target, or real servers.
+type Target struct {
+	// Builtin, when set, starts portstorm's own target on ephemeral loopback ports for the run.
+	Builtin *Builtin `yaml:"builtin" json:"builtin,omitempty"`
+	// Addresses are host:port destinations, used round-robin. Exclusive with Builtin.
+	Addresses []string `yaml:"addresses" json:"addresses,omitempty"`
+	// AllowRemote permits non-loopback destinations (the --allow-remote flag is needed as well).
+	AllowRemote bool `yaml:"allow_remote" json:"allow_remote,omitempty"`
+}
+
+// Builtin configures the built-in target started by the run.
+type Builtin struct {
+	// Mode is echo, sink, hold, close (FIN right after accept) or rst (RST right after accept).
+	Mode string `yaml:"mode" json:"mode"`
+	// Listeners is how many listening ports to open (default 1); connections spread round-robin.
+	Listeners int `yaml:"listeners" json:"listeners"`
+	// IdleTimeout closes a connection that sends nothing for this long (default 60s).
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout"`
+	// MaxFrame is the largest read the target buffers and echoes at once (default 64KiB).
+	MaxFrame Size `yaml:"max_frame" json:"max_frame"`
+}
+
+// Source says where connections come from.
+type Source struct {
+	// Addresses are local source IPs (default: none, the kernel picks).
+	Addresses []string `yaml:"addresses" json:"addresses,omitempty"`
+	Ports     Ports    `yaml:"ports" json:"ports"`
+}
+
+// Ports selects how local ports are chosen.
+type Ports struct {
+	// Strategy is kernel (default), bind-no-port, bind, range or explicit.
+	Strategy string `yaml:"strategy" json:"strategy"`
+	// Range is "lo-hi", used by the range and explicit strategies.
+	Range string `yaml:"range" json:"range,omitempty"`
+}
+
+// Connection is the lifecycle every connection runs.
+type Connection struct {
+	// ConnectTimeout bounds connect() (default 3s).
+	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout"`
+	// IOTimeout bounds every read and write after connect (default 5s).
+	IOTimeout Duration `yaml:"io_timeout" json:"io_timeout"`
+	// Send, when set, writes requests after connect and reads the answers.
+	Send *Send `yaml:"send" json:"send,omitempty"`
+	// Hold keeps the connection open after the last request.
+	Hold Duration `yaml:"hold" json:"hold"`
+	// Close is fin (default), rst (SO_LINGER 0), half (shutdown write, wait for the peer) or server.
+	Close string `yaml:"close" json:"close"`
+}
+
+// Send describes the requests written on each connection.
+type Send struct {
+	// Bytes is the size of one request (default 64B).
+	Bytes Size `yaml:"bytes" json:"bytes"`
+	// Count is how many requests per connection (default 1).
+	Count int `yaml:"count" json:"count"`
+	// Interval is the pause between requests.
+	Interval Duration `yaml:"interval" json:"interval"`
+	// Expect is echo (read the request back and compare) or none (write only). Default: echo when
+	// the built-in target runs in echo mode, none otherwise.
+	Expect string `yaml:"expect" json:"expect"`
+}
+
+// Load is the load model.
+type Load struct {
+	// Model is concurrency (keep N connections open) or arrival (open N connections per second).
+	Model string `yaml:"model" json:"model"`
+	// Start is the target at time zero, before the first stage ramps from it (default 0).
+	Start float64 `yaml:"start" json:"start"`
+	// Stages ramp the target linearly, k6 style.
+	Stages []Stage `yaml:"stages" json:"stages"`
+	// MaxInFlight caps open connections under the arrival model (default 20000).
+	MaxInFlight int `yaml:"max_in_flight" json:"max_in_flight"`
+	// OnSaturation is queue (start late; the delay shows in connect_intended) or drop (count it).
+	OnSaturation string `yaml:"on_saturation" json:"on_saturation"`
+	// MaxConnectRate caps new connections per second under the concurrency model (default unlimited).
+	MaxConnectRate Rate `yaml:"max_connect_rate" json:"max_connect_rate"`
+	// GracefulStop is how long in-flight connections may finish after the last stage or a signal
+	// (default 5s).
+	GracefulStop Duration `yaml:"graceful_stop" json:"graceful_stop"`
+}
+
+// Stage is one linear ramp of the load target.
+type Stage struct {
+	Duration Duration `yaml:"duration" json:"duration"`
+	// Target is concurrent connections (concurrency model) or connections per second (arrival).
+	Target float64 `yaml:"target" json:"target"`
+}
+
+// Threshold is one pass/fail condition over a summary metric.
+type Threshold struct {
+	Expr        string   `yaml:"expr" json:"expr"`
+	AbortOnFail bool     `yaml:"abort_on_fail" json:"abort_on_fail,omitempty"`
+	Delay       Duration `yaml:"delay" json:"delay,omitempty"`
+}
+
+// Baseline names a previous summary to compare against.
+type Baseline struct {
+	File          string  `yaml:"file" json:"file"`
+	MaxRegression Percent `yaml:"max_regression" json:"max_regression"`
+}
+
+// Output says where results go.
+type Output struct {
+	// Dir is the parent folder of result folders (default "results").
+	Dir string `yaml:"dir" json:"dir"`
+	// Interval is the snapshot interval (default 1s).
+	Interval Duration `yaml:"interval" json:"interval"`
+}
+
+// Duration is a time.Duration written with units ("10s", "250ms").
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Size is a byte count written with units ("64B", "1KiB", "2MiB") or as a bare integer.
+type Size int64
+
+// Rate is a positive rate per second; 0 means unlimited ("unlimited" in YAML).
+type Rate float64
+
+// Percent is a ratio written as "10%" (stored as 0.10).
+type Percent float64
