@@ -1,0 +1,46 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/portstorm/portstorm/loadgen/coordinator"
+)
+
+// progress shows one updating line on a terminal, and a plain line every 5 s otherwise (CI logs).
+type progress struct {
+	w        io.Writer
+	terminal bool
+	quiet    bool
+	last     time.Duration
+	drawn    bool
+}
+
+func newProgress(w io.Writer, terminal, quiet bool) *progress {
+	return &progress{w: w, terminal: terminal, quiet: quiet, last: -1}
+}
+
+func (p *progress) update(pr coordinator.Progress) {
+	if p.quiet {
+		return
+	}
+	line := fmt.Sprintf("stage %d/%d  %s/%s  active %d  opened %.0f/s  errors %d  connect p99 %s",
+		pr.Stage, pr.Stages, pr.Elapsed.Truncate(time.Second), pr.Total, pr.Active, pr.OpenedPerSecond,
+		pr.Errors, pr.ConnectP99)
+	if p.terminal {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		p.drawn = true
+		return
+	}
+	if p.last < 0 || pr.Elapsed-p.last >= 5*time.Second {
+		fmt.Fprintln(p.w, line)
+		p.last = pr.Elapsed
+	}
+}
+
+func (p *progress) finish() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}

@@ -1,0 +1,108 @@
+// Package preflight reads the host's limits that shape a connection test (fds, port range, TIME_WAIT
+// settings) so that results record them and impossible plans are refused before they start.
+package preflight
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// PortRange is an inclusive range of local ports.
+type PortRange struct {
+	Lo int `json:"lo"`
+	Hi int `json:"hi"`
+}
+
+// Size is the number of ports in the range.
+func (r PortRange) Size() int {
+	if r.Hi < r.Lo {
+		return 0
+	}
+	return r.Hi - r.Lo + 1
+}
+
+// Host is what summary.json records about the machine (design §7). Values that could not be read
+// are -1 (or empty), never guessed.
+type Host struct {
+	Hostname      string    `json:"hostname"`
+	Kernel        string    `json:"kernel"`
+	Cores         int       `json:"cores"`
+	FDSoft        int64     `json:"fd_soft"`
+	FDHard        int64     `json:"fd_hard"`
+	PortRange     PortRange `json:"port_range"`
+	ReservedPorts string    `json:"reserved_ports"`
+	TWReuse       int       `json:"tw_reuse"`
+	TWReuseDelay  int       `json:"tw_reuse_delay_ms"`
+	MaxTWBuckets  int       `json:"max_tw_buckets"`
+	Somaxconn     int       `json:"somaxconn"`
+	Netns         string    `json:"netns"`
+}
+
+// Proc is the root of the proc file system; tests point it elsewhere.
+var Proc = "/proc"
+
+func readProc(rel string) string {
+	b, err := os.ReadFile(filepath.Join(Proc, rel))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func readInt(rel string) int {
+	v, err := strconv.Atoi(readProc(rel))
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// ParsePortRange reads "lo hi" as in ip_local_port_range.
+func ParsePortRange(s string) (PortRange, bool) {
+	f := strings.Fields(s)
+	if len(f) != 2 {
+		return PortRange{}, false
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
+		return PortRange{}, false
+	}
+	return PortRange{lo, hi}, true
+}
+
+// ReadHost snapshots the host's limits as this process sees them (its network namespace included).
+func ReadHost() Host {
+	h := Host{
+		Cores:         runtime.NumCPU(),
+		FDSoft:        -1,
+		FDHard:        -1,
+		PortRange:     PortRange{-1, -1},
+		ReservedPorts: readProc("sys/net/ipv4/ip_local_reserved_ports"),
+		TWReuse:       readInt("sys/net/ipv4/tcp_tw_reuse"),
+		TWReuseDelay:  readInt("sys/net/ipv4/tcp_tw_reuse_delay"),
+		MaxTWBuckets:  readInt("sys/net/ipv4/tcp_max_tw_buckets"),
+		Somaxconn:     readInt("sys/net/core/somaxconn"),
+	}
+	h.Hostname, _ = os.Hostname()
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		h.Kernel = unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:])
+	}
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil {
+		h.FDSoft, h.FDHard = int64(rl.Cur), int64(rl.Max)
+	}
+	if r, ok := ParsePortRange(readProc("sys/net/ipv4/ip_local_port_range")); ok {
+		h.PortRange = r
+	}
+	if l, err := os.Readlink(filepath.Join(Proc, "self/ns/net")); err == nil {
+		h.Netns = l
+	}
+	return h
+}

@@ -1,0 +1,230 @@
+// Package report turns measurements into result files: summary.json (the contract users' CI scripts
+// parse), timeline.csv and the text summary, all written atomically.
+package report
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/preflight"
+)
+
+// Schema names the summary.json contract; later versions only add fields.
+const Schema = "portstorm/summary/v1"
+
+// Summary is summary.json (design §7). Times are microseconds, counts integers.
+type Summary struct {
+	Schema      string         `json:"schema"`
+	Name        string         `json:"name"`
+	StartedAt   time.Time      `json:"started_at"`
+	EndedAt     time.Time      `json:"ended_at"`
+	DurationUS  int64          `json:"duration_us"`
+	Interrupted bool           `json:"interrupted"`
+	Aborted     bool           `json:"aborted"`
+	Verdict     string         `json:"verdict"`
+	Plan        *plan.Plan     `json:"plan"`
+	Host        preflight.Host `json:"host"`
+	Segments    int            `json:"segments"`
+
+	Connections Connections               `json:"connections"`
+	Outcomes    map[string]uint64         `json:"outcomes"`
+	First       map[string]First          `json:"first"`
+	Examples    map[string][]string       `json:"examples,omitempty"`
+	Errors      ErrorRate                 `json:"errors"`
+	Bytes       Bytes                     `json:"bytes"`
+	Latency     map[string]LatencySummary `json:"latency"`
+	Stages      []Stage                   `json:"stages"`
+	Ports       any                       `json:"ports"`
+	Thresholds  []ThresholdResult         `json:"thresholds"`
+	Warnings    []string                  `json:"warnings,omitempty"`
+	Target      *TargetStats              `json:"target,omitempty"`
+}
+
+// Connections are the connection counters. attempted == established + failed + dropped.
+type Connections struct {
+	Attempted      uint64 `json:"attempted"`
+	Established    uint64 `json:"established"`
+	Failed         uint64 `json:"failed"`
+	Dropped        uint64 `json:"dropped"`
+	Closed         uint64 `json:"closed"`
+	PeakConcurrent int64  `json:"peak_concurrent"`
+	// PerSecond is established connections per second of run time.
+	PerSecond float64 `json:"per_second"`
+}
+
+// First is when an outcome first occurred.
+type First struct {
+	AtS         float64 `json:"at_s"`
+	Concurrency int64   `json:"concurrency"`
+}
+
+// ErrorRate counts connections that ended in anything but ok, and their share of those that ended.
+type ErrorRate struct {
+	Count uint64  `json:"count"`
+	Rate  float64 `json:"rate"`
+}
+
+// Bytes moved by requests.
+type Bytes struct {
+	Out uint64 `json:"out"`
+	In  uint64 `json:"in"`
+}
+
+// LatencySummary is one histogram's figures in microseconds, plus the histogram itself (base64 of
+// the compressed HdrHistogram V2 encoding) so that results merge exactly.
+type LatencySummary struct {
+	Count int64   `json:"count"`
+	Min   int64   `json:"min"`
+	Mean  float64 `json:"mean"`
+	P50   int64   `json:"p50"`
+	P90   int64   `json:"p90"`
+	P99   int64   `json:"p99"`
+	P999  int64   `json:"p999"`
+	Max   int64   `json:"max"`
+	HDR   string  `json:"hdr"`
+}
+
+// Stage is one plan stage's own figures (intervals are cut at stage boundaries).
+type Stage struct {
+	Index       int                       `json:"index"`
+	StartS      float64                   `json:"start_s"`
+	EndS        float64                   `json:"end_s"`
+	Connections Connections               `json:"connections"`
+	Outcomes    map[string]uint64         `json:"outcomes"`
+	Latency     map[string]LatencySummary `json:"latency"`
+}
+
+// ThresholdResult is one threshold's verdict.
+type ThresholdResult struct {
+	Expr     string `json:"expr"`
+	Observed string `json:"observed"`
+	Pass     bool   `json:"pass"`
+}
+
+// TargetStats are the built-in target's counters, when the run started one.
+type TargetStats struct {
+	Accepted   uint64 `json:"accepted"`
+	Peak       int64  `json:"peak"`
+	Closed     uint64 `json:"closed"`
+	BytesIn    uint64 `json:"bytes_in"`
+	BytesOut   uint64 `json:"bytes_out"`
+	IdleClosed uint64 `json:"idle_closed"`
+}
+
+// Latencies summarises every histogram of a snapshot.
+func Latencies(s *metrics.Snapshot) (map[string]LatencySummary, error) {
+	out := make(map[string]LatencySummary, metrics.NumLatencies)
+	for l, h := range s.Hist {
+		enc, err := metrics.EncodeHistogram(h)
+		if err != nil {
+			return nil, err
+		}
+		ls := LatencySummary{Count: h.TotalCount(), HDR: enc}
+		if ls.Count > 0 {
+			ls.Min, ls.Mean, ls.Max = h.Min(), h.Mean(), h.Max()
+			ls.P50, ls.P90 = h.ValueAtQuantile(50), h.ValueAtQuantile(90)
+			ls.P99, ls.P999 = h.ValueAtQuantile(99), h.ValueAtQuantile(99.9)
+		}
+		out[metrics.Latency(l).String()] = ls
+	}
+	return out, nil
+}
+
+func outcomes(s *metrics.Snapshot) map[string]uint64 {
+	m := make(map[string]uint64, metrics.NumOutcomes)
+	for i, n := range s.Outcomes {
+		m[metrics.Outcome(i).String()] = n
+	}
+	return m
+}
+
+func connections(s *metrics.Snapshot) Connections {
+	c := Connections{
+		Attempted: s.Attempted, Established: s.Established, Failed: s.Failed,
+		Dropped: s.Dropped, Closed: s.Closed, PeakConcurrent: s.PeakActive,
+	}
+	if d := s.EndUS - s.StartUS; d > 0 {
+		c.PerSecond = float64(s.Established) / (float64(d) / 1e6)
+	}
+	return c
+}
+
+// Input is everything a summary is built from.
+type Input struct {
+	Plan        *plan.Plan
+	Host        preflight.Host
+	Segments    int
+	Start, End  time.Time
+	Interrupted bool
+	Aborted     bool
+	Total       *metrics.Snapshot
+	Stages      []*metrics.Snapshot // index = stage; nil where a stage never ran
+	Target      *TargetStats
+}
+
+// Build makes the summary. Verdict is "pass" until thresholds are judged.
+func Build(in Input) (*Summary, error) {
+	t := in.Total
+	s := &Summary{
+		Schema: Schema, Name: in.Plan.Name, StartedAt: in.Start.UTC(), EndedAt: in.End.UTC(),
+		DurationUS: in.End.Sub(in.Start).Microseconds(), Interrupted: in.Interrupted, Aborted: in.Aborted,
+		Verdict: "pass", Plan: in.Plan, Host: in.Host, Segments: max(in.Segments, 1),
+		Connections: connections(t), Outcomes: outcomes(t), First: map[string]First{},
+		Bytes: Bytes{Out: t.BytesOut, In: t.BytesIn}, Thresholds: []ThresholdResult{}, Stages: []Stage{},
+		Target: in.Target,
+	}
+	for i, f := range t.First {
+		if f != nil {
+			s.First[metrics.Outcome(i).String()] = First{AtS: float64(f.AtUS) / 1e6, Concurrency: f.Concurrency}
+		}
+		if len(t.Examples[i]) > 0 {
+			if s.Examples == nil {
+				s.Examples = map[string][]string{}
+			}
+			s.Examples[metrics.Outcome(i).String()] = t.Examples[i]
+		}
+	}
+	s.Errors.Count = t.Errors()
+	if ended := t.Failed + t.Closed; ended > 0 {
+		s.Errors.Rate = float64(s.Errors.Count) / float64(ended)
+	}
+	var err error
+	if s.Latency, err = Latencies(t); err != nil {
+		return nil, err
+	}
+	for i, st := range in.Stages {
+		if st == nil {
+			continue
+		}
+		lat, err := Latencies(st)
+		if err != nil {
+			return nil, err
+		}
+		s.Stages = append(s.Stages, Stage{
+			Index: i, StartS: float64(st.StartUS) / 1e6, EndS: float64(st.EndUS) / 1e6,
+			Connections: connections(st), Outcomes: outcomes(st), Latency: lat,
+		})
+	}
+	if lag := s.Latency["schedule_lag"]; lag.Count > 0 && lag.P99 > 1000 {
+		s.Warnings = append(s.Warnings, fmt.Sprintf(
+			"schedule_lag p99 is %s: the generator, not the target, was the bottleneck for part of the run", fmtUS(lag.P99)))
+	}
+	if t.Clamped > 0 {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("%d latencies fell outside 1µs..1h and were clamped", t.Clamped))
+	}
+	return s, nil
+}
+
+// fmtUS formats microseconds for people.
+func fmtUS(us int64) string {
+	switch {
+	case us < 1000:
+		return fmt.Sprintf("%dµs", us)
+	case us < 1_000_000:
+		return fmt.Sprintf("%.2fms", float64(us)/1e3)
+	default:
+		return fmt.Sprintf("%.2fs", float64(us)/1e6)
+	}
+}

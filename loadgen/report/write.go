@@ -1,0 +1,192 @@
+package report
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/portstorm/portstorm/loadgen/metrics"
+)
+
+// WriteFileAtomic writes data to path so that a reader (or a crash) sees the old file or the whole
+// new one, never a part: temp file in the same folder, fsync, rename, fsync of the folder.
+func WriteFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// WriteSummary writes summary.json into dir.
+func WriteSummary(dir string, s *Summary) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(dir, "summary.json"), append(b, '\n'))
+}
+
+// ReadSummary reads a summary.json.
+func ReadSummary(path string) (*Summary, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if s.Schema != Schema {
+		return nil, fmt.Errorf("%s: schema %q, want %q", path, s.Schema, Schema)
+	}
+	return &s, nil
+}
+
+// TimelineRow is one interval of timeline.csv; it keeps no histogram, so a long run's timeline
+// costs a few hundred bytes per interval.
+type TimelineRow struct {
+	EndS        float64
+	Stage       int
+	Active      int64
+	PeakActive  int64
+	Attempted   uint64
+	Established uint64
+	Failed      uint64
+	Dropped     uint64
+	Closed      uint64
+	Outcomes    [metrics.NumOutcomes]uint64
+	ConnectP50  int64
+	ConnectP99  int64
+	ConnectMax  int64
+	IntendedP99 int64
+	RTTP99      int64
+}
+
+// Row summarises one interval snapshot.
+func Row(s *metrics.Snapshot) TimelineRow {
+	c := s.Hist[metrics.Connect]
+	return TimelineRow{
+		EndS: float64(s.EndUS) / 1e6, Stage: s.Stage, Active: s.Active, PeakActive: s.PeakActive,
+		Attempted: s.Attempted, Established: s.Established, Failed: s.Failed, Dropped: s.Dropped,
+		Closed: s.Closed, Outcomes: s.Outcomes,
+		ConnectP50: c.ValueAtQuantile(50), ConnectP99: c.ValueAtQuantile(99), ConnectMax: c.Max(),
+		IntendedP99: s.Hist[metrics.ConnectIntended].ValueAtQuantile(99),
+		RTTP99:      s.Hist[metrics.RTT].ValueAtQuantile(99),
+	}
+}
+
+// WriteTimeline writes timeline.csv into dir: one row per interval, counts within the interval.
+func WriteTimeline(dir string, rows []TimelineRow) error {
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	head := []string{"t_s", "stage", "active", "peak_active", "attempted", "established", "failed", "dropped", "closed"}
+	for o := range metrics.NumOutcomes {
+		head = append(head, "outcome_"+o.String())
+	}
+	head = append(head, "connect_p50_us", "connect_p99_us", "connect_max_us", "connect_intended_p99_us", "rtt_p99_us")
+	w.Write(head)
+	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	i := func(v int64) string { return strconv.FormatInt(v, 10) }
+	for _, r := range rows {
+		rec := []string{strconv.FormatFloat(r.EndS, 'f', 3, 64), strconv.Itoa(r.Stage), i(r.Active), i(r.PeakActive),
+			u(r.Attempted), u(r.Established), u(r.Failed), u(r.Dropped), u(r.Closed)}
+		for _, n := range r.Outcomes {
+			rec = append(rec, u(n))
+		}
+		rec = append(rec, i(r.ConnectP50), i(r.ConnectP99), i(r.ConnectMax), i(r.IntendedP99), i(r.RTTP99))
+		w.Write(rec)
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(dir, "timeline.csv"), buf.Bytes())
+}
+
+// WriteText prints the summary table people read at the end of a run.
+func WriteText(w io.Writer, s *Summary, dir string) {
+	state := s.Verdict
+	if s.Interrupted {
+		state += ", interrupted"
+	}
+	if s.Aborted {
+		state += ", aborted"
+	}
+	fmt.Fprintf(w, "\nportstorm %s: %s (%.1fs, %d segment(s))\n", s.Name, state, float64(s.DurationUS)/1e6, s.Segments)
+	c := s.Connections
+	fmt.Fprintf(w, "  connections  attempted %d  established %d  failed %d  dropped %d  closed %d  peak %d  (%.0f/s)\n",
+		c.Attempted, c.Established, c.Failed, c.Dropped, c.Closed, c.PeakConcurrent, c.PerSecond)
+	var outs []string
+	for o := range metrics.NumOutcomes {
+		if n := s.Outcomes[o.String()]; n > 0 {
+			o := o.String()
+			if f, ok := s.First[o]; ok {
+				outs = append(outs, fmt.Sprintf("%s %d (first at %.2fs, %d open)", o, n, f.AtS, f.Concurrency))
+			} else {
+				outs = append(outs, fmt.Sprintf("%s %d", o, n))
+			}
+		}
+	}
+	if len(outs) == 0 {
+		outs = []string{"none"}
+	}
+	fmt.Fprintf(w, "  outcomes     %s\n", strings.Join(outs, ", "))
+	if s.Errors.Count > 0 {
+		fmt.Fprintf(w, "  errors       %d (%.3f%%)\n", s.Errors.Count, 100*s.Errors.Rate)
+		for o, ex := range s.Examples {
+			fmt.Fprintf(w, "    %s e.g. %s\n", o, ex[0])
+		}
+	}
+	fmt.Fprintf(w, "  %-18s %9s %9s %9s %9s %9s %9s %9s\n", "latency", "count", "min", "p50", "p90", "p99", "p99.9", "max")
+	for l := range metrics.NumLatencies {
+		ls, ok := s.Latency[l.String()]
+		if !ok || ls.Count == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "  %-18s %9d %9s %9s %9s %9s %9s %9s\n", l.String(), ls.Count, fmtUS(ls.Min), fmtUS(ls.P50),
+			fmtUS(ls.P90), fmtUS(ls.P99), fmtUS(ls.P999), fmtUS(ls.Max))
+	}
+	for _, t := range s.Thresholds {
+		v := "pass"
+		if !t.Pass {
+			v = "FAIL"
+		}
+		fmt.Fprintf(w, "  threshold    %-40s observed %-12s %s\n", t.Expr, t.Observed, v)
+	}
+	for _, warn := range s.Warnings {
+		fmt.Fprintf(w, "  warning      %s\n", warn)
+	}
+	if dir != "" {
+		fmt.Fprintf(w, "  results      %s\n", dir)
+	}
+}
