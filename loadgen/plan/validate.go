@@ -1,0 +1,382 @@
+package plan
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits Validate enforces (design §9: plans are capped in size, stages in number, durations in
+// length).
+const (
+	MaxListeners   = 64
+	MaxIOTimeout   = Duration(10 * time.Minute) // connect_timeout and io_timeout
+	MaxSendBytes   = Size(16 << 20)
+	MaxSendCount   = 1_000_000
+	MaxStages      = 100
+	MaxStage       = Duration(24 * time.Hour)
+	MaxTotal       = Duration(7 * 24 * time.Hour) // all stages together
+	MaxTarget      = 10_000_000                   // concurrent connections, or connections per second
+	MaxInFlight    = 10_000_000
+	MinInterval    = Duration(100 * time.Millisecond) // output.interval
+	MaxInterval    = Duration(time.Hour)
+	maxHold        = Duration(24 * time.Hour) // hold and builtin.idle_timeout
+	maxPause       = Duration(time.Hour)      // send.interval and graceful_stop
+	maxNameLength  = 64
+	maxHostnameLen = 253
+)
+
+var (
+	nameRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	portRE     = regexp.MustCompile(`^[0-9]{1,5}$`)
+	rangeRE    = regexp.MustCompile(`^([0-9]{1,5})-([0-9]{1,5})$`)
+)
+
+// The accepted words of each enumerated field.
+var (
+	Modes        = []string{"echo", "sink", "hold", "close", "rst"}
+	Strategies   = []string{"kernel", "bind-no-port", "bind", "range", "explicit"}
+	Expects      = []string{"echo", "none"}
+	CloseModes   = []string{"fin", "rst", "half", "server"}
+	Models       = []string{"concurrency", "arrival"}
+	Saturations  = []string{"queue", "drop"}
+	rangeNeeders = []string{"range", "explicit"}
+)
+
+// Validate reports every problem with the plan at once, each a *FieldError naming the field, its
+// file:line (or the override that set it) and what would be accepted. It checks values, not
+// presence of defaults: a zero value that Defaults would fill passes, so Validate gives the same
+// verdict before and after Defaults, except for the name, which Defaults takes from the file name.
+func (p *Plan) Validate() []error {
+	c := &checker{p: p}
+	c.version()
+	c.name()
+	c.target()
+	c.source()
+	c.connection()
+	c.load()
+	c.thresholds()
+	c.baseline()
+	c.output()
+	return c.errs
+}
+
+type checker struct {
+	p    *Plan
+	errs []error
+}
+
+func (c *checker) fail(path, format string, args ...any) {
+	c.errs = append(c.errs, c.p.fieldError(path, fmt.Sprintf(format, args...)))
+}
+
+// fieldError places a problem at path: at its override, or its line, or failing that the nearest
+// enclosing field that has one (a missing key is reported where its mapping starts).
+func (p *Plan) fieldError(path, msg string) *FieldError {
+	e := &FieldError{File: p.File, Field: path, Msg: msg}
+	for q := path; ; q = parentPath(q) {
+		if o, ok := p.Origins[q]; ok {
+			e.Origin = o
+			break
+		}
+		if l := p.Lines[q]; l > 0 {
+			e.Line = l
+			break
+		}
+		if q == "" {
+			break
+		}
+	}
+	return e
+}
+
+func (c *checker) version() {
+	_, written := c.p.Lines["version"]
+	switch v := c.p.Version; {
+	case v == 0 && !written:
+		c.fail("version", "missing; want version: %d as the first line", SchemaVersion)
+	case v != SchemaVersion:
+		c.fail("version", "unsupported schema version %d; this build reads version %d", v, SchemaVersion)
+	}
+}
+
+func (c *checker) name() {
+	switch n := c.p.Name; {
+	case n == "":
+		c.fail("name", "missing; want 1 to %d letters, digits, '.', '_' or '-'", maxNameLength)
+	case !nameRE.MatchString(n):
+		c.fail("name", "want 1 to %d letters, digits, '.', '_' or '-', got %q", maxNameLength, n)
+	}
+}
+
+func (c *checker) target() {
+	t := c.p.Target
+	switch {
+	case t.Builtin != nil && len(t.Addresses) > 0:
+		c.fail("target", "set target.builtin or target.addresses, not both")
+	case t.Builtin == nil && len(t.Addresses) == 0:
+		c.fail("target", "set one of target.builtin (portstorm's own target, e.g. {mode: echo}) or target.addresses (a list of host:port)")
+	}
+	if b := t.Builtin; b != nil {
+		c.oneOf("target.builtin.mode", b.Mode, Modes)
+		if b.Listeners < 0 || b.Listeners > MaxListeners {
+			c.fail("target.builtin.listeners", "want 1 to %d, got %d", MaxListeners, b.Listeners)
+		}
+		c.duration("target.builtin.idle_timeout", b.IdleTimeout, 0, maxHold)
+		if b.MaxFrame < 0 || b.MaxFrame > MaxSendBytes {
+			c.fail("target.builtin.max_frame", "want 1B to %s, got %s", MaxSendBytes, b.MaxFrame)
+		}
+	}
+	for i, a := range t.Addresses {
+		if msg := checkHostPort(a); msg != "" {
+			c.fail(fmt.Sprintf("target.addresses[%d]", i), "%s", msg)
+		}
+	}
+}
+
+// checkHostPort returns what is wrong with a destination address, or "".
+func checkHostPort(a string) string {
+	const want = "want host:port like 127.0.0.1:6379, [::1]:80 or db.example:5432"
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Sprintf("%s, got %q", want, a)
+	}
+	if host == "" {
+		return fmt.Sprintf("%s; the host is missing in %q", want, a)
+	}
+	if _, err := netip.ParseAddr(host); err != nil && (len(host) > maxHostnameLen || !hostnameRE.MatchString(host)) {
+		return fmt.Sprintf("%s; %q is neither an IP address nor a host name", want, host)
+	}
+	if n, err := strconv.Atoi(port); !portRE.MatchString(port) || err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("%s; the port must be a number from 1 to 65535, got %q", want, port)
+	}
+	return ""
+}
+
+func (c *checker) source() {
+	s := c.p.Source
+	for i, a := range s.Addresses {
+		_, errA := netip.ParseAddr(a)
+		_, errP := netip.ParsePrefix(a)
+		if errA != nil && errP != nil {
+			c.fail(fmt.Sprintf("source.addresses[%d]", i), "want an IP address or a CIDR prefix (127.0.0.2, 127.0.0.0/24, ::1), got %q", a)
+		}
+	}
+	strategy := s.Ports.Strategy
+	c.oneOf("source.ports.strategy", strategy, Strategies)
+	needsRange := slices.Contains(rangeNeeders, strategy)
+	switch r := s.Ports.Range; {
+	case r == "" && needsRange:
+		c.fail("source.ports.range", `required by the %s strategy; want "lo-hi" like "40000-40999"`, strategy)
+	case r != "" && !needsRange && slices.Contains(Strategies, orDefault(strategy, DefaultStrategy)):
+		c.fail("source.ports.range", "only the range and explicit strategies use a port range; the strategy is %s", orDefault(strategy, DefaultStrategy))
+	case r != "":
+		if _, _, ok := ParsePortRange(r); !ok {
+			c.fail("source.ports.range", `want "lo-hi" with 1 <= lo <= hi <= 65535, like "40000-40999", got %q`, r)
+		}
+	}
+}
+
+// ParsePortRange reads "lo-hi" with 1 <= lo <= hi <= 65535.
+func ParsePortRange(r string) (lo, hi int, ok bool) {
+	m := rangeRE.FindStringSubmatch(r)
+	if m == nil {
+		return 0, 0, false
+	}
+	lo, _ = strconv.Atoi(m[1])
+	hi, _ = strconv.Atoi(m[2])
+	return lo, hi, 1 <= lo && lo <= hi && hi <= 65535
+}
+
+func (c *checker) connection() {
+	cn := c.p.Connection
+	c.timeout("connection.connect_timeout", cn.ConnectTimeout)
+	c.timeout("connection.io_timeout", cn.IOTimeout)
+	c.duration("connection.hold", cn.Hold, 0, maxHold)
+	c.oneOf("connection.close", cn.Close, CloseModes)
+	s := cn.Send
+	if s == nil {
+		return
+	}
+	if s.Bytes < 0 || s.Bytes > MaxSendBytes {
+		c.fail("connection.send.bytes", "want 1B to %s, got %s", MaxSendBytes, s.Bytes)
+	}
+	if s.Count < 0 || s.Count > MaxSendCount {
+		c.fail("connection.send.count", "want 1 to %d requests per connection, got %d", MaxSendCount, s.Count)
+	}
+	c.duration("connection.send.interval", s.Interval, 0, maxPause)
+	c.oneOf("connection.send.expect", s.Expect, Expects)
+	if b := c.p.Target.Builtin; s.Expect == "echo" && b != nil {
+		if mode := orDefault(b.Mode, DefaultMode); mode != "echo" {
+			c.fail("connection.send.expect", "echo needs a target that echoes, but the built-in target runs in %s mode; want expect: none, or target.builtin.mode: echo", mode)
+		}
+	}
+}
+
+func (c *checker) load() {
+	l := c.p.Load
+	c.oneOf("load.model", l.Model, Models)
+	if badTarget(l.Start) {
+		c.fail("load.start", "want 0 to %d %s, got %v", MaxTarget, l.targetUnit(), l.Start)
+	}
+	c.stages(l)
+	if l.MaxInFlight < 0 || l.MaxInFlight > MaxInFlight {
+		c.fail("load.max_in_flight", "want 1 to %d, got %d", MaxInFlight, l.MaxInFlight)
+	}
+	c.oneOf("load.on_saturation", l.OnSaturation, Saturations)
+	if r := float64(l.MaxConnectRate); r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		c.fail("load.max_connect_rate", `want "unlimited" or a number above 0, got %v`, r)
+	}
+	c.duration("load.graceful_stop", l.GracefulStop, 0, maxPause)
+}
+
+// badTarget reports a load target outside 0..MaxTarget (NaN included).
+func badTarget(f float64) bool { return math.IsNaN(f) || f < 0 || f > MaxTarget }
+
+// targetUnit is what a stage target counts under the model.
+func (l Load) targetUnit() string {
+	if l.Model == "arrival" {
+		return "connections per second"
+	}
+	return "concurrent connections"
+}
+
+func (c *checker) stages(l Load) {
+	switch n := len(l.Stages); {
+	case n == 0:
+		c.fail("load.stages", "want at least one stage, like - {duration: 10s, target: 100}")
+	case n > MaxStages:
+		c.fail("load.stages", "want at most %d stages, got %d", MaxStages, n)
+		return // not one message per stage of a runaway list
+	}
+	var total time.Duration
+	rises, allValid := l.Start > 0, !badTarget(l.Start)
+	for i, s := range l.Stages {
+		path := fmt.Sprintf("load.stages[%d]", i)
+		if s.Duration <= 0 || s.Duration > MaxStage {
+			c.fail(path+".duration", "want more than 0s and at most %s, got %s", short(MaxStage), s.Duration)
+		} else {
+			total += s.Duration.D() // at most 100 stages of at most 24h: no overflow
+		}
+		if badTarget(s.Target) {
+			c.fail(path+".target", "want 0 to %d %s, got %v", MaxTarget, l.targetUnit(), s.Target)
+			allValid = false
+		}
+		rises = rises || s.Target > 0
+	}
+	if total > MaxTotal.D() {
+		c.fail("load.stages", "the stages last %s together; the limit is %s (7 days)", Duration(total), short(MaxTotal))
+	}
+	if len(l.Stages) > 0 && allValid && !rises {
+		c.fail("load.stages", "the load never rises above zero; want a stage with a target above 0")
+	}
+}
+
+func (c *checker) thresholds() {
+	for i, t := range c.p.Thresholds {
+		path := fmt.Sprintf("thresholds[%d]", i)
+		switch {
+		case strings.TrimSpace(t.Expr) == "":
+			c.fail(path+".expr", `empty; want an expression like "connect.p99 < 5ms"`)
+		case !printable(t.Expr):
+			c.fail(path+".expr", "want one line of printable text, got %q", t.Expr)
+		}
+		c.duration(path+".delay", t.Delay, 0, MaxTotal)
+	}
+}
+
+func (c *checker) baseline() {
+	b := c.p.Baseline
+	if b == nil {
+		return
+	}
+	switch {
+	case strings.TrimSpace(b.File) == "":
+		c.fail("baseline.file", "empty; want the path of a previous summary.json, like results/baseline/quickstart.json")
+	case !printable(b.File):
+		c.fail("baseline.file", "want one line of printable text, got %q", b.File)
+	}
+	if r := float64(b.MaxRegression); r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		c.fail("baseline.max_regression", "want a percentage of 0%% or more, like 10%%, got %s", b.MaxRegression)
+	}
+}
+
+func (c *checker) output() {
+	o := c.p.Output
+	switch dir := filepath.ToSlash(o.Dir); {
+	case !printable(dir):
+		c.fail("output.dir", "want one line of printable text, got %q", o.Dir)
+	case filepath.IsAbs(o.Dir) || strings.HasPrefix(dir, "/"):
+		c.fail("output.dir", "want a path relative to the working directory, like results, got %q", o.Dir)
+	case slices.Contains(strings.Split(dir, "/"), ".."):
+		c.fail("output.dir", `want a path inside the working directory, without ".." elements, got %q`, o.Dir)
+	}
+	if iv := o.Interval; iv != 0 && (iv < MinInterval || iv > MaxInterval) {
+		c.fail("output.interval", "want %s to %s, got %s", short(MinInterval), short(MaxInterval), iv)
+	}
+}
+
+// oneOf checks an enumerated field; "" passes, since Defaults fills it.
+func (c *checker) oneOf(path, v string, accepted []string) {
+	if v != "" && !slices.Contains(accepted, v) {
+		c.fail(path, "want one of %s, got %q", strings.Join(accepted, ", "), v)
+	}
+}
+
+// timeout checks connect_timeout and io_timeout: above zero (zero means the default), at most 10m.
+func (c *checker) timeout(path string, d Duration) {
+	if d < 0 || d > MaxIOTimeout {
+		c.fail(path, "want more than 0s and at most %s, got %s", short(MaxIOTimeout), d)
+	}
+}
+
+// duration checks lo <= d <= hi.
+func (c *checker) duration(path string, d, lo, hi Duration) {
+	if d < lo || d > hi {
+		c.fail(path, "want %s to %s, got %s", short(lo), short(hi), d)
+	}
+}
+
+// cmp returns v, or def when v is unset.
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// printable reports whether s is valid UTF-8 made of printable characters (spaces allowed, no tabs
+// or line breaks): free-text fields end up in file names, reports and terminals.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// short renders a limit for messages without trailing zero units: "24h", "10m", not "24h0m0s".
+func short(d Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

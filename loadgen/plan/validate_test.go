@@ -1,0 +1,191 @@
+package plan
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	src := `version: 1
+name: three
+target:
+  builtin: {mode: echo, listeners: 65}
+load:
+  model: arrival
+  stages:
+    - {duration: 10s, target: 100}
+  on_saturation: wait
+output: {dir: ../up}
+`
+	p, err := Parse("three.yaml", []byte(src), Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Defaults()
+	errs := p.Validate()
+	want := []string{
+		"three.yaml:4: target.builtin.listeners: want 1 to 64, got 65",
+		`three.yaml:9: load.on_saturation: want one of queue, drop, got "wait"`,
+		`three.yaml:10: output.dir: want a path inside the working directory, without ".." elements, got "../up"`,
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(want), errors.Join(errs...))
+	}
+	for i, w := range want {
+		if errs[i].Error() != w {
+			t.Errorf("error %d:\n got %s\nwant %s", i, errs[i], w)
+		}
+		var fe *FieldError
+		if !errors.As(errs[i], &fe) {
+			t.Errorf("error %d is %T, want *FieldError", i, errs[i])
+		}
+	}
+}
+
+// validPlan is a minimal plan built in code, already defaulted.
+func validPlan() *Plan {
+	p := &Plan{
+		Version: 1,
+		Name:    "code",
+		Target:  Target{Builtin: &Builtin{}},
+		Load:    Load{Stages: []Stage{{Duration(time.Second), 10}}},
+	}
+	p.Defaults()
+	return p
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(p *Plan)
+		field string // "" when the plan is valid
+		msg   string
+	}{
+		{"valid", func(p *Plan) {}, "", ""},
+		{"name with a space", func(p *Plan) { p.Name = "a b" }, "name", "letters, digits"},
+		{"name too long", func(p *Plan) { p.Name = strings.Repeat("n", 65) }, "name", "1 to 64"},
+		{"no target", func(p *Plan) { p.Target.Builtin = nil }, "target", "set one of"},
+		{"unknown mode", func(p *Plan) { p.Target.Builtin.Mode = "http" }, "target.builtin.mode", "echo, sink, hold, close, rst"},
+		{"address without port", func(p *Plan) { p.Target = Target{Addresses: []string{"10.0.0.1"}} }, "target.addresses[0]", "host:port"},
+		{"address port zero", func(p *Plan) { p.Target = Target{Addresses: []string{"h:0"}} }, "target.addresses[0]", "1 to 65535"},
+		{"address with a name", func(p *Plan) { p.Target = Target{Addresses: []string{"db.internal:5432"}} }, "", ""},
+		{"address bad host", func(p *Plan) { p.Target = Target{Addresses: []string{"a b:80"}} }, "target.addresses[0]", "neither"},
+		{"source CIDR", func(p *Plan) { p.Source.Addresses = []string{"127.0.0.0/8", "::1"} }, "", ""},
+		{"source name", func(p *Plan) { p.Source.Addresses = []string{"localhost"} }, "source.addresses[0]", "IP address or a CIDR"},
+		{"unknown strategy", func(p *Plan) { p.Source.Ports.Strategy = "random" }, "source.ports.strategy", "kernel, bind-no-port"},
+		{"range needs a range", func(p *Plan) { p.Source.Ports.Strategy = "range" }, "source.ports.range", "required by the range strategy"},
+		{"range reversed", func(p *Plan) { p.Source.Ports = Ports{"explicit", "2000-1000"} }, "source.ports.range", "lo <= hi"},
+		{"range from 0", func(p *Plan) { p.Source.Ports = Ports{"range", "0-10"} }, "source.ports.range", "1 <= lo"},
+		{"range unused", func(p *Plan) { p.Source.Ports.Range = "1-10" }, "source.ports.range", "strategy is kernel"},
+		{"zero connect timeout is the default", func(p *Plan) { p.Connection.ConnectTimeout = 0 }, "", ""},
+		{"connect timeout too long", func(p *Plan) { p.Connection.ConnectTimeout = Duration(11 * time.Minute) }, "connection.connect_timeout", "at most 10m"},
+		{"negative io timeout", func(p *Plan) { p.Connection.IOTimeout = -1 }, "connection.io_timeout", "more than 0s"},
+		{"negative hold", func(p *Plan) { p.Connection.Hold = Duration(-time.Second) }, "connection.hold", "0s to 24h"},
+		{"unknown close", func(p *Plan) { p.Connection.Close = "abort" }, "connection.close", "fin, rst, half, server"},
+		{"send too big", func(p *Plan) { p.Connection.Send = &Send{Bytes: MaxSendBytes + 1} }, "connection.send.bytes", "1B to 16MiB"},
+		{"send count", func(p *Plan) { p.Connection.Send = &Send{Count: 1_000_001} }, "connection.send.count", "1 to 1000000"},
+		{"expect unknown", func(p *Plan) { p.Connection.Send = &Send{Expect: "http"} }, "connection.send.expect", "echo, none"},
+		{"expect echo to remote", func(p *Plan) {
+			p.Target = Target{Addresses: []string{"127.0.0.1:7"}}
+			p.Connection.Send = &Send{Expect: "echo"}
+		}, "", ""},
+		{"unknown model", func(p *Plan) { p.Load.Model = "open" }, "load.model", "concurrency, arrival"},
+		{"no stages", func(p *Plan) { p.Load.Stages = nil }, "load.stages", "at least one stage"},
+		{"too many stages", func(p *Plan) {
+			for range 100 {
+				p.Load.Stages = append(p.Load.Stages, Stage{Duration(time.Second), 1})
+			}
+		}, "load.stages", "at most 100 stages"},
+		{"zero stage", func(p *Plan) { p.Load.Stages[0].Duration = 0 }, "load.stages[0].duration", "more than 0s"},
+		{"long stage", func(p *Plan) { p.Load.Stages[0].Duration = Duration(25 * time.Hour) }, "load.stages[0].duration", "at most 24h"},
+		{"week exceeded", func(p *Plan) {
+			p.Load.Stages = nil
+			for range 8 {
+				p.Load.Stages = append(p.Load.Stages, Stage{Duration(24 * time.Hour), 1})
+			}
+		}, "load.stages", "7 days"},
+		{"target too high", func(p *Plan) { p.Load.Stages[0].Target = 1e7 + 1 }, "load.stages[0].target", "0 to 10000000 concurrent"},
+		{"arrival target too high", func(p *Plan) { p.Load.Model = "arrival"; p.Load.Stages[0].Target = 2e7 }, "load.stages[0].target", "per second"},
+		{"NaN target", func(p *Plan) { p.Load.Stages[0].Target = math.NaN() }, "load.stages[0].target", "0 to"},
+		{"negative start", func(p *Plan) { p.Load.Start = -1 }, "load.start", "0 to"},
+		{"never above zero", func(p *Plan) { p.Load.Stages[0].Target = 0 }, "load.stages", "never rises above zero"},
+		{"start alone is load", func(p *Plan) { p.Load.Start = 5; p.Load.Stages[0].Target = 0 }, "", ""},
+		{"max in flight", func(p *Plan) { p.Load.MaxInFlight = -1 }, "load.max_in_flight", "1 to 10000000"},
+		{"on saturation", func(p *Plan) { p.Load.OnSaturation = "block" }, "load.on_saturation", "queue, drop"},
+		{"negative rate", func(p *Plan) { p.Load.MaxConnectRate = -1 }, "load.max_connect_rate", `"unlimited" or a number above 0`},
+		{"graceful stop", func(p *Plan) { p.Load.GracefulStop = -1 }, "load.graceful_stop", "0s to 1h"},
+		{"empty threshold", func(p *Plan) { p.Thresholds = []Threshold{{Expr: " "}} }, "thresholds[0].expr", "empty"},
+		{"threshold with a newline", func(p *Plan) { p.Thresholds = []Threshold{{Expr: "a\nb"}} }, "thresholds[0].expr", "printable"},
+		{"baseline without file", func(p *Plan) { p.Baseline = &Baseline{} }, "baseline.file", "summary.json"},
+		{"negative regression", func(p *Plan) { p.Baseline = &Baseline{File: "b.json", MaxRegression: -0.1} }, "baseline.max_regression", "0% or more"},
+		{"absolute dir", func(p *Plan) { p.Output.Dir = "/var/results" }, "output.dir", "relative"},
+		{"climbing dir", func(p *Plan) { p.Output.Dir = "a/../../b" }, "output.dir", `".."`},
+		{"dotted dir is fine", func(p *Plan) { p.Output.Dir = "./out..x/y" }, "", ""},
+		{"interval too short", func(p *Plan) { p.Output.Interval = Duration(10 * time.Millisecond) }, "output.interval", "100ms to 1h"},
+		{"missing version", func(p *Plan) { p.Version = 0 }, "version", "missing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := validPlan()
+			tc.edit(p)
+			errs := p.Validate()
+			if tc.field == "" {
+				if len(errs) > 0 {
+					t.Fatalf("refused: %v", errors.Join(errs...))
+				}
+				return
+			}
+			if len(errs) != 1 {
+				t.Fatalf("got %d errors, want 1:\n%v", len(errs), errors.Join(errs...))
+			}
+			var fe *FieldError
+			if !errors.As(errs[0], &fe) || fe.Field != tc.field || !strings.Contains(fe.Msg, tc.msg) {
+				t.Errorf("got %q, want field %s and a message with %q", errs[0], tc.field, tc.msg)
+			}
+		})
+	}
+}
+
+// Validate's verdict does not depend on Defaults having run (the name aside).
+func TestValidateBeforeDefaults(t *testing.T) {
+	p := &Plan{Version: 1, Name: "x", Target: Target{Builtin: &Builtin{}}, Connection: Connection{Send: &Send{}},
+		Load: Load{Stages: []Stage{{Duration(time.Second), 1}}}}
+	if errs := p.Validate(); len(errs) > 0 {
+		t.Errorf("before Defaults: %v", errors.Join(errs...))
+	}
+	p.Defaults()
+	if errs := p.Validate(); len(errs) > 0 {
+		t.Errorf("after Defaults: %v", errors.Join(errs...))
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	p := &Plan{File: "dir/my-plan.v2.yaml", Target: Target{Builtin: &Builtin{Mode: "sink"}}, Connection: Connection{Send: &Send{}}}
+	p.Defaults()
+	if p.Name != "my-plan.v2" {
+		t.Errorf("name = %q, want my-plan.v2", p.Name)
+	}
+	if s := p.Connection.Send; s.Expect != "none" || s.Bytes != 64 || s.Count != 1 {
+		t.Errorf("send = %+v, want none, 64B, 1", s)
+	}
+	if b := p.Target.Builtin; b.Listeners != 1 || b.IdleTimeout != Duration(time.Minute) || b.MaxFrame != 64<<10 {
+		t.Errorf("builtin = %+v", b)
+	}
+	q := &Plan{Target: Target{Builtin: &Builtin{}}, Connection: Connection{Send: &Send{}}}
+	q.Defaults()
+	if q.Connection.Send.Expect != "echo" || q.Target.Builtin.Mode != "echo" {
+		t.Errorf("echo target: expect %q, mode %q; want echo, echo", q.Connection.Send.Expect, q.Target.Builtin.Mode)
+	}
+	if q.Load.Model != "concurrency" || q.Load.MaxInFlight != 20000 || q.Load.OnSaturation != "queue" ||
+		q.Load.GracefulStop != Duration(5*time.Second) || q.Output.Dir != "results" || q.Output.Interval != Duration(time.Second) ||
+		q.Connection.Close != "fin" || q.Source.Ports.Strategy != "kernel" ||
+		q.Connection.ConnectTimeout != Duration(3*time.Second) || q.Connection.IOTimeout != Duration(5*time.Second) {
+		t.Errorf("defaults: %+v", q)
+	}
+	if q.Name != "" || q.Version != 0 || q.Baseline != nil {
+		t.Errorf("Defaults invented name %q, version %d or baseline %v", q.Name, q.Version, q.Baseline)
+	}
+}

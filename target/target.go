@@ -1,0 +1,497 @@
+// Package target is portstorm's built-in TCP target server: it listens on loopback ports and echoes,
+// sinks, holds, closes (FIN) or resets (RST) every connection, counting what it saw.
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mode is what the target does with each accepted connection.
+type Mode string
+
+const (
+	ModeEcho  Mode = "echo"  // read up to MaxFrame bytes, write them back
+	ModeSink  Mode = "sink"  // read and discard
+	ModeHold  Mode = "hold"  // accept and keep open, reading (to notice the peer's close) and discarding; never writes
+	ModeClose Mode = "close" // FIN right after accept (plain close)
+	ModeRST   Mode = "rst"   // RST right after accept (SO_LINGER {1,0} then close)
+)
+
+// Defaults applied by Start to zero Config fields.
+const (
+	DefaultListen      = "127.0.0.1:0"
+	DefaultIdleTimeout = 60 * time.Second
+	DefaultMaxFrame    = 64 << 10
+)
+
+var (
+	// ErrUnknownMode is wrapped by errors about a mode that is not one of Modes().
+	ErrUnknownMode = errors.New("unknown target mode")
+	// ErrNotLoopback is wrapped by Start's error when a listen address is not loopback and
+	// Config.AllowRemote is false.
+	ErrNotLoopback = errors.New("listen address is not loopback (needs AllowRemote)")
+)
+
+var modes = []Mode{ModeEcho, ModeSink, ModeHold, ModeClose, ModeRST}
+
+// Modes returns every mode, in the order they are documented.
+func Modes() []Mode { return slices.Clone(modes) }
+
+// ParseMode returns the mode named s (exact, lower case); the error lists the valid modes.
+func ParseMode(s string) (Mode, error) {
+	if m := Mode(s); slices.Contains(modes, m) {
+		return m, nil
+	}
+	return "", fmt.Errorf("target: %w %q (valid: %s)", ErrUnknownMode, s, modeList())
+}
+
+func modeList() string {
+	names := make([]string, len(modes))
+	for i, m := range modes {
+		names[i] = string(m)
+	}
+	return strings.Join(names, ", ")
+}
+
+// Config configures Start. The zero value is a usable echo target on one ephemeral loopback port.
+type Config struct {
+	// Listen holds the addresses to listen on, one listener each ("127.0.0.1:0" picks a free port).
+	// Empty means [DefaultListen].
+	Listen []string
+	// Mode is what happens to each connection. Empty means ModeEcho.
+	Mode Mode
+	// IdleTimeout closes a connection that sends nothing for this long, and one whose echo write
+	// makes no progress for this long (a client that never reads). Zero means DefaultIdleTimeout;
+	// negative is an error, because every I/O must have a deadline.
+	IdleTimeout time.Duration
+	// MaxFrame is the largest read, in bytes, buffered and echoed at once. Zero means
+	// DefaultMaxFrame; negative is an error.
+	MaxFrame int
+	// AllowRemote permits listen addresses that are not loopback (127.0.0.0/8, ::1, "localhost").
+	// An empty host, 0.0.0.0 and :: are not loopback.
+	AllowRemote bool
+}
+
+// withDefaults returns cfg with zero fields filled, or an error naming the first bad field.
+func (cfg Config) withDefaults() (Config, error) {
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{DefaultListen}
+	} else {
+		cfg.Listen = slices.Clone(cfg.Listen)
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = ModeEcho
+	}
+	if _, err := ParseMode(string(cfg.Mode)); err != nil {
+		return cfg, err
+	}
+	switch {
+	case cfg.IdleTimeout == 0:
+		cfg.IdleTimeout = DefaultIdleTimeout
+	case cfg.IdleTimeout < 0:
+		return cfg, fmt.Errorf("target: IdleTimeout %v is negative (want > 0, or 0 for %v)", cfg.IdleTimeout, DefaultIdleTimeout)
+	}
+	switch {
+	case cfg.MaxFrame == 0:
+		cfg.MaxFrame = DefaultMaxFrame
+	case cfg.MaxFrame < 0:
+		return cfg, fmt.Errorf("target: MaxFrame %d is negative (want > 0, or 0 for %d)", cfg.MaxFrame, DefaultMaxFrame)
+	}
+	return cfg, nil
+}
+
+// Stats is a snapshot of a server's counters. Fields are read one at a time while connections come
+// and go, but in an order that keeps Closed <= Accepted, IdleClosed <= Closed and Active <= Peak
+// true in every snapshot.
+type Stats struct {
+	Accepted     uint64 // connections accepted
+	Active       int64  // open now
+	Peak         int64  // highest Active seen
+	Closed       uint64 // connections closed, for any reason
+	BytesIn      uint64 // bytes read from clients
+	BytesOut     uint64 // bytes written to clients (echo only)
+	IdleClosed   uint64 // closed because a read or an echo write made no progress for IdleTimeout
+	AcceptErrors uint64 // failed accept calls (EMFILE, ENFILE, ...), each followed by a back-off
+}
+
+// Server is a running target. Its methods are safe for concurrent use.
+type Server struct {
+	mode     Mode
+	idle     time.Duration
+	maxFrame int
+
+	listeners []net.Listener
+	addrs     []string
+
+	// frames holds *[]byte of maxFrame bytes. A connection takes one only while a read has data
+	// for it, so idle connections, however many, hold no buffer at all.
+	frames sync.Pool
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+
+	done      chan struct{} // closed by Close: interrupts accept back-offs
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+	stopCtx   func() bool
+
+	// pause waits d, or returns false if the server is closing. Tests replace it.
+	pause func(d time.Duration) bool
+
+	accepted, closedConns, bytesIn, bytesOut, idleClosed, acceptErrors atomic.Uint64
+	active, peak                                                       atomic.Int64
+}
+
+// Start checks cfg, listens on every address of cfg.Listen and starts serving. If any address is
+// refused or cannot be listened on, Start closes what it opened and returns an error naming it.
+//
+// ctx bounds the server's life: when ctx is done the server closes as if Close were called. Call
+// Close anyway; it waits until every goroutine has finished.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	// Check every address before opening any, so a refused plan leaves nothing behind.
+	for _, addr := range cfg.Listen {
+		if err := checkListenAddr(addr, cfg.AllowRemote); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("target: %w", err)
+	}
+	// The idle deadline already reaps dead peers; TCP keep-alive would only add four setsockopt
+	// calls to every accept.
+	lc := net.ListenConfig{KeepAlive: -1}
+	lns := make([]net.Listener, 0, len(cfg.Listen))
+	for _, addr := range cfg.Listen {
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("target: listen on %q: %w", addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	s := newServer(cfg)
+	s.run(lns)
+	// Under mu because the callback may run, and Close read stopCtx, before AfterFunc returns.
+	s.mu.Lock()
+	s.stopCtx = context.AfterFunc(ctx, func() { s.Close() })
+	s.mu.Unlock()
+	return s, nil
+}
+
+func newServer(cfg Config) *Server {
+	s := &Server{
+		mode:     cfg.Mode,
+		idle:     cfg.IdleTimeout,
+		maxFrame: cfg.MaxFrame,
+		conns:    make(map[net.Conn]struct{}),
+		done:     make(chan struct{}),
+		stopCtx:  func() bool { return false },
+	}
+	s.frames.New = func() any {
+		b := make([]byte, s.maxFrame)
+		return &b
+	}
+	s.pause = s.sleep
+	return s
+}
+
+// run starts one accept loop per listener; the server owns the listeners from here on.
+func (s *Server) run(lns []net.Listener) {
+	s.listeners = lns
+	s.addrs = make([]string, len(lns))
+	for i, ln := range lns {
+		s.addrs[i] = ln.Addr().String()
+	}
+	s.wg.Add(len(lns))
+	for _, ln := range lns {
+		go s.acceptLoop(ln)
+	}
+}
+
+// checkListenAddr refuses a listen address whose host is not loopback, unless allowRemote.
+// Host names other than "localhost" are not resolved: they need allowRemote.
+func checkListenAddr(addr string, allowRemote bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("target: listen address %q: %w", addr, err)
+	}
+	if !allowRemote && !isLoopbackHost(host) {
+		return fmt.Errorf("target: listen address %q: %w", addr, ErrNotLoopback)
+	}
+	return nil
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	return ip.WithZone("").Unmap().IsLoopback()
+}
+
+// Addrs returns the listening addresses ("127.0.0.1:41234"), in Config.Listen order.
+func (s *Server) Addrs() []string { return slices.Clone(s.addrs) }
+
+// Mode returns the server's mode.
+func (s *Server) Mode() Mode { return s.mode }
+
+// Stats returns the counters now.
+func (s *Server) Stats() Stats {
+	// Per connection the counters move in the order accepted, active+peak, closed, idleClosed;
+	// loading them in reverse keeps the invariants in Stats' doc comment.
+	var st Stats
+	st.IdleClosed = s.idleClosed.Load()
+	st.Closed = s.closedConns.Load()
+	st.Accepted = s.accepted.Load()
+	st.Active = s.active.Load()
+	st.Peak = s.peak.Load()
+	st.BytesIn = s.bytesIn.Load()
+	st.BytesOut = s.bytesOut.Load()
+	st.AcceptErrors = s.acceptErrors.Load()
+	return st
+}
+
+// Close stops accepting, closes every open connection and waits for all the server's goroutines to
+// finish. It is idempotent: later calls wait for the first and return its result.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.stopCtx()
+		s.closed = true
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		close(s.done)
+		var errs []error
+		for _, ln := range s.listeners {
+			if err := ln.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		s.wg.Wait()
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// Accept back-off bounds. Without one, an accept loop facing EMFILE spins at full speed: the
+// pending connection stays in the backlog, so every retry fails again at once.
+const (
+	minAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff = time.Second
+)
+
+// nextBackoff doubles d within [minAcceptBackoff, maxAcceptBackoff].
+func nextBackoff(d time.Duration) time.Duration {
+	return min(max(2*d, minAcceptBackoff), maxAcceptBackoff)
+}
+
+func (s *Server) acceptLoop(ln net.Listener) {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Every other accept error is taken as passing (EMFILE, ENFILE, ENOBUFS, EPERM from
+			// a firewall): a client must not be able to stop the target by making accept fail.
+			s.acceptErrors.Add(1)
+			backoff = nextBackoff(backoff)
+			if !s.pause(backoff) {
+				return
+			}
+			continue
+		}
+		backoff = 0
+		s.handle(c)
+	}
+}
+
+// sleep waits d, or returns false as soon as the server is closing.
+func (s *Server) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.done:
+		return false
+	}
+}
+
+// handle deals with one accepted connection: close and rst finish here, without a goroutine.
+func (s *Server) handle(c net.Conn) {
+	switch s.mode {
+	case ModeClose:
+		// A plain close sends FIN only while the receive queue is empty; data the client already
+		// sent turns it into RST (RFC 2525 section 2.17; tcp_close() in Linux).
+		s.opened()
+		s.finish(c, false)
+		return
+	case ModeRST:
+		s.opened()
+		if tc, ok := c.(interface{ SetLinger(int) error }); ok {
+			// Linger {on, 0s}: close() aborts the connection with RST and leaves no TIME_WAIT.
+			tc.SetLinger(0)
+		}
+		s.finish(c, false)
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.opened()
+		s.finish(c, false)
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.opened()
+	go s.serve(c)
+}
+
+func (s *Server) opened() {
+	s.accepted.Add(1)
+	n := s.active.Add(1)
+	for {
+		p := s.peak.Load()
+		if n <= p || s.peak.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
+
+// finish counts c as closed, then closes it: a client that has seen the close finds it counted.
+func (s *Server) finish(c net.Conn, idle bool) {
+	s.active.Add(-1)
+	s.closedConns.Add(1)
+	if idle {
+		s.idleClosed.Add(1)
+	}
+	c.Close()
+}
+
+func (s *Server) serve(c net.Conn) {
+	defer s.wg.Done()
+	idle := s.exchange(c)
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.finish(c, idle)
+}
+
+// exchange reads (and in echo mode writes back) until the peer closes, an error, or a deadline. It
+// reports whether a deadline ended it.
+func (s *Server) exchange(c net.Conn) (idle bool) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	r := frameReader{frames: &s.frames}
+	r.readFD = r.read // bound once per connection, so a read allocates nothing
+	for {
+		if err := c.SetReadDeadline(time.Now().Add(s.idle)); err != nil {
+			return false
+		}
+		buf, n, err := r.next(rc)
+		if err != nil {
+			return errors.Is(err, os.ErrDeadlineExceeded)
+		}
+		s.bytesIn.Add(uint64(n))
+		if s.mode != ModeEcho {
+			s.frames.Put(buf)
+			continue
+		}
+		if err := c.SetWriteDeadline(time.Now().Add(s.idle)); err != nil {
+			s.frames.Put(buf)
+			return false
+		}
+		// net.Conn.Write loops over partial writes itself; it returns short only with an error.
+		w, err := c.Write((*buf)[:n])
+		s.bytesOut.Add(uint64(w))
+		s.frames.Put(buf)
+		if err != nil {
+			return errors.Is(err, os.ErrDeadlineExceeded)
+		}
+	}
+}
+
+// frameReader reads through syscall.RawConn so that a buffer is taken from the pool only once the
+// socket has data: a plain Read must hold its buffer while it blocks, which at 20k idle
+// connections and 64 KiB each is 1.3 GB for nothing. Deadlines and Close still apply, because
+// RawConn.Read waits in the same poller as Read.
+type frameReader struct {
+	frames *sync.Pool
+	readFD func(fd uintptr) bool
+
+	buf *[]byte
+	n   int
+	err error
+}
+
+// next returns a pooled buffer holding n > 0 bytes, or an error (io.EOF when the peer closed).
+func (r *frameReader) next(rc syscall.RawConn) (*[]byte, int, error) {
+	r.buf, r.n, r.err = nil, 0, nil
+	if err := rc.Read(r.readFD); err != nil {
+		return nil, 0, err
+	}
+	return r.buf, r.n, r.err
+}
+
+// read is RawConn.Read's callback: it returns false to wait for readability.
+func (r *frameReader) read(fd uintptr) bool {
+	b := r.frames.Get().(*[]byte)
+	for {
+		n, err := unix.Read(int(fd), *b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			r.frames.Put(b)
+			return false
+		case err != nil:
+			r.frames.Put(b)
+			r.err = os.NewSyscallError("read", err)
+			return true
+		case n == 0:
+			r.frames.Put(b)
+			r.err = io.EOF
+			return true
+		}
+		r.buf, r.n = b, n
+		return true
+	}
+}
