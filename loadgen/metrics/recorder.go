@@ -28,7 +28,12 @@ const (
 
 var latencyNames = [NumLatencies]string{"connect", "connect_intended", "schedule_lag", "rtt", "lifetime"}
 
-func (l Latency) String() string { return latencyNames[l] }
+func (l Latency) String() string {
+	if l < NumLatencies {
+		return latencyNames[l]
+	}
+	return "invalid"
+}
 
 // Histogram bounds, in microseconds: 1 µs to 1 h at 3 significant digits (design §5).
 const (
@@ -173,9 +178,11 @@ func (s *Shard) outcome(at time.Time, err error) Outcome {
 	o := Classify(err)
 	s.c.Outcomes[o]++
 	if o != OK {
-		if !s.firstSet[o] {
+		// Connections finish out of order (a connect timeout is recorded long after it began), so the
+		// earliest occurrence is kept, not the first one recorded.
+		if atUS := at.Sub(s.rec.start).Microseconds(); !s.firstSet[o] || atUS < s.first[o].AtUS {
 			s.firstSet[o] = true
-			s.first[o] = FirstSeen{AtUS: at.Sub(s.rec.start).Microseconds(), Concurrency: s.rec.active.Load()}
+			s.first[o] = FirstSeen{AtUS: atUS, Concurrency: s.rec.active.Load()}
 		}
 		if len(s.examples[o]) < maxExamples {
 			s.examples[o] = append(s.examples[o], err.Error())
@@ -279,14 +286,22 @@ func (r *Recorder) Cut(now time.Time, stage int) *Snapshot {
 			s.examples[o] = s.examples[o][:0]
 		}
 		for l, h := range s.hist {
+			// Merge and Reset walk every bucket, recorded or not, while connections wait on s.mu:
+			// skip the histograms nothing was recorded in (schedule_lag under the concurrency model).
+			if h.TotalCount() == 0 {
+				continue
+			}
 			// Both histograms share bounds, so Merge cannot drop a value.
 			snap.Hist[l].Merge(h)
 			h.Reset()
 		}
 		s.mu.Unlock()
 	}
+	// The next interval's peak starts at the connections open now. One established between the Load
+	// and the Swap raised the peak the Swap then took away, so raise it again after the Swap.
 	snap.Active = r.active.Load()
 	snap.PeakActive = max(r.peak.Swap(snap.Active), snap.Active)
+	r.raisePeak(r.active.Load())
 	return snap
 }
 

@@ -1,9 +1,14 @@
 package metrics
 
 import (
+	"bytes"
+	"compress/zlib"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
@@ -32,7 +37,8 @@ type Snapshot struct {
 	filled bool
 }
 
-// NewSnapshot returns an empty snapshot with empty histograms.
+// NewSnapshot returns an empty snapshot with empty histograms. The zero Snapshot is empty too: its
+// nil histograms read as empty and are created by the first Add or Combine.
 func NewSnapshot() *Snapshot {
 	s := &Snapshot{}
 	for l := range s.Hist {
@@ -57,18 +63,32 @@ func (s *Snapshot) noteExamples(o Outcome, ex []string) {
 	}
 }
 
+// addCommon checks that every histogram merges whole before it changes anything, so that a refused
+// merge leaves s as it was rather than with its counters added and half its histograms merged.
 func (s *Snapshot) addCommon(o *Snapshot) error {
+	for l := range s.Hist {
+		if err := mergeable(s.Hist[l], o.Hist[l]); err != nil {
+			return fmt.Errorf("merging %s histograms: %w", Latency(l), err)
+		}
+	}
+	for l, h := range o.Hist {
+		if h == nil || h.TotalCount() == 0 {
+			continue
+		}
+		if s.Hist[l] == nil {
+			s.Hist[l] = NewHistogram()
+		}
+		if dropped := s.Hist[l].Merge(h); dropped != 0 {
+			// Cannot happen after mergeable; if it does, say so rather than lose a run to a panic.
+			return fmt.Errorf("merging %s histograms dropped %d values", Latency(l), dropped)
+		}
+	}
 	s.Counts.add(&o.Counts)
 	for i := range o.First {
 		if o.First[i] != nil {
 			s.noteFirst(Outcome(i), *o.First[i])
 		}
 		s.noteExamples(Outcome(i), o.Examples[i])
-	}
-	for l := range s.Hist {
-		if dropped := s.Hist[l].Merge(o.Hist[l]); dropped != 0 {
-			return fmt.Errorf("merging %s histograms dropped %d values: histogram bounds differ", Latency(l), dropped)
-		}
 	}
 	if !s.filled || o.StartUS < s.StartUS {
 		s.StartUS = o.StartUS
@@ -78,6 +98,29 @@ func (s *Snapshot) addCommon(o *Snapshot) error {
 	}
 	s.filled = true
 	return nil
+}
+
+// mergeable reports why merging src into dst would drop values. Histograms with portstorm's bounds
+// map every value to the same bucket, so only a total past int64 could drop one; other bounds are
+// refused outright, as DecodeHistogram refuses them. A nil histogram is empty.
+func mergeable(dst, src *hdr.Histogram) error {
+	if src == nil || src.TotalCount() == 0 {
+		return nil
+	}
+	for _, h := range []*hdr.Histogram{dst, src} {
+		if h != nil && !hasBounds(h) {
+			return fmt.Errorf("bounds [%d, %d] at %d significant figures differ from portstorm's [%d, %d] at %d",
+				h.LowestTrackableValue(), h.HighestTrackableValue(), h.SignificantFigures(), HistLowest, HistHighest, HistSigFigs)
+		}
+	}
+	if dst != nil && src.TotalCount() > math.MaxInt64-dst.TotalCount() {
+		return fmt.Errorf("%d + %d values overflow the total count", dst.TotalCount(), src.TotalCount())
+	}
+	return nil
+}
+
+func hasBounds(h *hdr.Histogram) bool {
+	return h.LowestTrackableValue() == HistLowest && h.HighestTrackableValue() == HistHighest && h.SignificantFigures() == HistSigFigs
 }
 
 // Add appends a later interval of the same shard: counters and histograms add up, the gauge
@@ -108,8 +151,10 @@ func (s *Snapshot) Combine(other *Snapshot) error {
 // Clone returns a deep copy.
 func (s *Snapshot) Clone() *Snapshot {
 	c := *s
-	for l := range s.Hist {
-		c.Hist[l] = s.Hist[l].Clone()
+	for l, h := range s.Hist {
+		if h != nil {
+			c.Hist[l] = h.Clone()
+		}
 	}
 	for i := range s.First {
 		if s.First[i] != nil {
@@ -170,6 +215,9 @@ func (s *Snapshot) MarshalJSON() ([]byte, error) {
 		}
 	}
 	for l, h := range s.Hist {
+		if h == nil {
+			h = NewHistogram()
+		}
 		enc, err := EncodeHistogram(h)
 		if err != nil {
 			return nil, err
@@ -180,8 +228,12 @@ func (s *Snapshot) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON decodes the wire form; unknown outcome or histogram names are errors, so that a
-// snapshot from an incompatible build is refused rather than half read.
+// snapshot from an incompatible build is refused rather than half read. On an error s is unchanged;
+// JSON null leaves it unchanged too, as encoding/json does for other types.
 func (s *Snapshot) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	var w wireSnapshot
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
@@ -220,7 +272,7 @@ func (s *Snapshot) UnmarshalJSON(b []byte) error {
 		}
 		h, err := DecodeHistogram(enc)
 		if err != nil {
-			return fmt.Errorf("snapshot: histogram %s: %w", name, err)
+			return fmt.Errorf("snapshot: %s: %w", name, err)
 		}
 		if dropped := n.Hist[l].Merge(h); dropped != 0 {
 			return fmt.Errorf("snapshot: histogram %s: %d values outside portstorm's bounds", name, dropped)
@@ -239,20 +291,37 @@ func parseLatency(s string) (Latency, bool) {
 	return 0, false
 }
 
-// EncodeHistogram returns base64 of the compressed HdrHistogram V2 encoding.
+// EncodeHistogram returns base64 of the compressed HdrHistogram V2 encoding, the form HdrHistogram's
+// log readers and plotters take. (hdr's Encode already returns it base64-encoded.)
 func EncodeHistogram(h *hdr.Histogram) (string, error) {
 	b, err := h.Encode(hdr.V2CompressedEncodingCookieBase)
 	if err != nil {
 		return "", fmt.Errorf("encoding histogram: %w", err)
 	}
-	return base64.StdEncoding.EncodeToString(b), nil
+	return string(b), nil
 }
 
-// DecodeHistogram reverses EncodeHistogram.
+// maxInflated caps the inflated size of an encoded histogram. With portstorm's bounds the counts
+// take at most 9 bytes (a zig-zag LEB128 varint) for each of 23,552 buckets, 207 KiB; the cap
+// leaves room while keeping a zlib bomb from inflating without bound.
+const maxInflated = 4 << 20
+
+// The V2 format (HdrHistogram's "Histogram serialization" and hdrhistogram-go's hdr_encoding.go):
+// a cookie and the big-endian length of a zlib stream, which inflates to a 40-byte header (cookie,
+// payload length, normalizing index offset, significant figures as int32; lowest and highest
+// trackable values as int64; integer-to-double ratio as float64) followed by the counts. Writers
+// set bits 0xf0 of each cookie (Java's word-size marker, 0x10); readers mask them off.
+const (
+	v2HeaderSize = 40
+	cookieMask   = 0xf0
+)
+
+// DecodeHistogram reverses EncodeHistogram. It refuses histograms whose bounds are not portstorm's
+// (HistLowest, HistHighest, HistSigFigs): the header is checked before hdr.Decode sizes its counts
+// array from it, so a hostile header cannot make it allocate gigabytes.
 func DecodeHistogram(s string) (h *hdr.Histogram, err error) {
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return nil, err
+	if err := checkHistogramHeader(s); err != nil {
+		return nil, fmt.Errorf("decoding histogram: %w", err)
 	}
 	// The decoder indexes into the payload it is given; a corrupt payload must be an error, not a crash.
 	defer func() {
@@ -260,5 +329,51 @@ func DecodeHistogram(s string) (h *hdr.Histogram, err error) {
 			h, err = nil, fmt.Errorf("corrupt histogram: %v", r)
 		}
 	}()
-	return hdr.Decode(b)
+	return hdr.Decode([]byte(s))
+}
+
+func checkHistogramHeader(s string) error {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return err
+	}
+	if len(b) < 8 {
+		return fmt.Errorf("%d bytes, too short for the V2 format", len(b))
+	}
+	if c := int32(binary.BigEndian.Uint32(b) &^ cookieMask); c != hdr.V2CompressedEncodingCookieBase {
+		return fmt.Errorf("cookie %#x is not the compressed V2 format's %#x", c, hdr.V2CompressedEncodingCookieBase)
+	}
+	n := int64(int32(binary.BigEndian.Uint32(b[4:])))
+	if n < 0 || n > int64(len(b)-8) {
+		return fmt.Errorf("compressed length %d, but %d bytes follow", n, len(b)-8)
+	}
+	z, err := zlib.NewReader(bytes.NewReader(b[8 : 8+n]))
+	if err != nil {
+		return err
+	}
+	defer z.Close()
+	data, err := io.ReadAll(io.LimitReader(z, maxInflated+1))
+	if err != nil {
+		return err
+	}
+	if len(data) > maxInflated {
+		return fmt.Errorf("inflates past %d bytes", maxInflated)
+	}
+	if len(data) < v2HeaderSize {
+		return fmt.Errorf("inflates to %d bytes, too short for the %d-byte header", len(data), v2HeaderSize)
+	}
+	if c := int32(binary.BigEndian.Uint32(data) &^ cookieMask); c != hdr.V2EncodingCookieBase {
+		return fmt.Errorf("inner cookie %#x is not the V2 format's %#x", c, hdr.V2EncodingCookieBase)
+	}
+	if p := int64(int32(binary.BigEndian.Uint32(data[4:]))); p != int64(len(data)-v2HeaderSize) {
+		return fmt.Errorf("payload length %d, but %d bytes follow the header", p, len(data)-v2HeaderSize)
+	}
+	sig := int32(binary.BigEndian.Uint32(data[12:]))
+	lo := int64(binary.BigEndian.Uint64(data[16:]))
+	hi := int64(binary.BigEndian.Uint64(data[24:]))
+	if lo != HistLowest || hi != HistHighest || sig != HistSigFigs {
+		return fmt.Errorf("bounds [%d, %d] at %d significant figures are not portstorm's [%d, %d] at %d",
+			lo, hi, sig, HistLowest, HistHighest, HistSigFigs)
+	}
+	return nil
 }
