@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/dial"
@@ -62,6 +63,9 @@ type Outcome struct {
 // Run carries out a validated, defaulted plan. Cancelling ctx stops it gracefully: the result is
 // still written, marked interrupted.
 func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
+	if err := unsupported(p); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	ramp := Ramp(p)
 	var tgt *target.Server
 	var dsts []dial.Destination
@@ -193,4 +197,26 @@ func Ramp(p *plan.Plan) schedule.Ramp {
 		r.Stages[i] = schedule.Stage{Duration: s.Duration.D(), Target: s.Target}
 	}
 	return r
+}
+
+// unsupported refuses plan features this build parses but cannot carry out yet, rather than
+// silently ignoring them.
+func unsupported(p *plan.Plan) error {
+	var missing []string
+	if len(p.Source.Addresses) > 0 {
+		missing = append(missing, "source.addresses")
+	}
+	if p.Source.Ports.Strategy != "" && p.Source.Ports.Strategy != "kernel" {
+		missing = append(missing, "source.ports.strategy "+p.Source.Ports.Strategy)
+	}
+	if len(p.Thresholds) > 0 {
+		missing = append(missing, "thresholds")
+	}
+	if p.Baseline != nil {
+		missing = append(missing, "baseline")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("not supported by this build yet: %s", strings.Join(missing, ", "))
+	}
+	return nil
 }
