@@ -1,0 +1,67 @@
+package main
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSignalsAtRandomMoments interrupts a run 20 times at random moments, from before the run starts
+// to the middle of its drain, with one or two signals: every time the exit code is 130 and the
+// results are complete, marked interrupted, with counts conserved.
+func TestSignalsAtRandomMoments(t *testing.T) {
+	checkFDs(t)
+	p := writePlan(t, `version: 1
+name: signals
+target: {builtin: {mode: echo, listeners: 2}}
+connection: {send: {bytes: 32B, count: 3, interval: 10ms}, hold: 50ms, io_timeout: 1s}
+load:
+  model: arrival
+  start: 300
+  stages: [{duration: 5s, target: 300}]
+  graceful_stop: 1s
+output: {interval: 100ms}
+`)
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	for i := range 20 {
+		delay := time.Duration(rng.Int64N(int64(700 * time.Millisecond)))
+		sigs := []os.Signal{syscall.SIGINT, syscall.SIGTERM}
+		first := sigs[rng.IntN(2)]
+		second := rng.IntN(3) == 0
+		dir := filepath.Join(t.TempDir(), "r")
+		sig := make(chan os.Signal, 2)
+		var out, errb syncBuffer
+		done := make(chan int)
+		go func() { done <- Main([]string{"run", p, "-q", "--out", dir}, nil, &out, &errb, sig) }()
+		timer := time.AfterFunc(delay, func() {
+			sig <- first
+			if second {
+				sig <- syscall.SIGINT
+			}
+		})
+		code := <-done
+		timer.Stop()
+		if code != 130 {
+			t.Fatalf("run %d (signal %v after %v, second %v): exit %d\n%s", i, first, delay, second, code, errb.String())
+		}
+		s := readSummary(t, dir)
+		if !s.Interrupted {
+			t.Fatalf("run %d: not marked interrupted", i)
+		}
+		checkConservation(t, s)
+		if _, err := os.Stat(filepath.Join(dir, "timeline.csv")); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if !second && s.Outcomes["canceled"] != 0 {
+			t.Errorf("run %d: a single signal cut %d connections; they should drain", i, s.Outcomes["canceled"])
+		}
+		if t.Failed() {
+			t.Fatalf("run %d (signal %v after %v, second %v) failed", i, first, delay, second)
+		}
+	}
+}
