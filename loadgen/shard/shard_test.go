@@ -1,0 +1,257 @@
+package shard
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/portstorm/portstorm/loadgen/metrics"
+)
+
+// The test binary doubles as a fake worker: PORTSTORM_FAKE_WORKER=<behaviour>,<index>.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv("PORTSTORM_FAKE_WORKER"); spec != "" {
+		fakeWorker(spec)
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// snap makes a snapshot of seq with n connections, each with a connect time of (i+1) ms.
+func snap(seq int, n int, base int64) *metrics.Snapshot {
+	r := metrics.NewRecorder(time.Unix(0, 0), 1)
+	sh := r.Shard(0)
+	for i := range n {
+		sh.Attempt()
+		sh.Connected(metrics.Timing{Connect: time.Duration(base+int64(i)) * time.Millisecond})
+		sh.Closed(time.Unix(1, 0), time.Millisecond, nil)
+	}
+	s := r.Cut(time.Unix(0, 0).Add(time.Duration(seq+1)*time.Second), 0)
+	s.Seq = seq
+	return s
+}
+
+// fakeWorker speaks the protocol: "ok" sends 3 snapshots and done; "die" sends 1 and exits 7;
+// "wait" sends 1 then waits for SIGTERM, sends 1 more and done (interrupted); "garbage" writes junk.
+func fakeWorker(spec string) {
+	behaviour, idx, _ := strings.Cut(spec, ",")
+	i, _ := strconv.Atoi(idx)
+	w := NewWriter(os.Stdout)
+	start := time.Now()
+	// Workers that must outlive a failing sibling ignore SIGTERM, then tell the sibling through a FIFO
+	// that they are ready (opening a FIFO for reading blocks until a writer opens it).
+	fifo := os.Getenv("PORTSTORM_FAKE_FIFO")
+	switch behaviour {
+	case "ok", "garbage-ok":
+		signal.Ignore(syscall.SIGTERM)
+		if fifo != "" {
+			if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+				defer f.Close()
+			}
+		}
+	case "die", "garbage":
+		if fifo != "" {
+			if f, err := os.Open(fifo); err == nil {
+				f.Close()
+			}
+		}
+	}
+	switch behaviour {
+	case "ok":
+		for seq := range 3 {
+			w.Snapshot(snap(seq, 10+i, int64(i)))
+		}
+		w.Done(Done{Start: start, End: time.Now()})
+	case "die":
+		w.Snapshot(snap(0, 5, 1))
+		os.Exit(7)
+	case "wait":
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM)
+		w.Snapshot(snap(0, 5, 1))
+		<-sig
+		w.Snapshot(snap(1, 5, 1))
+		w.Done(Done{Start: start, End: time.Now(), Interrupted: true})
+	case "garbage":
+		fmt.Println("this is not json")
+	}
+}
+
+func specs(t *testing.T, behaviours ...string) []WorkerSpec {
+	exe, _ := os.Executable()
+	// A FIFO orders a failing worker after its one "ok" sibling is ready (cases with a failing worker
+	// have exactly one such sibling: a second writer would block once the reader has gone).
+	fifo := ""
+	if slices.Contains(behaviours, "die") || slices.Contains(behaviours, "garbage") {
+		fifo = t.TempDir() + "/ready"
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out []WorkerSpec
+	for i, b := range behaviours {
+		out = append(out, WorkerSpec{
+			Label: fmt.Sprintf("segment %d/%d", i, len(behaviours)), Path: exe, Args: []string{"-test.run=^$"},
+			Env: append(os.Environ(), fmt.Sprintf("PORTSTORM_FAKE_WORKER=%s,%d", b, i), "PORTSTORM_FAKE_FIFO="+fifo),
+		})
+	}
+	return out
+}
+
+func TestWorkers(t *testing.T) {
+	tests := []struct {
+		name        string
+		workers     []string
+		cancel      bool
+		established uint64
+		intervals   int
+		failures    int
+		interrupted bool
+	}{
+		{"three workers finish", []string{"ok", "ok", "ok"}, false, 3 * (10 + 11 + 12), 3, 0, false},
+		{"one dies, the others are kept", []string{"ok", "die"}, false, 3*10 + 5, 3, 1, true},
+		{"garbage output is a failure", []string{"ok", "garbage"}, false, 30, 3, 1, true},
+		{"cancel stops waiting workers gracefully", []string{"wait", "wait"}, true, 20, 2, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var got []*metrics.Snapshot
+			var stderr bytes.Buffer
+			emit := func(s *metrics.Snapshot) {
+				got = append(got, s)
+				if tt.cancel && len(got) == 1 {
+					cancel() // every worker has delivered interval 0: stop them
+				}
+			}
+			res, err := Run(ctx, nil, specs(t, tt.workers...), emit, &stderr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Total.Established != tt.established {
+				t.Errorf("established %d, want %d", res.Total.Established, tt.established)
+			}
+			if h := res.Total.Hist[metrics.Connect].TotalCount(); uint64(h) != tt.established {
+				t.Errorf("connect histogram %d, want %d", h, tt.established)
+			}
+			if len(got) != tt.intervals {
+				t.Errorf("%d merged intervals, want %d", len(got), tt.intervals)
+			}
+			for i, s := range got {
+				if s.Seq != i {
+					t.Errorf("interval %d has seq %d: out of order", i, s.Seq)
+				}
+			}
+			if len(res.Failures) != tt.failures {
+				t.Errorf("failures %v, want %d", res.Failures, tt.failures)
+			}
+			for _, f := range res.Failures {
+				if f.PID == 0 || f.Worker == "" || f.Status == "" {
+					t.Errorf("failure lacks who or why: %+v", f)
+				}
+			}
+			if res.Interrupted != tt.interrupted {
+				t.Errorf("interrupted %v, want %v", res.Interrupted, tt.interrupted)
+			}
+		})
+	}
+}
+
+func TestMergerOrdersAndWaits(t *testing.T) {
+	var out []int
+	m := NewMerger(2, func(s *metrics.Snapshot) { out = append(out, s.Seq) })
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(m.Add(0, snap(0, 1, 1)))
+	must(m.Add(0, snap(1, 1, 1)))
+	if len(out) != 0 {
+		t.Fatalf("released %v before shard 1 delivered", out)
+	}
+	must(m.Add(1, snap(0, 1, 1)))
+	if len(out) != 1 {
+		t.Fatalf("released %v, want [0]", out)
+	}
+	m.Finish(1) // shard 1 ends: interval 1 no longer waits for it
+	if len(out) != 2 || out[1] != 1 {
+		t.Fatalf("released %v, want [0 1]", out)
+	}
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"seq going back", m.Add(0, snap(0, 1, 1))},
+		{"after finish", m.Add(1, snap(5, 1, 1))},
+		{"unknown shard", m.Add(7, snap(5, 1, 1))},
+	}
+	for _, tt := range tests {
+		if tt.err == nil {
+			t.Errorf("%s: accepted", tt.name)
+		}
+	}
+}
+
+func TestMergeEqualsInProcess(t *testing.T) {
+	// Merging 4 shards' snapshots through the protocol equals merging them in memory.
+	var direct = metrics.NewSnapshot()
+	var wire bytes.Buffer
+	w := NewWriter(&wire)
+	for i := range 4 {
+		s := snap(0, 25+i, int64(i*3))
+		if err := direct.Combine(s); err != nil {
+			t.Fatal(err)
+		}
+		w.Snapshot(s)
+	}
+	m := NewMerger(4, func(*metrics.Snapshot) {})
+	viaWire := metrics.NewSnapshot()
+	i := 0
+	err := Read(&wire, func(msg Message) error {
+		if err := viaWire.Combine(msg.Snapshot); err != nil {
+			return err
+		}
+		err := m.Add(i, msg.Snapshot)
+		i++
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if viaWire.Established != direct.Established || !viaWire.Hist[metrics.Connect].Equals(direct.Hist[metrics.Connect]) {
+		t.Fatal("protocol round trip changed the merge")
+	}
+	for _, q := range []float64{50, 99, 99.9} {
+		if a, b := viaWire.Hist[metrics.Connect].ValueAtQuantile(q), direct.Hist[metrics.Connect].ValueAtQuantile(q); a != b {
+			t.Errorf("p%v: %d via the wire, %d direct", q, a, b)
+		}
+	}
+}
+
+func TestReadRejectsMalformed(t *testing.T) {
+	tests := []struct{ name, in string }{
+		{"not json", "hello\n"},
+		{"empty object", "{}\n"},
+		{"two fields", `{"error":"x","done":{}}` + "\n"},
+		{"bad snapshot", `{"snapshot":{"outcomes":{"nope":1}}}` + "\n"},
+	}
+	for _, tt := range tests {
+		err := Read(strings.NewReader(tt.in), func(Message) error { return nil })
+		if !errors.Is(err, ErrProtocol) {
+			t.Errorf("%s: err %v, want ErrProtocol", tt.name, err)
+		}
+	}
+}
