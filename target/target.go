@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,6 +85,17 @@ type Config struct {
 	// AllowRemote permits listen addresses that are not loopback (127.0.0.0/8, ::1, "localhost").
 	// An empty host, 0.0.0.0 and :: are not loopback.
 	AllowRemote bool
+	// PortBelow, when above 1024, gives each listen address with port 0 the highest free port below
+	// it instead of an ephemeral one. Set to the low end of ip_local_port_range, it keeps the target
+	// out of the port range its clients' connect() draws from: a listening port there is a port no
+	// client can use, toward any destination. When no port below is free, the ephemeral port is used.
+	PortBelow int
+	// CloseFirst makes the target close every connection first (FIN), so that it, not the client,
+	// holds TIME_WAIT: the server side of the client's "server" close mode. It closes once it has
+	// read CloseAfter bytes (and, in echo mode, written them back); with CloseAfter 0, right after
+	// accept.
+	CloseFirst bool
+	CloseAfter int64
 }
 
 // withDefaults returns cfg with zero fields filled, or an error naming the first bad field.
@@ -111,6 +123,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	case cfg.MaxFrame < 0:
 		return cfg, fmt.Errorf("target: MaxFrame %d is negative (want > 0, or 0 for %d)", cfg.MaxFrame, DefaultMaxFrame)
 	}
+	if cfg.CloseAfter < 0 {
+		return cfg, fmt.Errorf("target: CloseAfter %d is negative", cfg.CloseAfter)
+	}
 	return cfg, nil
 }
 
@@ -130,6 +145,9 @@ type Stats struct {
 
 // Server is a running target. Its methods are safe for concurrent use.
 type Server struct {
+	closeFirst bool
+	closeAfter int64
+
 	mode     Mode
 	idle     time.Duration
 	maxFrame int
@@ -181,8 +199,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// calls to every accept.
 	lc := net.ListenConfig{KeepAlive: -1}
 	lns := make([]net.Listener, 0, len(cfg.Listen))
+	below := cfg.PortBelow
 	for _, addr := range cfg.Listen {
-		ln, err := lc.Listen(ctx, "tcp", addr)
+		var ln net.Listener
+		var err error
+		if below > 1024 {
+			ln, below = listenBelow(ctx, &lc, addr, below)
+		}
+		if ln == nil {
+			ln, err = lc.Listen(ctx, "tcp", addr)
+		}
 		if err != nil {
 			for _, l := range lns {
 				l.Close()
@@ -200,14 +226,31 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// listenBelow listens on addr's host at the highest free port below below, when addr asks for
+// port 0; it returns nil when none of the next 256 candidates is free, and the next candidate.
+func listenBelow(ctx context.Context, lc *net.ListenConfig, addr string, below int) (net.Listener, int) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port != "0" {
+		return nil, below
+	}
+	for p := below - 1; p > 1024 && p >= below-256; p-- {
+		if ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(p))); err == nil {
+			return ln, p
+		}
+	}
+	return nil, below
+}
+
 func newServer(cfg Config) *Server {
 	s := &Server{
-		mode:     cfg.Mode,
-		idle:     cfg.IdleTimeout,
-		maxFrame: cfg.MaxFrame,
-		conns:    make(map[net.Conn]struct{}),
-		done:     make(chan struct{}),
-		stopCtx:  func() bool { return false },
+		closeFirst: cfg.CloseFirst,
+		closeAfter: cfg.CloseAfter,
+		mode:       cfg.Mode,
+		idle:       cfg.IdleTimeout,
+		maxFrame:   cfg.MaxFrame,
+		conns:      make(map[net.Conn]struct{}),
+		done:       make(chan struct{}),
+		stopCtx:    func() bool { return false },
 	}
 	s.frames.New = func() any {
 		b := make([]byte, s.maxFrame)
@@ -365,6 +408,11 @@ func (s *Server) handle(c net.Conn) {
 		s.finish(c, false)
 		return
 	}
+	if s.closeFirst && s.closeAfter == 0 {
+		s.opened()
+		s.finish(c, false)
+		return
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -422,7 +470,11 @@ func (s *Server) exchange(c net.Conn) (idle bool) {
 	}
 	r := frameReader{frames: &s.frames}
 	r.readFD = r.read // bound once per connection, so a read allocates nothing
+	var seen int64
 	for {
+		if s.closeFirst && seen >= s.closeAfter {
+			return false // closing first: the caller closes, and this end holds TIME_WAIT
+		}
 		if err := c.SetReadDeadline(time.Now().Add(s.idle)); err != nil {
 			return false
 		}
@@ -431,6 +483,7 @@ func (s *Server) exchange(c net.Conn) (idle bool) {
 			return errors.Is(err, os.ErrDeadlineExceeded)
 		}
 		s.bytesIn.Add(uint64(n))
+		seen += int64(n)
 		if s.mode != ModeEcho {
 			s.frames.Put(buf)
 			continue

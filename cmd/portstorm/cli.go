@@ -14,6 +14,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/portstorm/portstorm/loadgen/coordinator"
+	"github.com/portstorm/portstorm/loadgen/gate"
+	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/target"
@@ -46,6 +48,8 @@ type env struct {
 	signals        <-chan os.Signal
 	// isTerminal reports whether stdout is a terminal (live progress line) or not (a line every 5 s).
 	isTerminal bool
+	// onSnapshot receives every interval snapshot of a run (the --metrics-listen exporter).
+	onSnapshot func(*metrics.Snapshot)
 }
 
 // Main runs portstorm with args and returns the exit code.
@@ -66,7 +70,7 @@ func Main(args, environ []string, stdout, stderr io.Writer, signals <-chan os.Si
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return exitWith(exitInvalid, fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath()))
 	})
-	root.AddCommand(runCmd(e), validateCmd(e), targetCmd(e), versionCmd(e))
+	root.AddCommand(runCmd(e), validateCmd(e), targetCmd(e), versionCmd(e), compareCmd(e), reportCmd(e), doctorCmd(e))
 	err := root.Execute()
 	if err == nil {
 		return exitPass
@@ -98,7 +102,8 @@ func (f *planFlags) loadPlan(e *env, path string) (*plan.Plan, error) {
 		return nil, exitWith(exitInvalid, err)
 	}
 	p.Defaults()
-	if errs := p.Validate(); len(errs) > 0 {
+	// The gate checks what the plan package cannot: threshold expressions and the baseline.
+	if errs := append(p.Validate(), gate.ValidatePlan(p)...); len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, err := range errs {
 			msgs[i] = err.Error()
@@ -141,22 +146,37 @@ func runCmd(e *env) *cobra.Command {
 	var pf planFlags
 	var out string
 	var quiet, allowRemote bool
+	var live liveFlags
+	var netns bool
 	c := &cobra.Command{
 		Use:   "run PLAN",
 		Short: "Run a plan and write results (exit 0 pass, 1 threshold failed, 2 invalid, 3 could not run, 130 interrupted)",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if netns {
+				pf.sets = append(pf.sets, "isolate=true")
+			}
 			p, err := pf.loadPlan(e, args[0])
 			if err != nil {
 				return err
 			}
+			if done, err := e.isolate(c, args, p); done {
+				return err
+			}
+			stop, err := live.start(e, p)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			return e.run(p, out, quiet, allowRemote)
 		},
 	}
 	pf.add(c)
+	live.add(c)
 	c.Flags().StringVar(&out, "out", "", "results folder (default <output.dir>/<name>-<UTC time>)")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no live progress; only the final summary")
 	c.Flags().BoolVar(&allowRemote, "allow-remote", false, "permit targets outside loopback (the plan must say target.allow_remote: true too)")
+	c.Flags().BoolVar(&netns, "netns", false, "run generator and built-in target in a private network namespace (as isolate: true)")
 	return c
 }
 
@@ -186,7 +206,7 @@ func (e *env) run(p *plan.Plan, out string, quiet, allowRemote bool) error {
 	}()
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
 	res, err := coordinator.Run(ctx, p, coordinator.Options{
-		OutDir: out, AllowRemote: allowRemote, Abort: abort, Progress: prog.update,
+		OutDir: out, AllowRemote: allowRemote, Abort: abort, Progress: prog.update, OnSnapshot: e.onSnapshot,
 	})
 	prog.finish()
 	if res != nil {
@@ -202,10 +222,10 @@ func (e *env) run(p *plan.Plan, out string, quiet, allowRemote bool) error {
 	switch {
 	case s.Interrupted:
 		return exitWith(exitInterrupted, errors.New("interrupted; results written, marked interrupted"))
-	case s.Verdict == "fail":
-		return exitWith(exitFail, errors.New("thresholds failed"))
 	case s.Connections.Attempted > 0 && s.Connections.Established == 0:
 		return exitWith(exitCannotRun, fmt.Errorf("target unreachable: none of %d connection attempts succeeded", s.Connections.Attempted))
+	case s.Verdict == "fail":
+		return exitWith(exitFail, verdictError(s))
 	}
 	return nil
 }

@@ -11,8 +11,11 @@ import (
 	"strings"
 	"time"
 
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/engine"
+	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/preflight"
@@ -41,6 +44,9 @@ type Options struct {
 	Dialer dial.Dialer
 	// Resolver replaces the system resolver (tests).
 	Resolver dial.Resolver
+	// OnSnapshot, when set, receives every interval snapshot as it is cut, after the coordinator
+	// has used it (live metrics exporters). It must not keep or change the snapshot.
+	OnSnapshot func(*metrics.Snapshot)
 }
 
 // Progress is what the live progress line shows.
@@ -66,7 +72,12 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	if err := unsupported(p); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	verdict, err := gate.Compile(p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	ramp := Ramp(p)
+	pr := newPortRun(p)
 	var tgt *target.Server
 	var dsts []dial.Destination
 	if b := p.Target.Builtin; b != nil {
@@ -78,9 +89,9 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		for i := range listen {
 			listen[i] = "127.0.0.1:0"
 		}
-		tgt, err = target.Start(context.Background(), target.Config{
+		tgt, err = target.Start(context.Background(), pr.targetConfig(target.Config{
 			Listen: listen, Mode: mode, IdleTimeout: b.IdleTimeout.D(), MaxFrame: int(b.MaxFrame),
-		})
+		}))
 		if err != nil {
 			return nil, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err)
 		}
@@ -96,6 +107,10 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
+	// Preflight, source addresses, the port strategy and the observatory.
+	if dsts, err = pr.setup(dsts, o.Dialer); err != nil {
+		return nil, err
+	}
 
 	dir := o.OutDir
 	if dir == "" {
@@ -104,11 +119,14 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: results folder: %w", ErrCannotRun, err)
 	}
-
-	dialer := o.Dialer
-	if dialer == nil {
-		dialer = dial.NewKernel(dial.Options{ConnectTimeout: p.Connection.ConnectTimeout.D()})
+	// latency.hlog is written as intervals are cut, so that a killed run keeps them.
+	hlog, err := report.CreateHLog(dir, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
+	defer hlog.Close()
+
+	dialer := pr.dialer
 	closeMode, err := dial.ParseCloseMode(p.Connection.Close)
 	if err != nil {
 		return nil, fmt.Errorf("%w: connection.close: %w", ErrInvalid, err)
@@ -118,7 +136,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		IOTimeout: p.Connection.IOTimeout.D(), Hold: p.Connection.Hold.D(), Close: closeMode,
 		MaxInFlight: p.Load.MaxInFlight, Drop: p.Load.OnSaturation == "drop",
 		MaxConnectRate: float64(p.Load.MaxConnectRate), GracefulStop: p.Load.GracefulStop.D(),
-		Abort: o.Abort, Interval: p.Output.Interval.D(),
+		Abort: o.Abort, Interval: p.Output.Interval.D(), Ports: pr.obs,
 	}
 	if p.Load.Model == "arrival" {
 		cfg.Model = engine.Arrival
@@ -131,13 +149,58 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	var rows []report.TimelineRow
 	var snapErr error
 	var errorsSoFar uint64
+	// An abort_on_fail threshold is judged on the running totals after every interval; when one
+	// fails, runCtx stops the run as a first signal would (graceful stop), without marking it
+	// interrupted.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	var stopped *report.Stopped
+	var running *metrics.Snapshot
+	if verdict.Live() {
+		running = metrics.NewSnapshot()
+	}
+	host := preflight.ReadHost()
+	liveStart := time.Now()
 	cfg.OnSnapshot = func(s *metrics.Snapshot) {
-		rows = append(rows, report.Row(s))
+		row := report.Row(s)
+		row.Ports = pr.sample()
+		rows = append(rows, row)
 		if stages[s.Stage] == nil {
 			stages[s.Stage] = metrics.NewSnapshot()
 		}
 		if err := stages[s.Stage].Add(s); err != nil && snapErr == nil {
 			snapErr = err
+		}
+		if err := hlog.Write(s); err != nil && snapErr == nil {
+			snapErr = err
+		}
+		if running != nil && stopped == nil {
+			if err := running.Add(s); err != nil && snapErr == nil {
+				snapErr = err
+			}
+			elapsed := time.Duration(s.EndUS) * time.Microsecond
+			live, err := report.Build(report.Input{Plan: p, Host: host, Segments: 1, Start: liveStart,
+				End: liveStart.Add(elapsed), Total: running, Stages: stages[:len(ramp.Stages)], Live: true})
+			if err == nil {
+				hist := func(stage int, latency string) *hdr.Histogram {
+					src := running
+					if stage >= 0 && stage < len(ramp.Stages) {
+						src = stages[stage]
+					}
+					for l := range metrics.NumLatencies {
+						if src != nil && l.String() == latency {
+							return src.Hist[l]
+						}
+					}
+					return nil
+				}
+				if stopped = verdict.Abort(live, elapsed, hist); stopped != nil {
+					stopRun()
+				}
+			}
+		}
+		if o.OnSnapshot != nil {
+			o.OnSnapshot(s)
 		}
 		errorsSoFar += s.Errors()
 		if o.Progress != nil {
@@ -155,8 +218,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		}
 	}
 
-	host := preflight.ReadHost()
-	res, err := engine.Run(ctx, cfg)
+	res, err := engine.Run(runCtx, cfg)
 	if err != nil && res == nil {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
@@ -173,21 +235,41 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		ts = &report.TargetStats{Accepted: st.Accepted, Peak: st.Peak, Closed: st.Closed,
 			BytesIn: st.BytesIn, BytesOut: st.BytesOut, IdleClosed: st.IdleClosed}
 	}
+	// A threshold's stop cancels runCtx, which the engine reports as an interruption; only a
+	// cancelled ctx (a signal) is one.
+	interrupted := res.Interrupted && (stopped == nil || ctx.Err() != nil)
 	sum, err := report.Build(report.Input{
 		Plan: p, Host: host, Segments: 1, Start: res.Start, End: res.End,
-		Interrupted: res.Interrupted, Aborted: res.Aborted, Total: res.Total, Stages: stages[:len(ramp.Stages)],
-		Target: ts,
+		Interrupted: interrupted, Aborted: res.Aborted, Total: res.Total, Stages: stages[:len(ramp.Stages)],
+		Target: ts, Ports: pr.report(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
-	if err := report.WriteTimeline(dir, rows); err != nil {
-		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	if err := report.WriteSummary(dir, sum); err != nil {
+	sum.Stopped = stopped
+	verdict.Judge(sum)
+	if err := writeResults(dir, sum, rows, hlog); err != nil {
 		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	return &Outcome{Summary: sum, Dir: dir}, nil
+}
+
+// writeResults writes every result file; report.html is drawn from the timeline and latency log
+// written before it, as `portstorm report` redraws it.
+func writeResults(dir string, sum *report.Summary, rows []report.TimelineRow, hlog *report.HLog) error {
+	if err := report.WriteTimeline(dir, rows); err != nil {
+		return err
+	}
+	if err := hlog.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", report.HLogFile, err)
+	}
+	if err := report.WriteSummary(dir, sum); err != nil {
+		return err
+	}
+	if err := report.WriteJUnit(dir, sum); err != nil {
+		return err
+	}
+	return report.WriteHTML(dir, sum)
 }
 
 // Ramp is the plan's load stages as a schedule.
@@ -203,18 +285,6 @@ func Ramp(p *plan.Plan) schedule.Ramp {
 // silently ignoring them.
 func unsupported(p *plan.Plan) error {
 	var missing []string
-	if len(p.Source.Addresses) > 0 {
-		missing = append(missing, "source.addresses")
-	}
-	if p.Source.Ports.Strategy != "" && p.Source.Ports.Strategy != "kernel" {
-		missing = append(missing, "source.ports.strategy "+p.Source.Ports.Strategy)
-	}
-	if len(p.Thresholds) > 0 {
-		missing = append(missing, "thresholds")
-	}
-	if p.Baseline != nil {
-		missing = append(missing, "baseline")
-	}
 	if len(missing) > 0 {
 		return fmt.Errorf("not supported by this build yet: %s", strings.Join(missing, ", "))
 	}

@@ -13,15 +13,24 @@ import (
 	"time"
 )
 
-// Destination is a resolved target address, its string form computed once rather than per dial.
+// Destination is a resolved target address, its string form computed once rather than per dial,
+// and the source address to connect from.
 type Destination struct {
 	AddrPort netip.AddrPort
-	addr     string
+	// Source is the local address to bind; the zero Addr leaves the choice to the kernel.
+	Source netip.Addr
+	addr   string
 }
 
 // NewDestination returns the destination for a resolved address.
 func NewDestination(ap netip.AddrPort) Destination {
 	return Destination{AddrPort: ap, addr: ap.String()}
+}
+
+// From returns d dialled from the source address src.
+func (d Destination) From(src netip.Addr) Destination {
+	d.Source = src.Unmap()
+	return d
 }
 
 func (d Destination) String() string { return d.addr }
@@ -31,29 +40,12 @@ type Dialer interface {
 	Dial(ctx context.Context, dst Destination) (net.Conn, error)
 }
 
-// Options configure a kernel Dialer. The zero value dials with a 3 s connect timeout.
-type Options struct {
-	// ConnectTimeout bounds connect(); 0 means 3 s.
-	ConnectTimeout time.Duration
-}
-
-// Kernel dials with a plain connect(): the kernel picks the source address and port.
-type Kernel struct {
-	nd net.Dialer
-}
-
-// NewKernel returns a Dialer that leaves port selection to the kernel.
-func NewKernel(o Options) *Kernel {
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 3 * time.Second
-	}
-	// KeepAlive -1: probes are pointless on short load-test connections and cost a setsockopt each.
-	return &Kernel{nd: net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: -1}}
-}
-
-// Dial connects to dst.
-func (k *Kernel) Dial(ctx context.Context, dst Destination) (net.Conn, error) {
-	return k.nd.DialContext(ctx, "tcp", dst.addr)
+// NewKernel returns the dialer of the kernel strategy: a plain connect(), the kernel picks the
+// port (and the address, unless the destination names a source).
+func NewKernel(o Options) *Ports {
+	o.Strategy = StrategyKernel
+	d, _ := New(o) // the kernel strategy needs no window: New cannot fail
+	return d
 }
 
 // CloseMode is how the client ends a connection.
@@ -72,7 +64,12 @@ const (
 
 var closeNames = []string{"fin", "rst", "half", "server"}
 
-func (m CloseMode) String() string { return closeNames[m] }
+func (m CloseMode) String() string {
+	if int(m) < len(closeNames) {
+		return closeNames[m]
+	}
+	return "CloseMode(" + strconv.Itoa(int(m)) + ")"
+}
 
 // ParseCloseMode reads a plan's close mode.
 func ParseCloseMode(s string) (CloseMode, error) {
@@ -84,8 +81,10 @@ func ParseCloseMode(s string) (CloseMode, error) {
 	return 0, fmt.Errorf("close mode %q: want one of fin, rst, half, server", s)
 }
 
-// Close ends c in the given mode. For half and server it waits for the peer's FIN until deadline;
-// the returned error says why the close was not clean (the connection is closed in every case).
+// Close ends c in the given mode. For half and server it waits for the peer's FIN until deadline
+// (a zero deadline waits without limit); the returned error says why the close was not clean: the
+// read deadline passed (os.ErrDeadlineExceeded), the peer sent data, or the peer reset. The
+// connection is closed in every case.
 func Close(c net.Conn, mode CloseMode, deadline time.Time) error {
 	switch mode {
 	case CloseRST:
@@ -152,11 +151,13 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
-// Resolve turns "host:port" strings into destinations, looking each name up exactly once and
-// pinning the first address, so that what is checked is what is dialled. Unless allowRemote is set,
-// any address outside loopback is refused before a single connection is attempted.
+// Resolve turns "host:port" strings into destinations, looking each name up exactly once (however
+// many ports it appears with) and pinning the first address, so that what is checked is what is
+// dialled. Unless allowRemote is set, any address outside loopback is refused before a single
+// connection is attempted.
 func Resolve(ctx context.Context, r Resolver, addrs []string, allowRemote bool) ([]Destination, error) {
 	out := make([]Destination, 0, len(addrs))
+	pinned := map[string]netip.Addr{}
 	for _, a := range addrs {
 		host, portStr, err := net.SplitHostPort(a)
 		if err != nil {
@@ -166,19 +167,30 @@ func Resolve(ctx context.Context, r Resolver, addrs []string, allowRemote bool) 
 		if err != nil || port == 0 {
 			return nil, fmt.Errorf("target %q: port must be a number from 1 to 65535", a)
 		}
+		if host == "" {
+			// net.Dial reads an empty host as "this machine"; a load test names its target.
+			return nil, fmt.Errorf("target %q: host is empty; name it, as in 127.0.0.1%s", a, a)
+		}
 		ip, err := netip.ParseAddr(host)
 		if err != nil {
-			if r == nil {
-				r = net.DefaultResolver
+			var ok bool
+			if ip, ok = pinned[host]; !ok {
+				if r == nil {
+					r = net.DefaultResolver
+				}
+				ips, lerr := r.LookupNetIP(ctx, "ip", host)
+				if lerr != nil {
+					return nil, fmt.Errorf("target %q: %w", a, lerr)
+				}
+				if len(ips) == 0 {
+					return nil, fmt.Errorf("target %q: name has no addresses", a)
+				}
+				ip = ips[0]
+				pinned[host] = ip
 			}
-			ips, lerr := r.LookupNetIP(ctx, "ip", host)
-			if lerr != nil {
-				return nil, fmt.Errorf("target %q: %w", a, lerr)
-			}
-			if len(ips) == 0 {
-				return nil, fmt.Errorf("target %q: name has no addresses", a)
-			}
-			ip = ips[0]
+		}
+		if !ip.IsValid() {
+			return nil, fmt.Errorf("target %q: the resolver answered an invalid address", a)
 		}
 		ip = ip.Unmap()
 		if !allowRemote && !IsLoopback(ip) {

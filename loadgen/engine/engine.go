@@ -20,6 +20,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
@@ -76,6 +77,9 @@ type Config struct {
 	Segment string
 	// Start is when the schedule's time zero is; zero means now. A later Start waits for it.
 	Start time.Time
+	// Ports, when set, is told every connection's local port (from conn.LocalAddr(), no system
+	// call), its close, and every connect failure: the port observatory.
+	Ports *ports.Observatory
 }
 
 // Result says how the run ended.
@@ -154,6 +158,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	e.hardCtx, e.hardStop = context.WithCancel(context.Background())
 	defer e.hardStop()
+	if cfg.Ports != nil {
+		cfg.Ports.Begin(start)
+	}
 	if cfg.Send != nil {
 		e.payload = make([]byte, cfg.Send.Bytes)
 		for i := range e.payload {
@@ -353,6 +360,12 @@ func (e *engine) runSlot(s *slot) {
 		}
 		if e.limiter != nil {
 			e.limiter.Take()
+			// The wait may have outlasted the schedule: start nothing once stopping.
+			select {
+			case <-e.stopping:
+				return
+			default:
+			}
 		}
 		id := e.next.Add(1)
 		sh := e.rec.Shard(id)
@@ -424,8 +437,15 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 		if e.hardCtx.Err() != nil {
 			err = metrics.ErrCanceled
 		}
+		if e.cfg.Ports != nil {
+			e.cfg.Ports.Failed(dst, err, t1, e.rec.Active())
+		}
 		sh.ConnectFailed(t1, timing, err)
 		return
+	}
+	var pc ports.Conn
+	if e.cfg.Ports != nil {
+		pc = e.cfg.Ports.Opened(dst, conn.LocalAddr(), t0, timing.Connect)
 	}
 	sh.Connected(timing)
 
@@ -434,24 +454,52 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 		err = e.converse(conn, sh, s)
 		stop()
 	}
-	if err == nil && e.cfg.Hold > 0 {
+	closeMode := e.cfg.Close
+	if err == errCut {
+		// The conversation ended early, so a target that closes after the last answer (the server
+		// side of close: server) will not: the client closes instead of waiting for its FIN.
+		err = nil
+		if closeMode == dial.CloseServer {
+			closeMode = dial.CloseFIN
+		}
+	} else if err == nil && e.cfg.Hold > 0 {
 		e.hold(e.cfg.Hold, s)
 	}
 	var closeErr error
-	if e.hardCtx.Err() != nil {
+	var local net.Addr
+	releaser, release := e.cfg.Dialer.(dial.Releaser)
+	if release {
+		local = conn.LocalAddr()
+	}
+	hard := e.hardCtx.Err() != nil
+	tc := time.Now()
+	if hard {
 		closeErr = dial.Close(conn, dial.CloseRST, time.Time{})
 	} else {
-		closeErr = dial.Close(conn, e.cfg.Close, time.Now().Add(e.cfg.IOTimeout))
+		closeErr = dial.Close(conn, closeMode, time.Now().Add(e.cfg.IOTimeout))
 	}
 	if err == nil {
 		err = closeErr
 	}
 	t2 := time.Now()
+	if release {
+		if ta, ok := local.(*net.TCPAddr); ok {
+			releaser.Release(dst, ta.AddrPort())
+		}
+	}
+	if e.cfg.Ports != nil {
+		// The client holds TIME_WAIT when it sent the first FIN: fin and half, unless cut with RST.
+		e.cfg.Ports.Closed(pc, tc, t2, !hard && (closeMode == dial.CloseFIN || closeMode == dial.CloseHalf))
+	}
 	if err != nil && e.hardCtx.Err() != nil {
 		err = fmt.Errorf("%w: %w", metrics.ErrCanceled, err)
 	}
 	sh.Closed(t2, t2.Sub(t1), err)
 }
+
+// errCut is converse's report that a stop (or a slot no longer wanted) ended the conversation
+// cleanly between requests; the connection counts as ok.
+var errCut = errors.New("conversation cut short by a stop")
 
 // converse writes the requests and, for echo, reads each one back and compares it.
 func (e *engine) converse(conn net.Conn, sh *metrics.Shard, s *slot) error {
@@ -462,8 +510,15 @@ func (e *engine) converse(conn net.Conn, sh *metrics.Shard, s *slot) error {
 		defer e.bufs.Put(buf)
 	}
 	for i := range snd.Count {
-		if i > 0 && snd.Interval > 0 && !e.hold(snd.Interval, s) {
-			return nil // stopped: end the connection cleanly
+		if i > 0 {
+			// A stop (or a slot no longer wanted) ends the conversation cleanly between requests.
+			if snd.Interval > 0 {
+				if !e.hold(snd.Interval, s) {
+					return errCut
+				}
+			} else if e.cut(s) {
+				return errCut
+			}
 		}
 		if err := conn.SetDeadline(time.Now().Add(e.cfg.IOTimeout)); err != nil {
 			return err
@@ -490,6 +545,16 @@ func (e *engine) converse(conn net.Conn, sh *metrics.Shard, s *slot) error {
 		}
 	}
 	return nil
+}
+
+// cut reports, without waiting, whether the run is stopping or the slot is no longer wanted.
+func (e *engine) cut(s *slot) bool {
+	select {
+	case <-e.stopping:
+		return true
+	default:
+	}
+	return s != nil && !s.wanted()
 }
 
 // hold waits d, or less when the run stops or the slot is no longer wanted. It returns false when

@@ -18,6 +18,11 @@ type Plan struct {
 	Thresholds []Threshold `yaml:"thresholds" json:"thresholds,omitempty"`
 	Baseline   *Baseline   `yaml:"baseline" json:"baseline,omitempty"`
 	Output     Output      `yaml:"output" json:"output"`
+	// Isolate runs the generator and the built-in target in a private network namespace (as the
+	// --netns flag does): the port space, TIME_WAIT state and kernel counters belong to the run alone.
+	Isolate bool `yaml:"isolate" json:"isolate,omitempty"`
+	// Netns sets sysctls of the private namespace; it needs isolate (or --netns).
+	Netns *Netns `yaml:"netns" json:"netns,omitempty"`
 
 	// File is the path the plan was read from ("" for plans built in code).
 	File string `yaml:"-" json:"-"`
@@ -63,6 +68,22 @@ type Ports struct {
 	Strategy string `yaml:"strategy" json:"strategy"`
 	// Range is "lo-hi", used by the range and explicit strategies.
 	Range string `yaml:"range" json:"range,omitempty"`
+	// ExpectExhaustion says the plan means to run the local ports out: the preflight reports the
+	// forecast instead of refusing the plan, and the exhaustion is the finding.
+	ExpectExhaustion bool `yaml:"expect_exhaustion" json:"expect_exhaustion,omitempty"`
+}
+
+// Netns holds the sysctls set inside the run's private network namespace (never on the host).
+// Zero values leave the namespace's own defaults.
+type Netns struct {
+	// PortRange is net.ipv4.ip_local_port_range, "lo-hi".
+	PortRange string `yaml:"port_range" json:"port_range,omitempty"`
+	// TWReuse is net.ipv4.tcp_tw_reuse: "0" off, "1" on, "2" loopback only (the kernel default).
+	TWReuse string `yaml:"tw_reuse" json:"tw_reuse,omitempty"`
+	// TWReuseDelay is net.ipv4.tcp_tw_reuse_delay, how old a TIME_WAIT socket must be to be reused.
+	TWReuseDelay Duration `yaml:"tw_reuse_delay" json:"tw_reuse_delay,omitempty"`
+	// MaxTWBuckets is net.ipv4.tcp_max_tw_buckets; beyond it TIME_WAIT sockets are not kept.
+	MaxTWBuckets int `yaml:"max_tw_buckets" json:"max_tw_buckets,omitempty"`
 }
 
 // Connection is the lifecycle every connection runs.
@@ -129,6 +150,10 @@ type Threshold struct {
 type Baseline struct {
 	File          string  `yaml:"file" json:"file"`
 	MaxRegression Percent `yaml:"max_regression" json:"max_regression"`
+	// Metrics are the compared metrics, named as in thresholds ("connect.p99", "outcomes.EOF");
+	// empty means the gate's declared default set. Counts compare exactly, the rest within
+	// MaxRegression.
+	Metrics []string `yaml:"metrics" json:"metrics,omitempty"`
 }
 
 // Output says where results go.

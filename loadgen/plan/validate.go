@@ -68,6 +68,7 @@ func (p *Plan) Validate() []error {
 	c.thresholds()
 	c.baseline()
 	c.output()
+	c.isolation()
 	return c.errs
 }
 
@@ -165,11 +166,18 @@ func checkHostPort(a string) string {
 
 func (c *checker) source() {
 	s := c.p.Source
+	valid := true
 	for i, a := range s.Addresses {
 		_, errA := netip.ParseAddr(a)
 		_, errP := netip.ParsePrefix(a)
 		if errA != nil && errP != nil {
 			c.fail(fmt.Sprintf("source.addresses[%d]", i), "want an IP address or a CIDR prefix (127.0.0.2, 127.0.0.0/24, ::1), got %q", a)
+			valid = false
+		}
+	}
+	if valid && len(s.Addresses) > 0 {
+		if _, err := s.SourceAddrs(); err != nil {
+			c.fail("source.addresses", "%v", err)
 		}
 	}
 	strategy := s.Ports.Strategy
@@ -323,6 +331,33 @@ func (c *checker) output() {
 	}
 	if iv := o.Interval; iv != 0 && (iv < MinInterval || iv > MaxInterval) {
 		c.fail("output.interval", "want %s to %s, got %s", short(MinInterval), short(MaxInterval), iv)
+	}
+}
+
+func (c *checker) isolation() {
+	p := c.p
+	if p.Isolate && p.Target.Builtin == nil {
+		c.fail("isolate", "a private network namespace has only its own loopback, so target.addresses cannot be reached from it; want target.builtin, or isolate: false")
+	}
+	n := p.Netns
+	if n == nil {
+		return
+	}
+	if !p.Isolate {
+		c.fail("netns", "sets sysctls of the run's private network namespace and needs isolate: true (or the --netns flag); portstorm never changes the host's sysctls")
+	}
+	if n.PortRange != "" {
+		if lo, _, ok := ParsePortRange(n.PortRange); !ok || lo < 1024 {
+			c.fail("netns.port_range", `want "lo-hi" with 1024 <= lo <= hi <= 65535, like "40000-40999", got %q`, n.PortRange)
+		}
+	}
+	c.oneOf("netns.tw_reuse", n.TWReuse, []string{"0", "1", "2"})
+	c.duration("netns.tw_reuse_delay", n.TWReuseDelay, 0, Duration(time.Minute))
+	if d := n.TWReuseDelay; d != 0 && d < Duration(time.Millisecond) {
+		c.fail("netns.tw_reuse_delay", "want 1ms to 1m, got %s", d)
+	}
+	if n.MaxTWBuckets < 0 {
+		c.fail("netns.max_tw_buckets", "want 0 (the namespace's default) or more, got %d", n.MaxTWBuckets)
 	}
 }
 

@@ -73,12 +73,27 @@ func TestValidate(t *testing.T) {
 		{"address port zero", func(p *Plan) { p.Target = Target{Addresses: []string{"h:0"}} }, "target.addresses[0]", "1 to 65535"},
 		{"address with a name", func(p *Plan) { p.Target = Target{Addresses: []string{"db.internal:5432"}} }, "", ""},
 		{"address bad host", func(p *Plan) { p.Target = Target{Addresses: []string{"a b:80"}} }, "target.addresses[0]", "neither"},
-		{"source CIDR", func(p *Plan) { p.Source.Addresses = []string{"127.0.0.0/8", "::1"} }, "", ""},
+		{"source CIDR", func(p *Plan) {
+			p.Source.Addresses = []string{"127.0.0.0/24", "::1"}
+			p.Source.Ports.Strategy = "bind-no-port"
+		}, "", ""},
+		{"source pool too big", func(p *Plan) {
+			p.Source.Addresses = []string{"127.0.0.0/8"}
+			p.Source.Ports.Strategy = "bind-no-port"
+		}, "source.addresses", "127.0.0.0/22"},
+		{"kernel with a source address", func(p *Plan) { p.Source.Addresses = []string{"127.0.0.2"} }, "", ""},
+		{"isolate with the built-in target", func(p *Plan) { p.Isolate = true }, "", ""},
+		{"isolate with addresses", func(p *Plan) { p.Isolate = true; p.Target = Target{Addresses: []string{"127.0.0.1:7"}} }, "isolate", "target.builtin"},
+		{"netns without isolate", func(p *Plan) { p.Netns = &Netns{PortRange: "40000-40999"} }, "netns", "isolate: true"},
+		{"netns range", func(p *Plan) { p.Isolate = true; p.Netns = &Netns{PortRange: "40000-40999", TWReuse: "0"} }, "", ""},
+		{"netns range too low", func(p *Plan) { p.Isolate = true; p.Netns = &Netns{PortRange: "80-90"} }, "netns.port_range", "1024 <= lo"},
+		{"netns tw_reuse", func(p *Plan) { p.Isolate = true; p.Netns = &Netns{TWReuse: "3"} }, "netns.tw_reuse", "0, 1, 2"},
+		{"netns reuse delay", func(p *Plan) { p.Isolate = true; p.Netns = &Netns{TWReuseDelay: Duration(2 * time.Minute)} }, "netns.tw_reuse_delay", "0s to 1m"},
 		{"source name", func(p *Plan) { p.Source.Addresses = []string{"localhost"} }, "source.addresses[0]", "IP address or a CIDR"},
 		{"unknown strategy", func(p *Plan) { p.Source.Ports.Strategy = "random" }, "source.ports.strategy", "kernel, bind-no-port"},
 		{"range needs a range", func(p *Plan) { p.Source.Ports.Strategy = "range" }, "source.ports.range", "required by the range strategy"},
-		{"range reversed", func(p *Plan) { p.Source.Ports = Ports{"explicit", "2000-1000"} }, "source.ports.range", "lo <= hi"},
-		{"range from 0", func(p *Plan) { p.Source.Ports = Ports{"range", "0-10"} }, "source.ports.range", "1 <= lo"},
+		{"range reversed", func(p *Plan) { p.Source.Ports = Ports{Strategy: "explicit", Range: "2000-1000"} }, "source.ports.range", "lo <= hi"},
+		{"range from 0", func(p *Plan) { p.Source.Ports = Ports{Strategy: "range", Range: "0-10"} }, "source.ports.range", "1 <= lo"},
 		{"range unused", func(p *Plan) { p.Source.Ports.Range = "1-10" }, "source.ports.range", "strategy is kernel"},
 		{"zero connect timeout is the default", func(p *Plan) { p.Connection.ConnectTimeout = 0 }, "", ""},
 		{"connect timeout too long", func(p *Plan) { p.Connection.ConnectTimeout = Duration(11 * time.Minute) }, "connection.connect_timeout", "at most 10m"},
@@ -187,5 +202,46 @@ func TestDefaults(t *testing.T) {
 	}
 	if q.Name != "" || q.Version != 0 || q.Baseline != nil {
 		t.Errorf("Defaults invented name %q, version %d or baseline %v", q.Name, q.Version, q.Baseline)
+	}
+}
+
+func TestSourceAddrs(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      []string
+		want    []string // first and last of the pool
+		n       int
+		wantErr string
+	}{
+		{"one address", []string{"127.0.0.2"}, []string{"127.0.0.2", "127.0.0.2"}, 1, ""},
+		{"list, duplicates dropped", []string{"127.0.0.2", "127.0.0.3", "127.0.0.2"}, []string{"127.0.0.2", "127.0.0.3"}, 2, ""},
+		{"/30 without network and broadcast", []string{"127.0.0.0/30"}, []string{"127.0.0.1", "127.0.0.2"}, 2, ""},
+		{"/31 keeps both", []string{"127.0.0.4/31"}, []string{"127.0.0.4", "127.0.0.5"}, 2, ""},
+		{"/32", []string{"127.0.0.9/32"}, []string{"127.0.0.9", "127.0.0.9"}, 1, ""},
+		{"unmasked prefix", []string{"127.0.0.5/30"}, []string{"127.0.0.5", "127.0.0.6"}, 2, ""},
+		{"/22 fits", []string{"127.0.0.0/22"}, []string{"127.0.0.1", "127.0.3.254"}, 1022, ""},
+		{"IPv6 /126", []string{"fd00::/126"}, []string{"fd00::", "fd00::3"}, 4, ""},
+		{"mapped address unmapped", []string{"::ffff:127.0.0.7"}, []string{"127.0.0.7", "127.0.0.7"}, 1, ""},
+		{"/8 too big", []string{"127.0.0.0/8"}, nil, 0, "127.0.0.0/22"},
+		{"IPv6 /64 too big", []string{"fd00::/64"}, nil, 0, "at most 1024"},
+		{"two /22 too many", []string{"127.0.0.0/22", "127.1.0.0/22"}, nil, 0, "more than 1024"},
+		{"a name", []string{"localhost"}, nil, 0, "IP address or a CIDR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Source{Addresses: tt.in}.SourceAddrs()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one with %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != tt.n || got[0].String() != tt.want[0] || got[len(got)-1].String() != tt.want[1] {
+				t.Errorf("got %d addresses %v..%v, want %d %v", len(got), got[0], got[len(got)-1], tt.n, tt.want)
+			}
+		})
 	}
 }

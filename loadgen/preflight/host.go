@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/portstorm/portstorm/loadgen/isolate"
 )
 
 // PortRange is an inclusive range of local ports.
@@ -41,6 +43,20 @@ type Host struct {
 	MaxTWBuckets  int       `json:"max_tw_buckets"`
 	Somaxconn     int       `json:"somaxconn"`
 	Netns         string    `json:"netns"`
+	// Syncookies is tcp_syncookies; TCPTimestamps tcp_timestamps (TIME_WAIT reuse needs them).
+	Syncookies    int `json:"syncookies"`
+	TCPTimestamps int `json:"tcp_timestamps"`
+	// ConntrackMax and ConntrackCount are nf_conntrack_max and _count, -1 when conntrack is not loaded.
+	ConntrackMax   int `json:"conntrack_max"`
+	ConntrackCount int `json:"conntrack_count"`
+	// UnprivilegedPortStart is ip_unprivileged_port_start: lower ports need CAP_NET_BIND_SERVICE.
+	UnprivilegedPortStart int `json:"unprivileged_port_start"`
+	// Root is true when running as uid 0.
+	Root bool `json:"root"`
+	// Isolated is true inside the run's private network namespace (--netns, isolate: true).
+	Isolated bool `json:"isolated"`
+	// UserNamespaces says whether unprivileged user namespaces (unshare -Urn) are allowed.
+	UserNamespaces string `json:"user_namespaces"`
 }
 
 // Proc is the root of the proc file system; tests point it elsewhere.
@@ -88,6 +104,15 @@ func ReadHost() Host {
 		TWReuseDelay:  readInt("sys/net/ipv4/tcp_tw_reuse_delay"),
 		MaxTWBuckets:  readInt("sys/net/ipv4/tcp_max_tw_buckets"),
 		Somaxconn:     readInt("sys/net/core/somaxconn"),
+
+		Syncookies:            readInt("sys/net/ipv4/tcp_syncookies"),
+		TCPTimestamps:         readInt("sys/net/ipv4/tcp_timestamps"),
+		ConntrackMax:          readInt("sys/net/netfilter/nf_conntrack_max"),
+		ConntrackCount:        readInt("sys/net/netfilter/nf_conntrack_count"),
+		UnprivilegedPortStart: readInt("sys/net/ipv4/ip_unprivileged_port_start"),
+		Root:                  os.Geteuid() == 0,
+		Isolated:              isolate.InChild(),
+		UserNamespaces:        isolate.UserNamespaces(),
 	}
 	h.Hostname, _ = os.Hostname()
 	var u unix.Utsname

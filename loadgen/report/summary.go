@@ -3,11 +3,14 @@
 package report
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
 )
 
@@ -36,10 +39,14 @@ type Summary struct {
 	Bytes       Bytes                     `json:"bytes"`
 	Latency     map[string]LatencySummary `json:"latency"`
 	Stages      []Stage                   `json:"stages"`
-	Ports       any                       `json:"ports"`
+	Ports       *ports.Report             `json:"ports"`
 	Thresholds  []ThresholdResult         `json:"thresholds"`
 	Warnings    []string                  `json:"warnings,omitempty"`
 	Target      *TargetStats              `json:"target,omitempty"`
+	// Baseline is the comparison with a previous result (plan baseline:), when the plan asked.
+	Baseline *BaselineResult `json:"baseline,omitempty"`
+	// Stopped says why the run ended early, when an abort_on_fail threshold stopped it.
+	Stopped *Stopped `json:"stopped,omitempty"`
 }
 
 // Connections are the connection counters. attempted == established + failed + dropped.
@@ -101,6 +108,12 @@ type ThresholdResult struct {
 	Expr     string `json:"expr"`
 	Observed string `json:"observed"`
 	Pass     bool   `json:"pass"`
+	// Metric is the metric's canonical name, Condition the operator and limit ("< 5ms").
+	Metric    string `json:"metric,omitempty"`
+	Condition string `json:"condition,omitempty"`
+	// AbortOnFail is the plan's abort_on_fail; StoppedRun is true for the threshold that stopped it.
+	AbortOnFail bool `json:"abort_on_fail,omitempty"`
+	StoppedRun  bool `json:"stopped_run,omitempty"`
 }
 
 // TargetStats are the built-in target's counters, when the run started one.
@@ -113,10 +126,42 @@ type TargetStats struct {
 	IdleClosed uint64 `json:"idle_closed"`
 }
 
-// Latencies summarises every histogram of a snapshot.
+// MarshalJSON writes the summary with the contract's collections always present: thresholds and
+// stages as [] rather than null, and every outcome name in outcomes, so that CI scripts parsing
+// summary.json need no null checks whoever built the Summary (Build, a merge, a file read back).
+func (s Summary) MarshalJSON() ([]byte, error) {
+	type plain Summary // without the method, so that Marshal does not recurse
+	p := plain(s)
+	if p.Thresholds == nil {
+		p.Thresholds = []ThresholdResult{}
+	}
+	if p.Stages == nil {
+		p.Stages = []Stage{}
+	}
+	if p.First == nil {
+		p.First = map[string]First{}
+	}
+	if p.Latency == nil {
+		p.Latency = map[string]LatencySummary{}
+	}
+	outs := make(map[string]uint64, metrics.NumOutcomes)
+	for o := range metrics.NumOutcomes {
+		outs[o.String()] = 0
+	}
+	for name, n := range p.Outcomes {
+		outs[name] = n
+	}
+	p.Outcomes = outs
+	return json.Marshal(p)
+}
+
+// Latencies summarises every histogram of a snapshot. A nil histogram (the zero Snapshot's) is empty.
 func Latencies(s *metrics.Snapshot) (map[string]LatencySummary, error) {
 	out := make(map[string]LatencySummary, metrics.NumLatencies)
 	for l, h := range s.Hist {
+		if h == nil {
+			h = metrics.NewHistogram()
+		}
 		enc, err := metrics.EncodeHistogram(h)
 		if err != nil {
 			return nil, err
@@ -162,18 +207,30 @@ type Input struct {
 	Total       *metrics.Snapshot
 	Stages      []*metrics.Snapshot // index = stage; nil where a stage never ran
 	Target      *TargetStats
+	Ports       *ports.Report // the port observatory's report; nil when ports were not observed
+	// Live builds the running figures judged after every interval (abort_on_fail): the histograms
+	// are summarised but not encoded (hdr stays ""), which would cost milliseconds and megabytes
+	// per interval.
+	Live bool
 }
 
 // Build makes the summary. Verdict is "pass" until thresholds are judged.
 func Build(in Input) (*Summary, error) {
 	t := in.Total
+	if t == nil {
+		return nil, errors.New("building the summary: no total snapshot")
+	}
+	var name string
+	if in.Plan != nil {
+		name = in.Plan.Name
+	}
 	s := &Summary{
-		Schema: Schema, Name: in.Plan.Name, StartedAt: in.Start.UTC(), EndedAt: in.End.UTC(),
+		Schema: Schema, Name: name, StartedAt: in.Start.UTC(), EndedAt: in.End.UTC(),
 		DurationUS: in.End.Sub(in.Start).Microseconds(), Interrupted: in.Interrupted, Aborted: in.Aborted,
 		Verdict: "pass", Plan: in.Plan, Host: in.Host, Segments: max(in.Segments, 1),
 		Connections: connections(t), Outcomes: outcomes(t), First: map[string]First{},
 		Bytes: Bytes{Out: t.BytesOut, In: t.BytesIn}, Thresholds: []ThresholdResult{}, Stages: []Stage{},
-		Target: in.Target,
+		Target: in.Target, Ports: in.Ports,
 	}
 	for i, f := range t.First {
 		if f != nil {
@@ -191,14 +248,14 @@ func Build(in Input) (*Summary, error) {
 		s.Errors.Rate = float64(s.Errors.Count) / float64(ended)
 	}
 	var err error
-	if s.Latency, err = Latencies(t); err != nil {
+	if s.Latency, err = latenciesFor(t, in.Live); err != nil {
 		return nil, err
 	}
 	for i, st := range in.Stages {
 		if st == nil {
 			continue
 		}
-		lat, err := Latencies(st)
+		lat, err := latenciesFor(st, in.Live)
 		if err != nil {
 			return nil, err
 		}
@@ -217,12 +274,13 @@ func Build(in Input) (*Summary, error) {
 	return s, nil
 }
 
-// fmtUS formats microseconds for people.
+// fmtUS formats microseconds for people. The unit changes where rounding to two decimals would
+// reach the next one, so that 999999µs reads "1.00s", not "1000.00ms".
 func fmtUS(us int64) string {
 	switch {
 	case us < 1000:
 		return fmt.Sprintf("%dµs", us)
-	case us < 1_000_000:
+	case us < 999_995:
 		return fmt.Sprintf("%.2fms", float64(us)/1e3)
 	default:
 		return fmt.Sprintf("%.2fs", float64(us)/1e6)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/ports"
 )
 
 // WriteFileAtomic writes data to path so that a reader (or a crash) sees the old file or the whole
@@ -20,7 +21,7 @@ func WriteFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
-		return err
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -90,18 +91,29 @@ type TimelineRow struct {
 	ConnectMax  int64
 	IntendedP99 int64
 	RTTP99      int64
+	// Ports is the interval's port figures (TIME_WAIT, kernel TCP counters); nil without them.
+	Ports *ports.Sample
 }
 
-// Row summarises one interval snapshot.
+// Row summarises one interval snapshot. A nil histogram (the zero Snapshot's) reads as empty.
 func Row(s *metrics.Snapshot) TimelineRow {
-	c := s.Hist[metrics.Connect]
+	q := func(l metrics.Latency, p float64) int64 {
+		if h := s.Hist[l]; h != nil {
+			return h.ValueAtQuantile(p)
+		}
+		return 0
+	}
+	var connectMax int64
+	if h := s.Hist[metrics.Connect]; h != nil {
+		connectMax = h.Max()
+	}
 	return TimelineRow{
 		EndS: float64(s.EndUS) / 1e6, Stage: s.Stage, Active: s.Active, PeakActive: s.PeakActive,
 		Attempted: s.Attempted, Established: s.Established, Failed: s.Failed, Dropped: s.Dropped,
 		Closed: s.Closed, Outcomes: s.Outcomes,
-		ConnectP50: c.ValueAtQuantile(50), ConnectP99: c.ValueAtQuantile(99), ConnectMax: c.Max(),
-		IntendedP99: s.Hist[metrics.ConnectIntended].ValueAtQuantile(99),
-		RTTP99:      s.Hist[metrics.RTT].ValueAtQuantile(99),
+		ConnectP50: q(metrics.Connect, 50), ConnectP99: q(metrics.Connect, 99), ConnectMax: connectMax,
+		IntendedP99: q(metrics.ConnectIntended, 99),
+		RTTP99:      q(metrics.RTT, 99),
 	}
 }
 
@@ -114,6 +126,10 @@ func WriteTimeline(dir string, rows []TimelineRow) error {
 		head = append(head, "outcome_"+o.String())
 	}
 	head = append(head, "connect_p50_us", "connect_p99_us", "connect_max_us", "connect_intended_p99_us", "rtt_p99_us")
+	observed := portsObserved(rows)
+	if observed {
+		head = append(head, portColumns()...)
+	}
 	w.Write(head)
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
@@ -124,6 +140,9 @@ func WriteTimeline(dir string, rows []TimelineRow) error {
 			rec = append(rec, u(n))
 		}
 		rec = append(rec, i(r.ConnectP50), i(r.ConnectP99), i(r.ConnectMax), i(r.IntendedP99), i(r.RTTP99))
+		if observed {
+			rec = append(rec, portCells(r.Ports)...)
+		}
 		w.Write(rec)
 	}
 	w.Flush()
@@ -163,8 +182,11 @@ func WriteText(w io.Writer, s *Summary, dir string) {
 	fmt.Fprintf(w, "  outcomes     %s\n", strings.Join(outs, ", "))
 	if s.Errors.Count > 0 {
 		fmt.Fprintf(w, "  errors       %d (%.3f%%)\n", s.Errors.Count, 100*s.Errors.Rate)
-		for o, ex := range s.Examples {
-			fmt.Fprintf(w, "    %s e.g. %s\n", o, ex[0])
+		// In the outcomes' fixed order: ranging over the map would print them differently each run.
+		for o := range metrics.NumOutcomes {
+			if ex := s.Examples[o.String()]; len(ex) > 0 {
+				fmt.Fprintf(w, "    %s e.g. %s\n", o, ex[0])
+			}
 		}
 	}
 	fmt.Fprintf(w, "  %-18s %9s %9s %9s %9s %9s %9s %9s\n", "latency", "count", "min", "p50", "p90", "p99", "p99.9", "max")
@@ -176,13 +198,8 @@ func WriteText(w io.Writer, s *Summary, dir string) {
 		fmt.Fprintf(w, "  %-18s %9d %9s %9s %9s %9s %9s %9s\n", l.String(), ls.Count, fmtUS(ls.Min), fmtUS(ls.P50),
 			fmtUS(ls.P90), fmtUS(ls.P99), fmtUS(ls.P999), fmtUS(ls.Max))
 	}
-	for _, t := range s.Thresholds {
-		v := "pass"
-		if !t.Pass {
-			v = "FAIL"
-		}
-		fmt.Fprintf(w, "  threshold    %-40s observed %-12s %s\n", t.Expr, t.Observed, v)
-	}
+	writePorts(w, s.Ports)
+	WriteVerdict(w, s)
 	for _, warn := range s.Warnings {
 		fmt.Fprintf(w, "  warning      %s\n", warn)
 	}

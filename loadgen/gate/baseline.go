@@ -1,0 +1,219 @@
+package gate
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/report"
+)
+
+// CompareOptions say what a baseline comparison checks.
+type CompareOptions struct {
+	// MaxRegression is how much worse a non-count metric may be, as a fraction (0.10 for 10%):
+	// latencies and shares may grow by it, rates and the time of first failures shrink by it.
+	MaxRegression float64
+	// Metrics are the compared metrics, named as in thresholds; empty means DefaultMetrics.
+	Metrics []string
+}
+
+// DefaultMetrics is the declared comparison set, for a plan's load model:
+//   - counts, compared exactly: connections.failed, connections.dropped, errors.count and every
+//     failure outcome (outcomes.ECONNREFUSED, ...; shown when either run has some); under the
+//     arrival model also connections.attempted and connections.established, which the schedule
+//     fixes (under the concurrency model they depend on how fast connections turn over, so they
+//     are left out);
+//   - latencies, within MaxRegression: p50, p90 and p99 of connect, connect_intended (arrival) and
+//     rtt (when either run sent requests).
+func DefaultMetrics(model string) []string {
+	var out []string
+	if model == "arrival" {
+		out = append(out, "connections.attempted", "connections.established")
+	}
+	out = append(out, "connections.failed", "connections.dropped", "errors.count")
+	for o := range metrics.NumOutcomes {
+		if o != metrics.OK {
+			out = append(out, "outcomes."+o.String())
+		}
+	}
+	lats := []string{"connect"}
+	if model == "arrival" {
+		lats = append(lats, "connect_intended")
+	}
+	for _, l := range append(lats, "rtt") {
+		for _, s := range []string{"p50", "p90", "p99"} {
+			out = append(out, l+"."+s)
+		}
+	}
+	return out
+}
+
+// Compare checks a new result against a baseline: counts exactly, other metrics within
+// MaxRegression in their worse direction. An unknown metric name is an error.
+func Compare(base, cur *report.Summary, o CompareOptions) (*report.BaselineResult, error) {
+	if base == nil || cur == nil {
+		return nil, fmt.Errorf("compare: missing summary")
+	}
+	if o.MaxRegression < 0 || math.IsNaN(o.MaxRegression) || math.IsInf(o.MaxRegression, 0) {
+		return nil, fmt.Errorf("max regression must be 0%% or more, got %v", o.MaxRegression)
+	}
+	c := Context{Model: "concurrency"}
+	if cur.Plan != nil {
+		c = ContextOf(cur.Plan)
+	}
+	names, declared := o.Metrics, false
+	if len(names) == 0 {
+		names, declared = DefaultMetrics(c.Model), true
+	}
+	c.Stages = min(len(base.Stages), len(cur.Stages))
+	res := &report.BaselineResult{
+		Name: base.Name, StartedAt: base.StartedAt.UTC().Format("2006-01-02T15:04:05Z"),
+		MaxRegression: o.MaxRegression, Pass: true, Checks: []report.BaselineCheck{},
+	}
+	bv, nv := newView(base), newView(cur)
+	for _, name := range names {
+		m, err := Resolve(strings.TrimSpace(name), c)
+		if err != nil {
+			return nil, err
+		}
+		chk, skip := compareOne(m, m.get(bv), m.get(nv), o.MaxRegression, declared)
+		if skip {
+			continue
+		}
+		res.Checks = append(res.Checks, chk)
+		res.Pass = res.Pass && chk.Pass
+	}
+	res.Notes = notes(base, cur)
+	return res, nil
+}
+
+// higherIsBetter: rates, and the moment an event first happened (later is better).
+func higherIsBetter(m *Metric) bool { return m.Kind == PerSecond || m.Nullable }
+
+func compareOne(m *Metric, b, n figure, tol float64, declared bool) (report.BaselineCheck, bool) {
+	chk := report.BaselineCheck{Metric: m.Name, Base: show(m, b), New: show(m, n), Pass: true}
+	exact := m.Kind == Count || m.Kind == Bytes
+	switch {
+	case exact && !m.Nullable:
+		chk.Tolerance = "exact"
+	case higherIsBetter(m):
+		chk.Tolerance = "-" + Format(Ratio, tol)
+	default:
+		chk.Tolerance = "+" + Format(Ratio, tol)
+	}
+	if b.st == present {
+		chk.BaseValue = &b.v
+	}
+	if n.st == present {
+		chk.NewValue = &n.v
+	}
+	switch {
+	case b.st == missing && n.st == missing:
+		// In the declared set, a figure neither run has (rtt without requests) is no check at all.
+		return chk, declared
+	case b.st == missing:
+		chk.Delta = "not in the baseline"
+		return chk, false
+	case n.st == missing:
+		chk.Pass, chk.Delta = false, "missing"
+		return chk, false
+	case b.st == never || n.st == never:
+		switch {
+		case b.st == n.st:
+			chk.Delta = "0"
+		case n.st == never:
+			chk.Delta = "gone"
+		default:
+			chk.Pass, chk.Delta = false, "new"
+		}
+		return chk, false
+	}
+	if exact && !m.Nullable {
+		d := n.v - b.v
+		chk.Pass = d == 0
+		chk.Delta = strconv.FormatFloat(d, 'f', -1, 64)
+		if d > 0 {
+			chk.Delta = "+" + chk.Delta
+		}
+		// Failure outcomes that neither run had are no news; errors.count already says so.
+		skip := declared && strings.HasPrefix(m.Name, "outcomes.") && b.v == 0 && n.v == 0
+		return chk, skip
+	}
+	worse := n.v - b.v
+	if higherIsBetter(m) {
+		worse = -worse
+	}
+	switch {
+	case b.v == 0 && n.v == 0:
+		chk.Delta = "0%"
+	case b.v == 0:
+		chk.Delta = "from 0"
+		chk.Pass = worse <= 0
+	default:
+		rel := (n.v - b.v) / b.v
+		chk.Delta = signed(rel)
+		// A small epsilon keeps "exactly at the tolerance" a pass despite float rounding.
+		chk.Pass = worse/b.v <= tol+1e-9
+	}
+	return chk, false
+}
+
+func show(m *Metric, f figure) string {
+	switch f.st {
+	case missing:
+		return "n/a"
+	case never:
+		return "none"
+	}
+	return Format(m.Kind, f.v)
+}
+
+func signed(rel float64) string {
+	s := Format(Ratio, math.Abs(rel))
+	if rel < 0 {
+		return "-" + s
+	}
+	return "+" + s
+}
+
+// notes say what makes a comparison misleading: different plans, interrupted or stopped runs.
+func notes(base, cur *report.Summary) []string {
+	var out []string
+	if base.Plan != nil && cur.Plan != nil {
+		var diff []string
+		parts := []struct {
+			name string
+			a, b any
+		}{
+			{"target", base.Plan.Target, cur.Plan.Target},
+			{"source", base.Plan.Source, cur.Plan.Source},
+			{"connection", base.Plan.Connection, cur.Plan.Connection},
+			{"load", base.Plan.Load, cur.Plan.Load},
+		}
+		for _, p := range parts {
+			a, _ := json.Marshal(p.a)
+			b, _ := json.Marshal(p.b)
+			if string(a) != string(b) {
+				diff = append(diff, p.name)
+			}
+		}
+		if len(diff) > 0 {
+			out = append(out, fmt.Sprintf("the plans differ in %s: the runs may not be comparable", strings.Join(diff, ", ")))
+		}
+	}
+	for _, r := range []struct {
+		who string
+		s   *report.Summary
+	}{{"baseline", base}, {"new run", cur}} {
+		if r.s.Interrupted {
+			out = append(out, "the "+r.who+" was interrupted")
+		}
+		if r.s.Stopped != nil {
+			out = append(out, "the "+r.who+" was stopped early by a threshold")
+		}
+	}
+	return out
+}

@@ -1,0 +1,235 @@
+package ports
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/portstorm/portstorm/loadgen/dial"
+)
+
+var (
+	dstA = dial.NewDestination(netip.MustParseAddrPort("127.0.0.1:7001"))
+	dstB = dial.NewDestination(netip.MustParseAddrPort("127.0.0.1:7002"))
+)
+
+func local(ip string, port int) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip).To4(), Port: port} }
+
+func newTestObservatory(s dial.Strategy) (*Observatory, time.Time) {
+	start := time.Unix(1000, 0)
+	o := New(Config{Strategy: s, Range: Range{Lo: 40000, Hi: 40009, Size: 10, Effective: 10}, Capacity: 10,
+		TWReuseDelay: time.Second, ClientHoldsTW: true, NoSockDiag: true, Proc: "/nonexistent",
+		Destinations: []netip.AddrPort{dstA.AddrPort, dstB.AddrPort}})
+	o.Begin(start)
+	return o, start
+}
+
+// TestObservatory plays connections through the observatory and checks each figure of design §6.
+func TestObservatory(t *testing.T) {
+	o, t0 := newTestObservatory(dial.StrategyKernel)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	c1 := o.Opened(dstA, local("127.0.0.1", 40000), at(0), 10*time.Microsecond)
+	c2 := o.Opened(dstB, local("127.0.0.1", 40000), at(1), 10*time.Microsecond) // shared with dstA
+	c3 := o.Opened(dstA, local("127.0.0.1", 40002), at(2), 10*time.Microsecond)
+	o.Closed(c1, at(10), at(10), true)  // TIME_WAIT on the client
+	o.Closed(c2, at(10), at(10), false) // RST
+	// Reused 4-tuples: A:40000 after 5 ms (early: TIME_WAIT younger than 1 s); B:40000 after 1.5 s
+	// (closed with RST: not early).
+	c4 := o.Opened(dstA, local("127.0.0.1", 40000), at(15), 10*time.Microsecond)
+	c5 := o.Opened(dstB, local("127.0.0.1", 40000), at(1510), 10*time.Microsecond)
+	c6 := o.Opened(dstA, local("127.0.0.1", 40001), at(1600), 10*time.Microsecond) // second parity
+	o.Failed(dstA, &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}, at(1700), 5)
+	o.Failed(dstA, errors.New("something else"), at(1650), 5)
+	for _, c := range []Conn{c3, c4, c5, c6} {
+		o.Closed(c, at(2000), at(2000), false)
+	}
+	r := o.Report()
+
+	if len(r.Sources) != 1 {
+		t.Fatalf("sources %+v", r.Sources)
+	}
+	s := r.Sources[0]
+	if s.Address != "127.0.0.1" || s.Connections != 6 || s.UniquePorts != 3 || s.Reuse != 3 {
+		t.Errorf("source %+v, want 6 connections, 3 unique ports, 3 reused", s)
+	}
+	if s.Parity.Even != 5 || s.Parity.Odd != 1 || s.Parity.SecondPass == nil || s.Parity.SecondPass.AtS != 1.6 {
+		t.Errorf("parity %+v, want 5 even, 1 odd, second pass at 1.6 s", s.Parity)
+	}
+	if r.SharedPorts.Ports != 1 || r.SharedPorts.Peak != 1 {
+		t.Errorf("shared %+v, want 1 port, peak 1", r.SharedPorts)
+	}
+	if r.Reuse.FourTuples != 2 || r.Reuse.Early != 1 || r.Reuse.TupleInterval.Min < 5000 || r.Reuse.TupleInterval.Min > 5100 {
+		t.Errorf("reuse %+v, want 2 4-tuples, 1 early, the shortest after 5 ms", r.Reuse)
+	}
+	if len(r.Destinations) != 2 || r.Destinations[0].PeakConcurrent != 3 || r.Destinations[1].PeakConcurrent != 1 ||
+		r.Destinations[0].Occupancy != 0.3 || r.Destinations[0].EarlyReuse != 1 {
+		t.Errorf("destinations %+v", r.Destinations)
+	}
+	x := r.Exhaustion
+	if x == nil || x.Errno != "EADDRNOTAVAIL" || x.Syscall != "connect" || x.AtS != 1.7 || x.Concurrency != 5 ||
+		x.Source != "127.0.0.1" || x.Destination != "127.0.0.1:7001" || x.Open != 3 || x.Occupancy != 0.3 {
+		t.Errorf("exhaustion %+v", x)
+	}
+	if len(r.Failures) != 1 || r.Failures[0] != (Failure{Syscall: "connect", Errno: "EADDRNOTAVAIL", Count: 1}) {
+		t.Errorf("failures %+v", r.Failures)
+	}
+	var deciles int64
+	for _, d := range r.ConnectByOccupancy {
+		deciles += d.Count
+	}
+	if deciles != 6 || r.ConnectByOccupancy[0].Count != 3 || r.ConnectByOccupancy[1].Count != 2 {
+		t.Errorf("connect by occupancy %+v, want 6 connections, 3 below 10%%, 2 below 20%%", r.ConnectByOccupancy)
+	}
+	if len(r.Warnings) != 1 {
+		t.Errorf("warnings %q, want the early reuse one", r.Warnings)
+	}
+}
+
+// TestExhaustionFixUp: a connect that completed before the first failure but is recorded after it
+// is counted into the exhaustion record.
+func TestExhaustionFixUp(t *testing.T) {
+	o, t0 := newTestObservatory(dial.StrategyRange)
+	fail := &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}
+	o.Opened(dstA, local("127.0.0.1", 40000), t0, time.Millisecond)
+	o.Failed(dstA, fail, t0.Add(5*time.Millisecond), 1)
+	o.Opened(dstA, local("127.0.0.1", 40001), t0.Add(time.Millisecond), time.Millisecond)   // done at 2 ms: counted
+	o.Opened(dstA, local("127.0.0.1", 40002), t0.Add(6*time.Millisecond), time.Millisecond) // after: not
+	x := o.Report().Exhaustion
+	if x.Open != 2 || x.Concurrency != 2 || x.Occupancy != 0.2 {
+		t.Errorf("exhaustion %+v, want 2 open, concurrency 2, occupancy 0.2", x)
+	}
+	// An earlier failure replaces the record.
+	o.Failed(dstA, fail, t0.Add(500*time.Microsecond), 1)
+	if x := o.Report().Exhaustion; x.AtS != 0.0005 {
+		t.Errorf("exhaustion at %v s, want the earliest 0.0005", x.AtS)
+	}
+}
+
+// TestObservatoryBadInput: addresses that are not TCP, and a Conn from nowhere, change nothing.
+func TestObservatoryBadInput(t *testing.T) {
+	o, t0 := newTestObservatory(dial.StrategyKernel)
+	c := o.Opened(dstA, &net.UnixAddr{Name: "x"}, t0, 0)
+	o.Closed(c, t0, t0, true)
+	o.Closed(Conn{}, t0, t0, true)
+	c = o.Opened(dstA, &net.TCPAddr{IP: net.IP{1, 2, 3}}, t0, 0)
+	o.Closed(c, t0, t0, false)
+	if r := o.Report(); len(r.Sources) != 0 {
+		t.Errorf("sources %+v from bad input", r.Sources)
+	}
+}
+
+func TestReadCounters(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "net"), 0o755)
+	os.WriteFile(filepath.Join(dir, "net/netstat"), []byte("TcpExt: SyncookiesSent TW TWRecycled TWKilled ListenOverflows ListenDrops TCPTimeWaitOverflow\n"+
+		"TcpExt: 0 11 12 13 14 15 16\nIpExt: InNoRoutes\nIpExt: 1\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "net/snmp"), []byte("Tcp: RtoAlgorithm MaxConn ActiveOpens AttemptFails EstabResets OutRsts\n"+
+		"Tcp: 1 -1 21 22 23 24\n"), 0o644)
+	c := ReadCounters(dir)
+	want := [NumCounters]uint64{11, 12, 13, 16, 14, 15, 21, 22, 23, 24}
+	if !c.Valid || c.V != want {
+		t.Errorf("counters %+v, want %v", c, want)
+	}
+	d := c.Sub(Counters{Valid: true, V: [NumCounters]uint64{1, 2, 3, 100}})
+	if d.V[TW] != 10 || d.V[TCPTimeWaitOverflow] != 0 {
+		t.Errorf("delta %v", d.V)
+	}
+	if ReadCounters(filepath.Join(dir, "missing")).Valid {
+		t.Error("a missing /proc reads as valid")
+	}
+}
+
+// diagMsg builds one netlink message of a sock_diag answer.
+func diagMsg(typ uint16, payload []byte) []byte {
+	b := make([]byte, nlmsgHdrLen+len(payload))
+	binary.NativeEndian.PutUint32(b, uint32(len(b)))
+	binary.NativeEndian.PutUint16(b[4:], typ)
+	copy(b[nlmsgHdrLen:], payload)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func TestParseDump(t *testing.T) {
+	sock := make([]byte, diagMsgLen)
+	sock[0], sock[1] = unix.AF_INET, StateTimeWait
+	binary.BigEndian.PutUint16(sock[4:], 40000)
+	binary.BigEndian.PutUint16(sock[6:], 7001)
+	copy(sock[8:], []byte{127, 0, 0, 2})
+	copy(sock[24:], []byte{127, 0, 0, 1})
+	errMsg := make([]byte, 4)
+	binary.NativeEndian.PutUint32(errMsg, uint32(0xffffffff-uint32(unix.EPERM)+1))
+	tests := []struct {
+		name    string
+		data    []byte
+		n       int
+		done    bool
+		wantErr bool
+	}{
+		{"one socket", diagMsg(unix.SOCK_DIAG_BY_FAMILY, sock), 1, false, false},
+		{"two then done", append(append(diagMsg(unix.SOCK_DIAG_BY_FAMILY, sock), diagMsg(unix.SOCK_DIAG_BY_FAMILY, sock)...), diagMsg(unix.NLMSG_DONE, []byte{0, 0, 0, 0})...), 2, true, false},
+		{"error", diagMsg(unix.NLMSG_ERROR, errMsg), 0, true, true},
+		{"short socket", diagMsg(unix.SOCK_DIAG_BY_FAMILY, sock[:10]), 0, false, true},
+		{"length past the end", func() []byte {
+			b := diagMsg(unix.SOCK_DIAG_BY_FAMILY, sock)
+			binary.NativeEndian.PutUint32(b, 9999)
+			return b
+		}(), 0, false, true},
+		{"length below the header", func() []byte {
+			b := diagMsg(unix.SOCK_DIAG_BY_FAMILY, sock)
+			binary.NativeEndian.PutUint32(b, 3)
+			return b
+		}(), 0, false, true},
+		{"empty", nil, 0, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []Socket
+			done, err := parseDump(tt.data, unix.AF_INET, func(s Socket) { got = append(got, s) })
+			if (err != nil) != tt.wantErr || done != tt.done || len(got) != tt.n {
+				t.Fatalf("got %d sockets, done %v, err %v; want %d, %v, error %v", len(got), done, err, tt.n, tt.done, tt.wantErr)
+			}
+			if tt.n > 0 && (got[0].State != StateTimeWait || got[0].Local.String() != "127.0.0.2:40000" || got[0].Remote.String() != "127.0.0.1:7001") {
+				t.Errorf("socket %+v", got[0])
+			}
+		})
+	}
+}
+
+func FuzzParseDump(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(diagMsg(unix.SOCK_DIAG_BY_FAMILY, make([]byte, diagMsgLen)))
+	f.Add(diagMsg(unix.NLMSG_ERROR, []byte{1, 2, 3, 4}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+			parseDump(b, fam, func(Socket) {})
+		}
+	})
+}
+
+// BenchmarkOpenedClosed is the observatory's per-connection cost: one Opened and one Closed.
+func BenchmarkOpenedClosed(b *testing.B) {
+	o, t0 := newTestObservatory(dial.StrategyKernel)
+	o.cfg.Range = Range{Lo: 32768, Hi: 60999, Size: 28232, Effective: 28232}
+	o.cfg.Capacity = 28232
+	addrs := make([]net.Addr, 28232)
+	for i := range addrs {
+		addrs[i] = local("127.0.0.1", 32768+i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c := o.Opened(dstA, addrs[i%len(addrs)], t0, 20*time.Microsecond)
+		o.Closed(c, t0, t0, true)
+		i++
+	}
+}

@@ -1,0 +1,454 @@
+package preflight
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/portstorm/portstorm/loadgen/dial"
+	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/ports"
+)
+
+// fdOverhead is the descriptors a run holds besides its connections: stdio, the poller, the results
+// files, listeners. Measured at about 12; 32 leaves room.
+const fdOverhead = 32
+
+// timeWaitTime is how long TIME_WAIT lasts on Linux (TCP_TIMEWAIT_LEN, 60 s).
+const timeWaitTime = 60 * time.Second
+
+// Inputs are what the forecast needs beyond the plan and the host's sysctls.
+type Inputs struct {
+	// Destinations names the run's destinations (host:port); for the built-in target, one entry per
+	// listener (its port may be unknown before it starts: "127.0.0.1:<listener 1>").
+	Destinations []string
+	// Loopback is true when every destination is on loopback (tcp_tw_reuse=2 applies there).
+	Loopback bool
+	// ListenersInRange and HeldAtStart come from a census of the sockets present (Census).
+	ListenersInRange int
+	HeldAtStart      int
+}
+
+// Limit is one host or plan limit and where it stops the run.
+type Limit struct {
+	Name string `json:"name"`
+	// Max is what the limit allows, in Unit; Demand is what the plan needs.
+	Max    int64  `json:"max"`
+	Demand int64  `json:"demand"`
+	Unit   string `json:"unit"`
+	Stops  bool   `json:"stops"`
+	// Ports is true for the limits of the local port space (the ones expect_exhaustion waives).
+	Ports bool     `json:"ports"`
+	Why   string   `json:"why"`
+	Fixes []string `json:"fixes,omitempty"`
+}
+
+// PairForecast is one (source, destination).
+type PairForecast struct {
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	Capacity    int    `json:"capacity"`
+	Demand      int    `json:"demand"`
+	TimeWait    int    `json:"time_wait"`
+}
+
+// Forecast is the capacity forecast of a plan on a host.
+type Forecast struct {
+	Strategy string       `json:"strategy"`
+	Range    ports.Range  `json:"range"`
+	Window   dial.Window  `json:"-"`
+	Sources  []netip.Addr `json:"-"`
+	// Capacity is the connections one (source, destination) can hold (bind: one source, shared).
+	Capacity int `json:"capacity"`
+	// Peak is the plan's most concurrent connections; Rate its churn in connections/s (0 unknown).
+	Peak  int64          `json:"peak"`
+	Rate  float64        `json:"rate"`
+	Pairs []PairForecast `json:"pairs"`
+	// Limits, in the order they stop the run (the first is the first to bite).
+	Limits []Limit `json:"limits"`
+	// TWReuseDelay is the TIME_WAIT reuse delay that applies to the destinations, 0 when none does.
+	TWReuseDelay time.Duration `json:"-"`
+	Warnings     []string      `json:"warnings,omitempty"`
+	// Refuse is true when the plan cannot be carried out as written.
+	Refuse bool `json:"refuse"`
+	// ExpectExhaustion mirrors the plan: port limits are the finding, not a reason to refuse.
+	ExpectExhaustion bool `json:"expect_exhaustion"`
+}
+
+// First returns the limit that stops the run first, or nil when none does.
+func (f *Forecast) First() *Limit {
+	for i := range f.Limits {
+		if f.Limits[i].Stops {
+			return &f.Limits[i]
+		}
+	}
+	return nil
+}
+
+// PortWindow returns the window the plan's strategy draws ports from, before the kernel's range.
+func PortWindow(p *plan.Plan) dial.Window {
+	lo, hi, ok := plan.ParsePortRange(p.Source.Ports.Range)
+	if !ok {
+		return dial.Window{}
+	}
+	return dial.Window{Lo: uint16(lo), Hi: uint16(hi)}
+}
+
+// SysctlRange is the ip_local_port_range the run will see: the host's, or the plan's namespace one.
+func SysctlRange(p *plan.Plan, h Host) PortRange {
+	if p.Isolate && p.Netns != nil && p.Netns.PortRange != "" && !h.Isolated {
+		if lo, hi, ok := plan.ParsePortRange(p.Netns.PortRange); ok {
+			return PortRange{lo, hi}
+		}
+	}
+	return h.PortRange
+}
+
+// Plan forecasts how far the plan p gets on host h: capacity per (source, destination), every
+// limit with where it stops the run, the first one, and the exact change that lifts each.
+func Plan(p *plan.Plan, h Host, in Inputs) *Forecast {
+	f := &Forecast{Strategy: p.Source.Ports.Strategy, ExpectExhaustion: p.Source.Ports.ExpectExhaustion}
+	strategy, err := dial.ParseStrategy(p.Source.Ports.Strategy)
+	if err != nil {
+		strategy = dial.StrategyKernel
+		f.Strategy = "kernel"
+	}
+	f.Sources, _ = p.Source.SourceAddrs()
+	sys := SysctlRange(p, h)
+	f.Window = PortWindow(p)
+	twReuse, twDelay, maxTW := h.TWReuse, h.TWReuseDelay, h.MaxTWBuckets
+	if p.Isolate && !h.Isolated {
+		// A fresh namespace starts from the kernel's defaults, then the plan's netns settings.
+		twReuse, twDelay, maxTW = 2, 1000, -1
+		if n := p.Netns; n != nil {
+			if v, err := strconv.Atoi(n.TWReuse); err == nil {
+				twReuse = v
+			}
+			if n.TWReuseDelay > 0 {
+				twDelay = int(n.TWReuseDelay.D().Milliseconds())
+			}
+			if n.MaxTWBuckets > 0 {
+				maxTW = n.MaxTWBuckets
+			}
+		}
+	}
+	if twReuse == 1 || (twReuse == 2 && in.Loopback) {
+		f.TWReuseDelay = time.Duration(max(twDelay, 0)) * time.Millisecond
+		if twDelay < 0 {
+			f.TWReuseDelay = time.Second
+		}
+	}
+
+	// The effective range.
+	r := ports.Range{Lo: sys.Lo, Hi: sys.Hi, From: "ip_local_port_range"}
+	switch strategy {
+	case dial.StrategyRange:
+		r.From = "IP_LOCAL_PORT_RANGE"
+		lo, hi := max(int(f.Window.Lo), sys.Lo), min(int(f.Window.Hi), sys.Hi)
+		if lo > hi {
+			r.Ignored = true
+			f.Warnings = append(f.Warnings, fmt.Sprintf(
+				"source.ports.range %d-%d lies wholly outside ip_local_port_range %d-%d: the kernel ignores the per-socket range and uses the whole sysctl range; "+
+					"want a window inside %d-%d", f.Window.Lo, f.Window.Hi, sys.Lo, sys.Hi, sys.Lo, sys.Hi))
+		} else {
+			if lo != int(f.Window.Lo) || hi != int(f.Window.Hi) {
+				f.Warnings = append(f.Warnings, fmt.Sprintf("source.ports.range %d-%d is clamped by the kernel to ip_local_port_range: %d-%d",
+					f.Window.Lo, f.Window.Hi, lo, hi))
+			}
+			r.Lo, r.Hi = lo, hi
+		}
+	case dial.StrategyExplicit:
+		r.From = "explicit"
+		r.Lo, r.Hi = int(f.Window.Lo), int(f.Window.Hi)
+		if !h.Root && h.UnprivilegedPortStart > 0 && r.Lo < h.UnprivilegedPortStart {
+			f.Warnings = append(f.Warnings, fmt.Sprintf("ports below %d need root (ip_unprivileged_port_start): binding them will fail with EACCES", h.UnprivilegedPortStart))
+		}
+	}
+	if r.Lo > 0 && r.Hi >= r.Lo {
+		r.Size = r.Hi - r.Lo + 1
+	}
+	if strategy != dial.StrategyExplicit {
+		r.Reserved = ReservedIn(h.ReservedPorts, r.Lo, r.Hi)
+		r.Listeners = in.ListenersInRange
+	}
+	r.HeldAtStart = in.HeldAtStart
+	r.Effective = max(r.Size-r.Reserved-r.Listeners, 0)
+	f.Range = r
+	f.Capacity = r.Effective
+
+	// Demand.
+	f.Peak, f.Rate = demand(p)
+	dsts := in.Destinations
+	if len(dsts) == 0 {
+		dsts = []string{"?"}
+	}
+	srcNames := []string{"(kernel's choice)"}
+	if len(f.Sources) > 0 {
+		srcNames = make([]string, len(f.Sources))
+		for i, a := range f.Sources {
+			srcNames[i] = a.String()
+		}
+	}
+	S, D := int64(len(srcNames)), int64(len(dsts))
+	pairs := S * D
+	perPair := ceilDiv(f.Peak, pairs)
+	clientTW := (p.Connection.Close == "fin" || p.Connection.Close == "half") && strategy != dial.StrategyExplicit
+	var twPerPair int64
+	twTime := timeWaitTime
+	if f.TWReuseDelay > 0 {
+		twTime = f.TWReuseDelay
+	}
+	if clientTW && f.Rate > 0 {
+		twPerPair = int64(math.Ceil(f.Rate / float64(pairs) * twTime.Seconds()))
+	}
+	for _, s := range srcNames {
+		for _, d := range dsts {
+			f.Pairs = append(f.Pairs, PairForecast{Source: s, Destination: d, Capacity: f.Capacity, Demand: int(perPair), TimeWait: int(twPerPair)})
+		}
+	}
+
+	// The port limit.
+	portMax := int64(f.Capacity) * pairs
+	unit := "(source, destination) pair"
+	if strategy == dial.StrategyBind {
+		portMax = int64(f.Capacity) * S
+		unit = "source address (bind reserves a port for one socket, whatever the destination)"
+	}
+	need := f.Peak
+	lim := Limit{Name: "local ports", Max: portMax, Demand: need, Unit: "concurrent connections", Ports: true, Stops: need > portMax,
+		Why: fmt.Sprintf("%d usable ports (%s %d-%d%s) per %s x %d", f.Capacity, r.From, r.Lo, r.Hi, reduced(r), unit, map[bool]int64{true: S, false: pairs}[strategy == dial.StrategyBind])}
+	if lim.Stops {
+		lim.Fixes = portFixes(p, f, strategy, S, D, need)
+	}
+	f.Limits = append(f.Limits, lim)
+
+	// TIME_WAIT under churn: each closed connection keeps its 4-tuple for twTime.
+	if clientTW {
+		tw := Limit{Name: "TIME_WAIT", Unit: "connections/s", Ports: true}
+		free := int64(f.Capacity)*pairs - f.Peak
+		tw.Max = int64(math.Max(0, float64(free)/twTime.Seconds()))
+		if strategy == dial.StrategyBind {
+			tw.Max = int64(math.Max(0, float64(int64(f.Capacity)*S-f.Peak)/twTime.Seconds()))
+		}
+		tw.Demand = int64(math.Ceil(f.Rate))
+		reuse := "tcp_tw_reuse does not apply to these destinations: a 4-tuple stays taken for 60 s"
+		if f.TWReuseDelay > 0 {
+			reuse = fmt.Sprintf("tcp_tw_reuse lets connect() take a TIME_WAIT 4-tuple over after %s", f.TWReuseDelay)
+		}
+		tw.Why = "the client closes first (close: " + p.Connection.Close + ") and holds TIME_WAIT; " + reuse
+		if f.Rate == 0 {
+			tw.Why += "; the churn rate is not known before the run (no hold, no rate cap), so this is not forecast"
+		}
+		tw.Stops = f.Rate > 0 && tw.Demand > tw.Max
+		if tw.Stops {
+			tw.Fixes = []string{
+				"close: rst (SO_LINGER 0) leaves no TIME_WAIT on the client",
+				"close: server lets the target hold TIME_WAIT",
+				"more source addresses or destinations: each adds a full range of 4-tuples",
+			}
+			if f.TWReuseDelay == 0 {
+				tw.Fixes = append(tw.Fixes, "tcp_tw_reuse=1 (in the run's namespace: isolate: true with netns.tw_reuse: 1)")
+			}
+		}
+		f.Limits = append(f.Limits, tw)
+		if maxTW > 0 && clientTW && f.Rate > 0 {
+			if est := int64(f.Rate * timeWaitTime.Seconds()); est > int64(maxTW) {
+				f.Warnings = append(f.Warnings, fmt.Sprintf("about %d TIME_WAIT sockets expected, over tcp_max_tw_buckets %d: the rest are not kept (TcpExt TCPTimeWaitOverflow)", est, maxTW))
+			}
+		}
+	}
+
+	// Open files: Go raises the soft limit to the hard one at start.
+	fdsPer := int64(1)
+	if p.Target.Builtin != nil {
+		fdsPer = 2
+	}
+	if h.FDHard > 0 {
+		fdMax := max((h.FDHard-fdOverhead-int64(len(in.Destinations)))/fdsPer, 0)
+		fl := Limit{Name: "open files", Max: fdMax, Demand: f.Peak, Unit: "concurrent connections", Stops: f.Peak > fdMax,
+			Why: fmt.Sprintf("open-files hard limit %d per process, %d descriptor(s) per connection%s", h.FDHard, fdsPer,
+				map[bool]string{true: " (the built-in target runs in the same process)", false: ""}[fdsPer == 2])}
+		if fl.Stops {
+			procs := ceilDiv(f.Peak*fdsPer+fdOverhead, h.FDHard-fdOverhead)
+			fl.Fixes = []string{
+				fmt.Sprintf("more worker processes: split the load over %d portstorm processes (workers are not in this build yet: run %d processes, each with 1/%d of the stage targets and its own source addresses or port window)", procs, procs, procs),
+				fmt.Sprintf("raise the open-files hard limit to %d or more (ulimit -Hn, LimitNOFILE=, /etc/security/limits.conf)", f.Peak*fdsPer+fdOverhead),
+			}
+			if fdsPer == 2 {
+				fl.Fixes = append(fl.Fixes, "run the target in another process (portstorm target, then target.addresses): halves the descriptors this process needs")
+			}
+		}
+		f.Limits = append(f.Limits, fl)
+	}
+	if h.ConntrackMax > 0 {
+		avail := int64(max(h.ConntrackMax-max(h.ConntrackCount, 0), 0))
+		cl := Limit{Name: "conntrack", Max: avail, Demand: f.Peak, Unit: "tracked connections", Stops: f.Peak > avail,
+			Why: fmt.Sprintf("nf_conntrack_max %d, %d entries in use: a full table drops new SYNs (they end as ETIMEDOUT)", h.ConntrackMax, max(h.ConntrackCount, 0))}
+		if cl.Stops {
+			cl.Fixes = []string{fmt.Sprintf("sysctl net.netfilter.nf_conntrack_max=%d", f.Peak*2),
+				"or exempt loopback from tracking: iptables -t raw -A OUTPUT -o lo -j NOTRACK"}
+		}
+		f.Limits = append(f.Limits, cl)
+	}
+	if h.Syncookies == 0 && f.Rate > float64(max(h.Somaxconn, 128))*10 {
+		f.Warnings = append(f.Warnings, fmt.Sprintf("tcp_syncookies=0 with %.0f connections/s and somaxconn %d: a full SYN queue drops SYNs", f.Rate, h.Somaxconn))
+	}
+	sortLimits(f.Limits)
+	if first := f.First(); first != nil && !(first.Ports && f.ExpectExhaustion) {
+		f.Refuse = true
+	}
+	for _, l := range f.Limits {
+		if l.Stops && !l.Ports {
+			f.Refuse = true
+		}
+	}
+	return f
+}
+
+// sortLimits puts the limits that stop the run first, the tightest (by Max/Demand) first.
+func sortLimits(ls []Limit) {
+	ratio := func(l Limit) float64 {
+		if l.Demand <= 0 {
+			return math.Inf(1)
+		}
+		return float64(l.Max) / float64(l.Demand)
+	}
+	for i := 1; i < len(ls); i++ {
+		for j := i; j > 0 && ratio(ls[j]) < ratio(ls[j-1]); j-- {
+			ls[j], ls[j-1] = ls[j-1], ls[j]
+		}
+	}
+}
+
+func reduced(r ports.Range) string {
+	var parts []string
+	if r.Reserved > 0 {
+		parts = append(parts, fmt.Sprintf("%d reserved", r.Reserved))
+	}
+	if r.Listeners > 0 {
+		parts = append(parts, fmt.Sprintf("%d listening", r.Listeners))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ", minus " + strings.Join(parts, " and ")
+}
+
+// portFixes spells out the changes that lift the port limit, with the numbers that make it pass.
+func portFixes(p *plan.Plan, f *Forecast, strategy dial.Strategy, S, D, need int64) []string {
+	cap := int64(max(f.Capacity, 1))
+	var fixes []string
+	if strategy == dial.StrategyBind {
+		fixes = append(fixes, fmt.Sprintf("source.ports.strategy: bind-no-port (IP_BIND_ADDRESS_NO_PORT): each port serves all %d destinations, %d connections in all", D, cap*S*D))
+		S2 := ceilDiv(need, cap)
+		fixes = append(fixes, fmt.Sprintf("or %d source addresses (source.addresses, e.g. %s)", S2, pool(S2)))
+		return fixes
+	}
+	S2 := ceilDiv(need, cap*D)
+	verb := "add source addresses"
+	strat := ""
+	if strategy == dial.StrategyKernel && len(f.Sources) == 0 {
+		strat = " with source.ports.strategy: bind-no-port"
+	}
+	fixes = append(fixes, fmt.Sprintf("%s: %d in all (source.addresses: [%s]%s); each adds a full range per destination", verb, S2, pool(S2), strat))
+	D2 := ceilDiv(need, cap*S)
+	if p.Target.Builtin != nil {
+		if D2 <= plan.MaxListeners {
+			fixes = append(fixes, fmt.Sprintf("or more destinations: target.builtin.listeners: %d", D2))
+		}
+	} else {
+		fixes = append(fixes, fmt.Sprintf("or more destinations: %d target addresses or ports in all (target.addresses)", D2))
+	}
+	switch strategy {
+	case dial.StrategyRange:
+		fixes = append(fixes, fmt.Sprintf("or a wider source.ports.range: %d ports per destination are needed (inside ip_local_port_range)", ceilDiv(need, S*D)))
+	case dial.StrategyExplicit:
+		fixes = append(fixes, "or a wider source.ports.range, up to \"1024-65535\" (64512 ports)")
+	default:
+		perPair := ceilDiv(need, S*D)
+		if perPair <= 64512 {
+			fixes = append(fixes, fmt.Sprintf("or a wider range: net.ipv4.ip_local_port_range needs %d ports (e.g. \"1024 65535\"); "+
+				"without touching the host: isolate: true with netns.port_range: \"1024-65535\"", perPair))
+			fixes = append(fixes, "or source.ports.strategy: explicit with range \"1024-65535\" (no sysctl; recycles TIME_WAIT at once)")
+		}
+	}
+	return fixes
+}
+
+// pool renders n loopback source addresses for a fix.
+func pool(n int64) string {
+	if n <= 4 {
+		var a []string
+		for i := int64(0); i < n; i++ {
+			a = append(a, fmt.Sprintf("%q", fmt.Sprintf("127.0.0.%d", i+1)))
+		}
+		return strings.Join(a, ", ")
+	}
+	bits := 32 - int(math.Ceil(math.Log2(float64(n+2))))
+	return fmt.Sprintf("%q", fmt.Sprintf("127.0.0.0/%d", bits))
+}
+
+func ceilDiv(a, b int64) int64 {
+	if b <= 0 {
+		return 0
+	}
+	return (a + b - 1) / b
+}
+
+// demand is the plan's peak concurrency and its churn rate (connections/s, 0 when unknown).
+func demand(p *plan.Plan) (peak int64, rate float64) {
+	l := p.Load
+	top := l.Start
+	for _, s := range l.Stages {
+		top = max(top, s.Target)
+	}
+	life := p.Connection.Hold.D()
+	if s := p.Connection.Send; s != nil && s.Count > 1 {
+		life += time.Duration(s.Count-1) * s.Interval.D()
+	}
+	if l.Model == "arrival" {
+		rate = top
+		peak = int64(math.Ceil(top * life.Seconds()))
+		if l.MaxInFlight > 0 {
+			peak = min(peak, int64(l.MaxInFlight))
+		}
+		return max(peak, 1), rate
+	}
+	peak = int64(math.Floor(top))
+	if life > 0 {
+		rate = float64(peak) / life.Seconds()
+	}
+	if r := float64(l.MaxConnectRate); r > 0 && (rate == 0 || r < rate) {
+		rate = r
+	}
+	return peak, rate
+}
+
+// ReservedIn counts the ports of ip_local_reserved_ports ("8080,9000-9010") within lo..hi.
+func ReservedIn(reserved string, lo, hi int) int {
+	n := 0
+	for _, part := range strings.Split(reserved, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		a, b, isRange := strings.Cut(part, "-")
+		x, err1 := strconv.Atoi(a)
+		y := x
+		var err2 error
+		if isRange {
+			y, err2 = strconv.Atoi(b)
+		}
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		x, y = max(x, lo), min(y, hi)
+		if y >= x {
+			n += y - x + 1
+		}
+	}
+	return n
+}

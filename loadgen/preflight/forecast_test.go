@@ -1,0 +1,174 @@
+package preflight
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portstorm/portstorm/loadgen/plan"
+)
+
+// host is a machine with the kernel's default port range and enough descriptors, so that the ports
+// are what limits the plans below.
+func host() Host {
+	return Host{FDSoft: 1 << 20, FDHard: 1 << 20, PortRange: PortRange{32768, 60999}, TWReuse: 2, TWReuseDelay: 1000,
+		MaxTWBuckets: 262144, Somaxconn: 4096, Syncookies: 1, ConntrackMax: -1, ConntrackCount: -1, Root: true}
+}
+
+func plan40k(sources ...string) *plan.Plan {
+	p := &plan.Plan{Version: 1, Name: "forty",
+		Target:     plan.Target{Addresses: []string{"127.0.0.1:6379"}},
+		Source:     plan.Source{Addresses: sources},
+		Connection: plan.Connection{Hold: plan.Duration(time.Minute), Close: "rst"},
+		Load:       plan.Load{Stages: []plan.Stage{{Duration: plan.Duration(time.Minute), Target: 40000}}},
+	}
+	if len(sources) > 0 {
+		p.Source.Ports.Strategy = "bind-no-port"
+	}
+	p.Defaults()
+	return p
+}
+
+func TestForecast(t *testing.T) {
+	in := Inputs{Destinations: []string{"127.0.0.1:6379"}, Loopback: true}
+	tests := []struct {
+		name      string
+		p         *plan.Plan
+		h         func(*Host)
+		in        Inputs
+		refuse    bool
+		first     string // the limit that stops it first, "" for none
+		max       int64
+		fixes     []string
+		capacity  int
+		warnings  []string
+		expectExh bool
+	}{
+		{name: "40000 from one address to one port stop at the range size", p: plan40k(), in: in, refuse: true,
+			first: "local ports", max: 28232, capacity: 28232,
+			fixes: []string{"2 in all", `"127.0.0.1", "127.0.0.2"`, "more destinations: 2 target addresses", "ip_local_port_range", "explicit"}},
+		{name: "two source addresses pass", p: plan40k("127.0.0.1", "127.0.0.2"), in: in, capacity: 28232},
+		{name: "a listener and a reserved port in the range", p: plan40k(), in: Inputs{Destinations: in.Destinations, Loopback: true, ListenersInRange: 1},
+			h: func(h *Host) { h.ReservedPorts = "40000-40009,70000" }, refuse: true, first: "local ports", max: 28221, capacity: 28221},
+		{name: "the descriptors of one process", p: plan40k("127.0.0.1", "127.0.0.2"), in: in, h: func(h *Host) { h.FDHard = 20000 },
+			refuse: true, first: "open files", max: 19967, fixes: []string{"more worker processes: split the load over 3", "raise the open-files hard limit"}},
+		{name: "bind reserves a port per socket", in: Inputs{Destinations: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}, Loopback: true},
+			p: func() *plan.Plan {
+				p := plan40k("127.0.0.1")
+				p.Source.Ports.Strategy = "bind"
+				p.Load.Stages[0].Target = 30000
+				return p
+			}(), refuse: true, first: "local ports", max: 28232, fixes: []string{"bind-no-port", "84696 connections"}},
+		{name: "range window inside the sysctl range", in: in, capacity: 1000, refuse: true, first: "local ports", max: 1000,
+			p: func() *plan.Plan {
+				p := plan40k("127.0.0.1")
+				p.Source.Ports = plan.Ports{Strategy: "range", Range: "40000-40999"}
+				return p
+			}()},
+		{name: "expect_exhaustion runs it anyway", in: in, capacity: 1000, first: "local ports", max: 1000, expectExh: true,
+			p: func() *plan.Plan {
+				p := plan40k("127.0.0.1")
+				p.Source.Ports = plan.Ports{Strategy: "range", Range: "40000-40999", ExpectExhaustion: true}
+				return p
+			}()},
+		{name: "range window outside the sysctl range is ignored", in: in, capacity: 28232, refuse: true, first: "local ports",
+			warnings: []string{"ignores the per-socket range"},
+			p: func() *plan.Plan {
+				p := plan40k("127.0.0.1")
+				p.Source.Ports = plan.Ports{Strategy: "range", Range: "2000-2999"}
+				return p
+			}()},
+		{name: "explicit ignores the sysctl", in: in, capacity: 64512,
+			p: func() *plan.Plan {
+				p := plan40k("127.0.0.1")
+				p.Source.Ports = plan.Ports{Strategy: "explicit", Range: "1024-65535"}
+				return p
+			}()},
+		{name: "the run's namespace range", in: in, capacity: 64512,
+			p: func() *plan.Plan {
+				p := plan40k()
+				p.Target = plan.Target{Builtin: &plan.Builtin{Mode: "hold"}}
+				p.Isolate = true
+				p.Netns = &plan.Netns{PortRange: "1024-65535"}
+				p.Defaults()
+				return p
+			}()},
+		{name: "FIN churn without TIME_WAIT reuse", in: in, refuse: true, first: "TIME_WAIT", max: 470,
+			fixes: []string{"close: rst", "tcp_tw_reuse=1"},
+			h:     func(h *Host) { h.TWReuse = 0 },
+			p: func() *plan.Plan {
+				p := plan40k()
+				p.Load = plan.Load{Model: "arrival", Start: 1000, Stages: []plan.Stage{{Duration: plan.Duration(time.Minute), Target: 1000}}}
+				p.Connection.Close, p.Connection.Hold = "fin", 0
+				p.Defaults()
+				return p
+			}()},
+		{name: "FIN churn with loopback reuse", in: in, capacity: 28232,
+			p: func() *plan.Plan {
+				p := plan40k()
+				p.Load = plan.Load{Model: "arrival", Start: 1000, Stages: []plan.Stage{{Duration: plan.Duration(time.Minute), Target: 1000}}}
+				p.Connection.Close, p.Connection.Hold = "fin", 0
+				p.Defaults()
+				return p
+			}()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := host()
+			if tt.h != nil {
+				tt.h(&h)
+			}
+			f := Plan(tt.p, h, tt.in)
+			var text strings.Builder
+			f.WriteText(&text, tt.p.Name)
+			if f.Refuse != tt.refuse {
+				t.Errorf("refuse = %v, want %v\n%s", f.Refuse, tt.refuse, text.String())
+			}
+			if tt.capacity != 0 && f.Capacity != tt.capacity {
+				t.Errorf("capacity %d, want %d", f.Capacity, tt.capacity)
+			}
+			first := f.First()
+			switch {
+			case tt.first == "" && first != nil:
+				t.Errorf("stopped by %s, want nothing\n%s", first.Name, text.String())
+			case tt.first != "" && (first == nil || first.Name != tt.first):
+				t.Fatalf("first limit %+v, want %s\n%s", first, tt.first, text.String())
+			case tt.first != "" && tt.max != 0 && first.Max != tt.max:
+				t.Errorf("%s stops it at %d, want %d", first.Name, first.Max, tt.max)
+			}
+			all := text.String()
+			for _, fx := range tt.fixes {
+				if !strings.Contains(all, fx) {
+					t.Errorf("the fixes lack %q:\n%s", fx, all)
+				}
+			}
+			for _, w := range tt.warnings {
+				if !strings.Contains(strings.Join(f.Warnings, "\n"), w) {
+					t.Errorf("warnings %v lack %q", f.Warnings, w)
+				}
+			}
+			if tt.expectExh && !strings.Contains(all, "as the plan expects") {
+				t.Errorf("the verdict does not say the exhaustion is expected:\n%s", all)
+			}
+		})
+	}
+}
+
+func TestReservedIn(t *testing.T) {
+	tests := []struct {
+		reserved string
+		lo, hi   int
+		want     int
+	}{
+		{"", 1, 65535, 0},
+		{"8080", 1, 65535, 1},
+		{"8080,9000-9010", 9005, 9100, 6},
+		{"40000-40999", 40500, 40599, 100},
+		{"junk,5-x,7", 1, 10, 1},
+	}
+	for _, tt := range tests {
+		if got := ReservedIn(tt.reserved, tt.lo, tt.hi); got != tt.want {
+			t.Errorf("ReservedIn(%q, %d, %d) = %d, want %d", tt.reserved, tt.lo, tt.hi, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,145 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// BaselineResult is the comparison of a run with a previous result (summary.json's "baseline").
+type BaselineResult struct {
+	// File is the baseline's summary.json; Name and StartedAt identify the run it holds.
+	File string `json:"file"`
+	Name string `json:"name"`
+	// StartedAt is the baseline run's start, RFC 3339.
+	StartedAt string `json:"started_at"`
+	// MaxRegression is the tolerance of the non-count metrics, as a fraction (0.10 for 10%).
+	MaxRegression float64         `json:"max_regression"`
+	Pass          bool            `json:"pass"`
+	Checks        []BaselineCheck `json:"checks"`
+	// Notes say what could make the comparison misleading (different plans, missing figures).
+	Notes []string `json:"notes,omitempty"`
+}
+
+// BaselineCheck is one compared metric.
+type BaselineCheck struct {
+	Metric string `json:"metric"`
+	// Base and New are the figures as shown; BaseValue and NewValue the numbers in summary.json's
+	// units (µs, counts, fractions, per second, bytes), absent when the figure is missing or none.
+	Base      string   `json:"base"`
+	New       string   `json:"new"`
+	BaseValue *float64 `json:"base_value,omitempty"`
+	NewValue  *float64 `json:"new_value,omitempty"`
+	// Delta is the change ("+12.5%", "+3"), Tolerance what was allowed ("exact", "+10%").
+	Delta     string `json:"delta"`
+	Tolerance string `json:"tolerance"`
+	Pass      bool   `json:"pass"`
+}
+
+// Stopped says which abort_on_fail threshold ended the run early, when, and what it saw then.
+type Stopped struct {
+	Threshold string  `json:"threshold"`
+	AtS       float64 `json:"at_s"`
+	Observed  string  `json:"observed"`
+}
+
+// VerdictRow is one line of the verdict table: a threshold or a baseline check.
+type VerdictRow struct {
+	Kind      string // "threshold" or "baseline"
+	Metric    string
+	Condition string
+	Observed  string
+	Pass      bool
+}
+
+// VerdictRows lists the summary's thresholds, then its baseline checks, as verdict table rows.
+func VerdictRows(s *Summary) []VerdictRow {
+	var rows []VerdictRow
+	for _, t := range s.Thresholds {
+		m, cond := t.Metric, t.Condition
+		if m == "" { // a summary from before the gate named its parts
+			m, cond = t.Expr, ""
+		}
+		if t.StoppedRun {
+			cond += " (stopped the run)"
+		} else if t.AbortOnFail {
+			cond += " (abort_on_fail)"
+		}
+		rows = append(rows, VerdictRow{Kind: "threshold", Metric: m, Condition: cond, Observed: t.Observed, Pass: t.Pass})
+	}
+	if b := s.Baseline; b != nil {
+		for _, c := range b.Checks {
+			cond := "== " + c.Base
+			if c.Tolerance != "exact" {
+				cond = fmt.Sprintf("%s of %s", c.Tolerance, c.Base)
+			}
+			obs := c.New
+			if c.Delta != "" {
+				obs += " (" + c.Delta + ")"
+			}
+			rows = append(rows, VerdictRow{Kind: "baseline", Metric: "baseline " + c.Metric, Condition: cond, Observed: obs, Pass: c.Pass})
+		}
+	}
+	return rows
+}
+
+// WriteVerdict prints the verdict table: metric, condition, observed, pass or FAIL. It prints
+// nothing when the run had no thresholds and no baseline.
+func WriteVerdict(w io.Writer, s *Summary) {
+	if st := s.Stopped; st != nil {
+		fmt.Fprintf(w, "  stopped      at %.2fs: abort_on_fail threshold %q failed (observed %s)\n", st.AtS, st.Threshold, st.Observed)
+	}
+	rows := VerdictRows(s)
+	if len(rows) == 0 {
+		return
+	}
+	var failedT, totalT, failedB, totalB int
+	for _, r := range rows {
+		if r.Kind == "threshold" {
+			totalT++
+			if !r.Pass {
+				failedT++
+			}
+		} else {
+			totalB++
+			if !r.Pass {
+				failedB++
+			}
+		}
+	}
+	var parts []string
+	if totalT > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d threshold(s) failed", failedT, totalT))
+	}
+	if totalB > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d baseline check(s) regressed", failedB, totalB))
+	}
+	fmt.Fprintf(w, "  verdict      %s: %s\n", strings.ToUpper(s.Verdict), strings.Join(parts, "; "))
+	head := VerdictRow{Metric: "metric", Condition: "condition", Observed: "observed"}
+	wm, wc, wo := width(head.Metric), width(head.Condition), width(head.Observed)
+	for _, r := range rows {
+		wm, wc, wo = max(wm, width(r.Metric)), max(wc, width(r.Condition)), max(wo, width(r.Observed))
+	}
+	line := func(m, c, o, res string) {
+		fmt.Fprintf(w, "    %s  %s  %s  %s\n", pad(m, wm), pad(c, wc), pad(o, wo), res)
+	}
+	line(head.Metric, head.Condition, head.Observed, "result")
+	for _, r := range rows {
+		res := "pass"
+		if !r.Pass {
+			res = "FAIL"
+		}
+		line(r.Metric, r.Condition, r.Observed, res)
+	}
+}
+
+// width counts runes, so that "µs" lines up.
+func width(s string) int { return utf8.RuneCountInString(s) }
+
+func pad(s string, n int) string {
+	if d := n - width(s); d > 0 {
+		return s + strings.Repeat(" ", d)
+	}
+	return s
+}

@@ -1,0 +1,575 @@
+package report
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/preflight"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/ from the current output")
+
+// fixedSummary is a finished run with every part filled in and fixed times, so that its text and
+// JSON forms are stable.
+func fixedSummary(t *testing.T) *Summary {
+	t.Helper()
+	lat := map[string]LatencySummary{}
+	for i, name := range latencyNames {
+		h := metrics.NewHistogram()
+		for v := int64(1); v <= 1000; v++ {
+			h.RecordValue(v * int64(100*(i+1)))
+		}
+		enc, err := metrics.EncodeHistogram(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lat[name] = LatencySummary{Count: h.TotalCount(), Min: h.Min(), Mean: h.Mean(), P50: h.ValueAtQuantile(50),
+			P90: h.ValueAtQuantile(90), P99: h.ValueAtQuantile(99), P999: h.ValueAtQuantile(99.9), Max: h.Max(), HDR: enc}
+	}
+	outcomes := map[string]uint64{}
+	for _, n := range outcomeNames {
+		outcomes[n] = 0
+	}
+	outcomes["ok"], outcomes["ECONNREFUSED"], outcomes["EOF"], outcomes["EADDRNOTAVAIL"] = 1990, 4, 2, 1
+	p := fixturePlan()
+	p.Name = "quickstart"
+	return &Summary{
+		Schema: Schema, Name: "quickstart",
+		StartedAt: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC), EndedAt: time.Date(2025, 3, 1, 12, 0, 20, 500_000_000, time.UTC),
+		DurationUS: 20_500_000, Interrupted: true, Verdict: "fail", Plan: p,
+		Host: preflight.Host{Hostname: "ci", Kernel: "Linux 6.8.0", Cores: 4, FDSoft: 20000, FDHard: 20000,
+			PortRange: preflight.PortRange{Lo: 32768, Hi: 60999}, TWReuse: 2, TWReuseDelay: 1000, MaxTWBuckets: 262144, Somaxconn: 4096},
+		Segments: 2,
+		Connections: Connections{Attempted: 2000, Established: 1992, Failed: 5, Dropped: 3, Closed: 1992,
+			PeakConcurrent: 1000, PerSecond: 97.17},
+		Outcomes: outcomes,
+		First: map[string]First{
+			"ECONNREFUSED":  {AtS: 12.5, Concurrency: 998},
+			"EOF":           {AtS: 3.25, Concurrency: 120},
+			"EADDRNOTAVAIL": {AtS: 19.75, Concurrency: 1000},
+		},
+		// Several outcomes, so that the text's order is seen not to depend on map iteration.
+		Examples: map[string][]string{
+			"ECONNREFUSED":  {"dial tcp 127.0.0.1:9: connect: connection refused"},
+			"EOF":           {"EOF", "EOF"},
+			"EADDRNOTAVAIL": {"dial tcp 127.0.0.1:9: connect: cannot assign requested address"},
+		},
+		Errors:  ErrorRate{Count: 7, Rate: 7.0 / 1997},
+		Bytes:   Bytes{Out: 127488, In: 127488},
+		Latency: lat,
+		Stages: []Stage{{Index: 0, StartS: 0, EndS: 20.5, Connections: Connections{Attempted: 2000},
+			Outcomes: map[string]uint64{"ok": 1990}, Latency: map[string]LatencySummary{"connect": lat["connect"]}}},
+		Thresholds: []ThresholdResult{
+			{Expr: "connect.p99 < 5ms", Observed: "9.90ms", Pass: false},
+			{Expr: "errors.rate < 1%", Observed: "0.35%", Pass: true},
+		},
+		Warnings: []string{"schedule_lag p99 is 1.50ms: the generator, not the target, was the bottleneck for part of the run"},
+		Target:   &TargetStats{Accepted: 1992, Peak: 1000, Closed: 1992, BytesIn: 127488, BytesOut: 127488},
+	}
+}
+
+// keysOf decodes a JSON object and returns its keys, sorted.
+func keysOf(t *testing.T, what string, raw json.RawMessage) []string {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("%s: %v in %s", what, err, raw)
+	}
+	return slices.Sorted(maps.Keys(m))
+}
+
+func object(t *testing.T, raw json.RawMessage) map[string]json.RawMessage {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("%v in %s", err, raw)
+	}
+	return m
+}
+
+func sorted(s ...string) []string { return slices.Sorted(slices.Values(s)) }
+
+// TestSummaryJSONContract pins the key names of summary.json: they are what users' CI scripts parse,
+// and v1 may only add to them.
+func TestSummaryJSONContract(t *testing.T) {
+	required := []string{"schema", "name", "started_at", "ended_at", "duration_us", "interrupted", "aborted",
+		"verdict", "plan", "host", "segments", "connections", "outcomes", "first", "errors", "bytes", "latency",
+		"stages", "ports", "thresholds"}
+	tests := []struct {
+		name    string
+		summary func(t *testing.T) *Summary
+		top     []string
+		// raw values of top-level keys that must be exactly these
+		literal map[string]string
+	}{
+		{
+			name:    "a full summary",
+			summary: fixedSummary,
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target")...),
+			literal: map[string]string{"ports": "null", "schema": `"portstorm/summary/v1"`, "started_at": `"2025-03-01T12:00:00Z"`},
+		},
+		{
+			name:    "an empty summary still has every required key",
+			summary: func(*testing.T) *Summary { return &Summary{Schema: Schema} },
+			top:     sorted(required...),
+			literal: map[string]string{"thresholds": "[]", "stages": "[]", "ports": "null", "first": "{}", "latency": "{}"},
+		},
+		{
+			name: "a built summary",
+			summary: func(t *testing.T) *Summary {
+				total, stages := recordRun(t)
+				s, err := Build(Input{Plan: fixturePlan(), Start: t0, End: at(3 * time.Second), Total: total, Stages: stages})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			},
+			top:     sorted(append(slices.Clone(required), "examples", "warnings")...),
+			literal: map[string]string{"thresholds": "[]", "ports": "null"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.summary(t)
+			b, err := json.Marshal(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			top := object(t, b)
+			if got := keysOf(t, "summary", b); !slices.Equal(got, tc.top) {
+				t.Errorf("top-level keys\n got %q\nwant %q", got, tc.top)
+			}
+			for k, want := range tc.literal {
+				if got := string(top[k]); got != want {
+					t.Errorf("%s = %s, want %s", k, got, want)
+				}
+			}
+
+			wantConns := sorted("attempted", "established", "failed", "dropped", "closed", "peak_concurrent", "per_second")
+			if got := keysOf(t, "connections", top["connections"]); !slices.Equal(got, wantConns) {
+				t.Errorf("connections keys\n got %q\nwant %q", got, wantConns)
+			}
+			if got := keysOf(t, "outcomes", top["outcomes"]); !slices.Equal(got, sorted(outcomeNames...)) {
+				t.Errorf("outcomes keys\n got %q\nwant %q", got, sorted(outcomeNames...))
+			}
+			if got := keysOf(t, "errors", top["errors"]); !slices.Equal(got, sorted("count", "rate")) {
+				t.Errorf("errors keys %q", got)
+			}
+			if got := keysOf(t, "bytes", top["bytes"]); !slices.Equal(got, sorted("out", "in")) {
+				t.Errorf("bytes keys %q", got)
+			}
+
+			wantLat := sorted("count", "min", "mean", "p50", "p90", "p99", "p999", "max", "hdr")
+			for name, raw := range object(t, top["latency"]) {
+				if !slices.Contains(latencyNames, name) {
+					t.Errorf("latency.%s is not one of %q", name, latencyNames)
+				}
+				if got := keysOf(t, "latency."+name, raw); !slices.Equal(got, wantLat) {
+					t.Errorf("latency.%s keys\n got %q\nwant %q", name, got, wantLat)
+				}
+			}
+			for name, raw := range object(t, top["first"]) {
+				if !slices.Contains(outcomeNames, name) {
+					t.Errorf("first.%s is not an outcome", name)
+				}
+				if got := keysOf(t, "first."+name, raw); !slices.Equal(got, sorted("at_s", "concurrency")) {
+					t.Errorf("first.%s keys %q, want [at_s concurrency]", name, got)
+				}
+			}
+			var thresholds []json.RawMessage
+			if err := json.Unmarshal(top["thresholds"], &thresholds); err != nil || thresholds == nil {
+				t.Errorf("thresholds = %s, want an array (%v)", top["thresholds"], err)
+			}
+			for i, raw := range thresholds {
+				// Required keys; the optional ones (metric, condition, abort_on_fail...) may be added.
+				got := keysOf(t, "thresholds[]", raw)
+				for _, k := range []string{"expr", "observed", "pass"} {
+					if !slices.Contains(got, k) {
+						t.Errorf("thresholds[%d] keys %q lack %q", i, got, k)
+					}
+				}
+			}
+			var stages []json.RawMessage
+			if err := json.Unmarshal(top["stages"], &stages); err != nil || stages == nil {
+				t.Errorf("stages = %s, want an array (%v)", top["stages"], err)
+			}
+			for i, raw := range stages {
+				want := sorted("index", "start_s", "end_s", "connections", "outcomes", "latency")
+				if got := keysOf(t, "stages[]", raw); !slices.Equal(got, want) {
+					t.Errorf("stages[%d] keys\n got %q\nwant %q", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestSummaryJSONThresholdsNeverNull(t *testing.T) {
+	// A summary read back from a file written by hand, or assembled by a merge, may hold nil slices.
+	s := fixedSummary(t)
+	s.Thresholds, s.Stages, s.Outcomes, s.First = nil, nil, map[string]uint64{"ok": 3}, nil
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := object(t, b)
+	for k, want := range map[string]string{"thresholds": "[]", "stages": "[]", "first": "{}"} {
+		if got := string(top[k]); got != want {
+			t.Errorf("%s = %s, want %s", k, got, want)
+		}
+	}
+	var outs map[string]uint64
+	if err := json.Unmarshal(top["outcomes"], &outs); err != nil {
+		t.Fatal(err)
+	}
+	if len(outs) != len(outcomeNames) || outs["ok"] != 3 {
+		t.Errorf("outcomes = %v, want every name, ok 3", outs)
+	}
+	if s.Thresholds != nil || len(s.Outcomes) != 1 {
+		t.Error("MarshalJSON changed the summary it wrote")
+	}
+}
+
+func TestWriteTextGolden(t *testing.T) {
+	tests := []struct {
+		name    string
+		golden  string
+		summary func(t *testing.T) *Summary
+		dir     string
+	}{
+		{name: "failed interrupted run with errors", golden: "text_full.golden", summary: fixedSummary,
+			dir: "results/quickstart-20250301T120000Z"},
+		{
+			name: "clean run", golden: "text_clean.golden", dir: "",
+			summary: func(t *testing.T) *Summary {
+				s := fixedSummary(t)
+				s.Interrupted, s.Verdict, s.Segments = false, "pass", 1
+				for k := range s.Outcomes {
+					s.Outcomes[k] = 0
+				}
+				s.Outcomes["ok"] = 2000
+				s.First, s.Examples, s.Errors, s.Thresholds, s.Warnings = nil, nil, ErrorRate{}, nil, nil
+				delete(s.Latency, "schedule_lag")
+				return s
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			WriteText(&buf, tc.summary(t), tc.dir)
+			path := filepath.Join("testdata", tc.golden)
+			if *update {
+				if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if !bytes.Equal(buf.Bytes(), want) {
+				t.Errorf("WriteText differs from %s (go test -update rewrites it)\n got:\n%s\nwant:\n%s", path, buf.Bytes(), want)
+			}
+			// Twice more: the same summary prints the same text every time.
+			for range 2 {
+				var again bytes.Buffer
+				WriteText(&again, tc.summary(t), tc.dir)
+				if !bytes.Equal(again.Bytes(), buf.Bytes()) {
+					t.Fatalf("WriteText is not deterministic:\n%s\nthen\n%s", buf.Bytes(), again.Bytes())
+				}
+			}
+		})
+	}
+}
+
+// entries lists a folder's file names.
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range des {
+		names = append(names, d.Name())
+	}
+	return names
+}
+
+func TestSummaryRoundTrip(t *testing.T) {
+	tests := []struct {
+		name    string
+		summary func(t *testing.T) *Summary
+	}{
+		{name: "fixed summary", summary: fixedSummary},
+		{name: "built summary", summary: func(t *testing.T) *Summary {
+			total, stages := recordRun(t)
+			s, err := Build(Input{Plan: fixturePlan(), Start: t0, End: at(3 * time.Second), Total: total, Stages: stages})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			want := tc.summary(t)
+			if err := WriteSummary(dir, want); err != nil {
+				t.Fatal(err)
+			}
+			if got := entries(t, dir); !slices.Equal(got, []string{"summary.json"}) {
+				t.Errorf("folder holds %q, want only summary.json", got)
+			}
+			got, err := ReadSummary(filepath.Join(dir, "summary.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				gb, _ := json.MarshalIndent(got, "", " ")
+				wb, _ := json.MarshalIndent(want, "", " ")
+				t.Errorf("read back a different summary\n got %s\nwant %s", gb, wb)
+			}
+		})
+	}
+}
+
+func TestReadSummaryRefuses(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string // "" with missing: no file at all
+		missing bool
+		wantIs  error
+	}{
+		{name: "wrong schema", content: `{"schema": "portstorm/summary/v0", "name": "x"}`},
+		{name: "no schema", content: `{"name": "x"}`},
+		{name: "another tool's JSON", content: `{"schema": "vegeta/report", "latencies": {}}`},
+		{name: "garbage", content: "not json at all\x00\xff"},
+		{name: "truncated", content: `{"schema": "portstorm/summary/v1", "name": "x", "connect`},
+		{name: "empty file", content: ""},
+		{name: "JSON null", content: "null"},
+		{name: "an array", content: `[{"schema": "portstorm/summary/v1"}]`},
+		{name: "wrong type for a field", content: `{"schema": "portstorm/summary/v1", "connections": {"attempted": "many"}}`},
+		{name: "missing file", missing: true, wantIs: fs.ErrNotExist},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "summary.json")
+			if !tc.missing {
+				if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := ReadSummary(path)
+			if err == nil {
+				t.Fatalf("ReadSummary accepted it: %+v", s)
+			}
+			if s != nil {
+				t.Errorf("ReadSummary returned a summary with its error")
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not name the file", err)
+			}
+			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
+				t.Errorf("error %v does not wrap %v", err, tc.wantIs)
+			}
+		})
+	}
+}
+
+func TestReadSummaryAcceptsAddedFields(t *testing.T) {
+	// v1 only ever adds fields: a reader from an older build must still read a newer v1 file.
+	path := filepath.Join(t.TempDir(), "summary.json")
+	content := `{"schema": "portstorm/summary/v1", "name": "x", "added_later": {"a": 1}, "connections": {"attempted": 3, "new_counter": 1}}`
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ReadSummary(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Name != "x" || s.Connections.Attempted != 3 {
+		t.Errorf("read %+v", s)
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	tests := []struct {
+		name     string
+		existing []byte // written to the path first; nil: none
+		dirAt    bool   // the path is an existing folder
+		missing  bool   // the path's folder does not exist
+		wantErr  bool
+	}{
+		{name: "creates a new file"},
+		{name: "replaces a longer file whole", existing: bytes.Repeat([]byte("old content "), 1000)},
+		{name: "replaces a shorter file whole", existing: []byte("x")},
+		{name: "missing folder", missing: true, wantErr: true},
+		{name: "path is a folder", dirAt: true, wantErr: true},
+	}
+	data := []byte(`{"schema": "portstorm/summary/v1"}` + "\n")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "summary.json")
+			var want []string
+			switch {
+			case tc.missing:
+				path = filepath.Join(dir, "no", "such", "folder", "summary.json")
+			case tc.dirAt:
+				if err := os.Mkdir(path, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				want = []string{"summary.json"}
+			default:
+				want = []string{"summary.json"}
+			}
+			if tc.existing != nil {
+				if err := os.WriteFile(path, tc.existing, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			err := WriteFileAtomic(path, data)
+			if got := entries(t, dir); !slices.Equal(got, want) {
+				t.Errorf("folder holds %q afterwards, want %q: temp files or folders left behind", got, want)
+			}
+			if tc.wantErr {
+				if err == nil {
+					t.Fatal("WriteFileAtomic succeeded, want an error")
+				}
+				if !strings.Contains(err.Error(), path) {
+					t.Errorf("error %q does not name %s", err, path)
+				}
+				if tc.missing && !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("error %v does not wrap fs.ErrNotExist", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Errorf("file holds %q, want %q", got, data)
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+				t.Errorf("mode %v (%v), want 0644", fi.Mode(), err)
+			}
+		})
+	}
+}
+
+func TestWriteTimeline(t *testing.T) {
+	total, stages := recordRun(t)
+	full := TimelineRow{EndS: 4.125, Stage: 3, Active: -1, PeakActive: 7, Attempted: 11, Established: 13, Failed: 17,
+		Dropped: 19, Closed: 23, ConnectP50: 29, ConnectP99: 31, ConnectMax: 37, IntendedP99: 41, RTTP99: 43}
+	for i := range full.Outcomes {
+		full.Outcomes[i] = uint64(100 + i)
+	}
+	wantHead := []string{"t_s", "stage", "active", "peak_active", "attempted", "established", "failed", "dropped", "closed",
+		"outcome_ok", "outcome_EADDRNOTAVAIL", "outcome_EADDRINUSE", "outcome_ECONNREFUSED", "outcome_ETIMEDOUT",
+		"outcome_ECONNRESET", "outcome_EMFILE", "outcome_EOF", "outcome_echo_mismatch", "outcome_canceled", "outcome_other",
+		"connect_p50_us", "connect_p99_us", "connect_max_us", "connect_intended_p99_us", "rtt_p99_us"}
+
+	tests := []struct {
+		name string
+		rows []TimelineRow
+	}{
+		{name: "no intervals", rows: nil},
+		{name: "recorded intervals", rows: []TimelineRow{Row(stages[0]), Row(stages[2]), Row(total)}},
+		{name: "every field distinct", rows: []TimelineRow{full}},
+		{name: "zero snapshot", rows: []TimelineRow{Row(&metrics.Snapshot{})}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := WriteTimeline(dir, tc.rows); err != nil {
+				t.Fatal(err)
+			}
+			if got := entries(t, dir); !slices.Equal(got, []string{"timeline.csv"}) {
+				t.Errorf("folder holds %q, want only timeline.csv", got)
+			}
+			f, err := os.Open(filepath.Join(dir, "timeline.csv"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			recs, err := csv.NewReader(f).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != len(tc.rows)+1 {
+				t.Fatalf("%d records, want a header and %d rows", len(recs), len(tc.rows))
+			}
+			if !slices.Equal(recs[0], wantHead) {
+				t.Errorf("header\n got %q\nwant %q", recs[0], wantHead)
+			}
+			for i, rec := range recs[1:] {
+				if got := parseRow(t, rec); got != tc.rows[i] {
+					t.Errorf("row %d reads back as\n%+v\nwant\n%+v", i, got, tc.rows[i])
+				}
+			}
+		})
+	}
+}
+
+// parseRow reads a timeline.csv record back into a TimelineRow.
+func parseRow(t *testing.T, rec []string) TimelineRow {
+	t.Helper()
+	next := func() string {
+		if len(rec) == 0 {
+			t.Fatal("record too short")
+		}
+		v := rec[0]
+		rec = rec[1:]
+		return v
+	}
+	i := func() int64 {
+		v, err := strconv.ParseInt(next(), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	u := func() uint64 {
+		v, err := strconv.ParseUint(next(), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	var r TimelineRow
+	var err error
+	if r.EndS, err = strconv.ParseFloat(next(), 64); err != nil {
+		t.Fatal(err)
+	}
+	r.Stage = int(i())
+	r.Active, r.PeakActive = i(), i()
+	r.Attempted, r.Established, r.Failed, r.Dropped, r.Closed = u(), u(), u(), u(), u()
+	for o := range r.Outcomes {
+		r.Outcomes[o] = u()
+	}
+	r.ConnectP50, r.ConnectP99, r.ConnectMax, r.IntendedP99, r.RTTP99 = i(), i(), i(), i(), i()
+	if len(rec) != 0 {
+		t.Errorf("%d fields left over: %q", len(rec), rec)
+	}
+	return r
+}
