@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -73,8 +72,9 @@ type Config struct {
 	Interval time.Duration
 	// OnSnapshot receives every interval snapshot, in order, from one goroutine.
 	OnSnapshot func(*metrics.Snapshot)
-	// Segment labels the snapshots ("i/N"), "" for a whole plan.
-	Segment string
+	// Segment is the part of the plan this shard runs (the zero value: all of it). Splits are
+	// exact: the segments' concurrency and arrivals add up to the plan's (schedule.Segment).
+	Segment schedule.Segment
 	// Start is when the schedule's time zero is; zero means now. A later Start waits for it.
 	Start time.Time
 	// Ports, when set, is told every connection's local port (from conn.LocalAddr(), no system
@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	total := res.Total
 	var totalErr error
 	emit := func(s *metrics.Snapshot) {
-		s.Segment = cfg.Segment
+		s.Segment = cfg.Segment.String()
 		if err := total.Add(s); err != nil && totalErr == nil {
 			totalErr = err
 		}
@@ -272,7 +272,7 @@ func (e *engine) concurrency(start time.Time) {
 	total := e.cfg.Ramp.Total()
 	for {
 		elapsed := time.Since(start)
-		c := e.cfg.Ramp.Concurrency(elapsed)
+		c := e.cfg.Ramp.SegmentConcurrency(e.cfg.Segment, elapsed)
 		if elapsed >= total {
 			return
 		}
@@ -288,43 +288,13 @@ func (e *engine) concurrency(start time.Time) {
 			e.wg.Add(1)
 			go e.runSlot(s)
 		}
-		t.Reset(e.nextChange(elapsed, total))
+		t.Reset(min(e.cfg.Ramp.SegmentNextChange(e.cfg.Segment, elapsed, 100*time.Microsecond), max(total-elapsed, 0)))
 		select {
 		case <-t.C:
 		case <-e.stopping:
 			return
 		}
 	}
-}
-
-// nextChange is how long until the concurrency target can next change: the stage's end when the
-// stage is flat, else the time the linear ramp crosses the next integer (at least 100 µs).
-func (e *engine) nextChange(elapsed, total time.Duration) time.Duration {
-	r := e.cfg.Ramp
-	var t0 time.Duration
-	from := r.Start
-	for _, s := range r.Stages {
-		end := t0 + s.Duration
-		if elapsed < end {
-			if s.Target == from {
-				return end - elapsed
-			}
-			slope := (s.Target - from) / s.Duration.Seconds() // per second
-			v := r.Value(elapsed)
-			// Concurrency is floor(v): rising, it changes when v reaches floor(v)+1; falling, when
-			// v drops below floor(v).
-			k := math.Floor(v + 1e-9)
-			if slope > 0 {
-				k++
-			}
-			dt := time.Duration((k - v) / slope * float64(time.Second))
-			dt = max(dt, 100*time.Microsecond)
-			return min(dt, end-elapsed)
-		}
-		t0 = end
-		from = s.Target
-	}
-	return max(total-elapsed, 0)
 }
 
 type slot struct {
@@ -379,7 +349,7 @@ func (e *engine) runSlot(s *slot) {
 // connect_intended instead of disappearing (coordinated omission).
 func (e *engine) arrivals(start time.Time) {
 	sem := make(chan struct{}, e.cfg.MaxInFlight)
-	it := e.cfg.Ramp.Arrivals()
+	it := e.cfg.Ramp.SegmentArrivals(e.cfg.Segment)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	<-t.C

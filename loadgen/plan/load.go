@@ -167,6 +167,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, line int, o
 	case sizeType:
 		d.unit(n, v, path, line, origin, func(s string) (any, error) { return ParseSize(s) })
 		return
+	case countType:
+		d.unit(n, v, path, line, origin, func(s string) (any, error) { return ParseCount(s) })
+		return
 	case rateType:
 		d.unit(n, v, path, line, origin, func(s string) (any, error) { return ParseRate(s) })
 		return

@@ -15,6 +15,7 @@ var (
 	planType      = reflect.TypeFor[Plan]()
 	durationType  = reflect.TypeFor[Duration]()
 	sizeType      = reflect.TypeFor[Size]()
+	countType     = reflect.TypeFor[Count]()
 	rateType      = reflect.TypeFor[Rate]()
 	percentType   = reflect.TypeFor[Percent]()
 	thresholdType = reflect.TypeFor[Threshold]()

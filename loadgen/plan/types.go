@@ -53,6 +53,9 @@ type Builtin struct {
 	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout"`
 	// MaxFrame is the largest read the target buffers and echoes at once (default 64KiB).
 	MaxFrame Size `yaml:"max_frame" json:"max_frame"`
+	// Processes is how many target processes share the listeners with SO_REUSEPORT ("auto", the
+	// default: enough to stay under each process's open-files limit).
+	Processes Count `yaml:"processes" json:"processes"`
 }
 
 // Source says where connections come from.
@@ -127,6 +130,9 @@ type Load struct {
 	OnSaturation string `yaml:"on_saturation" json:"on_saturation"`
 	// MaxConnectRate caps new connections per second under the concurrency model (default unlimited).
 	MaxConnectRate Rate `yaml:"max_connect_rate" json:"max_connect_rate"`
+	// Workers is how many worker processes run the plan, each one segment ("auto", the default:
+	// enough to stay under each process's open-files limit).
+	Workers Count `yaml:"workers" json:"workers"`
 	// GracefulStop is how long in-flight connections may finish after the last stage or a signal
 	// (default 5s).
 	GracefulStop Duration `yaml:"graceful_stop" json:"graceful_stop"`
@@ -175,6 +181,9 @@ type Size int64
 
 // Rate is a positive rate per second; 0 means unlimited ("unlimited" in YAML).
 type Rate float64
+
+// Count is a number of processes: a positive integer, or 0 for "auto" (portstorm decides).
+type Count int
 
 // Percent is a ratio written as "10%" (stored as 0.10).
 type Percent float64

@@ -282,3 +282,55 @@ func unmarshalScalar[T any](n *yaml.Node, parse func(string) (T, error), out *T)
 	*out = v
 	return nil
 }
+
+// MaxProcesses bounds load.workers and target.builtin.processes.
+const MaxProcesses = 256
+
+// ParseCount reads "auto" (0) or a whole number of processes from 1 to MaxProcesses.
+func ParseCount(s string) (Count, error) {
+	if s == "auto" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxProcesses {
+		return 0, fmt.Errorf(`want "auto" or a whole number from 1 to %d`, MaxProcesses)
+	}
+	return Count(n), nil
+}
+
+func (c Count) String() string {
+	if c == 0 {
+		return "auto"
+	}
+	return strconv.Itoa(int(c))
+}
+
+// MarshalYAML writes "auto" or the number.
+func (c Count) MarshalYAML() (any, error) {
+	if c == 0 {
+		return "auto", nil
+	}
+	return int(c), nil
+}
+
+// UnmarshalYAML reads what MarshalYAML writes.
+func (c *Count) UnmarshalYAML(n *yaml.Node) error { return unmarshalScalar(n, ParseCount, c) }
+
+// MarshalJSON writes "auto" or the number.
+func (c Count) MarshalJSON() ([]byte, error) {
+	if c == 0 {
+		return []byte(`"auto"`), nil
+	}
+	return []byte(strconv.Itoa(int(c))), nil
+}
+
+// UnmarshalJSON reads "auto" or a number.
+func (c *Count) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	v, err := ParseCount(s)
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
+}
