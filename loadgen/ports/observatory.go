@@ -273,8 +273,9 @@ func (o *Observatory) Opened(dst dial.Destination, local net.Addr, start time.Ti
 			p.reuse++
 			o.ivTuple++
 			// Early: TIME_WAIT was taken over sooner than tcp_tw_reuse_delay allows (SO_REUSEADDR does
-			// that). 1 ms of slack for where the clocks are read around close() and connect().
-			if tw && (o.cfg.TWReuseDelay <= 0 || iv < o.cfg.TWReuseDelay.Microseconds()-1000) {
+			// that, within micro- to milliseconds). The kernel times the delay from its own stamps,
+			// which this side can only approach from user space: a tenth of the delay is slack.
+			if tw && (o.cfg.TWReuseDelay <= 0 || iv < o.cfg.TWReuseDelay.Microseconds()*9/10) {
 				p.early++
 				o.early++
 				o.ivEarly++

@@ -97,7 +97,7 @@ type Interval struct {
 type Reuse struct {
 	Ports      uint64 `json:"ports"`
 	FourTuples uint64 `json:"four_tuples"`
-	// Early counts 4-tuples taken over from TIME_WAIT sooner than tcp_tw_reuse_delay (1 ms slack).
+	// Early counts 4-tuples taken over from TIME_WAIT sooner than tcp_tw_reuse_delay (10% slack).
 	Early          uint64   `json:"early"`
 	TWReuse        int      `json:"tw_reuse"`
 	TWReuseDelayMS int64    `json:"tw_reuse_delay_ms"`
