@@ -96,6 +96,10 @@ type Config struct {
 	// accept.
 	CloseFirst bool
 	CloseAfter int64
+	// ReusePort sets SO_REUSEPORT on every listener, so that several target processes can listen on
+	// the same addresses and the kernel spreads connections over them: how the built-in target
+	// serves more connections than one process's open-files limit allows.
+	ReusePort bool
 }
 
 // withDefaults returns cfg with zero fields filled, or an error naming the first bad field.
@@ -198,6 +202,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// The idle deadline already reaps dead peers; TCP keep-alive would only add four setsockopt
 	// calls to every accept.
 	lc := net.ListenConfig{KeepAlive: -1}
+	if cfg.ReusePort {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
 	lns := make([]net.Listener, 0, len(cfg.Listen))
 	below := cfg.PortBelow
 	for _, addr := range cfg.Listen {

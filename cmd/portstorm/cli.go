@@ -18,7 +18,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
-	"github.com/portstorm/portstorm/target"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
 // Exit codes (design §7): what users' CI scripts branch on.
@@ -148,6 +148,7 @@ func runCmd(e *env) *cobra.Command {
 	var quiet, allowRemote bool
 	var live liveFlags
 	var netns bool
+	var worker, startAt string
 	c := &cobra.Command{
 		Use:   "run PLAN",
 		Short: "Run a plan and write results (exit 0 pass, 1 threshold failed, 2 invalid, 3 could not run, 130 interrupted)",
@@ -159,6 +160,9 @@ func runCmd(e *env) *cobra.Command {
 			p, err := pf.loadPlan(e, args[0])
 			if err != nil {
 				return err
+			}
+			if worker != "" {
+				return e.runWorker(p, worker, startAt, allowRemote)
 			}
 			if done, err := e.isolate(c, args, p); done {
 				return err
@@ -177,17 +181,45 @@ func runCmd(e *env) *cobra.Command {
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no live progress; only the final summary")
 	c.Flags().BoolVar(&allowRemote, "allow-remote", false, "permit targets outside loopback (the plan must say target.allow_remote: true too)")
 	c.Flags().BoolVar(&netns, "netns", false, "run generator and built-in target in a private network namespace (as isolate: true)")
+	// A coordinator starts its worker processes with these: run segment i/N from an agreed instant
+	// and stream snapshots on stdout instead of writing results.
+	c.Flags().StringVar(&worker, "worker", "", "run as a worker process for segment i/N (internal)")
+	c.Flags().StringVar(&startAt, "start-at", "", "with --worker, the RFC 3339 instant the schedule starts")
+	c.Flags().MarkHidden("worker")
+	c.Flags().MarkHidden("start-at")
 	return c
 }
 
-func (e *env) run(p *plan.Plan, out string, quiet, allowRemote bool) error {
+// runWorker runs one segment for a coordinator: snapshots go to stdout, messages to stderr.
+func (e *env) runWorker(p *plan.Plan, segment, startAt string, allowRemote bool) error {
+	seg, err := schedule.ParseSegment(segment)
+	if err != nil {
+		return exitWith(exitInvalid, fmt.Errorf("--worker: %w", err))
+	}
+	var at time.Time
+	if startAt != "" {
+		if at, err = time.Parse(time.RFC3339Nano, startAt); err != nil {
+			return exitWith(exitInvalid, fmt.Errorf("--start-at %q: want an RFC 3339 time: %w", startAt, err))
+		}
+	}
+	ctx, abort, stop := e.signalContext()
+	defer stop()
+	if err := coordinator.RunWorker(ctx, p, seg, at, allowRemote, abort, e.stdout); err != nil {
+		if errors.Is(err, coordinator.ErrInvalid) {
+			return exitWith(exitInvalid, err)
+		}
+		return exitWith(exitCannotRun, err)
+	}
+	return nil
+}
+
+// signalContext turns the first SIGINT/SIGTERM into a cancelled context (stop starting work, drain,
+// write results) and the second into a closed abort channel (cut what is in flight).
+func (e *env) signalContext() (ctx context.Context, abort chan struct{}, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	abort := make(chan struct{})
+	abort = make(chan struct{})
 	done := make(chan struct{})
-	defer close(done)
 	go func() {
-		// First signal: stop starting work, drain, write results. Second: cut what is in flight.
 		for n := 0; ; n++ {
 			select {
 			case s := <-e.signals:
@@ -204,9 +236,16 @@ func (e *env) run(p *plan.Plan, out string, quiet, allowRemote bool) error {
 			}
 		}
 	}()
+	return ctx, abort, func() { close(done); cancel() }
+}
+
+func (e *env) run(p *plan.Plan, out string, quiet, allowRemote bool) error {
+	ctx, abort, stop := e.signalContext()
+	defer stop()
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
 	res, err := coordinator.Run(ctx, p, coordinator.Options{
 		OutDir: out, AllowRemote: allowRemote, Abort: abort, Progress: prog.update, OnSnapshot: e.onSnapshot,
+		Stderr: e.stderr,
 	})
 	prog.finish()
 	if res != nil {
@@ -220,6 +259,12 @@ func (e *env) run(p *plan.Plan, out string, quiet, allowRemote bool) error {
 	}
 	s := res.Summary
 	switch {
+	case len(s.WorkerFailures) > 0:
+		msgs := make([]string, len(s.WorkerFailures))
+		for i, f := range s.WorkerFailures {
+			msgs[i] = fmt.Sprintf("%s (pid %d) ended at %.1fs: %s %s", f.Worker, f.PID, f.AtS, f.Status, f.Message)
+		}
+		return exitWith(exitCannotRun, fmt.Errorf("worker process(es) failed; results hold what was measured:\n  %s", strings.Join(msgs, "\n  ")))
 	case s.Interrupted:
 		return exitWith(exitInterrupted, errors.New("interrupted; results written, marked interrupted"))
 	case s.Connections.Attempted > 0 && s.Connections.Established == 0:
@@ -228,46 +273,6 @@ func (e *env) run(p *plan.Plan, out string, quiet, allowRemote bool) error {
 		return exitWith(exitFail, verdictError(s))
 	}
 	return nil
-}
-
-func targetCmd(e *env) *cobra.Command {
-	var listen []string
-	var mode string
-	var idle time.Duration
-	var maxFrame int
-	var allowRemote bool
-	c := &cobra.Command{
-		Use:   "target",
-		Short: "Run the built-in target server until interrupted",
-		Args:  exactArgs(0),
-		RunE: func(c *cobra.Command, args []string) error {
-			m, err := target.ParseMode(mode)
-			if err != nil {
-				return exitWith(exitInvalid, err)
-			}
-			srv, err := target.Start(context.Background(), target.Config{
-				Listen: listen, Mode: m, IdleTimeout: idle, MaxFrame: maxFrame, AllowRemote: allowRemote,
-			})
-			if err != nil {
-				return exitWith(exitInvalid, err)
-			}
-			for _, a := range srv.Addrs() {
-				fmt.Fprintf(e.stdout, "portstorm target: %s listening on %s\n", m, a)
-			}
-			<-e.signals
-			srv.Close()
-			st := srv.Stats()
-			fmt.Fprintf(e.stdout, "portstorm target: accepted %d, peak %d, bytes in %d, out %d, idle-closed %d\n",
-				st.Accepted, st.Peak, st.BytesIn, st.BytesOut, st.IdleClosed)
-			return nil
-		},
-	}
-	c.Flags().StringArrayVar(&listen, "listen", []string{"127.0.0.1:0"}, "listen address (repeatable)")
-	c.Flags().StringVar(&mode, "mode", "echo", "echo, sink, hold, close or rst")
-	c.Flags().DurationVar(&idle, "idle-timeout", 60*time.Second, "close connections silent for this long")
-	c.Flags().IntVar(&maxFrame, "max-frame", 64<<10, "largest read echoed at once, bytes")
-	c.Flags().BoolVar(&allowRemote, "allow-remote", false, "permit listening outside loopback")
-	return c
 }
 
 func versionCmd(e *env) *cobra.Command {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,9 +19,10 @@ import (
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
-	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
+	"github.com/portstorm/portstorm/loadgen/shard"
 	"github.com/portstorm/portstorm/target"
 )
 
@@ -44,6 +46,10 @@ type Options struct {
 	Dialer dial.Dialer
 	// Resolver replaces the system resolver (tests).
 	Resolver dial.Resolver
+	// Stderr receives worker and target processes' messages (default os.Stderr).
+	Stderr io.Writer
+	// Exe is the portstorm executable started as worker and target processes (default: this one).
+	Exe string
 	// OnSnapshot, when set, receives every interval snapshot as it is cut, after the coordinator
 	// has used it (live metrics exporters). It must not keep or change the snapshot.
 	OnSnapshot func(*metrics.Snapshot)
@@ -67,7 +73,9 @@ type Outcome struct {
 }
 
 // Run carries out a validated, defaulted plan. Cancelling ctx stops it gracefully: the result is
-// still written, marked interrupted.
+// still written, marked interrupted. When the plan needs more descriptors than one process may hold
+// (or load.workers says so), it runs as worker processes, each one segment of the plan, and the
+// built-in target as several processes sharing its listeners.
 func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	if err := unsupported(p); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -76,9 +84,28 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
 	ramp := Ramp(p)
 	pr := newPortRun(p)
+	lay := planLayout(p, pr.host)
+	if o.Dialer != nil && lay.workers > 1 {
+		return nil, fmt.Errorf("%w: a test dialer cannot run in worker processes (load.workers: 1)", ErrInvalid)
+	}
+	pr.workers, pr.targetProcs = lay.workers, lay.targets
+	if lay.workers > 1 || lay.targets > 0 {
+		fmt.Fprintf(o.Stderr, "portstorm: %s\n", lay.why)
+	}
+	exe := o.Exe
+	if exe == "" && (lay.workers > 1 || lay.targets > 0) {
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("%w: finding portstorm's executable for worker processes: %w", ErrCannotRun, err)
+		}
+	}
+
 	var tgt *target.Server
+	var tprocs *targetProcs
 	var dsts []dial.Destination
 	if b := p.Target.Builtin; b != nil {
 		mode, err := target.ParseMode(b.Mode)
@@ -89,25 +116,34 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		for i := range listen {
 			listen[i] = "127.0.0.1:0"
 		}
-		tgt, err = target.Start(context.Background(), pr.targetConfig(target.Config{
+		tcfg := pr.targetConfig(target.Config{
 			Listen: listen, Mode: mode, IdleTimeout: b.IdleTimeout.D(), MaxFrame: int(b.MaxFrame),
-		}))
-		if err != nil {
-			return nil, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err)
+		})
+		var addrs []string
+		if lay.targets > 0 {
+			if tprocs, err = startTargetProcs(exe, tcfg, lay.targets, o.Stderr); err != nil {
+				return nil, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err)
+			}
+			defer tprocs.kill()
+			addrs = tprocs.addrs
+		} else {
+			if tgt, err = target.Start(context.Background(), tcfg); err != nil {
+				return nil, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err)
+			}
+			defer tgt.Close()
+			addrs = tgt.Addrs()
 		}
-		defer tgt.Close()
-		dsts, err = dial.Resolve(ctx, nil, tgt.Addrs(), false)
-		if err != nil {
+		if dsts, err = dial.Resolve(ctx, nil, addrs, false); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 		}
 	} else {
-		var err error
 		dsts, err = dial.Resolve(ctx, o.Resolver, p.Target.Addresses, p.Target.AllowRemote && o.AllowRemote)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
 	// Preflight, source addresses, the port strategy and the observatory.
+	targets := dsts
 	if dsts, err = pr.setup(dsts, o.Dialer); err != nil {
 		return nil, err
 	}
@@ -126,17 +162,102 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	}
 	defer hlog.Close()
 
-	dialer := pr.dialer
+	// An abort_on_fail threshold is judged on the running totals after every interval; when one
+	// fails, runCtx stops the run as a first signal would (graceful stop), without marking it
+	// interrupted.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	col := newCollector(p, ramp, pr, verdict, hlog, o, stopRun)
+
+	var res *execResult
+	if lay.workers > 1 {
+		res, err = runWorkers(runCtx, p, o, exe, lay.workers, targets, col.take)
+	} else {
+		var cfg engine.Config
+		if cfg, err = engineConfig(p, ramp, dsts, pr); err == nil {
+			cfg.Abort, cfg.OnSnapshot = o.Abort, col.take
+			var r *engine.Result
+			if r, err = engine.Run(runCtx, cfg); r != nil {
+				res = &execResult{Start: r.Start, End: r.End, Interrupted: r.Interrupted, Aborted: r.Aborted, Total: r.Total}
+			}
+		}
+	}
+	if err != nil && res == nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	}
+	if err == nil {
+		err = col.err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: merging measurements: %w", ErrCannotRun, err)
+	}
+	var ts *report.TargetStats
+	var targetErr error
+	if tgt != nil || tprocs != nil {
+		var st target.Stats
+		if tgt != nil {
+			tgt.Close()
+			st = tgt.Stats()
+		} else {
+			st, targetErr = tprocs.stop()
+		}
+		ts = &report.TargetStats{Accepted: st.Accepted, Peak: st.Peak, Closed: st.Closed,
+			BytesIn: st.BytesIn, BytesOut: st.BytesOut, IdleClosed: st.IdleClosed, Processes: max(lay.targets, 1)}
+	}
+	// A threshold's stop cancels runCtx, which the engine reports as an interruption; only a
+	// cancelled ctx (a signal) is one.
+	interrupted := res.Interrupted && (col.stopped == nil || ctx.Err() != nil)
+	var portReport *ports.Report
+	if lay.workers == 1 {
+		portReport = pr.report()
+	}
+	sum, err := report.Build(report.Input{
+		Plan: p, Host: pr.host, Segments: lay.workers, Start: res.Start, End: res.End,
+		Interrupted: interrupted, Aborted: res.Aborted, Total: res.Total, Stages: col.stages[:len(ramp.Stages)],
+		Target: ts, Ports: portReport,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	}
+	sum.Stopped = col.stopped
+	if lay.workers > 1 {
+		sum.Workers = lay.workers
+		sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s; the port observatory's per-connection figures are not merged across worker processes yet (ports is null)", lay.why))
+	}
+	for _, f := range res.Failures {
+		sum.WorkerFailures = append(sum.WorkerFailures, report.WorkerFailure{Worker: f.Worker, PID: f.PID, AtS: f.AtS, Status: f.Status, Message: f.Message})
+	}
+	if targetErr != nil {
+		sum.Warnings = append(sum.Warnings, targetErr.Error())
+	}
+	verdict.Judge(sum)
+	if err := writeResults(dir, sum, col.rows, hlog); err != nil {
+		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	}
+	return &Outcome{Summary: sum, Dir: dir}, nil
+}
+
+// execResult is how the shard or the worker processes ended.
+type execResult struct {
+	Start, End  time.Time
+	Interrupted bool
+	Aborted     bool
+	Total       *metrics.Snapshot
+	Failures    []shard.Failure
+}
+
+// engineConfig is the engine's configuration for a plan, its destinations and its port side.
+func engineConfig(p *plan.Plan, ramp schedule.Ramp, dsts []dial.Destination, pr *portRun) (engine.Config, error) {
 	closeMode, err := dial.ParseCloseMode(p.Connection.Close)
 	if err != nil {
-		return nil, fmt.Errorf("%w: connection.close: %w", ErrInvalid, err)
+		return engine.Config{}, fmt.Errorf("%w: connection.close: %w", ErrInvalid, err)
 	}
 	cfg := engine.Config{
-		Ramp: ramp, Destinations: dsts, Dialer: dialer,
+		Ramp: ramp, Destinations: dsts, Dialer: pr.dialer,
 		IOTimeout: p.Connection.IOTimeout.D(), Hold: p.Connection.Hold.D(), Close: closeMode,
 		MaxInFlight: p.Load.MaxInFlight, Drop: p.Load.OnSaturation == "drop",
 		MaxConnectRate: float64(p.Load.MaxConnectRate), GracefulStop: p.Load.GracefulStop.D(),
-		Abort: o.Abort, Interval: p.Output.Interval.D(), Ports: pr.obs,
+		Interval: p.Output.Interval.D(), Ports: pr.obs,
 	}
 	if p.Load.Model == "arrival" {
 		cfg.Model = engine.Arrival
@@ -144,114 +265,104 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	if s := p.Connection.Send; s != nil {
 		cfg.Send = &engine.Send{Bytes: int(s.Bytes), Count: s.Count, Interval: s.Interval.D(), Echo: s.Expect == "echo"}
 	}
+	return cfg, nil
+}
 
-	stages := make([]*metrics.Snapshot, len(ramp.Stages)+1)
-	var rows []report.TimelineRow
-	var snapErr error
-	var errorsSoFar uint64
-	// An abort_on_fail threshold is judged on the running totals after every interval; when one
-	// fails, runCtx stops the run as a first signal would (graceful stop), without marking it
-	// interrupted.
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	var stopped *report.Stopped
-	var running *metrics.Snapshot
-	if verdict.Live() {
-		running = metrics.NewSnapshot()
-	}
-	host := preflight.ReadHost()
-	liveStart := time.Now()
-	cfg.OnSnapshot = func(s *metrics.Snapshot) {
-		row := report.Row(s)
-		row.Ports = pr.sample()
-		rows = append(rows, row)
-		if stages[s.Stage] == nil {
-			stages[s.Stage] = metrics.NewSnapshot()
-		}
-		if err := stages[s.Stage].Add(s); err != nil && snapErr == nil {
-			snapErr = err
-		}
-		if err := hlog.Write(s); err != nil && snapErr == nil {
-			snapErr = err
-		}
-		if running != nil && stopped == nil {
-			if err := running.Add(s); err != nil && snapErr == nil {
-				snapErr = err
-			}
-			elapsed := time.Duration(s.EndUS) * time.Microsecond
-			live, err := report.Build(report.Input{Plan: p, Host: host, Segments: 1, Start: liveStart,
-				End: liveStart.Add(elapsed), Total: running, Stages: stages[:len(ramp.Stages)], Live: true})
-			if err == nil {
-				hist := func(stage int, latency string) *hdr.Histogram {
-					src := running
-					if stage >= 0 && stage < len(ramp.Stages) {
-						src = stages[stage]
-					}
-					for l := range metrics.NumLatencies {
-						if src != nil && l.String() == latency {
-							return src.Hist[l]
-						}
-					}
-					return nil
-				}
-				if stopped = verdict.Abort(live, elapsed, hist); stopped != nil {
-					stopRun()
-				}
-			}
-		}
-		if o.OnSnapshot != nil {
-			o.OnSnapshot(s)
-		}
-		errorsSoFar += s.Errors()
-		if o.Progress != nil {
-			secs := float64(s.EndUS-s.StartUS) / 1e6
-			pr := Progress{
-				Stage: min(s.Stage+1, len(ramp.Stages)), Stages: len(ramp.Stages),
-				Elapsed: time.Duration(s.EndUS) * time.Microsecond, Total: ramp.Total(),
-				Active: s.Active, Errors: errorsSoFar, IntervalAttempts: s.Attempted,
-				ConnectP99: time.Duration(s.Hist[metrics.Connect].ValueAtQuantile(99)) * time.Microsecond,
-			}
-			if secs > 0 {
-				pr.OpenedPerSecond = float64(s.Established) / secs
-			}
-			o.Progress(pr)
-		}
-	}
+// collector consumes the interval snapshots, from the engine or merged from worker processes: the
+// timeline, per-stage totals, the latency log, live thresholds, live metrics and progress.
+type collector struct {
+	p       *plan.Plan
+	ramp    schedule.Ramp
+	pr      *portRun
+	verdict *gate.Gate
+	hlog    *report.HLog
+	o       Options
+	stopRun context.CancelFunc
 
-	res, err := engine.Run(runCtx, cfg)
-	if err != nil && res == nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	stages      []*metrics.Snapshot
+	rows        []report.TimelineRow
+	err         error
+	errorsSoFar uint64
+	stopped     *report.Stopped
+	running     *metrics.Snapshot
+	liveStart   time.Time
+}
+
+func newCollector(p *plan.Plan, ramp schedule.Ramp, pr *portRun, v *gate.Gate, hlog *report.HLog, o Options, stopRun context.CancelFunc) *collector {
+	c := &collector{p: p, ramp: ramp, pr: pr, verdict: v, hlog: hlog, o: o, stopRun: stopRun,
+		stages: make([]*metrics.Snapshot, len(ramp.Stages)+1), liveStart: time.Now()}
+	if v.Live() {
+		c.running = metrics.NewSnapshot()
 	}
-	if err == nil {
-		err = snapErr
+	return c
+}
+
+func (c *collector) fail(err error) {
+	if err != nil && c.err == nil {
+		c.err = err
 	}
+}
+
+// take handles one interval snapshot; calls come one at a time.
+func (c *collector) take(s *metrics.Snapshot) {
+	row := report.Row(s)
+	row.Ports = c.pr.sample()
+	c.rows = append(c.rows, row)
+	if s.Stage < 0 || s.Stage >= len(c.stages) {
+		c.fail(fmt.Errorf("snapshot %d: stage %d outside the plan", s.Seq, s.Stage))
+		return
+	}
+	if c.stages[s.Stage] == nil {
+		c.stages[s.Stage] = metrics.NewSnapshot()
+	}
+	c.fail(c.stages[s.Stage].Add(s))
+	c.fail(c.hlog.Write(s))
+	if c.running != nil && c.stopped == nil {
+		c.judgeLive(s)
+	}
+	if c.o.OnSnapshot != nil {
+		c.o.OnSnapshot(s)
+	}
+	c.errorsSoFar += s.Errors()
+	if c.o.Progress != nil {
+		secs := float64(s.EndUS-s.StartUS) / 1e6
+		pr := Progress{
+			Stage: min(s.Stage+1, len(c.ramp.Stages)), Stages: len(c.ramp.Stages),
+			Elapsed: time.Duration(s.EndUS) * time.Microsecond, Total: c.ramp.Total(),
+			Active: s.Active, Errors: c.errorsSoFar, IntervalAttempts: s.Attempted,
+			ConnectP99: time.Duration(s.Hist[metrics.Connect].ValueAtQuantile(99)) * time.Microsecond,
+		}
+		if secs > 0 {
+			pr.OpenedPerSecond = float64(s.Established) / secs
+		}
+		c.o.Progress(pr)
+	}
+}
+
+// judgeLive judges the abort_on_fail thresholds on the running totals and stops the run when one fails.
+func (c *collector) judgeLive(s *metrics.Snapshot) {
+	c.fail(c.running.Add(s))
+	elapsed := time.Duration(s.EndUS) * time.Microsecond
+	live, err := report.Build(report.Input{Plan: c.p, Host: c.pr.host, Segments: 1, Start: c.liveStart,
+		End: c.liveStart.Add(elapsed), Total: c.running, Stages: c.stages[:len(c.ramp.Stages)], Live: true})
 	if err != nil {
-		return nil, fmt.Errorf("%w: merging measurements: %w", ErrCannotRun, err)
+		return
 	}
-	var ts *report.TargetStats
-	if tgt != nil {
-		tgt.Close()
-		st := tgt.Stats()
-		ts = &report.TargetStats{Accepted: st.Accepted, Peak: st.Peak, Closed: st.Closed,
-			BytesIn: st.BytesIn, BytesOut: st.BytesOut, IdleClosed: st.IdleClosed}
+	hist := func(stage int, latency string) *hdr.Histogram {
+		src := c.running
+		if stage >= 0 && stage < len(c.ramp.Stages) {
+			src = c.stages[stage]
+		}
+		for l := range metrics.NumLatencies {
+			if src != nil && l.String() == latency {
+				return src.Hist[l]
+			}
+		}
+		return nil
 	}
-	// A threshold's stop cancels runCtx, which the engine reports as an interruption; only a
-	// cancelled ctx (a signal) is one.
-	interrupted := res.Interrupted && (stopped == nil || ctx.Err() != nil)
-	sum, err := report.Build(report.Input{
-		Plan: p, Host: host, Segments: 1, Start: res.Start, End: res.End,
-		Interrupted: interrupted, Aborted: res.Aborted, Total: res.Total, Stages: stages[:len(ramp.Stages)],
-		Target: ts, Ports: pr.report(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	if c.stopped = c.verdict.Abort(live, elapsed, hist); c.stopped != nil {
+		c.stopRun()
 	}
-	sum.Stopped = stopped
-	verdict.Judge(sum)
-	if err := writeResults(dir, sum, rows, hlog); err != nil {
-		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	return &Outcome{Summary: sum, Dir: dir}, nil
 }
 
 // writeResults writes every result file; report.html is drawn from the timeline and latency log

@@ -151,6 +151,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	start := time.Now()
+	if !cfg.Start.IsZero() {
+		// Shards that share a start share their schedule and interval boundaries, even if one got
+		// here late: its overdue arrivals start at once and their lateness shows in schedule_lag.
+		start = cfg.Start
+	}
 	e := &engine{
 		cfg:      cfg,
 		rec:      metrics.NewRecorder(start, 4*runtime.GOMAXPROCS(0)),

@@ -30,6 +30,10 @@ type Inputs struct {
 	// ListenersInRange and HeldAtStart come from a census of the sockets present (Census).
 	ListenersInRange int
 	HeldAtStart      int
+	// Workers is how many generator processes share the load (0 or 1: this process alone).
+	Workers int
+	// TargetProcesses is how many processes run the built-in target (0: inside the generator).
+	TargetProcesses int
 }
 
 // Limit is one host or plan limit and where it stops the run.
@@ -261,20 +265,29 @@ func Plan(p *plan.Plan, h Host, in Inputs) *Forecast {
 		}
 	}
 
-	// Open files: Go raises the soft limit to the hard one at start.
+	// Open files: Go raises the soft limit to the hard one at start. Each generator process holds its
+	// share of the connections; the built-in target holds the other end, in the generator process or
+	// in processes of its own.
 	fdsPer := int64(1)
-	if p.Target.Builtin != nil {
+	if p.Target.Builtin != nil && in.TargetProcesses == 0 {
 		fdsPer = 2
 	}
 	if h.FDHard > 0 {
-		fdMax := max((h.FDHard-fdOverhead-int64(len(in.Destinations)))/fdsPer, 0)
-		fl := Limit{Name: "open files", Max: fdMax, Demand: f.Peak, Unit: "concurrent connections", Stops: f.Peak > fdMax,
-			Why: fmt.Sprintf("open-files hard limit %d per process, %d descriptor(s) per connection%s", h.FDHard, fdsPer,
-				map[bool]string{true: " (the built-in target runs in the same process)", false: ""}[fdsPer == 2])}
+		workers := int64(max(in.Workers, 1))
+		fdMax := max((h.FDHard-fdOverhead-int64(len(in.Destinations)))/fdsPer, 0) * workers
+		why := fmt.Sprintf("open-files hard limit %d per process, %d descriptor(s) per connection, %d generator process(es)", h.FDHard, fdsPer, workers)
+		if fdsPer == 2 {
+			why += " (the built-in target runs in the same process)"
+		}
+		if tp := int64(in.TargetProcesses); p.Target.Builtin != nil && tp > 0 {
+			fdMax = min(fdMax, max(h.FDHard-fdOverhead-int64(len(in.Destinations)), 0)*tp)
+			why += fmt.Sprintf(", %d target process(es)", tp)
+		}
+		fl := Limit{Name: "open files", Max: fdMax, Demand: f.Peak, Unit: "concurrent connections", Stops: f.Peak > fdMax, Why: why}
 		if fl.Stops {
 			procs := ceilDiv(f.Peak*fdsPer+fdOverhead, h.FDHard-fdOverhead)
 			fl.Fixes = []string{
-				fmt.Sprintf("more worker processes: split the load over %d portstorm processes (workers are not in this build yet: run %d processes, each with 1/%d of the stage targets and its own source addresses or port window)", procs, procs, procs),
+				fmt.Sprintf("more worker processes: load.workers: %d (and target.builtin.processes: %d for the built-in target), or leave both at auto", procs, procs),
 				fmt.Sprintf("raise the open-files hard limit to %d or more (ulimit -Hn, LimitNOFILE=, /etc/security/limits.conf)", f.Peak*fdsPer+fdOverhead),
 			}
 			if fdsPer == 2 {
@@ -399,6 +412,9 @@ func ceilDiv(a, b int64) int64 {
 }
 
 // demand is the plan's peak concurrency and its churn rate (connections/s, 0 when unknown).
+// Demand is the plan's most concurrent connections and its churn in connections/s (0 unknown).
+func Demand(p *plan.Plan) (peak int64, rate float64) { return demand(p) }
+
 func demand(p *plan.Plan) (peak int64, rate float64) {
 	l := p.Load
 	top := l.Start

@@ -51,7 +51,9 @@ func TestForecast(t *testing.T) {
 		{name: "a listener and a reserved port in the range", p: plan40k(), in: Inputs{Destinations: in.Destinations, Loopback: true, ListenersInRange: 1},
 			h: func(h *Host) { h.ReservedPorts = "40000-40009,70000" }, refuse: true, first: "local ports", max: 28221, capacity: 28221},
 		{name: "the descriptors of one process", p: plan40k("127.0.0.1", "127.0.0.2"), in: in, h: func(h *Host) { h.FDHard = 20000 },
-			refuse: true, first: "open files", max: 19967, fixes: []string{"more worker processes: split the load over 3", "raise the open-files hard limit"}},
+			refuse: true, first: "open files", max: 19967, fixes: []string{"more worker processes: load.workers: 3", "raise the open-files hard limit"}},
+		{name: "the descriptors of three workers", p: plan40k("127.0.0.1", "127.0.0.2"), in: Inputs{Destinations: in.Destinations, Loopback: true, Workers: 3},
+			h: func(h *Host) { h.FDHard = 20000 }, refuse: false},
 		{name: "bind reserves a port per socket", in: Inputs{Destinations: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}, Loopback: true},
 			p: func() *plan.Plan {
 				p := plan40k("127.0.0.1")

@@ -47,6 +47,11 @@ type Summary struct {
 	Baseline *BaselineResult `json:"baseline,omitempty"`
 	// Stopped says why the run ended early, when an abort_on_fail threshold stopped it.
 	Stopped *Stopped `json:"stopped,omitempty"`
+	// Workers is how many worker processes ran the plan, when more than one did.
+	Workers int `json:"workers,omitempty"`
+	// WorkerFailures lists worker processes that ended without finishing their segment; the
+	// result holds what every worker measured until then.
+	WorkerFailures []WorkerFailure `json:"worker_failures,omitempty"`
 }
 
 // Connections are the connection counters. attempted == established + failed + dropped.
@@ -117,6 +122,15 @@ type ThresholdResult struct {
 }
 
 // TargetStats are the built-in target's counters, when the run started one.
+// WorkerFailure is a worker process that ended early: which, when, and its exit status.
+type WorkerFailure struct {
+	Worker  string  `json:"worker"`
+	PID     int     `json:"pid"`
+	AtS     float64 `json:"at_s"`
+	Status  string  `json:"status"`
+	Message string  `json:"message,omitempty"`
+}
+
 type TargetStats struct {
 	Accepted   uint64 `json:"accepted"`
 	Peak       int64  `json:"peak"`
@@ -124,6 +138,9 @@ type TargetStats struct {
 	BytesIn    uint64 `json:"bytes_in"`
 	BytesOut   uint64 `json:"bytes_out"`
 	IdleClosed uint64 `json:"idle_closed"`
+	// Processes is how many target processes shared the listeners; Peak is then the sum of their
+	// peaks, an upper bound of the true combined peak.
+	Processes int `json:"processes,omitempty"`
 }
 
 // MarshalJSON writes the summary with the contract's collections always present: thresholds and

@@ -12,9 +12,10 @@ import (
 // processes or machines. The zero value and any Count <= 1 mean the whole plan.
 //
 // Splits are exact, so the segments of a plan always add up to the plan:
-//   - concurrency: segment i keeps ⌊v·(i+1)/n⌋ − ⌊v·i/n⌋ connections when the plan keeps ⌊v⌋; the
-//     sum over i telescopes to ⌊v⌋ at every instant, and the split differs by at most one between
-//     segments;
+//   - concurrency: when the plan keeps c = ⌊v⌋ connections, segment i keeps ⌊(c+i)/n⌋. By Hermite's
+//     identity the shares add up to c at every instant; each share differs from the others by at
+//     most one, and rises and falls only with c (a share never opens a connection while the plan
+//     is ramping down);
 //   - arrival: arrival k of the plan belongs to segment k mod n, at the plan's own intended time, so
 //     segments interleave in time and their union is exactly the plan's arrivals.
 type Segment struct {
@@ -43,42 +44,21 @@ func ParseSegment(s string) (Segment, error) {
 	return Segment{Index: i, Count: n}, nil
 }
 
-// bounds are the segment's share of the plan as the fractions [lo, hi) of the whole.
-func (s Segment) bounds() (lo, hi float64) {
-	if s.Whole() {
-		return 0, 1
-	}
-	return float64(s.Index) / float64(s.Count), float64(s.Index+1) / float64(s.Count)
-}
-
 // SegmentConcurrency is the segment's share of Concurrency(elapsed).
 func (r Ramp) SegmentConcurrency(seg Segment, elapsed time.Duration) int {
+	c := r.Concurrency(elapsed)
 	if seg.Whole() {
-		return r.Concurrency(elapsed)
+		return c
 	}
-	if elapsed < 0 {
-		elapsed = 0
-	}
-	v := r.Value(elapsed)
-	lo, hi := seg.bounds()
-	return floorShare(v, hi) - floorShare(v, lo)
+	return (c + seg.Index) / seg.Count
 }
 
-// floorShare is ⌊v·f⌋ computed so that f = 1 gives exactly Concurrency's ⌊v⌋ (same epsilon).
-func floorShare(v, f float64) int {
-	if f == 1 {
-		return int(math.Floor(v + 1e-9))
-	}
-	return int(math.Floor(v*f + 1e-9))
-}
-
-// SegmentNextChange is how long after elapsed the segment's concurrency can next change: the next
-// time v·lo or v·hi crosses an integer on the current linear stage, or the stage's end. It is never
-// less than minStep, so a steep ramp cannot spin its caller.
+// SegmentNextChange is how long after elapsed the segment's concurrency can next change: when the
+// plan's ⌊v⌋ next changes on the current linear stage (a share changes only then), or the stage's
+// end. It is never less than minStep, so a steep ramp cannot spin its caller.
 func (r Ramp) SegmentNextChange(seg Segment, elapsed, minStep time.Duration) time.Duration {
 	var t0 time.Duration
 	from := r.Start
-	lo, hi := seg.bounds()
 	for _, s := range r.Stages {
 		end := t0 + s.Duration
 		if elapsed < end {
@@ -87,23 +67,16 @@ func (r Ramp) SegmentNextChange(seg Segment, elapsed, minStep time.Duration) tim
 			}
 			slope := (s.Target - from) / s.Duration.Seconds()
 			v := r.Value(elapsed)
-			best := end - elapsed
-			for _, f := range []float64{lo, hi} {
-				if f == 0 {
-					continue
-				}
-				// ⌊v·f⌋ changes when v·f reaches the next integer up (rising) or falls below the
-				// current one (falling).
-				k := math.Floor(v*f + 1e-9)
-				if slope > 0 {
-					k++
-				}
-				dt := time.Duration((k/f - v) / slope * float64(time.Second))
-				if dt > 0 && dt < best {
-					best = dt
-				}
+			// ⌊v⌋ changes when v reaches ⌊v⌋+1 (rising) or drops below ⌊v⌋ (falling).
+			k := math.Floor(v + 1e-9)
+			if slope > 0 {
+				k++
 			}
-			return max(best, minStep)
+			dt := time.Duration((k - v) / slope * float64(time.Second))
+			if dt <= 0 || dt > end-elapsed {
+				dt = end - elapsed
+			}
+			return max(dt, minStep)
 		}
 		t0 = end
 		from = s.Target

@@ -105,3 +105,23 @@ func TestParseSegment(t *testing.T) {
 		}
 	}
 }
+
+// TestSegmentSharesFollowThePlan: a share moves only in the plan's direction, so a segment never
+// opens a connection while the plan ramps down (nor closes one while it ramps up).
+func TestSegmentSharesFollowThePlan(t *testing.T) {
+	r := Ramp{Stages: []Stage{{2 * time.Second, 997}, {2 * time.Second, 0}}}
+	for _, n := range []int{2, 3, 4, 8} {
+		for i := range n {
+			seg := Segment{i, n}
+			prev := 0
+			for at := time.Duration(0); at <= r.Total(); at += time.Millisecond {
+				c := r.SegmentConcurrency(seg, at)
+				up := at <= 2*time.Second
+				if (up && c < prev) || (!up && c > prev) {
+					t.Fatalf("segment %v at %v: share went from %d to %d against the plan", seg, at, prev, c)
+				}
+				prev = c
+			}
+		}
+	}
+}

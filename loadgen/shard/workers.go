@@ -172,7 +172,7 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 		res.Interrupted = res.Interrupted || w.done.Interrupted
 		res.Aborted = res.Aborted || w.done.Aborted
 	}
-	if ctx.Err() != nil || len(res.Failures) > 0 {
+	if ctx.Err() != nil {
 		res.Interrupted = true
 	}
 	return res, mergeErr

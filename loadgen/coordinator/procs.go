@@ -1,0 +1,117 @@
+package coordinator
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+	"syscall"
+
+	"github.com/portstorm/portstorm/target"
+)
+
+// targetProcs is the built-in target run as several `portstorm target` processes that share their
+// listeners with SO_REUSEPORT, each under its own open-files limit; the kernel spreads connections
+// over them.
+type targetProcs struct {
+	cmds  []*exec.Cmd
+	outs  []*bufio.Scanner
+	addrs []string
+}
+
+// targetMsg mirrors what `portstorm target --json` prints.
+type targetMsg struct {
+	Addrs []string      `json:"addrs"`
+	Stats *target.Stats `json:"stats"`
+}
+
+func targetArgs(cfg target.Config, listen []string, first bool) []string {
+	args := []string{"target", "--json", "--reuseport", "--mode", string(cfg.Mode),
+		"--idle-timeout", cfg.IdleTimeout.String(), "--max-frame", strconv.Itoa(cfg.MaxFrame)}
+	if first && cfg.PortBelow > 0 {
+		args = append(args, "--port-below", strconv.Itoa(cfg.PortBelow))
+	}
+	if cfg.CloseFirst {
+		args = append(args, "--close-first", "--close-after", strconv.FormatInt(cfg.CloseAfter, 10))
+	}
+	for _, l := range listen {
+		args = append(args, "--listen", l)
+	}
+	return args
+}
+
+// startTargetProcs starts n target processes: the first picks the ports, the others listen on the
+// same addresses.
+func startTargetProcs(exe string, cfg target.Config, n int, stderr io.Writer) (*targetProcs, error) {
+	t := &targetProcs{}
+	for i := range n {
+		listen := cfg.Listen
+		if i > 0 {
+			listen = t.addrs
+		}
+		cmd := exec.Command(exe, targetArgs(cfg, listen, i == 0)...)
+		cmd.Stderr = stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		out, err := cmd.StdoutPipe()
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err != nil {
+			t.kill()
+			return nil, fmt.Errorf("starting target process %d: %w", i+1, err)
+		}
+		sc := bufio.NewScanner(out)
+		t.cmds, t.outs = append(t.cmds, cmd), append(t.outs, sc)
+		var m targetMsg
+		if !sc.Scan() || json.Unmarshal(sc.Bytes(), &m) != nil || len(m.Addrs) != len(cfg.Listen) {
+			t.kill()
+			return nil, fmt.Errorf("target process %d did not report its addresses (see its messages above)", i+1)
+		}
+		if i == 0 {
+			t.addrs = m.Addrs
+		}
+	}
+	return t, nil
+}
+
+func (t *targetProcs) kill() {
+	for _, c := range t.cmds {
+		c.Process.Kill()
+		c.Wait()
+	}
+}
+
+// stop ends every target process and adds up their counters. Peak becomes the sum of the
+// processes' peaks, an upper bound of the true combined peak.
+func (t *targetProcs) stop() (target.Stats, error) {
+	var sum target.Stats
+	var errs []error
+	for _, c := range t.cmds {
+		c.Process.Signal(syscall.SIGTERM)
+	}
+	for i, c := range t.cmds {
+		var m targetMsg
+		for t.outs[i].Scan() {
+			if json.Unmarshal(t.outs[i].Bytes(), &m) == nil && m.Stats != nil {
+				break
+			}
+		}
+		if err := c.Wait(); err != nil || m.Stats == nil {
+			errs = append(errs, fmt.Errorf("target process %d (pid %d) ended without its counters: %v", i+1, c.Process.Pid, err))
+			continue
+		}
+		s := m.Stats
+		sum.Accepted += s.Accepted
+		sum.Active += s.Active
+		sum.Peak += s.Peak
+		sum.Closed += s.Closed
+		sum.BytesIn += s.BytesIn
+		sum.BytesOut += s.BytesOut
+		sum.IdleClosed += s.IdleClosed
+		sum.AcceptErrors += s.AcceptErrors
+	}
+	return sum, errors.Join(errs...)
+}

@@ -1,0 +1,185 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/portstorm/portstorm/loadgen/dial"
+	"github.com/portstorm/portstorm/loadgen/engine"
+	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/schedule"
+	"github.com/portstorm/portstorm/loadgen/shard"
+)
+
+// fdHeadroom is the descriptors a process keeps free beyond its share of connections: arrivals
+// still connecting while others close, the poller, files, a margin for uneven splits.
+const fdHeadroom = 1000
+
+// layout is how many processes run a plan.
+type layout struct {
+	workers int    // generator processes (1: this process alone)
+	targets int    // built-in target processes (0: inside the generator)
+	why     string // for people: "fd limit 20000: 4 worker processes"
+}
+
+// planLayout decides the processes: load.workers and target.builtin.processes when set, otherwise
+// enough processes that each holds its share of the plan's peak under the open-files limit.
+func planLayout(p *plan.Plan, h preflight.Host) layout {
+	peak, _ := preflight.Demand(p)
+	limit := h.FDHard
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	per := max(limit-fdHeadroom, 1000)
+	need := int(ceilDiv64(peak, per))
+	l := layout{workers: int(p.Load.Workers)}
+	if l.workers == 0 {
+		l.workers = max(need, 1)
+	}
+	if b := p.Target.Builtin; b != nil {
+		switch {
+		case b.Processes > 0:
+			l.targets = int(b.Processes)
+		case l.workers > 1 || 2*peak > per:
+			l.targets = max(need, 1)
+		}
+	}
+	l.why = fmt.Sprintf("fd limit %d, peak %d connections: %d worker process(es)", limit, peak, l.workers)
+	if l.targets > 0 {
+		l.why += fmt.Sprintf(", built-in target in %d process(es)", l.targets)
+	}
+	return l
+}
+
+func ceilDiv64(a, b int64) int64 { return (a + b - 1) / b }
+
+// workerPlan is segment i's plan: the destinations already resolved (the built-in target runs in
+// the coordinator's processes), its own source addresses or port window so that workers never
+// compete for ports, and nothing a worker must not do again (isolation, thresholds, baseline).
+func workerPlan(p *plan.Plan, i, n int, dsts []dial.Destination) (*plan.Plan, error) {
+	wp := *p
+	wp.Target = plan.Target{AllowRemote: p.Target.AllowRemote}
+	for _, d := range dsts {
+		wp.Target.Addresses = append(wp.Target.Addresses, d.String())
+	}
+	wp.Isolate, wp.Netns, wp.Thresholds, wp.Baseline = false, nil, nil, nil
+	wp.Load.Workers = 0
+	srcs, err := p.Source.SourceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	wp.Source = p.Source
+	switch {
+	case len(srcs) >= n:
+		// Source addresses round-robin: each worker owns whole port spaces.
+		var mine []string
+		for j, a := range srcs {
+			if j%n == i {
+				mine = append(mine, a.String())
+			}
+		}
+		wp.Source.Addresses = mine
+	case p.Source.Ports.Range != "":
+		// Too few addresses: split the port window instead.
+		lo, hi, ok := plan.ParsePortRange(p.Source.Ports.Range)
+		if !ok || hi-lo+1 < n {
+			return nil, fmt.Errorf("source.ports.range %q cannot be split over %d workers", p.Source.Ports.Range, n)
+		}
+		size := hi - lo + 1
+		a, b := lo+size*i/n, lo+size*(i+1)/n-1
+		wp.Source.Ports.Range = fmt.Sprintf("%d-%d", a, b)
+	}
+	return &wp, nil
+}
+
+// runWorkers runs the plan as n worker processes, each one segment, merging their snapshots into take.
+func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n int, dsts []dial.Destination, take func(*metrics.Snapshot)) (*execResult, error) {
+	tmp, err := os.MkdirTemp("", "portstorm-workers-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	// Every worker starts its schedule at the same instant, so their intervals line up for the merge.
+	startAt := time.Now().Add(500*time.Millisecond + time.Duration(n)*50*time.Millisecond)
+	specs := make([]shard.WorkerSpec, n)
+	for i := range n {
+		wp, err := workerPlan(p, i, n, dsts)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		b, err := yaml.Marshal(wp)
+		if err != nil {
+			return nil, err
+		}
+		file := filepath.Join(tmp, fmt.Sprintf("segment-%d.yaml", i))
+		if err := os.WriteFile(file, b, 0o600); err != nil {
+			return nil, err
+		}
+		args := []string{"run", file, "-q", "--worker", fmt.Sprintf("%d/%d", i, n), "--start-at", startAt.Format(time.RFC3339Nano)}
+		if o.AllowRemote {
+			args = append(args, "--allow-remote")
+		}
+		specs[i] = shard.WorkerSpec{Label: fmt.Sprintf("worker %d/%d", i, n), Path: exe, Args: args, Env: os.Environ()}
+	}
+	res, err := shard.Run(ctx, o.Abort, specs, take, o.Stderr)
+	if res == nil {
+		return nil, err
+	}
+	return &execResult{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted,
+		Total: res.Total, Failures: res.Failures}, err
+}
+
+// RunWorker is the worker side: it runs segment seg of p from startAt and streams every interval
+// snapshot, then how the segment ended, to out. The coordinator has already checked the whole plan.
+func RunWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, startAt time.Time, allowRemote bool, abort <-chan struct{}, out io.Writer) error {
+	w := shard.NewWriter(out)
+	err := runWorker(ctx, p, seg, startAt, allowRemote, abort, w)
+	if err != nil {
+		w.Fail(err)
+	}
+	return err
+}
+
+func runWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, startAt time.Time, allowRemote bool, abort <-chan struct{}, w *shard.Writer) error {
+	if p.Target.Builtin != nil {
+		return fmt.Errorf("%w: a worker's plan names its destinations (target.addresses)", ErrInvalid)
+	}
+	dsts, err := dial.Resolve(ctx, nil, p.Target.Addresses, p.Target.AllowRemote && allowRemote)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	pr := newPortRun(p)
+	pr.workers, pr.segmentOnly = seg.Count, true
+	if dsts, err = pr.setup(dsts, nil); err != nil {
+		return err
+	}
+	ramp := Ramp(p)
+	cfg, err := engineConfig(p, ramp, dsts, pr)
+	if err != nil {
+		return err
+	}
+	cfg.Segment, cfg.Start, cfg.Abort = seg, startAt, abort
+	var werr error
+	cfg.OnSnapshot = func(s *metrics.Snapshot) {
+		if err := w.Snapshot(s); err != nil && werr == nil {
+			werr = err
+		}
+	}
+	res, err := engine.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if werr != nil {
+		return fmt.Errorf("writing snapshots to the coordinator: %w", werr)
+	}
+	return w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted})
+}
+
