@@ -182,4 +182,3 @@ func runWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, startAt 
 	}
 	return w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted})
 }
-
