@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildPortstorm builds the binary: worker and target processes are started from it.
+func buildPortstorm(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "portstorm")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestScale64k holds 64,000 concurrent connections to the built-in target: worker processes and
+// target processes, four source addresses, a private network namespace. It needs root (or user
+// namespaces) and takes about 30 s, so it runs when PORTSTORM_LONG_TESTS=1 (.ci/run sets it).
+func TestScale64k(t *testing.T) {
+	if os.Getenv("PORTSTORM_LONG_TESTS") != "1" {
+		t.Skip("set PORTSTORM_LONG_TESTS=1 to run (30 s)")
+	}
+	bin := buildPortstorm(t)
+	dir := filepath.Join(t.TempDir(), "r")
+	out, err := exec.Command(bin, "run", "../../configs/64k.yaml", "-q", "--out", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("64k run: %v\n%s", err, out)
+	}
+	s := readSummary(t, dir)
+	checkConservation(t, s)
+	c := s.Connections
+	if c.PeakConcurrent < 64000 || c.Failed != 0 || s.Errors.Count != 0 {
+		t.Fatalf("peak %d, failed %d, errors %d (%v)\n%s", c.PeakConcurrent, c.Failed, s.Errors.Count, s.Examples, out)
+	}
+	if s.Segments < 4 || s.Target == nil || s.Target.Processes < 4 || s.Target.Accepted != c.Established {
+		t.Fatalf("segments %d, target %+v, established %d: 64k needs 4 generator and 4 target processes here", s.Segments, s.Target, c.Established)
+	}
+	t.Logf("64k: %d established, connect p99 %d µs, %.1f s", c.Established, s.Latency["connect"].P99, float64(s.DurationUS)/1e6)
+}
+
+// childPIDs lists the direct children of pid.
+func childPIDs(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, w := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(w); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// TestWorkerKilledMidRun: a worker process killed with SIGKILL is reported (which, when, how), the
+// run ends with exit 3, and the other worker's measurements are kept.
+func TestWorkerKilledMidRun(t *testing.T) {
+	bin := buildPortstorm(t)
+	p := writePlan(t, `version: 1
+name: killed-worker
+target: {builtin: {mode: echo, listeners: 2, processes: 1}}
+connection: {send: {bytes: 16B, count: 1000, interval: 50ms}}
+load:
+  model: concurrency
+  workers: 2
+  start: 40
+  stages: [{duration: 30s, target: 40}]
+  graceful_stop: 2s
+output: {interval: 200ms}
+`)
+	dir := filepath.Join(t.TempDir(), "r")
+	cmd := exec.Command(bin, "run", p, "--out", dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The first progress line means both workers are running their segments.
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() {
+		cmd.Wait()
+		t.Fatalf("no progress line\n%s", stderr.String())
+	}
+	var victim int
+	for _, child := range childPIDs(cmd.Process.Pid) {
+		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(child) + "/cmdline"); strings.Contains(string(b), "--worker") {
+			victim = child
+			break
+		}
+	}
+	if victim == 0 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal("no worker process found")
+	}
+	killedAt := time.Now()
+	syscall.Kill(victim, syscall.SIGKILL)
+	for sc.Scan() {
+	}
+	err = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Fatalf("exit %d (%v), want 3\n%s", code, err, stderr.String())
+	}
+	if time.Since(killedAt) > 10*time.Second {
+		t.Errorf("the run took %v to end after a worker died", time.Since(killedAt))
+	}
+	s := readSummary(t, dir)
+	if len(s.WorkerFailures) != 1 || s.WorkerFailures[0].PID != victim || !strings.Contains(s.WorkerFailures[0].Status, "killed") {
+		t.Fatalf("worker failures %+v, want the killed pid %d", s.WorkerFailures, victim)
+	}
+	if s.Connections.Established < 20 {
+		t.Errorf("established %d: the surviving worker's measurements are lost", s.Connections.Established)
+	}
+	if s.Outcomes["other"] != 0 {
+		t.Errorf("other %d", s.Outcomes["other"])
+	}
+	if !strings.Contains(stderr.String(), strconv.Itoa(victim)) {
+		t.Errorf("stderr does not name the dead worker:\n%s", stderr.String())
+	}
+}
