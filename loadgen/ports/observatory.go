@@ -64,7 +64,7 @@ type Observatory struct {
 
 	sharedNow, sharedPeak int
 	sharedEver            int
-	portReuse, tupleReuse uint64
+	portReuse             uint64
 	early                 uint64
 	ivPortReuse, ivTuple  uint64
 	ivEarly               uint64

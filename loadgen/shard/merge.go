@@ -19,7 +19,6 @@ type Merger struct {
 	pending  map[int]*entry
 	lastSeen []int  // highest seq delivered per shard, -1 before any
 	finished []bool // shard will deliver nothing more
-	err      error
 }
 
 type entry struct {
