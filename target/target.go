@@ -100,6 +100,10 @@ type Config struct {
 	// the same addresses and the kernel spreads connections over them: how the built-in target
 	// serves more connections than one process's open-files limit allows.
 	ReusePort bool
+	// MaxConns caps the connections open at once; one accepted beyond it is reset at once and
+	// counted in Rejected, so a flood cannot exhaust the target's descriptors and clients within
+	// the cap are still served. Zero means no cap.
+	MaxConns int
 }
 
 // withDefaults returns cfg with zero fields filled, or an error naming the first bad field.
@@ -130,6 +134,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.CloseAfter < 0 {
 		return cfg, fmt.Errorf("target: CloseAfter %d is negative", cfg.CloseAfter)
 	}
+	if cfg.MaxConns < 0 {
+		return cfg, fmt.Errorf("target: MaxConns %d is negative (want > 0, or 0 for no cap)", cfg.MaxConns)
+	}
 	return cfg, nil
 }
 
@@ -145,12 +152,15 @@ type Stats struct {
 	BytesOut     uint64 // bytes written to clients (echo only)
 	IdleClosed   uint64 // closed because a read or an echo write made no progress for IdleTimeout
 	AcceptErrors uint64 // failed accept calls (EMFILE, ENFILE, ...), each followed by a back-off
+	Rejected     uint64 // accepted beyond MaxConns and reset at once (not in Accepted)
 }
 
 // Server is a running target. Its methods are safe for concurrent use.
 type Server struct {
 	closeFirst bool
 	closeAfter int64
+	maxConns   int64
+	rejected   atomic.Uint64
 
 	mode     Mode
 	idle     time.Duration
@@ -259,6 +269,7 @@ func listenBelow(ctx context.Context, lc *net.ListenConfig, addr string, below i
 func newServer(cfg Config) *Server {
 	s := &Server{
 		closeFirst: cfg.CloseFirst,
+		maxConns:   int64(cfg.MaxConns),
 		closeAfter: cfg.CloseAfter,
 		mode:       cfg.Mode,
 		idle:       cfg.IdleTimeout,
@@ -331,6 +342,7 @@ func (s *Server) Stats() Stats {
 	st.BytesIn = s.bytesIn.Load()
 	st.BytesOut = s.bytesOut.Load()
 	st.AcceptErrors = s.acceptErrors.Load()
+	st.Rejected = s.rejected.Load()
 	return st
 }
 
@@ -407,6 +419,15 @@ func (s *Server) sleep(d time.Duration) bool {
 
 // handle deals with one accepted connection: close and rst finish here, without a goroutine.
 func (s *Server) handle(c net.Conn) {
+	if s.maxConns > 0 && s.active.Load() >= s.maxConns {
+		// Over the cap: reset at once (no TIME_WAIT, no goroutine, the descriptor back now).
+		s.rejected.Add(1)
+		if tc, ok := c.(interface{ SetLinger(int) error }); ok {
+			tc.SetLinger(0)
+		}
+		c.Close()
+		return
+	}
 	switch s.mode {
 	case ModeClose:
 		// A plain close sends FIN only while the receive queue is empty; data the client already

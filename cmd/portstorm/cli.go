@@ -70,7 +70,7 @@ func Main(args, environ []string, stdout, stderr io.Writer, signals <-chan os.Si
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return exitWith(exitInvalid, fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath()))
 	})
-	root.AddCommand(runCmd(e), validateCmd(e), targetCmd(e), versionCmd(e), compareCmd(e), reportCmd(e), doctorCmd(e))
+	root.AddCommand(runCmd(e), validateCmd(e), targetCmd(e), versionCmd(e), compareCmd(e), reportCmd(e), doctorCmd(e), mergeCmd(e), k8sCmd(e))
 	err := root.Execute()
 	if err == nil {
 		return exitPass
@@ -149,6 +149,7 @@ func runCmd(e *env) *cobra.Command {
 	var live liveFlags
 	var netns bool
 	var worker, startAt string
+	var seg segmentFlags
 	c := &cobra.Command{
 		Use:   "run PLAN",
 		Short: "Run a plan and write results (exit 0 pass, 1 threshold failed, 2 invalid, 3 could not run, 130 interrupted)",
@@ -163,6 +164,9 @@ func runCmd(e *env) *cobra.Command {
 			}
 			if worker != "" {
 				return e.runWorker(p, worker, startAt, allowRemote)
+			}
+			if seg.asked() {
+				return e.runSegment(p, &seg, out, startAt, quiet, allowRemote)
 			}
 			if done, err := e.isolate(c, args, p); done {
 				return err
@@ -184,9 +188,9 @@ func runCmd(e *env) *cobra.Command {
 	// A coordinator starts its worker processes with these: run segment i/N from an agreed instant
 	// and stream snapshots on stdout instead of writing results.
 	c.Flags().StringVar(&worker, "worker", "", "run as a worker process for segment i/N (internal)")
-	c.Flags().StringVar(&startAt, "start-at", "", "with --worker, the RFC 3339 instant the schedule starts")
+	c.Flags().StringVar(&startAt, "start-at", "", "with --segment, the RFC 3339 instant every segment starts its schedule (default now)")
 	c.Flags().MarkHidden("worker")
-	c.Flags().MarkHidden("start-at")
+	seg.add(c)
 	return c
 }
 
@@ -251,8 +255,13 @@ func (e *env) run(p *plan.Plan, out string, quiet, allowRemote bool) error {
 	if res != nil {
 		report.WriteText(e.stdout, res.Summary, res.Dir)
 	}
+	return outcomeExit(res, err)
+}
+
+// outcomeExit maps a run's (or a merge's) outcome to its exit code.
+func outcomeExit(res *coordinator.Outcome, err error) error {
 	switch {
-	case errors.Is(err, coordinator.ErrInvalid):
+	case errors.Is(err, coordinator.ErrInvalid), errors.Is(err, coordinator.ErrShards):
 		return exitWith(exitInvalid, err)
 	case err != nil:
 		return exitWith(exitCannotRun, err)

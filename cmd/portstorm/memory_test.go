@@ -17,10 +17,7 @@ func TestMemoryFlat(t *testing.T) {
 	if os.Getenv("PORTSTORM_LONG_TESTS") != "1" {
 		t.Skip("set PORTSTORM_LONG_TESTS=1 to run (70 s)")
 	}
-	bin := filepath.Join(t.TempDir(), "portstorm")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildPortstorm(t)
 	plan := writePlan(t, `version: 1
 name: memflat
 target: {builtin: {mode: echo, listeners: 4}}

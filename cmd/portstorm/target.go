@@ -53,8 +53,8 @@ func targetCmd(e *env) *cobra.Command {
 				enc.Encode(targetMessage{Stats: &st})
 				return nil
 			}
-			fmt.Fprintf(e.stdout, "portstorm target: accepted %d, peak %d, bytes in %d, out %d, idle-closed %d\n",
-				st.Accepted, st.Peak, st.BytesIn, st.BytesOut, st.IdleClosed)
+			fmt.Fprintf(e.stdout, "portstorm target: accepted %d, peak %d, bytes in %d, out %d, idle-closed %d, rejected %d\n",
+				st.Accepted, st.Peak, st.BytesIn, st.BytesOut, st.IdleClosed, st.Rejected)
 			return nil
 		},
 	}
@@ -68,6 +68,7 @@ func targetCmd(e *env) *cobra.Command {
 	f.IntVar(&cfg.PortBelow, "port-below", 0, "for port 0, listen on the highest free port below this one (keeps the target out of the clients' range)")
 	f.BoolVar(&cfg.CloseFirst, "close-first", false, "close every connection first (the server side of close: server)")
 	f.Int64Var(&cfg.CloseAfter, "close-after", 0, "with --close-first, close after this many bytes were read (and echoed)")
+	f.IntVar(&cfg.MaxConns, "max-conns", 0, "reset connections beyond this many open at once (0: no cap)")
 	f.BoolVar(&asJSON, "json", false, "print the listening addresses and the final counters as JSON lines")
 	return c
 }

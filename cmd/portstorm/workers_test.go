@@ -2,24 +2,42 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// buildPortstorm builds the binary: worker and target processes are started from it.
+var (
+	buildOnce sync.Once
+	builtDir  string
+	builtBin  string
+	buildErr  error
+)
+
+// buildPortstorm builds the binary once per test run: worker and target processes are started
+// from it, and some tests run it as a whole process.
 func buildPortstorm(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "portstorm")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		if builtDir, buildErr = os.MkdirTemp("", "portstorm-test-"); buildErr != nil {
+			return
+		}
+		builtBin = filepath.Join(builtDir, "portstorm")
+		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("%v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build: %v", buildErr)
 	}
-	return bin
+	return builtBin
 }
 
 // TestScale64k holds 64,000 concurrent connections to the built-in target: worker processes and

@@ -117,7 +117,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 			listen[i] = "127.0.0.1:0"
 		}
 		tcfg := pr.targetConfig(target.Config{
-			Listen: listen, Mode: mode, IdleTimeout: b.IdleTimeout.D(), MaxFrame: int(b.MaxFrame),
+			Listen: listen, Mode: mode, IdleTimeout: b.IdleTimeout.D(), MaxFrame: int(b.MaxFrame), MaxConns: b.MaxConns,
 		})
 		var addrs []string
 		if lay.targets > 0 {
@@ -202,7 +202,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 			st, targetErr = tprocs.stop()
 		}
 		ts = &report.TargetStats{Accepted: st.Accepted, Peak: st.Peak, Closed: st.Closed,
-			BytesIn: st.BytesIn, BytesOut: st.BytesOut, IdleClosed: st.IdleClosed, Processes: max(lay.targets, 1)}
+			BytesIn: st.BytesIn, BytesOut: st.BytesOut, IdleClosed: st.IdleClosed, Rejected: st.Rejected, Processes: max(lay.targets, 1)}
 	}
 	// A threshold's stop cancels runCtx, which the engine reports as an interruption; only a
 	// cancelled ctx (a signal) is one.

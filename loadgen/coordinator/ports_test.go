@@ -120,7 +120,7 @@ func TestStrategiesThreeDestinations(t *testing.T) {
 			nstest.Sysctl(t, "ip_local_port_range", "40000 40999")
 			// Just past the limit, so that few slots keep failing; the flat stage leaves time to get
 			// there on a loaded machine.
-			p := portPlan("hold", 3, tt.strategy, "", tt.sources, 3030, 2*time.Second, 2*time.Second)
+			p := portPlan("hold", 3, tt.strategy, "", tt.sources, 3030, 2*time.Second, 6*time.Second)
 			p.Load.MaxConnectRate = 3000
 			s := runPlan(t, p, Options{})
 			if s.Connections.PeakConcurrent != tt.peak {

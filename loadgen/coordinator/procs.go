@@ -34,6 +34,9 @@ func targetArgs(cfg target.Config, listen []string, first bool) []string {
 	if first && cfg.PortBelow > 0 {
 		args = append(args, "--port-below", strconv.Itoa(cfg.PortBelow))
 	}
+	if cfg.MaxConns > 0 {
+		args = append(args, "--max-conns", strconv.Itoa(cfg.MaxConns))
+	}
 	if cfg.CloseFirst {
 		args = append(args, "--close-first", "--close-after", strconv.FormatInt(cfg.CloseAfter, 10))
 	}
@@ -112,6 +115,7 @@ func (t *targetProcs) stop() (target.Stats, error) {
 		sum.BytesOut += s.BytesOut
 		sum.IdleClosed += s.IdleClosed
 		sum.AcceptErrors += s.AcceptErrors
+		sum.Rejected += s.Rejected
 	}
 	return sum, errors.Join(errs...)
 }

@@ -4,7 +4,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -123,6 +126,41 @@ func FuzzMergeConserves(f *testing.F) {
 			if !added.Hist[l].Equals(ba.Hist[l]) {
 				t.Errorf("%s: a+b differs from b+a", Latency(l))
 			}
+		}
+	})
+}
+
+// FuzzClassify: any errno, wrapped any way, classifies without panicking, the same way every time,
+// and the errnos the taxonomy names never fall to Other.
+func FuzzClassify(f *testing.F) {
+	for _, e := range []syscall.Errno{syscall.ECONNREFUSED, syscall.EADDRNOTAVAIL, syscall.ETIMEDOUT, syscall.EPIPE, 0, 9999} {
+		f.Add(uint16(e), uint8(0), "connect")
+		f.Add(uint16(e), uint8(3), "bind")
+	}
+	named := map[syscall.Errno]Outcome{
+		syscall.EADDRNOTAVAIL: EADDRNOTAVAIL, syscall.EADDRINUSE: EADDRINUSE, syscall.ECONNREFUSED: ECONNREFUSED,
+		syscall.ETIMEDOUT: ETIMEDOUT, syscall.ECONNRESET: ECONNRESET, syscall.EPIPE: ECONNRESET,
+		syscall.EMFILE: EMFILE, syscall.ENFILE: EMFILE,
+	}
+	f.Fuzz(func(t *testing.T, errno uint16, wrap uint8, op string) {
+		var err error = syscall.Errno(errno)
+		switch wrap % 4 {
+		case 1:
+			err = os.NewSyscallError(op, err)
+		case 2:
+			err = &net.OpError{Op: op, Net: "tcp", Err: os.NewSyscallError(op, err)}
+		case 3:
+			err = fmt.Errorf("%s: %w", op, &net.OpError{Op: op, Err: err})
+		}
+		o := Classify(err)
+		if o >= NumOutcomes || o == OK {
+			t.Fatalf("Classify(%v) = %v", err, o)
+		}
+		if again := Classify(err); again != o {
+			t.Fatalf("Classify is not deterministic: %v then %v", o, again)
+		}
+		if want, ok := named[syscall.Errno(errno)]; ok && o != want {
+			t.Fatalf("Classify(%v) = %v, want %v", err, o, want)
 		}
 	})
 }

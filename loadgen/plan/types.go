@@ -56,6 +56,9 @@ type Builtin struct {
 	// Processes is how many target processes share the listeners with SO_REUSEPORT ("auto", the
 	// default: enough to stay under each process's open-files limit).
 	Processes Count `yaml:"processes" json:"processes"`
+	// MaxConns caps the connections each target process holds at once; beyond it a connection is
+	// reset at once and counted (0: no cap).
+	MaxConns int `yaml:"max_conns" json:"max_conns,omitempty"`
 }
 
 // Source says where connections come from.

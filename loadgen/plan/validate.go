@@ -130,6 +130,9 @@ func (c *checker) target() {
 	}
 	if b := t.Builtin; b != nil {
 		c.oneOf("target.builtin.mode", b.Mode, Modes)
+		if b.MaxConns < 0 {
+			c.fail("target.builtin.max_conns", "want 0 (no cap) or a positive number, got %d", b.MaxConns)
+		}
 		if b.Listeners < 0 || b.Listeners > MaxListeners {
 			c.fail("target.builtin.listeners", "want 1 to %d, got %d", MaxListeners, b.Listeners)
 		}

@@ -52,6 +52,14 @@ type Summary struct {
 	// WorkerFailures lists worker processes that ended without finishing their segment; the
 	// result holds what every worker measured until then.
 	WorkerFailures []WorkerFailure `json:"worker_failures,omitempty"`
+	// Segment is "i/N" in the result of one distributed segment (portstorm run --segment).
+	Segment string `json:"segment,omitempty"`
+	// PlanHash identifies the whole plan a segment or merged result ran (SHA-256 of its YAML).
+	PlanHash string `json:"plan_hash,omitempty"`
+	// Shards lists the distributed segments a merged result was made from (portstorm merge).
+	Shards []ShardSummary `json:"shards,omitempty"`
+	// PortsByHost keeps every segment's port report apart in a merged result, per host.
+	PortsByHost []HostPorts `json:"ports_by_host,omitempty"`
 }
 
 // Connections are the connection counters. attempted == established + failed + dropped.
@@ -138,6 +146,8 @@ type TargetStats struct {
 	BytesIn    uint64 `json:"bytes_in"`
 	BytesOut   uint64 `json:"bytes_out"`
 	IdleClosed uint64 `json:"idle_closed"`
+	// Rejected counts connections reset at once for being over target.builtin.max_conns.
+	Rejected uint64 `json:"rejected,omitempty"`
 	// Processes is how many target processes shared the listeners; Peak is then the sum of their
 	// peaks, an upper bound of the true combined peak.
 	Processes int `json:"processes,omitempty"`

@@ -63,12 +63,21 @@ func ReadSummary(path string) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	var s Summary
-	if err := json.Unmarshal(b, &s); err != nil {
+	s, err := DecodeSummary(b)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	return s, nil
+}
+
+// DecodeSummary parses summary.json; anything but schema v1 is refused.
+func DecodeSummary(b []byte) (*Summary, error) {
+	var s Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, err
+	}
 	if s.Schema != Schema {
-		return nil, fmt.Errorf("%s: schema %q, want %q", path, s.Schema, Schema)
+		return nil, fmt.Errorf("schema %q, want %q", s.Schema, Schema)
 	}
 	return &s, nil
 }

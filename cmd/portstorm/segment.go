@@ -1,0 +1,131 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portstorm/portstorm/loadgen/coordinator"
+	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/schedule"
+)
+
+// segmentFlags are run's flags for one segment of a distributed run (design §8).
+type segmentFlags struct {
+	segment string
+	count   int
+	host    string
+}
+
+func (f *segmentFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.segment, "segment", "", "run only segment i/N of the plan (0-based, as JOB_COMPLETION_INDEX) and write a shard result folder for portstorm merge")
+	c.Flags().IntVar(&f.count, "segment-count", 0, "N, with --segment i, or alone: the segment index is then $JOB_COMPLETION_INDEX")
+	c.Flags().StringVar(&f.host, "host", "", "with --segment, this generator's name in the merged result (default the host name)")
+}
+
+func (f *segmentFlags) asked() bool { return f.segment != "" || f.count > 0 }
+
+// parse reads --segment i/N, --segment i --segment-count N, or --segment-count N with the index
+// from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's pod).
+func (f *segmentFlags) parse(environ []string) (schedule.Segment, error) {
+	s := f.segment
+	if f.count > 0 {
+		if strings.Contains(s, "/") {
+			return schedule.Segment{}, errors.New("--segment i/N already says N: drop --segment-count")
+		}
+		if s == "" {
+			for _, kv := range environ {
+				if v, ok := strings.CutPrefix(kv, "JOB_COMPLETION_INDEX="); ok {
+					s = v
+				}
+			}
+			if s == "" {
+				return schedule.Segment{}, errors.New("--segment-count without --segment needs JOB_COMPLETION_INDEX in the environment")
+			}
+		}
+		s += "/" + strconv.Itoa(f.count)
+	}
+	return schedule.ParseSegment(s)
+}
+
+// runSegment runs one segment of a distributed run and writes its shard result folder. Thresholds
+// and baseline wait for portstorm merge, so the exit code is 0 unless the segment could not run.
+func (e *env) runSegment(p *plan.Plan, f *segmentFlags, out, startAt string, quiet, allowRemote bool) error {
+	seg, err := f.parse(e.environ)
+	if err != nil {
+		return exitWith(exitInvalid, fmt.Errorf("--segment: %w", err))
+	}
+	var at time.Time
+	if startAt != "" {
+		if at, err = time.Parse(time.RFC3339Nano, startAt); err != nil {
+			return exitWith(exitInvalid, fmt.Errorf("--start-at %q: want an RFC 3339 time: %w", startAt, err))
+		}
+		if late := time.Since(at); late > time.Second {
+			fmt.Fprintf(e.stderr, "portstorm: segment %s starts %s after --start-at: its overdue load starts at once (see schedule_lag)\n", seg, late.Round(time.Millisecond))
+		}
+	}
+	ctx, abort, stop := e.signalContext()
+	defer stop()
+	prog := newProgress(e.stdout, e.isTerminal, quiet)
+	res, err := coordinator.RunSegment(ctx, p, seg, coordinator.SegmentOptions{
+		OutDir: out, StartAt: at, Host: f.host, AllowRemote: allowRemote, Abort: abort,
+		Progress: prog.update, Stderr: e.stderr,
+	})
+	prog.finish()
+	if res != nil {
+		report.WriteText(e.stdout, res.Summary, res.Dir)
+	}
+	switch {
+	case errors.Is(err, coordinator.ErrInvalid):
+		return exitWith(exitInvalid, err)
+	case err != nil:
+		return exitWith(exitCannotRun, err)
+	case res.Summary.Interrupted:
+		return exitWith(exitInterrupted, errors.New("interrupted; shard result written, marked interrupted"))
+	case res.Summary.Connections.Attempted > 0 && res.Summary.Connections.Established == 0:
+		return exitWith(exitCannotRun, fmt.Errorf("target unreachable: none of %d connection attempts succeeded", res.Summary.Connections.Attempted))
+	}
+	return nil
+}
+
+func mergeCmd(e *env) *cobra.Command {
+	var out string
+	var wait time.Duration
+	c := &cobra.Command{
+		Use:   "merge SHARD_DIR... --out DIR",
+		Short: "Merge the shard result folders of a distributed run into one result (exit codes as run)",
+		Long: `Merge the shard result folders written by 'portstorm run PLAN --segment i/N' into one result:
+interval snapshots merge exactly (histograms too), thresholds and baseline are judged on the merged
+result, and every result file of a normal run is written to --out. Folders of different plans,
+the same segment twice or missing segments are refused (exit 2).`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return exitWith(exitInvalid, fmt.Errorf("merge takes one or more shard folders\nusage: %s", c.UseLine()))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			if out == "" {
+				return exitWith(exitInvalid, errors.New("merge: --out DIR is required"))
+			}
+			if wait > 0 {
+				if err := coordinator.WaitForShards(args, wait, 2*time.Second); err != nil {
+					return exitWith(exitCannotRun, err)
+				}
+			}
+			res, err := coordinator.Merge(args, out)
+			if res != nil {
+				report.WriteText(e.stdout, res.Summary, res.Dir)
+			}
+			return outcomeExit(res, err)
+		},
+	}
+	c.Flags().StringVar(&out, "out", "", "the merged results folder (required)")
+	c.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for every folder's shard.json (segments still running), e.g. 30m")
+	return c
+}

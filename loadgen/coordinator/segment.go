@@ -1,0 +1,212 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/portstorm/portstorm/loadgen/dial"
+	"github.com/portstorm/portstorm/loadgen/engine"
+	"github.com/portstorm/portstorm/loadgen/gate"
+	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/schedule"
+	"github.com/portstorm/portstorm/loadgen/shard"
+	"github.com/portstorm/portstorm/target"
+)
+
+// SegmentOptions are a distributed segment's settings that do not come from the plan.
+type SegmentOptions struct {
+	// OutDir is the shard result folder; "" means <plan output.dir>/<name>-segment-<i>-of-<N>.
+	OutDir string
+	// StartAt is the instant every segment of the run starts its schedule; zero means now.
+	StartAt time.Time
+	// Host names this generator in the merged result (default: the host name).
+	Host string
+	// AllowRemote is the --allow-remote flag.
+	AllowRemote bool
+	// Abort, when closed, cuts in-flight connections at once.
+	Abort <-chan struct{}
+	// Progress receives the segment's own progress after every interval.
+	Progress func(Progress)
+	// Dialer replaces the kernel dialer (tests).
+	Dialer dial.Dialer
+	// Stderr receives messages (default os.Stderr).
+	Stderr io.Writer
+}
+
+// PlanHash identifies a resolved plan: the SHA-256 of its YAML. Segments of one run share it, and a
+// merge refuses shards whose hashes differ.
+func PlanHash(p *plan.Plan) (string, []byte, error) {
+	b, err := yaml.Marshal(p)
+	if err != nil {
+		return "", nil, err
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:]), b, nil
+}
+
+// RunSegment runs segment seg of p on this machine, as one generator of a distributed run, and
+// writes a shard result folder: snapshots.jsonl (the interval snapshots in the worker protocol,
+// everything an exact merge needs), shard.json, plan.yaml (the whole plan) and the segment's own
+// summary, timeline and reports. The segment's load, source addresses and port window are cut as
+// for local worker processes (workerPlan). Thresholds and baseline are not judged here: they
+// belong to the merged result. With a built-in target, every segment starts its own, in this
+// process, on loopback.
+func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o SegmentOptions) (*Outcome, error) {
+	if seg.Count < 1 {
+		seg = schedule.Segment{Index: 0, Count: 1}
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Host == "" {
+		o.Host, _ = os.Hostname()
+	}
+	hash, planYAML, err := PlanHash(p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	var dsts []dial.Destination
+	var tgt *target.Server
+	if b := p.Target.Builtin; b != nil {
+		mode, err := target.ParseMode(b.Mode)
+		if err != nil {
+			return nil, fmt.Errorf("%w: target.builtin.mode: %w", ErrInvalid, err)
+		}
+		listen := make([]string, max(b.Listeners, 1))
+		for i := range listen {
+			listen[i] = "127.0.0.1:0"
+		}
+		tcfg := newPortRun(p).targetConfig(target.Config{
+			Listen: listen, Mode: mode, IdleTimeout: b.IdleTimeout.D(), MaxFrame: int(b.MaxFrame),
+		})
+		if tgt, err = target.Start(context.Background(), tcfg); err != nil {
+			return nil, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err)
+		}
+		defer tgt.Close()
+		if dsts, err = dial.Resolve(ctx, nil, tgt.Addrs(), false); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		}
+	} else if dsts, err = dial.Resolve(ctx, nil, p.Target.Addresses, p.Target.AllowRemote && o.AllowRemote); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	sp, err := workerPlan(p, seg.Index, seg.Count, dsts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	pr := newPortRun(sp)
+	// The whole plan's demand is not this host's: the preflight warns but does not refuse.
+	pr.workers, pr.segmentOnly = 1, true
+	if dsts, err = pr.setup(dsts, o.Dialer); err != nil {
+		return nil, err
+	}
+	ramp := Ramp(sp)
+	cfg, err := engineConfig(sp, ramp, dsts, pr)
+	if err != nil {
+		return nil, err
+	}
+
+	dir := o.OutDir
+	if dir == "" {
+		dir = filepath.Join(p.Output.Dir, fmt.Sprintf("%s-segment-%d-of-%d", p.Name, seg.Index, seg.Count))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("%w: results folder: %w", ErrCannotRun, err)
+	}
+	if err := report.WriteFileAtomic(filepath.Join(dir, shard.PlanFile), planYAML); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	}
+	snaps, err := os.Create(filepath.Join(dir, shard.SnapshotsFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	}
+	defer snaps.Close()
+	w := shard.NewWriter(snaps)
+	start := o.StartAt
+	if start.IsZero() {
+		start = time.Now()
+	}
+	hlog, err := report.CreateHLog(dir, start)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	}
+	defer hlog.Close()
+	verdict, err := gate.Compile(sp) // no thresholds, no baseline: workerPlan dropped them
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	col := newCollector(sp, ramp, pr, verdict, hlog, Options{Progress: o.Progress}, func() {})
+	var werr error
+	cfg.Segment, cfg.Start, cfg.Abort = seg, start, o.Abort
+	cfg.OnSnapshot = func(s *metrics.Snapshot) {
+		if err := w.Snapshot(s); err != nil && werr == nil {
+			werr = err
+		}
+		col.take(s)
+	}
+	info := shard.Info{Schema: shard.InfoSchema, PlanHash: hash, Segment: fmt.Sprintf("%d/%d", seg.Index, seg.Count),
+		Index: seg.Index, Count: seg.Count, Host: o.Host}
+	res, err := engine.Run(ctx, cfg)
+	if err == nil {
+		err = errors.Join(werr, col.err)
+	}
+	if err != nil {
+		// What was measured stays in snapshots.jsonl; shard.json says the segment failed.
+		w.Fail(err)
+		info.Error, info.Start, info.End = err.Error(), start, time.Now()
+		if res != nil {
+			info.Start, info.End = res.Start, res.End
+		}
+		writeInfo(dir, info)
+		return nil, fmt.Errorf("%w: segment %s: %w", ErrCannotRun, info.Segment, err)
+	}
+	info.Start, info.End, info.Interrupted, info.Aborted = res.Start, res.End, res.Interrupted, res.Aborted
+	if err := w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	}
+	if err := snaps.Sync(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	}
+	sum, err := report.Build(report.Input{
+		Plan: sp, Host: pr.host, Segments: 1, Start: res.Start, End: res.End,
+		Interrupted: res.Interrupted, Aborted: res.Aborted, Total: res.Total, Stages: col.stages[:len(ramp.Stages)],
+		Ports: pr.report(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	}
+	if tgt != nil {
+		tgt.Close()
+		st := tgt.Stats()
+		sum.Target = &report.TargetStats{Accepted: st.Accepted, Peak: st.Peak, Closed: st.Closed,
+			BytesIn: st.BytesIn, BytesOut: st.BytesOut, IdleClosed: st.IdleClosed, Processes: 1}
+	}
+	sum.Segment, sum.PlanHash = info.Segment, hash
+	sum.Warnings = append(sum.Warnings, fmt.Sprintf("segment %s of plan %.12s on %s: thresholds and baseline are judged by portstorm merge", info.Segment, hash, o.Host))
+	if err := writeResults(dir, sum, col.rows, hlog); err != nil {
+		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	}
+	// shard.json last: its presence says the folder is complete (merge --wait polls for it).
+	if err := writeInfo(dir, info); err != nil {
+		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	}
+	return &Outcome{Summary: sum, Dir: dir}, nil
+}
+
+func writeInfo(dir string, in shard.Info) error {
+	b, err := jsonIndent(in)
+	if err != nil {
+		return err
+	}
+	return report.WriteFileAtomic(filepath.Join(dir, shard.InfoFile), b)
+}

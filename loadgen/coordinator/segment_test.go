@@ -1,0 +1,176 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/schedule"
+	"github.com/portstorm/portstorm/loadgen/shard"
+	"github.com/portstorm/portstorm/target"
+)
+
+// segmentPlan is a short arrival plan against addr, loaded as the CLI loads plans.
+func segmentPlan(t *testing.T, addr string) *plan.Plan {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "plan.yaml")
+	src := fmt.Sprintf(`version: 1
+name: split
+target: {addresses: [%q]}
+connection: {connect_timeout: 2s, send: {bytes: 16B, count: 1}, hold: 50ms, close: fin}
+load:
+  model: arrival
+  start: 40
+  stages: [{duration: 1500ms, target: 40}]
+thresholds: ["connect.p99 < 10s"]
+output: {interval: 250ms}
+`, addr)
+	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.LoadFile(file, plan.Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Defaults()
+	if errs := p.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return p
+}
+
+// runSegments runs the n segments of p concurrently in this process, from one start instant, and
+// returns their shard folders.
+func runSegments(t *testing.T, p *plan.Plan, n int) []string {
+	t.Helper()
+	dirs := make([]string, n)
+	errs := make([]error, n)
+	start := time.Now().Add(200 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range n {
+		dirs[i] = filepath.Join(t.TempDir(), fmt.Sprintf("segment-%d", i))
+		wg.Go(func() {
+			_, errs[i] = RunSegment(context.Background(), p, schedule.Segment{Index: i, Count: n},
+				SegmentOptions{OutDir: dirs[i], StartAt: start, Host: fmt.Sprintf("gen-%d", i), Stderr: testWriter{t}})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return dirs
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }
+
+// TestSegmentsMergeExactly is the acceptance test of distributed runs: a run split into 4 segments
+// and merged from their files equals the same snapshots merged in-process (counts, peak and
+// percentiles exactly, histograms bit for bit), and the segments add up to the plan's arrivals.
+func TestSegmentsMergeExactly(t *testing.T) {
+	srv, err := target.Start(context.Background(), target.Config{Listen: []string{"127.0.0.1:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	p := segmentPlan(t, srv.Addrs()[0])
+	const n = 4
+	dirs := runSegments(t, p, n)
+
+	out := filepath.Join(t.TempDir(), "merged")
+	res, err := Merge([]string{dirs[2], dirs[0], dirs[3], dirs[1]}, out) // folder order does not matter
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res.Summary
+
+	// The same snapshots, merged in-process with the merger local workers use.
+	want := metrics.NewSnapshot()
+	m := shard.NewMerger(n, func(s *metrics.Snapshot) {
+		if err := want.Add(s); err != nil {
+			t.Error(err)
+		}
+	})
+	var attempted uint64
+	for i, d := range dirs {
+		r, err := shard.ReadResult(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range r.Snapshots {
+			if err := m.Add(i, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m.Finish(i)
+		seg, err := report.ReadSummary(filepath.Join(d, "summary.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		attempted += seg.Connections.Attempted
+		if seg.Segment != fmt.Sprintf("%d/%d", i, n) || seg.Ports == nil {
+			t.Errorf("segment %d summary: segment %q, ports %v", i, seg.Segment, seg.Ports)
+		}
+	}
+	wantLat, err := report.Latencies(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc := want.Counts
+	gc := got.Connections
+	if gc.Attempted != wc.Attempted || gc.Established != wc.Established || gc.Failed != wc.Failed ||
+		gc.Closed != wc.Closed || gc.Dropped != wc.Dropped || gc.PeakConcurrent != want.PeakActive {
+		t.Errorf("merged connections %+v, in-process %+v peak %d", gc, wc, want.PeakActive)
+	}
+	if gc.Attempted != attempted || attempted == 0 {
+		t.Errorf("merged attempted %d, segments' sum %d", gc.Attempted, attempted)
+	}
+	if gc.Established == 0 || gc.Failed != 0 {
+		t.Errorf("merged run: %+v (examples %v)", gc, got.Examples)
+	}
+	for name, w := range wantLat {
+		g := got.Latency[name]
+		if g.Count != w.Count || g.Min != w.Min || g.P50 != w.P50 || g.P90 != w.P90 || g.P99 != w.P99 ||
+			g.P999 != w.P999 || g.Max != w.Max || g.HDR != w.HDR {
+			t.Errorf("%s: merged %+v, in-process %+v", name, g, w)
+		}
+	}
+	if got.Segments != n || len(got.Shards) != n || len(got.PortsByHost) != n || got.Ports != nil {
+		t.Errorf("segments %d, shards %d, ports_by_host %d, ports %v", got.Segments, len(got.Shards), len(got.PortsByHost), got.Ports)
+	}
+	if len(got.Thresholds) != 1 || got.Verdict != "pass" {
+		t.Errorf("thresholds %+v, verdict %s: judged on the merged result", got.Thresholds, got.Verdict)
+	}
+	for _, f := range []string{"summary.json", report.HLogFile, report.JUnitFile, report.HTMLFile, "timeline.csv"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("merged result: %v", err)
+		}
+	}
+
+	t.Run("refusals", func(t *testing.T) {
+		tests := []struct {
+			name string
+			dirs []string
+		}{
+			{"missing segment", dirs[:3]},
+			{"overlapping segments", []string{dirs[0], dirs[1], dirs[2], dirs[2]}},
+			{"not a shard folder", []string{dirs[0], dirs[1], dirs[2], out}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				if _, err := Merge(tt.dirs, filepath.Join(t.TempDir(), "m")); !errors.Is(err, ErrShards) {
+					t.Fatalf("err = %v, want ErrShards", err)
+				}
+			})
+		}
+	})
+}
