@@ -155,6 +155,20 @@ type Stats struct {
 	Rejected     uint64 // accepted beyond MaxConns and reset at once (not in Accepted)
 }
 
+// Add adds another process's counters, as when several target processes share the listeners.
+// Peak becomes the sum of the peaks: an upper bound of the true combined peak.
+func (st *Stats) Add(o Stats) {
+	st.Accepted += o.Accepted
+	st.Active += o.Active
+	st.Peak += o.Peak
+	st.Closed += o.Closed
+	st.BytesIn += o.BytesIn
+	st.BytesOut += o.BytesOut
+	st.IdleClosed += o.IdleClosed
+	st.AcceptErrors += o.AcceptErrors
+	st.Rejected += o.Rejected
+}
+
 // Server is a running target. Its methods are safe for concurrent use.
 type Server struct {
 	closeFirst bool

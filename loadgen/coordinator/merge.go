@@ -145,13 +145,7 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 			if ts == nil {
 				ts = &report.TargetStats{}
 			}
-			ts.Accepted += t.Accepted
-			ts.Peak += t.Peak
-			ts.Closed += t.Closed
-			ts.BytesIn += t.BytesIn
-			ts.BytesOut += t.BytesOut
-			ts.IdleClosed += t.IdleClosed
-			ts.Processes += max(t.Processes, 1)
+			ts.Add(t)
 		}
 	}
 	sum.Target = ts

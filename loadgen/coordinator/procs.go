@@ -106,16 +106,7 @@ func (t *targetProcs) stop() (target.Stats, error) {
 			errs = append(errs, fmt.Errorf("target process %d (pid %d) ended without its counters: %v", i+1, c.Process.Pid, err))
 			continue
 		}
-		s := m.Stats
-		sum.Accepted += s.Accepted
-		sum.Active += s.Active
-		sum.Peak += s.Peak
-		sum.Closed += s.Closed
-		sum.BytesIn += s.BytesIn
-		sum.BytesOut += s.BytesOut
-		sum.IdleClosed += s.IdleClosed
-		sum.AcceptErrors += s.AcceptErrors
-		sum.Rejected += s.Rejected
+		sum.Add(*m.Stats)
 	}
 	return sum, errors.Join(errs...)
 }

@@ -130,6 +130,18 @@ type ThresholdResult struct {
 }
 
 // TargetStats are the built-in target's counters, when the run started one.
+// Add adds another segment's target counters; Peak becomes the sum of the peaks (an upper bound).
+func (t *TargetStats) Add(o *TargetStats) {
+	t.Accepted += o.Accepted
+	t.Peak += o.Peak
+	t.Closed += o.Closed
+	t.BytesIn += o.BytesIn
+	t.BytesOut += o.BytesOut
+	t.IdleClosed += o.IdleClosed
+	t.Rejected += o.Rejected
+	t.Processes += max(o.Processes, 1)
+}
+
 // WorkerFailure is a worker process that ended early: which, when, and its exit status.
 type WorkerFailure struct {
 	Worker  string  `json:"worker"`
