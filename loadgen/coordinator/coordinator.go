@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -77,9 +76,6 @@ type Outcome struct {
 // (or load.workers says so), it runs as worker processes, each one segment of the plan, and the
 // built-in target as several processes sharing its listeners.
 func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
-	if err := unsupported(p); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
 	verdict, err := gate.Compile(p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -390,14 +386,4 @@ func Ramp(p *plan.Plan) schedule.Ramp {
 		r.Stages[i] = schedule.Stage{Duration: s.Duration.D(), Target: s.Target}
 	}
 	return r
-}
-
-// unsupported refuses plan features this build parses but cannot carry out yet, rather than
-// silently ignoring them.
-func unsupported(p *plan.Plan) error {
-	var missing []string
-	if len(missing) > 0 {
-		return fmt.Errorf("not supported by this build yet: %s", strings.Join(missing, ", "))
-	}
-	return nil
 }
