@@ -62,6 +62,19 @@ func TestScale64k(t *testing.T) {
 	if s.Segments < 4 || s.Target == nil || s.Target.Processes < 4 || s.Target.Accepted != c.Established {
 		t.Fatalf("segments %d, target %+v, established %d: 64k needs 4 generator and 4 target processes here", s.Segments, s.Target, c.Established)
 	}
+	// Ports belong to the host: each worker's report stays apart, on its own source address.
+	if len(s.PortsByHost) != s.Segments {
+		t.Fatalf("%d port reports for %d workers", len(s.PortsByHost), s.Segments)
+	}
+	seen := map[string]bool{}
+	for _, hp := range s.PortsByHost {
+		for _, src := range hp.Ports.Sources {
+			if seen[src.Address] {
+				t.Errorf("source address %s used by two workers", src.Address)
+			}
+			seen[src.Address] = true
+		}
+	}
 	t.Logf("64k: %d established, connect p99 %d µs, %.1f s", c.Established, s.Latency["connect"].P99, float64(s.DurationUS)/1e6)
 }
 

@@ -218,7 +218,12 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	sum.Stopped = col.stopped
 	if lay.workers > 1 {
 		sum.Workers = lay.workers
-		sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s; the port observatory's per-connection figures are not merged across worker processes yet (ports is null)", lay.why))
+		// Workers own disjoint source addresses (or port windows): their port reports stay apart,
+		// one per worker, as distributed segments' stay per host.
+		for _, wp := range res.Ports {
+			sum.PortsByHost = append(sum.PortsByHost, report.HostPorts{Host: pr.host.Hostname, Segment: wp.Segment, Ports: wp.Ports})
+		}
+		sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s; port statistics are per worker in ports_by_host (ports is null)", lay.why))
 	}
 	for _, f := range res.Failures {
 		sum.WorkerFailures = append(sum.WorkerFailures, report.WorkerFailure{Worker: f.Worker, PID: f.PID, AtS: f.AtS, Status: f.Status, Message: f.Message})
@@ -240,6 +245,7 @@ type execResult struct {
 	Aborted     bool
 	Total       *metrics.Snapshot
 	Failures    []shard.Failure
+	Ports       []shard.WorkerPorts
 }
 
 // engineConfig is the engine's configuration for a plan, its destinations and its port side.

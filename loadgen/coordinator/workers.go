@@ -127,14 +127,15 @@ func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n int,
 		if o.AllowRemote {
 			args = append(args, "--allow-remote")
 		}
-		specs[i] = shard.WorkerSpec{Label: fmt.Sprintf("worker %d/%d", i, n), Path: exe, Args: args, Env: os.Environ()}
+		specs[i] = shard.WorkerSpec{Label: fmt.Sprintf("worker %d/%d", i, n), Segment: fmt.Sprintf("%d/%d", i, n),
+			Path: exe, Args: args, Env: os.Environ()}
 	}
 	res, err := shard.Run(ctx, o.Abort, specs, take, o.Stderr)
 	if res == nil {
 		return nil, err
 	}
 	return &execResult{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted,
-		Total: res.Total, Failures: res.Failures}, err
+		Total: res.Total, Failures: res.Failures, Ports: res.Ports}, err
 }
 
 // RunWorker is the worker side: it runs segment seg of p from startAt and streams every interval
@@ -180,5 +181,5 @@ func runWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, startAt 
 	if werr != nil {
 		return fmt.Errorf("writing snapshots to the coordinator: %w", werr)
 	}
-	return w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted})
+	return w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted, Ports: pr.report()})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/ports"
 )
 
 // Message is one line a worker writes to its coordinator: exactly one field is set. The same
@@ -28,6 +29,9 @@ type Done struct {
 	End         time.Time `json:"end"`
 	Interrupted bool      `json:"interrupted"`
 	Aborted     bool      `json:"aborted"`
+	// Ports is the worker's port observatory report: its own source addresses, kept apart (ports
+	// belong to the host and are never summed across workers or hosts).
+	Ports *ports.Report `json:"ports,omitempty"`
 }
 
 // maxLine bounds one protocol line; a snapshot with five compressed histograms is a few KiB.

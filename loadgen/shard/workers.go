@@ -11,14 +11,16 @@ import (
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/ports"
 )
 
 // WorkerSpec is how to start one worker process.
 type WorkerSpec struct {
-	Label string // e.g. "segment 2/4"
-	Path  string
-	Args  []string
-	Env   []string
+	Label   string // e.g. "worker 2/4"
+	Segment string // "2/4"
+	Path    string
+	Args    []string
+	Env     []string
 }
 
 // Failure is a worker that ended without finishing its segment.
@@ -45,6 +47,14 @@ type RunResult struct {
 	Interrupted bool
 	Aborted     bool
 	Failures    []Failure
+	// Ports holds each finished worker's port report, by worker label.
+	Ports []WorkerPorts
+}
+
+// WorkerPorts is one worker's port report.
+type WorkerPorts struct {
+	Segment string
+	Ports   *ports.Report
 }
 
 type worker struct {
@@ -171,6 +181,9 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 		first = false
 		res.Interrupted = res.Interrupted || w.done.Interrupted
 		res.Aborted = res.Aborted || w.done.Aborted
+		if w.done.Ports != nil {
+			res.Ports = append(res.Ports, WorkerPorts{Segment: w.spec.Segment, Ports: w.done.Ports})
+		}
 	}
 	if ctx.Err() != nil {
 		res.Interrupted = true
