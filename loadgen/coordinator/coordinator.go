@@ -103,18 +103,11 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	var tgt *target.Server
 	var tprocs *targetProcs
 	var dsts []dial.Destination
-	if b := p.Target.Builtin; b != nil {
-		mode, err := target.ParseMode(b.Mode)
+	if p.Target.Builtin != nil {
+		tcfg, err := pr.builtinTarget()
 		if err != nil {
-			return nil, fmt.Errorf("%w: target.builtin.mode: %w", ErrInvalid, err)
+			return nil, err
 		}
-		listen := make([]string, max(b.Listeners, 1))
-		for i := range listen {
-			listen[i] = "127.0.0.1:0"
-		}
-		tcfg := pr.targetConfig(target.Config{
-			Listen: listen, Mode: mode, IdleTimeout: b.IdleTimeout.D(), MaxFrame: int(b.MaxFrame), MaxConns: b.MaxConns,
-		})
 		var addrs []string
 		if lay.targets > 0 {
 			if tprocs, err = startTargetProcs(exe, tcfg, lay.targets, o.Stderr); err != nil {

@@ -32,6 +32,23 @@ func newPortRun(p *plan.Plan) *portRun {
 	return &portRun{p: p, host: preflight.ReadHost()}
 }
 
+// builtinTarget is the built-in target's configuration from the plan: one ephemeral loopback
+// listener per target.builtin.listeners, plus what the port side needs (targetConfig).
+func (r *portRun) builtinTarget() (target.Config, error) {
+	b := r.p.Target.Builtin
+	mode, err := target.ParseMode(b.Mode)
+	if err != nil {
+		return target.Config{}, fmt.Errorf("%w: target.builtin.mode: %w", ErrInvalid, err)
+	}
+	listen := make([]string, max(b.Listeners, 1))
+	for i := range listen {
+		listen[i] = "127.0.0.1:0"
+	}
+	return r.targetConfig(target.Config{
+		Listen: listen, Mode: mode, IdleTimeout: b.IdleTimeout.D(), MaxFrame: int(b.MaxFrame), MaxConns: b.MaxConns,
+	}), nil
+}
+
 // targetConfig adds to the built-in target's configuration what the port side needs: listeners
 // kept below the client's port range (a listening port inside it is a port no client can use), and
 // the target's side of close: server (it closes first, after answering).

@@ -78,18 +78,11 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	}
 	var dsts []dial.Destination
 	var tgt *target.Server
-	if b := p.Target.Builtin; b != nil {
-		mode, err := target.ParseMode(b.Mode)
+	if p.Target.Builtin != nil {
+		tcfg, err := newPortRun(p).builtinTarget()
 		if err != nil {
-			return nil, fmt.Errorf("%w: target.builtin.mode: %w", ErrInvalid, err)
+			return nil, err
 		}
-		listen := make([]string, max(b.Listeners, 1))
-		for i := range listen {
-			listen[i] = "127.0.0.1:0"
-		}
-		tcfg := newPortRun(p).targetConfig(target.Config{
-			Listen: listen, Mode: mode, IdleTimeout: b.IdleTimeout.D(), MaxFrame: int(b.MaxFrame),
-		})
 		if tgt, err = target.Start(context.Background(), tcfg); err != nil {
 			return nil, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err)
 		}
