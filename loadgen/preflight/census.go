@@ -42,11 +42,13 @@ func Census(lo, hi int, sources []netip.Addr) (listeners, held int, err error) {
 func CheckSources(addrs []netip.Addr) error {
 	var errs []error
 	for _, a := range addrs {
-		fam := unix.AF_INET
-		var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: a.As4()}
-		if a.Is6() {
-			fam = unix.AF_INET6
-			sa = &unix.SockaddrInet6{Addr: a.As16()}
+		a = a.Unmap()
+		var fam int
+		var sa unix.Sockaddr
+		if a.Is4() {
+			fam, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: a.As4()}
+		} else {
+			fam, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: a.As16()}
 		}
 		fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
