@@ -130,7 +130,9 @@ func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n int,
 		specs[i] = shard.WorkerSpec{Label: fmt.Sprintf("worker %d/%d", i, n), Segment: fmt.Sprintf("%d/%d", i, n),
 			Path: exe, Args: args, Env: os.Environ()}
 	}
-	res, err := shard.Run(ctx, o.Abort, specs, take, o.Stderr)
+	// Every worker ends by its schedule plus its graceful stop; past that and a margin, it is hung.
+	deadline := startAt.Add(Ramp(p).Total() + p.Load.GracefulStop.D() + p.Connection.IOTimeout.D() + 30*time.Second)
+	res, err := shard.Run(ctx, o.Abort, specs, take, o.Stderr, deadline)
 	if res == nil {
 		return nil, err
 	}

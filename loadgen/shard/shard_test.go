@@ -85,6 +85,10 @@ func fakeWorker(spec string) {
 		w.Done(Done{Start: start, End: time.Now(), Interrupted: true})
 	case "garbage":
 		fmt.Println("this is not json")
+	case "hang":
+		signal.Ignore(syscall.SIGTERM)
+		w.Snapshot(snap(0, 5, 1))
+		select {} // never ends: only the deadline's SIGKILL stops it
 	}
 }
 
@@ -136,7 +140,7 @@ func TestWorkers(t *testing.T) {
 					cancel() // every worker has delivered interval 0: stop them
 				}
 			}
-			res, err := Run(ctx, nil, specs(t, tt.workers...), emit, &stderr)
+			res, err := Run(ctx, nil, specs(t, tt.workers...), emit, &stderr, time.Time{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -253,5 +257,25 @@ func TestReadRejectsMalformed(t *testing.T) {
 		if !errors.Is(err, ErrProtocol) {
 			t.Errorf("%s: err %v, want ErrProtocol", tt.name, err)
 		}
+	}
+}
+
+// TestHungWorkerIsKilledAtTheDeadline: a worker that ignores every stop is killed at the deadline
+// and reported, and what it measured before is kept.
+func TestHungWorkerIsKilledAtTheDeadline(t *testing.T) {
+	var stderr bytes.Buffer
+	start := time.Now()
+	res, err := Run(context.Background(), nil, specs(t, "hang"), func(*metrics.Snapshot) {}, &stderr, time.Now().Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("returned after %v, the deadline was 1 s", d)
+	}
+	if len(res.Failures) != 1 || !strings.Contains(res.Failures[0].Status, "killed") {
+		t.Fatalf("failures %+v, want the hung worker killed", res.Failures)
+	}
+	if res.Total.Established != 5 {
+		t.Errorf("established %d, want the 5 it reported before hanging", res.Total.Established)
 	}
 }

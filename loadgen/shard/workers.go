@@ -72,7 +72,11 @@ type worker struct {
 // everything measured so far is kept. Workers run in their own process group, so a terminal's
 // Ctrl-C reaches only the coordinator, which forwards it once; Pdeathsig kills them if the
 // coordinator dies.
-func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit func(*metrics.Snapshot), stderr io.Writer) (*RunResult, error) {
+//
+// deadline, when not zero, is when every worker must have ended (its schedule, graceful stop and
+// a margin): a worker still running then is killed and reported, so a hung worker cannot hang
+// the run.
+func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit func(*metrics.Snapshot), stderr io.Writer, deadline time.Time) (*RunResult, error) {
 	res := &RunResult{Total: metrics.NewSnapshot(), Start: time.Now()}
 	var mergeErr error
 	merger := NewMerger(len(specs), func(s *metrics.Snapshot) {
@@ -166,6 +170,14 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 		case <-allDone:
 		}
 	}()
+	if !deadline.IsZero() {
+		watchdog := time.AfterFunc(time.Until(deadline), func() {
+			for _, w := range workers {
+				w.cmd.Process.Kill() // an exited worker just returns an error
+			}
+		})
+		defer watchdog.Stop()
+	}
 	wg.Wait()
 	close(allDone)
 
