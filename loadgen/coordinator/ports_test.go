@@ -176,7 +176,7 @@ func TestKernelParityAndKnee(t *testing.T) {
 		t.Errorf("parity %+v (second pass %+v): want even ports only until 50%% occupancy", par, par.SecondPass)
 	}
 	if par.Even != 4000 {
-		t.Errorf("even ports %d, want all 4000 taken", par.Even)
+		t.Errorf("even ports %d, want all 4000 taken; outcomes %v, kernel %v, sources %+v", par.Even, s.Outcomes, s.Ports.Kernel, src)
 	}
 	var below, above []int64
 	for _, d := range s.Ports.ConnectByOccupancy {
@@ -250,12 +250,25 @@ func TestChurnTimeWait(t *testing.T) {
 			if ru.FourTuples == 0 {
 				t.Fatalf("FIN churn: no 4-tuple reused; reuse %+v", ru)
 			}
+			// connect() never takes over a TIME_WAIT younger than tcp_tw_reuse_delay. A 4-tuple can be
+			// free sooner only when its TIME_WAIT was killed by a RST (RFC 1337 assassination): on a
+			// loaded machine the target's delayed ACK, overtaken by its FIN, draws a RST from the
+			// target once the client's TIME_WAIT answers it (seen with tcpdump). Each such early
+			// reuse is then witnessed by a RST the namespace sent, and by one TIME_WAIT fewer recycled.
 			delay := ru.TWReuseDelayMS * 1000
-			if delay <= 0 || ru.TupleInterval.P1 < delay || ru.Early != 0 {
-				t.Errorf("4-tuple reuse interval p1 %dµs, early %d; want p1 >= tcp_tw_reuse_delay %dµs and none early",
-					ru.TupleInterval.P1, ru.Early, delay)
+			k := s.Ports.Kernel
+			if delay <= 0 || ru.TupleInterval.P1 < delay || ru.Early > k["OutRsts"] || ru.Early*100 > ru.FourTuples {
+				t.Errorf("4-tuple reuse interval p1 %dµs, early %d, RSTs sent %d; want p1 >= tcp_tw_reuse_delay %dµs and "+
+					"early reuses only as TIME_WAITs killed by RSTs (at most 1%%)", ru.TupleInterval.P1, ru.Early, k["OutRsts"], delay)
 			}
-			t.Logf("TIME_WAIT peak %d; 4-tuple reuse %d, p1 %dµs p50 %dµs", s.Ports.TimeWaitPeak, ru.FourTuples, ru.TupleInterval.P1, ru.TupleInterval.P50)
+			// Every reuse took over a TIME_WAIT (TcpExt TWRecycled) or found it killed by a RST.
+			if k["TWRecycled"]+k["OutRsts"] < ru.FourTuples {
+				t.Errorf("TcpExt TWRecycled %d + RSTs %d < 4-tuple reuses %d: a reuse neither recycled from TIME_WAIT nor explained by a RST",
+					k["TWRecycled"], k["OutRsts"], ru.FourTuples)
+			}
+			t.Logf("TIME_WAIT peak %d; 4-tuple reuse %d, min %dµs p1 %dµs p50 %dµs, early %d", s.Ports.TimeWaitPeak, ru.FourTuples,
+				ru.TupleInterval.Min, ru.TupleInterval.P1, ru.TupleInterval.P50, ru.Early)
+			t.Logf("kernel %v; warnings %q", k, s.Ports.Warnings)
 		})
 	}
 }

@@ -413,7 +413,7 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 			err = metrics.ErrCanceled
 		}
 		if e.cfg.Ports != nil {
-			e.cfg.Ports.Failed(dst, err, t1, e.rec.Active())
+			e.cfg.Ports.Failed(dst, err, t1)
 		}
 		sh.ConnectFailed(t1, timing, err)
 		return

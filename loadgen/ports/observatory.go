@@ -71,6 +71,7 @@ type Observatory struct {
 	portHist, tupleHist   *hdr.Histogram
 	deciles               [10]*hdr.Histogram
 	exhaustion            *Exhaustion
+	open                  int64 // established connections recorded and not yet closed, all pairs
 	failures              map[failKey]uint64
 	outsideWindow         uint64
 
@@ -311,6 +312,7 @@ func (o *Observatory) Opened(dst dial.Destination, local net.Addr, start time.Ti
 		}
 	}
 	p.open++
+	o.open++
 	p.peak = max(p.peak, p.open)
 	// A connect that began before the first failing one returned, recorded only after it: it was in
 	// flight when the failure was recorded, and (with nothing closing) took its port before the
@@ -352,6 +354,7 @@ func (o *Observatory) Closed(c Conn, closing, closed time.Time, clientTW bool) {
 		}
 	}
 	p.open--
+	o.open--
 	// Closed before the failure but recorded after it: the record counted it as open.
 	if x := o.exhaustion; x != nil && o.us(closed) < x.atUS {
 		o.fixExhaustion(p, -1)
@@ -371,8 +374,10 @@ func (o *Observatory) fixExhaustion(p *pair, d int) {
 }
 
 // Failed records a connect that failed; the first EADDRNOTAVAIL or EADDRINUSE is the exhaustion.
-// active is the number of established connections open at that moment.
-func (o *Observatory) Failed(dst dial.Destination, err error, at time.Time, active int64) {
+// The concurrency it records is the observatory's own count of open connections, kept under the
+// same lock as the per-destination counts, so the two agree (the engine's counter lags: it counts a
+// connection after the observatory does).
+func (o *Observatory) Failed(dst dial.Destination, err error, at time.Time) {
 	var errno string
 	switch {
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
@@ -389,7 +394,7 @@ func (o *Observatory) Failed(dst dial.Destination, err error, at time.Time, acti
 	if o.exhaustion != nil && o.exhaustion.atUS <= o.us(at) {
 		return
 	}
-	x := &Exhaustion{atUS: o.us(at), AtS: float64(o.us(at)) / 1e6, Concurrency: active, Errno: errno, Syscall: sc,
+	x := &Exhaustion{atUS: o.us(at), AtS: float64(o.us(at)) / 1e6, Concurrency: o.open, Errno: errno, Syscall: sc,
 		Destination: dst.AddrPort.String()}
 	var p *pair
 	if dst.Source.IsValid() {

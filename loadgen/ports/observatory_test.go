@@ -46,8 +46,8 @@ func TestObservatory(t *testing.T) {
 	c4 := o.Opened(dstA, local("127.0.0.1", 40000), at(15), 10*time.Microsecond)
 	c5 := o.Opened(dstB, local("127.0.0.1", 40000), at(1510), 10*time.Microsecond)
 	c6 := o.Opened(dstA, local("127.0.0.1", 40001), at(1600), 10*time.Microsecond) // second parity
-	o.Failed(dstA, &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}, at(1700), 5)
-	o.Failed(dstA, errors.New("something else"), at(1650), 5)
+	o.Failed(dstA, &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}, at(1700))
+	o.Failed(dstA, errors.New("something else"), at(1650))
 	for _, c := range []Conn{c3, c4, c5, c6} {
 		o.Closed(c, at(2000), at(2000), false)
 	}
@@ -74,7 +74,7 @@ func TestObservatory(t *testing.T) {
 		t.Errorf("destinations %+v", r.Destinations)
 	}
 	x := r.Exhaustion
-	if x == nil || x.Errno != "EADDRNOTAVAIL" || x.Syscall != "connect" || x.AtS != 1.7 || x.Concurrency != 5 ||
+	if x == nil || x.Errno != "EADDRNOTAVAIL" || x.Syscall != "connect" || x.AtS != 1.7 || x.Concurrency != 4 ||
 		x.Source != "127.0.0.1" || x.Destination != "127.0.0.1:7001" || x.Open != 3 || x.Occupancy != 0.3 {
 		t.Errorf("exhaustion %+v", x)
 	}
@@ -99,7 +99,7 @@ func TestExhaustionFixUp(t *testing.T) {
 	o, t0 := newTestObservatory(dial.StrategyRange)
 	fail := &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}
 	o.Opened(dstA, local("127.0.0.1", 40000), t0, time.Millisecond)
-	o.Failed(dstA, fail, t0.Add(5*time.Millisecond), 1)
+	o.Failed(dstA, fail, t0.Add(5*time.Millisecond))
 	o.Opened(dstA, local("127.0.0.1", 40001), t0.Add(time.Millisecond), time.Millisecond)   // done at 2 ms: counted
 	o.Opened(dstA, local("127.0.0.1", 40002), t0.Add(6*time.Millisecond), time.Millisecond) // after: not
 	x := o.Report().Exhaustion
@@ -107,7 +107,7 @@ func TestExhaustionFixUp(t *testing.T) {
 		t.Errorf("exhaustion %+v, want 2 open, concurrency 2, occupancy 0.2", x)
 	}
 	// An earlier failure replaces the record.
-	o.Failed(dstA, fail, t0.Add(500*time.Microsecond), 1)
+	o.Failed(dstA, fail, t0.Add(500*time.Microsecond))
 	if x := o.Report().Exhaustion; x.AtS != 0.0005 {
 		t.Errorf("exhaustion at %v s, want the earliest 0.0005", x.AtS)
 	}

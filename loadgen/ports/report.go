@@ -255,13 +255,26 @@ func (o *Observatory) warnings(r *Report) []string {
 			o.cfg.Range.Lo, o.cfg.Range.Hi, o.outsideWindow))
 	}
 	if o.early > 0 {
-		why := "SO_REUSEADDR with an explicit bind takes TIME_WAIT over at once, whatever tcp_tw_reuse says"
-		if o.cfg.TWReuseDelay <= 0 {
-			why = "tcp_tw_reuse does not apply here, yet the 4-tuples were reused"
+		switch {
+		case o.cfg.Strategy.ConnectPicksPort():
+			// connect() itself never takes over a TIME_WAIT younger than tcp_tw_reuse_delay (it
+			// times the delay from the TIME_WAIT's own entry stamp). A 4-tuple free sooner had its
+			// TIME_WAIT ended early: a RST arriving at a TIME_WAIT socket kills it (RFC 1337
+			// "TIME-WAIT assassination", tcp_rfc1337=0). On a loaded host a delayed ACK from the
+			// peer, overtaken by its FIN, draws exactly such a RST.
+			w = append(w, fmt.Sprintf("%d connection(s) found a 4-tuple free that this run had left in TIME_WAIT less than "+
+				"tcp_tw_reuse_delay (%s) before: connect() does not take a TIME_WAIT that young, so it was ended early, "+
+				"most likely by a RST reaching it (RFC 1337 TIME-WAIT assassination, tcp_rfc1337=0); Tcp OutRsts counts %d RST(s) sent in this run",
+				o.early, o.cfg.TWReuseDelay, r.Kernel["OutRsts"]))
+		default:
+			why := "SO_REUSEADDR with an explicit bind takes TIME_WAIT over at once, whatever tcp_tw_reuse says"
+			if o.cfg.TWReuseDelay <= 0 {
+				why = "tcp_tw_reuse does not apply here, yet the 4-tuples were reused"
+			}
+			w = append(w, fmt.Sprintf("%d connection(s) reused a 4-tuple still in TIME_WAIT sooner than tcp_tw_reuse_delay (%s): %s; "+
+				"a peer that still holds the old connection may answer the new one with a RST",
+				o.early, o.cfg.TWReuseDelay, why))
 		}
-		w = append(w, fmt.Sprintf("%d connection(s) reused a 4-tuple still in TIME_WAIT sooner than tcp_tw_reuse_delay (%s): %s; "+
-			"a peer that still holds the old connection may answer the new one with a RST",
-			o.early, o.cfg.TWReuseDelay, why))
 	}
 	if k := r.Kernel; k != nil && k["TCPTimeWaitOverflow"] > 0 {
 		w = append(w, fmt.Sprintf("%d TIME_WAIT socket(s) were not kept because tcp_max_tw_buckets was full (TcpExt TCPTimeWaitOverflow): "+
