@@ -18,6 +18,7 @@ func TestFloodBeyondMaxConns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { srv.Close() }) // also after a t.Fatal, or goleak blames later tests
 	addr := srv.Addrs()[0]
 	var held []net.Conn
 	defer func() {

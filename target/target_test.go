@@ -3,6 +3,7 @@ package target
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -148,11 +149,13 @@ func TestParseMode(t *testing.T) {
 		{in: "hold", want: ModeHold},
 		{in: "close", want: ModeClose},
 		{in: "rst", want: ModeRST},
+		{in: "http", want: ModeHTTP},
 		{in: "", wantErr: true},
 		{in: "ECHO", wantErr: true},
 		{in: " echo", wantErr: true},
 		{in: "fin", wantErr: true},
-		{in: "http", wantErr: true},
+		{in: "HTTP", wantErr: true},
+		{in: "https", wantErr: true},
 		{in: "echo,sink", wantErr: true},
 	} {
 		t.Run(fmt.Sprintf("%q", tc.in), func(t *testing.T) {
@@ -177,7 +180,7 @@ func TestParseMode(t *testing.T) {
 
 func TestModes(t *testing.T) {
 	got := Modes()
-	want := []Mode{ModeEcho, ModeSink, ModeHold, ModeClose, ModeRST}
+	want := []Mode{ModeEcho, ModeSink, ModeHold, ModeClose, ModeRST, ModeHTTP}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Modes() = %v, want %v", got, want)
 	}
@@ -223,9 +226,14 @@ func TestStartRefusesBadConfig(t *testing.T) {
 		want   error  // matched with errors.Is when set; nil for errors with no identity to match
 		naming string // the error must mention this
 	}{
-		{name: "unknown mode", cfg: Config{Mode: "http"}, want: ErrUnknownMode, naming: "http"},
+		{name: "unknown mode", cfg: Config{Mode: "ftp"}, want: ErrUnknownMode, naming: "ftp"},
 		{name: "negative idle timeout", cfg: Config{IdleTimeout: -time.Second}, naming: "IdleTimeout"},
 		{name: "negative max frame", cfg: Config{MaxFrame: -1}, naming: "MaxFrame"},
+		{name: "HTTP status below 200", cfg: Config{Mode: ModeHTTP, HTTPStatus: 199}, naming: "HTTPStatus 199"},
+		{name: "HTTP status above 599", cfg: Config{Mode: ModeHTTP, HTTPStatus: 600}, naming: "HTTPStatus 600"},
+		{name: "negative HTTP status", cfg: Config{HTTPStatus: -1}, naming: "HTTPStatus -1"},
+		{name: "TLS without certificate", cfg: Config{TLS: &tls.Config{}}, naming: "TLS config has no certificate"},
+		{name: "link-local IPv6", cfg: Config{Listen: []string{"[fe80::1%lo]:0"}}, want: ErrNotLoopback, naming: "fe80::1%lo"},
 		{name: "no port", cfg: Config{Listen: []string{"127.0.0.1"}}, naming: `"127.0.0.1"`},
 		{name: "empty address", cfg: Config{Listen: []string{""}}, naming: `""`},
 		{name: "any IPv4", cfg: Config{Listen: []string{"0.0.0.0:0"}}, want: ErrNotLoopback, naming: "0.0.0.0:0"},

@@ -2,8 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,19 +18,28 @@ import (
 	"github.com/portstorm/portstorm/target"
 )
 
-// targetMessage is what `portstorm target --json` prints: its addresses once listening, its
-// counters once stopped. The coordinator reads it when it runs the built-in target as several
-// processes.
+// targetMessage is what `portstorm target --json` prints: its addresses (and, with --tls, the
+// certificate clients should trust) once listening, its counters once stopped. The coordinator
+// reads it when it runs the built-in target as several processes.
 type targetMessage struct {
-	Addrs []string      `json:"addrs,omitempty"`
-	Stats *target.Stats `json:"stats,omitempty"`
+	Addrs  []string      `json:"addrs,omitempty"`
+	CAFile string        `json:"ca_file,omitempty"`
+	Stats  *target.Stats `json:"stats,omitempty"`
 }
+
+// selfSignedHosts are always in a --tls certificate: the names a client on this machine uses.
+var selfSignedHosts = []string{"localhost", "127.0.0.1", "::1"}
+
+// selfSignedValidity outlasts any run; the certificate lives only as long as the process anyway.
+const selfSignedValidity = 365 * 24 * time.Hour
 
 func targetCmd(e *env) *cobra.Command {
 	var cfg target.Config
 	var listen []string
 	var mode string
 	var asJSON bool
+	var selfSigned bool
+	var certFile, keyFile string
 	c := &cobra.Command{
 		Use:   "target",
 		Short: "Run the built-in target server until interrupted",
@@ -33,17 +49,40 @@ func targetCmd(e *env) *cobra.Command {
 			if err != nil {
 				return exitWith(exitInvalid, err)
 			}
+			if c.Flags().Changed("http-status") && m != target.ModeHTTP {
+				return exitWith(exitInvalid, fmt.Errorf("--http-status applies to --mode http, not %s", m))
+			}
 			cfg.Listen, cfg.Mode = listen, m
+			tlsConf, hosts, certPEM, err := targetTLS(selfSigned, certFile, keyFile, listen)
+			if err != nil {
+				return exitWith(exitInvalid, err)
+			}
+			cfg.TLS = tlsConf
+			var caFile string
+			if certPEM != nil {
+				if caFile, err = writeCAFile(certPEM); err != nil {
+					return exitWith(exitInvalid, err)
+				}
+				defer os.Remove(caFile)
+			}
 			srv, err := target.Start(context.Background(), cfg)
 			if err != nil {
 				return exitWith(exitInvalid, err)
 			}
 			enc := json.NewEncoder(e.stdout)
 			if asJSON {
-				enc.Encode(targetMessage{Addrs: srv.Addrs()})
+				enc.Encode(targetMessage{Addrs: srv.Addrs(), CAFile: caFile})
 			} else {
+				what := string(m)
+				if cfg.TLS != nil {
+					what += " over TLS"
+				}
 				for _, a := range srv.Addrs() {
-					fmt.Fprintf(e.stdout, "portstorm target: %s listening on %s\n", m, a)
+					fmt.Fprintf(e.stdout, "portstorm target: %s listening on %s\n", what, a)
+				}
+				if caFile != "" {
+					fmt.Fprintf(e.stdout, "portstorm target: self-signed certificate for %s written to %s (use it as ca_file; removed when the target stops)\n",
+						strings.Join(hosts, ", "), caFile)
 				}
 			}
 			<-e.signals
@@ -53,15 +92,17 @@ func targetCmd(e *env) *cobra.Command {
 				enc.Encode(targetMessage{Stats: &st})
 				return nil
 			}
-			fmt.Fprintf(e.stdout, "portstorm target: accepted %d, peak %d, bytes in %d, out %d, idle-closed %d, rejected %d\n",
-				st.Accepted, st.Peak, st.BytesIn, st.BytesOut, st.IdleClosed, st.Rejected)
+			fmt.Fprintf(e.stdout, "portstorm target: accepted %d, peak %d, bytes in %d, out %d, idle-closed %d, rejected %d, "+
+				"requests %d, bad requests %d, tls handshakes %d, tls failed %d\n",
+				st.Accepted, st.Peak, st.BytesIn, st.BytesOut, st.IdleClosed, st.Rejected,
+				st.Requests, st.BadRequests, st.TLSHandshakes, st.TLSFailed)
 			return nil
 		},
 	}
 	f := c.Flags()
 	f.StringArrayVar(&listen, "listen", []string{"127.0.0.1:0"}, "listen address (repeatable)")
-	f.StringVar(&mode, "mode", "echo", "echo, sink, hold, close or rst")
-	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 60*time.Second, "close connections silent for this long")
+	f.StringVar(&mode, "mode", "echo", modeChoices())
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 60*time.Second, "close connections silent for this long (and TLS handshakes stalled for this long)")
 	f.IntVar(&cfg.MaxFrame, "max-frame", 64<<10, "largest read echoed at once, bytes")
 	f.BoolVar(&cfg.AllowRemote, "allow-remote", false, "permit listening outside loopback")
 	f.BoolVar(&cfg.ReusePort, "reuseport", false, "set SO_REUSEPORT so several target processes share the listeners")
@@ -69,6 +110,87 @@ func targetCmd(e *env) *cobra.Command {
 	f.BoolVar(&cfg.CloseFirst, "close-first", false, "close every connection first (the server side of close: server)")
 	f.Int64Var(&cfg.CloseAfter, "close-after", 0, "with --close-first, close after this many bytes were read (and echoed)")
 	f.IntVar(&cfg.MaxConns, "max-conns", 0, "reset connections beyond this many open at once (0: no cap)")
+	f.IntVar(&cfg.HTTPStatus, "http-status", 200, "with --mode http, the status of every answer (200-599)")
+	f.BoolVar(&selfSigned, "tls", false, "serve TLS with a self-signed certificate made at start for localhost, 127.0.0.1, ::1 and the --listen hosts; its PEM is written to a temporary file for clients' ca_file")
+	f.StringVar(&certFile, "tls-cert", "", "serve TLS with this PEM certificate chain (with --tls-key)")
+	f.StringVar(&keyFile, "tls-key", "", "PEM private key of --tls-cert")
 	f.BoolVar(&asJSON, "json", false, "print the listening addresses and the final counters as JSON lines")
 	return c
+}
+
+// modeChoices is the --mode help: every mode, in target's order.
+func modeChoices() string {
+	var names []string
+	for _, m := range target.Modes() {
+		names = append(names, string(m))
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// targetTLS makes the TLS configuration the flags ask for, or nil for none. With --tls it also
+// returns the certificate's hosts and PEM, for the file clients trust.
+func targetTLS(selfSigned bool, certFile, keyFile string, listen []string) (conf *tls.Config, hosts []string, certPEM []byte, err error) {
+	switch {
+	case selfSigned && (certFile != "" || keyFile != ""):
+		return nil, nil, nil, errors.New("--tls makes a certificate; it cannot be combined with --tls-cert or --tls-key")
+	case certFile != "" && keyFile == "":
+		return nil, nil, nil, errors.New("--tls-cert needs --tls-key")
+	case keyFile != "" && certFile == "":
+		return nil, nil, nil, errors.New("--tls-key needs --tls-cert")
+	case certFile != "":
+		certPEM, err := os.ReadFile(certFile)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--tls-cert: %w", err)
+		}
+		keyPEM, err := os.ReadFile(keyFile)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--tls-key: %w", err)
+		}
+		conf, err := target.TLSConfig(certPEM, keyPEM)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("--tls-cert %s, --tls-key %s: %w", certFile, keyFile, err)
+		}
+		return conf, nil, nil, nil
+	case !selfSigned:
+		return nil, nil, nil, nil
+	}
+	hosts = slices.Clone(selfSignedHosts)
+	for _, addr := range listen {
+		// A specific host a client may dial (with --allow-remote) must be in the certificate too;
+		// a wildcard names no host to verify. A bad address is left for target.Start to report.
+		host, _, err := net.SplitHostPort(addr)
+		if ip, perr := netip.ParseAddr(host); err != nil || host == "" || perr == nil && ip.IsUnspecified() {
+			continue
+		}
+		if !slices.Contains(hosts, host) {
+			hosts = append(hosts, host)
+		}
+	}
+	certPEM, keyPEM, err := target.SelfSigned(hosts, selfSignedValidity)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	conf, err = target.TLSConfig(certPEM, keyPEM)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return conf, hosts, certPEM, nil
+}
+
+// writeCAFile writes certPEM to a new temporary file and returns its path. The key is never
+// written: it lives only in this process.
+func writeCAFile(certPEM []byte) (string, error) {
+	f, err := os.CreateTemp("", "portstorm-target-*.pem")
+	if err != nil {
+		return "", fmt.Errorf("--tls: writing the certificate: %w", err)
+	}
+	_, err = f.Write(certPEM)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("--tls: writing the certificate to %s: %w", f.Name(), err)
+	}
+	return f.Name(), nil
 }

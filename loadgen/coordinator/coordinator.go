@@ -85,6 +85,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	}
 	ramp := Ramp(p)
 	pr := newPortRun(p)
+	defer pr.close()
 	lay := planLayout(p, pr.host)
 	if o.Dialer != nil && lay.workers > 1 {
 		return nil, fmt.Errorf("%w: a test dialer cannot run in worker processes (load.workers: 1)", ErrInvalid)
@@ -110,7 +111,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		}
 		var addrs []string
 		if lay.targets > 0 {
-			if tprocs, err = startTargetProcs(exe, tcfg, lay.targets, o.Stderr); err != nil {
+			if tprocs, err = startTargetProcs(exe, tcfg, pr.tls, lay.targets, o.Stderr); err != nil {
 				return nil, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err)
 			}
 			defer tprocs.kill()
@@ -160,7 +161,11 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 
 	var res *execResult
 	if lay.workers > 1 {
-		res, err = runWorkers(runCtx, p, o, exe, lay.workers, targets, col.take)
+		var caFile string
+		if pr.tls != nil {
+			caFile = pr.tls.certFile
+		}
+		res, err = runWorkers(runCtx, p, o, exe, lay.workers, targets, caFile, col.take)
 	} else {
 		var cfg engine.Config
 		if cfg, err = engineConfig(p, ramp, dsts, pr); err == nil {
@@ -190,8 +195,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		} else {
 			st, targetErr = tprocs.stop()
 		}
-		ts = &report.TargetStats{Accepted: st.Accepted, Peak: st.Peak, Closed: st.Closed,
-			BytesIn: st.BytesIn, BytesOut: st.BytesOut, IdleClosed: st.IdleClosed, Rejected: st.Rejected, Processes: max(lay.targets, 1)}
+		ts = targetStats(st, max(lay.targets, 1))
 	}
 	// A threshold's stop cancels runCtx, which the engine reports as an interruption; only a
 	// cancelled ctx (a signal) is one.
@@ -231,6 +235,13 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	return &Outcome{Summary: sum, Dir: dir}, nil
 }
 
+// targetStats is the summary's view of the built-in target's counters.
+func targetStats(st target.Stats, processes int) *report.TargetStats {
+	return &report.TargetStats{Accepted: st.Accepted, Peak: st.Peak, Closed: st.Closed,
+		BytesIn: st.BytesIn, BytesOut: st.BytesOut, IdleClosed: st.IdleClosed, Rejected: st.Rejected, Processes: processes,
+		Requests: st.Requests, TLSHandshakes: st.TLSHandshakes, TLSFailed: st.TLSFailed}
+}
+
 // execResult is how the shard or the worker processes ended.
 type execResult struct {
 	Start, End  time.Time
@@ -257,8 +268,11 @@ func engineConfig(p *plan.Plan, ramp schedule.Ramp, dsts []dial.Destination, pr 
 	if p.Load.Model == "arrival" {
 		cfg.Model = engine.Arrival
 	}
-	if s := p.Connection.Send; s != nil {
-		cfg.Send = &engine.Send{Bytes: int(s.Bytes), Count: s.Count, Interval: s.Interval.D(), Echo: s.Expect == "echo"}
+	if cfg.Send, err = sendConfig(p, dsts); err != nil {
+		return engine.Config{}, err
+	}
+	if cfg.TLS, err = clientTLS(p, dsts, pr); err != nil {
+		return engine.Config{}, err
 	}
 	return cfg, nil
 }

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 
@@ -23,6 +24,8 @@ type portRun struct {
 	warnings []string
 	// workers and targetProcs are the run's process layout, for the open-files forecast.
 	workers, targetProcs int
+	// tls is the built-in target's certificate, when it serves TLS.
+	tls *builtinTLS
 	// segmentOnly is set in a worker process: the coordinator already checked the whole plan, and a
 	// segment is not judged against the whole plan's demand.
 	segmentOnly bool
@@ -32,6 +35,9 @@ func newPortRun(p *plan.Plan) *portRun {
 	return &portRun{p: p, host: preflight.ReadHost()}
 }
 
+// close removes what the run made on disk for the built-in target.
+func (r *portRun) close() { r.tls.close() }
+
 // builtinTarget is the built-in target's configuration from the plan: one ephemeral loopback
 // listener per target.builtin.listeners, plus what the port side needs (targetConfig).
 func (r *portRun) builtinTarget() (target.Config, error) {
@@ -40,19 +46,35 @@ func (r *portRun) builtinTarget() (target.Config, error) {
 	if err != nil {
 		return target.Config{}, fmt.Errorf("%w: target.builtin.mode: %w", ErrInvalid, err)
 	}
+	addr := b.Address
+	if addr == "" {
+		addr = "127.0.0.1"
+	}
 	listen := make([]string, max(b.Listeners, 1))
 	for i := range listen {
-		listen[i] = "127.0.0.1:0"
+		listen[i] = net.JoinHostPort(addr, "0")
 	}
-	return r.targetConfig(target.Config{
+	cfg := target.Config{
 		Listen: listen, Mode: mode, IdleTimeout: b.IdleTimeout.D(), MaxFrame: int(b.MaxFrame), MaxConns: b.MaxConns,
-	}), nil
+		HTTPStatus: b.HTTPStatus,
+	}
+	if b.TLS {
+		if r.tls == nil {
+			if r.tls, err = newBuiltinTLS(addr); err != nil {
+				return target.Config{}, fmt.Errorf("%w: %w", ErrCannotRun, err)
+			}
+		}
+		if cfg.TLS, err = target.TLSConfig(r.tls.certPEM, r.tls.keyPEM); err != nil {
+			return target.Config{}, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		}
+	}
+	return r.targetConfig(cfg)
 }
 
 // targetConfig adds to the built-in target's configuration what the port side needs: listeners
 // kept below the client's port range (a listening port inside it is a port no client can use), and
 // the target's side of close: server (it closes first, after answering).
-func (r *portRun) targetConfig(c target.Config) target.Config {
+func (r *portRun) targetConfig(c target.Config) (target.Config, error) {
 	sys := preflight.SysctlRange(r.p, r.host)
 	below := sys.Lo
 	if w := preflight.PortWindow(r.p); w.Lo > 0 && int(w.Lo) < below {
@@ -62,10 +84,14 @@ func (r *portRun) targetConfig(c target.Config) target.Config {
 	if r.p.Connection.Close == "server" {
 		c.CloseFirst = true
 		if s := r.p.Connection.Send; s != nil {
-			c.CloseAfter = int64(s.Bytes) * int64(s.Count)
+			n, err := s.RequestBytes()
+			if err != nil {
+				return c, fmt.Errorf("%w: %w", ErrInvalid, err)
+			}
+			c.CloseAfter = n * int64(s.Count)
 		}
 	}
-	return c
+	return c, nil
 }
 
 // setup checks the plan against the host (refusing what cannot be carried out), pairs every

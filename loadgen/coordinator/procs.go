@@ -28,9 +28,16 @@ type targetMsg struct {
 	Stats *target.Stats `json:"stats"`
 }
 
-func targetArgs(cfg target.Config, listen []string, first bool) []string {
+func targetArgs(cfg target.Config, cert *builtinTLS, listen []string, first bool) []string {
 	args := []string{"target", "--json", "--reuseport", "--mode", string(cfg.Mode),
 		"--idle-timeout", cfg.IdleTimeout.String(), "--max-frame", strconv.Itoa(cfg.MaxFrame)}
+	if cfg.HTTPStatus > 0 {
+		args = append(args, "--http-status", strconv.Itoa(cfg.HTTPStatus))
+	}
+	if cert != nil {
+		// Every process serves the run's one certificate, so clients trust them all alike.
+		args = append(args, "--tls-cert", cert.certFile, "--tls-key", cert.keyFile)
+	}
 	if first && cfg.PortBelow > 0 {
 		args = append(args, "--port-below", strconv.Itoa(cfg.PortBelow))
 	}
@@ -48,14 +55,14 @@ func targetArgs(cfg target.Config, listen []string, first bool) []string {
 
 // startTargetProcs starts n target processes: the first picks the ports, the others listen on the
 // same addresses.
-func startTargetProcs(exe string, cfg target.Config, n int, stderr io.Writer) (*targetProcs, error) {
+func startTargetProcs(exe string, cfg target.Config, cert *builtinTLS, n int, stderr io.Writer) (*targetProcs, error) {
 	t := &targetProcs{}
 	for i := range n {
 		listen := cfg.Listen
 		if i > 0 {
 			listen = t.addrs
 		}
-		cmd := exec.Command(exe, targetArgs(cfg, listen, i == 0)...)
+		cmd := exec.Command(exe, targetArgs(cfg, cert, listen, i == 0)...)
 		cmd.Stderr = stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		out, err := cmd.StdoutPipe()

@@ -78,8 +78,10 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	}
 	var dsts []dial.Destination
 	var tgt *target.Server
+	bpr := newPortRun(p) // the built-in target's side: its certificate, when it serves TLS
+	defer bpr.close()
 	if p.Target.Builtin != nil {
-		tcfg, err := newPortRun(p).builtinTarget()
+		tcfg, err := bpr.builtinTarget()
 		if err != nil {
 			return nil, err
 		}
@@ -97,6 +99,11 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	var caFile string
+	if bpr.tls != nil {
+		caFile = bpr.tls.certFile
+	}
+	namesForWorkers(sp, p, caFile)
 	pr := newPortRun(sp)
 	// The whole plan's demand is not this host's: the preflight warns but does not refuse.
 	pr.workers, pr.segmentOnly = 1, true
@@ -180,9 +187,7 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	}
 	if tgt != nil {
 		tgt.Close()
-		st := tgt.Stats()
-		sum.Target = &report.TargetStats{Accepted: st.Accepted, Peak: st.Peak, Closed: st.Closed,
-			BytesIn: st.BytesIn, BytesOut: st.BytesOut, IdleClosed: st.IdleClosed, Processes: 1}
+		sum.Target = targetStats(tgt.Stats(), 1)
 	}
 	sum.Segment, sum.PlanHash = info.Segment, hash
 	sum.Warnings = append(sum.Warnings, fmt.Sprintf("segment %s of plan %.12s on %s: thresholds and baseline are judged by portstorm merge", info.Segment, hash, o.Host))

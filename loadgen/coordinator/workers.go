@@ -101,7 +101,8 @@ func workerPlan(p *plan.Plan, i, n int, dsts []dial.Destination) (*plan.Plan, er
 }
 
 // runWorkers runs the plan as n worker processes, each one segment, merging their snapshots into take.
-func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n int, dsts []dial.Destination, take func(*metrics.Snapshot)) (*execResult, error) {
+// caFile is the built-in target's certificate, when it serves TLS.
+func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n int, dsts []dial.Destination, caFile string, take func(*metrics.Snapshot)) (*execResult, error) {
 	tmp, err := os.MkdirTemp("", "portstorm-workers-")
 	if err != nil {
 		return nil, err
@@ -115,6 +116,7 @@ func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n int,
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
+		namesForWorkers(wp, p, caFile)
 		b, err := yaml.Marshal(wp)
 		if err != nil {
 			return nil, err

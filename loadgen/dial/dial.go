@@ -88,6 +88,11 @@ func ParseCloseMode(s string) (CloseMode, error) {
 func Close(c net.Conn, mode CloseMode, deadline time.Time) error {
 	switch mode {
 	case CloseRST:
+		// A TLS connection is reset underneath: no close_notify, which could wait on a peer that
+		// does not read.
+		if u, ok := c.(interface{ NetConn() net.Conn }); ok {
+			c = u.NetConn()
+		}
 		if l, ok := c.(interface{ SetLinger(int) error }); ok {
 			if err := l.SetLinger(0); err != nil {
 				c.Close()

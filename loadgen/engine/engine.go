@@ -3,12 +3,10 @@
 package engine
 
 import (
-	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"runtime"
 	"sync"
@@ -20,6 +18,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/ports"
+	"github.com/portstorm/portstorm/loadgen/proto"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
@@ -35,11 +34,13 @@ const (
 
 // Send describes the requests of one connection.
 type Send struct {
-	Bytes    int
 	Count    int
 	Interval time.Duration
-	// Echo reads each request back and compares it; otherwise requests are only written.
-	Echo bool
+	// Exchange is one request and the check of its answer (raw, echo, HTTP, Redis). When nil,
+	// requests are Bytes of random data, read back and compared when Echo is set.
+	Exchange *proto.Exchange
+	Bytes    int
+	Echo     bool
 }
 
 // Config is one shard's work. The zero value of optional fields means: no requests, no hold,
@@ -77,6 +78,9 @@ type Config struct {
 	Segment schedule.Segment
 	// Start is when the schedule's time zero is; zero means now. A later Start waits for it.
 	Start time.Time
+	// TLS, when set, holds the TLS client configuration of each destination (same order): every
+	// connection runs a handshake after connect, timed as the tls_handshake latency.
+	TLS []*tls.Config
 	// Ports, when set, is told every connection's local port (from conn.LocalAddr(), no system
 	// call), its close, and every connect failure: the port observatory.
 	Ports *ports.Observatory
@@ -103,8 +107,10 @@ func (c *Config) validate() error {
 		return errors.New("engine: no stages")
 	case c.Model == Arrival && c.MaxInFlight < 1:
 		return errors.New("engine: arrival model needs MaxInFlight >= 1")
-	case c.Send != nil && (c.Send.Bytes < 1 || c.Send.Count < 1):
-		return errors.New("engine: send needs bytes >= 1 and count >= 1")
+	case c.Send != nil && (c.Send.Count < 1 || c.Send.Exchange == nil && c.Send.Bytes < 1):
+		return errors.New("engine: send needs count >= 1, and an exchange or bytes >= 1")
+	case len(c.TLS) > 0 && len(c.TLS) != len(c.Destinations):
+		return errors.New("engine: TLS needs one configuration per destination")
 	case c.MaxConnectRate < 0:
 		return errors.New("engine: negative connect rate")
 	}
@@ -120,8 +126,8 @@ type engine struct {
 	hardCtx  context.Context
 	hardStop context.CancelFunc
 
-	payload []byte
-	bufs    sync.Pool
+	exchange *proto.Exchange
+	readers  sync.Pool
 	limiter ratelimit.Limiter
 	wg      sync.WaitGroup
 }
@@ -166,13 +172,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Ports != nil {
 		cfg.Ports.Begin(start)
 	}
-	if cfg.Send != nil {
-		e.payload = make([]byte, cfg.Send.Bytes)
-		for i := range e.payload {
-			e.payload[i] = byte(rand.IntN(256))
-		}
-		n := cfg.Send.Bytes
-		e.bufs.New = func() any { b := make([]byte, n); return &b }
+	if err := e.initSend(); err != nil {
+		return nil, err
 	}
 	if cfg.Model == Concurrency && cfg.MaxConnectRate > 0 {
 		// ratelimit wants an integer rate per period: express fractional rates per 1000 s.
@@ -424,7 +425,10 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 	}
 	sh.Connected(timing)
 
-	if e.cfg.Send != nil {
+	if e.cfg.TLS != nil {
+		conn, err = e.handshake(conn, e.cfg.TLS[id%uint64(len(e.cfg.TLS))], sh)
+	}
+	if err == nil && e.cfg.Send != nil {
 		stop := context.AfterFunc(e.hardCtx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 		err = e.converse(conn, sh, s)
 		stop()
@@ -475,52 +479,6 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 // errCut is converse's report that a stop (or a slot no longer wanted) ended the conversation
 // cleanly between requests; the connection counts as ok.
 var errCut = errors.New("conversation cut short by a stop")
-
-// converse writes the requests and, for echo, reads each one back and compares it.
-func (e *engine) converse(conn net.Conn, sh *metrics.Shard, s *slot) error {
-	snd := e.cfg.Send
-	var buf *[]byte
-	if snd.Echo {
-		buf = e.bufs.Get().(*[]byte)
-		defer e.bufs.Put(buf)
-	}
-	for i := range snd.Count {
-		if i > 0 {
-			// A stop (or a slot no longer wanted) ends the conversation cleanly between requests.
-			if snd.Interval > 0 {
-				if !e.hold(snd.Interval, s) {
-					return errCut
-				}
-			} else if e.cut(s) {
-				return errCut
-			}
-		}
-		if err := conn.SetDeadline(time.Now().Add(e.cfg.IOTimeout)); err != nil {
-			return err
-		}
-		w0 := time.Now()
-		n, err := conn.Write(e.payload)
-		if err != nil {
-			sh.Exchanged(-1, n, 0)
-			return err
-		}
-		if !snd.Echo {
-			sh.Exchanged(-1, n, 0)
-			continue
-		}
-		m, err := io.ReadFull(conn, *buf)
-		rtt := time.Since(w0)
-		if err != nil {
-			sh.Exchanged(-1, n, m)
-			return err
-		}
-		sh.Exchanged(rtt, n, m)
-		if !bytes.Equal(*buf, e.payload) {
-			return metrics.ErrEchoMismatch
-		}
-	}
-	return nil
-}
 
 // cut reports, without waiting, whether the run is stopping or the slot is no longer wanted.
 func (e *engine) cut(s *slot) bool {

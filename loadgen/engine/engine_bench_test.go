@@ -43,10 +43,8 @@ func BenchmarkConnection(b *testing.B) {
 			}
 			e.hardCtx, e.hardStop = context.WithCancel(context.Background())
 			defer e.hardStop()
-			if tt.send != nil {
-				e.payload = make([]byte, tt.send.Bytes)
-				n := tt.send.Bytes
-				e.bufs.New = func() any { b := make([]byte, n); return &b }
+			if err := e.initSend(); err != nil {
+				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

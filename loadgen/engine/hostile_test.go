@@ -14,6 +14,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/proto"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/target"
 )
@@ -144,12 +145,13 @@ func TestHostileTargets(t *testing.T) {
 		name   string
 		behave func(net.Conn, <-chan struct{})
 		want   metrics.Outcome
-		// bytesInPerConn, when > 0, caps what may have been read per established connection.
+		// bytesInPerConn, when > 0, caps what may have been read per established connection: the
+		// answer asked for, plus at most one buffer the reader took ahead.
 		bytesInPerConn uint64
 	}{
 		{"silent: accepts, never answers", silent, metrics.ETIMEDOUT, 0},
-		{"garbage answers", garbage, metrics.EchoMismatch, 64},
-		{"10 MiB answer", huge, metrics.EchoMismatch, 64},
+		{"garbage answers", garbage, metrics.EchoMismatch, 64 + proto.BufferSize},
+		{"10 MiB answer", huge, metrics.EchoMismatch, 64 + proto.BufferSize},
 		{"1 byte per second", trickle, metrics.ETIMEDOUT, 64},
 	}
 	for _, tt := range tests {

@@ -81,7 +81,7 @@ func intervalOf(ds []time.Duration) *Snapshot {
 			continue
 		}
 		s.Connected(Timing{Lag: d / 3, Connect: d, Intended: d%2 == 0})
-		s.Exchanged(d, i, i)
+		s.Exchanged(d/2, d, i, i)
 		s.Closed(t0.Add(d), d, errs[i%len(errs)])
 	}
 	return rec.Cut(t0.Add(time.Second), 0)

@@ -26,6 +26,10 @@ const (
 	EMFILE
 	EOF
 	EchoMismatch
+	StatusMismatch
+	ReplyMismatch
+	BadResponse
+	TLSFailed
 	Canceled
 	Other
 	NumOutcomes
@@ -41,8 +45,16 @@ var outcomeNames = [NumOutcomes]string{
 	EMFILE:        "EMFILE",
 	EOF:           "EOF",
 	EchoMismatch:  "echo_mismatch",
-	Canceled:      "canceled",
-	Other:         "other",
+	// A real server answered, but not as the plan expects: an HTTP status, a Redis or raw reply,
+	// or a response that does not parse (or exceeds connection.send.max_response).
+	StatusMismatch: "status_mismatch",
+	ReplyMismatch:  "reply_mismatch",
+	BadResponse:    "bad_response",
+	// The TLS handshake failed for a TLS reason (certificate, alert, protocol); a reset or a
+	// timeout during the handshake keeps its transport outcome.
+	TLSFailed: "tls_handshake",
+	Canceled:  "canceled",
+	Other:     "other",
 }
 
 func (o Outcome) String() string {
@@ -65,6 +77,15 @@ func ParseOutcome(s string) (Outcome, bool) {
 // ErrEchoMismatch is returned when the bytes read back differ from the bytes written.
 var ErrEchoMismatch = errors.New("echo mismatch")
 
+// The response outcomes: the engine wraps the protocol's errors in these, so that the taxonomy
+// does not depend on the protocols' package.
+var (
+	ErrStatusMismatch = errors.New("status mismatch")
+	ErrReplyMismatch  = errors.New("reply mismatch")
+	ErrBadResponse    = errors.New("bad response")
+	ErrTLSHandshake   = errors.New("tls handshake")
+)
+
 // ErrCanceled marks work cut short by a hard stop.
 var ErrCanceled = errors.New("canceled by stop")
 
@@ -77,6 +98,12 @@ func Classify(err error) Outcome {
 		return Canceled
 	case errors.Is(err, ErrEchoMismatch):
 		return EchoMismatch
+	case errors.Is(err, ErrStatusMismatch):
+		return StatusMismatch
+	case errors.Is(err, ErrReplyMismatch):
+		return ReplyMismatch
+	case errors.Is(err, ErrBadResponse):
+		return BadResponse
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		return EADDRNOTAVAIL
 	case errors.Is(err, syscall.EADDRINUSE):
@@ -93,6 +120,8 @@ func Classify(err error) Outcome {
 		return EMFILE
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return EOF
+	case errors.Is(err, ErrTLSHandshake):
+		return TLSFailed
 	}
 	return Other
 }

@@ -19,14 +19,18 @@ const (
 	ConnectIntended
 	// ScheduleLag is intended start -> connect() started: how late the generator was.
 	ScheduleLag
-	// RTT is request written -> full echo read back.
+	// RTT is request write started -> full response read (the echo, the HTTP response, the reply).
 	RTT
 	// Lifetime is established -> closed.
 	Lifetime
+	// FirstByte is request write started -> first byte of the response.
+	FirstByte
+	// TLSHandshake is established -> TLS handshake complete.
+	TLSHandshake
 	NumLatencies
 )
 
-var latencyNames = [NumLatencies]string{"connect", "connect_intended", "schedule_lag", "rtt", "lifetime"}
+var latencyNames = [NumLatencies]string{"connect", "connect_intended", "schedule_lag", "rtt", "lifetime", "first_byte", "tls_handshake"}
 
 func (l Latency) String() string {
 	if l < NumLatencies {
@@ -238,14 +242,25 @@ func (s *Shard) ConnectFailed(at time.Time, t Timing, err error) Outcome {
 	return s.outcome(at, err)
 }
 
-// Exchanged records one request answered: its round trip and the bytes moved.
-func (s *Shard) Exchanged(rtt time.Duration, out, in int) {
+// Exchanged records one request: its first byte and full response times (negative: no answer
+// was read) and the bytes moved.
+func (s *Shard) Exchanged(first, rtt time.Duration, out, in int) {
 	s.mu.Lock()
+	if first >= 0 {
+		s.record(FirstByte, first)
+	}
 	if rtt >= 0 {
 		s.record(RTT, rtt)
 	}
 	s.c.BytesOut += uint64(out)
 	s.c.BytesIn += uint64(in)
+	s.mu.Unlock()
+}
+
+// Handshaked records a completed TLS handshake.
+func (s *Shard) Handshaked(d time.Duration) {
+	s.mu.Lock()
+	s.record(TLSHandshake, d)
 	s.mu.Unlock()
 }
 

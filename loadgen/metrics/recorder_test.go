@@ -101,7 +101,7 @@ func TestRecorderConcurrent(t *testing.T) {
 				case doEstablish:
 					s.Attempt()
 					s.Connected(tm)
-					s.Exchanged(50*time.Microsecond, 64, 64)
+					s.Exchanged(-1, 50*time.Microsecond, 64, 64)
 					s.Closed(at(int64(i)), time.Duration(i)*time.Millisecond, closeErrs[i%len(closeErrs)])
 				case doFail:
 					s.Attempt()
@@ -336,14 +336,20 @@ func TestTiming(t *testing.T) {
 func TestExchanged(t *testing.T) {
 	rec := NewRecorder(t0, 1)
 	s := rec.Shard(0)
-	s.Exchanged(250*time.Microsecond, 100, 90)
-	s.Exchanged(-1, 10, 0) // no round trip measured: bytes count, the histogram does not
+	s.Exchanged(120*time.Microsecond, 250*time.Microsecond, 100, 90)
+	s.Exchanged(-1, -1, 10, 0) // no answer read: bytes count, the histograms do not
+	s.Handshaked(3 * time.Millisecond)
 	snap := rec.Cut(at(1), 0)
 	if snap.BytesOut != 110 || snap.BytesIn != 90 {
 		t.Errorf("bytes out %d in %d, want 110 and 90", snap.BytesOut, snap.BytesIn)
 	}
-	if n := snap.Hist[RTT].TotalCount(); n != 1 {
-		t.Errorf("rtt holds %d values, want 1", n)
+	for _, c := range []struct {
+		l    Latency
+		want int64
+	}{{RTT, 250}, {FirstByte, 120}, {TLSHandshake, 3000}} {
+		if h := snap.Hist[c.l]; h.TotalCount() != 1 || h.Max() < c.want || h.Max() > c.want+c.want/100 {
+			t.Errorf("%s holds %d values, max %d µs; want one of %d µs", c.l, h.TotalCount(), h.Max(), c.want)
+		}
 	}
 }
 
@@ -397,7 +403,7 @@ func TestConnectionPathAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() {
 		s.Attempt()
 		s.Connected(tm)
-		s.Exchanged(80*time.Microsecond, 64, 64)
+		s.Exchanged(-1, 80*time.Microsecond, 64, 64)
 		s.Closed(at(1), time.Second, nil)
 	}); n != 0 {
 		t.Errorf("a clean connection allocates %v times, want 0", n)
@@ -413,7 +419,7 @@ func BenchmarkConnectionPath(b *testing.B) {
 	for b.Loop() {
 		s.Attempt()
 		s.Connected(tm)
-		s.Exchanged(80*time.Microsecond, 64, 64)
+		s.Exchanged(-1, 80*time.Microsecond, 64, 64)
 		s.Closed(end, time.Second, nil)
 	}
 }
@@ -430,7 +436,7 @@ func BenchmarkCut(b *testing.B) {
 			s := rec.Shard(id)
 			s.Attempt()
 			s.Connected(Timing{Connect: time.Millisecond})
-			s.Exchanged(time.Millisecond, 64, 64)
+			s.Exchanged(-1, time.Millisecond, 64, 64)
 			s.Closed(at(n), time.Second, nil)
 		}
 		n++

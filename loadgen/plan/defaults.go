@@ -1,6 +1,9 @@
 package plan
 
 import (
+	"encoding/hex"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -17,6 +20,7 @@ const (
 	DefaultIOTimeout      = Duration(5 * time.Second)
 	DefaultSendBytes      = Size(64)
 	DefaultSendCount      = 1
+	DefaultMaxResponse    = Size(1 << 20)
 	DefaultClose          = "fin"
 	DefaultModel          = "concurrency"
 	DefaultMaxInFlight    = 20000
@@ -40,6 +44,7 @@ func (p *Plan) Defaults() {
 		setDefault(&b.Listeners, DefaultListeners)
 		setDefault(&b.IdleTimeout, DefaultIdleTimeout)
 		setDefault(&b.MaxFrame, DefaultMaxFrame)
+		setDefault(&b.Address, "127.0.0.1")
 	}
 	setDefault(&p.Source.Ports.Strategy, DefaultStrategy)
 
@@ -48,14 +53,47 @@ func (p *Plan) Defaults() {
 	setDefault(&c.IOTimeout, DefaultIOTimeout)
 	setDefault(&c.Close, DefaultClose)
 	if s := c.Send; s != nil {
-		setDefault(&s.Bytes, DefaultSendBytes)
+		setDefault(&s.Protocol, "raw")
 		setDefault(&s.Count, DefaultSendCount)
-		// Only the built-in echo target is known to answer with what it was sent.
-		expect := "none"
-		if b := p.Target.Builtin; b != nil && b.Mode == "echo" {
-			expect = "echo"
+		setDefault(&s.MaxResponse, DefaultMaxResponse)
+		switch s.Protocol {
+		case "raw":
+			if s.Data == "" && s.Hex == "" && s.File == "" {
+				setDefault(&s.Bytes, DefaultSendBytes)
+			}
+			// Only the built-in echo target is known to answer with what it was sent.
+			expect := "none"
+			switch b := p.Target.Builtin; {
+			case s.Reply != "":
+				expect = "reply"
+			case b != nil && b.Mode == "echo":
+				expect = "echo"
+			}
+			setDefault(&s.Expect, expect)
+			s.File = p.relative(s.File)
+		case "http":
+			if s.HTTP == nil {
+				s.HTTP = &HTTPRequest{}
+			}
+			setDefault(&s.HTTP.Method, "GET")
+			setDefault(&s.HTTP.Path, "/")
+		case "redis":
+			if s.Redis == nil {
+				s.Redis = &RedisCommand{}
+			}
+			if len(s.Redis.Command) == 0 {
+				s.Redis.Command = []string{"PING"}
+			}
+			if len(s.Redis.Command) == 1 && strings.EqualFold(s.Redis.Command[0], "PING") {
+				setDefault(&s.Redis.Reply, "PONG")
+			}
 		}
-		setDefault(&s.Expect, expect)
+	}
+	if t := c.TLS; t != nil {
+		t.CAFile = p.relative(t.CAFile)
+	}
+	if b := p.Target.Builtin; b != nil && b.Mode == "http" {
+		setDefault(&b.HTTPStatus, 200)
 	}
 
 	l := &p.Load
@@ -68,9 +106,52 @@ func (p *Plan) Defaults() {
 	setDefault(&p.Output.Interval, DefaultInterval)
 }
 
+// relative resolves a path given in the plan against the plan's directory, so that a plan
+// refers to its own files wherever it is run from (and worker processes get the same file).
+func (p *Plan) relative(path string) string {
+	if path == "" || filepath.IsAbs(path) || p.File == "" {
+		return path
+	}
+	return filepath.Join(filepath.Dir(p.File), path)
+}
+
 func setDefault[T comparable](field *T, def T) {
 	var zero T
 	if *field == zero {
 		*field = def
 	}
+}
+
+// Payload is the raw request the plan gives as data, hex or file, or nil when the request is
+// generated (bytes of random data).
+func (s *Send) Payload() ([]byte, error) {
+	switch {
+	case s.Data != "":
+		return []byte(s.Data), nil
+	case s.Hex != "":
+		b, err := hex.DecodeString(strings.Join(strings.Fields(s.Hex), ""))
+		if err != nil {
+			return nil, fmt.Errorf("connection.send.hex: %w", err)
+		}
+		return b, nil
+	case s.File != "":
+		b, err := os.ReadFile(s.File)
+		if err != nil {
+			return nil, fmt.Errorf("connection.send.file: %w", err)
+		}
+		if len(b) == 0 || len(b) > int(MaxSendBytes) {
+			return nil, fmt.Errorf("connection.send.file: want 1B to %s of request, %s holds %d bytes", MaxSendBytes, s.File, len(b))
+		}
+		return b, nil
+	}
+	return nil, nil
+}
+
+// RequestBytes is the size of one raw request.
+func (s *Send) RequestBytes() (int64, error) {
+	b, err := s.Payload()
+	if err != nil || b == nil {
+		return int64(s.Bytes), err
+	}
+	return int64(len(b)), nil
 }

@@ -221,13 +221,13 @@ func TestQuickstartResolved(t *testing.T) {
 		Version: 1,
 		Name:    "quickstart",
 		Target: Target{Builtin: &Builtin{
-			Mode: "echo", Listeners: 1, IdleTimeout: Duration(time.Minute), MaxFrame: 64 << 10,
+			Mode: "echo", Listeners: 1, IdleTimeout: Duration(time.Minute), MaxFrame: 64 << 10, Address: "127.0.0.1",
 		}},
 		Source: Source{Addresses: []string{"127.0.0.1"}, Ports: Ports{Strategy: "kernel"}},
 		Connection: Connection{
 			ConnectTimeout: Duration(3 * time.Second),
 			IOTimeout:      Duration(5 * time.Second),
-			Send:           &Send{Bytes: 64, Count: 1, Expect: "echo"},
+			Send:           &Send{Protocol: "raw", Bytes: 64, Count: 1, Expect: "echo", MaxResponse: DefaultMaxResponse},
 			Close:          "fin",
 		},
 		Load: Load{

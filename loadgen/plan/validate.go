@@ -1,10 +1,12 @@
 package plan
 
 import (
+	"encoding/hex"
 	"fmt"
 	"math"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -40,13 +42,16 @@ var (
 	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 	portRE     = regexp.MustCompile(`^[0-9]{1,5}$`)
 	rangeRE    = regexp.MustCompile(`^([0-9]{1,5})-([0-9]{1,5})$`)
+	// tokenRE is an HTTP token (RFC 9110 section 5.6.2): a method or a header name.
+	tokenRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
 
 // The accepted words of each enumerated field.
 var (
-	Modes        = []string{"echo", "sink", "hold", "close", "rst"}
+	Modes        = []string{"echo", "sink", "hold", "close", "rst", "http"}
 	Strategies   = []string{"kernel", "bind-no-port", "bind", "range", "explicit"}
-	Expects      = []string{"echo", "none"}
+	Expects      = []string{"echo", "reply", "none"}
+	Protocols    = []string{"raw", "http", "redis"}
 	CloseModes   = []string{"fin", "rst", "half", "server"}
 	Models       = []string{"concurrency", "arrival"}
 	Saturations  = []string{"queue", "drop"}
@@ -137,6 +142,15 @@ func (c *checker) target() {
 			c.fail("target.builtin.listeners", "want 1 to %d, got %d", MaxListeners, b.Listeners)
 		}
 		c.duration("target.builtin.idle_timeout", b.IdleTimeout, 0, maxHold)
+		if a, err := netip.ParseAddr(b.Address); b.Address != "" && (err != nil || !a.IsLoopback()) {
+			c.fail("target.builtin.address", "want a loopback address (127.0.0.1, another of 127.0.0.0/8, or ::1), got %q", b.Address)
+		}
+		if b.HTTPStatus != 0 && (b.HTTPStatus < 200 || b.HTTPStatus > 599) {
+			c.fail("target.builtin.http_status", "want a status from 200 to 599, got %d", b.HTTPStatus)
+		}
+		if b.HTTPStatus != 0 && orDefault(b.Mode, DefaultMode) != "http" {
+			c.fail("target.builtin.http_status", "only the http mode answers with a status; the mode is %s", orDefault(b.Mode, DefaultMode))
+		}
 		if b.MaxFrame < 0 || b.MaxFrame > MaxSendBytes {
 			c.fail("target.builtin.max_frame", "want 1B to %s, got %s", MaxSendBytes, b.MaxFrame)
 		}
@@ -215,22 +229,165 @@ func (c *checker) connection() {
 	c.timeout("connection.io_timeout", cn.IOTimeout)
 	c.duration("connection.hold", cn.Hold, 0, maxHold)
 	c.oneOf("connection.close", cn.Close, CloseModes)
+	c.tls()
 	s := cn.Send
 	if s == nil {
 		return
-	}
-	if s.Bytes < 0 || s.Bytes > MaxSendBytes {
-		c.fail("connection.send.bytes", "want 1B to %s, got %s", MaxSendBytes, s.Bytes)
 	}
 	if s.Count < 0 || s.Count > MaxSendCount {
 		c.fail("connection.send.count", "want 1 to %d requests per connection, got %d", MaxSendCount, s.Count)
 	}
 	c.duration("connection.send.interval", s.Interval, 0, maxPause)
-	c.oneOf("connection.send.expect", s.Expect, Expects)
-	if b := c.p.Target.Builtin; s.Expect == "echo" && b != nil {
-		if mode := orDefault(b.Mode, DefaultMode); mode != "echo" {
-			c.fail("connection.send.expect", "echo needs a target that echoes, but the built-in target runs in %s mode; want expect: none, or target.builtin.mode: echo", mode)
+	if s.MaxResponse < 0 || s.MaxResponse > MaxSendBytes {
+		c.fail("connection.send.max_response", "want 1B to %s, got %s", MaxSendBytes, s.MaxResponse)
+	}
+	c.oneOf("connection.send.protocol", s.Protocol, Protocols)
+	protocol := orDefault(s.Protocol, "raw")
+	if s.HTTP != nil && protocol != "http" {
+		c.fail("connection.send.http", "only the http protocol sends an HTTP request; want protocol: http, or no http block")
+	}
+	if s.Redis != nil && protocol != "redis" {
+		c.fail("connection.send.redis", "only the redis protocol sends a Redis command; want protocol: redis, or no redis block")
+	}
+	if protocol != "raw" {
+		for _, f := range []struct{ path, v string }{{"data", s.Data}, {"hex", s.Hex}, {"file", s.File}, {"reply", s.Reply}} {
+			if f.v != "" {
+				c.fail("connection.send."+f.path, "only raw requests use it; the protocol is %s", protocol)
+			}
 		}
+	}
+	b := c.p.Target.Builtin
+	mode := ""
+	if b != nil {
+		mode = orDefault(b.Mode, DefaultMode)
+	}
+	switch protocol {
+	case "raw":
+		c.rawSend(s, mode)
+	case "http":
+		if b != nil && c.p.Connection.Close == "server" {
+			c.fail("connection.close", "the built-in http target closes only when asked; want close: fin, or the header \"Connection: close\"")
+		}
+		if b != nil && mode != "http" {
+			c.fail("connection.send.protocol", "http needs an HTTP server, but the built-in target runs in %s mode; want target.builtin.mode: http", mode)
+		}
+		if s.HTTP != nil {
+			c.httpRequest(s.HTTP)
+		}
+	case "redis":
+		if b != nil {
+			c.fail("connection.send.protocol", "redis needs a Redis server in target.addresses; the built-in target does not speak RESP")
+		}
+		if r := s.Redis; r != nil {
+			for i, a := range r.Command {
+				if i == 0 && a == "" {
+					c.fail("connection.send.redis.command", "the command name is empty; want a list like [PING] or [GET, key]")
+				}
+			}
+		}
+	}
+}
+
+// rawSend checks a raw request: where its bytes come from, and what answer it expects.
+func (c *checker) rawSend(s *Send, mode string) {
+	if s.Bytes < 0 || s.Bytes > MaxSendBytes {
+		c.fail("connection.send.bytes", "want 1B to %s, got %s", MaxSendBytes, s.Bytes)
+	}
+	var given []string
+	for _, f := range []struct{ name, v string }{{"data", s.Data}, {"hex", s.Hex}, {"file", s.File}} {
+		if f.v != "" {
+			given = append(given, f.name)
+		}
+	}
+	if len(given) > 1 {
+		c.fail("connection.send."+given[1], "give the request once: %s are both set; want one of data, hex or file", strings.Join(given, " and "))
+	}
+	if s.Hex != "" {
+		if _, err := hex.DecodeString(strings.Join(strings.Fields(s.Hex), "")); err != nil {
+			c.fail("connection.send.hex", "want pairs of hexadecimal digits (spaces allowed), like \"2a 31 0d 0a\": %v", err)
+		}
+	}
+	if s.File != "" {
+		switch fi, err := os.Stat(s.File); {
+		case err != nil:
+			c.fail("connection.send.file", "cannot read the request file: %v", err)
+		case !fi.Mode().IsRegular():
+			c.fail("connection.send.file", "%s is not a regular file", s.File)
+		case fi.Size() == 0 || fi.Size() > int64(MaxSendBytes):
+			c.fail("connection.send.file", "want 1B to %s of request, %s holds %d bytes", MaxSendBytes, s.File, fi.Size())
+		}
+	}
+	c.oneOf("connection.send.expect", s.Expect, Expects)
+	switch {
+	case s.Expect == "reply" && s.Reply == "":
+		c.fail("connection.send.reply", "expect: reply needs the reply to compare with; want reply: \"+OK\\r\\n\" or similar")
+	case s.Reply != "" && s.Expect != "" && s.Expect != "reply":
+		c.fail("connection.send.expect", "a reply is given but expect is %s; want expect: reply, or no reply", s.Expect)
+	}
+	if s.Expect == "echo" && mode != "" && mode != "echo" {
+		c.fail("connection.send.expect", "echo needs a target that echoes, but the built-in target runs in %s mode; want expect: none, or target.builtin.mode: echo", mode)
+	}
+}
+
+// httpRequest checks what ends up on the request line and in the headers: nothing that could
+// split the request (CR, LF) and nothing a server must refuse.
+func (c *checker) httpRequest(h *HTTPRequest) {
+	if h.Method != "" && !tokenRE.MatchString(h.Method) {
+		c.fail("connection.send.http.method", "want a method like GET, POST or HEAD, got %q", h.Method)
+	}
+	if h.Path != "" && (!strings.HasPrefix(h.Path, "/") || strings.ContainsAny(h.Path, " \r\n\t")) {
+		c.fail("connection.send.http.path", "want a path starting with / and without spaces, like /health?x=1, got %q", h.Path)
+	}
+	if strings.ContainsAny(h.Host, " \r\n\t") {
+		c.fail("connection.send.http.host", "want a host like example.com or 127.0.0.1:8080, got %q", h.Host)
+	}
+	for i, hd := range h.Headers {
+		name, value, ok := strings.Cut(hd, ":")
+		switch {
+		case !ok || !tokenRE.MatchString(name):
+			c.fail(fmt.Sprintf("connection.send.http.headers[%d]", i), "want \"Name: value\" like \"Accept: */*\", got %q", hd)
+		case strings.ContainsAny(value, "\r\n"):
+			c.fail(fmt.Sprintf("connection.send.http.headers[%d]", i), "a header value cannot hold a line break, got %q", hd)
+		case strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "Transfer-Encoding") || strings.EqualFold(name, "Host"):
+			c.fail(fmt.Sprintf("connection.send.http.headers[%d]", i), "%s is set by portstorm (use http.host or http.body)", name)
+		}
+	}
+	if h.Status != 0 && (h.Status < 100 || h.Status > 599) {
+		c.fail("connection.send.http.status", "want a status from 100 to 599 (or none for any 2xx), got %d", h.Status)
+	}
+}
+
+// tls checks connection.tls against the target: the built-in target's certificate is made for
+// the run, so it needs no ca_file, and it serves TLS only when told to.
+func (c *checker) tls() {
+	t := c.p.Connection.TLS
+	b := c.p.Target.Builtin
+	if b != nil && b.TLS {
+		switch m := orDefault(b.Mode, DefaultMode); m {
+		case "close", "rst":
+			c.fail("target.builtin.tls", "the %s mode closes before any handshake; want a mode that serves (echo, sink, hold, http)", m)
+		}
+	}
+	if t == nil {
+		return
+	}
+	if t.Insecure && t.CAFile != "" {
+		c.fail("connection.tls.insecure", "insecure skips verification, so ca_file would go unused; want one of them")
+	}
+	if b != nil {
+		if !b.TLS {
+			c.fail("connection.tls", "the built-in target does not serve TLS; want target.builtin.tls: true")
+		} else if t.CAFile != "" {
+			c.fail("connection.tls.ca_file", "the built-in target's certificate is made for the run and trusted without a ca_file")
+		}
+	}
+	if t.CAFile != "" && b == nil {
+		if _, err := os.Stat(t.CAFile); err != nil {
+			c.fail("connection.tls.ca_file", "cannot read the CA file: %v", err)
+		}
+	}
+	if strings.ContainsAny(t.ServerName, " \r\n\t/") {
+		c.fail("connection.tls.server_name", "want a host name like example.com, got %q", t.ServerName)
 	}
 }
 

@@ -68,7 +68,7 @@ func TestValidate(t *testing.T) {
 		{"name with a space", func(p *Plan) { p.Name = "a b" }, "name", "letters, digits"},
 		{"name too long", func(p *Plan) { p.Name = strings.Repeat("n", 65) }, "name", "1 to 64"},
 		{"no target", func(p *Plan) { p.Target.Builtin = nil }, "target", "set one of"},
-		{"unknown mode", func(p *Plan) { p.Target.Builtin.Mode = "http" }, "target.builtin.mode", "echo, sink, hold, close, rst"},
+		{"unknown mode", func(p *Plan) { p.Target.Builtin.Mode = "https" }, "target.builtin.mode", "echo, sink, hold, close, rst, http"},
 		{"address without port", func(p *Plan) { p.Target = Target{Addresses: []string{"10.0.0.1"}} }, "target.addresses[0]", "host:port"},
 		{"address port zero", func(p *Plan) { p.Target = Target{Addresses: []string{"h:0"}} }, "target.addresses[0]", "1 to 65535"},
 		{"address with a name", func(p *Plan) { p.Target = Target{Addresses: []string{"db.internal:5432"}} }, "", ""},
@@ -102,11 +102,78 @@ func TestValidate(t *testing.T) {
 		{"unknown close", func(p *Plan) { p.Connection.Close = "abort" }, "connection.close", "fin, rst, half, server"},
 		{"send too big", func(p *Plan) { p.Connection.Send = &Send{Bytes: MaxSendBytes + 1} }, "connection.send.bytes", "1B to 16MiB"},
 		{"send count", func(p *Plan) { p.Connection.Send = &Send{Count: 1_000_001} }, "connection.send.count", "1 to 1000000"},
-		{"expect unknown", func(p *Plan) { p.Connection.Send = &Send{Expect: "http"} }, "connection.send.expect", "echo, none"},
+		{"expect unknown", func(p *Plan) { p.Connection.Send = &Send{Expect: "http"} }, "connection.send.expect", "echo, reply, none"},
 		{"expect echo to remote", func(p *Plan) {
 			p.Target = Target{Addresses: []string{"127.0.0.1:7"}}
 			p.Connection.Send = &Send{Expect: "echo"}
 		}, "", ""},
+		{"unknown protocol", func(p *Plan) { p.Connection.Send = &Send{Protocol: "grpc"} }, "connection.send.protocol", "raw, http, redis"},
+		{"data and hex", func(p *Plan) { p.Connection.Send = &Send{Data: "x", Hex: "78"} }, "connection.send.hex", "data and hex"},
+		{"bad hex", func(p *Plan) { p.Connection.Send = &Send{Hex: "7g"} }, "connection.send.hex", "hexadecimal"},
+		{"hex with spaces", func(p *Plan) { p.Connection.Send = &Send{Hex: "2a 31 0d0a"} }, "", ""},
+		{"missing file", func(p *Plan) { p.Connection.Send = &Send{File: "/nonexistent/payload.bin"} }, "connection.send.file", "cannot read"},
+		{"reply without expect reply", func(p *Plan) { p.Connection.Send = &Send{Reply: "+OK\r\n", Expect: "echo"} }, "connection.send.expect", "want expect: reply"},
+		{"expect reply without reply", func(p *Plan) { p.Connection.Send = &Send{Expect: "reply"} }, "connection.send.reply", "needs the reply"},
+		{"http block on raw", func(p *Plan) { p.Connection.Send = &Send{HTTP: &HTTPRequest{}} }, "connection.send.http", "protocol: http"},
+		{"data on http", func(p *Plan) {
+			p.Target.Builtin.Mode = "http"
+			p.Connection.Send = &Send{Protocol: "http", Data: "x"}
+		}, "connection.send.data", "only raw requests"},
+		{"http to an echo target", func(p *Plan) { p.Connection.Send = &Send{Protocol: "http"} }, "connection.send.protocol", "target.builtin.mode: http"},
+		{"http to the http target", func(p *Plan) {
+			p.Target.Builtin.Mode = "http"
+			p.Connection.Send = &Send{Protocol: "http", HTTP: &HTTPRequest{Method: "POST", Path: "/x?y=1", Headers: []string{"Accept: */*"}, Body: "{}", Status: 201}}
+		}, "", ""},
+		{"http header injection", func(p *Plan) {
+			p.Target = Target{Addresses: []string{"127.0.0.1:80"}}
+			p.Connection.Send = &Send{Protocol: "http", HTTP: &HTTPRequest{Headers: []string{"X-A: b\r\nX-B: c"}}}
+		}, "connection.send.http.headers[0]", "line break"},
+		{"http header without colon", func(p *Plan) {
+			p.Target = Target{Addresses: []string{"127.0.0.1:80"}}
+			p.Connection.Send = &Send{Protocol: "http", HTTP: &HTTPRequest{Headers: []string{"Accept"}}}
+		}, "connection.send.http.headers[0]", "Name: value"},
+		{"http content-length header", func(p *Plan) {
+			p.Target = Target{Addresses: []string{"127.0.0.1:80"}}
+			p.Connection.Send = &Send{Protocol: "http", HTTP: &HTTPRequest{Headers: []string{"Content-Length: 3"}}}
+		}, "connection.send.http.headers[0]", "set by portstorm"},
+		{"http path", func(p *Plan) {
+			p.Target = Target{Addresses: []string{"127.0.0.1:80"}}
+			p.Connection.Send = &Send{Protocol: "http", HTTP: &HTTPRequest{Path: "index.html"}}
+		}, "connection.send.http.path", "starting with /"},
+		{"http method", func(p *Plan) {
+			p.Target = Target{Addresses: []string{"127.0.0.1:80"}}
+			p.Connection.Send = &Send{Protocol: "http", HTTP: &HTTPRequest{Method: "GET /"}}
+		}, "connection.send.http.method", "GET, POST"},
+		{"http status", func(p *Plan) {
+			p.Target = Target{Addresses: []string{"127.0.0.1:80"}}
+			p.Connection.Send = &Send{Protocol: "http", HTTP: &HTTPRequest{Status: 99}}
+		}, "connection.send.http.status", "100 to 599"},
+		{"redis to the built-in target", func(p *Plan) { p.Connection.Send = &Send{Protocol: "redis"} }, "connection.send.protocol", "Redis server"},
+		{"redis empty command", func(p *Plan) {
+			p.Target = Target{Addresses: []string{"127.0.0.1:6379"}}
+			p.Connection.Send = &Send{Protocol: "redis", Redis: &RedisCommand{Command: []string{""}}}
+		}, "connection.send.redis.command", "empty"},
+		{"max response", func(p *Plan) { p.Connection.Send = &Send{MaxResponse: MaxSendBytes + 1} }, "connection.send.max_response", "1B to 16MiB"},
+		{"tls to a plain built-in target", func(p *Plan) { p.Connection.TLS = &TLS{} }, "connection.tls", "target.builtin.tls: true"},
+		{"tls built-in with a CA file", func(p *Plan) { p.Target.Builtin.TLS = true; p.Connection.TLS = &TLS{CAFile: "ca.pem"} }, "connection.tls.ca_file", "made for the run"},
+		{"tls insecure and CA", func(p *Plan) {
+			p.Target = Target{Addresses: []string{"127.0.0.1:443"}}
+			p.Connection.TLS = &TLS{Insecure: true, CAFile: "/dev/null"}
+		}, "connection.tls.insecure", "one of them"},
+		{"tls missing CA", func(p *Plan) {
+			p.Target = Target{Addresses: []string{"127.0.0.1:443"}}
+			p.Connection.TLS = &TLS{CAFile: "/nonexistent/ca.pem"}
+		}, "connection.tls.ca_file", "cannot read"},
+		{"tls on a closing built-in target", func(p *Plan) { p.Target.Builtin.Mode = "rst"; p.Target.Builtin.TLS = true }, "target.builtin.tls", "closes before any handshake"},
+		{"http status on echo", func(p *Plan) { p.Target.Builtin.HTTPStatus = 404 }, "target.builtin.http_status", "only the http mode"},
+		{"http status out of range", func(p *Plan) { p.Target.Builtin.Mode = "http"; p.Target.Builtin.HTTPStatus = 700 }, "target.builtin.http_status", "200 to 599"},
+		{"built-in target on ::1", func(p *Plan) { p.Target.Builtin.Address = "::1" }, "", ""},
+		{"built-in target off loopback", func(p *Plan) { p.Target.Builtin.Address = "10.0.0.1" }, "target.builtin.address", "loopback"},
+		{"http built-in with server close", func(p *Plan) {
+			p.Target.Builtin.Mode = "http"
+			p.Connection.Close = "server"
+			p.Connection.Send = &Send{Protocol: "http"}
+		}, "connection.close", "Connection: close"},
 		{"unknown model", func(p *Plan) { p.Load.Model = "open" }, "load.model", "concurrency, arrival"},
 		{"no stages", func(p *Plan) { p.Load.Stages = nil }, "load.stages", "at least one stage"},
 		{"too many stages", func(p *Plan) {

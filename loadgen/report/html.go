@@ -184,12 +184,15 @@ func buildCharts(s *Summary, d *ChartData) ([]chart, error) {
 var latencyTitles = map[string]string{
 	"connect": "Connect latency", "connect_intended": "Connect latency from the intended start",
 	"schedule_lag": "Schedule lag", "rtt": "Round trip", "lifetime": "Lifetime",
+	"first_byte": "Time to first byte", "tls_handshake": "TLS handshake",
 }
 
 var latencyCaptions = map[string]string{
 	"connect":          "connect() started to established.",
 	"connect_intended": "Intended start to established, including any time the generator was late: the coordinated-omission-free figure.",
-	"rtt":              "Request written to the full echo read back.",
+	"rtt":              "Request written to the full answer read (the echo, the HTTP response, the Redis reply).",
+	"first_byte":       "Request written to the first byte of the answer.",
+	"tls_handshake":    "Established to TLS handshake complete.",
 }
 
 // Palette: readable on white, distinguishable for the common colour-vision deficiencies.

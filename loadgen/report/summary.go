@@ -139,6 +139,9 @@ func (t *TargetStats) Add(o *TargetStats) {
 	t.BytesOut += o.BytesOut
 	t.IdleClosed += o.IdleClosed
 	t.Rejected += o.Rejected
+	t.Requests += o.Requests
+	t.TLSHandshakes += o.TLSHandshakes
+	t.TLSFailed += o.TLSFailed
 	t.Processes += max(o.Processes, 1)
 }
 
@@ -160,6 +163,11 @@ type TargetStats struct {
 	IdleClosed uint64 `json:"idle_closed"`
 	// Rejected counts connections reset at once for being over target.builtin.max_conns.
 	Rejected uint64 `json:"rejected,omitempty"`
+	// Requests counts the HTTP requests the http mode answered; TLSHandshakes and TLSFailed the
+	// handshakes it completed and those that failed.
+	Requests      uint64 `json:"requests,omitempty"`
+	TLSHandshakes uint64 `json:"tls_handshakes,omitempty"`
+	TLSFailed     uint64 `json:"tls_failed,omitempty"`
 	// Processes is how many target processes shared the listeners; Peak is then the sum of their
 	// peaks, an upper bound of the true combined peak.
 	Processes int `json:"processes,omitempty"`

@@ -60,7 +60,7 @@ func recordRun(t *testing.T) (total *metrics.Snapshot, stages []*metrics.Snapsho
 
 	a.Attempt()
 	a.Connected(metrics.Timing{Lag: 200 * time.Microsecond, Connect: 300 * time.Microsecond, Intended: true})
-	a.Exchanged(150*time.Microsecond, 64, 64)
+	a.Exchanged(-1, 150*time.Microsecond, 64, 64)
 	b.Attempt()
 	b.Connected(metrics.Timing{Lag: 5 * time.Millisecond, Connect: time.Millisecond, Intended: true})
 	c.Attempt()
