@@ -128,8 +128,8 @@ type engine struct {
 
 	exchange *proto.Exchange
 	readers  sync.Pool
-	limiter ratelimit.Limiter
-	wg      sync.WaitGroup
+	limiter  ratelimit.Limiter
+	wg       sync.WaitGroup
 }
 
 // Run runs the shard until its schedule ends or ctx is cancelled, then drains, and returns the
