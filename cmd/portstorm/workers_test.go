@@ -163,3 +163,30 @@ output: {interval: 200ms}
 		t.Errorf("stderr does not name the dead worker:\n%s", stderr.String())
 	}
 }
+
+// TestProcessesSpeakTLSAndHTTP: with worker processes and target processes, HTTP over TLS still
+// works end to end: every target process serves the run's one certificate, and every worker trusts
+// it (and sends the same Host).
+func TestProcessesSpeakTLSAndHTTP(t *testing.T) {
+	bin := buildPortstorm(t)
+	dir := filepath.Join(t.TempDir(), "r")
+	out, err := exec.Command(bin, "run", "../../configs/http.yaml", "-q", "--out", dir,
+		"--set", "target.builtin.tls=true", "--set", "target.builtin.processes=2", "--set", "load.workers=2",
+		"--set", "load.stages=[{duration: 1s, target: 40}]").CombinedOutput()
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	s := readSummary(t, dir)
+	checkConservation(t, s)
+	c := s.Connections
+	if c.Established == 0 || c.Failed != 0 || s.Outcomes["ok"] != c.Established || s.Workers != 2 {
+		t.Fatalf("connections %+v, outcomes %v (examples %v), workers %d\n%s", c, s.Outcomes, s.Examples, s.Workers, out)
+	}
+	if tg := s.Target; tg == nil || tg.Processes != 2 || tg.TLSHandshakes != c.Established || tg.TLSFailed != 0 ||
+		tg.Requests != uint64(s.Latency["rtt"].Count) {
+		t.Errorf("target %+v; %d connections, %d answers timed", tg, c.Established, s.Latency["rtt"].Count)
+	}
+	if h := s.Latency["tls_handshake"]; h.Count != int64(c.Established) {
+		t.Errorf("tls_handshake %+v for %d connections", h, c.Established)
+	}
+}

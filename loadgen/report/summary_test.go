@@ -30,12 +30,13 @@ func reset() error {
 	return &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
 }
 
-// outcomeNames are summary.json's outcome keys (design §7, plus canceled): users' scripts read them.
+// outcomeNames are summary.json's outcome keys (design §7, plus canceled, plus the answers of real
+// servers and TLS): users' scripts read them.
 var outcomeNames = []string{"ok", "EADDRNOTAVAIL", "EADDRINUSE", "ECONNREFUSED", "ETIMEDOUT", "ECONNRESET",
-	"EMFILE", "EOF", "echo_mismatch", "canceled", "other"}
+	"EMFILE", "EOF", "echo_mismatch", "status_mismatch", "reply_mismatch", "bad_response", "tls_handshake", "canceled", "other"}
 
 // latencyNames are summary.json's latency keys.
-var latencyNames = []string{"connect", "connect_intended", "schedule_lag", "rtt", "lifetime"}
+var latencyNames = []string{"connect", "connect_intended", "schedule_lag", "rtt", "lifetime", "first_byte", "tls_handshake"}
 
 func fixturePlan() *plan.Plan {
 	return &plan.Plan{
