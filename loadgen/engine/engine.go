@@ -123,6 +123,9 @@ type engine struct {
 	next atomic.Uint64
 
 	stopping chan struct{} // closed: start nothing new, end holds
+
+	parkMu sync.Mutex
+	parked *held // connections held idle, without a goroutine (a doubly linked list)
 	hardCtx  context.Context
 	hardStop context.CancelFunc
 
@@ -219,6 +222,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Interrupted = true
 	}
 	close(e.stopping)
+	e.unparkAll()
 	<-scheduleDone
 
 	drained := make(chan struct{})
@@ -285,7 +289,7 @@ func (e *engine) concurrency(start time.Time) {
 		old := int(target.Swap(int64(c)))
 		for i := min(old, c); i < max(old, c); i++ {
 			if i < len(slots) {
-				slots[i].poke()
+				e.poke(slots[i])
 			}
 		}
 		for len(slots) < c {
@@ -307,30 +311,39 @@ type slot struct {
 	id     int
 	wake   chan struct{}
 	target *atomic.Int64
+	held   atomic.Pointer[held] // the slot's connection while it is parked
 }
 
-func (s *slot) poke() {
+// poke tells slot s its target changed: its goroutine wakes, or its parked connection is ended
+// when the slot is no longer wanted.
+func (e *engine) poke(s *slot) {
 	select {
 	case s.wake <- struct{}{}:
 	default:
+	}
+	if h := s.held.Load(); h != nil && !s.wanted() {
+		e.unpark(h)
 	}
 }
 
 func (s *slot) wanted() bool { return int64(s.id) < s.target.Load() }
 
+// runSlot keeps slot s's connection alive while the slot is wanted. The slot's goroutine ends
+// while its connection is parked; the goroutine that takes it out of its hold carries on.
 func (e *engine) runSlot(s *slot) {
-	defer e.wg.Done()
 	for {
 		if !s.wanted() {
 			select {
 			case <-s.wake:
 				continue
 			case <-e.stopping:
+				e.wg.Done()
 				return
 			}
 		}
 		select {
 		case <-e.stopping:
+			e.wg.Done()
 			return
 		default:
 		}
@@ -339,6 +352,7 @@ func (e *engine) runSlot(s *slot) {
 			// The wait may have outlasted the schedule: start nothing once stopping.
 			select {
 			case <-e.stopping:
+				e.wg.Done()
 				return
 			default:
 			}
@@ -346,7 +360,12 @@ func (e *engine) runSlot(s *slot) {
 		id := e.next.Add(1)
 		sh := e.rec.Shard(id)
 		sh.Attempt()
-		e.connection(id, sh, time.Time{}, s)
+		if h := e.connection(id, sh, time.Time{}, s); h != nil {
+			// The slot's count in e.wg passes to the parked connection, then to the goroutine
+			// that finishes it and carries on here.
+			e.park(h, func() { e.runSlot(s) })
+			return
+		}
 	}
 }
 
@@ -391,15 +410,23 @@ func (e *engine) arrivals(start time.Time) {
 		sh.Attempt()
 		e.wg.Add(1)
 		go func() {
-			defer e.wg.Done()
-			e.connection(id, sh, intended, nil)
-			<-sem
+			done := func() {
+				<-sem
+				e.wg.Done()
+			}
+			if h := e.connection(id, sh, intended, nil); h != nil {
+				e.park(h, done)
+				return
+			}
+			done()
 		}()
 	}
 }
 
-// connection runs one lifecycle: connect, requests, hold, close. Every step has a deadline.
-func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s *slot) {
+// connection runs one lifecycle: connect, requests, hold, close. Every step has a deadline. When
+// the connection is to be held idle, it returns it unfinished, for the caller to park (held
+// connections have no goroutine); otherwise it returns nil, the connection ended and recorded.
+func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s *slot) *held {
 	dst := e.cfg.Destinations[id%uint64(len(e.cfg.Destinations))]
 	t0 := time.Now()
 	timing := metrics.Timing{Intended: !intended.IsZero()}
@@ -417,7 +444,7 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 			e.cfg.Ports.Failed(dst, err, t1)
 		}
 		sh.ConnectFailed(t1, timing, err)
-		return
+		return nil
 	}
 	var pc ports.Conn
 	if e.cfg.Ports != nil {
@@ -433,17 +460,43 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 		err = e.converse(conn, sh, s)
 		stop()
 	}
-	closeMode := e.cfg.Close
+	h := &held{conn: conn, dst: dst, pc: pc, sh: sh, s: s, t1: t1, err: err, closeMode: e.cfg.Close}
 	if err == errCut {
 		// The conversation ended early, so a target that closes after the last answer (the server
 		// side of close: server) will not: the client closes instead of waiting for its FIN.
-		err = nil
-		if closeMode == dial.CloseServer {
-			closeMode = dial.CloseFIN
+		h.err = nil
+		if h.closeMode == dial.CloseServer {
+			h.closeMode = dial.CloseFIN
 		}
-	} else if err == nil && e.cfg.Hold > 0 {
-		e.hold(e.cfg.Hold, s)
+	} else if err == nil && e.cfg.Hold > 0 && !e.cut(s) {
+		return h
 	}
+	e.finish(h)
+	return nil
+}
+
+// held is an established connection between its requests and its close: what finish needs.
+type held struct {
+	conn      net.Conn
+	dst       dial.Destination
+	pc        ports.Conn
+	sh        *metrics.Shard
+	s         *slot
+	t1        time.Time // established
+	err       error
+	closeMode dial.CloseMode
+
+	// While parked: the hold's timer, what runs once the connection ended, and its place in the
+	// engine's list of parked connections.
+	state      atomic.Int32 // 0 parked, 1 taken out (by the timer, a stop or the slot)
+	timer      *time.Timer
+	then       func()
+	prev, next *held
+}
+
+// finish closes a connection in its close mode (RST once the hard stop came) and records its end.
+func (e *engine) finish(h *held) {
+	conn, dst, err, closeMode := h.conn, h.dst, h.err, h.closeMode
 	var closeErr error
 	var local net.Addr
 	releaser, release := e.cfg.Dialer.(dial.Releaser)
@@ -468,12 +521,84 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 	}
 	if e.cfg.Ports != nil {
 		// The client holds TIME_WAIT when it sent the first FIN: fin and half, unless cut with RST.
-		e.cfg.Ports.Closed(pc, tc, t2, !hard && (closeMode == dial.CloseFIN || closeMode == dial.CloseHalf))
+		e.cfg.Ports.Closed(h.pc, tc, t2, !hard && (closeMode == dial.CloseFIN || closeMode == dial.CloseHalf))
 	}
 	if err != nil && e.hardCtx.Err() != nil {
 		err = fmt.Errorf("%w: %w", metrics.ErrCanceled, err)
 	}
-	sh.Closed(t2, t2.Sub(t1), err)
+	h.sh.Closed(t2, t2.Sub(h.t1), err)
+}
+
+// park holds h idle for the plan's hold without a goroutine: a runtime timer (or the stop, or
+// the slot no longer wanted) takes it out, and a new goroutine finishes it and runs then. With
+// tens of thousands of connections held, a goroutine each would cost its stack, several KiB.
+func (e *engine) park(h *held, then func()) {
+	h.then = then
+	if h.s != nil {
+		h.s.held.Store(h)
+	}
+	e.parkMu.Lock()
+	h.next = e.parked
+	if e.parked != nil {
+		e.parked.prev = h
+	}
+	e.parked = h
+	// AfterFunc runs its function on a goroutine of its own, which may finish h itself. The
+	// timer is set under the lock that takeOut reads it under.
+	h.timer = time.AfterFunc(e.cfg.Hold, func() { e.takeOut(h, false) })
+	e.parkMu.Unlock()
+	// A stop or a ramp-down that came before h was listed did not see it.
+	if e.cut(h.s) {
+		e.unpark(h)
+	}
+}
+
+// unpark takes h out of its hold, once, and finishes it on a goroutine of its own.
+func (e *engine) unpark(h *held) { e.takeOut(h, true) }
+
+// takeOut takes h out of its hold, once, and finishes it: on a new goroutine when spawn is set,
+// else on the caller's.
+func (e *engine) takeOut(h *held, spawn bool) {
+	if !h.state.CompareAndSwap(0, 1) {
+		return
+	}
+	e.parkMu.Lock()
+	h.timer.Stop()
+	if h.prev != nil {
+		h.prev.next = h.next
+	} else if e.parked == h {
+		e.parked = h.next
+	}
+	if h.next != nil {
+		h.next.prev = h.prev
+	}
+	h.prev, h.next = nil, nil
+	e.parkMu.Unlock()
+	if h.s != nil {
+		h.s.held.CompareAndSwap(h, nil)
+	}
+	if !spawn {
+		e.finish(h)
+		h.then()
+		return
+	}
+	go func() {
+		e.finish(h)
+		h.then()
+	}()
+}
+
+// unparkAll ends every hold: the run is stopping.
+func (e *engine) unparkAll() {
+	e.parkMu.Lock()
+	var all []*held
+	for h := e.parked; h != nil; h = h.next {
+		all = append(all, h)
+	}
+	e.parkMu.Unlock()
+	for _, h := range all {
+		e.unpark(h)
+	}
 }
 
 // errCut is converse's report that a stop (or a slot no longer wanted) ended the conversation

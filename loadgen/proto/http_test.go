@@ -254,7 +254,7 @@ func TestHTTPHostileServers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := Spec{Protocol: HTTP, HTTP: HTTPSpec{Host: "h", Method: tc.method}, MaxResponse: tc.max}
-			res, err, c := exchange(t, spec, scripted(t, []byte(tc.response)))
+			res, c, err := exchange(t, spec, scripted(t, []byte(tc.response)))
 			checkErr(t, err, tc.err)
 			if res.Status != tc.status || res.Closed != tc.closed {
 				t.Errorf("status %d closed %v, want %d %v", res.Status, res.Closed, tc.status, tc.closed)

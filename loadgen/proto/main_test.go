@@ -113,7 +113,7 @@ func echoServer(t testing.TB, mangle func([]byte)) string {
 }
 
 // exchange runs one exchange of spec on a fresh connection to addr.
-func exchange(t testing.TB, spec Spec, addr string) (Result, error, *meteredConn) {
+func exchange(t testing.TB, spec Spec, addr string) (Result, *meteredConn, error) {
 	t.Helper()
 	x, err := Compile(spec)
 	if err != nil {
@@ -123,7 +123,7 @@ func exchange(t testing.TB, spec Spec, addr string) (Result, error, *meteredConn
 	r := NewReader()
 	r.Reset(c)
 	res, err := x.Do(c, r)
-	return res, err, c
+	return res, c, err
 }
 
 // checkErr fails unless err is want (nil for success), telling them apart with errors.Is.

@@ -35,7 +35,7 @@ next:
 			case b[0] != '+' && b[0] != '-':
 				return nil, errLongLine
 			case top && b[0] == '-':
-				verdict = fmt.Errorf("%w: error reply %q...", ErrReply, clip(b[1:]))
+				verdict = fmt.Errorf("%w: error reply %q (clipped)", ErrReply, clip(b[1:]))
 			case top && x.redisExpect != nil:
 				verdict = fmt.Errorf("%w: simple string of more than %d bytes, want %q", ErrReply, BufferSize, clip(x.redisExpect))
 			}

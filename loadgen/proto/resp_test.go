@@ -87,7 +87,7 @@ func TestRedisReplies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := Spec{Protocol: Redis, Redis: RedisSpec{Command: []string{"PING"}, Expect: tc.expect}, MaxResponse: tc.max}
-			res, err, c := exchange(t, spec, scripted(t, []byte(tc.reply)))
+			res, c, err := exchange(t, spec, scripted(t, []byte(tc.reply)))
 			checkErr(t, err, tc.err)
 			max := tc.max
 			if max == 0 {
