@@ -124,8 +124,8 @@ type engine struct {
 
 	stopping chan struct{} // closed: start nothing new, end holds
 
-	parkMu sync.Mutex
-	parked *held // connections held idle, without a goroutine (a doubly linked list)
+	parkMu   sync.Mutex
+	parked   *held // connections held idle, without a goroutine (a doubly linked list)
 	hardCtx  context.Context
 	hardStop context.CancelFunc
 
