@@ -237,6 +237,7 @@ type Server struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+	holder *holder // sink and hold: connections kept without a goroutine each (nil: not used)
 
 	done      chan struct{} // closed by Close: interrupts accept back-offs
 	wg        sync.WaitGroup
@@ -366,6 +367,16 @@ func (s *Server) run(lns []net.Listener) {
 	for i, ln := range lns {
 		s.addrs[i] = ln.Addr().String()
 	}
+	// Sink and hold connections only read and wait: without TLS or a close of their own to run,
+	// they are held as bare descriptors by one holder goroutine (see holder). Where it cannot
+	// start, they get a goroutine each as the other modes do.
+	if (s.mode == ModeSink || s.mode == ModeHold) && s.tls == nil && !s.closeFirst {
+		if h, err := newHolder(s); err == nil {
+			s.holder = h
+			s.wg.Add(1)
+			go h.run()
+		}
+	}
 	s.wg.Add(len(lns))
 	for _, ln := range lns {
 		go s.acceptLoop(ln)
@@ -434,6 +445,9 @@ func (s *Server) Close() error {
 			c.Close()
 		}
 		s.mu.Unlock()
+		if s.holder != nil {
+			s.holder.stop()
+		}
 		close(s.done)
 		var errs []error
 		for _, ln := range s.listeners {
@@ -533,6 +547,24 @@ func (s *Server) handle(c net.Conn) {
 		s.mu.Unlock()
 		s.opened()
 		s.finish(c, false)
+		return
+	}
+	if s.holder != nil {
+		s.mu.Unlock()
+		s.opened()
+		if s.holder.add(c) {
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			s.finish(c, false)
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serve(c)
 		return
 	}
 	s.conns[c] = struct{}{}

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -124,10 +123,12 @@ type engine struct {
 
 	stopping chan struct{} // closed: start nothing new, end holds
 
-	parkMu   sync.Mutex
-	parked   *held // connections held idle, without a goroutine (a doubly linked list)
-	hardCtx  context.Context
-	hardStop context.CancelFunc
+	parkMu             sync.Mutex
+	parkHead, parkTail *held         // connections held idle, in the order their holds end
+	parkWake           chan struct{} // tells the reaper the list has a new head
+	epoch              time.Time     // the hold ends' time zero
+	hardCtx            context.Context
+	hardStop           context.CancelFunc
 
 	exchange *proto.Exchange
 	readers  sync.Pool
@@ -169,6 +170,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		cfg:      cfg,
 		rec:      metrics.NewRecorder(start, 4*runtime.GOMAXPROCS(0)),
 		stopping: make(chan struct{}),
+		parkWake: make(chan struct{}, 1),
+		epoch:    time.Now(),
 	}
 	e.hardCtx, e.hardStop = context.WithCancel(context.Background())
 	defer e.hardStop()
@@ -204,6 +207,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		e.collect(start, emit, finalCut)
 	}()
 
+	reaperDone := make(chan struct{})
+	go func() {
+		defer close(reaperDone)
+		e.reap()
+	}()
+
 	scheduleDone := make(chan struct{})
 	go func() {
 		defer close(scheduleDone)
@@ -224,6 +233,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	close(e.stopping)
 	e.unparkAll()
 	<-scheduleDone
+	<-reaperDone
 
 	drained := make(chan struct{})
 	go func() { e.wg.Wait(); close(drained) }()
@@ -460,145 +470,19 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 		err = e.converse(conn, sh, s)
 		stop()
 	}
-	h := &held{conn: conn, dst: dst, pc: pc, sh: sh, s: s, t1: t1, err: err, closeMode: e.cfg.Close}
+	h := &held{conn: conn, dst: uint32(id % uint64(len(e.cfg.Destinations))), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
 	if err == errCut {
 		// The conversation ended early, so a target that closes after the last answer (the server
 		// side of close: server) will not: the client closes instead of waiting for its FIN.
-		h.err = nil
+		err = nil
 		if h.closeMode == dial.CloseServer {
 			h.closeMode = dial.CloseFIN
 		}
 	} else if err == nil && e.cfg.Hold > 0 && !e.cut(s) {
 		return h
 	}
-	e.finish(h)
+	e.finish(h, err)
 	return nil
-}
-
-// held is an established connection between its requests and its close: what finish needs.
-type held struct {
-	conn      net.Conn
-	dst       dial.Destination
-	pc        ports.Conn
-	sh        *metrics.Shard
-	s         *slot
-	t1        time.Time // established
-	err       error
-	closeMode dial.CloseMode
-
-	// While parked: the hold's timer, what runs once the connection ended, and its place in the
-	// engine's list of parked connections.
-	state      atomic.Int32 // 0 parked, 1 taken out (by the timer, a stop or the slot)
-	timer      *time.Timer
-	then       func()
-	prev, next *held
-}
-
-// finish closes a connection in its close mode (RST once the hard stop came) and records its end.
-func (e *engine) finish(h *held) {
-	conn, dst, err, closeMode := h.conn, h.dst, h.err, h.closeMode
-	var closeErr error
-	var local net.Addr
-	releaser, release := e.cfg.Dialer.(dial.Releaser)
-	if release {
-		local = conn.LocalAddr()
-	}
-	hard := e.hardCtx.Err() != nil
-	tc := time.Now()
-	if hard {
-		closeErr = dial.Close(conn, dial.CloseRST, time.Time{})
-	} else {
-		closeErr = dial.Close(conn, closeMode, time.Now().Add(e.cfg.IOTimeout))
-	}
-	if err == nil {
-		err = closeErr
-	}
-	t2 := time.Now()
-	if release {
-		if ta, ok := local.(*net.TCPAddr); ok {
-			releaser.Release(dst, ta.AddrPort())
-		}
-	}
-	if e.cfg.Ports != nil {
-		// The client holds TIME_WAIT when it sent the first FIN: fin and half, unless cut with RST.
-		e.cfg.Ports.Closed(h.pc, tc, t2, !hard && (closeMode == dial.CloseFIN || closeMode == dial.CloseHalf))
-	}
-	if err != nil && e.hardCtx.Err() != nil {
-		err = fmt.Errorf("%w: %w", metrics.ErrCanceled, err)
-	}
-	h.sh.Closed(t2, t2.Sub(h.t1), err)
-}
-
-// park holds h idle for the plan's hold without a goroutine: a runtime timer (or the stop, or
-// the slot no longer wanted) takes it out, and a new goroutine finishes it and runs then. With
-// tens of thousands of connections held, a goroutine each would cost its stack, several KiB.
-func (e *engine) park(h *held, then func()) {
-	h.then = then
-	if h.s != nil {
-		h.s.held.Store(h)
-	}
-	e.parkMu.Lock()
-	h.next = e.parked
-	if e.parked != nil {
-		e.parked.prev = h
-	}
-	e.parked = h
-	// AfterFunc runs its function on a goroutine of its own, which may finish h itself. The
-	// timer is set under the lock that takeOut reads it under.
-	h.timer = time.AfterFunc(e.cfg.Hold, func() { e.takeOut(h, false) })
-	e.parkMu.Unlock()
-	// A stop or a ramp-down that came before h was listed did not see it.
-	if e.cut(h.s) {
-		e.unpark(h)
-	}
-}
-
-// unpark takes h out of its hold, once, and finishes it on a goroutine of its own.
-func (e *engine) unpark(h *held) { e.takeOut(h, true) }
-
-// takeOut takes h out of its hold, once, and finishes it: on a new goroutine when spawn is set,
-// else on the caller's.
-func (e *engine) takeOut(h *held, spawn bool) {
-	if !h.state.CompareAndSwap(0, 1) {
-		return
-	}
-	e.parkMu.Lock()
-	h.timer.Stop()
-	if h.prev != nil {
-		h.prev.next = h.next
-	} else if e.parked == h {
-		e.parked = h.next
-	}
-	if h.next != nil {
-		h.next.prev = h.prev
-	}
-	h.prev, h.next = nil, nil
-	e.parkMu.Unlock()
-	if h.s != nil {
-		h.s.held.CompareAndSwap(h, nil)
-	}
-	if !spawn {
-		e.finish(h)
-		h.then()
-		return
-	}
-	go func() {
-		e.finish(h)
-		h.then()
-	}()
-}
-
-// unparkAll ends every hold: the run is stopping.
-func (e *engine) unparkAll() {
-	e.parkMu.Lock()
-	var all []*held
-	for h := e.parked; h != nil; h = h.next {
-		all = append(all, h)
-	}
-	e.parkMu.Unlock()
-	for _, h := range all {
-		e.unpark(h)
-	}
 }
 
 // errCut is converse's report that a stop (or a slot no longer wanted) ended the conversation

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -188,5 +189,52 @@ func TestInterruptDrains(t *testing.T) {
 		if tot.Established != 50 || tot.Closed != 50 || tot.Outcomes[metrics.OK] != 50 {
 			t.Fatalf("established %d closed %d ok %d", tot.Established, tot.Closed, tot.Outcomes[metrics.OK])
 		}
+	})
+}
+
+// TestHoldsParked: held connections have no goroutine each; each hold lasts exactly
+// connection.hold (in virtual time), and a ramp-down ends the holds of the slots it removes at once.
+func TestHoldsParked(t *testing.T) {
+	t.Run("arrival, exact holds", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ramp := schedule.Ramp{Start: 100, Stages: []schedule.Stage{{Duration: 2 * time.Second, Target: 100}}}
+			most := 0
+			res := runSim(t, Config{Model: Arrival, Ramp: ramp, Dialer: &simDialer{}, Hold: 500 * time.Millisecond, MaxInFlight: 1000,
+				OnSnapshot: func(s *metrics.Snapshot) { most = max(most, runtime.NumGoroutine()) }})
+			tot := res.Total
+			if tot.Established != 200 || tot.Closed != 200 || tot.Outcomes[metrics.OK] != 200 {
+				t.Fatalf("established %d closed %d outcomes %v", tot.Established, tot.Closed, tot.Outcomes)
+			}
+			// The arrivals of the last 0.5 s (a quarter) have their holds cut by the end of the
+			// schedule; every other hold lasts 500 ms.
+			if l := tot.Hist[metrics.Lifetime]; l.ValueAtQuantile(30) < 499_000 || l.Max() > 501_000 {
+				t.Errorf("lifetimes p30 %d, max %d µs, want 500 ms but for the last quarter's", l.ValueAtQuantile(30), l.Max())
+			}
+			// About 50 connections are held at any moment; a goroutine each would show.
+			if most > 25 {
+				t.Errorf("%d goroutines with about 50 connections held", most)
+			}
+		})
+	})
+	t.Run("concurrency, ramp-down ends holds", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ramp := schedule.Ramp{Stages: []schedule.Stage{
+				{Duration: time.Second, Target: 100},
+				{Duration: time.Second, Target: 100},
+				{Duration: time.Second, Target: 0},
+			}}
+			res := runSim(t, Config{Model: Concurrency, Ramp: ramp, Dialer: &simDialer{}, Hold: time.Hour})
+			tot := res.Total
+			if tot.Established != 100 || tot.Closed != 100 || tot.Outcomes[metrics.OK] != 100 {
+				t.Fatalf("established %d closed %d outcomes %v", tot.Established, tot.Closed, tot.Outcomes)
+			}
+			// Slot i opened at i/100 s and is removed at 2 + (1 - i/100) s of the ramp-down.
+			if l := tot.Hist[metrics.Lifetime]; l.Max() > 3_001_000 || l.Min() < 1_000_000 {
+				t.Errorf("lifetimes %d to %d µs, want each ended by its slot's removal", l.Min(), l.Max())
+			}
+			if d := res.End.Sub(res.Start); d > 3*time.Second+time.Millisecond {
+				t.Errorf("run took %v", d)
+			}
+		})
 	})
 }

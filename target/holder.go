@@ -1,0 +1,190 @@
+package target
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// holder keeps the connections of the sink and hold modes as bare descriptors in an epoll set of
+// its own, served by one goroutine: no goroutine, stack or runtime poller entry per connection,
+// so that tens of thousands of idle connections cost the target little more than their kernel
+// sockets. It reads (and discards) what clients send, notices their close, and closes those
+// silent for the idle timeout.
+type holder struct {
+	s     *Server
+	epfd  int
+	wake  int // eventfd: Close's signal to the loop
+	start time.Time
+	sweep time.Duration // how often silent connections are looked for
+
+	mu   sync.Mutex
+	last map[int32]time.Duration // descriptor -> its last activity, since start
+	shut bool
+}
+
+func newHolder(s *Server) (*holder, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
+		unix.Close(wake)
+		unix.Close(epfd)
+		return nil, err
+	}
+	// An idle connection is closed between idle and idle + sweep.
+	sweep := min(max(s.idle/20, 5*time.Millisecond), time.Second)
+	return &holder{s: s, epfd: epfd, wake: wake, start: time.Now(), sweep: sweep, last: make(map[int32]time.Duration)}, nil
+}
+
+// add takes c over: its descriptor is duplicated into the holder's set and c itself closed (the
+// socket stays open through the duplicate). It reports false when it could not, and c is then
+// untouched, for the caller to serve another way.
+func (h *holder) add(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fd := -1
+	if err := rc.Control(func(orig uintptr) {
+		fd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil || fd < 0 {
+		return false
+	}
+	// Under mu, so that shutdown (which closes the set) cannot come between the two.
+	h.mu.Lock()
+	if h.shut {
+		h.mu.Unlock()
+		unix.Close(fd)
+		return false
+	}
+	// Edge-triggered: the loop reads until EAGAIN. Adding a descriptor that already has data (or
+	// the peer's FIN) queued reports it at once.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
+	if err := unix.EpollCtl(h.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		h.mu.Unlock()
+		unix.Close(fd)
+		return false
+	}
+	h.last[int32(fd)] = time.Since(h.start)
+	h.mu.Unlock()
+	c.Close() // the duplicate keeps the connection; this only drops Go's poller entry
+	return true
+}
+
+// run serves the set until stop, then closes every connection still held.
+func (h *holder) run() {
+	defer h.s.wg.Done()
+	events := make([]unix.EpollEvent, 256)
+	buf := make([]byte, 64<<10)
+	lastSweep := time.Duration(0)
+	for {
+		n, err := unix.EpollWait(h.epfd, events, int(h.sweep/time.Millisecond))
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			n = 0
+		}
+		now := time.Since(h.start)
+		for _, ev := range events[:max(n, 0)] {
+			if int(ev.Fd) == h.wake {
+				h.shutdown()
+				return
+			}
+			h.drain(int(ev.Fd), buf, now)
+		}
+		if now-lastSweep >= h.sweep {
+			lastSweep = now
+			h.closeIdle(now)
+		}
+	}
+}
+
+// drain reads what fd holds until EAGAIN; the end of the stream or an error closes it.
+func (h *holder) drain(fd int, buf []byte, now time.Duration) {
+	for {
+		n, err := unix.Read(fd, buf)
+		switch {
+		case n > 0:
+			h.s.bytesIn.Add(uint64(n))
+			h.mu.Lock()
+			if _, ok := h.last[int32(fd)]; ok {
+				h.last[int32(fd)] = now
+			}
+			h.mu.Unlock()
+			continue
+		case err == unix.EAGAIN:
+			return
+		case err == unix.EINTR:
+			continue
+		}
+		// n == 0: the client closed; or an error (a reset): either way the connection is over.
+		h.release(fd, false)
+		return
+	}
+}
+
+// closeIdle closes the connections silent for the idle timeout.
+func (h *holder) closeIdle(now time.Duration) {
+	var idle []int32
+	h.mu.Lock()
+	for fd, last := range h.last {
+		if now-last >= h.s.idle {
+			idle = append(idle, fd)
+		}
+	}
+	h.mu.Unlock()
+	for _, fd := range idle {
+		h.release(int(fd), true)
+	}
+}
+
+// release counts fd closed, then closes it (a client that has seen the close finds it counted).
+func (h *holder) release(fd int, idle bool) {
+	h.mu.Lock()
+	_, ok := h.last[int32(fd)]
+	delete(h.last, int32(fd))
+	h.mu.Unlock()
+	if !ok {
+		return
+	}
+	h.s.active.Add(-1)
+	h.s.closedConns.Add(1)
+	if idle {
+		h.s.idleClosed.Add(1)
+	}
+	unix.Close(fd) // closing also takes it out of the epoll set
+}
+
+// stop asks the loop to end; run then closes what it holds.
+func (h *holder) stop() {
+	var one = [8]byte{1}
+	unix.Write(h.wake, one[:])
+}
+
+func (h *holder) shutdown() {
+	h.mu.Lock()
+	h.shut = true
+	fds := make([]int32, 0, len(h.last))
+	for fd := range h.last {
+		fds = append(fds, fd)
+	}
+	h.mu.Unlock()
+	for _, fd := range fds {
+		h.release(int(fd), false)
+	}
+	unix.Close(h.wake)
+	unix.Close(h.epfd)
+}
