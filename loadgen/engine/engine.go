@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,9 +125,10 @@ type engine struct {
 	stopping chan struct{} // closed: start nothing new, end holds
 
 	parkMu             sync.Mutex
-	parkHead, parkTail *held         // connections held idle, in the order their holds end
-	parkWake           chan struct{} // tells the reaper the list has a new head
-	epoch              time.Time     // the hold ends' time zero
+	parkHead, parkTail *held          // connections held idle, in the order their holds end
+	parkWake           chan struct{}  // tells the reaper the list has a new head
+	epoch              time.Time      // the hold ends' time zero
+	bg                 sync.WaitGroup // housekeeping goroutines (see plateauStarts)
 	hardCtx            context.Context
 	hardStop           context.CancelFunc
 
@@ -251,8 +253,24 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	close(finalCut)
 	<-collectorDone
+	e.bg.Wait()
 	res.End = time.Now()
 	return res, totalErr
+}
+
+// plateauStarts reports whether the stage beginning at boundary b keeps the concurrency of held
+// connections flat: the moment after a ramp when holding begins.
+func (e *engine) plateauStarts(b time.Duration, bounds []time.Duration) bool {
+	if e.cfg.Model != Concurrency || e.cfg.Hold <= 0 {
+		return false
+	}
+	stages := e.cfg.Ramp.Stages
+	for i, end := range bounds {
+		if end == b && i+1 < len(stages) {
+			return stages[i+1].Target == stages[i].Target && stages[i].Target > 0
+		}
+	}
+	return false
 }
 
 // collect cuts a snapshot every interval and at every stage boundary, then a last one on finalCut.
@@ -273,6 +291,16 @@ func (e *engine) collect(start time.Time, emit func(*metrics.Snapshot), finalCut
 		select {
 		case <-t.C:
 			emit(e.rec.Cut(start.Add(next), e.cfg.Ramp.Stage(last)))
+			if e.plateauStarts(next, bounds) {
+				// Connections are held through a plateau: the ramp's dial garbage would otherwise
+				// stay resident until the next collection, which nothing triggers while nothing
+				// allocates. Collect it now and give its memory back.
+				e.bg.Add(1)
+				go func() {
+					defer e.bg.Done()
+					debug.FreeOSMemory()
+				}()
+			}
 			last = next
 		case <-finalCut:
 			now := time.Now()

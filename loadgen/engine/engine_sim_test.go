@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -237,4 +238,39 @@ func TestHoldsParked(t *testing.T) {
 			}
 		})
 	})
+}
+
+func TestPlateauStarts(t *testing.T) {
+	ramp := schedule.Ramp{Stages: []schedule.Stage{
+		{Duration: time.Second, Target: 100}, // ramp up
+		{Duration: time.Second, Target: 100}, // plateau: starts at 1 s
+		{Duration: time.Second, Target: 300}, // ramp
+		{Duration: time.Second, Target: 300}, // plateau: starts at 3 s
+		{Duration: time.Second, Target: 0},
+		{Duration: time.Second, Target: 0}, // nothing held
+	}}
+	bounds := ramp.Boundaries()
+	for _, tt := range []struct {
+		name  string
+		model Model
+		hold  time.Duration
+		want  []time.Duration
+	}{
+		{"held plateaus", Concurrency, time.Minute, []time.Duration{time.Second, 3 * time.Second}},
+		{"nothing held", Concurrency, 0, nil},
+		{"arrival model", Arrival, time.Minute, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &engine{cfg: Config{Model: tt.model, Hold: tt.hold, Ramp: ramp}}
+			var got []time.Duration
+			for _, b := range bounds {
+				if e.plateauStarts(b, bounds) {
+					got = append(got, b)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("plateaus start at %v, want %v", got, tt.want)
+			}
+		})
+	}
 }
