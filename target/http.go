@@ -189,7 +189,7 @@ func (f *fields) parse(line []byte) (status int) {
 	if colon <= 0 || !isToken(line[:colon]) {
 		return 400
 	}
-	name, value := line[:colon], trimOWS(line[colon+1:])
+	name, value := line[:colon], bytes.Trim(line[colon+1:], ows)
 	for _, c := range value {
 		if c < ' ' && c != '\t' || c == 0x7f {
 			return 400 // RFC 9110 section 5.5: CR, LF and NUL are never valid in a field value
@@ -216,7 +216,7 @@ func (f *fields) parse(line []byte) (status int) {
 			} else {
 				value = nil
 			}
-			opt = trimOWS(opt)
+			opt = bytes.Trim(opt, ows)
 			f.close = f.close || equalFoldASCII(opt, "close")
 			f.keepAlive = f.keepAlive || equalFoldASCII(opt, "keep-alive")
 		}
@@ -278,17 +278,6 @@ func methodPrefix(b []byte) bool {
 func trimCR(b []byte) []byte {
 	if len(b) > 0 && b[len(b)-1] == '\r' {
 		return b[:len(b)-1]
-	}
-	return b
-}
-
-// trimOWS trims spaces and tabs at both ends (RFC 9110 section 5.6.3).
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
 	}
 	return b
 }
@@ -527,3 +516,7 @@ func boolIndex(b bool) int {
 	}
 	return 0
 }
+
+// ows is the optional whitespace around HTTP field values and list elements (RFC 9110 section
+// 5.6.3): spaces and tabs.
+const ows = " \t"

@@ -145,7 +145,7 @@ func (r *Reader) headers(f *framing) error {
 			continue
 		}
 		if framingHeader {
-			if err := f.add(name, trimOWS(b[colon+1:])); err != nil {
+			if err := f.add(name, bytes.Trim(b[colon+1:], ows)); err != nil {
 				return err
 			}
 		}
@@ -200,9 +200,9 @@ func (f *framing) add(name, value []byte) error {
 // nextElem splits the first element off a comma-separated list, trimming its whitespace.
 func nextElem(v []byte) (elem, rest []byte) {
 	if i := bytes.IndexByte(v, ','); i >= 0 {
-		return trimOWS(v[:i]), v[i+1:]
+		return bytes.Trim(v[:i], ows), v[i+1:]
 	}
-	return trimOWS(v), nil
+	return bytes.Trim(v, ows), nil
 }
 
 // chunked discards a chunked body (RFC 9112 §7.1) and its trailer section.
@@ -251,7 +251,7 @@ func chunkSize(b []byte) (int64, error) {
 		}
 		n = n<<4 | uint64(d)
 	}
-	rest := trimOWS(b[i:])
+	rest := bytes.Trim(b[i:], ows)
 	if i == 0 || len(rest) > 0 && rest[0] != ';' {
 		return 0, fmt.Errorf("%w: chunk size %q", ErrMalformed, clip(b))
 	}
@@ -326,17 +326,6 @@ func equalFold(b []byte, lower string) bool {
 	return true
 }
 
-// trimOWS drops the optional whitespace (SP, HTAB) around a field value.
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
 // clip shortens what an error message quotes from a response.
 func clip(b []byte) []byte {
 	if len(b) > 64 {
@@ -344,3 +333,7 @@ func clip(b []byte) []byte {
 	}
 	return b
 }
+
+// ows is the optional whitespace around HTTP field values and list elements (RFC 9110 section
+// 5.6.3): spaces and tabs.
+const ows = " \t"
