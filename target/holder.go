@@ -3,6 +3,7 @@ package target
 import (
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -65,11 +66,20 @@ func (h *holder) add(c net.Conn) bool {
 	}); err != nil || fd < 0 {
 		return false
 	}
+	if !h.addFD(fd) {
+		unix.Close(fd)
+		return false
+	}
+	c.Close() // the duplicate keeps the connection; this only drops Go's poller entry
+	return true
+}
+
+// addFD takes a connected, non-blocking descriptor into the set; on false the caller still owns it.
+func (h *holder) addFD(fd int) bool {
 	// Under mu, so that shutdown (which closes the set) cannot come between the two.
 	h.mu.Lock()
 	if h.shut {
 		h.mu.Unlock()
-		unix.Close(fd)
 		return false
 	}
 	// Edge-triggered: the loop reads until EAGAIN. Adding a descriptor that already has data (or
@@ -77,12 +87,10 @@ func (h *holder) add(c net.Conn) bool {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
 	if err := unix.EpollCtl(h.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		h.mu.Unlock()
-		unix.Close(fd)
 		return false
 	}
 	h.last[int32(fd)] = time.Since(h.start)
 	h.mu.Unlock()
-	c.Close() // the duplicate keeps the connection; this only drops Go's poller entry
 	return true
 }
 
@@ -187,4 +195,73 @@ func (h *holder) shutdown() {
 	}
 	unix.Close(h.wake)
 	unix.Close(h.epfd)
+}
+
+// acceptRaw serves listener ln for the holder: blocking accept4 on a duplicate of its descriptor,
+// outside Go's poller, each connection straight into the set (accept4, epoll_ctl: two system calls,
+// where the poller's Accept makes five or more, then the holder's dup and close). Close wakes it
+// with shutdown(SHUT_RD). It reports false, having served nothing, when it cannot start; the
+// caller then runs the ordinary accept loop.
+func (h *holder) acceptRaw(ln net.Listener) bool {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return false
+	}
+	rc, err := tl.SyscallConn()
+	if err != nil {
+		return false
+	}
+	lfd := -1
+	if err := rc.Control(func(orig uintptr) {
+		lfd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil || lfd < 0 {
+		return false
+	}
+	s := h.s
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		unix.Close(lfd)
+		return true
+	}
+	s.rawListeners = append(s.rawListeners, lfd)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.rawListeners = slices.DeleteFunc(s.rawListeners, func(fd int) bool { return fd == lfd })
+		s.mu.Unlock()
+		unix.Close(lfd)
+	}()
+	// The duplicate shares the listener's open file, which Go made non-blocking: accept4 on it
+	// would return EAGAIN at once. Polling it with a timeout keeps the call bounded; shutdown
+	// (from Close) makes it readable and accept4 fail with EINVAL.
+	var backoff time.Duration
+	fds := []unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}
+	for {
+		fd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		switch {
+		case err == nil:
+			backoff = 0
+			s.handleFD(fd)
+			continue
+		case err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED:
+			if _, err := unix.Poll(fds, 1000); err != nil && err != unix.EINTR {
+				return true
+			}
+		case err == unix.EINVAL || err == unix.EBADF:
+			return true // shut down by Close
+		default:
+			// EMFILE, ENFILE, ENOBUFS...: a client must not stop the target by making accept fail.
+			s.acceptErrors.Add(1)
+			backoff = nextBackoff(backoff)
+			if !s.pause(backoff) {
+				return true
+			}
+		}
+		select {
+		case <-s.done:
+			return true
+		default:
+		}
+	}
 }

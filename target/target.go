@@ -238,6 +238,8 @@ type Server struct {
 	conns  map[net.Conn]struct{}
 	closed bool
 	holder *holder // sink and hold: connections kept without a goroutine each (nil: not used)
+	// rawListeners are the holder's duplicates of the listeners, which Close shuts down.
+	rawListeners []int
 
 	done      chan struct{} // closed by Close: interrupts accept back-offs
 	wg        sync.WaitGroup
@@ -444,6 +446,11 @@ func (s *Server) Close() error {
 		for c := range s.conns {
 			c.Close()
 		}
+		// Wakes the holder's raw accept loops (accept4 then fails with EINVAL). Under mu: a loop
+		// leaving takes its descriptor out of the list under mu before closing it.
+		for _, fd := range s.rawListeners {
+			unix.Shutdown(fd, unix.SHUT_RD)
+		}
 		s.mu.Unlock()
 		if s.holder != nil {
 			s.holder.stop()
@@ -475,6 +482,9 @@ func nextBackoff(d time.Duration) time.Duration {
 
 func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
+	if s.holder != nil && s.holder.acceptRaw(ln) {
+		return
+	}
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -572,6 +582,24 @@ func (s *Server) handle(c net.Conn) {
 	s.mu.Unlock()
 	s.opened()
 	go s.serve(c)
+}
+
+// handleFD deals with a connection accepted by the holder's raw accept loop: the cap, then into
+// the holder's set.
+func (s *Server) handleFD(fd int) {
+	if s.maxConns > 0 && s.active.Load() >= s.maxConns {
+		s.rejected.Add(1)
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		unix.Close(fd)
+		return
+	}
+	s.opened()
+	if !s.holder.addFD(fd) {
+		// The server is closing: count it closed, then close it.
+		s.active.Add(-1)
+		s.closedConns.Add(1)
+		unix.Close(fd)
+	}
 }
 
 func (s *Server) opened() {

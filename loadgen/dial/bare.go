@@ -1,9 +1,12 @@
 package dial
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -66,4 +69,88 @@ func (b Bare) Close(mode CloseMode) error {
 		return &net.OpError{Op: "close", Net: "tcp", Err: os.NewSyscallError("close", err)}
 	}
 	return nil
+}
+
+// DialBare connects to dst by the strategy, as Dial does, on a blocking socket of its own
+// outside Go's poller, and returns the connection bare. On loopback the whole handshake runs
+// inside connect() (the SYN-ACK is processed in the same system call), so a blocking connect costs
+// one system call where the poller's non-blocking one costs an EINPROGRESS, two epoll_ctl, a
+// wake-up, SO_ERROR and the addresses: the difference between a storm at the kernel's pace and
+// one at a third of it. For loopback destinations only: the connect timeout is SO_SNDTIMEO, and
+// ctx is checked before the call, not during it.
+func (d *Ports) DialBare(ctx context.Context, dst Destination) (Bare, error) {
+	if err := ctx.Err(); err != nil {
+		return Bare{}, err
+	}
+	if !IsLoopback(dst.AddrPort.Addr()) {
+		return Bare{}, fmt.Errorf("dial: a bare dial is for loopback destinations, not %s", dst.addr)
+	}
+	a := d.attempts.Get().(*attempt)
+	defer d.attempts.Put(a)
+	a.src = dst.Source
+	a.v6 = dst.AddrPort.Addr().Is6()
+	a.port, a.err = 0, nil
+	if d.explicit != nil {
+		p, ok := d.explicit.pick(dst)
+		if !ok {
+			return Bare{}, opError(dst, SyscallPicker, syscall.EADDRNOTAVAIL)
+		}
+		a.port = p
+	}
+	b, err := a.dialBare(dst)
+	if err != nil && a.port != 0 {
+		d.explicit.release(dst, a.port)
+	}
+	return b, err
+}
+
+func (a *attempt) dialBare(dst Destination) (Bare, error) {
+	family := unix.AF_INET
+	if a.v6 {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return Bare{}, opError(dst, "socket", err)
+	}
+	fail := func(call string, err error) (Bare, error) {
+		unix.Close(fd)
+		return Bare{}, opError(dst, call, err)
+	}
+	if a.d.o.Strategy != StrategyKernel || a.src.IsValid() {
+		a.setup(uintptr(fd))
+		if a.err != nil {
+			unix.Close(fd)
+			return Bare{}, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(dst.AddrPort), Err: a.err}
+		}
+	}
+	tv := unix.NsecToTimeval(a.d.o.ConnectTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		return fail("setsockopt", err)
+	}
+	var sa unix.Sockaddr
+	if a.v6 {
+		sa = &unix.SockaddrInet6{Port: int(dst.AddrPort.Port()), Addr: dst.AddrPort.Addr().As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Port: int(dst.AddrPort.Port()), Addr: dst.AddrPort.Addr().Unmap().As4()}
+	}
+	for {
+		err = unix.Connect(fd, sa)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	switch {
+	case err == unix.EINPROGRESS:
+		// A blocking connect that outlasted SO_SNDTIMEO (socket(7)).
+		return fail("connect", unix.ETIMEDOUT)
+	case err != nil:
+		return fail("connect", err)
+	}
+	return Bare{fd: int32(fd)}, nil
+}
+
+// opError shapes a failed system call as the net package does, so outcomes classify it alike.
+func opError(dst Destination, call string, err error) error {
+	return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(dst.AddrPort), Err: os.NewSyscallError(call, err)}
 }

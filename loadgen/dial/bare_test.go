@@ -1,9 +1,11 @@
 package dial
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"testing"
@@ -58,5 +60,75 @@ func TestBare(t *testing.T) {
 	}
 	if _, ok := Detach(&net.UnixConn{}); ok {
 		t.Error("a Unix connection was detached")
+	}
+}
+
+// TestDialBare: the bare dial connects by the strategy on loopback, fails as Dial does, and
+// refuses destinations outside loopback.
+func TestDialBare(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	open := NewDestination(ln.Addr().(*net.TCPAddr).AddrPort())
+	closed := func() Destination { // a port nothing listens on
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return NewDestination(l.Addr().(*net.TCPAddr).AddrPort())
+	}()
+	tests := []struct {
+		name     string
+		o        Options
+		dst      Destination
+		wantErr  error
+		wantPort func(uint16) bool
+	}{
+		{"kernel", Options{}, open, nil, func(p uint16) bool { return p > 0 }},
+		{"bind-no-port from 127.0.0.2", Options{Strategy: StrategyBindNoPort}, open.From(netip.MustParseAddr("127.0.0.2")), nil, func(p uint16) bool { return p > 0 }},
+		// A window below the host's ephemeral range, so that no other socket holds one of its ports.
+		{"explicit", Options{Strategy: StrategyExplicit, Window: Window{Lo: 21300, Hi: 21309}}, open, nil, func(p uint16) bool { return p >= 21300 && p <= 21309 }},
+		{"refused", Options{}, closed, syscall.ECONNREFUSED, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := New(tt.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := d.DialBare(context.Background(), tt.dst)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			peer, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			local := b.LocalAddr()
+			if want := peer.RemoteAddr().(*net.TCPAddr).AddrPort(); local.Port() != want.Port() || !tt.wantPort(local.Port()) {
+				t.Errorf("local %v, the peer sees %v", local, want)
+			}
+			if src := tt.dst.Source; src.IsValid() && local.Addr().Unmap() != src {
+				t.Errorf("source %v, want %v", local.Addr(), src)
+			}
+			if err := b.Close(CloseRST); err != nil {
+				t.Fatal(err)
+			}
+			d.Release(tt.dst, local)
+		})
+	}
+	d, _ := New(Options{})
+	if _, err := d.DialBare(context.Background(), NewDestination(netip.MustParseAddrPort("192.0.2.1:80"))); err == nil {
+		t.Error("a bare dial outside loopback was made")
 	}
 }

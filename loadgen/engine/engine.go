@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -132,6 +133,15 @@ type engine struct {
 	hardCtx            context.Context
 	hardStop           context.CancelFunc
 
+	// bareDialer, when set, dials connections that only connect, hold and close (no requests, no
+	// TLS, FIN or RST close) outside Go's poller; bareSlots bounds how many such blocking connects
+	// run at once, each taking an OS thread while it waits (a target dropping SYNs would otherwise
+	// have every in-flight connect pin one).
+	bareDialer interface {
+		DialBare(context.Context, dial.Destination) (dial.Bare, error)
+	}
+	bareSlots chan struct{}
+
 	exchange *proto.Exchange
 	readers  sync.Pool
 	limiter  ratelimit.Limiter
@@ -183,6 +193,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := e.initSend(); err != nil {
 		return nil, err
 	}
+	e.initBare()
 	if cfg.Model == Concurrency && cfg.MaxConnectRate > 0 {
 		// ratelimit wants an integer rate per period: express fractional rates per 1000 s.
 		r := int(cfg.MaxConnectRate*1000 + 0.5)
@@ -256,6 +267,29 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	e.bg.Wait()
 	res.End = time.Now()
 	return res, totalErr
+}
+
+// initBare picks the bare path for connections that only connect, hold and close.
+func (e *engine) initBare() {
+	bd, ok := e.cfg.Dialer.(interface {
+		DialBare(context.Context, dial.Destination) (dial.Bare, error)
+	})
+	if !ok || e.cfg.Send != nil || e.cfg.TLS != nil || (e.cfg.Close != dial.CloseFIN && e.cfg.Close != dial.CloseRST) {
+		return
+	}
+	e.bareDialer = bd
+	e.bareSlots = make(chan struct{}, 8*runtime.GOMAXPROCS(0))
+}
+
+// takeBareSlot reserves one of the blocking connects, without waiting: when all are taken (connects
+// are slow: the target is dropping SYNs), the connection goes through the poller instead.
+func (e *engine) takeBareSlot() bool {
+	select {
+	case e.bareSlots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
 }
 
 // plateauStarts reports whether the stage beginning at boundary b keeps the concurrency of held
@@ -471,7 +505,17 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 	if timing.Intended {
 		timing.Lag = t0.Sub(intended)
 	}
-	conn, err := e.cfg.Dialer.Dial(e.hardCtx, dst)
+	var conn net.Conn
+	var bare dial.Bare
+	isBare := false
+	var err error
+	if e.bareDialer != nil && dial.IsLoopback(dst.AddrPort.Addr()) && e.takeBareSlot() {
+		bare, err = e.bareDialer.DialBare(e.hardCtx, dst)
+		<-e.bareSlots
+		isBare = err == nil
+	} else {
+		conn, err = e.cfg.Dialer.Dial(e.hardCtx, dst)
+	}
 	t1 := time.Now()
 	timing.Connect = t1.Sub(t0)
 	if err != nil {
@@ -486,9 +530,24 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 	}
 	var pc ports.Conn
 	if e.cfg.Ports != nil {
-		pc = e.cfg.Ports.Opened(dst, conn.LocalAddr(), t0, timing.Connect)
+		var local net.Addr
+		if isBare {
+			local = net.TCPAddrFromAddrPort(bare.LocalAddr())
+		} else {
+			local = conn.LocalAddr()
+		}
+		pc = e.cfg.Ports.Opened(dst, local, t0, timing.Connect)
 	}
 	sh.Connected(timing)
+	if isBare {
+		// Nothing to say and nothing to hand-shake (bareDialer is set only then).
+		h := &held{bare: bare, dst: uint32(id % uint64(len(e.cfg.Destinations))), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
+		if e.cfg.Hold > 0 && !e.cut(s) {
+			return h
+		}
+		e.finish(h, nil)
+		return nil
+	}
 
 	if e.cfg.TLS != nil {
 		conn, err = e.handshake(conn, e.cfg.TLS[id%uint64(len(e.cfg.TLS))], sh)
