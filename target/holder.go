@@ -52,18 +52,8 @@ func newHolder(s *Server) (*holder, error) {
 // socket stays open through the duplicate). It reports false when it could not, and c is then
 // untouched, for the caller to serve another way.
 func (h *holder) add(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
+	fd, ok := dupFD(c)
 	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	fd := -1
-	if err := rc.Control(func(orig uintptr) {
-		fd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil || fd < 0 {
 		return false
 	}
 	if !h.addFD(fd) {
@@ -197,24 +187,14 @@ func (h *holder) shutdown() {
 	unix.Close(h.epfd)
 }
 
-// acceptRaw serves listener ln for the holder: blocking accept4 on a duplicate of its descriptor,
-// outside Go's poller, each connection straight into the set (accept4, epoll_ctl: two system calls,
-// where the poller's Accept makes five or more, then the holder's dup and close). Close wakes it
-// with shutdown(SHUT_RD). It reports false, having served nothing, when it cannot start; the
-// caller then runs the ordinary accept loop.
+// acceptRaw serves listener ln for the holder: accept4 on a duplicate of its descriptor, outside
+// Go's poller, each connection straight into the set (accept4, epoll_ctl: two system calls, where
+// the poller's Accept makes five or more, then the holder's dup and close); poll(2) waits when the
+// queue is empty. Close wakes it with shutdown(SHUT_RD). It reports false, having served nothing,
+// when it cannot start; the caller then runs the ordinary accept loop.
 func (h *holder) acceptRaw(ln net.Listener) bool {
-	tl, ok := ln.(*net.TCPListener)
+	lfd, ok := dupFD(ln)
 	if !ok {
-		return false
-	}
-	rc, err := tl.SyscallConn()
-	if err != nil {
-		return false
-	}
-	lfd := -1
-	if err := rc.Control(func(orig uintptr) {
-		lfd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil || lfd < 0 {
 		return false
 	}
 	s := h.s
@@ -264,4 +244,23 @@ func (h *holder) acceptRaw(ln net.Listener) bool {
 		default:
 		}
 	}
+}
+
+// dupFD duplicates the descriptor of a connection or listener (close-on-exec), or reports false.
+func dupFD(v any) (int, bool) {
+	sc, ok := v.(syscall.Conn)
+	if !ok {
+		return -1, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, false
+	}
+	fd := -1
+	if err := rc.Control(func(orig uintptr) {
+		fd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil || fd < 0 {
+		return -1, false
+	}
+	return fd, true
 }
