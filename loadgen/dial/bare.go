@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -134,20 +135,53 @@ func (a *attempt) dialBare(dst Destination) (Bare, error) {
 	} else {
 		sa = &unix.SockaddrInet4{Port: int(dst.AddrPort.Port()), Addr: dst.AddrPort.Addr().Unmap().As4()}
 	}
-	for {
-		err = unix.Connect(fd, sa)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	switch {
-	case err == unix.EINPROGRESS:
+	deadline := time.Now().Add(a.d.o.ConnectTimeout)
+	switch err = unix.Connect(fd, sa); err {
+	case nil:
+		return Bare{fd: int32(fd)}, nil
+	case unix.EINPROGRESS:
 		// A blocking connect that outlasted SO_SNDTIMEO (socket(7)).
 		return fail("connect", unix.ETIMEDOUT)
-	case err != nil:
+	case unix.EINTR:
+		// A signal (the Go runtime's preemption, SIGURG, among them) interrupted the wait; the
+		// handshake goes on, and connect() must not be called again (it would say EALREADY).
+		// Wait for it as a non-blocking connect is waited for: writable, then SO_ERROR.
+		if err := awaitConnect(fd, deadline); err != nil {
+			return fail("connect", err)
+		}
+		return Bare{fd: int32(fd)}, nil
+	default:
 		return fail("connect", err)
 	}
-	return Bare{fd: int32(fd)}, nil
+}
+
+// awaitConnect waits until fd's connect completes, or deadline; nil when it connected.
+func awaitConnect(fd int, deadline time.Time) error {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return unix.ETIMEDOUT
+		}
+		n, err := unix.Poll(pfd, int(left/time.Millisecond)+1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			continue // timed out: the next turn says so
+		}
+		soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return err
+		}
+		if soerr != 0 {
+			return unix.Errno(soerr)
+		}
+		return nil
+	}
 }
 
 // opError shapes a failed system call as the net package does, so outcomes classify it alike.

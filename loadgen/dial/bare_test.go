@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestBare: a detached connection keeps its socket and local address; it closes with FIN or RST.
@@ -130,5 +132,47 @@ func TestDialBare(t *testing.T) {
 	d, _ := New(Options{})
 	if _, err := d.DialBare(context.Background(), NewDestination(netip.MustParseAddrPort("192.0.2.1:80"))); err == nil {
 		t.Error("a bare dial outside loopback was made")
+	}
+}
+
+// TestAwaitConnect: the wait a bare dial falls back to when a signal interrupts its connect():
+// connected, refused, and out of time.
+func TestAwaitConnect(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	refused := func() int { // a port nothing listens on
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}()
+	for _, tt := range []struct {
+		name     string
+		port     int
+		deadline time.Duration
+		want     error
+	}{
+		{"connected", ln.Addr().(*net.TCPAddr).Port, time.Second, nil},
+		{"refused", refused, time.Second, syscall.ECONNREFUSED},
+		{"out of time", ln.Addr().(*net.TCPAddr).Port, -time.Second, syscall.ETIMEDOUT},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			if err := unix.Connect(fd, &unix.SockaddrInet4{Port: tt.port, Addr: [4]byte{127, 0, 0, 1}}); err != nil && err != unix.EINPROGRESS {
+				t.Fatal(err)
+			}
+			if err := awaitConnect(fd, time.Now().Add(tt.deadline)); !errors.Is(err, tt.want) && err != tt.want {
+				t.Errorf("awaitConnect: %v, want %v", err, tt.want)
+			}
+		})
 	}
 }
