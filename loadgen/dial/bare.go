@@ -72,6 +72,13 @@ func (b Bare) Close(mode CloseMode) error {
 	return nil
 }
 
+// BareDialer dials connections bare (Ports does, on loopback).
+type BareDialer interface {
+	DialBare(ctx context.Context, dst Destination) (Bare, error)
+}
+
+var _ BareDialer = (*Ports)(nil)
+
 // DialBare connects to dst by the strategy, as Dial does, on a blocking socket of its own
 // outside Go's poller, and returns the connection bare. On loopback the whole handshake runs
 // inside connect() (the SYN-ACK is processed in the same system call), so a blocking connect costs

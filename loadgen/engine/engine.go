@@ -137,10 +137,8 @@ type engine struct {
 	// TLS, FIN or RST close) outside Go's poller; bareSlots bounds how many such blocking connects
 	// run at once, each taking an OS thread while it waits (a target dropping SYNs would otherwise
 	// have every in-flight connect pin one).
-	bareDialer interface {
-		DialBare(context.Context, dial.Destination) (dial.Bare, error)
-	}
-	bareSlots chan struct{}
+	bareDialer dial.BareDialer
+	bareSlots  chan struct{}
 
 	exchange *proto.Exchange
 	readers  sync.Pool
@@ -271,9 +269,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 // initBare picks the bare path for connections that only connect, hold and close.
 func (e *engine) initBare() {
-	bd, ok := e.cfg.Dialer.(interface {
-		DialBare(context.Context, dial.Destination) (dial.Bare, error)
-	})
+	bd, ok := e.cfg.Dialer.(dial.BareDialer)
 	if !ok || e.cfg.Send != nil || e.cfg.TLS != nil || (e.cfg.Close != dial.CloseFIN && e.cfg.Close != dial.CloseRST) {
 		return
 	}
@@ -499,20 +495,21 @@ func (e *engine) arrivals(start time.Time) {
 // the connection is to be held idle, it returns it unfinished, for the caller to park (held
 // connections have no goroutine); otherwise it returns nil, the connection ended and recorded.
 func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s *slot) *held {
-	dst := e.cfg.Destinations[id%uint64(len(e.cfg.Destinations))]
+	di := id % uint64(len(e.cfg.Destinations))
+	dst := e.cfg.Destinations[di]
 	t0 := time.Now()
 	timing := metrics.Timing{Intended: !intended.IsZero()}
 	if timing.Intended {
 		timing.Lag = t0.Sub(intended)
 	}
+	// A bare connection (conn nil) has nothing to say and nothing to hand-shake: bareDialer is
+	// set only then.
 	var conn net.Conn
 	var bare dial.Bare
-	isBare := false
 	var err error
 	if e.bareDialer != nil && dial.IsLoopback(dst.AddrPort.Addr()) && e.takeBareSlot() {
 		bare, err = e.bareDialer.DialBare(e.hardCtx, dst)
 		<-e.bareSlots
-		isBare = err == nil
 	} else {
 		conn, err = e.cfg.Dialer.Dial(e.hardCtx, dst)
 	}
@@ -531,7 +528,7 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 	var pc ports.Conn
 	if e.cfg.Ports != nil {
 		var local net.Addr
-		if isBare {
+		if conn == nil {
 			local = net.TCPAddrFromAddrPort(bare.LocalAddr())
 		} else {
 			local = conn.LocalAddr()
@@ -539,25 +536,16 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 		pc = e.cfg.Ports.Opened(dst, local, t0, timing.Connect)
 	}
 	sh.Connected(timing)
-	if isBare {
-		// Nothing to say and nothing to hand-shake (bareDialer is set only then).
-		h := &held{bare: bare, dst: uint32(id % uint64(len(e.cfg.Destinations))), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
-		if e.cfg.Hold > 0 && !e.cut(s) {
-			return h
-		}
-		e.finish(h, nil)
-		return nil
-	}
 
 	if e.cfg.TLS != nil {
-		conn, err = e.handshake(conn, e.cfg.TLS[id%uint64(len(e.cfg.TLS))], sh)
+		conn, err = e.handshake(conn, e.cfg.TLS[di], sh)
 	}
 	if err == nil && e.cfg.Send != nil {
 		stop := context.AfterFunc(e.hardCtx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 		err = e.converse(conn, sh, s)
 		stop()
 	}
-	h := &held{conn: conn, dst: uint32(id % uint64(len(e.cfg.Destinations))), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
+	h := &held{conn: conn, bare: bare, dst: uint32(di), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
 	if err == errCut {
 		// The conversation ended early, so a target that closes after the last answer (the server
 		// side of close: server) will not: the client closes instead of waiting for its FIN.
