@@ -3,7 +3,7 @@ package target
 import (
 	"errors"
 	"net"
-	"slices"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -187,61 +187,64 @@ func (h *holder) shutdown() {
 	unix.Close(h.epfd)
 }
 
-// acceptRaw serves listener ln for the holder: accept4 on a duplicate of its descriptor, outside
-// Go's poller, each connection straight into the set (accept4, epoll_ctl: two system calls, where
-// the poller's Accept makes five or more, then the holder's dup and close); poll(2) waits when the
-// queue is empty. Close wakes it with shutdown(SHUT_RD). It reports false, having served nothing,
-// when it cannot start; the caller then runs the ordinary accept loop.
+// acceptRaw serves listener ln for the holder: accept4 in a loop until the queue is empty, each
+// connection handed to handleFD, then a wait in the runtime poller for the next. That is one
+// system call per connection where the poller's Accept makes several (accept4, the peer's address,
+// epoll_ctl, then the holder's dup and close), and x/sys/unix's Accept4 one more (a getsockopt
+// SO_PROTOCOL to decode a peer address nobody here reads); a burst of connections is taken in one
+// wake-up. It works on a duplicate of the listener's descriptor wrapped in an os.File, because a
+// net.Listener's RawConn cannot wait for reads (it returns EINVAL) and an os.File's can; Close
+// closes the duplicate, which wakes the wait. It reports false, having served nothing, when it
+// cannot start; the caller then runs the ordinary accept loop.
 func (h *holder) acceptRaw(ln net.Listener) bool {
 	lfd, ok := dupFD(ln)
 	if !ok {
+		return false
+	}
+	f := os.NewFile(uintptr(lfd), "listener")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
 		return false
 	}
 	s := h.s
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		unix.Close(lfd)
+		f.Close()
 		return true
 	}
-	s.rawListeners = append(s.rawListeners, lfd)
+	s.rawListeners = append(s.rawListeners, f)
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.rawListeners = slices.DeleteFunc(s.rawListeners, func(fd int) bool { return fd == lfd })
-		s.mu.Unlock()
-		unix.Close(lfd)
-	}()
-	// The duplicate shares the listener's open file, which Go made non-blocking: accept4 on it
-	// would return EAGAIN at once. Polling it with a timeout keeps the call bounded; shutdown
-	// (from Close) makes it readable and accept4 fail with EINVAL.
+	defer f.Close() // a second Close (from Server.Close) is harmless
+
+	var first [2048]byte // this loop's own: the early read (see handleFD)
 	var backoff time.Duration
-	fds := []unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}
 	for {
-		fd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		switch {
-		case err == nil:
-			backoff = 0
-			s.handleFD(fd)
-			continue
-		case err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED:
-			if _, err := unix.Poll(fds, 1000); err != nil && err != unix.EINTR {
-				return true
+		err := rc.Read(func(lfd uintptr) bool {
+			for {
+				fd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, lfd, 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+				switch errno {
+				case 0:
+					backoff = 0
+					s.handleFD(int(fd), first[:])
+				case unix.EAGAIN:
+					return false // empty: wait in the poller
+				case unix.EINTR, unix.ECONNABORTED:
+				default:
+					return true // an accept error: back off below
+				}
 			}
-		case err == unix.EINVAL || err == unix.EBADF:
-			return true // shut down by Close
-		default:
-			// EMFILE, ENFILE, ENOBUFS...: a client must not stop the target by making accept fail.
-			s.acceptErrors.Add(1)
-			backoff = nextBackoff(backoff)
-			if !s.pause(backoff) {
-				return true
-			}
+		})
+		if err != nil {
+			return true // closed: the server is closing
 		}
-		select {
-		case <-s.done:
+		// EMFILE, ENFILE, ENOBUFS...: a client must not stop the target by making accept fail,
+		// nor make it spin (the connection stays queued, so a retry fails again at once).
+		s.acceptErrors.Add(1)
+		backoff = nextBackoff(backoff)
+		if !s.pause(backoff) {
 			return true
-		default:
 		}
 	}
 }

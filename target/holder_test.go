@@ -2,6 +2,7 @@ package target
 
 import (
 	"io"
+	"net"
 	"runtime"
 	"testing"
 	"time"
@@ -78,6 +79,40 @@ func TestHolderNotUsed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if s := start(t, tt.cfg); s.holder != nil {
 				t.Errorf("a holder for %+v", tt.cfg)
+			}
+		})
+	}
+}
+
+// TestHolderStorm: connections that clients close (FIN or RST) as soon as they are connected,
+// as a connection storm does, are accepted in bursts by the raw accept loop, seen closed by the
+// early read and counted exactly; none is left open, no descriptor is left behind.
+func TestHolderStorm(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		rst  bool
+	}{{"fin", false}, {"rst", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			guardFDs(t)
+			s := start(t, Config{Mode: ModeSink, Listen: []string{"127.0.0.1:0", "127.0.0.1:0"}})
+			const n = 2000
+			var d net.Dialer
+			for i := range n {
+				c, err := d.Dial("tcp", s.Addrs()[i%2])
+				if err != nil {
+					t.Fatalf("dial %d: %v", i, err)
+				}
+				if tt.rst {
+					c.(*net.TCPConn).SetLinger(0)
+				}
+				c.Close()
+			}
+			waitFor(t, "every connection accepted and closed", func() bool {
+				st := s.Stats()
+				return st.Accepted == n && st.Closed == n
+			})
+			if st := s.Stats(); st.Active != 0 || st.AcceptErrors != 0 || st.IdleClosed != 0 {
+				t.Errorf("stats %+v, want none active, no accept errors, none idle", st)
 			}
 		})
 	}

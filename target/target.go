@@ -238,8 +238,9 @@ type Server struct {
 	conns  map[net.Conn]struct{}
 	closed bool
 	holder *holder // sink and hold: connections kept without a goroutine each (nil: not used)
-	// rawListeners are the holder's duplicates of the listeners, which Close shuts down.
-	rawListeners []int
+	// rawListeners are the holder's duplicates of the listeners (see acceptRaw), which Close
+	// closes: that wakes their accept loops and lets the listening sockets go.
+	rawListeners []*os.File
 
 	done      chan struct{} // closed by Close: interrupts accept back-offs
 	wg        sync.WaitGroup
@@ -446,10 +447,8 @@ func (s *Server) Close() error {
 		for c := range s.conns {
 			c.Close()
 		}
-		// Wakes the holder's raw accept loops (accept4 then fails with EINVAL). Under mu: a loop
-		// leaving takes its descriptor out of the list under mu before closing it.
-		for _, fd := range s.rawListeners {
-			unix.Shutdown(fd, unix.SHUT_RD)
+		for _, f := range s.rawListeners {
+			f.Close()
 		}
 		s.mu.Unlock()
 		if s.holder != nil {
@@ -584,9 +583,15 @@ func (s *Server) handle(c net.Conn) {
 	go s.serve(c)
 }
 
-// handleFD deals with a connection accepted by the holder's raw accept loop: the cap, then into
-// the holder's set.
-func (s *Server) handleFD(fd int) {
+// handleFD deals with a connection accepted by the holder's raw accept loop: the cap, then one
+// early read, then into the holder's set. In a connection storm the client has usually closed
+// (FIN or RST) before the target gets to accept: on loopback the client's connect() returns with
+// the handshake done, and its close() runs before this process is scheduled. The early read sees
+// that end at once and the connection is closed on the spot (accept4, read, close), never
+// entering the set: no epoll_ctl, no wake-up of the holder, no map entry. Without it the holder
+// goroutine falls behind the accept loops and the target's open descriptors climb to its limit.
+// buf is the accept loop's own.
+func (s *Server) handleFD(fd int, buf []byte) {
 	if s.maxConns > 0 && s.active.Load() >= s.maxConns {
 		s.rejected.Add(1)
 		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
@@ -594,6 +599,27 @@ func (s *Server) handleFD(fd int) {
 		return
 	}
 	s.opened()
+	for {
+		n, err := unix.Read(fd, buf)
+		if n > 0 {
+			s.bytesIn.Add(uint64(n))
+			if n == len(buf) {
+				break // more may be queued: the set's edge-triggered add reports it at once
+			}
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != unix.EAGAIN {
+			// n == 0: the client closed; or an error (a reset): the connection is over already.
+			s.active.Add(-1)
+			s.closedConns.Add(1)
+			unix.Close(fd)
+			return
+		}
+		break
+	}
 	if !s.holder.addFD(fd) {
 		// The server is closing: count it closed, then close it.
 		s.active.Add(-1)

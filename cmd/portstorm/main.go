@@ -5,13 +5,36 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
 func main() {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	os.Exit(Main(os.Args[1:], os.Environ(), os.Stdout, os.Stderr, sig))
+	stop := startProfile(os.Getenv("PORTSTORM_CPUPROFILE"))
+	code := Main(os.Args[1:], os.Environ(), os.Stdout, os.Stderr, sig)
+	stop()
+	os.Exit(code)
+}
+
+// startProfile writes a Go CPU profile of this process to path (PORTSTORM_CPUPROFILE, for
+// `go tool pprof`: where a run's time goes); nothing when path is empty. Worker and target
+// processes inherit the variable: each appends its PID to the name.
+func startProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid()))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "portstorm: PORTSTORM_CPUPROFILE: %v\n", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }

@@ -126,7 +126,7 @@ func TestDialBare(t *testing.T) {
 			if err := b.Close(CloseRST); err != nil {
 				t.Fatal(err)
 			}
-			d.Release(tt.dst, local)
+			d.Release(tt.dst, local.Port())
 		})
 	}
 	d, _ := New(Options{})

@@ -93,9 +93,9 @@ func Syscall(err error) string {
 }
 
 // Releaser is implemented by dialers that track the local ports they hand out (the explicit
-// strategy): the engine calls Release once the connection is closed.
+// strategy): the engine calls Release with the connection's local port once it is closed.
 type Releaser interface {
-	Release(dst Destination, local netip.AddrPort)
+	Release(dst Destination, port uint16)
 }
 
 // Options configure New. The zero value is the kernel strategy with a 3 s connect timeout.
@@ -186,9 +186,9 @@ func (d *Ports) Dial(ctx context.Context, dst Destination) (net.Conn, error) {
 }
 
 // Release returns an explicit pick to the window.
-func (d *Ports) Release(dst Destination, local netip.AddrPort) {
+func (d *Ports) Release(dst Destination, port uint16) {
 	if d.explicit != nil {
-		d.explicit.release(dst, local.Port())
+		d.explicit.release(dst, port)
 	}
 }
 

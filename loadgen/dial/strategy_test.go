@@ -191,7 +191,7 @@ func TestStrategiesShareOrNot(t *testing.T) {
 			}
 			if tt.o.Strategy == StrategyExplicit {
 				// RST: the listener never accepts, so a FIN would leave the 4-tuple in FIN_WAIT2.
-				d.Release(a, c1.LocalAddr().(*net.TCPAddr).AddrPort())
+				d.Release(a, c1.LocalAddr().(*net.TCPAddr).AddrPort().Port())
 				Close(c1, CloseRST, time.Time{})
 				c4, err := d.Dial(ctx, a)
 				if err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -83,7 +84,8 @@ type Config struct {
 	// connection runs a handshake after connect, timed as the tls_handshake latency.
 	TLS []*tls.Config
 	// Ports, when set, is told every connection's local port (from conn.LocalAddr(), no system
-	// call), its close, and every connect failure: the port observatory.
+	// call; one getsockname for a bare connection), its close, and every connect failure: the
+	// port observatory.
 	Ports *ports.Observatory
 }
 
@@ -526,13 +528,15 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 		return nil
 	}
 	var pc ports.Conn
-	if e.cfg.Ports != nil {
-		var local net.Addr
+	var local netip.AddrPort
+	if _, release := e.cfg.Dialer.(dial.Releaser); release || e.cfg.Ports != nil {
 		if conn == nil {
-			local = net.TCPAddrFromAddrPort(bare.LocalAddr())
-		} else {
-			local = conn.LocalAddr()
+			local = bare.LocalAddr()
+		} else if ta, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+			local = ta.AddrPort()
 		}
+	}
+	if e.cfg.Ports != nil {
 		pc = e.cfg.Ports.Opened(dst, local, t0, timing.Connect)
 	}
 	sh.Connected(timing)
@@ -545,7 +549,7 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 		err = e.converse(conn, sh, s)
 		stop()
 	}
-	h := &held{conn: conn, bare: bare, dst: uint32(di), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
+	h := &held{conn: conn, bare: bare, dst: uint32(di), port: local.Port(), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
 	if err == errCut {
 		// The conversation ended early, so a target that closes after the last answer (the server
 		// side of close: server) will not: the client closes instead of waiting for its FIN.

@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"net"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +26,7 @@ type held struct {
 	bare      dial.Bare // the connection then
 	dst       uint32    // index in Config.Destinations
 	closeMode dial.CloseMode
+	port      uint16       // local port (0: not known), read once when the connection opened
 	state     atomic.Int32 // 0 parked, 1 taken out (by the reaper, a stop or the slot)
 	pc        ports.Conn
 	sh        *metrics.Shard
@@ -44,16 +44,6 @@ func (e *engine) finish(h *held, err error) {
 	conn, closeMode := h.conn, h.closeMode
 	dst := e.cfg.Destinations[h.dst]
 	releaser, release := e.cfg.Dialer.(dial.Releaser)
-	var local netip.AddrPort
-	switch {
-	case !release:
-	case conn == nil:
-		local = h.bare.LocalAddr()
-	default:
-		if ta, ok := conn.LocalAddr().(*net.TCPAddr); ok {
-			local = ta.AddrPort()
-		}
-	}
 	hard := e.hardCtx.Err() != nil
 	mode := closeMode
 	if hard {
@@ -70,8 +60,8 @@ func (e *engine) finish(h *held, err error) {
 		err = closeErr
 	}
 	t2 := time.Now()
-	if local.IsValid() {
-		releaser.Release(dst, local)
+	if release && h.port != 0 {
+		releaser.Release(dst, h.port)
 	}
 	if e.cfg.Ports != nil {
 		// The client holds TIME_WAIT when it sent the first FIN: fin and half, unless cut with RST.

@@ -4,7 +4,6 @@ package ports
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -220,23 +219,18 @@ func (o *Observatory) occupancy(p *pair) float64 {
 	return float64(n) / float64(o.cfg.Capacity)
 }
 
-// Opened records an established connection: local is conn.LocalAddr() (known since the dial, no
-// system call), start when connect() began, connect how long it took.
+// Opened records an established connection: local is its local address and port (the invalid
+// AddrPort when unknown: nothing is recorded), start when connect() began, connect how long it took.
 //
 // Reuse intervals run from the moment close() was called on the earlier connection to the moment
 // connect() returned on this one: both clocks are read on the safe side of the kernel's own
 // (TIME_WAIT begins after close() is called; the reuse check happens before connect() returns), so
 // an interval never reads shorter than the kernel's, and "early" is never a scheduling artefact.
-func (o *Observatory) Opened(dst dial.Destination, local net.Addr, start time.Time, connect time.Duration) Conn {
-	ta, ok := local.(*net.TCPAddr)
-	if !ok {
+func (o *Observatory) Opened(dst dial.Destination, local netip.AddrPort, start time.Time, connect time.Duration) Conn {
+	if !local.IsValid() {
 		return Conn{}
 	}
-	ip, ok := netip.AddrFromSlice(ta.IP)
-	if !ok {
-		return Conn{}
-	}
-	port := uint16(ta.Port)
+	ip, port := local.Addr().Unmap(), local.Port()
 	t := o.us(start.Add(connect)) + 1 // when connect() returned
 	o.mu.Lock()
 	defer o.mu.Unlock()

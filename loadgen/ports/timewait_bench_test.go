@@ -2,7 +2,6 @@ package ports
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -76,7 +75,7 @@ func BenchmarkTimeWaitSample(b *testing.B) {
 	}
 	o := New(Config{Destinations: []netip.AddrPort{dst.AddrPort}, Interval: time.Second})
 	for _, s := range sources {
-		o.Opened(dst, &net.TCPAddr{IP: s.AsSlice(), Port: 1}, time.Now(), 0)
+		o.Opened(dst, netip.AddrPortFrom(s, 1), time.Now(), 0)
 	}
 	b.Run("dump", func(b *testing.B) {
 		b.ReportAllocs()
