@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -284,5 +286,47 @@ func TestImmediateRST(t *testing.T) {
 	// The RST may beat connect()'s return (a failed connect) or come on the first read or write.
 	if got := tot.Outcomes[metrics.ECONNRESET] + tot.Outcomes[metrics.EOF]; got != tot.Attempted {
 		t.Errorf("outcomes %v (examples %v), want all %d reset", tot.Outcomes, tot.Examples, tot.Attempted)
+	}
+}
+
+// TestBarePathOneMoreP: while connections dial bare (blocking connects), the engine runs one P
+// more than it found, and gives it back when the run ends; with requests to send, it does not.
+func TestBarePathOneMoreP(t *testing.T) {
+	srv, err := target.Start(context.Background(), target.Config{Mode: target.ModeSink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	dsts := []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(srv.Addrs()[0]))}
+	for _, tt := range []struct {
+		name  string
+		send  *Send
+		extra int
+	}{
+		{"bare", nil, 1},
+		{"sending", &Send{Bytes: 8, Count: 1}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := runtime.GOMAXPROCS(0)
+			cfg := arrivalPlan(dsts, 200, 200*time.Millisecond)
+			d, err := dial.New(dial.Options{ConnectTimeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Dialer, cfg.Send = d, tt.send
+			var during atomic.Int64
+			cfg.OnSnapshot = func(*metrics.Snapshot) { during.CompareAndSwap(0, int64(runtime.GOMAXPROCS(0))) }
+			res, err := Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkTotals(t, res.Total)
+			if got := int(during.Load()); got != before+tt.extra {
+				t.Errorf("GOMAXPROCS %d during the run, want %d", got, before+tt.extra)
+			}
+			if got := runtime.GOMAXPROCS(0); got != before {
+				t.Errorf("GOMAXPROCS %d after the run, want %d back", got, before)
+			}
+		})
 	}
 }
