@@ -44,6 +44,7 @@ func exitWith(code int, err error) error { return &exitError{code: code, err: er
 // env is what a command needs from the process, injected so tests run it in-process.
 type env struct {
 	environ        []string
+	stdin          io.Reader // a worker's start instant comes in here (--start-at ready)
 	stdout, stderr io.Writer
 	signals        <-chan os.Signal
 	// isTerminal reports whether stdout is a terminal (live progress line) or not (a line every 5 s).
@@ -54,7 +55,7 @@ type env struct {
 
 // Main runs portstorm with args and returns the exit code.
 func Main(args, environ []string, stdout, stderr io.Writer, signals <-chan os.Signal) int {
-	e := &env{environ: environ, stdout: stdout, stderr: stderr, signals: signals}
+	e := &env{environ: environ, stdin: os.Stdin, stdout: stdout, stderr: stderr, signals: signals}
 	if f, ok := stdout.(*os.File); ok {
 		e.isTerminal = term.IsTerminal(int(f.Fd()))
 	}
@@ -194,27 +195,49 @@ func runCmd(e *env) *cobra.Command {
 	return c
 }
 
-// runWorker runs one segment for a coordinator: snapshots go to stdout, messages to stderr.
+// runWorker runs one segment for a coordinator: snapshots go to stdout, messages to stderr. With
+// --start-at ready, the worker says on stdout when it is set up and reads its start instant from
+// stdin: the coordinator then starts all its workers as soon as the slowest is ready.
 func (e *env) runWorker(p *plan.Plan, segment, startAt string, allowRemote bool) error {
 	seg, err := schedule.ParseSegment(segment)
 	if err != nil {
 		return exitWith(exitInvalid, fmt.Errorf("--worker: %w", err))
 	}
-	var at time.Time
-	if startAt != "" {
-		if at, err = time.Parse(time.RFC3339Nano, startAt); err != nil {
-			return exitWith(exitInvalid, fmt.Errorf("--start-at %q: want an RFC 3339 time: %w", startAt, err))
-		}
+	o, err := e.workerStart(startAt)
+	if err != nil {
+		return exitWith(exitInvalid, err)
 	}
 	ctx, abort, stop := e.signalContext()
 	defer stop()
-	if err := coordinator.RunWorker(ctx, p, seg, at, allowRemote, abort, e.stdout); err != nil {
+	o.AllowRemote, o.Abort = allowRemote, abort
+	if err := coordinator.RunWorker(ctx, p, seg, o, e.stdout); err != nil {
 		if errors.Is(err, coordinator.ErrInvalid) {
 			return exitWith(exitInvalid, err)
 		}
 		return exitWith(exitCannotRun, err)
 	}
 	return nil
+}
+
+// workerStart reads a worker's --start-at: an RFC 3339 instant, "ready" (the instant comes on
+// stdin), or nothing (at once).
+func (e *env) workerStart(startAt string) (coordinator.WorkerOptions, error) {
+	var o coordinator.WorkerOptions
+	switch startAt {
+	case "":
+	case coordinator.StartAtReady:
+		o.StartFrom = e.stdin
+		if o.StartFrom == nil {
+			o.StartFrom = strings.NewReader("") // no stdin: the worker ends, saying why
+		}
+	default:
+		at, err := time.Parse(time.RFC3339Nano, startAt)
+		if err != nil {
+			return o, fmt.Errorf("--start-at %q: want an RFC 3339 time or %q: %w", startAt, coordinator.StartAtReady, err)
+		}
+		o.StartAt = at
+	}
+	return o, nil
 }
 
 // signalContext turns the first SIGINT/SIGTERM into a cancelled context (stop starting work, drain,

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -86,7 +87,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	ramp := Ramp(p)
 	pr := newPortRun(p)
 	defer pr.close()
-	lay := planLayout(p, pr.host)
+	lay := planLayout(p, pr.host, os.Getenv("GOMAXPROCS") != "")
 	if o.Dialer != nil && lay.workers > 1 {
 		return nil, fmt.Errorf("%w: a test dialer cannot run in worker processes (load.workers: 1)", ErrInvalid)
 	}
@@ -111,7 +112,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		}
 		var addrs []string
 		if lay.targets > 0 {
-			if tprocs, err = startTargetProcs(exe, tcfg, pr.tls, lay.targets, o.Stderr); err != nil {
+			if tprocs, err = startTargetProcs(exe, tcfg, pr.tls, lay.targets, lay.targetProcs, o.Stderr); err != nil {
 				return nil, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err)
 			}
 			defer tprocs.kill()
@@ -165,8 +166,12 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		if pr.tls != nil {
 			caFile = pr.tls.certFile
 		}
-		res, err = runWorkers(runCtx, p, o, exe, lay.workers, targets, caFile, col.take)
+		res, err = runWorkers(runCtx, p, o, exe, lay.workers, lay.genProcs, targets, caFile, col.take)
 	} else {
+		if lay.genProcs > 0 {
+			// This process is the generator: its share of the cores (see cpuShares).
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(lay.genProcs))
+		}
 		var cfg engine.Config
 		if cfg, err = engineConfig(p, ramp, dsts, pr); err == nil {
 			cfg.Abort, cfg.OnSnapshot = o.Abort, col.take

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strconv"
 	"syscall"
@@ -55,7 +56,7 @@ func targetArgs(cfg target.Config, cert *builtinTLS, listen []string, first bool
 
 // startTargetProcs starts n target processes: the first picks the ports, the others listen on the
 // same addresses.
-func startTargetProcs(exe string, cfg target.Config, cert *builtinTLS, n int, stderr io.Writer) (*targetProcs, error) {
+func startTargetProcs(exe string, cfg target.Config, cert *builtinTLS, n, procs int, stderr io.Writer) (*targetProcs, error) {
 	t := &targetProcs{}
 	for i := range n {
 		listen := cfg.Listen
@@ -64,6 +65,7 @@ func startTargetProcs(exe string, cfg target.Config, cert *builtinTLS, n int, st
 		}
 		cmd := exec.Command(exe, targetArgs(cfg, cert, listen, i == 0)...)
 		cmd.Stderr = stderr
+		cmd.Env = procsEnv(os.Environ(), procs)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		out, err := cmd.StdoutPipe()
 		if err == nil {

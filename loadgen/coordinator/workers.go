@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -28,11 +29,16 @@ type layout struct {
 	workers int    // generator processes (1: this process alone)
 	targets int    // built-in target processes (0: inside the generator)
 	why     string // for people: "fd limit 20000: 4 worker processes"
+	// genProcs and targetProcs are the GOMAXPROCS of each generator process and each target
+	// process when the two sides run as processes of their own (0: the runtime's default).
+	genProcs, targetProcs int
 }
 
 // planLayout decides the processes: load.workers and target.builtin.processes when set, otherwise
-// enough processes that each holds its share of the plan's peak under the open-files limit.
-func planLayout(p *plan.Plan, h preflight.Host) layout {
+// enough processes that each holds its share of the plan's peak under the open-files limit; and
+// how the cores are shared when the target runs apart, unless the user set GOMAXPROCS (procsSet),
+// which every process then keeps.
+func planLayout(p *plan.Plan, h preflight.Host, procsSet bool) layout {
 	peak, _ := preflight.Demand(p)
 	limit := h.FDHard
 	if limit <= 0 {
@@ -55,8 +61,35 @@ func planLayout(p *plan.Plan, h preflight.Host) layout {
 	l.why = fmt.Sprintf("fd limit %d, peak %d connections: %d worker process(es)", limit, peak, l.workers)
 	if l.targets > 0 {
 		l.why += fmt.Sprintf(", built-in target in %d process(es)", l.targets)
+		if !procsSet {
+			l.genProcs, l.targetProcs = cpuShares(h.Cores, l.workers, l.targets)
+			l.why += fmt.Sprintf("; %d cores: GOMAXPROCS %d per generator process, %d per target process", h.Cores, l.genProcs, l.targetProcs)
+		}
 	}
 	return l
+}
+
+// cpuShares splits cores between the generator's processes and the built-in target's, when the
+// target runs as processes of its own: half the cores to each side (the generator gets the odd
+// one), each side's share divided among its processes, at least one each. Without the split every
+// process would run as many Ps as the machine has cores, and Go's scheduler, with hundreds of
+// goroutines over several Ps and every P busy, checks the network poller late (sysmon, every
+// 10 ms at worst) and steals work unevenly: 300 echo connections measured p99 6.4 ms with both
+// sides in one process at GOMAXPROCS 2, 3.3 ms (and 19% more messages) as two processes at
+// GOMAXPROCS 1 each (bench/run echo). One P per process per core is nginx's worker model.
+func cpuShares(cores, workers, targets int) (gen, tgt int) {
+	cores = max(cores, 1)
+	tgtCores := max(cores/2, 1)
+	genCores := max(cores-tgtCores, 1)
+	return max(genCores/max(workers, 1), 1), max(tgtCores/max(targets, 1), 1)
+}
+
+// procsEnv is env with GOMAXPROCS set to n (env unchanged when n is 0).
+func procsEnv(env []string, n int) []string {
+	if n <= 0 {
+		return env
+	}
+	return append(slices.Clone(env), fmt.Sprintf("GOMAXPROCS=%d", n))
 }
 
 func ceilDiv64(a, b int64) int64 { return (a + b - 1) / b }
@@ -100,16 +133,15 @@ func workerPlan(p *plan.Plan, i, n int, dsts []dial.Destination) (*plan.Plan, er
 	return &wp, nil
 }
 
-// runWorkers runs the plan as n worker processes, each one segment, merging their snapshots into take.
+// runWorkers runs the plan as n worker processes, each one segment, merging their snapshots into
+// take. procs is each worker's GOMAXPROCS (0: the default).
 // caFile is the built-in target's certificate, when it serves TLS.
-func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n int, dsts []dial.Destination, caFile string, take func(*metrics.Snapshot)) (*execResult, error) {
+func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n, procs int, dsts []dial.Destination, caFile string, take func(*metrics.Snapshot)) (*execResult, error) {
 	tmp, err := os.MkdirTemp("", "portstorm-workers-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	// Every worker starts its schedule at the same instant, so their intervals line up for the merge.
-	startAt := time.Now().Add(500*time.Millisecond + time.Duration(n)*50*time.Millisecond)
 	specs := make([]shard.WorkerSpec, n)
 	for i := range n {
 		wp, err := workerPlan(p, i, n, dsts)
@@ -125,16 +157,18 @@ func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n int,
 		if err := os.WriteFile(file, b, 0o600); err != nil {
 			return nil, err
 		}
-		args := []string{"run", file, "-q", "--worker", fmt.Sprintf("%d/%d", i, n), "--start-at", startAt.Format(time.RFC3339Nano)}
+		// Every worker starts its schedule at the same instant, so that their intervals line up for
+		// the merge; "ready" has it say when it is set up and wait for that instant (shard.Timing).
+		args := []string{"run", file, "-q", "--worker", fmt.Sprintf("%d/%d", i, n), "--start-at", StartAtReady}
 		if o.AllowRemote {
 			args = append(args, "--allow-remote")
 		}
 		specs[i] = shard.WorkerSpec{Label: fmt.Sprintf("worker %d/%d", i, n), Segment: fmt.Sprintf("%d/%d", i, n),
-			Path: exe, Args: args, Env: os.Environ()}
+			Path: exe, Args: args, Env: procsEnv(os.Environ(), procs)}
 	}
 	// Every worker ends by its schedule plus its graceful stop; past that and a margin, it is hung.
-	deadline := startAt.Add(Ramp(p).Total() + p.Load.GracefulStop.D() + p.Connection.IOTimeout.D() + 30*time.Second)
-	res, err := shard.Run(ctx, o.Abort, specs, take, o.Stderr, deadline)
+	tm := shard.Timing{Handshake: true, RunFor: Ramp(p).Total() + p.Load.GracefulStop.D() + p.Connection.IOTimeout.D() + 30*time.Second}
+	res, err := shard.Run(ctx, o.Abort, specs, take, o.Stderr, tm)
 	if res == nil {
 		return nil, err
 	}
@@ -142,22 +176,42 @@ func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n int,
 		Total: res.Total, Failures: res.Failures, Ports: res.Ports}, err
 }
 
-// RunWorker is the worker side: it runs segment seg of p from startAt and streams every interval
-// snapshot, then how the segment ended, to out. The coordinator has already checked the whole plan.
-func RunWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, startAt time.Time, allowRemote bool, abort <-chan struct{}, out io.Writer) error {
+// StartAtReady is the value of run's --start-at with which a coordinator starts its workers: say
+// when set up, then read the start instant from stdin (shard.Timing.Handshake).
+const StartAtReady = "ready"
+
+// WorkerOptions are a worker process's settings that do not come from its plan.
+type WorkerOptions struct {
+	// StartAt is the instant the segment starts its schedule (zero: at once), unless StartFrom is
+	// set.
+	StartAt time.Time
+	// StartFrom, when set, is where the start instant comes from: once set up, the worker says it
+	// is ready and reads one line from it (shard.ReadStart), so that the coordinator need not guess
+	// how long the slowest worker's setup takes.
+	StartFrom io.Reader
+	// AllowRemote is the --allow-remote flag.
+	AllowRemote bool
+	// Abort, when closed, cuts in-flight connections at once.
+	Abort <-chan struct{}
+}
+
+// RunWorker is the worker side: it runs segment seg of p from its start instant and streams every
+// interval snapshot, then how the segment ended, to out. The coordinator has already checked the
+// whole plan.
+func RunWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, o WorkerOptions, out io.Writer) error {
 	w := shard.NewWriter(out)
-	err := runWorker(ctx, p, seg, startAt, allowRemote, abort, w)
+	err := runWorker(ctx, p, seg, o, w)
 	if err != nil {
 		w.Fail(err)
 	}
 	return err
 }
 
-func runWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, startAt time.Time, allowRemote bool, abort <-chan struct{}, w *shard.Writer) error {
+func runWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, o WorkerOptions, w *shard.Writer) error {
 	if p.Target.Builtin != nil {
 		return fmt.Errorf("%w: a worker's plan names its destinations (target.addresses)", ErrInvalid)
 	}
-	dsts, err := dial.Resolve(ctx, nil, p.Target.Addresses, p.Target.AllowRemote && allowRemote)
+	dsts, err := dial.Resolve(ctx, nil, p.Target.Addresses, p.Target.AllowRemote && o.AllowRemote)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -171,11 +225,20 @@ func runWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, startAt 
 	if err != nil {
 		return err
 	}
-	cfg.Segment, cfg.Start, cfg.Abort = seg, startAt, abort
+	cfg.Segment, cfg.Start, cfg.Abort = seg, o.StartAt, o.Abort
 	var werr error
 	cfg.OnSnapshot = func(s *metrics.Snapshot) {
 		if err := w.Snapshot(s); err != nil && werr == nil {
 			werr = err
+		}
+	}
+	if o.StartFrom != nil {
+		// Everything but the schedule is ready: only now is the start instant worth asking for.
+		if err := w.Ready(); err != nil {
+			return fmt.Errorf("telling the coordinator this worker is ready: %w", err)
+		}
+		if cfg.Start, err = shard.ReadStart(ctx, o.StartFrom); err != nil {
+			return fmt.Errorf("worker %s: no start instant from the coordinator: %w", seg, err)
 		}
 	}
 	res, err := engine.Run(ctx, cfg)

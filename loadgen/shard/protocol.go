@@ -4,10 +4,12 @@ package shard
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +23,8 @@ type Message struct {
 	Snapshot *metrics.Snapshot `json:"snapshot,omitempty"`
 	Done     *Done             `json:"done,omitempty"`
 	Error    string            `json:"error,omitempty"`
+	// Ready says the worker is set up and waits for its start instant on stdin (see Timing).
+	Ready bool `json:"ready,omitempty"`
 }
 
 // Done is a worker's last word: how its segment ended.
@@ -65,6 +69,55 @@ func (w *Writer) Done(d Done) error { return w.write(Message{Done: &d}) }
 // Fail sends an error that stopped the segment.
 func (w *Writer) Fail(err error) error { return w.write(Message{Error: err.Error()}) }
 
+// Ready says the worker is set up: what is left before its schedule is only the start instant.
+func (w *Writer) Ready() error { return w.write(Message{Ready: true}) }
+
+// maxStartLine bounds the start line: an RFC 3339 instant with nanoseconds and a zone is 35 bytes.
+const maxStartLine = 128
+
+// WriteStart sends a waiting worker its start instant: one line, RFC 3339 with nanoseconds, so
+// that every worker parses the very same instant and their intervals line up for the merge.
+func WriteStart(w io.Writer, start time.Time) error {
+	_, err := io.WriteString(w, start.Format(time.RFC3339Nano)+"\n")
+	return err
+}
+
+// ReadStart is the worker's side of WriteStart: it reads one line from r and parses it. A closed r
+// (the coordinator gave up on the run), a malformed line or a cancelled ctx is an error. On
+// cancellation the read is left blocked until r ends: a worker exits right after, and a
+// coordinator closes r when it gives up.
+func ReadStart(ctx context.Context, r io.Reader) (time.Time, error) {
+	type line struct {
+		s   string
+		err error
+	}
+	got := make(chan line, 1)
+	go func() {
+		s, err := bufio.NewReaderSize(io.LimitReader(r, maxStartLine), maxStartLine).ReadString('\n')
+		got <- line{s, err}
+	}()
+	var l line
+	select {
+	case l = <-got:
+	case <-ctx.Done():
+		return time.Time{}, fmt.Errorf("stopped while waiting for the start instant: %w", context.Cause(ctx))
+	}
+	s := strings.TrimSuffix(l.s, "\n")
+	switch {
+	case l.err == io.EOF && s == "":
+		return time.Time{}, fmt.Errorf("%w: input closed before the start instant", ErrProtocol)
+	case l.err == io.EOF && len(l.s) == maxStartLine:
+		return time.Time{}, fmt.Errorf("%w: start line longer than %d bytes", ErrProtocol, maxStartLine)
+	case l.err != nil && l.err != io.EOF:
+		return time.Time{}, fmt.Errorf("reading the start instant: %w", l.err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: start line %q: want an RFC 3339 instant", ErrProtocol, s)
+	}
+	return t, nil
+}
+
 // ErrProtocol wraps malformed worker output.
 var ErrProtocol = errors.New("worker protocol")
 
@@ -78,13 +131,13 @@ func Read(r io.Reader, fn func(Message) error) error {
 			return fmt.Errorf("%w: line %d: %w", ErrProtocol, n, err)
 		}
 		set := 0
-		for _, b := range []bool{m.Snapshot != nil, m.Done != nil, m.Error != ""} {
+		for _, b := range []bool{m.Snapshot != nil, m.Done != nil, m.Error != "", m.Ready} {
 			if b {
 				set++
 			}
 		}
 		if set != 1 {
-			return fmt.Errorf("%w: line %d: want exactly one of snapshot, done, error", ErrProtocol, n)
+			return fmt.Errorf("%w: line %d: want exactly one of snapshot, done, error, ready", ErrProtocol, n)
 		}
 		if err := fn(m); err != nil {
 			return err

@@ -48,6 +48,9 @@ func fakeWorker(spec string) {
 	behaviour, idx, _ := strings.Cut(spec, ",")
 	i, _ := strconv.Atoi(idx)
 	w := NewWriter(os.Stdout)
+	if handshakeWorker(behaviour, i, w) {
+		return
+	}
 	start := time.Now()
 	// Workers that must outlive a failing sibling ignore SIGTERM, then tell the sibling through a FIFO
 	// that they are ready (opening a FIFO for reading blocks until a writer opens it).
@@ -140,7 +143,7 @@ func TestWorkers(t *testing.T) {
 					cancel() // every worker has delivered interval 0: stop them
 				}
 			}
-			res, err := Run(ctx, nil, specs(t, tt.workers...), emit, &stderr, time.Time{})
+			res, err := Run(ctx, nil, specs(t, tt.workers...), emit, &stderr, Timing{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -250,6 +253,7 @@ func TestReadRejectsMalformed(t *testing.T) {
 		{"not json", "hello\n"},
 		{"empty object", "{}\n"},
 		{"two fields", `{"error":"x","done":{}}` + "\n"},
+		{"ready and an error", `{"ready":true,"error":"x"}` + "\n"},
 		{"bad snapshot", `{"snapshot":{"outcomes":{"nope":1}}}` + "\n"},
 	}
 	for _, tt := range tests {
@@ -265,7 +269,7 @@ func TestReadRejectsMalformed(t *testing.T) {
 func TestHungWorkerIsKilledAtTheDeadline(t *testing.T) {
 	var stderr bytes.Buffer
 	start := time.Now()
-	res, err := Run(context.Background(), nil, specs(t, "hang"), func(*metrics.Snapshot) {}, &stderr, time.Now().Add(time.Second))
+	res, err := Run(context.Background(), nil, specs(t, "hang"), func(*metrics.Snapshot) {}, &stderr, Timing{RunFor: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -57,12 +58,46 @@ type WorkerPorts struct {
 	Ports   *ports.Report
 }
 
+// Timing is when the workers start their schedules and how long Run lets them take.
+type Timing struct {
+	// Handshake makes every worker say when it is set up ({"ready":true}, see Writer.Ready) and
+	// then wait for its start instant on stdin, which Run writes, the same to all, as soon as the
+	// last one is ready. A start instant fixed in advance has to guess the slowest worker's setup:
+	// it was 500 ms + 50 ms per worker (700 ms for 4, of the 1.7 s it took to hold 60,000
+	// connections), while workers are ready in tens of milliseconds.
+	Handshake bool
+	// StartMargin is how far after the last ready the start instant lies (default
+	// DefaultStartMargin): the time to write the start lines and for every worker to wake up and
+	// read its own. A worker that reads it late still keeps the common schedule: its overdue
+	// arrivals start at once and show in schedule_lag.
+	StartMargin time.Duration
+	// ReadyWithin bounds the wait for every worker's ready (default DefaultReadyWithin): past it,
+	// every worker is killed and those not ready are reported, so a worker stuck in its setup
+	// cannot hang the run.
+	ReadyWithin time.Duration
+	// RunFor, when not zero, is how long after the start (the handshake's instant, or Run's call
+	// without a handshake) every worker must have ended: its schedule, graceful stop and a margin.
+	// A worker still running then is killed and reported, so a hung worker cannot hang the run.
+	RunFor time.Duration
+}
+
+const (
+	// DefaultStartMargin is Timing.StartMargin's default: writing a line to a pipe and waking the
+	// reader take well under a millisecond, a busy core's scheduler a few more.
+	DefaultStartMargin = 20 * time.Millisecond
+	// DefaultReadyWithin is Timing.ReadyWithin's default, three orders of magnitude above a
+	// worker's usual setup.
+	DefaultReadyWithin = 30 * time.Second
+)
+
 type worker struct {
-	spec WorkerSpec
-	cmd  *exec.Cmd
-	out  io.ReadCloser
-	done *Done
-	msg  string
+	spec  WorkerSpec
+	cmd   *exec.Cmd
+	out   io.ReadCloser
+	in    io.WriteCloser // the start line's way in (Timing.Handshake only)
+	ready bool
+	done  *Done
+	msg   string
 }
 
 // Run starts the workers, merges their snapshots into emit (in order, one call at a time), and
@@ -73,10 +108,16 @@ type worker struct {
 // Ctrl-C reaches only the coordinator, which forwards it once; Pdeathsig kills them if the
 // coordinator dies.
 //
-// deadline, when not zero, is when every worker must have ended (its schedule, graceful stop and
-// a margin): a worker still running then is killed and reported, so a hung worker cannot hang
-// the run.
-func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit func(*metrics.Snapshot), stderr io.Writer, deadline time.Time) (*RunResult, error) {
+// With tm.Handshake, a run that ends before its start (a worker failed before it was ready,
+// ctx was cancelled, or the ready bound passed) closes every worker's stdin and stops them; the
+// workers that were only told to stop are not failures of their own, and are not reported.
+func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit func(*metrics.Snapshot), stderr io.Writer, tm Timing) (*RunResult, error) {
+	if tm.StartMargin <= 0 {
+		tm.StartMargin = DefaultStartMargin
+	}
+	if tm.ReadyWithin <= 0 {
+		tm.ReadyWithin = DefaultReadyWithin
+	}
 	res := &RunResult{Total: metrics.NewSnapshot(), Start: time.Now()}
 	var mergeErr error
 	merger := NewMerger(len(specs), func(s *metrics.Snapshot) {
@@ -87,12 +128,18 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 	})
 
 	workers := make([]*worker, 0, len(specs))
+	var stderrMu sync.Mutex // stderr need not be safe for concurrent use
 	for _, sp := range specs {
 		cmd := exec.Command(sp.Path, sp.Args...)
 		cmd.Env = sp.Env
-		cmd.Stderr = &prefixWriter{w: stderr, prefix: "[" + sp.Label + "] "}
+		cmd.Stderr = &prefixWriter{mu: &stderrMu, w: stderr, prefix: "[" + sp.Label + "] "}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		out, err := cmd.StdoutPipe()
+		w := &worker{spec: sp, cmd: cmd}
+		var err error
+		w.out, err = cmd.StdoutPipe()
+		if err == nil && tm.Handshake {
+			w.in, err = cmd.StdinPipe()
+		}
 		if err == nil {
 			err = cmd.Start()
 		}
@@ -103,10 +150,15 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 			}
 			return nil, fmt.Errorf("starting %s: %w", sp.Label, err)
 		}
-		workers = append(workers, &worker{spec: sp, cmd: cmd, out: out})
+		workers = append(workers, w)
 	}
 
-	var mu sync.Mutex // guards res.Failures
+	var mu sync.Mutex // guards res.Failures, nReady, calledOff, readyTimedOut
+	nReady := 0
+	allReady := make(chan struct{})
+	// calledOff: the run ended before its start, and every worker was told to stop;
+	// readyTimedOut: because the ready bound passed.
+	var calledOff, readyTimedOut bool
 	failed := make(chan struct{})
 	var failOnce sync.Once
 	var wg sync.WaitGroup
@@ -120,6 +172,16 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 					return merger.Add(i, m.Snapshot)
 				case m.Done != nil:
 					w.done = m.Done
+				case m.Ready:
+					if !tm.Handshake || w.ready {
+						return fmt.Errorf("%w: unexpected ready", ErrProtocol)
+					}
+					w.ready = true
+					mu.Lock()
+					if nReady++; nReady == len(workers) {
+						close(allReady)
+					}
+					mu.Unlock()
 				default:
 					w.msg = m.Error
 				}
@@ -138,50 +200,141 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 			if werr != nil {
 				status = werr.Error()
 			}
-			mu.Lock()
-			res.Failures = append(res.Failures, Failure{
+			f := Failure{
 				Worker: w.spec.Label, PID: w.cmd.Process.Pid, AtS: time.Since(res.Start).Seconds(),
 				Status: status, Message: w.msg,
-			})
+			}
+			mu.Lock()
+			switch {
+			case calledOff && readyTimedOut && !w.ready:
+				f.Message = strings.TrimSuffix(fmt.Sprintf("not ready within %v; %s", tm.ReadyWithin, f.Message), "; ")
+			case calledOff:
+				mu.Unlock()
+				return
+			}
+			res.Failures = append(res.Failures, f)
 			mu.Unlock()
 			failOnce.Do(func() { close(failed) })
 		}()
 	}
 
-	allDone := make(chan struct{})
 	signal := func() {
 		for _, w := range workers {
 			w.cmd.Process.Signal(syscall.SIGTERM) // an exited worker just returns an error
 		}
 	}
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-failed:
-		case <-abort:
-			signal()
-		case <-allDone:
-			return
+	kill := func() {
+		for _, w := range workers {
+			w.cmd.Process.Kill() // an exited worker just returns an error
 		}
-		signal()
+	}
+	// callOff ends a run before its start: the flag first, so that no worker told to stop is
+	// reported as a failure of its own; then EOF on stdin for workers waiting there.
+	callOff := func(timedOut bool) {
+		mu.Lock()
+		calledOff, readyTimedOut = true, timedOut
+		mu.Unlock()
+		for _, w := range workers {
+			w.in.Close()
+		}
+	}
+	// handshake waits for every worker's ready and sends them all one start instant; false when
+	// the run ended before it.
+	handshake := func(allDone <-chan struct{}) (time.Time, bool) {
+		bound := time.NewTimer(tm.ReadyWithin)
+		defer bound.Stop()
 		select {
+		case <-allReady:
+			start := time.Now().Add(tm.StartMargin)
+			for _, w := range workers {
+				WriteStart(w.in, start) // a worker that has just died is reported by its reader
+				w.in.Close()
+			}
+			return start, true
+		case <-bound.C:
+			callOff(true)
+			kill()
+			return time.Time{}, false
+		case <-failed:
+		case <-ctx.Done():
 		case <-abort:
-			signal()
+		case <-allDone: // every worker ended on its own, none failing: nothing to start
+			return time.Time{}, false
+		}
+		callOff(false)
+		signal()
+		// Workers still setting up may not look at stdin for a while: the ready bound still holds.
+		select {
+		case <-bound.C:
+			kill()
 		case <-allDone:
+		}
+		return time.Time{}, false
+	}
+
+	allDone := make(chan struct{})
+	supervised := make(chan struct{})
+	var startedAt time.Time // the handshake's start instant; read after supervised
+	go func() {
+		defer close(supervised)
+		start := res.Start
+		if tm.Handshake {
+			var ok bool
+			if start, ok = handshake(allDone); !ok {
+				return
+			}
+			startedAt = start
+		}
+		var deadline <-chan time.Time
+		if tm.RunFor > 0 {
+			t := time.NewTimer(time.Until(start.Add(tm.RunFor)))
+			defer t.Stop()
+			deadline = t.C
+		}
+		stop, fail, cut := ctx.Done(), (<-chan struct{})(failed), abort
+		stopped := false
+		stopAll := func() {
+			if stopped {
+				return
+			}
+			stopped = true
+			if tm.Handshake && time.Now().Before(start) {
+				// Still before the start: as for callOff, the workers told to stop did not fail.
+				mu.Lock()
+				calledOff = true
+				mu.Unlock()
+			}
+			signal()
+		}
+		for {
+			select {
+			case <-allDone:
+				return
+			case <-deadline:
+				deadline = nil
+				kill()
+			case <-stop:
+				stop, fail = nil, nil
+				stopAll()
+			case <-fail:
+				stop, fail = nil, nil
+				stopAll()
+			case <-cut:
+				// The first SIGTERM is the graceful stop (unless already sent), the second the cut.
+				cut, stop, fail = nil, nil, nil
+				stopAll()
+				signal()
+			}
 		}
 	}()
-	if !deadline.IsZero() {
-		watchdog := time.AfterFunc(time.Until(deadline), func() {
-			for _, w := range workers {
-				w.cmd.Process.Kill() // an exited worker just returns an error
-			}
-		})
-		defer watchdog.Stop()
-	}
 	wg.Wait()
 	close(allDone)
+	<-supervised
 
 	res.End = time.Now()
+	if !startedAt.IsZero() {
+		res.Start = startedAt
+	}
 	first := true
 	for _, w := range workers {
 		if w.done == nil {
@@ -205,7 +358,7 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 
 // prefixWriter labels every line a worker writes to stderr.
 type prefixWriter struct {
-	mu     sync.Mutex
+	mu     *sync.Mutex // shared by every worker's prefixWriter on one w
 	w      io.Writer
 	prefix string
 	buf    []byte
