@@ -141,6 +141,9 @@ type engine struct {
 	// have every in-flight connect pin one).
 	bareDialer dial.BareDialer
 	bareSlots  chan struct{}
+	// releaser is the dialer when it tracks the local ports it hands out (explicit strategy): told
+	// each closed connection's port. Asserted once here, not per connection.
+	releaser dial.Releaser
 
 	exchange *proto.Exchange
 	readers  sync.Pool
@@ -185,6 +188,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		parkWake: make(chan struct{}, 1),
 		epoch:    time.Now(),
 	}
+	e.releaser, _ = cfg.Dialer.(dial.Releaser)
 	e.hardCtx, e.hardStop = context.WithCancel(context.Background())
 	defer e.hardStop()
 	if cfg.Ports != nil {
@@ -541,7 +545,7 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 	}
 	var pc ports.Conn
 	var local netip.AddrPort
-	if _, release := e.cfg.Dialer.(dial.Releaser); release || e.cfg.Ports != nil {
+	if e.releaser != nil || e.cfg.Ports != nil {
 		if conn == nil {
 			local = bare.LocalAddr()
 		} else if ta, ok := conn.LocalAddr().(*net.TCPAddr); ok {

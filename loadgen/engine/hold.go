@@ -43,7 +43,6 @@ type held struct {
 func (e *engine) finish(h *held, err error) {
 	conn, closeMode := h.conn, h.closeMode
 	dst := e.cfg.Destinations[h.dst]
-	releaser, release := e.cfg.Dialer.(dial.Releaser)
 	hard := e.hardCtx.Err() != nil
 	mode := closeMode
 	if hard {
@@ -60,8 +59,8 @@ func (e *engine) finish(h *held, err error) {
 		err = closeErr
 	}
 	t2 := time.Now()
-	if release && h.port != 0 {
-		releaser.Release(dst, h.port)
+	if e.releaser != nil && h.port != 0 {
+		e.releaser.Release(dst, h.port)
 	}
 	if e.cfg.Ports != nil {
 		// The client holds TIME_WAIT when it sent the first FIN: fin and half, unless cut with RST.
