@@ -41,18 +41,14 @@ func Detach(c net.Conn) (Bare, bool) {
 	return Bare{fd: int32(fd)}, true
 }
 
-// LocalAddr is the connection's local address and port, from getsockname (the invalid AddrPort
-// when that fails): kept nowhere, as few connections need it.
-func (b Bare) LocalAddr() netip.AddrPort { return LocalAddrOf(int(b.fd)) }
-
-// LocalAddrOf is the local address and port of socket fd, from one getsockname(2), decoded here and
-// allocating nothing: x/sys/unix's Getsockname makes a second system call (getsockopt SO_PROTOCOL,
-// to tell L2TP from TCP) and allocates the address, which on a storm's path is one system call in
-// ten. The invalid AddrPort when it fails.
-func LocalAddrOf(fd int) netip.AddrPort {
+// LocalAddr is the connection's local address and port, from one getsockname(2) decoded here,
+// allocating nothing (x/sys/unix's Getsockname makes a second system call, getsockopt SO_PROTOCOL
+// to tell L2TP from TCP, and allocates the address: on a storm's path, one system call in ten).
+// The invalid AddrPort when it fails. Kept nowhere, as few connections need it.
+func (b Bare) LocalAddr() netip.AddrPort {
 	var rsa unix.RawSockaddrAny
 	n := uint32(unix.SizeofSockaddrAny)
-	if _, _, errno := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n))); errno != 0 {
+	if _, _, errno := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(b.fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n))); errno != 0 {
 		return netip.AddrPort{}
 	}
 	switch rsa.Addr.Family {
