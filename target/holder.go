@@ -112,25 +112,40 @@ func (h *holder) run() {
 
 // drain reads what fd holds until EAGAIN; the end of the stream or an error closes it.
 func (h *holder) drain(fd int, buf []byte, now time.Duration) {
+	open, read := h.s.discard(fd, buf, false)
+	if !open {
+		h.release(fd, false)
+		return
+	}
+	if read {
+		h.mu.Lock()
+		if _, ok := h.last[int32(fd)]; ok {
+			h.last[int32(fd)] = now
+		}
+		h.mu.Unlock()
+	}
+}
+
+// discard reads and throws away what fd holds, counting it, until the queue is empty (EAGAIN),
+// or, with once, after the first read that fills buf (more may be queued; an edge-triggered add
+// to the set reports it at once). It reports whether fd is still open, and whether it read
+// anything; not open (the client's FIN, or a reset) means the caller closes it.
+func (s *Server) discard(fd int, buf []byte, once bool) (open, read bool) {
 	for {
 		n, err := unix.Read(fd, buf)
 		switch {
 		case n > 0:
-			h.s.bytesIn.Add(uint64(n))
-			h.mu.Lock()
-			if _, ok := h.last[int32(fd)]; ok {
-				h.last[int32(fd)] = now
+			s.bytesIn.Add(uint64(n))
+			read = true
+			if once && n == len(buf) {
+				return true, true
 			}
-			h.mu.Unlock()
-			continue
 		case err == unix.EAGAIN:
-			return
+			return true, read
 		case err == unix.EINTR:
-			continue
+		default:
+			return false, read
 		}
-		// n == 0: the client closed; or an error (a reset): either way the connection is over.
-		h.release(fd, false)
-		return
 	}
 }
 

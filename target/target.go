@@ -599,29 +599,8 @@ func (s *Server) handleFD(fd int, buf []byte) {
 		return
 	}
 	s.opened()
-	for {
-		n, err := unix.Read(fd, buf)
-		if n > 0 {
-			s.bytesIn.Add(uint64(n))
-			if n == len(buf) {
-				break // more may be queued: the set's edge-triggered add reports it at once
-			}
-			continue
-		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err != unix.EAGAIN {
-			// n == 0: the client closed; or an error (a reset): the connection is over already.
-			s.active.Add(-1)
-			s.closedConns.Add(1)
-			unix.Close(fd)
-			return
-		}
-		break
-	}
-	if !s.holder.addFD(fd) {
-		// The server is closing: count it closed, then close it.
+	if open, _ := s.discard(fd, buf, true); !open || !s.holder.addFD(fd) {
+		// Over already (see above), or the server is closing: count it closed, then close it.
 		s.active.Add(-1)
 		s.closedConns.Add(1)
 		unix.Close(fd)
