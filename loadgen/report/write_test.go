@@ -576,10 +576,12 @@ func parseRow(t *testing.T, rec []string) TimelineRow {
 	return r
 }
 
-// TestSummaryJSONPortsContract pins the keys of ports.time_wait, which CI gates read.
+// TestSummaryJSONPortsContract pins the keys of ports.time_wait, which CI gates read, and
+// host.conntrack.
 func TestSummaryJSONPortsContract(t *testing.T) {
 	s := fixedSummary(t)
 	s.Ports = &ports.Report{TimeWait: ports.TimeWait{Peak: 3, OthersPeak: 5}}
+	s.Host.Conntrack = preflight.ConntrackInactive
 	b, err := json.Marshal(s)
 	if err != nil {
 		t.Fatal(err)
@@ -591,5 +593,8 @@ func TestSummaryJSONPortsContract(t *testing.T) {
 	}
 	if got := string(object(t, pr["time_wait"])["others_peak"]); got != "5" {
 		t.Errorf("ports.time_wait.others_peak = %s, want 5", got)
+	}
+	if got := string(object(t, object(t, b)["host"])["conntrack"]); got != `"inactive"` {
+		t.Errorf("host.conntrack = %s, want \"inactive\"", got)
 	}
 }
