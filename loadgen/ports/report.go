@@ -139,9 +139,10 @@ type TimeWait struct {
 	// TargetPeak counts TIME_WAIT on the destinations' side (the built-in target closing first).
 	// Both count only the 4-tuples of this run's connections.
 	TargetPeak int64 `json:"target_peak"`
-	// OthersPeak counts, at its peak, the TIME_WAIT sockets of other programs (4-tuples this run did
-	// not use) from a run source address to a run destination: they share the run's port space,
-	// since connect() cannot take their 4-tuples either. -1 when never sampled.
+	// OthersPeak counts, at its peak, the TIME_WAIT sockets of other processes (4-tuples this run
+	// did not use) from a run source address and a port of the run's range to a run destination:
+	// they share the run's port space, since the run cannot take their 4-tuples. -1 when never
+	// sampled.
 	OthersPeak  int64 `json:"others_peak"`
 	Samples     int   `json:"samples"`
 	Skipped     int   `json:"skipped"`
@@ -289,8 +290,9 @@ func (o *Observatory) warnings(r *Report) []string {
 		w = append(w, "the port tables reached their 64 MiB budget: reuse intervals of some ports were not timed")
 	}
 	if o.twOthersPeak > 0 {
-		w = append(w, fmt.Sprintf("others' TIME_WAIT sockets sharing the port space: %d at most (other programs' connections "+
-			"from the run's source addresses to its destinations); not counted in time_wait_peak, but connect() cannot use their 4-tuples",
+		w = append(w, fmt.Sprintf("others' TIME_WAIT sockets sharing the port space: %d at most (connections of other processes "+
+			"from the run's source addresses and port range to its destinations: other programs, or this run's other workers); "+
+			"not counted in time_wait_peak, but the run cannot use their 4-tuples",
 			o.twOthersPeak))
 	}
 	if o.sampleErr != nil {
@@ -338,8 +340,8 @@ func (o *Observatory) Sample() Sample {
 		var client, target, others int64
 		// Only the 4-tuples this run used count: other programs' connections to the same
 		// destinations leave TIME_WAIT too, and counting theirs made a peak of TIME_WAIT appear
-		// before this run had closed anything. Theirs on a run source address still take 4-tuples
-		// connect() cannot use, so they are counted apart.
+		// before this run had closed anything. Theirs on a run source address and a port of the
+		// run's range still take 4-tuples the run cannot use, so they are counted apart.
 		count := func(k Socket) {
 			switch {
 			case o.dests[k.Local]:
@@ -349,7 +351,7 @@ func (o *Observatory) Sample() Sample {
 			case o.dests[k.Remote]:
 				if o.ours(k.Local, k.Remote) {
 					client++
-				} else if srcs[k.Local.Addr()] {
+				} else if srcs[k.Local.Addr()] && o.inRange(k.Local.Port()) {
 					others++
 				}
 			}
@@ -393,6 +395,13 @@ func (o *Observatory) Sample() Sample {
 	o.ivPortReuse, o.ivTuple, o.ivEarly = 0, 0, 0
 	o.mu.Unlock()
 	return s
+}
+
+// inRange reports whether port is in the range the run draws its ports from (any port when the
+// range is unknown).
+func (o *Observatory) inRange(port uint16) bool {
+	r := o.cfg.Range
+	return r.Size <= 0 || (int(port) >= r.Lo && int(port) <= r.Hi)
 }
 
 // ours reports whether this run used local port of src toward dst. A 4-tuple this run used and

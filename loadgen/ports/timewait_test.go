@@ -22,13 +22,18 @@ func TestTimeWaitOnlyOurs(t *testing.T) {
 	if !nstest.Run(t) {
 		return
 	}
+	// The run draws from 40000-40999; the other program binds its ports itself.
+	const lo, hi = 40000, 40999
 	for _, tt := range []struct {
-		name         string
-		others, ours int
+		name   string
+		others []int // the other program's local ports
+		// sharing is how many of others share the run's port space (in its range)
+		sharing, ours int
 	}{
-		{"others only", 5, 0},
-		{"others and ours", 5, 3},
-		{"ours only", 0, 4},
+		{"others only", []int{40001, 40002, 40003, 40004, 40005}, 5, 0},
+		{"others and ours", []int{40011, 40012, 40013, 40014, 40015}, 5, 3},
+		{"ours only", nil, 0, 4},
+		{"others outside the run's range", []int{41001, 41002, 40021}, 1, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -55,8 +60,9 @@ func TestTimeWaitOnlyOurs(t *testing.T) {
 			}()
 			defer func() { ln.Close(); wg.Wait() }()
 			dst := dial.NewDestination(netip.MustParseAddrPort(ln.Addr().String()))
-			closeFirst := func(record func(netip.AddrPort)) {
-				c, err := net.Dial("tcp", dst.AddrPort.String())
+			closeFirst := func(port int, record func(netip.AddrPort)) {
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}}
+				c, err := d.Dial("tcp", dst.AddrPort.String())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -66,13 +72,14 @@ func TestTimeWaitOnlyOurs(t *testing.T) {
 				}
 				c.Close()
 			}
-			for range tt.others {
-				closeFirst(nil) // another program: the observatory never hears of it
+			for _, port := range tt.others {
+				closeFirst(port, nil) // another program: the observatory never hears of it
 			}
-			o := New(Config{Destinations: []netip.AddrPort{dst.AddrPort}, Interval: time.Hour, Proc: "/proc"})
+			o := New(Config{Destinations: []netip.AddrPort{dst.AddrPort}, Interval: time.Hour, Proc: "/proc",
+				Range: Range{Lo: lo, Hi: hi, Size: hi - lo + 1, Effective: hi - lo + 1}})
 			o.Baseline()
 			for range tt.ours {
-				closeFirst(func(la netip.AddrPort) {
+				closeFirst(0, func(la netip.AddrPort) {
 					now := time.Now()
 					c := o.Opened(dst, la, now, 0)
 					o.Closed(c, now, now, true)
@@ -87,21 +94,21 @@ func TestTimeWaitOnlyOurs(t *testing.T) {
 				defer c.Close()
 				o.Opened(dst, c.LocalAddr().(*net.TCPAddr).AddrPort(), time.Now(), 0)
 			}
-			waitTimeWait(t, dst.AddrPort, tt.others+tt.ours)
+			waitTimeWait(t, dst.AddrPort, len(tt.others)+tt.ours)
 
 			s := o.Sample()
 			if s.TimeWait != int64(tt.ours) {
-				t.Errorf("sample counted %d client TIME_WAIT sockets, want only the run's %d (another program left %d)", s.TimeWait, tt.ours, tt.others)
+				t.Errorf("sample counted %d client TIME_WAIT sockets, want only the run's %d (another program left %d)", s.TimeWait, tt.ours, len(tt.others))
 			}
 			r := o.Report()
 			if r.TimeWaitPeak != int64(tt.ours) || r.TimeWait.Peak != int64(tt.ours) || r.TimeWait.TargetPeak != 0 {
 				t.Errorf("report TIME_WAIT %+v (time_wait_peak %d), want peak %d, none on the target's side", r.TimeWait, r.TimeWaitPeak, tt.ours)
 			}
-			if r.TimeWait.OthersPeak != int64(tt.others) {
-				t.Errorf("others' TIME_WAIT %d, want %d", r.TimeWait.OthersPeak, tt.others)
+			if r.TimeWait.OthersPeak != int64(tt.sharing) {
+				t.Errorf("others' TIME_WAIT %d, want the %d in the run's range", r.TimeWait.OthersPeak, tt.sharing)
 			}
 			warned := strings.Contains(strings.Join(r.Warnings, "\n"), "others' TIME_WAIT sockets sharing the port space: ")
-			if warned != (tt.others > 0) {
+			if warned != (tt.sharing > 0) {
 				t.Errorf("warnings %q: want the others' TIME_WAIT one only when there are some", r.Warnings)
 			}
 		})
