@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
-	"github.com/portstorm/portstorm/loadgen/dial"
-	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/coordinator"
 	"github.com/portstorm/portstorm/loadgen/preflight"
 )
 
@@ -34,10 +32,11 @@ func doctorCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			f, err := forecast(p, host)
+			f, layout, err := coordinator.Forecast(p, host)
 			if err != nil {
 				return exitWith(exitInvalid, err)
 			}
+			fmt.Fprintf(e.stdout, "processes           %s\n", layout)
 			f.WriteText(e.stdout, p.Name)
 			if srcs, _ := p.Source.SourceAddrs(); len(srcs) > 0 && !p.Isolate {
 				if err := preflight.CheckSources(srcs); err != nil {
@@ -57,33 +56,4 @@ func doctorCmd(e *env) *cobra.Command {
 	}
 	pf.add(c)
 	return c
-}
-
-// forecast runs the preflight on the plan as run would, before any target starts: the built-in
-// target's listeners are counted but their ports are not known yet.
-func forecast(p *plan.Plan, host preflight.Host) (*preflight.Forecast, error) {
-	in := preflight.Inputs{Loopback: true}
-	if b := p.Target.Builtin; b != nil {
-		for i := range max(b.Listeners, 1) {
-			in.Destinations = append(in.Destinations, fmt.Sprintf("127.0.0.1:<listener %d>", i+1))
-		}
-	} else {
-		dsts, err := dial.Resolve(context.Background(), nil, p.Target.Addresses, true)
-		if err != nil {
-			return nil, err
-		}
-		for _, d := range dsts {
-			in.Destinations = append(in.Destinations, d.String())
-			in.Loopback = in.Loopback && dial.IsLoopback(d.AddrPort.Addr())
-		}
-	}
-	f := preflight.Plan(p, host, in)
-	if !p.Isolate || host.Isolated { // a fresh namespace holds nothing yet: no census of the host's
-		srcs, _ := p.Source.SourceAddrs()
-		if l, h, err := preflight.Census(f.Range.Lo, f.Range.Hi, srcs); err == nil {
-			in.ListenersInRange, in.HeldAtStart = l, h
-			f = preflight.Plan(p, host, in)
-		}
-	}
-	return f, nil
 }

@@ -30,7 +30,7 @@ load:
 		{"host only", []string{"doctor"}, 0, []string{"open files", "port range", "tcp_tw_reuse", "somaxconn", "syncookies", "conntrack", "--netns"}},
 		{"a plan that cannot run", []string{"doctor", writePlan(t, forty)}, exitCannotRun,
 			[]string{"STOPS local ports", "28232", "add source addresses", "more destinations", "verdict: cannot be carried out"}},
-		{"a plan that runs", []string{"doctor", writePlan(t, small)}, 0, []string{"127.0.0.2", "verdict: can be carried out"}},
+		{"a plan that runs", []string{"doctor", writePlan(t, small)}, 0, []string{"127.0.0.2", "verdict: can be carried out", "processes           fd limit"}},
 		{"the configs' exhaustion, expected", []string{"doctor", "../../configs/exhaustion.yaml"}, 0, []string{"as the plan expects"}},
 		{"two plans", []string{"doctor", "a", "b"}, exitInvalid, nil},
 	}

@@ -87,11 +87,10 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	ramp := Ramp(p)
 	pr := newPortRun(p)
 	defer pr.close()
-	lay := planLayout(p, pr.host, os.Getenv("GOMAXPROCS") != "")
+	lay := pr.layout(os.Getenv("GOMAXPROCS") != "")
 	if o.Dialer != nil && lay.workers > 1 {
 		return nil, fmt.Errorf("%w: a test dialer cannot run in worker processes (load.workers: 1)", ErrInvalid)
 	}
-	pr.workers, pr.targetProcs = lay.workers, lay.targets
 	if lay.workers > 1 || lay.targets > 0 {
 		fmt.Fprintf(o.Stderr, "portstorm: %s\n", lay.why)
 	}

@@ -35,6 +35,13 @@ func newPortRun(p *plan.Plan) *portRun {
 	return &portRun{p: p, host: preflight.ReadHost()}
 }
 
+// layout decides the run's processes and keeps the counts the open-files forecast needs.
+func (r *portRun) layout(procsSet bool) layout {
+	l := planLayout(r.p, r.host, procsSet)
+	r.workers, r.targetProcs = l.workers, l.targets
+	return l
+}
+
 // close removes what the run made on disk for the built-in target.
 func (r *portRun) close() { r.tls.close() }
 

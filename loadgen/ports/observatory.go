@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,10 +76,14 @@ type Observatory struct {
 	outsideWindow         uint64
 
 	// sampling state (only the snapshot goroutine touches it, under mu for the report)
-	base, last       Counters
-	dests            map[netip.AddrPort]bool
-	twPeak, twLast   int64
-	twTargetPeak     int64
+	base, last     Counters
+	dests          map[netip.AddrPort]bool
+	twPeak, twLast int64
+	twTargetPeak   int64
+	twOthersPeak   int64
+	// twPairs is the sampler's own copy of the pairs, to match TIME_WAIT sockets to the 4-tuples
+	// this run used without holding mu through a dump.
+	twPairs          map[pairKey]*pair
 	samples, skipped int
 	sampleMaxUS      int64
 	skipNext         bool
@@ -114,6 +119,11 @@ type pair struct {
 	released    [64]*[1024]int64 // last release per port toward dst: µs+1, negative when TIME_WAIT stayed
 	reuse       uint64
 	early       uint64
+	// used has bit p set once local port p was used toward dst: with src and dst it names every
+	// 4-tuple of the run, so that a TIME_WAIT socket is counted only when it is this run's. 8 KiB a
+	// pair, outside the timing budget: a TIME_WAIT count must not lose sockets once the budget is
+	// spent. Opened sets bits under mu; the sampler reads them without it, hence atomics.
+	used [1024]atomic.Uint64
 }
 
 // Conn is what Opened returns and Closed takes back: the connection's place in the tables.
@@ -141,7 +151,8 @@ func New(cfg Config) *Observatory {
 		tupleHist: metrics.NewHistogram(),
 		failures:  make(map[failKey]uint64),
 		dests:     make(map[netip.AddrPort]bool),
-		twPeak:    -1, twLast: -1, twTargetPeak: -1,
+		twPairs:   make(map[pairKey]*pair),
+		twPeak:    -1, twLast: -1, twTargetPeak: -1, twOthersPeak: -1,
 	}
 	for i := range o.deciles {
 		o.deciles[i] = metrics.NewHistogram()
@@ -243,6 +254,9 @@ func (o *Observatory) Opened(dst dial.Destination, local netip.AddrPort, start t
 	s.connections++
 	p.connections++
 	w, bit := port>>6, uint64(1)<<(port&63)
+	if p.used[w].Load()&bit == 0 {
+		p.used[w].Or(bit)
+	}
 	if s.used[w]&bit == 0 {
 		s.used[w] |= bit
 		s.unique++

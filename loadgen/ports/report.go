@@ -137,7 +137,13 @@ type TimeWait struct {
 	Peak int64 `json:"peak"`
 	Last int64 `json:"last"`
 	// TargetPeak counts TIME_WAIT on the destinations' side (the built-in target closing first).
-	TargetPeak  int64 `json:"target_peak"`
+	// Both count only the 4-tuples of this run's connections.
+	TargetPeak int64 `json:"target_peak"`
+	// OthersPeak counts, at its peak, the TIME_WAIT sockets of other processes (4-tuples this run
+	// did not use) from a run source address and a port of the run's range to a run destination:
+	// they share the run's port space, since the run cannot take their 4-tuples. -1 when never
+	// sampled.
+	OthersPeak  int64 `json:"others_peak"`
 	Samples     int   `json:"samples"`
 	Skipped     int   `json:"skipped"`
 	SampleMaxUS int64 `json:"sample_max_us"`
@@ -192,7 +198,7 @@ func (o *Observatory) Report() *Report {
 			TWReuseDelayMS: o.cfg.TWReuseDelay.Milliseconds(),
 			PortInterval:   summarize(o.portHist), TupleInterval: summarize(o.tupleHist)},
 		TimeWaitPeak: max(o.twPeak, 0),
-		TimeWait: TimeWait{Peak: o.twPeak, Last: o.twLast, TargetPeak: o.twTargetPeak, Samples: o.samples,
+		TimeWait: TimeWait{Peak: o.twPeak, Last: o.twLast, TargetPeak: o.twTargetPeak, OthersPeak: o.twOthersPeak, Samples: o.samples,
 			Skipped: o.skipped, SampleMaxUS: o.sampleMaxUS},
 	}
 	pref := "even"
@@ -283,6 +289,12 @@ func (o *Observatory) warnings(r *Report) []string {
 	if o.overBudget {
 		w = append(w, "the port tables reached their 64 MiB budget: reuse intervals of some ports were not timed")
 	}
+	if o.twOthersPeak > 0 {
+		w = append(w, fmt.Sprintf("others' TIME_WAIT sockets sharing the port space: %d at most (connections of other processes "+
+			"from the run's source addresses and port range to its destinations: other programs, or this run's other workers); "+
+			"not counted in time_wait_peak, but the run cannot use their 4-tuples",
+			o.twOthersPeak))
+	}
 	if o.sampleErr != nil {
 		w = append(w, "TIME_WAIT could not be sampled: "+o.sampleErr.Error())
 	}
@@ -319,16 +331,29 @@ func (o *Observatory) Sample() Sample {
 	for _, src := range o.order {
 		srcs[src.addr] = true
 	}
+	for _, p := range o.pairSeq[len(o.twPairs):] {
+		o.twPairs[pairKey{p.src.addr, p.dst}] = p
+	}
 	o.mu.Unlock()
 	if !skip {
 		t0 := time.Now()
-		var client, target int64
+		var client, target, others int64
+		// Only the 4-tuples this run used count: other programs' connections to the same
+		// destinations leave TIME_WAIT too, and counting theirs made a peak of TIME_WAIT appear
+		// before this run had closed anything. Theirs on a run source address and a port of the
+		// run's range still take 4-tuples the run cannot use, so they are counted apart.
 		count := func(k Socket) {
 			switch {
 			case o.dests[k.Local]:
-				target++
-			case o.dests[k.Remote] && srcs[k.Local.Addr()]:
-				client++
+				if o.ours(k.Remote, k.Local) {
+					target++
+				}
+			case o.dests[k.Remote]:
+				if o.ours(k.Local, k.Remote) {
+					client++
+				} else if srcs[k.Local.Addr()] && o.inRange(k.Local.Port()) {
+					others++
+				}
 			}
 		}
 		err := Dump(unix.AF_INET, 1<<StateTimeWait, count)
@@ -346,6 +371,7 @@ func (o *Observatory) Sample() Sample {
 			o.twLast = client
 			o.twPeak = max(o.twPeak, client)
 			o.twTargetPeak = max(o.twTargetPeak, target)
+			o.twOthersPeak = max(o.twOthersPeak, others)
 		}
 		o.sampleMaxUS = max(o.sampleMaxUS, s.SampleUS)
 		o.skipNext = cost > o.cfg.Interval/10
@@ -369,6 +395,25 @@ func (o *Observatory) Sample() Sample {
 	o.ivPortReuse, o.ivTuple, o.ivEarly = 0, 0, 0
 	o.mu.Unlock()
 	return s
+}
+
+// inRange reports whether port is in the range the run draws its ports from (any port when the
+// range is unknown).
+func (o *Observatory) inRange(port uint16) bool {
+	r := o.cfg.Range
+	return r.Size <= 0 || (int(port) >= r.Lo && int(port) <= r.Hi)
+}
+
+// ours reports whether this run used local port of src toward dst. A 4-tuple this run used and
+// closed without TIME_WAIT (RST) that another program then took and left in TIME_WAIT would count
+// as this run's: connect() would have to pick that very port toward that very destination.
+func (o *Observatory) ours(src, dst netip.AddrPort) bool {
+	p := o.twPairs[pairKey{src.Addr(), dst}]
+	if p == nil {
+		return false
+	}
+	port := src.Port()
+	return p.used[port>>6].Load()&(1<<(port&63)) != 0
 }
 
 func (o *Observatory) hasV6() bool {

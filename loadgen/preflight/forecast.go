@@ -296,7 +296,7 @@ func Plan(p *plan.Plan, h Host, in Inputs) *Forecast {
 		}
 		f.Limits = append(f.Limits, fl)
 	}
-	if h.ConntrackMax > 0 {
+	if conntrackLimits(p, h, in) {
 		avail := int64(max(h.ConntrackMax-max(h.ConntrackCount, 0), 0))
 		cl := Limit{Name: "conntrack", Max: avail, Demand: f.Peak, Unit: "tracked connections", Stops: f.Peak > avail,
 			Why: fmt.Sprintf("nf_conntrack_max %d, %d entries in use: a full table drops new SYNs (they end as ETIMEDOUT)", h.ConntrackMax, max(h.ConntrackCount, 0))}
@@ -319,6 +319,28 @@ func Plan(p *plan.Plan, h Host, in Inputs) *Forecast {
 		}
 	}
 	return f
+}
+
+// conntrackLimits reports whether nf_conntrack_max limits the run: only when conntrack tracks
+// connections in the run's namespace, not because the module is loaded.
+func conntrackLimits(p *plan.Plan, h Host, in Inputs) bool {
+	if h.ConntrackMax <= 0 {
+		return false
+	}
+	if p.Isolate && !h.Isolated {
+		// The run's fresh namespace has no rule that needs conntrack, hence no hook (see
+		// ConntrackInactive).
+		return false
+	}
+	switch h.Conntrack {
+	case ConntrackInactive:
+		// The probe was on loopback: a rule that exempts lo (raw NOTRACK) would hide tracking of the
+		// other interfaces, which entries already in the table betray.
+		return !in.Loopback && h.ConntrackCount > 0
+	case ConntrackNotLoaded:
+		return false
+	}
+	return true // active, or not probed (a Host from elsewhere): the table's size is the limit
 }
 
 // sortLimits puts the limits that stop the run first, the tightest (by Max/Demand) first.

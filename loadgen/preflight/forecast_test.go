@@ -1,6 +1,7 @@
 package preflight
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +173,101 @@ func TestReservedIn(t *testing.T) {
 		if got := ReservedIn(tt.reserved, tt.lo, tt.hi); got != tt.want {
 			t.Errorf("ReservedIn(%q, %d, %d) = %d, want %d", tt.reserved, tt.lo, tt.hi, got, tt.want)
 		}
+	}
+}
+
+// TestConntrackForecast: nf_conntrack_max limits a plan only when conntrack tracks connections in
+// the run's namespace, not because the module is loaded.
+func TestConntrackForecast(t *testing.T) {
+	// 500,000 connections over 20 destinations: the ports and descriptors suffice; only a
+	// conntrack table of 262,144 could stop it.
+	big := func(isolated bool) *plan.Plan {
+		p := plan40k()
+		p.Target.Addresses = nil
+		for i := range 20 {
+			p.Target.Addresses = append(p.Target.Addresses, "127.0.0.1:"+strconv.Itoa(7000+i))
+		}
+		p.Load.Stages[0].Target = 500000
+		p.Isolate = isolated
+		return p
+	}
+	in := func(loopback bool) Inputs {
+		var dsts []string
+		addr := "10.0.0.1:"
+		if loopback {
+			addr = "127.0.0.1:"
+		}
+		for i := range 20 {
+			dsts = append(dsts, addr+strconv.Itoa(7000+i))
+		}
+		return Inputs{Destinations: dsts, Loopback: loopback}
+	}
+	for _, tt := range []struct {
+		name     string
+		state    string
+		count    int
+		loopback bool
+		isolate  bool
+		limited  bool
+	}{
+		{"tracked here", ConntrackActive, 0, true, false, true},
+		{"not probed (a host read elsewhere)", "", 0, true, false, true},
+		{"the probe failed", ConntrackUnknown, 0, true, false, true},
+		{"loaded, nothing tracked", ConntrackInactive, 0, true, false, false},
+		{"loaded, nothing tracked, remote destinations, empty table", ConntrackInactive, 0, false, false, false},
+		{"loopback untracked but entries elsewhere, remote destinations", ConntrackInactive, 100, false, false, true},
+		{"loopback untracked, entries elsewhere, loopback destinations", ConntrackInactive, 100, true, false, false},
+		{"not loaded", ConntrackNotLoaded, 0, true, false, false},
+		{"the run's fresh namespace", ConntrackActive, 5, true, true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := host()
+			h.ConntrackMax, h.ConntrackCount, h.Conntrack = 262144, tt.count, tt.state
+			if tt.state == ConntrackNotLoaded {
+				h.ConntrackMax, h.ConntrackCount = -1, -1
+			}
+			f := Plan(big(tt.isolate), h, in(tt.loopback))
+			var text strings.Builder
+			f.WriteText(&text, "big")
+			var limit *Limit
+			for i := range f.Limits {
+				if f.Limits[i].Name == "conntrack" {
+					limit = &f.Limits[i]
+				}
+			}
+			if (limit != nil) != tt.limited {
+				t.Fatalf("conntrack limit %+v, want one: %v\n%s", limit, tt.limited, text.String())
+			}
+			if f.Refuse != tt.limited {
+				t.Errorf("refuse = %v, want %v (only conntrack could stop it)\n%s", f.Refuse, tt.limited, text.String())
+			}
+			if tt.limited && (!limit.Stops || limit.Max != int64(262144-tt.count)) {
+				t.Errorf("conntrack limit %+v, want it to stop the plan at %d", limit, 262144-tt.count)
+			}
+		})
+	}
+}
+
+func TestConntrackState(t *testing.T) {
+	for _, tt := range []struct {
+		name                 string
+		before, during, seen int
+		want                 string
+	}{
+		{"no nf_conntrack_count", -1, -1, -1, ConntrackNotLoaded},
+		{"the probe's tuple in the table", 0, 1, 1, ConntrackActive},
+		{"tuple found though other entries expired", 10, 9, 1, ConntrackActive},
+		{"the table read, the tuple absent", 0, 0, 0, ConntrackInactive},
+		{"the table read, absent, while others come and go", 10, 12, 0, ConntrackInactive},
+		{"no table: the count rose", 0, 1, -1, ConntrackActive},
+		{"no table: the count stayed at 0", 0, 0, -1, ConntrackInactive},
+		{"no table: the count fell", 10, 8, -1, ConntrackInactive},
+		{"the count vanished during the probe", 0, -1, -1, ConntrackUnknown},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := conntrackState(tt.before, tt.during, tt.seen); got != tt.want {
+				t.Errorf("conntrackState(%d, %d, %d) = %q, want %q", tt.before, tt.during, tt.seen, got, tt.want)
+			}
+		})
 	}
 }

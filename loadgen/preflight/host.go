@@ -3,6 +3,9 @@
 package preflight
 
 import (
+	"bufio"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -49,6 +52,9 @@ type Host struct {
 	// ConntrackMax and ConntrackCount are nf_conntrack_max and _count, -1 when conntrack is not loaded.
 	ConntrackMax   int `json:"conntrack_max"`
 	ConntrackCount int `json:"conntrack_count"`
+	// Conntrack says whether conntrack tracks connections in this network namespace, from a probe
+	// connection: ConntrackActive, ConntrackInactive, ConntrackNotLoaded or ConntrackUnknown.
+	Conntrack string `json:"conntrack"`
 	// UnprivilegedPortStart is ip_unprivileged_port_start: lower ports need CAP_NET_BIND_SERVICE.
 	UnprivilegedPortStart int `json:"unprivileged_port_start"`
 	// Root is true when running as uid 0.
@@ -114,6 +120,7 @@ func ReadHost() Host {
 		Isolated:              isolate.InChild(),
 		UserNamespaces:        isolate.UserNamespaces(),
 	}
+	h.Conntrack = probeConntrack()
 	h.Hostname, _ = os.Hostname()
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
@@ -130,4 +137,96 @@ func ReadHost() Host {
 		h.Netns = l
 	}
 	return h
+}
+
+// What Host.Conntrack says.
+const (
+	// ConntrackActive: a loopback probe connection in this namespace was tracked.
+	ConntrackActive = "active"
+	// ConntrackInactive: the module is loaded but tracked nothing of the probe here. Loading
+	// nf_conntrack registers no hook: a namespace gets them only when a rule or another user asks
+	// (nf_ct_netns_get, net/netfilter/nf_conntrack_proto.c), so a host with the module loaded and no
+	// conntrack rule, or a fresh namespace, tracks nothing and nf_conntrack_max limits nothing.
+	ConntrackInactive = "inactive"
+	// ConntrackNotLoaded: no nf_conntrack_count, no conntrack.
+	ConntrackNotLoaded = "not loaded"
+	// ConntrackUnknown: the probe could not be made (no loopback here).
+	ConntrackUnknown = "unknown"
+)
+
+// conntrackTableMax is the most entries read from /proc/net/nf_conntrack to find the probe; past
+// it (a host busy with tracked connections), the count alone decides.
+const conntrackTableMax = 65536
+
+// probeConntrack tells whether conntrack tracks connections in this network namespace: it opens one
+// loopback connection and looks for its 4-tuple in the namespace's conntrack table, or, when the
+// table cannot be read, for the entry count (per namespace) to rise while it is open.
+func probeConntrack() string {
+	before := readInt("sys/net/netfilter/nf_conntrack_count")
+	if before < 0 {
+		return ConntrackNotLoaded
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return ConntrackUnknown
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return ConntrackUnknown
+	}
+	defer c.Close()
+	// The handshake is complete once Dial returns: the connection waits in the accept queue.
+	s, err := ln.Accept()
+	if err != nil {
+		return ConntrackUnknown
+	}
+	defer s.Close()
+	during := readInt("sys/net/netfilter/nf_conntrack_count")
+	seen := -1
+	if during <= conntrackTableMax {
+		cp, sp := c.LocalAddr().(*net.TCPAddr).Port, ln.Addr().(*net.TCPAddr).Port
+		seen = conntrackHas(fmt.Sprintf(" sport=%d dport=%d ", cp, sp))
+	}
+	return conntrackState(before, during, seen)
+}
+
+// conntrackHas looks for tuple in /proc/net/nf_conntrack: 1 found, 0 not, -1 unreadable
+// (CONFIG_NF_CONNTRACK_PROCFS off).
+func conntrackHas(tuple string) int {
+	f, err := os.Open(filepath.Join(Proc, "net/nf_conntrack"))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), tuple) {
+			return 1
+		}
+	}
+	if sc.Err() != nil {
+		return -1
+	}
+	return 0
+}
+
+// conntrackState decides from the entry count before and during the probe connection and whether
+// the table held its 4-tuple (seen: 1 yes, 0 no, -1 not read). The table is exact; the count is
+// per namespace but may fall as other entries expire, so only a rise says anything.
+func conntrackState(before, during, seen int) string {
+	switch {
+	case before < 0:
+		return ConntrackNotLoaded
+	case seen > 0:
+		return ConntrackActive
+	case seen == 0:
+		return ConntrackInactive
+	case during < 0:
+		return ConntrackUnknown
+	case during > before:
+		return ConntrackActive
+	default:
+		return ConntrackInactive
+	}
 }

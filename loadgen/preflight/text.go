@@ -25,7 +25,15 @@ func WriteHost(w io.Writer, h Host) {
 	if h.ConntrackMax < 0 {
 		fmt.Fprintf(w, "  conntrack         not loaded (nothing tracks these connections)\n")
 	} else {
-		fmt.Fprintf(w, "  conntrack         %s of %d entries in use\n", orUnknown(h.ConntrackCount), h.ConntrackMax)
+		state := map[string]string{
+			ConntrackActive:   "tracks connections in this namespace",
+			ConntrackInactive: "loaded, but tracks nothing in this namespace (a probe connection was not tracked): nf_conntrack_max limits nothing",
+			ConntrackUnknown:  "could not be probed",
+		}[h.Conntrack]
+		if state == "" {
+			state = "not probed"
+		}
+		fmt.Fprintf(w, "  conntrack         %s; %s of %d entries in use\n", state, orUnknown(h.ConntrackCount), h.ConntrackMax)
 	}
 	fmt.Fprintf(w, "  privileged ports  below %s (root: %v)\n", orUnknown(h.UnprivilegedPortStart), h.Root)
 	ns := "root can create them"

@@ -119,6 +119,9 @@ func writePorts(w io.Writer, r *ports.Report) {
 	if tw.Samples > 0 {
 		fmt.Fprintf(w, "    TIME_WAIT    peak %d (client side), %d on the target's side; %d samples, slowest %s\n",
 			tw.Peak, max(tw.TargetPeak, 0), tw.Samples, fmtUS(tw.SampleMaxUS))
+		if tw.OthersPeak > 0 {
+			fmt.Fprintf(w, "    TIME_WAIT    others' sockets sharing the port space: %d (not counted above)\n", tw.OthersPeak)
+		}
 	}
 	if k := r.Kernel; k != nil {
 		fmt.Fprintf(w, "    kernel       ActiveOpens %d, AttemptFails %d, EstabResets %d, OutRsts %d, TWRecycled %d, TCPTimeWaitOverflow %d, ListenOverflows %d\n",

@@ -83,4 +83,14 @@ func TestWritePortsText(t *testing.T) {
 			t.Errorf("text lacks %q:\n%s", w, b.String())
 		}
 	}
+	const others = "others' sockets sharing the port space"
+	if strings.Contains(b.String(), others) {
+		t.Errorf("text names others' TIME_WAIT when there was none:\n%s", b.String())
+	}
+	r.TimeWait.OthersPeak = 148
+	b.Reset()
+	writePorts(&b, r)
+	if !strings.Contains(b.String(), others+": 148") {
+		t.Errorf("text lacks %q: 148:\n%s", others, b.String())
+	}
 }

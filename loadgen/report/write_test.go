@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
 )
 
@@ -573,4 +574,27 @@ func parseRow(t *testing.T, rec []string) TimelineRow {
 		t.Errorf("%d fields left over: %q", len(rec), rec)
 	}
 	return r
+}
+
+// TestSummaryJSONPortsContract pins the keys of ports.time_wait, which CI gates read, and
+// host.conntrack.
+func TestSummaryJSONPortsContract(t *testing.T) {
+	s := fixedSummary(t)
+	s.Ports = &ports.Report{TimeWait: ports.TimeWait{Peak: 3, OthersPeak: 5}}
+	s.Host.Conntrack = preflight.ConntrackInactive
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := object(t, object(t, b)["ports"])
+	want := sorted("peak", "last", "target_peak", "others_peak", "samples", "skipped", "sample_max_us")
+	if got := keysOf(t, "ports.time_wait", pr["time_wait"]); !slices.Equal(got, want) {
+		t.Errorf("ports.time_wait keys\n got %q\nwant %q", got, want)
+	}
+	if got := string(object(t, pr["time_wait"])["others_peak"]); got != "5" {
+		t.Errorf("ports.time_wait.others_peak = %s, want 5", got)
+	}
+	if got := string(object(t, object(t, b)["host"])["conntrack"]); got != `"inactive"` {
+		t.Errorf("host.conntrack = %s, want \"inactive\"", got)
+	}
 }

@@ -1,0 +1,137 @@
+package ports
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/portstorm/portstorm/loadgen/dial"
+	"github.com/portstorm/portstorm/loadgen/isolate/nstest"
+)
+
+// TestTimeWaitOnlyOurs: another program's connections to the run's destination, closed before the
+// run, leave TIME_WAIT sockets on the same source address; the run's TIME_WAIT count leaves them
+// out and reports them apart, as sharing the port space.
+func TestTimeWaitOnlyOurs(t *testing.T) {
+	if !nstest.Run(t) {
+		return
+	}
+	// The run draws from 40000-40999; the other program binds its ports itself.
+	const lo, hi = 40000, 40999
+	for _, tt := range []struct {
+		name   string
+		others []int // the other program's local ports
+		// sharing is how many of others share the run's port space (in its range)
+		sharing, ours int
+	}{
+		{"others only", []int{40001, 40002, 40003, 40004, 40005}, 5, 0},
+		{"others and ours", []int{40011, 40012, 40013, 40014, 40015}, 5, 3},
+		{"ours only", nil, 0, 4},
+		{"others outside the run's range", []int{41001, 41002, 40021}, 1, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The peer reads to the client's FIN and closes: the client's end goes to TIME_WAIT.
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						io.Copy(io.Discard, c)
+						c.Close()
+					}()
+				}
+			}()
+			defer func() { ln.Close(); wg.Wait() }()
+			dst := dial.NewDestination(netip.MustParseAddrPort(ln.Addr().String()))
+			closeFirst := func(port int, record func(netip.AddrPort)) {
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}}
+				c, err := d.Dial("tcp", dst.AddrPort.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				la := c.LocalAddr().(*net.TCPAddr).AddrPort()
+				if record != nil {
+					record(la)
+				}
+				c.Close()
+			}
+			for _, port := range tt.others {
+				closeFirst(port, nil) // another program: the observatory never hears of it
+			}
+			o := New(Config{Destinations: []netip.AddrPort{dst.AddrPort}, Interval: time.Hour, Proc: "/proc",
+				Range: Range{Lo: lo, Hi: hi, Size: hi - lo + 1, Effective: hi - lo + 1}})
+			o.Baseline()
+			for range tt.ours {
+				closeFirst(0, func(la netip.AddrPort) {
+					now := time.Now()
+					c := o.Opened(dst, la, now, 0)
+					o.Closed(c, now, now, true)
+				})
+			}
+			if tt.ours == 0 {
+				// The observatory knows the run's source address from one connection still open.
+				c, err := net.Dial("tcp", dst.AddrPort.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				o.Opened(dst, c.LocalAddr().(*net.TCPAddr).AddrPort(), time.Now(), 0)
+			}
+			waitTimeWait(t, dst.AddrPort, len(tt.others)+tt.ours)
+
+			s := o.Sample()
+			if s.TimeWait != int64(tt.ours) {
+				t.Errorf("sample counted %d client TIME_WAIT sockets, want only the run's %d (another program left %d)", s.TimeWait, tt.ours, len(tt.others))
+			}
+			r := o.Report()
+			if r.TimeWaitPeak != int64(tt.ours) || r.TimeWait.Peak != int64(tt.ours) || r.TimeWait.TargetPeak != 0 {
+				t.Errorf("report TIME_WAIT %+v (time_wait_peak %d), want peak %d, none on the target's side", r.TimeWait, r.TimeWaitPeak, tt.ours)
+			}
+			if r.TimeWait.OthersPeak != int64(tt.sharing) {
+				t.Errorf("others' TIME_WAIT %d, want the %d in the run's range", r.TimeWait.OthersPeak, tt.sharing)
+			}
+			warned := strings.Contains(strings.Join(r.Warnings, "\n"), "others' TIME_WAIT sockets sharing the port space: ")
+			if warned != (tt.sharing > 0) {
+				t.Errorf("warnings %q: want the others' TIME_WAIT one only when there are some", r.Warnings)
+			}
+		})
+	}
+}
+
+// waitTimeWait dumps TIME_WAIT toward dst until n sockets are there: the peer's FIN that puts each
+// client end into TIME_WAIT crosses loopback after close() returns. Bounded in dumps, not in time.
+func waitTimeWait(t *testing.T, dst netip.AddrPort, n int) {
+	t.Helper()
+	got := -1
+	for range 10000 {
+		got = 0
+		if err := Dump(unix.AF_INET, 1<<StateTimeWait, func(k Socket) {
+			if k.Remote == dst {
+				got++
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got >= n {
+			return
+		}
+	}
+	t.Fatalf("%d TIME_WAIT sockets toward %s, want %d", got, dst, n)
+}

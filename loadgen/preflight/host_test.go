@@ -1,0 +1,53 @@
+package preflight
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/portstorm/portstorm/loadgen/isolate/nstest"
+)
+
+// TestProbeConntrackFreshNamespace: in a fresh network namespace, with the module loaded or not,
+// no rule asks for conntrack, so the probe connection is not tracked and the table's size limits
+// nothing; ReadHost says so.
+func TestProbeConntrackFreshNamespace(t *testing.T) {
+	if !nstest.Run(t) {
+		return
+	}
+	want := ConntrackInactive
+	if _, err := os.Stat("/proc/sys/net/netfilter/nf_conntrack_count"); err != nil {
+		want = ConntrackNotLoaded
+	}
+	if got := probeConntrack(); got != want {
+		t.Errorf("probe in a fresh namespace: %q, want %q", got, want)
+	}
+	if h := ReadHost(); h.Conntrack != want {
+		t.Errorf("ReadHost().Conntrack = %q, want %q", h.Conntrack, want)
+	}
+}
+
+func TestConntrackHas(t *testing.T) {
+	dir := t.TempDir()
+	old := Proc
+	Proc = dir
+	defer func() { Proc = old }()
+	if got := conntrackHas(" sport=40000 dport=7000 "); got != -1 {
+		t.Errorf("no table: %d, want -1", got)
+	}
+	os.MkdirAll(filepath.Join(dir, "net"), 0o755)
+	table := "ipv4     2 tcp      6 431999 ESTABLISHED src=127.0.0.1 dst=127.0.0.1 sport=40000 dport=7000 src=127.0.0.1 dst=127.0.0.1 sport=7000 dport=40000 [ASSURED] mark=0 zone=0 use=2\n"
+	os.WriteFile(filepath.Join(dir, "net/nf_conntrack"), []byte(table), 0o644)
+	for _, tt := range []struct {
+		tuple string
+		want  int
+	}{
+		{" sport=40000 dport=7000 ", 1},
+		{" sport=40000 dport=7001 ", 0},
+		{" sport=4000 dport=7000 ", 0},
+	} {
+		if got := conntrackHas(tt.tuple); got != tt.want {
+			t.Errorf("conntrackHas(%q) = %d, want %d", tt.tuple, got, tt.want)
+		}
+	}
+}
