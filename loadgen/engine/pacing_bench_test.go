@@ -53,3 +53,31 @@ func cpuTime(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkPacer measures the pacer alone: the lateness of waits for instants gap apart, with the
+// kernel's last stretch (fine) and with a Go timer alone (timer, how the arrival loop waited
+// before), side by side under the same machine load, and the CPU time per wait. b.N waits.
+func BenchmarkPacer(b *testing.B) {
+	for _, gap := range []time.Duration{20 * time.Millisecond, time.Millisecond, 100 * time.Microsecond} {
+		for _, fine := range []bool{false, true} {
+			name := map[bool]string{false: "timer", true: "fine"}[fine]
+			b.Run(fmt.Sprintf("gap=%v/%s", gap, name), func(b *testing.B) {
+				p := newPacer()
+				defer p.close()
+				p.fine = fine
+				late := metrics.NewHistogram()
+				before := cpuTime(b)
+				at := time.Now()
+				for b.Loop() {
+					at = at.Add(gap)
+					p.until(at, nil)
+					_ = late.RecordValue(max(time.Since(at).Microseconds(), metrics.HistLowest))
+				}
+				cpu := cpuTime(b) - before
+				b.ReportMetric(float64(late.ValueAtQuantile(50)), "late-p50-µs")
+				b.ReportMetric(float64(late.ValueAtQuantile(99)), "late-p99-µs")
+				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/wait")
+			})
+		}
+	}
+}
