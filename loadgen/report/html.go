@@ -148,7 +148,8 @@ func buildCharts(s *Summary, d *ChartData) ([]chart, error) {
 	}
 	for _, l := range []metrics.Latency{metrics.Connect, metrics.ConnectIntended, metrics.SlotWait, metrics.ScheduleLag, metrics.RTT} {
 		name := l.String()
-		if ls, ok := s.Latency[name]; !ok || ls.Count == 0 {
+		if ls, ok := s.Latency[name]; !ok || ls.Count == 0 || l == metrics.SlotWait && ls.Max <= metrics.HistLowest {
+			// (slot_wait of a run that never waited for a slot is all zeros: nothing to draw.)
 			continue
 		}
 		c := latencyChart(name, d)
