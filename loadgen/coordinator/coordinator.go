@@ -158,6 +158,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	col := newCollector(p, ramp, pr, verdict, hlog, o, stopRun)
+	floor := pacingFloor(p)
 
 	var res *execResult
 	if lay.workers > 1 {
@@ -211,7 +212,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	sum, err := report.Build(report.Input{
 		Plan: p, Host: pr.host, Segments: lay.workers, Start: res.Start, End: res.End,
 		Interrupted: interrupted, Aborted: res.Aborted, Total: res.Total, Stages: col.stages[:len(ramp.Stages)],
-		Target: ts, Ports: portReport,
+		Target: ts, Ports: portReport, PacingFloor: floor,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
@@ -279,6 +280,15 @@ func engineConfig(p *plan.Plan, ramp schedule.Ramp, dsts []dial.Destination, pr 
 		return engine.Config{}, err
 	}
 	return cfg, nil
+}
+
+// pacingFloor calibrates the arrival pacing of this machine before the run (about 25 ms), for the
+// lateness warnings; the concurrency model has no schedule to be late for.
+func pacingFloor(p *plan.Plan) time.Duration {
+	if p.Load.Model != "arrival" {
+		return 0
+	}
+	return engine.PacingFloor()
 }
 
 // collector consumes the interval snapshots, from the engine or merged from worker processes: the

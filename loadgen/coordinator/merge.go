@@ -86,6 +86,13 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 	if sums[0] != nil {
 		pr.host = sums[0].Host
 	}
+	// The merged lateness is judged against the coarsest of the segments' machines.
+	var floor time.Duration
+	for _, s := range sums {
+		if s != nil && s.Pacing != nil {
+			floor = max(floor, time.Duration(s.Pacing.FloorP99US)*time.Microsecond)
+		}
+	}
 	start := rs[0].Info.Start
 	for _, r := range rs {
 		if r.Info.Start.Before(start) {
@@ -114,6 +121,7 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 	sum, err := report.Build(report.Input{
 		Plan: p, Host: pr.host, Segments: len(rs), Start: m.Start, End: m.End,
 		Interrupted: m.Interrupted, Aborted: m.Aborted, Total: m.Total, Stages: col.stages[:len(ramp.Stages)],
+		PacingFloor: floor,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)

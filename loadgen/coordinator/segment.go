@@ -156,6 +156,7 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	}
 	info := shard.Info{Schema: shard.InfoSchema, PlanHash: hash, Segment: fmt.Sprintf("%d/%d", seg.Index, seg.Count),
 		Index: seg.Index, Count: seg.Count, Host: o.Host}
+	floor := pacingFloor(sp)
 	res, err := engine.Run(ctx, cfg)
 	if err == nil {
 		err = errors.Join(werr, col.err)
@@ -180,7 +181,7 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	sum, err := report.Build(report.Input{
 		Plan: sp, Host: pr.host, Segments: 1, Start: res.Start, End: res.End,
 		Interrupted: res.Interrupted, Aborted: res.Aborted, Total: res.Total, Stages: col.stages[:len(ramp.Stages)],
-		Ports: pr.report(),
+		Ports: pr.report(), PacingFloor: floor,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)

@@ -101,6 +101,7 @@ func TestSegmentsMergeExactly(t *testing.T) {
 		}
 	})
 	var attempted uint64
+	var floor int64 // the coarsest segment's pacing floor
 	for i, d := range dirs {
 		r, err := shard.ReadResult(d)
 		if err != nil {
@@ -117,6 +118,11 @@ func TestSegmentsMergeExactly(t *testing.T) {
 			t.Fatal(err)
 		}
 		attempted += seg.Connections.Attempted
+		if seg.Pacing == nil {
+			t.Errorf("segment %d summary has no pacing calibration (arrival model)", i)
+		} else {
+			floor = max(floor, seg.Pacing.FloorP99US)
+		}
 		if seg.Segment != fmt.Sprintf("%d/%d", i, n) || seg.Ports == nil {
 			t.Errorf("segment %d summary: segment %q, ports %v", i, seg.Segment, seg.Ports)
 		}
@@ -143,6 +149,10 @@ func TestSegmentsMergeExactly(t *testing.T) {
 			g.P999 != w.P999 || g.Max != w.Max || g.HDR != w.HDR {
 			t.Errorf("%s: merged %+v, in-process %+v", name, g, w)
 		}
+	}
+	// The merged lateness is judged against the coarsest segment's machine.
+	if got.Pacing == nil || got.Pacing.FloorP99US != floor {
+		t.Errorf("merged pacing %+v, want the segments' largest floor %dµs", got.Pacing, floor)
 	}
 	if got.Segments != n || len(got.Shards) != n || len(got.PortsByHost) != n || got.Ports != nil {
 		t.Errorf("segments %d, shards %d, ports_by_host %d, ports %v", got.Segments, len(got.Shards), len(got.PortsByHost), got.Ports)

@@ -446,7 +446,7 @@ func (e *engine) runSlot(s *slot) {
 		id := e.next.Add(1)
 		sh := e.rec.Shard(id)
 		sh.Attempt()
-		if h := e.connection(id, sh, time.Time{}, s); h != nil {
+		if h := e.connection(id, sh, time.Time{}, 0, s); h != nil {
 			// The slot's count in e.wg passes to the parked connection, then to the goroutine
 			// that finishes it and carries on here.
 			e.park(h, func() { e.runSlot(s) })
@@ -456,27 +456,27 @@ func (e *engine) runSlot(s *slot) {
 }
 
 // arrivals runs the arrival model: every arrival starts at its intended time from the schedule,
-// never from when a goroutine got around to it, so lateness shows in schedule_lag and
-// connect_intended instead of disappearing (coordinated omission).
+// never from when a goroutine got around to it, so lateness shows instead of disappearing
+// (coordinated omission). It shows in two places, to blame the right side: slot_wait is the time
+// the loop was held back waiting for a free max_in_flight slot (the target was slow to finish
+// connections, or the window is too small), schedule_lag the rest (the generator was late).
 func (e *engine) arrivals(start time.Time) {
 	sem := make(chan struct{}, e.cfg.MaxInFlight)
 	it := e.cfg.Ramp.SegmentArrivals(e.cfg.Segment)
-	t := time.NewTimer(0)
-	defer t.Stop()
-	<-t.C
+	p := newPacer()
+	defer p.close()
+	// freed is when the loop last got a slot it had to wait for. An arrival intended before then
+	// was held back by the wait (its own or an earlier arrival's, the loop being sequential) until
+	// then; only what came after is the generator's.
+	var freed time.Time
 	for {
 		off, ok := it.Next()
 		if !ok {
 			return
 		}
 		intended := start.Add(off)
-		if d := time.Until(intended); d > 0 {
-			t.Reset(d)
-			select {
-			case <-t.C:
-			case <-e.stopping:
-				return
-			}
+		if !p.until(intended, e.stopping) {
+			return
 		}
 		id := e.next.Add(1)
 		sh := e.rec.Shard(id)
@@ -489,10 +489,12 @@ func (e *engine) arrivals(start time.Time) {
 			}
 			select {
 			case sem <- struct{}{}:
+				freed = time.Now()
 			case <-e.stopping:
 				return
 			}
 		}
+		wait := max(freed.Sub(intended), 0)
 		sh.Attempt()
 		e.wg.Add(1)
 		go func() {
@@ -500,7 +502,7 @@ func (e *engine) arrivals(start time.Time) {
 				<-sem
 				e.wg.Done()
 			}
-			if h := e.connection(id, sh, intended, nil); h != nil {
+			if h := e.connection(id, sh, intended, wait, nil); h != nil {
 				e.park(h, done)
 				return
 			}
@@ -512,13 +514,15 @@ func (e *engine) arrivals(start time.Time) {
 // connection runs one lifecycle: connect, requests, hold, close. Every step has a deadline. When
 // the connection is to be held idle, it returns it unfinished, for the caller to park (held
 // connections have no goroutine); otherwise it returns nil, the connection ended and recorded.
-func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s *slot) *held {
+// An arrival has its intended start, of which it waited slotWait for a free slot.
+func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, slotWait time.Duration, s *slot) *held {
 	di := id % uint64(len(e.cfg.Destinations))
 	dst := e.cfg.Destinations[di]
 	t0 := time.Now()
 	timing := metrics.Timing{Intended: !intended.IsZero()}
 	if timing.Intended {
-		timing.Lag = t0.Sub(intended)
+		timing.SlotWait = slotWait
+		timing.Lag = t0.Sub(intended) - slotWait
 	}
 	// A bare connection (conn nil) has nothing to say and nothing to hand-shake: bareDialer is
 	// set only then.

@@ -52,7 +52,7 @@ func BenchmarkConnection(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				sh := e.rec.Shard(uint64(i))
 				sh.Attempt()
-				e.connection(uint64(i), sh, time.Time{}, nil)
+				e.connection(uint64(i), sh, time.Time{}, 0, nil)
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "conn/s")
 			b.StopTimer()

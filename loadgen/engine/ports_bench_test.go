@@ -50,7 +50,7 @@ func BenchmarkObservatory(b *testing.B) {
 			for b.Loop() {
 				sh := e.rec.Shard(i)
 				sh.Attempt()
-				e.connection(i, sh, time.Time{}, nil)
+				e.connection(i, sh, time.Time{}, 0, nil)
 				i++
 			}
 			b.ReportMetric(float64(i)/time.Since(start).Seconds(), "conn/s")

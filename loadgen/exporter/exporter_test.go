@@ -81,6 +81,8 @@ func TestServeAndMove(t *testing.T) {
 	for _, v := range []int64{40, 400, 4000} {
 		s.Hist[metrics.Connect].RecordValue(v)
 	}
+	// A target stall under the arrival model: slot_wait is a series of its own.
+	s.Hist[metrics.SlotWait].RecordValue(900_000)
 	e.Observe(s)
 	e.Observe(s)
 	after := scrape(t, url)
@@ -94,6 +96,7 @@ func TestServeAndMove(t *testing.T) {
 		`portstorm_latency_seconds_bucket{latency="connect",plan="p",le="0.0005"} 4`,
 		`portstorm_latency_seconds_bucket{latency="connect",plan="p",le="0.005"} 6`,
 		`portstorm_latency_seconds_count{latency="connect",plan="p"} 6`,
+		`portstorm_latency_seconds_count{latency="slot_wait",plan="p"} 2`,
 	} {
 		if !strings.Contains(after, want) {
 			t.Errorf("missing %s", want)

@@ -32,6 +32,8 @@ func TestParse(t *testing.T) {
 		{"latency with us", "rtt.p50<=250us", ctx3, "rtt.p50", Time, LessEqual, 250, false},
 		{"latency with µs and spaces", "  connect.max   >   1.5µs ", ctx3, "connect.max", Time, Greater, 1.5, false},
 		{"long form", "latency.connect_intended.p999 < 1s", ctx3, "connect_intended.p999", Time, Less, 1e6, false},
+		{"slot wait (the target held arrivals back)", "slot_wait.p99 < 10ms", ctx3, "slot_wait.p99", Time, Less, 10000, false},
+		{"schedule lag (the generator was late)", "latency.schedule_lag.p99 < 500us", ctx3, "schedule_lag.p99", Time, Less, 500, false},
 		{"model default, concurrency", "latency.p99 < 1ms", ctx3, "connect.p99", Time, Less, 1000, false},
 		{"model default, arrival", "latency.p99 < 1ms", Context{Model: "arrival"}, "connect_intended.p99", Time, Less, 1000, false},
 		{"any percentile", "connect.p95 < 2ms", ctx3, "connect.p95", Time, Less, 2000, false},

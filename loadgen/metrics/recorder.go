@@ -17,8 +17,12 @@ const (
 	Connect Latency = iota
 	// ConnectIntended is intended start -> established (arrival model): coordinated-omission free.
 	ConnectIntended
-	// ScheduleLag is intended start -> connect() started: how late the generator was.
+	// ScheduleLag is intended start -> connect() started, less SlotWait (arrival model): how late
+	// the generator was.
 	ScheduleLag
+	// SlotWait is the part of intended start -> connect() started spent waiting for a free
+	// max_in_flight slot (arrival model): how long the target, or the window, held the load back.
+	SlotWait
 	// RTT is request write started -> full response read (the echo, the HTTP response, the reply).
 	RTT
 	// Lifetime is established -> closed.
@@ -30,7 +34,7 @@ const (
 	NumLatencies
 )
 
-var latencyNames = [NumLatencies]string{"connect", "connect_intended", "schedule_lag", "rtt", "lifetime", "first_byte", "tls_handshake"}
+var latencyNames = [NumLatencies]string{"connect", "connect_intended", "schedule_lag", "slot_wait", "rtt", "lifetime", "first_byte", "tls_handshake"}
 
 func (l Latency) String() string {
 	if l < NumLatencies {
@@ -212,7 +216,8 @@ func (s *Shard) Drop() {
 
 // Timing is the connect-phase timing of one connection.
 type Timing struct {
-	Lag      time.Duration // intended start -> connect() started
+	SlotWait time.Duration // intended start -> connect() started: waiting for a free slot
+	Lag      time.Duration // intended start -> connect() started: the rest, the generator's lateness
 	Connect  time.Duration // connect() started -> established (or failed)
 	Intended bool          // the connection had an intended start (arrival model)
 }
@@ -225,8 +230,9 @@ func (s *Shard) Connected(t Timing) {
 	s.c.Established++
 	s.record(Connect, t.Connect)
 	if t.Intended {
+		s.record(SlotWait, t.SlotWait)
 		s.record(ScheduleLag, t.Lag)
-		s.record(ConnectIntended, t.Lag+t.Connect)
+		s.record(ConnectIntended, t.SlotWait+t.Lag+t.Connect)
 	}
 	s.mu.Unlock()
 }
@@ -237,6 +243,7 @@ func (s *Shard) ConnectFailed(at time.Time, t Timing, err error) Outcome {
 	defer s.mu.Unlock()
 	s.c.Failed++
 	if t.Intended {
+		s.record(SlotWait, t.SlotWait)
 		s.record(ScheduleLag, t.Lag)
 	}
 	return s.outcome(at, err)
@@ -302,7 +309,7 @@ func (r *Recorder) Cut(now time.Time, stage int) *Snapshot {
 		}
 		for l, h := range s.hist {
 			// Merge and Reset walk every bucket, recorded or not, while connections wait on s.mu:
-			// skip the histograms nothing was recorded in (schedule_lag under the concurrency model).
+			// skip the histograms nothing was recorded in (schedule_lag and slot_wait under the concurrency model).
 			if h.TotalCount() == 0 {
 				continue
 			}

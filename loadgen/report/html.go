@@ -146,9 +146,10 @@ func buildCharts(s *Summary, d *ChartData) ([]chart, error) {
 				"Open connections at the end of each interval and the most open at once within it (left axis); connections opened and closed per second (right axis). Dashed vertical lines mark stage boundaries.", c})
 		}
 	}
-	for _, l := range []metrics.Latency{metrics.Connect, metrics.ConnectIntended, metrics.RTT} {
+	for _, l := range []metrics.Latency{metrics.Connect, metrics.ConnectIntended, metrics.SlotWait, metrics.ScheduleLag, metrics.RTT} {
 		name := l.String()
-		if ls, ok := s.Latency[name]; !ok || ls.Count == 0 {
+		if ls, ok := s.Latency[name]; !ok || ls.Count == 0 || l == metrics.SlotWait && ls.Max <= metrics.HistLowest {
+			// (slot_wait of a run that never waited for a slot is all zeros: nothing to draw.)
 			continue
 		}
 		c := latencyChart(name, d)
@@ -184,12 +185,14 @@ func buildCharts(s *Summary, d *ChartData) ([]chart, error) {
 var latencyTitles = map[string]string{
 	"connect": "Connect latency", "connect_intended": "Connect latency from the intended start",
 	"schedule_lag": "Schedule lag", "rtt": "Round trip", "lifetime": "Lifetime",
-	"first_byte": "Time to first byte", "tls_handshake": "TLS handshake",
+	"first_byte": "Time to first byte", "tls_handshake": "TLS handshake", "slot_wait": "Slot wait",
 }
 
 var latencyCaptions = map[string]string{
 	"connect":          "connect() started to established.",
-	"connect_intended": "Intended start to established, including any time the generator was late: the coordinated-omission-free figure.",
+	"connect_intended": "Intended start to established, including any time the generator was late or waited for a free slot: the coordinated-omission-free figure.",
+	"schedule_lag":     "How late the generator started connections after their intended start, beyond any wait for a free slot: the generator falling behind.",
+	"slot_wait":        "How long arrivals waited for a free load.max_in_flight slot: the target (or the window) holding the load back.",
 	"rtt":              "Request written to the full answer read (the echo, the HTTP response, the Redis reply).",
 	"first_byte":       "Request written to the first byte of the answer.",
 	"tls_handshake":    "Established to TLS handshake complete.",
@@ -336,6 +339,8 @@ func latencyChart(name string, d *ChartData) *charts.Line {
 	cols := map[string][]string{
 		"connect":          {"connect_p50_us", "connect_p99_us", "connect_max_us"},
 		"connect_intended": {"connect_intended_p99_us"},
+		"slot_wait":        {"slot_wait_p99_us"},
+		"schedule_lag":     {"schedule_lag_p99_us"},
 		"rtt":              {"rtt_p99_us"},
 	}[name]
 	added := false

@@ -365,3 +365,63 @@ func TestVerdictTable(t *testing.T) {
 		t.Errorf("a run without checks printed %q", b.String())
 	}
 }
+
+// TestLatenessCharts: an arrival run's report draws schedule_lag over time, and slot_wait only
+// when some arrival waited for a slot (otherwise it is all zeros), from latency.hlog or, without
+// it, from timeline.csv's p99 columns.
+func TestLatenessCharts(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		wait    time.Duration
+		keepLog bool
+		want    []string
+	}{
+		{"waited, from the log", 900 * time.Millisecond, true, []string{"slot_wait", "schedule_lag"}},
+		{"waited, from the timeline", 900 * time.Millisecond, false, []string{"slot_wait", "schedule_lag"}},
+		{"never waited", 0, true, []string{"schedule_lag"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			rec := metrics.NewRecorder(t0, 1)
+			sh := rec.Shard(0)
+			for i := range 10 {
+				sh.Attempt()
+				sh.Connected(metrics.Timing{SlotWait: tc.wait * time.Duration(i%2), Lag: 80 * time.Microsecond, Connect: 100 * time.Microsecond, Intended: true})
+			}
+			s := rec.Cut(at(time.Second), 0)
+			l, err := CreateHLog(dir, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Write(s); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := WriteTimeline(dir, []TimelineRow{Row(s)}); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.keepLog {
+				os.Remove(filepath.Join(dir, HLogFile))
+			}
+			sum, err := Build(Input{Plan: fixturePlan(), Start: t0, End: at(time.Second), Total: s})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := LoadChartData(dir, sum)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, id := range ChartIDs(sum, d) {
+				if name, ok := strings.CutPrefix(id, ChartLatency); ok && (name == "slot_wait" || name == "schedule_lag") {
+					got = append(got, name)
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("lateness charts %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

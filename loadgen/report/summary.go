@@ -43,6 +43,9 @@ type Summary struct {
 	Thresholds  []ThresholdResult         `json:"thresholds"`
 	Warnings    []string                  `json:"warnings,omitempty"`
 	Target      *TargetStats              `json:"target,omitempty"`
+	// Pacing is what this machine's arrival pacing can do, measured at the start of an
+	// arrival-model run; it sets where the schedule_lag and slot_wait warnings begin.
+	Pacing *Pacing `json:"pacing,omitempty"`
 	// Baseline is the comparison with a previous result (plan baseline:), when the plan asked.
 	Baseline *BaselineResult `json:"baseline,omitempty"`
 	// Stopped says why the run ended early, when an abort_on_fail threshold stopped it.
@@ -127,6 +130,35 @@ type ThresholdResult struct {
 	// AbortOnFail is the plan's abort_on_fail; StoppedRun is true for the threshold that stopped it.
 	AbortOnFail bool `json:"abort_on_fail,omitempty"`
 	StoppedRun  bool `json:"stopped_run,omitempty"`
+}
+
+// Pacing is the calibration the lateness warnings are judged against.
+type Pacing struct {
+	// FloorP99US is the p99 lateness of arrivals paced with nothing else to do (about 25 ms of
+	// them, at the start): the schedule_lag this machine shows at rest. In a merged result, the
+	// largest of the segments'.
+	FloorP99US int64 `json:"floor_p99_us"`
+	// LagWarnUS is the p99 of schedule_lag or slot_wait above which the summary warns:
+	// LagWarnFactor times the floor, and at least MinLagWarn.
+	LagWarnUS int64 `json:"lag_warn_us"`
+}
+
+// The warning rule. A run's arrivals share the CPU with its connections, so a p99 of a few times
+// the idle floor is the machine, not a generator that fell behind; on a quiet machine whose floor
+// is a few microseconds, MinLagWarn keeps scheduling noise from reading as a bottleneck. Without a
+// calibration (a result from before it, a summary built by hand) the threshold is DefaultLagWarn.
+const (
+	LagWarnFactor  = 4
+	MinLagWarn     = 250 * time.Microsecond
+	DefaultLagWarn = time.Millisecond
+)
+
+// NewPacing returns the calibration for a measured floor; nil when floor is 0 (not measured).
+func NewPacing(floor time.Duration) *Pacing {
+	if floor <= 0 {
+		return nil
+	}
+	return &Pacing{FloorP99US: floor.Microseconds(), LagWarnUS: max(LagWarnFactor*floor, MinLagWarn).Microseconds()}
 }
 
 // TargetStats are the built-in target's counters, when the run started one.
@@ -255,6 +287,9 @@ type Input struct {
 	Stages      []*metrics.Snapshot // index = stage; nil where a stage never ran
 	Target      *TargetStats
 	Ports       *ports.Report // the port observatory's report; nil when ports were not observed
+	// PacingFloor is engine.PacingFloor measured at the start of an arrival-model run; 0 when it
+	// was not.
+	PacingFloor time.Duration
 	// Live builds the running figures judged after every interval (abort_on_fail): the histograms
 	// are summarised but not encoded (hdr stays ""), which would cost milliseconds and megabytes
 	// per interval.
@@ -277,7 +312,7 @@ func Build(in Input) (*Summary, error) {
 		Verdict: "pass", Plan: in.Plan, Host: in.Host, Segments: max(in.Segments, 1),
 		Connections: connections(t), Outcomes: outcomes(t), First: map[string]First{},
 		Bytes: Bytes{Out: t.BytesOut, In: t.BytesIn}, Thresholds: []ThresholdResult{}, Stages: []Stage{},
-		Target: in.Target, Ports: in.Ports,
+		Target: in.Target, Ports: in.Ports, Pacing: NewPacing(in.PacingFloor),
 	}
 	for i, f := range t.First {
 		if f != nil {
@@ -311,14 +346,35 @@ func Build(in Input) (*Summary, error) {
 			Connections: connections(st), Outcomes: outcomes(st), Latency: lat,
 		})
 	}
-	if lag := s.Latency["schedule_lag"]; lag.Count > 0 && lag.P99 > 1000 {
-		s.Warnings = append(s.Warnings, fmt.Sprintf(
-			"schedule_lag p99 is %s: the generator, not the target, was the bottleneck for part of the run", fmtUS(lag.P99)))
-	}
+	s.Warnings = append(s.Warnings, lagWarnings(s)...)
 	if t.Clamped > 0 {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("%d latencies fell outside 1µs..1h and were clamped", t.Clamped))
 	}
 	return s, nil
+}
+
+// lagWarnings blames late arrivals on the side that made them late: slot_wait on the target (or
+// the max_in_flight window), schedule_lag on the generator.
+func lagWarnings(s *Summary) []string {
+	warnAt, rule := DefaultLagWarn.Microseconds(), "the default threshold, no pacing calibration"
+	if p := s.Pacing; p != nil {
+		warnAt = p.LagWarnUS
+		rule = fmt.Sprintf("%d× this machine's pacing floor of %s, at least %s", LagWarnFactor, fmtUS(p.FloorP99US), fmtUS(MinLagWarn.Microseconds()))
+	}
+	var out []string
+	if w := s.Latency["slot_wait"]; w.Count > 0 && w.P99 > warnAt {
+		window := "load.max_in_flight"
+		if s.Plan != nil && s.Plan.Load.MaxInFlight > 0 {
+			window = fmt.Sprintf("load.max_in_flight (%d)", s.Plan.Load.MaxInFlight)
+		}
+		out = append(out, fmt.Sprintf("slot_wait p99 is %s (over %s, %s): arrivals waited for a free slot of %s, so the target was slow to finish connections or the window is too small; connect_intended includes the wait",
+			fmtUS(w.P99), fmtUS(warnAt), rule, window))
+	}
+	if lag := s.Latency["schedule_lag"]; lag.Count > 0 && lag.P99 > warnAt {
+		out = append(out, fmt.Sprintf("schedule_lag p99 is %s (over %s, %s): the generator, not the target, fell behind its schedule for part of the run",
+			fmtUS(lag.P99), fmtUS(warnAt), rule))
+	}
+	return out
 }
 
 // fmtUS formats microseconds for people. The unit changes where rounding to two decimals would

@@ -36,7 +36,7 @@ var outcomeNames = []string{"ok", "EADDRNOTAVAIL", "EADDRINUSE", "ECONNREFUSED",
 	"EMFILE", "EOF", "echo_mismatch", "status_mismatch", "reply_mismatch", "bad_response", "tls_handshake", "canceled", "other"}
 
 // latencyNames are summary.json's latency keys.
-var latencyNames = []string{"connect", "connect_intended", "schedule_lag", "rtt", "lifetime", "first_byte", "tls_handshake"}
+var latencyNames = []string{"connect", "connect_intended", "schedule_lag", "slot_wait", "rtt", "lifetime", "first_byte", "tls_handshake"}
 
 func fixturePlan() *plan.Plan {
 	return &plan.Plan{
@@ -63,7 +63,7 @@ func recordRun(t *testing.T) (total *metrics.Snapshot, stages []*metrics.Snapsho
 	a.Connected(metrics.Timing{Lag: 200 * time.Microsecond, Connect: 300 * time.Microsecond, Intended: true})
 	a.Exchanged(-1, 150*time.Microsecond, 64, 64)
 	b.Attempt()
-	b.Connected(metrics.Timing{Lag: 5 * time.Millisecond, Connect: time.Millisecond, Intended: true})
+	b.Connected(metrics.Timing{SlotWait: 4 * time.Millisecond, Lag: 5 * time.Millisecond, Connect: time.Millisecond, Intended: true})
 	c.Attempt()
 	c.ConnectFailed(at(500*time.Millisecond), metrics.Timing{Lag: 3 * time.Millisecond, Connect: 2 * time.Millisecond, Intended: true}, refused())
 	a.Drop()
@@ -179,8 +179,18 @@ func TestBuild(t *testing.T) {
 		if got != want {
 			t.Errorf("connect = %+v\nwant      %+v", got, want)
 		}
-		if n := s.Latency["schedule_lag"].Count; n != 4 { // A, B, C (failed) and D
-			t.Errorf("schedule_lag count %d, want 4", n)
+		for _, name := range []string{"schedule_lag", "slot_wait"} {
+			if n := s.Latency[name].Count; n != 4 { // A, B, C (failed) and D
+				t.Errorf("%s count %d, want 4", name, n)
+			}
+		}
+		// B was 9 ms late, 4 ms of it waiting for a slot: connect_intended adds both to its connect.
+		// (Over 2048µs a value reads back as its bucket's highest: within 0.1%.)
+		if got := s.Latency["connect_intended"].Max; got < 10_000 || got > 10_010 {
+			t.Errorf("connect_intended max %dµs, want 10000 (4ms slot wait + 5ms lag + 1ms connect)", got)
+		}
+		if got := s.Latency["slot_wait"].Max; got < 4000 || got > 4004 {
+			t.Errorf("slot_wait max %dµs, want 4000", got)
 		}
 	})
 
@@ -219,9 +229,10 @@ func TestBuild(t *testing.T) {
 	})
 
 	t.Run("warnings", func(t *testing.T) {
-		// schedule_lag is 100µs, 200µs, 3ms, 5ms: p99 5ms.
-		if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "schedule_lag p99 is 5.00ms") {
-			t.Errorf("warnings = %q, want the schedule_lag one", s.Warnings)
+		// slot_wait is 0, 4ms, 0, 0: p99 4ms; schedule_lag is 100µs, 200µs, 3ms, 5ms: p99 5ms.
+		if len(s.Warnings) != 2 || !strings.Contains(s.Warnings[0], "slot_wait p99 is 4.00ms") ||
+			!strings.Contains(s.Warnings[1], "schedule_lag p99 is 5.00ms") {
+			t.Errorf("warnings = %q, want the slot_wait and schedule_lag ones", s.Warnings)
 		}
 	})
 }
@@ -258,21 +269,39 @@ func checkAgrees(t *testing.T, what string, ls LatencySummary, h *hdr.Histogram)
 }
 
 func TestBuildWarnings(t *testing.T) {
+	const generator, target = "the generator, not the target, fell behind", "the target was slow to finish connections or the window is too small"
 	tests := []struct {
 		name     string
 		lags     []time.Duration // schedule lags of established connections (arrival model)
+		waits    []time.Duration // their slot waits, when set (same length as lags)
+		floor    time.Duration   // the pacing calibration; 0: none
 		lifetime time.Duration
 		want     []string // one substring per expected warning, in order
 	}{
 		{name: "concurrency model has no schedule lag", lifetime: time.Second},
-		{name: "lag p99 under 1ms", lags: []time.Duration{200 * time.Microsecond, 900 * time.Microsecond}, lifetime: time.Second},
-		{name: "lag p99 of exactly 1ms is not above it", lags: []time.Duration{time.Millisecond}, lifetime: time.Second},
-		{name: "lag p99 above 1ms", lags: []time.Duration{200 * time.Microsecond, 1500 * time.Microsecond},
-			lifetime: time.Second, want: []string{"schedule_lag p99 is 1.50ms"}},
+		{name: "uncalibrated: lag p99 under 1ms", lags: []time.Duration{200 * time.Microsecond, 900 * time.Microsecond}, lifetime: time.Second},
+		{name: "uncalibrated: lag p99 of exactly 1ms is not above it", lags: []time.Duration{time.Millisecond}, lifetime: time.Second},
+		{name: "uncalibrated: lag p99 above 1ms", lags: []time.Duration{200 * time.Microsecond, 1500 * time.Microsecond},
+			lifetime: time.Second, want: []string{"schedule_lag p99 is 1.50ms (over 1.00ms, the default threshold"}},
 		{name: "a lifetime past 1h is clamped", lifetime: 2 * time.Hour,
 			want: []string{"1 latencies fell outside 1µs..1h and were clamped"}},
 		{name: "both", lags: []time.Duration{3 * time.Second}, lifetime: 2 * time.Hour,
 			want: []string{"schedule_lag p99 is 3.00s", "clamped"}},
+		{name: "a precise machine warns below 1ms", lags: []time.Duration{20 * time.Microsecond, 600 * time.Microsecond},
+			floor: 30 * time.Microsecond, lifetime: time.Second,
+			want: []string{"schedule_lag p99 is 600µs (over 250µs, 4× this machine's pacing floor of 30µs, at least 250µs)"}},
+		{name: "a coarse machine's lag is its floor, not a bottleneck", lags: []time.Duration{900 * time.Microsecond, 1500 * time.Microsecond},
+			floor: time.Millisecond, lifetime: time.Second},
+		{name: "a coarse machine still warns past 4x its floor", lags: []time.Duration{900 * time.Microsecond, 4500 * time.Microsecond},
+			floor: time.Millisecond, lifetime: time.Second, want: []string{"schedule_lag p99 is 4.50ms (over 4.00ms"}},
+		{name: "a 1s slot wait blames the target, not the generator",
+			lags: []time.Duration{10 * time.Microsecond, 20 * time.Microsecond}, waits: []time.Duration{0, time.Second},
+			floor: 30 * time.Microsecond, lifetime: time.Second,
+			want: []string{"slot_wait p99 is 1.00s (over 250µs, 4× this machine's pacing floor of 30µs, at least 250µs): arrivals waited for a free slot"}},
+		{name: "both sides late: both named, the target first",
+			lags: []time.Duration{10 * time.Microsecond, 2 * time.Millisecond}, waits: []time.Duration{0, time.Second},
+			floor: 30 * time.Microsecond, lifetime: time.Second,
+			want: []string{target, generator}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -281,12 +310,16 @@ func TestBuildWarnings(t *testing.T) {
 			sh.Attempt()
 			sh.Connected(metrics.Timing{Connect: 100 * time.Microsecond})
 			sh.Closed(at(time.Second), tc.lifetime, nil)
-			for _, lag := range tc.lags {
+			for i, lag := range tc.lags {
+				var wait time.Duration
+				if tc.waits != nil {
+					wait = tc.waits[i]
+				}
 				sh.Attempt()
-				sh.Connected(metrics.Timing{Lag: lag, Connect: 100 * time.Microsecond, Intended: true})
+				sh.Connected(metrics.Timing{SlotWait: wait, Lag: lag, Connect: 100 * time.Microsecond, Intended: true})
 				sh.Closed(at(time.Second), time.Millisecond, nil)
 			}
-			s, err := Build(Input{Plan: fixturePlan(), Start: t0, End: at(time.Second), Total: rec.Cut(at(time.Second), 0)})
+			s, err := Build(Input{Plan: fixturePlan(), Start: t0, End: at(time.Second), Total: rec.Cut(at(time.Second), 0), PacingFloor: tc.floor})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -297,6 +330,9 @@ func TestBuildWarnings(t *testing.T) {
 				if !strings.Contains(s.Warnings[i], w) {
 					t.Errorf("warning %d = %q, want it to say %q", i, s.Warnings[i], w)
 				}
+			}
+			if (s.Pacing != nil) != (tc.floor > 0) {
+				t.Errorf("pacing = %+v with a floor of %v", s.Pacing, tc.floor)
 			}
 		})
 	}

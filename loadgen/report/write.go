@@ -100,6 +100,9 @@ type TimelineRow struct {
 	ConnectMax  int64
 	IntendedP99 int64
 	RTTP99      int64
+	// SlotWaitP99 and LagP99 split IntendedP99's lateness between the target and the generator.
+	SlotWaitP99 int64
+	LagP99      int64
 	// Ports is the interval's port figures (TIME_WAIT, kernel TCP counters); nil without them.
 	Ports *ports.Sample
 }
@@ -123,6 +126,8 @@ func Row(s *metrics.Snapshot) TimelineRow {
 		ConnectP50: q(metrics.Connect, 50), ConnectP99: q(metrics.Connect, 99), ConnectMax: connectMax,
 		IntendedP99: q(metrics.ConnectIntended, 99),
 		RTTP99:      q(metrics.RTT, 99),
+		SlotWaitP99: q(metrics.SlotWait, 99),
+		LagP99:      q(metrics.ScheduleLag, 99),
 	}
 }
 
@@ -134,7 +139,8 @@ func WriteTimeline(dir string, rows []TimelineRow) error {
 	for o := range metrics.NumOutcomes {
 		head = append(head, "outcome_"+o.String())
 	}
-	head = append(head, "connect_p50_us", "connect_p99_us", "connect_max_us", "connect_intended_p99_us", "rtt_p99_us")
+	head = append(head, "connect_p50_us", "connect_p99_us", "connect_max_us", "connect_intended_p99_us", "rtt_p99_us",
+		"slot_wait_p99_us", "schedule_lag_p99_us")
 	observed := portsObserved(rows)
 	if observed {
 		head = append(head, portColumns()...)
@@ -148,7 +154,8 @@ func WriteTimeline(dir string, rows []TimelineRow) error {
 		for _, n := range r.Outcomes {
 			rec = append(rec, u(n))
 		}
-		rec = append(rec, i(r.ConnectP50), i(r.ConnectP99), i(r.ConnectMax), i(r.IntendedP99), i(r.RTTP99))
+		rec = append(rec, i(r.ConnectP50), i(r.ConnectP99), i(r.ConnectMax), i(r.IntendedP99), i(r.RTTP99),
+			i(r.SlotWaitP99), i(r.LagP99))
 		if observed {
 			rec = append(rec, portCells(r.Ports)...)
 		}

@@ -29,10 +29,13 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/ f
 func fixedSummary(t *testing.T) *Summary {
 	t.Helper()
 	lat := map[string]LatencySummary{}
-	for i, name := range latencyNames {
+	// Each histogram's values are its own multiple of 100µs, kept when histograms are added.
+	mult := map[string]int64{"connect": 1, "connect_intended": 2, "schedule_lag": 3, "rtt": 4, "lifetime": 5,
+		"first_byte": 6, "tls_handshake": 7, "slot_wait": 8}
+	for _, name := range latencyNames {
 		h := metrics.NewHistogram()
 		for v := int64(1); v <= 1000; v++ {
-			h.RecordValue(v * int64(100*(i+1)))
+			h.RecordValue(v * 100 * mult[name])
 		}
 		enc, err := metrics.EncodeHistogram(h)
 		if err != nil {
@@ -78,8 +81,9 @@ func fixedSummary(t *testing.T) *Summary {
 			{Expr: "connect.p99 < 5ms", Observed: "9.90ms", Pass: false},
 			{Expr: "errors.rate < 1%", Observed: "0.35%", Pass: true},
 		},
-		Warnings: []string{"schedule_lag p99 is 1.50ms: the generator, not the target, was the bottleneck for part of the run"},
+		Warnings: []string{"schedule_lag p99 is 1.50ms (over 250µs, 4× this machine's pacing floor of 40µs, at least 250µs): the generator, not the target, fell behind its schedule for part of the run"},
 		Target:   &TargetStats{Accepted: 1992, Peak: 1000, Closed: 1992, BytesIn: 127488, BytesOut: 127488},
+		Pacing:   &Pacing{FloorP99US: 40, LagWarnUS: 250},
 	}
 }
 
@@ -120,7 +124,7 @@ func TestSummaryJSONContract(t *testing.T) {
 		{
 			name:    "a full summary",
 			summary: fixedSummary,
-			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target")...),
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "pacing")...),
 			literal: map[string]string{"ports": "null", "schema": `"portstorm/summary/v1"`, "started_at": `"2025-03-01T12:00:00Z"`},
 		},
 		{
@@ -133,13 +137,14 @@ func TestSummaryJSONContract(t *testing.T) {
 			name: "a built summary",
 			summary: func(t *testing.T) *Summary {
 				total, stages := recordRun(t)
-				s, err := Build(Input{Plan: fixturePlan(), Start: t0, End: at(3 * time.Second), Total: total, Stages: stages})
+				s, err := Build(Input{Plan: fixturePlan(), Start: t0, End: at(3 * time.Second), Total: total, Stages: stages,
+					PacingFloor: 40 * time.Microsecond})
 				if err != nil {
 					t.Fatal(err)
 				}
 				return s
 			},
-			top:     sorted(append(slices.Clone(required), "examples", "warnings")...),
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "pacing")...),
 			literal: map[string]string{"thresholds": "[]", "ports": "null"},
 		},
 	}
@@ -157,6 +162,12 @@ func TestSummaryJSONContract(t *testing.T) {
 			for k, want := range tc.literal {
 				if got := string(top[k]); got != want {
 					t.Errorf("%s = %s, want %s", k, got, want)
+				}
+			}
+
+			if raw, ok := top["pacing"]; ok {
+				if got := keysOf(t, "pacing", raw); !slices.Equal(got, sorted("floor_p99_us", "lag_warn_us")) {
+					t.Errorf("pacing keys %q, want [floor_p99_us lag_warn_us]", got)
 				}
 			}
 
@@ -481,7 +492,8 @@ func TestWriteFileAtomic(t *testing.T) {
 func TestWriteTimeline(t *testing.T) {
 	total, stages := recordRun(t)
 	full := TimelineRow{EndS: 4.125, Stage: 3, Active: -1, PeakActive: 7, Attempted: 11, Established: 13, Failed: 17,
-		Dropped: 19, Closed: 23, ConnectP50: 29, ConnectP99: 31, ConnectMax: 37, IntendedP99: 41, RTTP99: 43}
+		Dropped: 19, Closed: 23, ConnectP50: 29, ConnectP99: 31, ConnectMax: 37, IntendedP99: 41, RTTP99: 43,
+		SlotWaitP99: 47, LagP99: 53}
 	for i := range full.Outcomes {
 		full.Outcomes[i] = uint64(100 + i)
 	}
@@ -489,7 +501,8 @@ func TestWriteTimeline(t *testing.T) {
 		"outcome_ok", "outcome_EADDRNOTAVAIL", "outcome_EADDRINUSE", "outcome_ECONNREFUSED", "outcome_ETIMEDOUT",
 		"outcome_ECONNRESET", "outcome_EMFILE", "outcome_EOF", "outcome_echo_mismatch", "outcome_status_mismatch",
 		"outcome_reply_mismatch", "outcome_bad_response", "outcome_tls_handshake", "outcome_canceled", "outcome_other",
-		"connect_p50_us", "connect_p99_us", "connect_max_us", "connect_intended_p99_us", "rtt_p99_us"}
+		"connect_p50_us", "connect_p99_us", "connect_max_us", "connect_intended_p99_us", "rtt_p99_us",
+		"slot_wait_p99_us", "schedule_lag_p99_us"}
 
 	tests := []struct {
 		name string
@@ -570,6 +583,7 @@ func parseRow(t *testing.T, rec []string) TimelineRow {
 		r.Outcomes[o] = u()
 	}
 	r.ConnectP50, r.ConnectP99, r.ConnectMax, r.IntendedP99, r.RTTP99 = i(), i(), i(), i(), i()
+	r.SlotWaitP99, r.LagP99 = i(), i()
 	if len(rec) != 0 {
 		t.Errorf("%d fields left over: %q", len(rec), rec)
 	}

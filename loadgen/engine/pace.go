@@ -1,0 +1,115 @@
+package engine
+
+import (
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/portstorm/portstorm/loadgen/metrics"
+)
+
+// coarseSlack is how long before an arrival's intended time the pacer stops waiting on a Go timer
+// and sleeps the rest in the kernel. Go timers wake late by up to a millisecond on an idle machine:
+// when every P is idle the runtime waits for the next timer in epoll_wait, whose timeout is whole
+// milliseconds, so a sub-millisecond wait is rounded up to 1 ms (runtime/netpoll_epoll.go). Paced
+// that way, schedule_lag p50 was ~0.6 ms at any rate.
+const coarseSlack = 2 * time.Millisecond
+
+// pacer waits for the arrival loop's intended times: a Go timer (which a stop interrupts) for all
+// but the last coarseSlack, then clock_nanosleep with a timer slack of 1 ns, which the kernel's
+// hrtimers keep to within microseconds (a thread's default slack is 50 µs, by which a sleep may
+// be extended to batch wake-ups: kernel/sys.c PR_SET_TIMERSLACK, kernel/time/hrtimer.c). The slack
+// is set on whichever thread runs the loop at the time, and left there: it only makes that
+// thread's later timed waits end on time. A thread sleeping in the kernel costs no CPU, so a slow
+// schedule stays cheap (no spinning); a fast one makes a few system calls per arrival.
+type pacer struct {
+	t *time.Timer
+	// fine is false when the kernel sleep cannot be used: prctl failed, or the clock time.Now reads
+	// did not move while the thread slept (the virtual clock of a testing/synctest bubble), after
+	// which the pacer waits on the timer alone.
+	fine bool
+}
+
+// newPacer returns a pacer; close releases its timer.
+func newPacer() *pacer {
+	p := &pacer{t: time.NewTimer(time.Hour), fine: true}
+	p.t.Stop()
+	return p
+}
+
+func (p *pacer) close() { p.t.Stop() }
+
+// until waits until at. It returns false when stop closed first; a stop is noticed while the
+// timer runs, not during the last coarseSlack.
+func (p *pacer) until(at time.Time, stop <-chan struct{}) bool {
+	for {
+		d := time.Until(at)
+		switch {
+		case d <= 0:
+			return true
+		case p.fine && d <= coarseSlack:
+			p.sleep(at, d)
+		default:
+			if p.fine {
+				d -= coarseSlack
+			}
+			p.t.Reset(d)
+			select {
+			case <-p.t.C:
+			case <-stop:
+				return false
+			}
+		}
+	}
+}
+
+// sleep sleeps d in the kernel, to the absolute CLOCK_MONOTONIC time d from now (the clock Go's
+// monotonic readings come from), so that a signal interrupting it (Go preempts with SIGURG) costs
+// no drift: it sleeps again to the same deadline.
+func (p *pacer) sleep(at time.Time, d time.Duration) {
+	// The connections the loop just started wait for this P, which a thread sleeping in a system
+	// call keeps until sysmon takes it back (20 µs to 10 ms later): let them run first.
+	runtime.Gosched()
+	if d = time.Until(at); d <= 0 {
+		return
+	}
+	var ts unix.Timespec
+	if unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0) != nil || unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		p.fine = false
+		return
+	}
+	before := time.Now()
+	deadline := unix.NsecToTimespec(ts.Nano() + int64(d))
+	for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &deadline, nil) == unix.EINTR {
+	}
+	if time.Since(before) < d/2 {
+		p.fine = false
+	}
+}
+
+// Calibration of what this machine's pacing can do: calibrationArrivals arrivals,
+// calibrationGap apart (about 25 ms in all), through the same pacer and goroutine start as a
+// run's arrivals, against nothing.
+const (
+	calibrationArrivals = 100
+	calibrationGap      = 250 * time.Microsecond
+)
+
+// PacingFloor measures the p99 of the lateness of arrivals paced with nothing else to do: the
+// schedule_lag this machine shows at rest, below which no run can go. Judging a run's schedule_lag
+// against it, rather than against a fixed figure, tells a generator that fell behind from a
+// machine whose timers are coarse.
+func PacingFloor() time.Duration {
+	p := newPacer()
+	defer p.close()
+	h := metrics.NewHistogram()
+	late := make(chan time.Duration)
+	for range calibrationArrivals {
+		at := time.Now().Add(calibrationGap)
+		p.until(at, nil)
+		go func(at time.Time) { late <- time.Since(at) }(at)
+		_ = h.RecordValue(max((<-late).Microseconds(), metrics.HistLowest))
+	}
+	return time.Duration(h.ValueAtQuantile(99)) * time.Microsecond
+}

@@ -1,0 +1,64 @@
+package engine
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// TestPacerNeverEarly: whatever the gap (inside and past the kernel's last stretch), the pacer
+// returns at or after the instant asked for, never before: an arrival started early would record
+// a negative lateness.
+func TestPacerNeverEarly(t *testing.T) {
+	p := newPacer()
+	defer p.close()
+	for _, gap := range []time.Duration{0, time.Microsecond, 50 * time.Microsecond, 300 * time.Microsecond,
+		coarseSlack - time.Microsecond, coarseSlack + time.Microsecond, 3 * time.Millisecond} {
+		at := time.Now().Add(gap)
+		if !p.until(at, nil) {
+			t.Fatalf("gap %v: until returned false without a stop", gap)
+		}
+		if now := time.Now(); now.Before(at) {
+			t.Errorf("gap %v: returned %v early", gap, at.Sub(now))
+		}
+	}
+	if !p.fine {
+		t.Error("the kernel sleep was given up on a real clock")
+	}
+}
+
+// TestPacerStop: a stop ends a long wait at once, and says so.
+func TestPacerStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPacer()
+		defer p.close()
+		stop := make(chan struct{})
+		time.AfterFunc(time.Second, func() { close(stop) })
+		start := time.Now()
+		if p.until(start.Add(time.Hour), stop) {
+			t.Fatal("until reported the instant reached after a stop")
+		}
+		if d := time.Since(start); d != time.Second {
+			t.Errorf("stopped after %v, want 1s", d)
+		}
+	})
+}
+
+// TestPacerVirtualTime: in a synctest bubble the kernel sleep does not move the clock time.Now
+// reads; the pacer notices and waits on timers alone, so every wait ends exactly on time.
+func TestPacerVirtualTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPacer()
+		defer p.close()
+		for _, gap := range []time.Duration{time.Millisecond, 10 * time.Millisecond, 100 * time.Microsecond} {
+			at := time.Now().Add(gap)
+			p.until(at, nil)
+			if now := time.Now(); !now.Equal(at) {
+				t.Errorf("gap %v: woke %v off in virtual time", gap, now.Sub(at))
+			}
+		}
+		if p.fine {
+			t.Error("the kernel sleep is still used in virtual time")
+		}
+	})
+}
