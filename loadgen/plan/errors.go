@@ -84,20 +84,24 @@ func (es Errors) Unwrap() []error {
 // pasted 100 KB value echoed whole would bury the message.
 const maxEcho = 80
 
-// echoLen is the byte length of the first maxEcho characters of s.
-func echoLen(s string) int {
+// maxEchoPath is how many characters of a path, a field path or an override's name a message
+// repeats: more than of a value, since real paths run long.
+const maxEchoPath = 240
+
+// echoLen is the byte length of the first max characters of s.
+func echoLen(s string, max int) int {
 	i := 0
-	for n := 0; i < len(s) && n < maxEcho; n++ {
+	for n := 0; i < len(s) && n < max; n++ {
 		_, w := utf8.DecodeRuneInString(s[i:])
 		i += w
 	}
 	return i
 }
 
-// clip shortens s for a message to its first maxEcho characters, an ellipsis and its whole length;
+// clip shortens a path for a message to its first maxEchoPath characters, an ellipsis and its whole length;
 // cut says whether it did.
 func clip(s string) (short string, cut bool) {
-	i := echoLen(s)
+	i := echoLen(s, maxEchoPath)
 	if i == len(s) {
 		return s, false
 	}
@@ -107,7 +111,7 @@ func clip(s string) (short string, cut bool) {
 // quote is strconv.Quote of a value, shortened as clip does (the ellipsis outside the quotes, so
 // that what is quoted is exactly the value's start).
 func quote(s string) string {
-	i := echoLen(s)
+	i := echoLen(s, maxEcho)
 	if i == len(s) {
 		return strconv.Quote(s)
 	}

@@ -45,17 +45,11 @@ func readRegular(path string, limit int64) ([]byte, error) {
 	if err := regular(path, fi); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	f, fi, err := openRegular(path)
 	if err != nil {
-		return nil, fileError(path, err)
-	}
-	defer f.Close()
-	if fi, err = f.Stat(); err != nil {
-		return nil, fileError(path, err)
-	}
-	if err := regular(path, fi); err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	if fi.Size() > limit {
 		return nil, &tooLargeError{size: fi.Size()}
 	}
@@ -67,6 +61,26 @@ func readRegular(path string, limit int64) ([]byte, error) {
 		return nil, &tooLargeError{size: int64(len(data))}
 	}
 	return data, nil
+}
+
+// openRegular opens path for reading without waiting on a FIFO, and refuses what the open
+// descriptor shows is not a regular file.
+func openRegular(path string) (*os.File, fs.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, fileError(path, err)
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		err = regular(path, fi)
+	} else {
+		err = fileError(path, err)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
 }
 
 // regular refuses anything but a regular file, naming what it is.

@@ -148,8 +148,8 @@ func (d *decoder) apply(root *yaml.Node, ov override) {
 	err := dec.Decode(&doc)
 	if err == nil {
 		// A value is one YAML document; a second (after a "---" or "..." line) would be dropped.
-		if err = dec.Decode(&extra); err == nil {
-			d.bad(0, ov.origin, ov.path, "the value holds more than one YAML document (a line \"---\" or \"...\" starts another); quote it to set the text")
+		if err = dec.Decode(&extra); !errors.Is(err, io.EOF) {
+			d.bad(0, ov.origin, ov.path, "the value holds more than one YAML document (a line \"---\" or \"...\" ends the first); quote it to set the text")
 			return
 		}
 	}
