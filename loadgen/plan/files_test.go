@@ -349,6 +349,11 @@ func TestOnePass(t *testing.T) {
 			want: []string{"p.yaml:6: load.stages[0].duration: want a duration", "p.yaml:4: load.max_in_flight: want 1 to"},
 		},
 		{
+			name: "unreadable group is not given",
+			src:  "version: 1\ntarget: {builtin: [x], addresses: [\"127.0.0.1:9\"]}\nconnection: {tls: {server_name: a b}}\nload: {stages: [{duration: 1s, target: 1}]}\n",
+			want: []string{"p.yaml:2: target.builtin: want a mapping", "p.yaml:3: connection.tls.server_name: want a host name"},
+		},
+		{
 			name: "unknown key and bad value",
 			src:  "version: 1\ntarget: {builtin: {mode: mirror}}\nlaod: {}\nload: {stages: [{duration: 1s, target: 1}]}\n",
 			want: []string{"p.yaml:3: laod: unknown key", "p.yaml:2: target.builtin.mode: want one of"},

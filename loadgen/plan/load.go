@@ -7,6 +7,7 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -260,9 +261,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, line int, o
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
+		unset := len(d.unset)
 		e := reflect.New(t.Elem())
 		d.decode(n, e.Elem(), path, line, origin)
-		v.Set(e)
+		if !slices.Contains(d.unset[unset:], path) {
+			v.Set(e) // else the group stays unset: a partial plan has no empty group that was never given
+		}
 	case reflect.Struct:
 		d.mapping(n, v, path, line, origin)
 	case reflect.Slice:
