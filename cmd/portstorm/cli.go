@@ -96,15 +96,31 @@ func (f *planFlags) add(c *cobra.Command) {
 	c.Flags().StringArrayVar(&f.sets, "set", nil, "override a plan key: --set load.model=arrival (repeatable; YAML values)")
 }
 
-// loadPlan loads, defaults and validates a plan; every problem is reported at once with exit code 2.
+// loadPlan loads, defaults and validates a plan; every problem is reported at once with exit code 2:
+// the strict pass's (unknown keys, wrong types) and the checks of the values that did decode.
 func (f *planFlags) loadPlan(e *env, path string) (*plan.Plan, error) {
 	p, err := plan.LoadFile(path, plan.Overrides{Sets: f.sets, Env: e.environ})
-	if err != nil {
+	if p == nil {
 		return nil, exitWith(exitInvalid, err)
 	}
+	var errs []error
+	var strict plan.Errors
+	if errors.As(err, &strict) {
+		errs = strict.Unwrap()
+	} else if err != nil {
+		errs = []error{err}
+	}
 	p.Defaults()
+	errs = append(errs, p.Validate()...)
 	// The gate checks what the plan package cannot: threshold expressions and the baseline.
-	if errs := append(p.Validate(), gate.ValidatePlan(p)...); len(errs) > 0 {
+	for _, err := range gate.ValidatePlan(p) {
+		var fe *plan.FieldError
+		if errors.As(err, &fe) && p.Undecoded(fe.Field) {
+			continue // the strict pass reported this field
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, err := range errs {
 			msgs[i] = err.Error()

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portstorm/portstorm/loadgen/k8s"
+	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 )
 
@@ -27,7 +28,7 @@ func k8sCmd(e *env) *cobra.Command {
 			if o.Parallelism < 1 {
 				return exitWith(exitInvalid, fmt.Errorf("--parallelism %d: want 1 or more segments", o.Parallelism))
 			}
-			if o.Plan, err = os.ReadFile(args[0]); err != nil {
+			if o.Plan, err = plan.ReadFile(args[0], plan.MaxFileSize); err != nil {
 				return exitWith(exitInvalid, err)
 			}
 			o.Name, o.AllowRemote = p.Name, p.Target.AllowRemote

@@ -103,7 +103,7 @@ func clientTLS(p *plan.Plan, dsts []dial.Destination, pr *portRun) ([]*tls.Confi
 		base.RootCAs = x509.NewCertPool()
 		base.RootCAs.AppendCertsFromPEM(pr.tls.certPEM)
 	case t.CAFile != "":
-		pem, err := os.ReadFile(t.CAFile)
+		pem, err := plan.ReadFile(t.CAFile, plan.MaxCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("%w: connection.tls.ca_file: %w", ErrInvalid, err)
 		}

@@ -3,7 +3,6 @@ package plan
 import (
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -135,11 +134,11 @@ func (s *Send) Payload() ([]byte, error) {
 		}
 		return b, nil
 	case s.File != "":
-		b, err := os.ReadFile(s.File)
+		b, err := ReadFile(s.File, int64(MaxSendBytes))
 		if err != nil {
 			return nil, fmt.Errorf("connection.send.file: %w", err)
 		}
-		if len(b) == 0 || len(b) > int(MaxSendBytes) {
+		if len(b) == 0 {
 			return nil, fmt.Errorf("connection.send.file: want 1B to %s of request, %s holds %d bytes", MaxSendBytes, s.File, len(b))
 		}
 		return b, nil

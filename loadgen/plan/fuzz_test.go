@@ -1,8 +1,10 @@
 package plan
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -21,9 +23,36 @@ func FuzzLoad(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// Binary junk, long values, and plans with problems in both passes (a partial plan).
+	for _, seed := range []string{
+		"version: 1\nname: x\x00y\n",
+		"version: 1\nname: \xff\xfe\n",
+		"\x07version: 1\n",
+		"version: 1\nname: \"h\xc3\xa9llo\x7f\"\n",
+		"version: 1: 2\n",
+		"version: 1\nname: " + strings.Repeat("n", 300) + "\n" + strings.Repeat("k", 200) + ": 1\n",
+		"version: one\nname: [x]\ntarget: {addresses: {a: b}}\nload: {model: storm, max_in_flight: -1, stages: [{duration: 5, target: 1}]}\n",
+		"version: 1\ntarget: {builtin: {mode: mirror}}\nlaod: {}\nload: {stages: [{duration: 1s, target: x}]}\nthresholds: [[]]\n",
+		"version: 1\ntarget: {addresses: [\"127.0.0.1:9\"]}\nconnection: {tls: {ca_file: /}, send: {file: /dev/null}}\nload: {stages: [{duration: 1s, target: 1}]}\n",
+	} {
+		f.Add([]byte(seed))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse("fuzz.yaml", data, Overrides{})
 		if err != nil {
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("Parse's error is a %T, want Errors: %v", err, err)
+			}
+			for _, e := range es {
+				if e.Line <= 0 && e.Origin == "" && len(data) <= MaxFileSize {
+					t.Fatalf("an error without a line: %v", e)
+				}
+			}
+			if p != nil { // a partial plan: the checks of what decoded must not panic
+				p.Defaults()
+				p.Validate()
+			}
 			return
 		}
 		p.Defaults()

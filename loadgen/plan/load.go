@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -20,24 +22,22 @@ const MaxFileSize = 1 << 20
 const nullTag = "!!null"
 
 // LoadFile reads the plan file at path, applies the overrides and decodes it strictly. The error,
-// when not from opening the file, is Errors: every problem found, each with file:line or its
+// when not from reading the file, is Errors: every problem found, each with file:line or its
 // override. LoadFile neither fills defaults nor validates: call Defaults, then Validate. (It is not
 // named Load because the type Load, the load model, holds that name in this package.)
+//
+// Only a regular file is read (see ReadFile): a named pipe given as the plan would otherwise
+// block the open until something writes to it.
+//
+// When the strict pass finds problems, LoadFile returns them with the partial plan, as Parse does.
 func LoadFile(path string, o Overrides) (*Plan, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
-		return nil, tooBig(path, fi.Size())
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
+	data, err := readRegular(path, MaxFileSize)
+	var big *tooLargeError
+	switch {
+	case errors.As(err, &big):
+		return nil, tooBig(path, big.size)
+	case err != nil:
 		return nil, fmt.Errorf("read plan: %w", err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, tooBig(path, int64(len(data)))
 	}
 	return Parse(path, data, o)
 }
@@ -51,6 +51,12 @@ func tooBig(file string, n int64) error {
 // decodes the merged tree into a Plan, collecting every unknown key, duplicate key, alias, wrong type
 // and unreadable value. It records the line (or override) of every field set in Plan.Lines and
 // Plan.Origins. A null value (`key:` or `key: ~`) leaves the field unset.
+//
+// When the document is read but the strict pass finds problems, Parse returns the errors and the
+// partial plan: every field that decoded, the others left unset. Defaults and Validate work on it
+// and Validate leaves out what would only repeat the strict pass's problems (see Plan.Undecoded), so
+// that a user sees every problem of a plan at once. When the document cannot be read at all (bad
+// YAML, not a mapping, too big) the plan is nil.
 func Parse(file string, data []byte, o Overrides) (*Plan, error) {
 	if len(data) > MaxFileSize {
 		return nil, tooBig(file, int64(len(data)))
@@ -72,11 +78,34 @@ func Parse(file string, data []byte, o Overrides) (*Plan, error) {
 	p := &Plan{File: file}
 	d.decode(root, reflect.ValueOf(p).Elem(), "", root.Line, "")
 	errs = append(append(errs, d.errs...), ovErrs...)
-	if len(errs) > 0 {
-		return nil, errs
-	}
 	p.Lines, p.Origins = d.lines, d.origins
+	if len(errs) > 0 {
+		p.undecoded = d.unset
+		return p, errs
+	}
 	return p, nil
+}
+
+// Undecoded reports whether the strict pass left the field at path unset because its value could
+// not be decoded, or a field it holds, or the field that holds it: a check of the field would only
+// repeat (or follow from) a problem already reported. It is false for every field of a plan Parse
+// accepted.
+func (p *Plan) Undecoded(path string) bool {
+	for _, u := range p.undecoded {
+		if within(path, u) || within(u, path) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether path is inner or the field inner is in: "load.stages[1].target" is
+// within "load.stages" and "load", not within "load.stage".
+func within(inner, path string) bool {
+	if !strings.HasPrefix(inner, path) {
+		return false
+	}
+	return len(inner) == len(path) || path == "" || inner[len(path)] == '.' || inner[len(path)] == '['
 }
 
 var yamlErrRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -90,14 +119,14 @@ func parseDocument(file string, data []byte) (*yaml.Node, Errors) {
 		return nil, Errors{{File: file, Line: 1, Msg: "the plan is empty; want a mapping that starts with version: 1"}}
 	}
 	if err != nil {
-		return nil, Errors{syntaxError(file, err)}
+		return nil, Errors{syntaxError(file, data, err)}
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case err == nil:
 		return nil, Errors{{File: file, Line: extra.Line, Msg: "a plan file holds one YAML document; found a second"}}
 	case !errors.Is(err, io.EOF):
-		return nil, Errors{syntaxError(file, err)}
+		return nil, Errors{syntaxError(file, data, err)}
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil, Errors{{File: file, Line: 1, Msg: "the plan is empty; want a mapping that starts with version: 1"}}
@@ -112,12 +141,48 @@ func parseDocument(file string, data []byte) (*yaml.Node, Errors) {
 	return root, nil
 }
 
-func syntaxError(file string, err error) *FieldError {
+// syntaxError places a YAML error. The parser leaves out the line of errors on the first line and
+// of errors in the bytes themselves (not UTF-8, control characters); for those the line is found
+// here, so that binary junk in a plan is reported where it is.
+func syntaxError(file string, data []byte, err error) *FieldError {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if m := yamlErrRE.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		return &FieldError{File: file, Line: line, Msg: "invalid YAML: " + m[2]}
 	}
-	return &FieldError{File: file, Msg: "invalid YAML: " + err.Error()}
+	inBytes := strings.Contains(msg, "UTF-") || strings.Contains(msg, "control characters") || strings.Contains(msg, "Unicode")
+	if line, col, junk := firstJunk(data); inBytes && line > 0 {
+		return &FieldError{File: file, Line: line, Msg: fmt.Sprintf("invalid YAML: %s (%s at column %d); a plan is UTF-8 text", msg, junk, col)}
+	}
+	return &FieldError{File: file, Line: 1, Msg: "invalid YAML: " + msg}
+}
+
+// firstJunk finds the first character YAML does not allow in a stream (YAML 1.2 section 5.1,
+// c-printable; the set go.yaml.in/yaml/v3's reader checks) or the first bytes that are not UTF-8:
+// its 1-based line and column (in characters), and the bytes in hex. line is 0 when there is none,
+// or when the stream starts with a UTF-16 byte order mark (the YAML reader decodes those; this scan
+// does not).
+func firstJunk(data []byte) (line, col int, junk string) {
+	if bytes.HasPrefix(data, []byte{0xFF, 0xFE}) || bytes.HasPrefix(data, []byte{0xFE, 0xFF}) {
+		return 0, 0, ""
+	}
+	line, col = 1, 1
+	for i := 0; i < len(data); {
+		r, w := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && w <= 1:
+			return line, col, fmt.Sprintf("byte 0x%02x, not UTF-8,", data[i])
+		case r == '\n':
+			line, col = line+1, 0
+		case r == 0x09, r == 0x0D, r >= 0x20 && r <= 0x7E, r == 0x85,
+			r >= 0xA0 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
+		default:
+			return line, col, fmt.Sprintf("control character %U", r)
+		}
+		i += w
+		col++
+	}
+	return 0, 0, ""
 }
 
 // decoder is the strict pass: it walks a node tree alongside the Plan type.
@@ -126,6 +191,8 @@ type decoder struct {
 	errs    Errors
 	lines   map[string]int
 	origins map[string]string
+	// unset lists the fields left unset because their value could not be decoded.
+	unset []string
 	// marks holds the nodes an override put in the tree (its value, and mappings it had to create),
 	// with the override's name; everything under a marked node is attributed to it.
 	marks map[*yaml.Node]string
@@ -133,13 +200,19 @@ type decoder struct {
 
 // fail records a problem at line of the file, or at the override named by origin.
 func (d *decoder) fail(line int, origin, field, format string, args ...any) {
-	e := &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	e := &FieldError{Field: field, Msg: fmt.Sprintf(format, echoArgs(args)...)}
 	if origin != "" {
 		e.Origin = origin
 	} else {
 		e.File, e.Line = d.file, line
 	}
 	d.errs = append(d.errs, e)
+}
+
+// bad records a problem that leaves the field at path unset.
+func (d *decoder) bad(line int, origin, field, format string, args ...any) {
+	d.fail(line, origin, field, format, args...)
+	d.unset = append(d.unset, field)
 }
 
 // decode stores node n into v, the field at path, whose key sits at line.
@@ -153,7 +226,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, line int, o
 		d.lines[path] = line
 	}
 	if n.Kind == yaml.AliasNode {
-		d.fail(line, origin, path, "aliases (*%s) are not allowed; write the value out", n.Value)
+		d.bad(line, origin, path, "aliases (*%s) are not allowed; write the value out", n.Value)
 		return
 	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == nullTag {
@@ -188,14 +261,17 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, line int, o
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
+		unset := len(d.unset)
 		e := reflect.New(t.Elem())
 		d.decode(n, e.Elem(), path, line, origin)
-		v.Set(e)
+		if !slices.Contains(d.unset[unset:], path) {
+			v.Set(e) // else the group stays unset: a partial plan has no empty group that was never given
+		}
 	case reflect.Struct:
 		d.mapping(n, v, path, line, origin)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			d.fail(line, origin, path, "want a list, got %s", describe(n))
+			d.bad(line, origin, path, "want a list, got %s", describe(n))
 			return
 		}
 		if len(n.Content) == 0 {
@@ -208,28 +284,28 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, line int, o
 		v.Set(s)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			d.fail(line, origin, path, "want a string, got %s", describe(n))
+			d.bad(line, origin, path, "want a string, got %s", describe(n))
 			return
 		}
 		v.SetString(n.Value)
 	case reflect.Int:
 		var i int64
 		if n.Kind != yaml.ScalarNode || n.Decode(&i) != nil || v.OverflowInt(i) {
-			d.fail(line, origin, path, "want an integer, got %s", describe(n))
+			d.bad(line, origin, path, "want an integer, got %s", describe(n))
 			return
 		}
 		v.SetInt(i)
 	case reflect.Float64:
 		var f float64
 		if n.Kind != yaml.ScalarNode || n.Decode(&f) != nil {
-			d.fail(line, origin, path, "want a number, got %s", describe(n))
+			d.bad(line, origin, path, "want a number, got %s", describe(n))
 			return
 		}
 		v.SetFloat(f)
 	case reflect.Bool:
 		var b bool
 		if n.Kind != yaml.ScalarNode || n.Decode(&b) != nil {
-			d.fail(line, origin, path, "want true or false, got %s", describe(n))
+			d.bad(line, origin, path, "want true or false, got %s", describe(n))
 			return
 		}
 		v.SetBool(b)
@@ -241,12 +317,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, line int, o
 // unit decodes a scalar written with units (duration, size, rate, percent).
 func (d *decoder) unit(n *yaml.Node, v reflect.Value, path string, line int, origin string, parse func(string) (any, error)) {
 	if n.Kind != yaml.ScalarNode {
-		d.fail(line, origin, path, "want a single value, got %s", describe(n))
+		d.bad(line, origin, path, "want a single value, got %s", describe(n))
 		return
 	}
 	x, err := parse(n.Value)
 	if err != nil {
-		d.fail(line, origin, path, "%v, got %s", err, describe(n))
+		d.bad(line, origin, path, "%v, got %s", err, describe(n))
 		return
 	}
 	v.Set(reflect.ValueOf(x))
@@ -255,7 +331,7 @@ func (d *decoder) unit(n *yaml.Node, v reflect.Value, path string, line int, ori
 // mapping decodes a YAML mapping into struct v, key by key.
 func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string, line int, origin string) {
 	if n.Kind != yaml.MappingNode {
-		d.fail(line, origin, path, "want a mapping of keys, got %s", describe(n))
+		d.bad(line, origin, path, "want a mapping of keys, got %s", describe(n))
 		return
 	}
 	fields := fieldsOf(v.Type())
@@ -304,9 +380,5 @@ func describe(n *yaml.Node) string {
 	if n.ShortTag() == nullTag {
 		return "nothing"
 	}
-	s := []rune(n.Value)
-	if len(s) > 40 {
-		return strconv.Quote(string(s[:40]) + "...")
-	}
-	return strconv.Quote(n.Value)
+	return quote(n.Value)
 }

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"errors"
+	"io"
 	"strings"
 
 	"github.com/spf13/viper"
@@ -141,9 +143,18 @@ func prefixed(path string, fields []schemaField) string {
 // apply puts an override's value into the tree at its path, creating mappings on the way; what it
 // replaces or creates is marked with the override's name.
 func (d *decoder) apply(root *yaml.Node, ov override) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(ov.text), &doc); err != nil {
-		d.fail(0, ov.origin, ov.path, "the value is not valid YAML (%s); quote it", strings.TrimPrefix(err.Error(), "yaml: "))
+	var doc, extra yaml.Node
+	dec := yaml.NewDecoder(strings.NewReader(ov.text))
+	err := dec.Decode(&doc)
+	if err == nil {
+		// A value is one YAML document; a second (after a "---" or "..." line) would be dropped.
+		if err = dec.Decode(&extra); !errors.Is(err, io.EOF) {
+			d.bad(0, ov.origin, ov.path, "the value holds more than one YAML document (a line \"---\" or \"...\" ends the first); quote it to set the text")
+			return
+		}
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		d.bad(0, ov.origin, ov.path, "the value is not valid YAML (%s); quote it", strings.TrimPrefix(err.Error(), "yaml: "))
 		return
 	}
 	val := &yaml.Node{Kind: yaml.ScalarNode, Tag: nullTag}

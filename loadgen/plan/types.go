@@ -31,6 +31,8 @@ type Plan struct {
 	Lines map[string]int `yaml:"-" json:"-"`
 	// Origins maps a field path to the override that set it ("--set load.model", "env PORTSTORM_LOAD_MODEL").
 	Origins map[string]string `yaml:"-" json:"-"`
+	// undecoded lists the fields the strict pass could not decode (see Undecoded).
+	undecoded []string
 }
 
 // Target says what to connect to: portstorm's built-in target, or real servers.

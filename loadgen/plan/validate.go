@@ -6,7 +6,6 @@ import (
 	"math"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -83,7 +82,10 @@ type checker struct {
 }
 
 func (c *checker) fail(path, format string, args ...any) {
-	c.errs = append(c.errs, c.p.fieldError(path, fmt.Sprintf(format, args...)))
+	if c.p.Undecoded(path) {
+		return // the strict pass reported this field
+	}
+	c.errs = append(c.errs, c.p.fieldError(path, fmt.Sprintf(format, echoArgs(args)...)))
 }
 
 // fieldError places a problem at path: at its override, or its line, or failing that the nearest
@@ -308,13 +310,13 @@ func (c *checker) rawSend(s *Send, mode string) {
 		}
 	}
 	if s.File != "" {
-		switch fi, err := os.Stat(s.File); {
+		// Read, not only looked at, so that a file the run could not read fails here, before
+		// the run makes its results folder.
+		switch b, err := ReadFile(s.File, int64(MaxSendBytes)); {
 		case err != nil:
-			c.fail("connection.send.file", "cannot read the request file: %v", err)
-		case !fi.Mode().IsRegular():
-			c.fail("connection.send.file", "%s is not a regular file", s.File)
-		case fi.Size() == 0 || fi.Size() > int64(MaxSendBytes):
-			c.fail("connection.send.file", "want 1B to %s of request, %s holds %d bytes", MaxSendBytes, s.File, fi.Size())
+			c.fail("connection.send.file", "cannot read the request file (want 1B to %s of request): %v", MaxSendBytes, err)
+		case len(b) == 0:
+			c.fail("connection.send.file", "want 1B to %s of request, %s is empty", MaxSendBytes, echoPath(s.File))
 		}
 	}
 	c.oneOf("connection.send.expect", s.Expect, Expects)
@@ -381,9 +383,13 @@ func (c *checker) tls() {
 			c.fail("connection.tls.ca_file", "the built-in target's certificate is made for the run and trusted without a ca_file")
 		}
 	}
-	if t.CAFile != "" && b == nil {
-		if _, err := os.Stat(t.CAFile); err != nil {
+	if t.CAFile != "" && b == nil && !t.Insecure {
+		// Read and parsed as the run will, so that a CA file the run would refuse fails here,
+		// before the run makes its results folder.
+		if data, err := ReadFile(t.CAFile, MaxCAFile); err != nil {
 			c.fail("connection.tls.ca_file", "cannot read the CA file: %v", err)
+		} else if err := checkCA(t.CAFile, data); err != nil {
+			c.fail("connection.tls.ca_file", "%v", err)
 		}
 	}
 	if strings.ContainsAny(t.ServerName, " \r\n\t/") {

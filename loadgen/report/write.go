@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
 )
 
@@ -57,9 +58,14 @@ func WriteSummary(dir string, s *Summary) error {
 	return WriteFileAtomic(filepath.Join(dir, "summary.json"), append(b, '\n'))
 }
 
-// ReadSummary reads a summary.json.
+// maxSummary is the largest summary.json ReadSummary reads; a run's is some kilobytes, a
+// distributed run's with every host's port report some megabytes.
+const maxSummary = 256 << 20
+
+// ReadSummary reads a summary.json: a regular file only, so that a baseline or a compared path
+// that names a named pipe is refused instead of blocking (see plan.ReadFile).
 func ReadSummary(path string) (*Summary, error) {
-	b, err := os.ReadFile(path)
+	b, err := plan.ReadFile(path, maxSummary)
 	if err != nil {
 		return nil, err
 	}
