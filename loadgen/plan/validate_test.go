@@ -209,7 +209,9 @@ func TestValidate(t *testing.T) {
 		{"interval too short", func(p *Plan) { p.Output.Interval = Duration(10 * time.Millisecond) }, "output.interval", "100ms to 1h"},
 		{"missing version", func(p *Plan) { p.Version = 0 }, "version", "missing"},
 		{"measure refusals", func(p *Plan) { p.Connection.OnConnectFailure = OnConnectFailure{Measure: true} }, "", ""},
-		{"measure with a backoff", func(p *Plan) { p.Connection.OnConnectFailure = OnConnectFailure{Measure: true, Backoff: Duration(time.Second)} },
+		{"measure with a backoff", func(p *Plan) {
+			p.Connection.OnConnectFailure = OnConnectFailure{Measure: true, Backoff: Duration(time.Second)}
+		},
 			"connection.on_connect_failure.backoff", "would go unused"},
 		{"backoff too short", func(p *Plan) { p.Connection.OnConnectFailure.Backoff = Duration(time.Microsecond) },
 			"connection.on_connect_failure.backoff", "1ms to 1h"},
