@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -86,6 +87,12 @@ load:
 			}
 			if s.Interrupted {
 				t.Error("a give-up is not an interruption")
+			}
+			for file, want := range map[string]string{"junit.xml": `type="unreachable"`, "report.html": "gave up at"} {
+				b, err := os.ReadFile(filepath.Join(dir, file))
+				if err != nil || !strings.Contains(string(b), want) || !strings.Contains(string(b), "connection refused") && file == "junit.xml" {
+					t.Errorf("%s lacks %q and the first error (%v)", file, want, err)
+				}
 			}
 			// The schedule was a minute: the run ended about give_up_after past the first refusal.
 			if d := time.Duration(s.DurationUS) * time.Microsecond; d >= schedule/2 {
