@@ -36,7 +36,8 @@ func TestDeadTargetExits3(t *testing.T) {
 	tests := []struct {
 		name    string
 		workers int
-	}{{"one process", 1}, {"two worker processes", 2}}
+		segment bool // a distributed segment's run (--segment 0/1)
+	}{{"one process", 1, false}, {"two worker processes", 2, false}, {"a distributed segment", 1, true}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := closedPort(t)
@@ -54,9 +55,12 @@ load:
 			dir := filepath.Join(t.TempDir(), "r")
 			var code int
 			var stderr string
-			if tt.workers == 1 {
+			switch {
+			case tt.segment:
+				code, _, stderr = runMain(t, nil, "run", p, "-q", "--out", dir, "--segment", "0/1")
+			case tt.workers == 1:
 				code, _, stderr = runMain(t, nil, "run", p, "-q", "--out", dir)
-			} else {
+			default:
 				cmd := exec.Command(buildPortstorm(t), "run", p, "-q", "--out", dir)
 				var errb strings.Builder
 				cmd.Stderr = &errb
@@ -71,7 +75,7 @@ load:
 			if code != 3 {
 				t.Fatalf("exit %d, want 3\n%s", code, stderr)
 			}
-			for _, want := range []string{"target unreachable: nothing established", "connect: connection refused", "results written"} {
+			for _, want := range []string{"target unreachable: nothing established", "connect: connection refused", " written"} {
 				if !strings.Contains(stderr, want) {
 					t.Errorf("stderr lacks %q:\n%s", want, stderr)
 				}

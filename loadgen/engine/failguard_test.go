@@ -187,3 +187,58 @@ func TestClosedPortGivesUp(t *testing.T) {
 		})
 	}
 }
+
+// flakyDialer refuses every other connect, so that refusals never come in a row: no backoff, only
+// the failure cap holds them back. Each connect takes rtt of virtual time.
+type flakyDialer struct {
+	n, refused atomic.Int64
+	rtt        time.Duration
+}
+
+func (d *flakyDialer) Dial(ctx context.Context, dst dial.Destination) (net.Conn, error) {
+	time.Sleep(d.rtt)
+	if d.n.Add(1)%2 == 0 {
+		return simConn{}, nil
+	}
+	d.refused.Add(1)
+	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+}
+
+// TestFailuresCapped: a destination that refuses half its connects, never twice in a row, sees at
+// most max_fail_rate refusals a second (plus one second's burst and those in flight), and the run
+// goes on to its end.
+func TestFailuresCapped(t *testing.T) {
+	tests := []struct {
+		name string
+		rate float64
+		// max refusals over the 2 s run
+		max int64
+	}{
+		{"no cap", 0, 1 << 62},
+		{"1000/s", 1000, 1000*(2+1) + 10},
+		{"100/s", 100, 100*(2+1) + 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				d := &flakyDialer{rtt: time.Millisecond}
+				p := testFailPolicy
+				p.MaxFailRate = tt.rate
+				res := runSim(t, Config{Model: Concurrency, Dialer: d, OnConnectFailure: &p,
+					Ramp: schedule.Ramp{Start: 10, Stages: []schedule.Stage{{Duration: 2 * time.Second, Target: 10}}}})
+				n := d.refused.Load()
+				t.Logf("%d refused, %d established", n, res.Total.Established)
+				if res.Unreachable != nil || res.End.Sub(res.Start) < 2*time.Second {
+					t.Fatalf("gave up (%v) or ended early (%v) on a target that accepts half", res.Unreachable, res.End.Sub(res.Start))
+				}
+				if n > tt.max {
+					t.Errorf("%d refusals in 2 s, want at most %d", n, tt.max)
+				}
+				// Without a cap: 10 slots, a connect a millisecond each, half refused.
+				if tt.rate == 0 && n < 9000 {
+					t.Errorf("%d refusals without a cap, want about 10,000", n)
+				}
+			})
+		})
+	}
+}
