@@ -338,8 +338,16 @@ func Build(in Input) (*Summary, error) {
 		})
 	}
 	if lag := s.Latency["schedule_lag"]; lag.Count > 0 && lag.P99 > 1000 {
-		s.Warnings = append(s.Warnings, fmt.Sprintf(
-			"schedule_lag p99 is %s: the generator, not the target, was the bottleneck for part of the run", fmtUS(lag.P99)))
+		backedOff := in.Plan != nil && !in.Plan.Connection.OnConnectFailure.Measure &&
+			t.Outcomes[metrics.ECONNREFUSED]+t.Outcomes[metrics.ETIMEDOUT]+t.Outcomes[metrics.Other] > 0
+		if backedOff {
+			// The arrivals that waited out a failing destination's backoff are late on purpose.
+			s.Warnings = append(s.Warnings, fmt.Sprintf(
+				"schedule_lag p99 is %s: connects failed at the target's side, and connects to a failing destination wait out its backoff (connection.on_connect_failure); or the generator was the bottleneck", fmtUS(lag.P99)))
+		} else {
+			s.Warnings = append(s.Warnings, fmt.Sprintf(
+				"schedule_lag p99 is %s: the generator, not the target, was the bottleneck for part of the run", fmtUS(lag.P99)))
+		}
 	}
 	if t.Clamped > 0 {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("%d latencies fell outside 1µs..1h and were clamped", t.Clamped))

@@ -262,6 +262,8 @@ func TestBuildWarnings(t *testing.T) {
 		name     string
 		lags     []time.Duration // schedule lags of established connections (arrival model)
 		lifetime time.Duration
+		refused  int      // connects refused
+		measure  bool     // connection.on_connect_failure.measure
 		want     []string // one substring per expected warning, in order
 	}{
 		{name: "concurrency model has no schedule lag", lifetime: time.Second},
@@ -273,6 +275,10 @@ func TestBuildWarnings(t *testing.T) {
 			want: []string{"1 latencies fell outside 1µs..1h and were clamped"}},
 		{name: "both", lags: []time.Duration{3 * time.Second}, lifetime: 2 * time.Hour,
 			want: []string{"schedule_lag p99 is 3.00s", "clamped"}},
+		{name: "lag with refusals: the backoff may explain it", lags: []time.Duration{time.Second}, lifetime: time.Second, refused: 3,
+			want: []string{"schedule_lag p99 is 1.00s: connects failed at the target's side, and connects to a failing destination wait out its backoff"}},
+		{name: "lag with refusals a plan measures: the generator", lags: []time.Duration{time.Second}, lifetime: time.Second, refused: 3, measure: true,
+			want: []string{"schedule_lag p99 is 1.00s: the generator, not the target"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -286,7 +292,13 @@ func TestBuildWarnings(t *testing.T) {
 				sh.Connected(metrics.Timing{Lag: lag, Connect: 100 * time.Microsecond, Intended: true})
 				sh.Closed(at(time.Second), time.Millisecond, nil)
 			}
-			s, err := Build(Input{Plan: fixturePlan(), Start: t0, End: at(time.Second), Total: rec.Cut(at(time.Second), 0)})
+			for range tc.refused {
+				sh.Attempt()
+				sh.ConnectFailed(at(time.Second), metrics.Timing{Connect: 100 * time.Microsecond}, refused())
+			}
+			p := fixturePlan()
+			p.Connection.OnConnectFailure.Measure = tc.measure
+			s, err := Build(Input{Plan: p, Start: t0, End: at(time.Second), Total: rec.Cut(at(time.Second), 0)})
 			if err != nil {
 				t.Fatal(err)
 			}
