@@ -530,8 +530,9 @@ func (e *engine) arrivals(start time.Time) {
 func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s *slot) *held {
 	di := id % uint64(len(e.cfg.Destinations))
 	dst := e.cfg.Destinations[di]
-	if !e.guard.admit(di, e.stopping) {
-		// A stop came while the connect waited out its destination's backoff: never made.
+	if !e.guard.admit(di, e.stopping, s) {
+		// A stop (or a ramp-down) came while the connect waited out its destination's backoff:
+		// never made.
 		sh.Withdraw()
 		return nil
 	}

@@ -74,14 +74,19 @@ func (g *failGuard) stopped() <-chan struct{} {
 }
 
 // admit waits until a connect to destination di may start, and reports true; false when stopping
-// closed first (the connect is not made).
-func (g *failGuard) admit(di uint64, stopping <-chan struct{}) bool {
+// closed first, or slot s (concurrency model; nil for an arrival) is no longer wanted: the connect
+// is not made.
+func (g *failGuard) admit(di uint64, stopping <-chan struct{}, s *slot) bool {
 	if g == nil {
 		return true
 	}
 	d := &g.dsts[di]
 	if d.calm.Load() {
 		return true
+	}
+	var wake chan struct{}
+	if s != nil {
+		wake = s.wake
 	}
 	var t *time.Timer
 	defer func() {
@@ -110,6 +115,10 @@ func (g *failGuard) admit(di uint64, stopping <-chan struct{}) bool {
 		case <-revived:
 		case <-stopping:
 			return false
+		case <-wake:
+			if !s.wanted() {
+				return false
+			}
 		}
 	}
 }

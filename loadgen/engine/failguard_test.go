@@ -242,3 +242,33 @@ func TestFailuresCapped(t *testing.T) {
 		})
 	}
 }
+
+// lastDialDialer refuses every connect and notes when the last one started.
+type lastDialDialer struct {
+	refusingDialer
+	last atomic.Int64 // ns since start
+}
+
+func (d *lastDialDialer) Dial(ctx context.Context, dst dial.Destination) (net.Conn, error) {
+	d.last.Store(int64(time.Since(d.start)))
+	return d.refusingDialer.Dial(ctx, dst)
+}
+
+// TestRampDownEndsBackoffWaits: slots that wait out a dead destination's backoff when the ramp no
+// longer wants them make no connect after the ramp-down.
+func TestRampDownEndsBackoffWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &lastDialDialer{refusingDialer: refusingDialer{start: time.Now(), rtt: time.Millisecond}}
+		p := testFailPolicy
+		p.GiveUpAfter, p.GiveUpAttempts = 0, 0 // keep running: only the ramp ends the waits
+		res := runSim(t, Config{Model: Concurrency, Dialer: d, OnConnectFailure: &p,
+			Ramp: schedule.Ramp{Start: 20, Stages: []schedule.Stage{
+				{Duration: 1500 * time.Millisecond, Target: 20}, {Duration: time.Nanosecond, Target: 0}, {Duration: 3 * time.Second, Target: 0}}}})
+		if last := time.Duration(d.last.Load()); last > 1500*time.Millisecond+time.Millisecond {
+			t.Errorf("a connect started at %v, after the ramp-down at 1.5s", last)
+		}
+		if res.Total.Dropped == 0 {
+			t.Errorf("no connect withdrawn at the ramp-down: %+v", res.Total.Counts)
+		}
+	})
+}
