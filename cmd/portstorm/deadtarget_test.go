@@ -2,26 +2,36 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// closedPort is a loopback address nobody listens on: a port bound, then closed, so that every
-// connect to it is answered with a RST (ECONNREFUSED).
+// closedPort is a loopback address nobody listens on, held for the test: a socket bound without
+// SO_REUSEADDR and never listening. Every connect to it is answered with a RST (no listener), no
+// other socket can bind it meanwhile (a port merely closed can be taken by any other test on the
+// machine), and connect's own port choice skips it, so no connect can ever reach itself there
+// (__inet_hash_connect skips ports with a bind bucket).
 func closedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
 }
 
 // TestDeadTargetExits3: configs/nginx.yaml's shape (200 keep-alive HTTP connections) pointed at a

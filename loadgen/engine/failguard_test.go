@@ -12,6 +12,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/schedule"
@@ -147,16 +149,25 @@ func TestTargetRevivesUnderBackoff(t *testing.T) {
 	})
 }
 
-// TestClosedPortGivesUp: the real thing on loopback: a port nobody listens on (bound, then closed)
-// answers every connect with a RST; the run gives up with ECONNREFUSED long before its schedule
-// ends, having made a bounded number of connects, whether they dial bare or through the poller.
+// TestClosedPortGivesUp: the real thing on loopback: a port nobody listens on answers every
+// connect with a RST; the run gives up with ECONNREFUSED long before its schedule ends, having made
+// a bounded number of connects, whether they dial bare or through the poller. The port is held by
+// a socket bound without SO_REUSEADDR that never listens: no other test can take it meanwhile,
+// and connect's own port choice skips it (no connect reaches itself).
 func TestClosedPortGivesUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := netip.MustParseAddrPort(ln.Addr().String())
-	ln.Close()
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sa.(*unix.SockaddrInet4).Port))
 	dst := []dial.Destination{dial.NewDestination(addr)}
 	tests := []struct {
 		name string
