@@ -21,7 +21,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
-// Exit codes (design §7): what users' CI scripts branch on.
+// Exit codes (docs/results.md): what users' CI scripts branch on.
 const (
 	exitPass        = 0
 	exitFail        = 1

@@ -15,7 +15,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
-// segmentFlags are run's flags for one segment of a distributed run (design §8).
+// segmentFlags are run's flags for one segment of a distributed run (docs/architecture.md).
 type segmentFlags struct {
 	segment string
 	count   int

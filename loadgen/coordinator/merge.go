@@ -45,7 +45,7 @@ func WaitForShards(dirs []string, timeout, poll time.Duration) error {
 	}
 }
 
-// Merge makes one result from the shard result folders of a distributed run (design §8): the
+// Merge makes one result from the shard result folders of a distributed run (docs/architecture.md): the
 // segments' interval snapshots merge exactly, through the merger local worker processes use, into
 // the timeline, latency log, stages and totals; the plan's thresholds and baseline are judged on
 // the merged result only; every result file of a normal run is written to outDir. Port reports stay

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Strategy is how a connection's local port is chosen (design §6).
+// Strategy is how a connection's local port is chosen (docs/ports.md).
 type Strategy uint8
 
 const (

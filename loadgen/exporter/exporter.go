@@ -60,7 +60,7 @@ func New(name string) *Exporter {
 		elapsedDesc: d("elapsed_seconds", "Run time at the end of the last interval."),
 		outcomes:    d("outcomes_total", "Connections by how they ended.", "outcome"),
 		bytes:       d("bytes_total", "Request bytes written (out) and read back (in).", "direction"),
-		latency:     d("latency_seconds", "Latency histograms of design §5 (connect, connect_intended, schedule_lag, rtt, lifetime).", "latency"),
+		latency:     d("latency_seconds", "Latency histograms (connect, connect_intended, schedule_lag, rtt, lifetime; defined in docs/measurements.md).", "latency"),
 	}
 	e.reg.MustRegister(e)
 	return e

@@ -44,7 +44,7 @@ func TestParse(t *testing.T) {
 		{"rate", "connections.per_second > 500/s", ctx3, "connections.per_second", PerSecond, Greater, 500, false},
 		{"bytes", "bytes.out >= 1MiB", ctx3, "bytes.out", Bytes, GreaterEqual, 1 << 20, false},
 		{"exhaustion none", "ports.exhaustion == none", ctx3, "ports.exhaustion", Time, Equal, 0, true},
-		{"design §4 spelling", "ports.exhausted_at != none", ctx3, "ports.exhausted_at", Time, NotEqual, 0, true},
+		{"exhausted_at spelling", "ports.exhausted_at != none", ctx3, "ports.exhausted_at", Time, NotEqual, 0, true},
 		{"first occurrence", "first.ECONNRESET.at_s > 10s", ctx3, "first.ECONNRESET.at_s", Time, Greater, 10e6, false},
 		{"stage latency", "stage[1].connect.p99 < 2ms", ctx3, "stage[1].connect.p99", Time, Less, 2000, false},
 		{"stage errors", "stage[2].errors.rate < 1%", ctx3, "stage[2].errors.rate", Ratio, Less, 0.01, false},

@@ -86,7 +86,7 @@ var (
 	pctRE   = regexp.MustCompile(`^p([0-9]{1,6})$`)
 )
 
-// latencyNames are the histograms of design §5, in summary.json order.
+// latencyNames are the histograms of docs/measurements.md, in summary.json order.
 func latencyNames() []string {
 	out := make([]string, metrics.NumLatencies)
 	for l := range metrics.NumLatencies {
@@ -265,7 +265,7 @@ func resolveIn(name string, stage int, c Context) (*Metric, error) {
 }
 
 // latencyMetric reads LATENCY.STAT, latency.LATENCY.STAT and latency.STAT (the model's default
-// histogram: connect_intended under the arrival model, design §5, else connect).
+// histogram: connect_intended under the arrival model, docs/measurements.md, else connect).
 func latencyMetric(name string, parts []string, stage int, c Context) (*Metric, error) {
 	if parts[0] == "latency" {
 		parts = parts[1:]
@@ -438,7 +438,7 @@ var targetFields = []targetField{
 	{"bytes_out", Bytes, func(t *report.TargetStats) figure { return countOf(t.BytesOut) }},
 }
 
-// The port observatory's figures (design §7 "ports"), read from summary.json's ports object by
+// The port observatory's figures (docs/ports.md), read from summary.json's ports object by
 // name, so that any build's port report is judged by the same names.
 var portsNames = []string{
 	"ports.exhaustion", "ports.exhausted_at", "ports.exhaustion.at_s", "ports.exhaustion.concurrency",
@@ -577,7 +577,7 @@ func (v *view) portsObject() (map[string]any, string) {
 }
 
 // exhaustion reads ports.exhaustion; without a port report, the first EADDRNOTAVAIL or EADDRINUSE
-// is the exhaustion (design §6 defines it so), with its time and concurrency but no occupancy.
+// is the exhaustion (docs/ports.md defines it so), with its time and concurrency but no occupancy.
 func (v *view) exhaustion(field string) figure {
 	if p, _ := v.portsObject(); p != nil {
 		if e, ok := p["exhaustion"]; ok {

@@ -14,7 +14,7 @@ import (
 // the error's shape, never by its text, so the set cannot grow with the messages the kernel returns.
 type Outcome uint8
 
-// The outcomes, in the order of summary.json's contract (design §7). Canceled was added for
+// The outcomes, in the order of summary.json's contract (docs/results.md). Canceled was added for
 // connections cut short by a hard stop (a second signal or an expired graceful stop).
 const (
 	OK Outcome = iota

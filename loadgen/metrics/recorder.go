@@ -9,7 +9,7 @@ import (
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// Latency names one of the latency histograms of design §5.
+// Latency names one of the latency histograms of docs/measurements.md.
 type Latency uint8
 
 const (
@@ -39,7 +39,7 @@ func (l Latency) String() string {
 	return "invalid"
 }
 
-// Histogram bounds, in microseconds: 1 µs to 1 h at 3 significant digits (design §5).
+// Histogram bounds, in microseconds: 1 µs to 1 h at 3 significant digits (docs/measurements.md).
 const (
 	HistLowest  = 1
 	HistHighest = 3_600_000_000

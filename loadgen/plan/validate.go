@@ -17,7 +17,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits Validate enforces (design §9: plans are capped in size, stages in number, durations in
+// Limits Validate enforces (docs/architecture.md "Safety rules": plans are capped in size, stages in number, durations in
 // length).
 const (
 	MaxListeners  = 64

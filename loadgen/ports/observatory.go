@@ -1,4 +1,4 @@
-// Package ports is the port observatory (design §6): which local port every connection got, per
+// Package ports is the port observatory (docs/ports.md): which local port every connection got, per
 // source address and destination, reuse and its intervals, parity, exhaustion and TIME_WAIT.
 package ports
 
@@ -282,7 +282,7 @@ func (o *Observatory) Opened(dst dial.Destination, local netip.AddrPort, start t
 			s.same++
 		} else {
 			s.other++
-			// The per-socket range has no parity rule (ports.md): no second pass to date there.
+			// The per-socket range has no parity rule (docs/ports.md §Binding): no second pass to date there.
 			if s.secondPass == nil && o.cfg.Strategy != dial.StrategyRange {
 				s.secondPass = &Pass{AtS: float64(startUS) / 1e6, Occupancy: occ, Destination: dst.AddrPort.String()}
 			}

@@ -34,7 +34,7 @@ func newTestObservatory(s dial.Strategy) (*Observatory, time.Time) {
 	return o, start
 }
 
-// TestObservatory plays connections through the observatory and checks each figure of design §6.
+// TestObservatory plays connections through the observatory and checks each figure of docs/ports.md.
 func TestObservatory(t *testing.T) {
 	o, t0 := newTestObservatory(dial.StrategyKernel)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }

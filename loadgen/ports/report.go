@@ -13,7 +13,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/metrics"
 )
 
-// Range is the effective local port range of the run and what reduced it (design §6).
+// Range is the effective local port range of the run and what reduced it (docs/ports.md).
 type Range struct {
 	Lo   int `json:"lo"`
 	Hi   int `json:"hi"`
@@ -150,7 +150,7 @@ type Failure struct {
 	Count   uint64 `json:"count"`
 }
 
-// Report is summary.json's "ports" (design §7).
+// Report is summary.json's "ports" (docs/results.md).
 type Report struct {
 	Strategy     string         `json:"strategy"`
 	Range        Range          `json:"range"`

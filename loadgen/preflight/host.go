@@ -28,7 +28,7 @@ func (r PortRange) Size() int {
 	return r.Hi - r.Lo + 1
 }
 
-// Host is what summary.json records about the machine (design §7). Values that could not be read
+// Host is what summary.json records about the machine (docs/results.md). Values that could not be read
 // are -1 (or empty), never guessed.
 type Host struct {
 	Hostname      string    `json:"hostname"`

@@ -71,7 +71,7 @@ func spectrumChart(s *Summary) *charts.Line {
 	return c
 }
 
-// portCharts draw the port observatory's view (design §6): ports in use, sharing, reuse and
+// portCharts draw the port observatory's view (docs/ports.md): ports in use, sharing, reuse and
 // TIME_WAIT over time, per-destination occupancy against the range, connect latency by occupancy
 // decile (the kernel's search slows as the range fills), and release-to-reuse intervals.
 func portCharts(s *Summary, t *Timeline) []chartSpec {

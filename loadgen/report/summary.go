@@ -17,7 +17,7 @@ import (
 // Schema names the summary.json contract; later versions only add fields.
 const Schema = "portstorm/summary/v1"
 
-// Summary is summary.json (design §7). Times are microseconds, counts integers.
+// Summary is summary.json (docs/results.md). Times are microseconds, counts integers.
 type Summary struct {
 	Schema      string         `json:"schema"`
 	Name        string         `json:"name"`

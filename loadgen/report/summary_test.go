@@ -30,7 +30,7 @@ func reset() error {
 	return &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
 }
 
-// outcomeNames are summary.json's outcome keys (design §7, plus canceled, plus the answers of real
+// outcomeNames are summary.json's outcome keys (docs/results.md, plus canceled, plus the answers of real
 // servers and TLS): users' scripts read them.
 var outcomeNames = []string{"ok", "EADDRNOTAVAIL", "EADDRINUSE", "ECONNREFUSED", "ETIMEDOUT", "ECONNRESET",
 	"EMFILE", "EOF", "echo_mismatch", "status_mismatch", "reply_mismatch", "bad_response", "tls_handshake", "canceled", "other"}
