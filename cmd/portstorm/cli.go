@@ -315,6 +315,8 @@ func outcomeExit(res *coordinator.Outcome, err error) error {
 		return exitWith(exitCannotRun, fmt.Errorf("worker process(es) failed; results hold what was measured:\n  %s", strings.Join(msgs, "\n  ")))
 	case s.Interrupted:
 		return exitWith(exitInterrupted, errors.New("interrupted; results written, marked interrupted"))
+	case s.Unreachable != nil:
+		return exitWith(exitCannotRun, fmt.Errorf("%s; results written", s.Unreachable.Message()))
 	case s.Connections.Attempted > 0 && s.Connections.Established == 0:
 		return exitWith(exitCannotRun, fmt.Errorf("target unreachable: none of %d connection attempts succeeded", s.Connections.Attempted))
 	case s.Verdict == "fail":

@@ -87,6 +87,8 @@ func (e *env) runSegment(p *plan.Plan, f *segmentFlags, out, startAt string, qui
 		return exitWith(exitCannotRun, err)
 	case res.Summary.Interrupted:
 		return exitWith(exitInterrupted, errors.New("interrupted; shard result written, marked interrupted"))
+	case res.Summary.Unreachable != nil:
+		return exitWith(exitCannotRun, fmt.Errorf("%s; shard result written", res.Summary.Unreachable.Message()))
 	case res.Summary.Connections.Attempted > 0 && res.Summary.Connections.Established == 0:
 		return exitWith(exitCannotRun, fmt.Errorf("target unreachable: none of %d connection attempts succeeded", res.Summary.Connections.Attempted))
 	}

@@ -177,7 +177,8 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 			cfg.Abort, cfg.OnSnapshot = o.Abort, col.take
 			var r *engine.Result
 			if r, err = engine.Run(runCtx, cfg); r != nil {
-				res = &execResult{Start: r.Start, End: r.End, Interrupted: r.Interrupted, Aborted: r.Aborted, Total: r.Total}
+				res = &execResult{Start: r.Start, End: r.End, Interrupted: r.Interrupted, Aborted: r.Aborted, Total: r.Total,
+					Unreachable: unreachable(r.Unreachable)}
 			}
 		}
 	}
@@ -202,9 +203,10 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		}
 		ts = targetStats(st, max(lay.targets, 1))
 	}
-	// A threshold's stop cancels runCtx, which the engine reports as an interruption; only a
-	// cancelled ctx (a signal) is one.
-	interrupted := res.Interrupted && (col.stopped == nil || ctx.Err() != nil)
+	// A threshold's stop cancels runCtx, which the engine reports as an interruption, and a worker
+	// giving up on an unreachable target stops the others as a signal would; only a cancelled ctx
+	// (a signal) is one.
+	interrupted := res.Interrupted && (col.stopped == nil && res.Unreachable == nil || ctx.Err() != nil)
 	var portReport *ports.Report
 	if lay.workers == 1 {
 		portReport = pr.report()
@@ -218,6 +220,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	sum.Stopped = col.stopped
+	sum.Unreachable = res.Unreachable.summary(res.Start)
 	if lay.workers > 1 {
 		sum.Workers = lay.workers
 		// Workers own disjoint source addresses (or port windows): their port reports stay apart,
@@ -255,6 +258,28 @@ type execResult struct {
 	Total       *metrics.Snapshot
 	Failures    []shard.Failure
 	Ports       []shard.WorkerPorts
+	Unreachable *unreachableErr
+}
+
+// unreachableErr is a give-up on an unreachable target, from the engine or a worker's last word.
+type unreachableErr shard.Unreachable
+
+// unreachable carries the engine's give-up as a worker's last word does.
+func unreachable(u *engine.Unreachable) *unreachableErr {
+	if u == nil {
+		return nil
+	}
+	return &unreachableErr{First: u.First, At: u.At, Failed: u.Failures, Destination: u.Destination,
+		Outcome: metrics.Classify(u.Err).String(), Error: u.Err.Error()}
+}
+
+// summary is the give-up as summary.json's unreachable, its times from the run's start.
+func (u *unreachableErr) summary(start time.Time) *report.Unreachable {
+	if u == nil {
+		return nil
+	}
+	return &report.Unreachable{AtS: u.At.Sub(start).Seconds(), FirstAtS: u.First.Sub(start).Seconds(), Failed: u.Failed,
+		Destination: u.Destination, Outcome: u.Outcome, Error: u.Error}
 }
 
 // engineConfig is the engine's configuration for a plan, its destinations and its port side.
@@ -269,6 +294,10 @@ func engineConfig(p *plan.Plan, ramp schedule.Ramp, dsts []dial.Destination, pr 
 		MaxInFlight: p.Load.MaxInFlight, Drop: p.Load.OnSaturation == "drop",
 		MaxConnectRate: float64(p.Load.MaxConnectRate), GracefulStop: p.Load.GracefulStop.D(),
 		Interval: p.Output.Interval.D(), Ports: pr.obs,
+	}
+	if f := p.Connection.OnConnectFailure; !f.Measure {
+		cfg.OnConnectFailure = &engine.FailPolicy{BackoffAfter: f.BackoffAfter, Backoff: f.Backoff.D(), MaxBackoff: f.MaxBackoff.D(),
+			MaxFailRate: f.MaxFailRate, GiveUpAfter: f.GiveUpAfter.D(), GiveUpAttempts: f.GiveUpAttempts}
 	}
 	if p.Load.Model == "arrival" {
 		cfg.Model = engine.Arrival

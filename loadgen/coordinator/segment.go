@@ -191,6 +191,7 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 		sum.Target = targetStats(tgt.Stats(), 1)
 	}
 	sum.Segment, sum.PlanHash = info.Segment, hash
+	sum.Unreachable = unreachable(res.Unreachable).summary(res.Start)
 	sum.Warnings = append(sum.Warnings, fmt.Sprintf("segment %s of plan %.12s on %s: thresholds and baseline are judged by portstorm merge", info.Segment, hash, o.Host))
 	if err := writeResults(dir, sum, col.rows, hlog); err != nil {
 		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)

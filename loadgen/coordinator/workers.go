@@ -173,7 +173,7 @@ func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n, pro
 		return nil, err
 	}
 	return &execResult{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted,
-		Total: res.Total, Failures: res.Failures, Ports: res.Ports}, err
+		Total: res.Total, Failures: res.Failures, Ports: res.Ports, Unreachable: (*unreachableErr)(res.Unreachable)}, err
 }
 
 // StartAtReady is the value of run's --start-at with which a coordinator starts its workers: say
@@ -248,5 +248,6 @@ func runWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Worker
 	if werr != nil {
 		return fmt.Errorf("writing snapshots to the coordinator: %w", werr)
 	}
-	return w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted, Ports: pr.report()})
+	return w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted, Ports: pr.report(),
+		Unreachable: (*shard.Unreachable)(unreachable(res.Unreachable))})
 }

@@ -87,6 +87,10 @@ type Config struct {
 	// call; one getsockname for a bare connection), its close, and every connect failure: the
 	// port observatory.
 	Ports *ports.Observatory
+	// OnConnectFailure, when set, backs off from destinations that refuse or cannot be reached,
+	// caps their failures per second and gives up on a target that never accepted a connection
+	// (Result.Unreachable); nil makes every scheduled connect, however many fail.
+	OnConnectFailure *FailPolicy
 }
 
 // Result says how the run ended.
@@ -98,6 +102,8 @@ type Result struct {
 	Aborted bool
 	// Total is every snapshot added up.
 	Total *metrics.Snapshot
+	// Unreachable, when set, is why the run gave up before its schedule ended (OnConnectFailure).
+	Unreachable *Unreachable
 }
 
 func (c *Config) validate() error {
@@ -116,6 +122,8 @@ func (c *Config) validate() error {
 		return errors.New("engine: TLS needs one configuration per destination")
 	case c.MaxConnectRate < 0:
 		return errors.New("engine: negative connect rate")
+	case c.OnConnectFailure != nil:
+		return c.OnConnectFailure.validate()
 	}
 	return nil
 }
@@ -144,6 +152,8 @@ type engine struct {
 	// releaser is the dialer when it tracks the local ports it hands out (explicit strategy): told
 	// each closed connection's port. Asserted once here, not per connection.
 	releaser dial.Releaser
+	// guard applies OnConnectFailure (nil without it).
+	guard *failGuard
 
 	exchange *proto.Exchange
 	readers  sync.Pool
@@ -189,6 +199,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		epoch:    time.Now(),
 	}
 	e.releaser, _ = cfg.Dialer.(dial.Releaser)
+	if cfg.OnConnectFailure != nil {
+		e.guard = newFailGuard(*cfg.OnConnectFailure, len(cfg.Destinations))
+	}
 	e.hardCtx, e.hardStop = context.WithCancel(context.Background())
 	defer e.hardStop()
 	if cfg.Ports != nil {
@@ -252,6 +265,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Interrupted = true
 	case <-cfg.Abort:
 		res.Interrupted = true
+	case <-e.guard.stopped():
 	}
 	close(e.stopping)
 	e.unparkAll()
@@ -276,6 +290,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	<-collectorDone
 	e.bg.Wait()
 	res.End = time.Now()
+	res.Unreachable = e.guard.gaveUp()
 	return res, totalErr
 }
 
@@ -518,6 +533,12 @@ func (e *engine) arrivals(start time.Time) {
 func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, slotWait time.Duration, s *slot) *held {
 	di := id % uint64(len(e.cfg.Destinations))
 	dst := e.cfg.Destinations[di]
+	if !e.guard.admit(di, e.stopping, s) {
+		// A stop (or a ramp-down) came while the connect waited out its destination's backoff:
+		// never made.
+		sh.Withdraw()
+		return nil
+	}
 	t0 := time.Now()
 	timing := metrics.Timing{Intended: !intended.IsZero()}
 	if timing.Intended {
@@ -541,12 +562,14 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 		if e.hardCtx.Err() != nil {
 			err = metrics.ErrCanceled
 		}
+		e.guard.failed(di, dst, err, t1)
 		if e.cfg.Ports != nil {
 			e.cfg.Ports.Failed(dst, err, t1)
 		}
 		sh.ConnectFailed(t1, timing, err)
 		return nil
 	}
+	e.guard.established(di)
 	var pc ports.Conn
 	var local netip.AddrPort
 	if e.releaser != nil || e.cfg.Ports != nil {

@@ -20,9 +20,12 @@ func BenchmarkConnection(b *testing.B) {
 		name string
 		send *Send
 		mode target.Mode
+		// guard: the plan's default on_connect_failure watches every connect (as in a run).
+		guard bool
 	}{
-		{"connect-close", nil, target.ModeSink},
-		{"connect-echo64-close", &Send{Bytes: 64, Count: 1, Echo: true}, target.ModeEcho},
+		{"connect-close", nil, target.ModeSink, false},
+		{"connect-close-guarded", nil, target.ModeSink, true},
+		{"connect-echo64-close", &Send{Bytes: 64, Count: 1, Echo: true}, target.ModeEcho, false},
 	}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
@@ -40,6 +43,9 @@ func BenchmarkConnection(b *testing.B) {
 					IOTimeout: 5 * time.Second, Close: dial.CloseRST},
 				rec:      metrics.NewRecorder(time.Now(), 4),
 				stopping: make(chan struct{}),
+			}
+			if tt.guard {
+				e.guard = newFailGuard(testFailPolicy, len(dsts))
 			}
 			e.hardCtx, e.hardStop = context.WithCancel(context.Background())
 			defer e.hardStop()

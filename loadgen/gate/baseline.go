@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 )
 
@@ -184,13 +185,19 @@ func notes(base, cur *report.Summary) []string {
 	var out []string
 	if base.Plan != nil && cur.Plan != nil {
 		var diff []string
+		baseConn := base.Plan.Connection
+		if baseConn.OnConnectFailure == (plan.OnConnectFailure{}) {
+			// A summary from before connection.on_connect_failure existed: its plan holds nothing
+			// there, which is no difference of the user's.
+			baseConn.OnConnectFailure = cur.Plan.Connection.OnConnectFailure
+		}
 		parts := []struct {
 			name string
 			a, b any
 		}{
 			{"target", base.Plan.Target, cur.Plan.Target},
 			{"source", base.Plan.Source, cur.Plan.Source},
-			{"connection", base.Plan.Connection, cur.Plan.Connection},
+			{"connection", baseConn, cur.Plan.Connection},
 			{"load", base.Plan.Load, cur.Plan.Load},
 		}
 		for _, p := range parts {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -492,5 +493,36 @@ func TestAbortOnLiveFigures(t *testing.T) {
 	}
 	if st := g.Abort(live, time.Second, hist); st == nil || st.Observed != "9.01ms" {
 		t.Errorf("abort %+v", st)
+	}
+}
+
+// TestCompareNotesOnConnectFailure: a baseline written before connection.on_connect_failure
+// existed holds nothing there; that is no difference between the plans. A policy that differs is.
+func TestCompareNotesOnConnectFailure(t *testing.T) {
+	defaults := plan.OnConnectFailure{BackoffAfter: 3, Backoff: plan.DefaultBackoff, MaxBackoff: plan.DefaultMaxBackoff,
+		MaxFailRate: 1000, GiveUpAfter: plan.DefaultGiveUpAfter, GiveUpAttempts: 1000}
+	tests := []struct {
+		name      string
+		base, cur plan.OnConnectFailure
+		differ    bool
+	}{
+		{"baseline from before the key", plan.OnConnectFailure{}, defaults, false},
+		{"same policy", defaults, defaults, false},
+		{"the new run measures refusals", defaults, plan.OnConnectFailure{Measure: true}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := fixture{connect: []int64{100, 200}}.build(t)
+			cur := fixture{connect: []int64{100, 200}}.build(t)
+			base.Plan.Connection.OnConnectFailure, cur.Plan.Connection.OnConnectFailure = tt.base, tt.cur
+			res, err := Compare(base, cur, CompareOptions{MaxRegression: 0.1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			differ := slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "the plans differ in connection") })
+			if differ != tt.differ {
+				t.Errorf("notes %q, want a plan difference: %v", res.Notes, tt.differ)
+			}
+		})
 	}
 }

@@ -214,6 +214,14 @@ func (s *Shard) Drop() {
 	s.mu.Unlock()
 }
 
+// Withdraw counts a connection already counted by Attempt whose connect was never made: a stop
+// came while it waited out its destination's backoff. It counts as dropped.
+func (s *Shard) Withdraw() {
+	s.mu.Lock()
+	s.c.Dropped++
+	s.mu.Unlock()
+}
+
 // Timing is the connect-phase timing of one connection.
 type Timing struct {
 	SlotWait time.Duration // intended start -> connect() started: waiting for a free slot

@@ -27,6 +27,13 @@ const (
 	DefaultGracefulStop   = Duration(5 * time.Second)
 	DefaultOutputDir      = "results"
 	DefaultInterval       = Duration(time.Second)
+
+	DefaultBackoffAfter   = 3
+	DefaultBackoff        = Duration(10 * time.Millisecond)
+	DefaultMaxBackoff     = Duration(time.Second)
+	DefaultMaxFailRate    = 1000.0
+	DefaultGiveUpAfter    = Duration(2 * time.Second)
+	DefaultGiveUpAttempts = 1000
 )
 
 // Defaults fills every unset field that has a default. It keeps Version as given (a missing version
@@ -90,6 +97,20 @@ func (p *Plan) Defaults() {
 	}
 	if t := c.TLS; t != nil {
 		t.CAFile = p.relative(t.CAFile)
+	}
+	if f := &c.OnConnectFailure; !f.Measure {
+		setDefault(&f.BackoffAfter, DefaultBackoffAfter)
+		if f.Backoff == 0 {
+			// A max_backoff under the default backoff is the backoff too: a pause that never doubles.
+			f.Backoff = DefaultBackoff
+			if f.MaxBackoff != 0 {
+				f.Backoff = min(f.Backoff, f.MaxBackoff)
+			}
+		}
+		setDefault(&f.MaxBackoff, max(DefaultMaxBackoff, f.Backoff))
+		setDefault(&f.MaxFailRate, DefaultMaxFailRate)
+		setDefault(&f.GiveUpAfter, DefaultGiveUpAfter)
+		setDefault(&f.GiveUpAttempts, DefaultGiveUpAttempts)
 	}
 	if b := p.Target.Builtin; b != nil && b.Mode == "http" {
 		setDefault(&b.HTTPStatus, 200)

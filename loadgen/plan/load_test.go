@@ -229,6 +229,8 @@ func TestQuickstartResolved(t *testing.T) {
 			IOTimeout:      Duration(5 * time.Second),
 			Send:           &Send{Protocol: "raw", Bytes: 64, Count: 1, Expect: "echo", MaxResponse: DefaultMaxResponse},
 			Close:          "fin",
+			OnConnectFailure: OnConnectFailure{BackoffAfter: DefaultBackoffAfter, Backoff: DefaultBackoff, MaxBackoff: DefaultMaxBackoff,
+				MaxFailRate: DefaultMaxFailRate, GiveUpAfter: DefaultGiveUpAfter, GiveUpAttempts: DefaultGiveUpAttempts},
 		},
 		Load: Load{
 			Model: "concurrency",

@@ -115,6 +115,31 @@ type Connection struct {
 	Close string `yaml:"close" json:"close"`
 	// TLS, when set, runs a TLS handshake after connect; its time is the tls_handshake latency.
 	TLS *TLS `yaml:"tls" json:"tls,omitempty"`
+	// OnConnectFailure is what the run does when connects fail at the target's side.
+	OnConnectFailure OnConnectFailure `yaml:"on_connect_failure" json:"on_connect_failure"`
+}
+
+// OnConnectFailure says what a run does when connects are refused, unreachable or time out: back
+// off from the destination, cap its failures per second, and stop the run (exit 3) when nothing
+// was ever established. Zero values take the defaults, unless Measure is set.
+type OnConnectFailure struct {
+	// Measure says the plan means to measure failing connects (refusals, unreachables, timeouts):
+	// every scheduled connect is made, without backoff, cap or give-up.
+	Measure bool `yaml:"measure" json:"measure,omitempty"`
+	// BackoffAfter is how many refused or unreachable connects in a row to one destination start
+	// its backoff (default 3).
+	BackoffAfter int `yaml:"backoff_after" json:"backoff_after,omitempty"`
+	// Backoff is the first pause between connects to a destination backing off, doubled with every
+	// further failure up to MaxBackoff (defaults 10ms and 1s). One connect goes out per pause; the
+	// first to succeed ends the backoff.
+	Backoff    Duration `yaml:"backoff" json:"backoff,omitempty"`
+	MaxBackoff Duration `yaml:"max_backoff" json:"max_backoff,omitempty"`
+	// MaxFailRate caps the failed connects per second to each destination (default 1000).
+	MaxFailRate float64 `yaml:"max_fail_rate" json:"max_fail_rate,omitempty"`
+	// GiveUpAfter and GiveUpAttempts stop the run when nothing was ever established this long after
+	// the first failed connect, or after this many failed connects (defaults 2s and 1000).
+	GiveUpAfter    Duration `yaml:"give_up_after" json:"give_up_after,omitempty"`
+	GiveUpAttempts int      `yaml:"give_up_attempts" json:"give_up_attempts,omitempty"`
 }
 
 // Send describes the requests written on each connection and the answers expected.

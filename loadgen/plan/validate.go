@@ -19,21 +19,25 @@ import (
 // Limits Validate enforces (docs/architecture.md "Safety rules": plans are capped in size, stages in number, durations in
 // length).
 const (
-	MaxListeners   = 64
-	MaxIOTimeout   = Duration(10 * time.Minute) // connect_timeout and io_timeout
-	MaxSendBytes   = Size(16 << 20)
-	MaxSendCount   = 1_000_000
-	MaxStages      = 100
-	MaxStage       = Duration(24 * time.Hour)
-	MaxTotal       = Duration(7 * 24 * time.Hour) // all stages together
-	MaxTarget      = 10_000_000                   // concurrent connections, or connections per second
-	MaxInFlight    = 10_000_000
-	MinInterval    = Duration(100 * time.Millisecond) // output.interval
-	MaxInterval    = Duration(time.Hour)
-	maxHold        = Duration(24 * time.Hour) // hold and builtin.idle_timeout
-	maxPause       = Duration(time.Hour)      // send.interval and graceful_stop
-	maxNameLength  = 64
-	maxHostnameLen = 253
+	MaxListeners  = 64
+	MaxIOTimeout  = Duration(10 * time.Minute) // connect_timeout and io_timeout
+	MaxSendBytes  = Size(16 << 20)
+	MaxSendCount  = 1_000_000
+	MaxStages     = 100
+	MaxStage      = Duration(24 * time.Hour)
+	MaxTotal      = Duration(7 * 24 * time.Hour) // all stages together
+	MaxTarget     = 10_000_000                   // concurrent connections, or connections per second
+	MaxInFlight   = 10_000_000
+	MinInterval   = Duration(100 * time.Millisecond) // output.interval
+	MaxInterval   = Duration(time.Hour)
+	maxHold       = Duration(24 * time.Hour) // hold and builtin.idle_timeout
+	maxPause      = Duration(time.Hour)      // send.interval and graceful_stop
+	maxNameLength = 64
+	minBackoff    = Duration(time.Millisecond) // on_connect_failure's backoffs and give_up_after
+
+	MaxBackoffAfter   = 1_000_000
+	MaxGiveUpAttempts = 1_000_000_000
+	maxHostnameLen    = 253
 )
 
 var (
@@ -232,6 +236,7 @@ func (c *checker) connection() {
 	c.duration("connection.hold", cn.Hold, 0, maxHold)
 	c.oneOf("connection.close", cn.Close, CloseModes)
 	c.tls()
+	c.onConnectFailure()
 	s := cn.Send
 	if s == nil {
 		return
@@ -328,6 +333,44 @@ func (c *checker) rawSend(s *Send, mode string) {
 	}
 	if s.Expect == "echo" && mode != "" && mode != "echo" {
 		c.fail("connection.send.expect", "echo needs a target that echoes, but the built-in target runs in %s mode; want expect: none, or target.builtin.mode: echo", mode)
+	}
+}
+
+// onConnectFailure checks connection.on_connect_failure; zero values pass (Defaults fills them).
+func (c *checker) onConnectFailure() {
+	const path = "connection.on_connect_failure"
+	f := c.p.Connection.OnConnectFailure
+	if f.Measure {
+		for _, k := range []struct {
+			name string
+			set  bool
+		}{{"backoff_after", f.BackoffAfter != 0}, {"backoff", f.Backoff != 0}, {"max_backoff", f.MaxBackoff != 0},
+			{"max_fail_rate", f.MaxFailRate != 0}, {"give_up_after", f.GiveUpAfter != 0}, {"give_up_attempts", f.GiveUpAttempts != 0}} {
+			if k.set {
+				c.fail(path+"."+k.name, "measure: true makes every connect however many fail, so %s would go unused; want one of them", k.name)
+			}
+		}
+		return
+	}
+	if f.BackoffAfter < 0 || f.BackoffAfter > MaxBackoffAfter {
+		c.fail(path+".backoff_after", "want 1 to %d refused connects in a row, got %d", MaxBackoffAfter, f.BackoffAfter)
+	}
+	if d := f.Backoff; d != 0 && (d < minBackoff || d > maxPause) {
+		c.fail(path+".backoff", "want %s to %s, got %s", short(minBackoff), short(maxPause), d)
+	}
+	if d := f.MaxBackoff; d != 0 && (d < minBackoff || d > maxPause) {
+		c.fail(path+".max_backoff", "want %s to %s, got %s", short(minBackoff), short(maxPause), d)
+	} else if d != 0 && f.Backoff != 0 && d < f.Backoff {
+		c.fail(path+".max_backoff", "want at least backoff (%s), got %s", f.Backoff, d)
+	}
+	if r := f.MaxFailRate; r < 0 || r > MaxTarget || math.IsNaN(r) {
+		c.fail(path+".max_fail_rate", "want a number of failed connects per second above 0, at most %d, got %v", MaxTarget, r)
+	}
+	if d := f.GiveUpAfter; d != 0 && (d < minBackoff || d > maxHold) {
+		c.fail(path+".give_up_after", "want %s to %s, got %s", short(minBackoff), short(maxHold), d)
+	}
+	if n := f.GiveUpAttempts; n < 0 || n > MaxGiveUpAttempts {
+		c.fail(path+".give_up_attempts", "want 1 to %d failed connects, got %d", MaxGiveUpAttempts, n)
 	}
 }
 

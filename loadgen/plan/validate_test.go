@@ -208,6 +208,24 @@ func TestValidate(t *testing.T) {
 		{"dotted dir is fine", func(p *Plan) { p.Output.Dir = "./out..x/y" }, "", ""},
 		{"interval too short", func(p *Plan) { p.Output.Interval = Duration(10 * time.Millisecond) }, "output.interval", "100ms to 1h"},
 		{"missing version", func(p *Plan) { p.Version = 0 }, "version", "missing"},
+		{"measure refusals", func(p *Plan) { p.Connection.OnConnectFailure = OnConnectFailure{Measure: true} }, "", ""},
+		{"measure with a backoff", func(p *Plan) {
+			p.Connection.OnConnectFailure = OnConnectFailure{Measure: true, Backoff: Duration(time.Second)}
+		},
+			"connection.on_connect_failure.backoff", "would go unused"},
+		{"backoff too short", func(p *Plan) { p.Connection.OnConnectFailure.Backoff = Duration(time.Microsecond) },
+			"connection.on_connect_failure.backoff", "1ms to 1h"},
+		{"max backoff under backoff", func(p *Plan) {
+			p.Connection.OnConnectFailure.Backoff = Duration(time.Second)
+			p.Connection.OnConnectFailure.MaxBackoff = Duration(time.Millisecond * 500)
+		}, "connection.on_connect_failure.max_backoff", "at least backoff (1s)"},
+		{"negative backoff_after", func(p *Plan) { p.Connection.OnConnectFailure.BackoffAfter = -1 }, "connection.on_connect_failure.backoff_after", "1 to 1000000"},
+		{"negative fail rate", func(p *Plan) { p.Connection.OnConnectFailure.MaxFailRate = -5 }, "connection.on_connect_failure.max_fail_rate", "above 0"},
+		{"NaN fail rate", func(p *Plan) { p.Connection.OnConnectFailure.MaxFailRate = math.NaN() }, "connection.on_connect_failure.max_fail_rate", "above 0"},
+		{"give up after too long", func(p *Plan) { p.Connection.OnConnectFailure.GiveUpAfter = Duration(48 * time.Hour) },
+			"connection.on_connect_failure.give_up_after", "1ms to 24h"},
+		{"negative give-up attempts", func(p *Plan) { p.Connection.OnConnectFailure.GiveUpAttempts = -1 },
+			"connection.on_connect_failure.give_up_attempts", "1 to 1000000000"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -269,6 +287,61 @@ func TestDefaults(t *testing.T) {
 	}
 	if q.Name != "" || q.Version != 0 || q.Baseline != nil {
 		t.Errorf("Defaults invented name %q, version %d or baseline %v", q.Name, q.Version, q.Baseline)
+	}
+}
+
+func TestOnConnectFailureDefaults(t *testing.T) {
+	ms := func(n int) Duration { return Duration(time.Duration(n) * time.Millisecond) }
+	tests := []struct {
+		name string
+		in   OnConnectFailure
+		want OnConnectFailure
+	}{
+		{"all defaults", OnConnectFailure{}, OnConnectFailure{BackoffAfter: 3, Backoff: ms(10), MaxBackoff: ms(1000), MaxFailRate: 1000, GiveUpAfter: ms(2000), GiveUpAttempts: 1000}},
+		{"a long backoff raises the cap", OnConnectFailure{Backoff: ms(5000)}, OnConnectFailure{BackoffAfter: 3, Backoff: ms(5000), MaxBackoff: ms(5000), MaxFailRate: 1000, GiveUpAfter: ms(2000), GiveUpAttempts: 1000}},
+		{"a low cap lowers the backoff", OnConnectFailure{MaxBackoff: ms(4)}, OnConnectFailure{BackoffAfter: 3, Backoff: ms(4), MaxBackoff: ms(4), MaxFailRate: 1000, GiveUpAfter: ms(2000), GiveUpAttempts: 1000}},
+		{"measure: nothing filled", OnConnectFailure{Measure: true}, OnConnectFailure{Measure: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &Plan{Connection: Connection{OnConnectFailure: tt.in}}
+			p.Defaults()
+			if got := p.Connection.OnConnectFailure; got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOnConnectFailureFileLine(t *testing.T) {
+	src := `version: 1
+name: dead
+target: {addresses: ["127.0.0.1:9"]}
+connection:
+  on_connect_failure:
+    measure: true
+    give_up_after: 5s
+load:
+  stages: [{duration: 1s, target: 1}]
+`
+	p, err := Parse("dead.yaml", []byte(src), Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Defaults()
+	errs := p.Validate()
+	want := "dead.yaml:7: connection.on_connect_failure.give_up_after: measure: true makes every connect however many fail, so give_up_after would go unused; want one of them"
+	if len(errs) != 1 || errs[0].Error() != want {
+		t.Fatalf("got %v\nwant %s", errors.Join(errs...), want)
+	}
+	q, err := Parse("dead.yaml", []byte(src), Overrides{Sets: []string{"connection.on_connect_failure.measure=false", "connection.on_connect_failure.backoff=1us"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Defaults()
+	errs = q.Validate()
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "--set connection.on_connect_failure.backoff") {
+		t.Fatalf("got %v, want the --set named", errors.Join(errs...))
 	}
 }
 

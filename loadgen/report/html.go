@@ -452,6 +452,9 @@ func newPage(s *Summary, d *ChartData, cs []chart) *page {
 	if s.Stopped != nil {
 		p.Badges = append(p.Badges, fmt.Sprintf("stopped at %.2fs by %s", s.Stopped.AtS, s.Stopped.Threshold))
 	}
+	if u := s.Unreachable; u != nil {
+		p.Badges = append(p.Badges, fmt.Sprintf("gave up at %.2fs: target unreachable (%s)", u.AtS, u.Outcome))
+	}
 	if s.Aborted {
 		p.Badges = append(p.Badges, "in-flight connections cut")
 	}

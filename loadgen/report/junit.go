@@ -84,6 +84,9 @@ func JUnit(s *Summary) *JUnitSuites {
 		run.Failure = &JUnitFailure{Type: "stopped",
 			Message: fmt.Sprintf("stopped at %.2fs by abort_on_fail threshold %s (observed %s)", s.Stopped.AtS, s.Stopped.Threshold, s.Stopped.Observed),
 			Text:    "an abort_on_fail threshold failed on the running totals and stopped the run"}
+	case s.Unreachable != nil:
+		run.Failure = &JUnitFailure{Type: "unreachable", Message: s.Unreachable.Message(),
+			Text: "nothing was ever established, so the run stopped instead of storming a dead target (connection.on_connect_failure)"}
 	case c.Attempted > 0 && c.Established == 0:
 		run.Failure = &JUnitFailure{Type: "unreachable",
 			Message: fmt.Sprintf("target unreachable: none of %d connection attempts succeeded", c.Attempted)}

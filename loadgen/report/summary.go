@@ -50,6 +50,9 @@ type Summary struct {
 	Baseline *BaselineResult `json:"baseline,omitempty"`
 	// Stopped says why the run ended early, when an abort_on_fail threshold stopped it.
 	Stopped *Stopped `json:"stopped,omitempty"`
+	// Unreachable says the run gave up on a target that never accepted a connection
+	// (connection.on_connect_failure); the exit code is then 3.
+	Unreachable *Unreachable `json:"unreachable,omitempty"`
 	// Workers is how many worker processes ran the plan, when more than one did.
 	Workers int `json:"workers,omitempty"`
 	// WorkerFailures lists worker processes that ended without finishing their segment; the
@@ -63,6 +66,29 @@ type Summary struct {
 	Shards []ShardSummary `json:"shards,omitempty"`
 	// PortsByHost keeps every segment's port report apart in a merged result, per host.
 	PortsByHost []HostPorts `json:"ports_by_host,omitempty"`
+}
+
+// Unreachable is why a run gave up before its schedule ended: nothing was ever established, and
+// connects kept failing at the target's side past connection.on_connect_failure's grace.
+type Unreachable struct {
+	// AtS is when the run gave up, FirstAtS when the first connect failed (from the run's start).
+	AtS      float64 `json:"at_s"`
+	FirstAtS float64 `json:"first_at_s"`
+	// Failed is how many connects had failed at the target's side by then (in the process or
+	// worker that gave up first).
+	Failed int `json:"failed"`
+	// Destination, Outcome and Error are the first failure's: where it went, its outcome
+	// (ECONNREFUSED, ETIMEDOUT, other for unreachable networks) and its message.
+	Destination string `json:"destination"`
+	Outcome     string `json:"outcome"`
+	Error       string `json:"error"`
+}
+
+// Message is the one line that explains the give-up: on stderr with exit code 3, in the text
+// summary and in junit.xml.
+func (u *Unreachable) Message() string {
+	return fmt.Sprintf("target unreachable: nothing established %.2fs after the first failed connect (%d failed); first error: %s",
+		u.AtS-u.FirstAtS, u.Failed, u.Error)
 }
 
 // Connections are the connection counters. attempted == established + failed + dropped.
@@ -371,8 +397,16 @@ func lagWarnings(s *Summary) []string {
 			fmtUS(w.P99), fmtUS(warnAt), rule, window))
 	}
 	if lag := s.Latency["schedule_lag"]; lag.Count > 0 && lag.P99 > warnAt {
-		out = append(out, fmt.Sprintf("schedule_lag p99 is %s (over %s, %s): the generator, not the target, fell behind its schedule for part of the run",
-			fmtUS(lag.P99), fmtUS(warnAt), rule))
+		backedOff := s.Plan != nil && !s.Plan.Connection.OnConnectFailure.Measure &&
+			s.Outcomes["ECONNREFUSED"]+s.Outcomes["ETIMEDOUT"]+s.Outcomes["other"] > 0
+		if backedOff {
+			// The arrivals that waited out a failing destination's backoff are late on purpose.
+			out = append(out, fmt.Sprintf("schedule_lag p99 is %s (over %s, %s): connects failed at the target's side, and connects to a failing destination wait out its backoff (connection.on_connect_failure); or the generator was the bottleneck",
+				fmtUS(lag.P99), fmtUS(warnAt), rule))
+		} else {
+			out = append(out, fmt.Sprintf("schedule_lag p99 is %s (over %s, %s): the generator, not the target, fell behind its schedule for part of the run",
+				fmtUS(lag.P99), fmtUS(warnAt), rule))
+		}
 	}
 	return out
 }

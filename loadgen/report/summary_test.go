@@ -276,6 +276,8 @@ func TestBuildWarnings(t *testing.T) {
 		waits    []time.Duration // their slot waits, when set (same length as lags)
 		floor    time.Duration   // the pacing calibration; 0: none
 		lifetime time.Duration
+		refused  int      // connects refused
+		measure  bool     // connection.on_connect_failure.measure
 		want     []string // one substring per expected warning, in order
 	}{
 		{name: "concurrency model has no schedule lag", lifetime: time.Second},
@@ -302,6 +304,10 @@ func TestBuildWarnings(t *testing.T) {
 			lags: []time.Duration{10 * time.Microsecond, 2 * time.Millisecond}, waits: []time.Duration{0, time.Second},
 			floor: 30 * time.Microsecond, lifetime: time.Second,
 			want: []string{target, generator}},
+		{name: "lag with refusals: the backoff may explain it", lags: []time.Duration{time.Second}, lifetime: time.Second, refused: 3,
+			want: []string{"schedule_lag p99 is 1.00s (over 1.00ms, the default threshold, no pacing calibration): connects failed at the target's side, and connects to a failing destination wait out its backoff"}},
+		{name: "lag with refusals a plan measures: the generator", lags: []time.Duration{time.Second}, lifetime: time.Second, refused: 3, measure: true,
+			want: []string{"schedule_lag p99 is 1.00s (over 1.00ms, the default threshold, no pacing calibration): the generator, not the target"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -319,7 +325,13 @@ func TestBuildWarnings(t *testing.T) {
 				sh.Connected(metrics.Timing{SlotWait: wait, Lag: lag, Connect: 100 * time.Microsecond, Intended: true})
 				sh.Closed(at(time.Second), time.Millisecond, nil)
 			}
-			s, err := Build(Input{Plan: fixturePlan(), Start: t0, End: at(time.Second), Total: rec.Cut(at(time.Second), 0), PacingFloor: tc.floor})
+			for range tc.refused {
+				sh.Attempt()
+				sh.ConnectFailed(at(time.Second), metrics.Timing{Connect: 100 * time.Microsecond}, refused())
+			}
+			p := fixturePlan()
+			p.Connection.OnConnectFailure.Measure = tc.measure
+			s, err := Build(Input{Plan: p, Start: t0, End: at(time.Second), Total: rec.Cut(at(time.Second), 0), PacingFloor: tc.floor})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -221,6 +221,9 @@ func WriteText(w io.Writer, s *Summary, dir string) {
 			fmtUS(ls.P90), fmtUS(ls.P99), fmtUS(ls.P999), fmtUS(ls.Max))
 	}
 	writePorts(w, s.Ports)
+	if u := s.Unreachable; u != nil {
+		fmt.Fprintf(w, "  gave up      at %.2fs: %s\n", u.AtS, u.Message())
+	}
 	WriteVerdict(w, s)
 	for _, warn := range s.Warnings {
 		fmt.Fprintf(w, "  warning      %s\n", warn)

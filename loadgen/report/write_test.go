@@ -87,6 +87,24 @@ func fixedSummary(t *testing.T) *Summary {
 	}
 }
 
+// unreachableSummary is a run that gave up on a closed port: 12 refused connects, 50 withdrawn
+// from their backoff by the stop.
+func unreachableSummary(t *testing.T) *Summary {
+	s := fixedSummary(t)
+	s.Interrupted, s.Verdict, s.Segments, s.DurationUS = false, "fail", 1, 2_010_000
+	for k := range s.Outcomes {
+		s.Outcomes[k] = 0
+	}
+	s.Outcomes["ECONNREFUSED"] = 12
+	s.Connections = Connections{Attempted: 62, Failed: 12, Dropped: 50}
+	s.First = map[string]First{"ECONNREFUSED": {AtS: 0.01}}
+	s.Examples = map[string][]string{"ECONNREFUSED": {"dial tcp 127.0.0.1:9: connect: connection refused"}}
+	s.Errors, s.Latency, s.Thresholds, s.Warnings, s.Target, s.Stages = ErrorRate{Count: 12, Rate: 1}, map[string]LatencySummary{}, nil, nil, nil, nil
+	s.Unreachable = &Unreachable{AtS: 2.01, FirstAtS: 0.01, Failed: 12, Destination: "127.0.0.1:9", Outcome: "ECONNREFUSED",
+		Error: "dial tcp 127.0.0.1:9: connect: connection refused"}
+	return s
+}
+
 // keysOf decodes a JSON object and returns its keys, sorted.
 func keysOf(t *testing.T, what string, raw json.RawMessage) []string {
 	t.Helper()
@@ -132,6 +150,12 @@ func TestSummaryJSONContract(t *testing.T) {
 			summary: func(*testing.T) *Summary { return &Summary{Schema: Schema} },
 			top:     sorted(required...),
 			literal: map[string]string{"thresholds": "[]", "stages": "[]", "ports": "null", "first": "{}", "latency": "{}"},
+		},
+		{
+			name:    "a run that gave up on an unreachable target",
+			summary: unreachableSummary,
+			top:     sorted(append(slices.Clone(required), "examples", "unreachable", "pacing")...),
+			literal: map[string]string{"unreachable": `{"at_s":2.01,"first_at_s":0.01,"failed":12,"destination":"127.0.0.1:9","outcome":"ECONNREFUSED","error":"dial tcp 127.0.0.1:9: connect: connection refused"}`},
 		},
 		{
 			name: "a built summary",
@@ -278,6 +302,7 @@ func TestWriteTextGolden(t *testing.T) {
 				return s
 			},
 		},
+		{name: "gave up on an unreachable target", golden: "text_unreachable.golden", summary: unreachableSummary, dir: "results/nginx-20250301T120000Z"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -36,6 +36,19 @@ type Done struct {
 	// Ports is the worker's port observatory report: its own source addresses, kept apart (ports
 	// belong to the host and are never summed across workers or hosts).
 	Ports *ports.Report `json:"ports,omitempty"`
+	// Unreachable, when set, says the worker gave up on a target that never accepted a connection
+	// (connection.on_connect_failure): the coordinator stops the other workers and exits 3.
+	Unreachable *Unreachable `json:"unreachable,omitempty"`
+}
+
+// Unreachable is why a worker gave up: its first failed connect and when it gave up.
+type Unreachable struct {
+	First       time.Time `json:"first"`
+	At          time.Time `json:"at"`
+	Failed      int       `json:"failed"`
+	Destination string    `json:"destination"`
+	Outcome     string    `json:"outcome"`
+	Error       string    `json:"error"`
 }
 
 // maxLine bounds one protocol line; a snapshot with five compressed histograms is a few KiB.

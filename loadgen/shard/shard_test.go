@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"slices"
@@ -63,7 +64,7 @@ func fakeWorker(spec string) {
 				defer f.Close()
 			}
 		}
-	case "die", "garbage":
+	case "die", "garbage", "unreachable":
 		if fifo != "" {
 			if f, err := os.Open(fifo); err == nil {
 				f.Close()
@@ -82,10 +83,22 @@ func fakeWorker(spec string) {
 	case "wait":
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM)
+		if fifo != "" {
+			if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+				f.Close() // SIGTERM is now handled: the sibling may go
+			}
+		}
 		w.Snapshot(snap(0, 5, 1))
 		<-sig
 		w.Snapshot(snap(1, 5, 1))
 		w.Done(Done{Start: start, End: time.Now(), Interrupted: true})
+	case "unreachable":
+		// A real worker handles SIGTERM from its start: the stop Run sends everyone may reach it
+		// between its last word and its exit.
+		signal.Ignore(syscall.SIGTERM)
+		w.Snapshot(snap(0, 0, 1))
+		w.Done(Done{Start: start, End: time.Now(), Unreachable: &Unreachable{First: start, At: time.Now(), Failed: 3,
+			Destination: "127.0.0.1:9", Outcome: "ECONNREFUSED", Error: "dial tcp 127.0.0.1:9: connect: connection refused"}})
 	case "garbage":
 		fmt.Println("this is not json")
 	case "hang":
@@ -100,7 +113,7 @@ func specs(t *testing.T, behaviours ...string) []WorkerSpec {
 	// A FIFO orders a failing worker after its one "ok" sibling is ready (cases with a failing worker
 	// have exactly one such sibling: a second writer would block once the reader has gone).
 	fifo := ""
-	if slices.Contains(behaviours, "die") || slices.Contains(behaviours, "garbage") {
+	if slices.Contains(behaviours, "die") || slices.Contains(behaviours, "garbage") || slices.Contains(behaviours, "unreachable") {
 		fifo = t.TempDir() + "/ready"
 		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 			t.Fatal(err)
@@ -173,6 +186,25 @@ func TestWorkers(t *testing.T) {
 				t.Errorf("interrupted %v, want %v", res.Interrupted, tt.interrupted)
 			}
 		})
+	}
+}
+
+// TestWorkerGivesUp: a worker that gives up on an unreachable target says so in its last word;
+// Run stops the others (which would otherwise run on until their schedule ends) and reports the
+// give-up, which is no worker's failure.
+func TestWorkerGivesUp(t *testing.T) {
+	res, err := Run(context.Background(), nil, specs(t, "unreachable", "wait"), func(*metrics.Snapshot) {}, io.Discard, Timing{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := res.Unreachable; u == nil || u.Outcome != "ECONNREFUSED" || u.Failed != 3 {
+		t.Fatalf("unreachable %+v, want the worker's ECONNREFUSED give-up", u)
+	}
+	if len(res.Failures) != 0 {
+		t.Errorf("failures %v: a give-up and the stop it causes are not failures", res.Failures)
+	}
+	if res.Total.Established != 10 || !res.Interrupted {
+		t.Errorf("established %d, interrupted %v: want the stopped worker's two snapshots and its interrupted end", res.Total.Established, res.Interrupted)
 	}
 }
 

@@ -50,6 +50,9 @@ type RunResult struct {
 	Failures    []Failure
 	// Ports holds each finished worker's port report, by worker label.
 	Ports []WorkerPorts
+	// Unreachable is the earliest give-up of a worker on a target that never accepted a
+	// connection; the others were then stopped.
+	Unreachable *Unreachable
 }
 
 // WorkerPorts is one worker's port report.
@@ -161,6 +164,10 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 	var calledOff, readyTimedOut bool
 	failed := make(chan struct{})
 	var failOnce sync.Once
+	// gaveUp: a worker gave up on an unreachable target; the others stop as on a failure, but
+	// it is no failure of a worker.
+	gaveUp := make(chan struct{})
+	var gaveUpOnce sync.Once
 	var wg sync.WaitGroup
 	for i, w := range workers {
 		wg.Add(1)
@@ -172,6 +179,9 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 					return merger.Add(i, m.Snapshot)
 				case m.Done != nil:
 					w.done = m.Done
+					if m.Done.Unreachable != nil {
+						gaveUpOnce.Do(func() { close(gaveUp) })
+					}
 				case m.Ready:
 					if !tm.Handshake || w.ready {
 						return fmt.Errorf("%w: unexpected ready", ErrProtocol)
@@ -291,7 +301,7 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 			defer t.Stop()
 			deadline = t.C
 		}
-		stop, fail, cut := ctx.Done(), (<-chan struct{})(failed), abort
+		stop, fail, cut, giveUp := ctx.Done(), (<-chan struct{})(failed), abort, (<-chan struct{})(gaveUp)
 		stopped := false
 		stopAll := func() {
 			if stopped {
@@ -318,6 +328,9 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 				stopAll()
 			case <-fail:
 				stop, fail = nil, nil
+				stopAll()
+			case <-giveUp:
+				giveUp = nil
 				stopAll()
 			case <-cut:
 				// The first SIGTERM is the graceful stop (unless already sent), the second the cut.
@@ -348,6 +361,9 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 		res.Aborted = res.Aborted || w.done.Aborted
 		if w.done.Ports != nil {
 			res.Ports = append(res.Ports, WorkerPorts{Segment: w.spec.Segment, Ports: w.done.Ports})
+		}
+		if u := w.done.Unreachable; u != nil && (res.Unreachable == nil || u.At.Before(res.Unreachable.At)) {
+			res.Unreachable = u
 		}
 	}
 	if ctx.Err() != nil {
