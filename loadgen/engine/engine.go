@@ -62,7 +62,8 @@ type Config struct {
 	// arrival with no free slot (dropped and counted, or queued and started late).
 	MaxInFlight int
 	Drop        bool
-	// MaxConnectRate caps new connections per second under the concurrency model; 0 is unlimited.
+	// MaxConnectRate caps new connections per second under the concurrency model; 0 is unlimited,
+	// otherwise from MinConnectRate to MaxConnectRate.
 	MaxConnectRate float64
 
 	// GracefulStop is how long in-flight connections may finish after the schedule ends or ctx is
@@ -87,6 +88,28 @@ type Config struct {
 	// call; one getsockname for a bare connection), its close, and every connect failure: the
 	// port observatory.
 	Ports *ports.Observatory
+}
+
+// The connect rates a Config accepts: one connection per 1000 s (the limiter's finest step), to
+// ten million per second (more than one process opens).
+const (
+	MinConnectRate = 0.001
+	MaxConnectRate = 10_000_000
+)
+
+// stopClock is the rate limiter's clock: its sleep, the limiter's wait for a connection's turn,
+// ends when the run stops (the plan's end, a signal, an abort), however far the turn is.
+type stopClock struct{ stop <-chan struct{} }
+
+func (stopClock) Now() time.Time { return time.Now() }
+
+func (c stopClock) Sleep(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.stop:
+	}
 }
 
 // Result says how the run ended.
@@ -114,8 +137,8 @@ func (c *Config) validate() error {
 		return errors.New("engine: send needs count >= 1, and an exchange or bytes >= 1")
 	case len(c.TLS) > 0 && len(c.TLS) != len(c.Destinations):
 		return errors.New("engine: TLS needs one configuration per destination")
-	case c.MaxConnectRate < 0:
-		return errors.New("engine: negative connect rate")
+	case c.MaxConnectRate != 0 && !(c.MaxConnectRate >= MinConnectRate && c.MaxConnectRate <= MaxConnectRate):
+		return fmt.Errorf("engine: connect rate %v per second, want %v to %v (or 0: unlimited)", c.MaxConnectRate, MinConnectRate, MaxConnectRate)
 	}
 	return nil
 }
@@ -173,6 +196,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		case <-ctx.Done():
 			t.Stop()
 			return nil, fmt.Errorf("engine: cancelled before the start at %s", cfg.Start.Format(time.RFC3339))
+		case <-cfg.Abort:
+			t.Stop()
+			return nil, fmt.Errorf("engine: aborted before the start at %s", cfg.Start.Format(time.RFC3339))
 		}
 	}
 	start := time.Now()
@@ -205,9 +231,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1))
 	}
 	if cfg.Model == Concurrency && cfg.MaxConnectRate > 0 {
-		// ratelimit wants an integer rate per period: express fractional rates per 1000 s.
+		// ratelimit wants an integer rate per period: express fractional rates per 1000 s (validate
+		// bounds the rate, so this fits). Its Take cannot be cancelled, but its wait is the clock's
+		// Sleep: stopClock's ends on the stop.
 		r := int(cfg.MaxConnectRate*1000 + 0.5)
-		e.limiter = ratelimit.New(max(r, 1), ratelimit.Per(1000*time.Second), ratelimit.WithSlack(0))
+		e.limiter = ratelimit.New(max(r, 1), ratelimit.Per(1000*time.Second), ratelimit.WithSlack(0),
+			ratelimit.WithClock(stopClock{e.stopping}))
 	}
 
 	res := &Result{Start: start, Total: metrics.NewSnapshot()}

@@ -2,14 +2,19 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
@@ -46,10 +51,15 @@ var simDst = []dial.Destination{dial.NewDestination(netip.MustParseAddrPort("127
 
 func runSim(t *testing.T, cfg Config) *Result {
 	t.Helper()
+	return runSimCtx(t, context.Background(), cfg)
+}
+
+func runSimCtx(t *testing.T, ctx context.Context, cfg Config) *Result {
+	t.Helper()
 	if cfg.Destinations == nil {
 		cfg.Destinations = simDst
 	}
-	res, err := Run(context.Background(), cfg)
+	res, err := Run(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,6 +280,75 @@ func TestPlateauStarts(t *testing.T) {
 			}
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("plateaus start at %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSlowConnectRateStops: under a connect rate of one per 20 s (or per 1000 s), the slots wait
+// for their turn; whatever stops the run (ctx cancelled: a signal; the plan's end; an abort: a
+// second signal) ends those waits at once, so the run ends when stopped, not when the next turn
+// comes, and leaves no goroutine behind.
+func TestSlowConnectRateStops(t *testing.T) {
+	const stopAt = 3 * time.Second
+	for _, rate := range []float64{0.05, 0.001} {
+		for _, stop := range []string{"cancel", "plan end", "abort"} {
+			t.Run(fmt.Sprint(rate, "/", stop), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					ramp := schedule.Ramp{Start: 5, Stages: []schedule.Stage{{Duration: time.Hour, Target: 5}}}
+					ctx, cancel := context.WithCancel(context.Background())
+					defer cancel()
+					abort := make(chan struct{})
+					switch stop {
+					case "cancel":
+						time.AfterFunc(stopAt, cancel)
+					case "plan end":
+						ramp.Stages[0].Duration = stopAt
+					case "abort":
+						time.AfterFunc(stopAt, func() { close(abort) })
+					}
+					res := runSimCtx(t, ctx, Config{Model: Concurrency, Ramp: ramp, Dialer: &simDialer{}, MaxConnectRate: rate,
+						Hold: time.Hour, Abort: abort})
+					if stop != "plan end" && !res.Interrupted {
+						t.Errorf("not marked interrupted")
+					}
+					if stop != "abort" && res.Aborted {
+						t.Errorf("aborted: the graceful stop expired")
+					}
+					if d := res.End.Sub(res.Start); d > stopAt+time.Millisecond {
+						t.Fatalf("the run ended %v after its start, stopped at %v: the rate limiter's wait was not cut", d, stopAt)
+					}
+					// The first connection is not held back; the next would come 1/rate later.
+					if got := res.Total.Attempted; got != 1 {
+						t.Fatalf("attempted %d in %v at %v/s, want 1", got, stopAt, rate)
+					}
+				})
+				goleak.VerifyNone(t)
+			})
+		}
+	}
+}
+
+// TestConnectRateRange: a connect rate the limiter cannot express is refused with its value, not
+// turned into another rate (1e300 per second overflowed into one per 1000 s).
+func TestConnectRateRange(t *testing.T) {
+	for _, tt := range []struct {
+		rate float64
+		ok   bool
+	}{
+		{0, true}, {MinConnectRate, true}, {0.05, true}, {MaxConnectRate, true},
+		{-1, false}, {MinConnectRate / 2, false}, {MaxConnectRate * 1.5, false}, {1e300, false},
+		{math.Inf(1), false}, {math.NaN(), false},
+	} {
+		t.Run(fmt.Sprint(tt.rate), func(t *testing.T) {
+			cfg := Config{Model: Concurrency, Ramp: schedule.Ramp{Stages: []schedule.Stage{{Duration: time.Second, Target: 1}}},
+				Destinations: simDst, Dialer: &simDialer{}, MaxConnectRate: tt.rate}
+			err := cfg.validate()
+			if (err == nil) != tt.ok {
+				t.Fatalf("validate: %v, want ok %v", err, tt.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "connect rate "+fmt.Sprint(tt.rate)) {
+				t.Errorf("error %q does not name the rate", err)
 			}
 		})
 	}
