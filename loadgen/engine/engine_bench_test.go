@@ -20,9 +20,11 @@ func BenchmarkConnection(b *testing.B) {
 		name string
 		send *Send
 		mode target.Mode
+		bare bool // the bare path: a blocking connect outside the poller
 	}{
-		{"connect-close", nil, target.ModeSink},
-		{"connect-echo64-close", &Send{Bytes: 64, Count: 1, Echo: true}, target.ModeEcho},
+		{"connect-close", nil, target.ModeSink, false},
+		{"connect-close-bare", nil, target.ModeSink, true},
+		{"connect-echo64-close", &Send{Bytes: 64, Count: 1, Echo: true}, target.ModeEcho, false},
 	}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
@@ -45,6 +47,9 @@ func BenchmarkConnection(b *testing.B) {
 			defer e.hardStop()
 			if err := e.initSend(); err != nil {
 				b.Fatal(err)
+			}
+			if tt.bare && !e.initBare() {
+				b.Fatal("the bare path was not taken")
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
