@@ -597,8 +597,8 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 	h := &held{conn: conn, bare: bare, dst: uint32(di), port: local.Port(), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
 	if err == errCut {
 		// The conversation ended early, so a target that closes after the last answer (the server
-		// side of close: server) will not: the client closes instead of waiting for its FIN.
-		err = nil
+		// side of close: server) will not: the client closes instead of waiting for its FIN. The
+		// connection counts as canceled: ok means every request was answered.
 		if h.closeMode == dial.CloseServer {
 			h.closeMode = dial.CloseFIN
 		}
@@ -610,8 +610,8 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 }
 
 // errCut is converse's report that a stop (or a slot no longer wanted) ended the conversation
-// cleanly between requests; the connection counts as ok.
-var errCut = errors.New("conversation cut short by a stop")
+// cleanly between requests, before its last one: the connection counts as canceled.
+var errCut = fmt.Errorf("%w: the conversation was cut short between its requests", metrics.ErrCanceled)
 
 // cut reports, without waiting, whether the run is stopping or the slot is no longer wanted.
 func (e *engine) cut(s *slot) bool {

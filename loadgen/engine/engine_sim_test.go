@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/netip"
@@ -350,6 +351,59 @@ func TestConnectRateRange(t *testing.T) {
 			if err != nil && !strings.Contains(err.Error(), "connect rate "+fmt.Sprint(tt.rate)) {
 				t.Errorf("error %q does not name the rate", err)
 			}
+		})
+	}
+}
+
+// pipeDialer connects to an echo server in memory (net.Pipe): conversations in virtual time.
+type pipeDialer struct{}
+
+func (pipeDialer) Dial(context.Context, dial.Destination) (net.Conn, error) {
+	c, srv := net.Pipe()
+	go func() {
+		io.Copy(srv, srv)
+		srv.Close()
+	}()
+	return c, nil
+}
+
+// TestCutConversationNotOK: a connection sends 3 requests 1 s apart; one whose conversation a
+// stop (the plan's end, a signal) or a ramp-down cuts between its requests is canceled, not ok:
+// ok means every request was answered.
+func TestCutConversationNotOK(t *testing.T) {
+	send := &Send{Count: 3, Interval: time.Second, Bytes: 8, Echo: true}
+	tests := []struct {
+		name         string
+		stages       []schedule.Stage
+		cancelAt     time.Duration
+		ok, canceled uint64
+	}{
+		// Requests at 0 and 1 s; the plan ends at 1.5 s, in the second pause.
+		{"plan end", []schedule.Stage{{Duration: 1500 * time.Millisecond, Target: 1}}, 0, 0, 1},
+		// The first connection's requests at 0, 1 and 2 s; the second's first at 2 s.
+		{"plan end after one whole conversation", []schedule.Stage{{Duration: 2500 * time.Millisecond, Target: 1}}, 0, 1, 1},
+		{"signal", []schedule.Stage{{Duration: time.Hour, Target: 1}}, 1500 * time.Millisecond, 0, 1},
+		// The slot is no longer wanted from 1 s on (one stage of 1 s at 1, then 0).
+		{"ramp-down", []schedule.Stage{{Duration: time.Second, Target: 1}, {Duration: time.Millisecond, Target: 0}, {Duration: 2 * time.Second, Target: 0}}, 0, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				if tt.cancelAt > 0 {
+					time.AfterFunc(tt.cancelAt, cancel)
+				}
+				ramp := schedule.Ramp{Start: 1, Stages: tt.stages}
+				res := runSimCtx(t, ctx, Config{Model: Concurrency, Ramp: ramp, Dialer: pipeDialer{}, Send: send})
+				tot := res.Total
+				if tot.Outcomes[metrics.OK] != tt.ok || tot.Outcomes[metrics.Canceled] != tt.canceled || tot.Closed != tt.ok+tt.canceled {
+					t.Fatalf("closed %d, outcomes %v, want %d ok and %d canceled", tot.Closed, tot.Outcomes, tt.ok, tt.canceled)
+				}
+				if res.Aborted {
+					t.Errorf("aborted: a cut conversation must end at once, not when the graceful stop expires")
+				}
+			})
 		})
 	}
 }
