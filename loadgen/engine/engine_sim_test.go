@@ -407,3 +407,55 @@ func TestCutConversationNotOK(t *testing.T) {
 		})
 	}
 }
+
+// silentCloser answers every request (echo) but never closes: a client that waits for its FIN
+// (close: server or half) waits until its deadline.
+type silentCloser struct{}
+
+func (silentCloser) Dial(context.Context, dial.Destination) (net.Conn, error) {
+	c, srv := net.Pipe()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, err := srv.Read(buf)
+			if err != nil {
+				srv.Close()
+				return
+			}
+			srv.Write(buf[:n])
+		}
+	}()
+	return c, nil
+}
+
+// TestCloseWaitCutByHardStop: a connection waiting for the peer's FIN (close: server, half) waits
+// at most until the hard stop (the graceful stop's end, or a second signal), not io_timeout.
+func TestCloseWaitCutByHardStop(t *testing.T) {
+	for _, mode := range []dial.CloseMode{dial.CloseServer, dial.CloseHalf} {
+		for _, stop := range []string{"graceful stop expires", "abort"} {
+			t.Run(mode.String()+"/"+stop, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					ramp := schedule.Ramp{Start: 1, Stages: []schedule.Stage{{Duration: 2 * time.Second, Target: 1}}}
+					abort := make(chan struct{})
+					end := 3 * time.Second // the plan's end, 2 s, and the graceful stop, 1 s
+					if stop == "abort" {
+						ramp.Stages[0].Duration = time.Hour
+						end = 2 * time.Second
+						time.AfterFunc(end, func() { close(abort) })
+					}
+					res := runSim(t, Config{Model: Concurrency, Ramp: ramp, Dialer: silentCloser{}, Close: mode,
+						Send: &Send{Count: 1, Bytes: 8, Echo: true}, IOTimeout: time.Minute, GracefulStop: time.Second, Abort: abort})
+					if d := res.End.Sub(res.Start); d > end+time.Millisecond {
+						t.Fatalf("the run ended after %v, want %v: the wait for the peer's FIN outlasted the hard stop", d, end)
+					}
+					if !res.Aborted {
+						t.Errorf("not aborted")
+					}
+					if tot := res.Total; tot.Outcomes[metrics.Canceled] != 1 || tot.Closed != 1 {
+						t.Errorf("closed %d, outcomes %v, want the one connection canceled", tot.Closed, tot.Outcomes)
+					}
+				})
+			})
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"time"
@@ -49,9 +50,19 @@ func (e *engine) finish(h *held, err error) {
 	}
 	var closeErr error
 	tc := time.Now()
-	if conn == nil {
+	switch {
+	case conn == nil:
 		closeErr = h.bare.Close(mode)
-	} else {
+	case mode == dial.CloseHalf || mode == dial.CloseServer:
+		// Waiting for the peer's FIN is a wait like any other: the hard stop ends it, resetting
+		// the connection under the wait (a deadline set from here could be overwritten by the
+		// wait's own, if the stop came just before it began).
+		stop := context.AfterFunc(e.hardCtx, func() { dial.Close(conn, dial.CloseRST, time.Time{}) })
+		closeErr = dial.Close(conn, mode, time.Now().Add(e.cfg.IOTimeout))
+		if !stop() {
+			hard = true
+		}
+	default:
 		closeErr = dial.Close(conn, mode, time.Now().Add(e.cfg.IOTimeout))
 	}
 	if err == nil {
