@@ -97,8 +97,8 @@ var _ BareDialer = (*Ports)(nil)
 // inside connect() (the SYN-ACK is processed in the same system call), so a blocking connect costs
 // one system call where the poller's non-blocking one costs an EINPROGRESS, two epoll_ctl, a
 // wake-up, SO_ERROR and the addresses: the difference between a storm at the kernel's pace and
-// one at a third of it. For loopback destinations only: the connect timeout is a timer that shuts
-// the socket down (connectGuard), and ctx is checked before the call, not during it.
+// one at a third of it. For loopback destinations only. The connect timeout is a timer that shuts
+// the socket down (connectGuard), which also ends a connect whose ctx is done, within guardTick.
 func (d *Ports) DialBare(ctx context.Context, dst Destination) (Bare, error) {
 	if err := ctx.Err(); err != nil {
 		return Bare{}, err
@@ -118,14 +118,14 @@ func (d *Ports) DialBare(ctx context.Context, dst Destination) (Bare, error) {
 		}
 		a.port = p
 	}
-	b, err := a.dialBare(dst)
+	b, err := a.dialBare(ctx, dst)
 	if err != nil && a.port != 0 {
 		d.explicit.release(dst, a.port)
 	}
 	return b, err
 }
 
-func (a *attempt) dialBare(dst Destination) (Bare, error) {
+func (a *attempt) dialBare(ctx context.Context, dst Destination) (Bare, error) {
 	family := unix.AF_INET
 	if a.v6 {
 		family = unix.AF_INET6
@@ -153,7 +153,7 @@ func (a *attempt) dialBare(dst Destination) (Bare, error) {
 	}
 	g := &a.guard
 	deadline := time.Now().Add(a.d.o.ConnectTimeout)
-	g.arm(fd, deadline)
+	g.arm(ctx, fd, deadline)
 	err = unix.Connect(fd, sa)
 	if err == unix.EINTR {
 		// With no send timeout the kernel restarts a connect a signal interrupted (the Go
@@ -162,9 +162,10 @@ func (a *attempt) dialBare(dst Destination) (Bare, error) {
 		// for: writable, then SO_ERROR.
 		err = awaitConnect(fd, deadline)
 	}
-	if g.disarm() {
+	if cause := g.disarm(); cause != nil {
 		// The guard shut the socket down: the connect failed, or made it just as time ran out.
-		return fail("connect", unix.ETIMEDOUT)
+		unix.Close(fd)
+		return Bare{}, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(dst.AddrPort), Err: cause}
 	}
 	if err != nil {
 		return fail("connect", err)
@@ -172,20 +173,26 @@ func (a *attempt) dialBare(dst Destination) (Bare, error) {
 	return Bare{fd: int32(fd)}, nil
 }
 
-// connectGuard ends a blocking connect at its deadline. It replaces SO_SNDTIMEO, which costs a
-// system call per connection and is slept in jiffies on the kernel's timer wheel, whose buckets
-// are coarser the further the timeout (8 jiffies from 64 jiffies on, 64 from 512 on: at HZ=250 a
-// 5 s connect_timeout ended up to 256 ms late). At the deadline a timer shuts the socket down:
-// shutdown(2) of a socket in SYN_SENT disconnects it and wakes its connect (inet_shutdown), which
-// returns at once. One guard per pooled attempt, so arming it allocates nothing.
+// connectGuard ends a blocking connect at its deadline, or soon after its ctx is done. It replaces
+// SO_SNDTIMEO, which costs a system call per connection and is slept in jiffies on the kernel's
+// timer wheel, whose buckets are coarser the further the timeout (8 jiffies from 64 jiffies on, 64
+// from 512 on: at HZ=250 a 5 s connect_timeout ended up to 256 ms late). A timer shuts the socket
+// down: shutdown(2) of a socket in SYN_SENT disconnects it and wakes its connect (inet_shutdown),
+// which returns at once. One guard per pooled attempt, so arming it allocates nothing; a connect
+// that completes at once (loopback) is disarmed before its timer ever runs, and one that waits is
+// looked at every guardTick, when ctx is checked (a context.AfterFunc would allocate per connect).
 type connectGuard struct {
 	mu       sync.Mutex
 	t        *time.Timer
+	ctx      context.Context
 	fd       int
-	live     bool // fd is connecting
-	fired    bool // the guard shut fd down
+	live     bool  // fd is connecting
+	cause    error // why the guard shut fd down: nil until it did
 	deadline time.Time
 }
+
+// guardTick is how often a waiting connect's ctx is checked: how late a cancelled one ends.
+const guardTick = 50 * time.Millisecond
 
 // init makes the guard's timer, stopped.
 func (g *connectGuard) init() {
@@ -193,21 +200,23 @@ func (g *connectGuard) init() {
 	g.t.Stop()
 }
 
-func (g *connectGuard) arm(fd int, deadline time.Time) {
+func (g *connectGuard) arm(ctx context.Context, fd int, deadline time.Time) {
 	g.mu.Lock()
-	g.fd, g.live, g.fired, g.deadline = fd, true, false, deadline
+	g.ctx, g.fd, g.live, g.cause, g.deadline = ctx, fd, true, nil, deadline
 	g.mu.Unlock()
-	g.t.Reset(time.Until(deadline))
+	g.t.Reset(min(time.Until(deadline), guardTick))
 }
 
-// disarm ends the guard's watch over the connect that returned, and reports whether it fired.
-func (g *connectGuard) disarm() bool {
+// disarm ends the guard's watch over the connect that returned, and reports why it shut the
+// socket down, if it did.
+func (g *connectGuard) disarm() error {
 	g.mu.Lock()
 	g.live = false
-	fired := g.fired
+	g.ctx = nil
+	cause := g.cause
 	g.mu.Unlock()
 	g.t.Stop()
-	return fired
+	return cause
 }
 
 func (g *connectGuard) fire() {
@@ -216,12 +225,19 @@ func (g *connectGuard) fire() {
 	if !g.live {
 		return
 	}
-	if left := time.Until(g.deadline); left > 0 {
-		// A late run of an earlier arming: this connect has time left.
-		g.t.Reset(left)
-		return
+	if g.cause == nil {
+		left := time.Until(g.deadline)
+		switch err := g.ctx.Err(); {
+		case err != nil:
+			g.cause = err
+		case left <= 0:
+			g.cause = os.NewSyscallError("connect", unix.ETIMEDOUT)
+		default:
+			// Time left (or a late run of an earlier arming): look again later.
+			g.t.Reset(min(left, guardTick))
+			return
+		}
 	}
-	g.fired = true
 	unix.Shutdown(g.fd, unix.SHUT_RDWR)
 	// The connecting goroutine may not have entered connect() yet (it was descheduled between
 	// arming and the call), where a shutdown does nothing: shoot again until disarmed.

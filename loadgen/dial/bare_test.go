@@ -264,3 +264,30 @@ func TestConnectTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestDialBareCancel: a bare connect to a target that never answers ends soon after its ctx is
+// cancelled (the second signal), not at its connect timeout.
+func TestDialBareCancel(t *testing.T) {
+	checkFDs(t)
+	dst := unanswered(t)
+	const timeout = time.Minute
+	d, err := New(Options{ConnectTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(100*time.Millisecond, cancel)
+	t0 := time.Now()
+	b, err := d.DialBare(ctx, dst)
+	if err == nil {
+		b.Close(CloseRST)
+		t.Fatal("connected to a listener whose accept queue is full")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	if elapsed := time.Since(t0); elapsed > timeout/2 {
+		t.Errorf("the connect ended %v after it began, cancelled after 100ms: it waited for its timeout", elapsed)
+	}
+}
