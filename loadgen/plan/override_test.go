@@ -286,3 +286,23 @@ func TestOverrideRateOutOfRange(t *testing.T) {
 		})
 	}
 }
+
+// TestFileRateOutOfRange: the same from the plan file names its file:line.
+func TestFileRateOutOfRange(t *testing.T) {
+	src := `version: 1
+name: rate
+target: {builtin: {mode: echo}}
+load:
+  model: concurrency
+  stages: [{duration: 10s, target: 100}]
+  max_connect_rate: 1e300
+`
+	p, err := Parse("rate.yaml", []byte(src), Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `rate.yaml:7: load.max_connect_rate: want "unlimited" or a number from 0.001 to 10000000 per second, got 1e+300`
+	if errs := p.Validate(); len(errs) != 1 || errs[0].Error() != want {
+		t.Errorf("got %v, want %q", errs, want)
+	}
+}
