@@ -597,8 +597,7 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 	h := &held{conn: conn, bare: bare, dst: uint32(di), port: local.Port(), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
 	if err == errCut {
 		// The conversation ended early, so a target that closes after the last answer (the server
-		// side of close: server) will not: the client closes instead of waiting for its FIN. The
-		// connection counts as canceled: ok means every request was answered.
+		// side of close: server) will not: the client closes instead of waiting for its FIN.
 		if h.closeMode == dial.CloseServer {
 			h.closeMode = dial.CloseFIN
 		}
@@ -609,8 +608,9 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, s 
 	return nil
 }
 
-// errCut is converse's report that a stop (or a slot no longer wanted) ended the conversation
-// cleanly between requests, before its last one: the connection counts as canceled.
+// errCut is converse's report that the hard stop (or a slot no longer wanted) ended the
+// conversation cleanly between requests, before its last one: the connection counts as canceled,
+// as ok means every request was answered.
 var errCut = fmt.Errorf("%w: the conversation was cut short between its requests", metrics.ErrCanceled)
 
 // cut reports, without waiting, whether the run is stopping or the slot is no longer wanted.
@@ -623,9 +623,9 @@ func (e *engine) cut(s *slot) bool {
 	return s != nil && !s.wanted()
 }
 
-// hold waits d, or less when the run stops or the slot is no longer wanted. It returns false when
-// the wait was cut short.
-func (e *engine) hold(d time.Duration, s *slot) bool {
+// pause waits d between two requests, or less when the hard stop comes or the slot is no longer
+// wanted. It returns false when the wait was cut short.
+func (e *engine) pause(d time.Duration, s *slot) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	var wake chan struct{}
@@ -636,7 +636,7 @@ func (e *engine) hold(d time.Duration, s *slot) bool {
 		select {
 		case <-t.C:
 			return true
-		case <-e.stopping:
+		case <-e.hardCtx.Done():
 			return false
 		case <-wake:
 			if !s.wanted() {

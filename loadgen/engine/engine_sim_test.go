@@ -367,24 +367,31 @@ func (pipeDialer) Dial(context.Context, dial.Destination) (net.Conn, error) {
 	return c, nil
 }
 
-// TestCutConversationNotOK: a connection sends 3 requests 1 s apart; one whose conversation a
-// stop (the plan's end, a signal) or a ramp-down cuts between its requests is canceled, not ok:
-// ok means every request was answered.
+// TestCutConversationNotOK: a connection sends 3 requests 1 s apart. A stop (the plan's end, a
+// signal) lets it finish within the graceful stop, and it is ok; one whose conversation the hard
+// stop (an abort, or the graceful stop's end) or a ramp-down cuts between its requests is
+// canceled, not ok: ok means every request was answered.
 func TestCutConversationNotOK(t *testing.T) {
 	send := &Send{Count: 3, Interval: time.Second, Bytes: 8, Echo: true}
 	tests := []struct {
 		name         string
 		stages       []schedule.Stage
 		cancelAt     time.Duration
+		abortAt      time.Duration
+		grace        time.Duration
 		ok, canceled uint64
+		aborted      bool
+		end          time.Duration // when the run ends
+		requests     int64         // sent; -1: not checked
 	}{
-		// Requests at 0 and 1 s; the plan ends at 1.5 s, in the second pause.
-		{"plan end", []schedule.Stage{{Duration: 1500 * time.Millisecond, Target: 1}}, 0, 0, 1},
-		// The first connection's requests at 0, 1 and 2 s; the second's first at 2 s.
-		{"plan end after one whole conversation", []schedule.Stage{{Duration: 2500 * time.Millisecond, Target: 1}}, 0, 1, 1},
-		{"signal", []schedule.Stage{{Duration: time.Hour, Target: 1}}, 1500 * time.Millisecond, 0, 1},
-		// The slot is no longer wanted from 1 s on (one stage of 1 s at 1, then 0).
-		{"ramp-down", []schedule.Stage{{Duration: time.Second, Target: 1}, {Duration: time.Millisecond, Target: 0}, {Duration: 2 * time.Second, Target: 0}}, 0, 0, 1},
+		// Requests at 0, 1 and 2 s; the plan ends at 1.5 s, in the second pause: the graceful stop
+		// lets the last request go.
+		{"plan end drains", []schedule.Stage{{Duration: 1500 * time.Millisecond, Target: 1}}, 0, 0, 0, 1, 0, false, 2 * time.Second, 3},
+		{"signal drains", []schedule.Stage{{Duration: time.Hour, Target: 1}}, 1500 * time.Millisecond, 0, 0, 1, 0, false, 2 * time.Second, 3},
+		{"graceful stop expires", []schedule.Stage{{Duration: 1500 * time.Millisecond, Target: 1}}, 0, 0, 200 * time.Millisecond, 0, 1, true, 1700 * time.Millisecond, 2},
+		{"abort", []schedule.Stage{{Duration: time.Hour, Target: 1}}, 0, 1500 * time.Millisecond, 0, 0, 1, true, 1500 * time.Millisecond, 2},
+		// The slot is no longer wanted from 1 s on; the plan ends at 3 s.
+		{"ramp-down", []schedule.Stage{{Duration: time.Second, Target: 1}, {Duration: time.Millisecond, Target: 0}, {Duration: 2 * time.Second, Target: 0}}, 0, 0, 0, 0, 1, false, 3001 * time.Millisecond, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -394,14 +401,24 @@ func TestCutConversationNotOK(t *testing.T) {
 				if tt.cancelAt > 0 {
 					time.AfterFunc(tt.cancelAt, cancel)
 				}
+				abort := make(chan struct{})
+				if tt.abortAt > 0 {
+					time.AfterFunc(tt.abortAt, func() { close(abort) })
+				}
 				ramp := schedule.Ramp{Start: 1, Stages: tt.stages}
-				res := runSimCtx(t, ctx, Config{Model: Concurrency, Ramp: ramp, Dialer: pipeDialer{}, Send: send})
+				res := runSimCtx(t, ctx, Config{Model: Concurrency, Ramp: ramp, Dialer: pipeDialer{}, Send: send, GracefulStop: tt.grace, Abort: abort})
 				tot := res.Total
 				if tot.Outcomes[metrics.OK] != tt.ok || tot.Outcomes[metrics.Canceled] != tt.canceled || tot.Closed != tt.ok+tt.canceled {
 					t.Fatalf("closed %d, outcomes %v, want %d ok and %d canceled", tot.Closed, tot.Outcomes, tt.ok, tt.canceled)
 				}
-				if res.Aborted {
-					t.Errorf("aborted: a cut conversation must end at once, not when the graceful stop expires")
+				if res.Aborted != tt.aborted {
+					t.Errorf("aborted %v, want %v", res.Aborted, tt.aborted)
+				}
+				if d := res.End.Sub(res.Start); d > tt.end {
+					t.Errorf("the run ended at %v, want %v", d, tt.end)
+				}
+				if n := int64(tot.BytesOut / uint64(send.Bytes)); tt.requests >= 0 && n != tt.requests {
+					t.Errorf("%d requests sent, want %d", n, tt.requests)
 				}
 			})
 		})
