@@ -156,8 +156,9 @@ func (a *attempt) dialBare(ctx context.Context, dst Destination) (Bare, error) {
 	g.arm(ctx, fd, deadline)
 	err = unix.Connect(fd, sa)
 	if err == unix.EINTR {
-		// With no send timeout the kernel restarts a connect a signal interrupted (the Go
-		// runtime's handlers are SA_RESTART); a handler installed without it returns EINTR, and
+		// With no send timeout a signal makes the connect's wait -ERESTARTSYS (sock_intr_errno in
+		// include/net/sock.h), and the Go runtime's SA_RESTART handlers have the kernel restart it,
+		// still waiting; a handler installed without SA_RESTART returns EINTR, and
 		// connect() must not be called again (EALREADY). Wait as a non-blocking connect is waited
 		// for: writable, then SO_ERROR.
 		err = awaitConnect(fd, deadline)
