@@ -471,6 +471,9 @@ func (e *engine) runSlot(s *slot) {
 				return
 			default:
 			}
+			if !s.wanted() {
+				continue // a ramp-down came during the wait
+			}
 		}
 		id := e.next.Add(1)
 		sh := e.rec.Shard(id)

@@ -476,3 +476,21 @@ func TestCloseWaitCutByHardStop(t *testing.T) {
 		}
 	}
 }
+
+// TestRampDownDuringRateWait: a slot waiting for its turn under the connect rate when a ramp-down
+// no longer wants it starts nothing when the turn comes.
+func TestRampDownDuringRateWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Two slots at one connection per 20 s: slot 0 connects at once, slot 1's turn is at 20 s;
+		// from 10 s on no slot is wanted.
+		ramp := schedule.Ramp{Start: 2, Stages: []schedule.Stage{
+			{Duration: 10 * time.Second, Target: 2},
+			{Duration: time.Millisecond, Target: 0},
+			{Duration: 30 * time.Second, Target: 0},
+		}}
+		res := runSim(t, Config{Model: Concurrency, Ramp: ramp, Dialer: &simDialer{}, MaxConnectRate: 0.05, Hold: time.Hour})
+		if got := res.Total.Attempted; got != 1 {
+			t.Fatalf("attempted %d, want 1: a slot no longer wanted started a connection when its turn came", got)
+		}
+	})
+}
