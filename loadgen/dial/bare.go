@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -96,8 +97,8 @@ var _ BareDialer = (*Ports)(nil)
 // inside connect() (the SYN-ACK is processed in the same system call), so a blocking connect costs
 // one system call where the poller's non-blocking one costs an EINPROGRESS, two epoll_ctl, a
 // wake-up, SO_ERROR and the addresses: the difference between a storm at the kernel's pace and
-// one at a third of it. For loopback destinations only: the connect timeout is SO_SNDTIMEO, and
-// ctx is checked before the call, not during it.
+// one at a third of it. For loopback destinations only. The connect timeout is a timer that shuts
+// the socket down (connectGuard), which also ends a connect whose ctx is done, within guardTick.
 func (d *Ports) DialBare(ctx context.Context, dst Destination) (Bare, error) {
 	if err := ctx.Err(); err != nil {
 		return Bare{}, err
@@ -117,14 +118,14 @@ func (d *Ports) DialBare(ctx context.Context, dst Destination) (Bare, error) {
 		}
 		a.port = p
 	}
-	b, err := a.dialBare(dst)
+	b, err := a.dialBare(ctx, dst)
 	if err != nil && a.port != 0 {
 		d.explicit.release(dst, a.port)
 	}
 	return b, err
 }
 
-func (a *attempt) dialBare(dst Destination) (Bare, error) {
+func (a *attempt) dialBare(ctx context.Context, dst Destination) (Bare, error) {
 	family := unix.AF_INET
 	if a.v6 {
 		family = unix.AF_INET6
@@ -144,34 +145,104 @@ func (a *attempt) dialBare(dst Destination) (Bare, error) {
 			return Bare{}, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(dst.AddrPort), Err: a.err}
 		}
 	}
-	tv := unix.NsecToTimeval(a.d.o.ConnectTimeout.Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
-		return fail("setsockopt", err)
-	}
 	var sa unix.Sockaddr
 	if a.v6 {
 		sa = &unix.SockaddrInet6{Port: int(dst.AddrPort.Port()), Addr: dst.AddrPort.Addr().As16()}
 	} else {
 		sa = &unix.SockaddrInet4{Port: int(dst.AddrPort.Port()), Addr: dst.AddrPort.Addr().Unmap().As4()}
 	}
+	g := &a.guard
 	deadline := time.Now().Add(a.d.o.ConnectTimeout)
-	switch err = unix.Connect(fd, sa); err {
-	case nil:
-		return Bare{fd: int32(fd)}, nil
-	case unix.EINPROGRESS:
-		// A blocking connect that outlasted SO_SNDTIMEO (socket(7)).
-		return fail("connect", unix.ETIMEDOUT)
-	case unix.EINTR:
-		// A signal (the Go runtime's preemption, SIGURG, among them) interrupted the wait; the
-		// handshake goes on, and connect() must not be called again (it would say EALREADY).
-		// Wait for it as a non-blocking connect is waited for: writable, then SO_ERROR.
-		if err := awaitConnect(fd, deadline); err != nil {
-			return fail("connect", err)
-		}
-		return Bare{fd: int32(fd)}, nil
-	default:
+	g.arm(ctx, fd, deadline)
+	err = unix.Connect(fd, sa)
+	if err == unix.EINTR {
+		// With no send timeout a signal makes the connect's wait -ERESTARTSYS (sock_intr_errno in
+		// include/net/sock.h), and the Go runtime's SA_RESTART handlers have the kernel restart it,
+		// still waiting; a handler installed without SA_RESTART returns EINTR, and
+		// connect() must not be called again (EALREADY). Wait as a non-blocking connect is waited
+		// for: writable, then SO_ERROR.
+		err = awaitConnect(fd, deadline)
+	}
+	if cause := g.disarm(); cause != nil {
+		// The guard shut the socket down: the connect failed, or made it just as time ran out.
+		unix.Close(fd)
+		return Bare{}, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(dst.AddrPort), Err: cause}
+	}
+	if err != nil {
 		return fail("connect", err)
 	}
+	return Bare{fd: int32(fd)}, nil
+}
+
+// connectGuard ends a blocking connect at its deadline, or soon after its ctx is done. It replaces
+// SO_SNDTIMEO, which costs a system call per connection and is slept in jiffies on the kernel's
+// timer wheel, whose buckets are coarser the further the timeout (8 jiffies from 64 jiffies on, 64
+// from 512 on: at HZ=250 a 5 s connect_timeout ended up to 256 ms late). A timer shuts the socket
+// down: shutdown(2) of a socket in SYN_SENT disconnects it and wakes its connect (inet_shutdown),
+// which returns at once. One guard per pooled attempt, so arming it allocates nothing; a connect
+// that completes at once (loopback) is disarmed before its timer ever runs, and one that waits is
+// looked at every guardTick, when ctx is checked (a context.AfterFunc would allocate per connect).
+type connectGuard struct {
+	mu       sync.Mutex
+	t        *time.Timer
+	ctx      context.Context
+	fd       int
+	live     bool  // fd is connecting
+	cause    error // why the guard shut fd down: nil until it did
+	deadline time.Time
+}
+
+// guardTick is how often a waiting connect's ctx is checked: how late a cancelled one ends.
+const guardTick = 50 * time.Millisecond
+
+// init makes the guard's timer, stopped.
+func (g *connectGuard) init() {
+	g.t = time.AfterFunc(time.Hour, g.fire)
+	g.t.Stop()
+}
+
+func (g *connectGuard) arm(ctx context.Context, fd int, deadline time.Time) {
+	g.mu.Lock()
+	g.ctx, g.fd, g.live, g.cause, g.deadline = ctx, fd, true, nil, deadline
+	g.mu.Unlock()
+	g.t.Reset(min(time.Until(deadline), guardTick))
+}
+
+// disarm ends the guard's watch over the connect that returned, and reports why it shut the
+// socket down, if it did.
+func (g *connectGuard) disarm() error {
+	g.mu.Lock()
+	g.live = false
+	g.ctx = nil
+	cause := g.cause
+	g.mu.Unlock()
+	g.t.Stop()
+	return cause
+}
+
+func (g *connectGuard) fire() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.live {
+		return
+	}
+	if g.cause == nil {
+		left := time.Until(g.deadline)
+		switch err := g.ctx.Err(); {
+		case err != nil:
+			g.cause = err
+		case left <= 0:
+			g.cause = os.NewSyscallError("connect", unix.ETIMEDOUT)
+		default:
+			// Time left (or a late run of an earlier arming): look again later.
+			g.t.Reset(min(left, guardTick))
+			return
+		}
+	}
+	unix.Shutdown(g.fd, unix.SHUT_RDWR)
+	// The connecting goroutine may not have entered connect() yet (it was descheduled between
+	// arming and the call), where a shutdown does nothing: shoot again until disarmed.
+	g.t.Reset(time.Millisecond)
 }
 
 // awaitConnect waits until fd's connect completes, or deadline; nil when it connected.

@@ -3,6 +3,7 @@ package dial
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -174,5 +175,126 @@ func TestAwaitConnect(t *testing.T) {
 				t.Errorf("awaitConnect: %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// unanswered returns a loopback destination whose SYNs go unanswered: a listener with a backlog of
+// 0 whose one queued connection is never accepted. Its accept queue is full, so the kernel drops
+// every further SYN (tcp_conn_request: sk_acceptq_is_full, whatever syncookies say), and a
+// connect to it waits until its timeout.
+func unanswered(t *testing.T) Destination {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := NewDestination(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sa.(*unix.SockaddrInet4).Port)))
+	filler, err := net.Dial("tcp", dst.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { filler.Close() })
+	return dst
+}
+
+// TestConnectTimeout: against a target that never answers, a connect ends at its timeout, within
+// 20 ms (beyond how late the runtime's own timers run at the moment), on both paths. The bare path waited for SO_SNDTIMEO, which the kernel sleeps in jiffies
+// on its timer wheel, whose buckets are coarser the further the timeout (8 jiffies from 64 on, 64
+// from 512 on: at HZ=250 a 300 ms timeout ended up to 32 ms late, a 5 s one up to 256 ms late).
+// A timeout that passes before connect() is even called (1 ns) must still end it.
+func TestConnectTimeout(t *testing.T) {
+	checkFDs(t)
+	const slack = 20 * time.Millisecond
+	dst := unanswered(t)
+	ctx := context.Background()
+	for _, timeout := range []time.Duration{300 * time.Millisecond, time.Nanosecond} {
+		d, err := New(Options{ConnectTimeout: timeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range []struct {
+			name string
+			dial func() error
+		}{
+			{"bare", func() error {
+				b, err := d.DialBare(ctx, dst)
+				if err == nil {
+					b.Close(CloseRST)
+				}
+				return err
+			}},
+			{"poller", func() error {
+				c, err := d.Dial(ctx, dst)
+				if err == nil {
+					c.Close()
+				}
+				return err
+			}},
+		} {
+			t.Run(fmt.Sprint(tt.name, "/", timeout), func(t *testing.T) {
+				// Several in a row, each starting at another point of the kernel's timer buckets. Not
+				// in parallel: a connect blocked in the kernel keeps its P until sysmon takes it back,
+				// and with every P so blocked the timer that ends the bare connect would wait for that.
+				var worst time.Duration
+				for range 6 {
+					// A timer of the test's own, due when the connect's timeout is, measures how late
+					// the runtime runs timers right now (on a loaded machine, and under the race
+					// detector, tens of ms): the connect may be that late too, and 20 ms more at most.
+					t0 := time.Now()
+					ref := make(chan time.Time, 1)
+					time.AfterFunc(timeout, func() { ref <- time.Now() })
+					err := tt.dial()
+					elapsed := time.Since(t0)
+					late := max((<-ref).Sub(t0)-timeout, 0)
+					worst = max(worst, elapsed)
+					var ne net.Error
+					if !errors.Is(err, syscall.ETIMEDOUT) && !(errors.As(err, &ne) && ne.Timeout()) {
+						t.Fatalf("connect: %v, want a timeout", err)
+					}
+					if elapsed < timeout || elapsed > timeout+slack+late {
+						t.Errorf("the connect timed out after %v, want %v (+%v at most, +%v the runtime's timers were late)", elapsed, timeout, slack, late)
+					}
+				}
+				t.Logf("slowest timeout: %v", worst)
+			})
+		}
+	}
+}
+
+// TestDialBareCancel: a bare connect to a target that never answers ends soon after its ctx is
+// cancelled (the second signal), not at its connect timeout.
+func TestDialBareCancel(t *testing.T) {
+	checkFDs(t)
+	dst := unanswered(t)
+	const timeout = time.Minute
+	d, err := New(Options{ConnectTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(100*time.Millisecond, cancel)
+	t0 := time.Now()
+	b, err := d.DialBare(ctx, dst)
+	if err == nil {
+		b.Close(CloseRST)
+		t.Fatal("connected to a listener whose accept queue is full")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	if elapsed := time.Since(t0); elapsed > timeout/2 {
+		t.Errorf("the connect ended %v after it began, cancelled after 100ms: it waited for its timeout", elapsed)
 	}
 }

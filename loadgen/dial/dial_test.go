@@ -409,3 +409,35 @@ func BenchmarkDialClose(b *testing.B) {
 	ln.Close()
 	<-accepted
 }
+
+// BenchmarkDialBareClose is the same on the bare path: a blocking connect() outside the poller,
+// and an RST close of the descriptor.
+func BenchmarkDialBareClose(b *testing.B) {
+	ln, dst := listen(b, "tcp", "127.0.0.1:0")
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	k := NewKernel(Options{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := k.DialBare(ctx, dst)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Close(CloseRST); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	ln.Close()
+	<-accepted
+}

@@ -140,6 +140,7 @@ func New(o Options) (*Ports, error) {
 		a.nd = net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: -1}
 		a.ctl = a.setup // bound once, so Control allocates no closure per dial
 		a.nd.Control = a.control
+		a.guard.init()
 		return a
 	}
 	return d, nil
@@ -157,6 +158,8 @@ type attempt struct {
 	err  error
 	sa4  unix.SockaddrInet4
 	sa6  unix.SockaddrInet6
+	// guard times a bare dial's connect out.
+	guard connectGuard
 }
 
 // Dial connects to dst from dst.Source (when valid) by the strategy.

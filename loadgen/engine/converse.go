@@ -112,17 +112,22 @@ func (e *engine) converse(conn net.Conn, sh *metrics.Shard, s *slot) error {
 	}()
 	for i := range snd.Count {
 		if i > 0 {
-			// A stop (or a slot no longer wanted) ends the conversation cleanly between requests.
+			// A stop lets the conversation finish (the graceful stop drains it); a hard stop, or a
+			// ramp-down that no longer wants the slot, ends it between requests.
 			if snd.Interval > 0 {
-				if !e.hold(snd.Interval, s) {
+				if !e.pause(snd.Interval, s) {
 					return errCut
 				}
-			} else if e.cut(s) {
+			} else if e.hardCtx.Err() != nil || s != nil && !s.wanted() {
 				return errCut
 			}
 		}
 		if err := conn.SetDeadline(time.Now().Add(e.cfg.IOTimeout)); err != nil {
 			return err
+		}
+		if e.hardCtx.Err() != nil {
+			// The hard stop's past deadline may have been set just before this one replaced it.
+			return errCut
 		}
 		res, err := e.exchange.Do(conn, r)
 		first, full := time.Duration(-1), time.Duration(-1)

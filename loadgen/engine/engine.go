@@ -62,7 +62,8 @@ type Config struct {
 	// arrival with no free slot (dropped and counted, or queued and started late).
 	MaxInFlight int
 	Drop        bool
-	// MaxConnectRate caps new connections per second under the concurrency model; 0 is unlimited.
+	// MaxConnectRate caps new connections per second under the concurrency model; 0 is unlimited,
+	// otherwise from MinConnectRate to MaxConnectRate.
 	MaxConnectRate float64
 
 	// GracefulStop is how long in-flight connections may finish after the schedule ends or ctx is
@@ -93,6 +94,28 @@ type Config struct {
 	OnConnectFailure *FailPolicy
 }
 
+// The connect rates a Config accepts: one connection per 1000 s (the limiter's finest step), to
+// ten million per second (more than one process opens).
+const (
+	MinConnectRate = 0.001
+	MaxConnectRate = 10_000_000
+)
+
+// stopClock is the rate limiter's clock: its sleep, the limiter's wait for a connection's turn,
+// ends when the run stops (the plan's end, a signal, an abort), however far the turn is.
+type stopClock struct{ stop <-chan struct{} }
+
+func (stopClock) Now() time.Time { return time.Now() }
+
+func (c stopClock) Sleep(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.stop:
+	}
+}
+
 // Result says how the run ended.
 type Result struct {
 	Start, End time.Time
@@ -120,8 +143,8 @@ func (c *Config) validate() error {
 		return errors.New("engine: send needs count >= 1, and an exchange or bytes >= 1")
 	case len(c.TLS) > 0 && len(c.TLS) != len(c.Destinations):
 		return errors.New("engine: TLS needs one configuration per destination")
-	case c.MaxConnectRate < 0:
-		return errors.New("engine: negative connect rate")
+	case c.MaxConnectRate != 0 && !(c.MaxConnectRate >= MinConnectRate && c.MaxConnectRate <= MaxConnectRate):
+		return fmt.Errorf("engine: connect rate %v per second, want %v to %v (or 0: unlimited)", c.MaxConnectRate, MinConnectRate, MaxConnectRate)
 	case c.OnConnectFailure != nil:
 		return c.OnConnectFailure.validate()
 	}
@@ -183,6 +206,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		case <-ctx.Done():
 			t.Stop()
 			return nil, fmt.Errorf("engine: cancelled before the start at %s", cfg.Start.Format(time.RFC3339))
+		case <-cfg.Abort:
+			t.Stop()
+			return nil, fmt.Errorf("engine: aborted before the start at %s", cfg.Start.Format(time.RFC3339))
 		}
 	}
 	start := time.Now()
@@ -218,9 +244,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1))
 	}
 	if cfg.Model == Concurrency && cfg.MaxConnectRate > 0 {
-		// ratelimit wants an integer rate per period: express fractional rates per 1000 s.
+		// ratelimit wants an integer rate per period: express fractional rates per 1000 s (validate
+		// bounds the rate, so this fits). Its Take cannot be cancelled, but its wait is the clock's
+		// Sleep: stopClock's ends on the stop.
 		r := int(cfg.MaxConnectRate*1000 + 0.5)
-		e.limiter = ratelimit.New(max(r, 1), ratelimit.Per(1000*time.Second), ratelimit.WithSlack(0))
+		e.limiter = ratelimit.New(max(r, 1), ratelimit.Per(1000*time.Second), ratelimit.WithSlack(0),
+			ratelimit.WithClock(stopClock{e.stopping}))
 	}
 
 	res := &Result{Start: start, Total: metrics.NewSnapshot()}
@@ -457,6 +486,9 @@ func (e *engine) runSlot(s *slot) {
 				return
 			default:
 			}
+			if !s.wanted() {
+				continue // a ramp-down came during the wait
+			}
 		}
 		id := e.next.Add(1)
 		sh := e.rec.Shard(id)
@@ -596,7 +628,6 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 	if err == errCut {
 		// The conversation ended early, so a target that closes after the last answer (the server
 		// side of close: server) will not: the client closes instead of waiting for its FIN.
-		err = nil
 		if h.closeMode == dial.CloseServer {
 			h.closeMode = dial.CloseFIN
 		}
@@ -607,9 +638,10 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 	return nil
 }
 
-// errCut is converse's report that a stop (or a slot no longer wanted) ended the conversation
-// cleanly between requests; the connection counts as ok.
-var errCut = errors.New("conversation cut short by a stop")
+// errCut is converse's report that the hard stop (or a slot no longer wanted) ended the
+// conversation cleanly between requests, before its last one: the connection counts as canceled,
+// as ok means every request was answered.
+var errCut = fmt.Errorf("%w: the conversation was cut short between its requests", metrics.ErrCanceled)
 
 // cut reports, without waiting, whether the run is stopping or the slot is no longer wanted.
 func (e *engine) cut(s *slot) bool {
@@ -621,9 +653,9 @@ func (e *engine) cut(s *slot) bool {
 	return s != nil && !s.wanted()
 }
 
-// hold waits d, or less when the run stops or the slot is no longer wanted. It returns false when
-// the wait was cut short.
-func (e *engine) hold(d time.Duration, s *slot) bool {
+// pause waits d between two requests, or less when the hard stop comes or the slot is no longer
+// wanted. It returns false when the wait was cut short.
+func (e *engine) pause(d time.Duration, s *slot) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	var wake chan struct{}
@@ -634,7 +666,7 @@ func (e *engine) hold(d time.Duration, s *slot) bool {
 		select {
 		case <-t.C:
 			return true
-		case <-e.stopping:
+		case <-e.hardCtx.Done():
 			return false
 		case <-wake:
 			if !s.wanted() {

@@ -22,10 +22,12 @@ func BenchmarkConnection(b *testing.B) {
 		mode target.Mode
 		// guard: the plan's default on_connect_failure watches every connect (as in a run).
 		guard bool
+		bare  bool // the bare path: a blocking connect outside the poller
 	}{
-		{"connect-close", nil, target.ModeSink, false},
-		{"connect-close-guarded", nil, target.ModeSink, true},
-		{"connect-echo64-close", &Send{Bytes: 64, Count: 1, Echo: true}, target.ModeEcho, false},
+		{"connect-close", nil, target.ModeSink, false, false},
+		{"connect-close-guarded", nil, target.ModeSink, true, false},
+		{"connect-close-bare", nil, target.ModeSink, false, true},
+		{"connect-echo64-close", &Send{Bytes: 64, Count: 1, Echo: true}, target.ModeEcho, false, false},
 	}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
@@ -51,6 +53,9 @@ func BenchmarkConnection(b *testing.B) {
 			defer e.hardStop()
 			if err := e.initSend(); err != nil {
 				b.Fatal(err)
+			}
+			if tt.bare && !e.initBare() {
+				b.Fatal("the bare path was not taken")
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -2,14 +2,20 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"math"
 	"net"
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
@@ -46,10 +52,15 @@ var simDst = []dial.Destination{dial.NewDestination(netip.MustParseAddrPort("127
 
 func runSim(t *testing.T, cfg Config) *Result {
 	t.Helper()
+	return runSimCtx(t, context.Background(), cfg)
+}
+
+func runSimCtx(t *testing.T, ctx context.Context, cfg Config) *Result {
+	t.Helper()
 	if cfg.Destinations == nil {
 		cfg.Destinations = simDst
 	}
-	res, err := Run(context.Background(), cfg)
+	res, err := Run(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,4 +284,213 @@ func TestPlateauStarts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSlowConnectRateStops: under a connect rate of one per 20 s (or per 1000 s), the slots wait
+// for their turn; whatever stops the run (ctx cancelled: a signal; the plan's end; an abort: a
+// second signal) ends those waits at once, so the run ends when stopped, not when the next turn
+// comes, and leaves no goroutine behind.
+func TestSlowConnectRateStops(t *testing.T) {
+	const stopAt = 3 * time.Second
+	for _, rate := range []float64{0.05, 0.001} {
+		for _, stop := range []string{"cancel", "plan end", "abort"} {
+			t.Run(fmt.Sprint(rate, "/", stop), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					ramp := schedule.Ramp{Start: 5, Stages: []schedule.Stage{{Duration: time.Hour, Target: 5}}}
+					ctx, cancel := context.WithCancel(context.Background())
+					defer cancel()
+					abort := make(chan struct{})
+					switch stop {
+					case "cancel":
+						time.AfterFunc(stopAt, cancel)
+					case "plan end":
+						ramp.Stages[0].Duration = stopAt
+					case "abort":
+						time.AfterFunc(stopAt, func() { close(abort) })
+					}
+					res := runSimCtx(t, ctx, Config{Model: Concurrency, Ramp: ramp, Dialer: &simDialer{}, MaxConnectRate: rate,
+						Hold: time.Hour, Abort: abort})
+					if stop != "plan end" && !res.Interrupted {
+						t.Errorf("not marked interrupted")
+					}
+					if stop != "abort" && res.Aborted {
+						t.Errorf("aborted: the graceful stop expired")
+					}
+					if d := res.End.Sub(res.Start); d > stopAt+time.Millisecond {
+						t.Fatalf("the run ended %v after its start, stopped at %v: the rate limiter's wait was not cut", d, stopAt)
+					}
+					// The first connection is not held back; the next would come 1/rate later.
+					if got := res.Total.Attempted; got != 1 {
+						t.Fatalf("attempted %d in %v at %v/s, want 1", got, stopAt, rate)
+					}
+				})
+				goleak.VerifyNone(t)
+			})
+		}
+	}
+}
+
+// TestConnectRateRange: a connect rate the limiter cannot express is refused with its value, not
+// turned into another rate (1e300 per second overflowed into one per 1000 s).
+func TestConnectRateRange(t *testing.T) {
+	for _, tt := range []struct {
+		rate float64
+		ok   bool
+	}{
+		{0, true}, {MinConnectRate, true}, {0.05, true}, {MaxConnectRate, true},
+		{-1, false}, {MinConnectRate / 2, false}, {MaxConnectRate * 1.5, false}, {1e300, false},
+		{math.Inf(1), false}, {math.NaN(), false},
+	} {
+		t.Run(fmt.Sprint(tt.rate), func(t *testing.T) {
+			cfg := Config{Model: Concurrency, Ramp: schedule.Ramp{Stages: []schedule.Stage{{Duration: time.Second, Target: 1}}},
+				Destinations: simDst, Dialer: &simDialer{}, MaxConnectRate: tt.rate}
+			err := cfg.validate()
+			if (err == nil) != tt.ok {
+				t.Fatalf("validate: %v, want ok %v", err, tt.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "connect rate "+fmt.Sprint(tt.rate)) {
+				t.Errorf("error %q does not name the rate", err)
+			}
+		})
+	}
+}
+
+// pipeDialer connects to an echo server in memory (net.Pipe): conversations in virtual time.
+type pipeDialer struct{}
+
+func (pipeDialer) Dial(context.Context, dial.Destination) (net.Conn, error) {
+	c, srv := net.Pipe()
+	go func() {
+		io.Copy(srv, srv)
+		srv.Close()
+	}()
+	return c, nil
+}
+
+// TestCutConversationNotOK: a connection sends 3 requests 1 s apart. A stop (the plan's end, a
+// signal) lets it finish within the graceful stop, and it is ok; one whose conversation the hard
+// stop (an abort, or the graceful stop's end) or a ramp-down cuts between its requests is
+// canceled, not ok: ok means every request was answered.
+func TestCutConversationNotOK(t *testing.T) {
+	send := &Send{Count: 3, Interval: time.Second, Bytes: 8, Echo: true}
+	tests := []struct {
+		name         string
+		stages       []schedule.Stage
+		cancelAt     time.Duration
+		abortAt      time.Duration
+		grace        time.Duration
+		ok, canceled uint64
+		aborted      bool
+		end          time.Duration // when the run ends
+		requests     int64         // sent; -1: not checked
+	}{
+		// Requests at 0, 1 and 2 s; the plan ends at 1.5 s, in the second pause: the graceful stop
+		// lets the last request go.
+		{"plan end drains", []schedule.Stage{{Duration: 1500 * time.Millisecond, Target: 1}}, 0, 0, 0, 1, 0, false, 2 * time.Second, 3},
+		{"signal drains", []schedule.Stage{{Duration: time.Hour, Target: 1}}, 1500 * time.Millisecond, 0, 0, 1, 0, false, 2 * time.Second, 3},
+		{"graceful stop expires", []schedule.Stage{{Duration: 1500 * time.Millisecond, Target: 1}}, 0, 0, 200 * time.Millisecond, 0, 1, true, 1700 * time.Millisecond, 2},
+		{"abort", []schedule.Stage{{Duration: time.Hour, Target: 1}}, 0, 1500 * time.Millisecond, 0, 0, 1, true, 1500 * time.Millisecond, 2},
+		// The slot is no longer wanted from 1 s on; the plan ends at 3 s.
+		{"ramp-down", []schedule.Stage{{Duration: time.Second, Target: 1}, {Duration: time.Millisecond, Target: 0}, {Duration: 2 * time.Second, Target: 0}}, 0, 0, 0, 0, 1, false, 3001 * time.Millisecond, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				if tt.cancelAt > 0 {
+					time.AfterFunc(tt.cancelAt, cancel)
+				}
+				abort := make(chan struct{})
+				if tt.abortAt > 0 {
+					time.AfterFunc(tt.abortAt, func() { close(abort) })
+				}
+				ramp := schedule.Ramp{Start: 1, Stages: tt.stages}
+				res := runSimCtx(t, ctx, Config{Model: Concurrency, Ramp: ramp, Dialer: pipeDialer{}, Send: send, GracefulStop: tt.grace, Abort: abort})
+				tot := res.Total
+				if tot.Outcomes[metrics.OK] != tt.ok || tot.Outcomes[metrics.Canceled] != tt.canceled || tot.Closed != tt.ok+tt.canceled {
+					t.Fatalf("closed %d, outcomes %v, want %d ok and %d canceled", tot.Closed, tot.Outcomes, tt.ok, tt.canceled)
+				}
+				if res.Aborted != tt.aborted {
+					t.Errorf("aborted %v, want %v", res.Aborted, tt.aborted)
+				}
+				if d := res.End.Sub(res.Start); d > tt.end {
+					t.Errorf("the run ended at %v, want %v", d, tt.end)
+				}
+				if n := int64(tot.BytesOut / uint64(send.Bytes)); tt.requests >= 0 && n != tt.requests {
+					t.Errorf("%d requests sent, want %d", n, tt.requests)
+				}
+			})
+		})
+	}
+}
+
+// silentCloser answers every request (echo) but never closes: a client that waits for its FIN
+// (close: server or half) waits until its deadline.
+type silentCloser struct{}
+
+func (silentCloser) Dial(context.Context, dial.Destination) (net.Conn, error) {
+	c, srv := net.Pipe()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, err := srv.Read(buf)
+			if err != nil {
+				srv.Close()
+				return
+			}
+			srv.Write(buf[:n])
+		}
+	}()
+	return c, nil
+}
+
+// TestCloseWaitCutByHardStop: a connection waiting for the peer's FIN (close: server, half) waits
+// at most until the hard stop (the graceful stop's end, or a second signal), not io_timeout.
+func TestCloseWaitCutByHardStop(t *testing.T) {
+	for _, mode := range []dial.CloseMode{dial.CloseServer, dial.CloseHalf} {
+		for _, stop := range []string{"graceful stop expires", "abort"} {
+			t.Run(mode.String()+"/"+stop, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					ramp := schedule.Ramp{Start: 1, Stages: []schedule.Stage{{Duration: 2 * time.Second, Target: 1}}}
+					abort := make(chan struct{})
+					end := 3 * time.Second // the plan's end, 2 s, and the graceful stop, 1 s
+					if stop == "abort" {
+						ramp.Stages[0].Duration = time.Hour
+						end = 2 * time.Second
+						time.AfterFunc(end, func() { close(abort) })
+					}
+					res := runSim(t, Config{Model: Concurrency, Ramp: ramp, Dialer: silentCloser{}, Close: mode,
+						Send: &Send{Count: 1, Bytes: 8, Echo: true}, IOTimeout: time.Minute, GracefulStop: time.Second, Abort: abort})
+					if d := res.End.Sub(res.Start); d > end+time.Millisecond {
+						t.Fatalf("the run ended after %v, want %v: the wait for the peer's FIN outlasted the hard stop", d, end)
+					}
+					if !res.Aborted {
+						t.Errorf("not aborted")
+					}
+					if tot := res.Total; tot.Outcomes[metrics.Canceled] != 1 || tot.Closed != 1 {
+						t.Errorf("closed %d, outcomes %v, want the one connection canceled", tot.Closed, tot.Outcomes)
+					}
+				})
+			})
+		}
+	}
+}
+
+// TestRampDownDuringRateWait: a slot waiting for its turn under the connect rate when a ramp-down
+// no longer wants it starts nothing when the turn comes.
+func TestRampDownDuringRateWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Two slots at one connection per 20 s: slot 0 connects at once, slot 1's turn is at 20 s;
+		// from 10 s on no slot is wanted.
+		ramp := schedule.Ramp{Start: 2, Stages: []schedule.Stage{
+			{Duration: 10 * time.Second, Target: 2},
+			{Duration: time.Millisecond, Target: 0},
+			{Duration: 30 * time.Second, Target: 0},
+		}}
+		res := runSim(t, Config{Model: Concurrency, Ramp: ramp, Dialer: &simDialer{}, MaxConnectRate: 0.05, Hold: time.Hour})
+		if got := res.Total.Attempted; got != 1 {
+			t.Fatalf("attempted %d, want 1: a slot no longer wanted started a connection when its turn came", got)
+		}
+	})
 }

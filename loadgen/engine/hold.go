@@ -1,9 +1,9 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/dial"
@@ -26,8 +26,8 @@ type held struct {
 	bare      dial.Bare // the connection then
 	dst       uint32    // index in Config.Destinations
 	closeMode dial.CloseMode
-	port      uint16       // local port (0: not known), read once when the connection opened
-	state     atomic.Int32 // 0 parked, 1 taken out (by the reaper, a stop or the slot)
+	port      uint16 // local port (0: not known), read once when the connection opened
+	state     uint8  // heldNew, heldQueued or heldTaken; under parkMu
 	pc        ports.Conn
 	sh        *metrics.Shard
 	s         *slot
@@ -50,9 +50,19 @@ func (e *engine) finish(h *held, err error) {
 	}
 	var closeErr error
 	tc := time.Now()
-	if conn == nil {
+	switch {
+	case conn == nil:
 		closeErr = h.bare.Close(mode)
-	} else {
+	case mode == dial.CloseHalf || mode == dial.CloseServer:
+		// Waiting for the peer's FIN is a wait like any other: the hard stop ends it, resetting
+		// the connection under the wait (a deadline set from here could be overwritten by the
+		// wait's own, if the stop came just before it began).
+		stop := context.AfterFunc(e.hardCtx, func() { dial.Close(conn, dial.CloseRST, time.Time{}) })
+		closeErr = dial.Close(conn, mode, time.Now().Add(e.cfg.IOTimeout))
+		if !stop() {
+			hard = true
+		}
+	default:
 		closeErr = dial.Close(conn, mode, time.Now().Add(e.cfg.IOTimeout))
 	}
 	if err == nil {
@@ -72,6 +82,17 @@ func (e *engine) finish(h *held, err error) {
 	h.sh.Closed(t2, t2.Sub(h.t1), err)
 }
 
+// parkStep, set by tests only, runs at each step of park (0: before it queues or publishes h, 1:
+// between the two, 2: after both), so that a test can land a ramp-down or a stop in each window.
+var parkStep func(step int)
+
+// The states of a held connection, changed under parkMu only.
+const (
+	heldNew    uint8 = iota // not queued yet
+	heldQueued              // in the queue of holds
+	heldTaken               // taken out (or never queued): its finish is under way
+)
+
 // park queues h for the plan's hold; then runs once it has been closed.
 func (e *engine) park(h *held, then func()) {
 	h.then = then
@@ -81,10 +102,17 @@ func (e *engine) park(h *held, then func()) {
 			h.bare, h.conn = b, nil
 		}
 	}
-	if h.s != nil {
-		h.s.held.Store(h)
+	if parkStep != nil {
+		parkStep(0)
 	}
+	// Queued before it is published to its slot: whoever finds h (the slot's ramp-down, the
+	// reaper, the stop) finds it in the queue, and takes it out under the same lock.
 	e.parkMu.Lock()
+	if h.state != heldNew {
+		e.parkMu.Unlock()
+		return
+	}
+	h.state = heldQueued
 	// Read under the lock, so that the queue stays in the order of ends.
 	h.ends = time.Since(e.epoch) + e.cfg.Hold
 	h.prev = e.parkTail
@@ -96,36 +124,62 @@ func (e *engine) park(h *held, then func()) {
 	e.parkTail = h
 	first := e.parkHead == h
 	e.parkMu.Unlock()
+	if parkStep != nil {
+		parkStep(1)
+	}
+	if h.s != nil {
+		h.s.held.Store(h)
+	}
 	if first {
 		select {
 		case e.parkWake <- struct{}{}:
 		default:
 		}
 	}
-	// A stop or a ramp-down that came before h was queued did not see it.
+	if parkStep != nil {
+		parkStep(2)
+	}
+	// A stop or a ramp-down that came before h was published did not see it.
 	if e.cut(h.s) {
 		e.unpark(h)
 	}
 }
 
+// take marks h taken out and unlinks it from the queue; false when it was taken already. The
+// caller holds parkMu.
+func (e *engine) take(h *held) bool {
+	if h.state == heldTaken {
+		return false
+	}
+	if h.state == heldQueued {
+		if h.prev != nil {
+			h.prev.next = h.next
+		} else {
+			e.parkHead = h.next
+		}
+		if h.next != nil {
+			h.next.prev = h.prev
+		} else {
+			e.parkTail = h.prev
+		}
+		h.prev, h.next = nil, nil
+	}
+	h.state = heldTaken
+	return true
+}
+
 // unpark takes h out of its hold, once, and closes it on a goroutine of its own.
 func (e *engine) unpark(h *held) {
-	if !h.state.CompareAndSwap(0, 1) {
-		return
-	}
 	e.parkMu.Lock()
-	if h.prev != nil {
-		h.prev.next = h.next
-	} else if e.parkHead == h {
-		e.parkHead = h.next
-	}
-	if h.next != nil {
-		h.next.prev = h.prev
-	} else if e.parkTail == h {
-		e.parkTail = h.prev
-	}
-	h.prev, h.next = nil, nil
+	ok := e.take(h)
 	e.parkMu.Unlock()
+	if ok {
+		e.release(h)
+	}
+}
+
+// release finishes a connection taken out of its hold, on a goroutine of its own.
+func (e *engine) release(h *held) {
 	if h.s != nil {
 		h.s.held.CompareAndSwap(h, nil)
 	}
@@ -139,17 +193,19 @@ func (e *engine) unpark(h *held) {
 func (e *engine) unparkAll() {
 	e.parkMu.Lock()
 	var all []*held
-	for h := e.parkHead; h != nil; h = h.next {
+	for h := e.parkHead; h != nil; h = e.parkHead {
+		e.take(h)
 		all = append(all, h)
 	}
 	e.parkMu.Unlock()
 	for _, h := range all {
-		e.unpark(h)
+		e.release(h)
 	}
 }
 
 // reap ends the holds as they expire, head of the queue first, until the run stops (the stop
-// ends the rest itself).
+// ends the rest itself). An expired head is taken out under the lock it was found under, so each
+// turn either takes one out or sleeps: the reaper cannot spin on a connection already taken.
 func (e *engine) reap() {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
@@ -158,7 +214,9 @@ func (e *engine) reap() {
 		h := e.parkHead
 		var wait time.Duration
 		if h != nil {
-			wait = h.ends - time.Since(e.epoch)
+			if wait = h.ends - time.Since(e.epoch); wait <= 0 {
+				e.take(h)
+			}
 		}
 		e.parkMu.Unlock()
 		switch {
@@ -169,7 +227,7 @@ func (e *engine) reap() {
 				return
 			}
 		case wait <= 0:
-			e.unpark(h)
+			e.release(h)
 		default:
 			t.Reset(wait)
 			select {

@@ -266,3 +266,43 @@ func TestEnvVarNames(t *testing.T) {
 		}
 	}
 }
+
+// TestOverrideRateOutOfRange: a rate set from the command line that parses but is out of range is
+// refused by Validate, naming the override (1e300 was accepted and ran as one per 1000 s).
+func TestOverrideRateOutOfRange(t *testing.T) {
+	for _, tc := range []struct{ set, want string }{
+		{"load.max_connect_rate=1e300", `--set load.max_connect_rate: want "unlimited" or a number from 0.001 to 10000000 per second, got 1e+300`},
+		{"load.max_connect_rate=0.00001", `--set load.max_connect_rate: want "unlimited" or a number from 0.001 to 10000000 per second, got 1e-05`},
+	} {
+		t.Run(tc.set, func(t *testing.T) {
+			p, err := Parse("base.yaml", []byte(overrideBase), Overrides{Sets: []string{tc.set}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			errs := p.Validate()
+			if len(errs) != 1 || errs[0].Error() != tc.want {
+				t.Errorf("got %v, want %q", errs, tc.want)
+			}
+		})
+	}
+}
+
+// TestFileRateOutOfRange: the same from the plan file names its file:line.
+func TestFileRateOutOfRange(t *testing.T) {
+	src := `version: 1
+name: rate
+target: {builtin: {mode: echo}}
+load:
+  model: concurrency
+  stages: [{duration: 10s, target: 100}]
+  max_connect_rate: 1e300
+`
+	p, err := Parse("rate.yaml", []byte(src), Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `rate.yaml:7: load.max_connect_rate: want "unlimited" or a number from 0.001 to 10000000 per second, got 1e+300`
+	if errs := p.Validate(); len(errs) != 1 || errs[0].Error() != want {
+		t.Errorf("got %v, want %q", errs, want)
+	}
+}

@@ -19,21 +19,23 @@ import (
 // Limits Validate enforces (docs/architecture.md "Safety rules": plans are capped in size, stages in number, durations in
 // length).
 const (
-	MaxListeners  = 64
-	MaxIOTimeout  = Duration(10 * time.Minute) // connect_timeout and io_timeout
-	MaxSendBytes  = Size(16 << 20)
-	MaxSendCount  = 1_000_000
-	MaxStages     = 100
-	MaxStage      = Duration(24 * time.Hour)
-	MaxTotal      = Duration(7 * 24 * time.Hour) // all stages together
-	MaxTarget     = 10_000_000                   // concurrent connections, or connections per second
-	MaxInFlight   = 10_000_000
-	MinInterval   = Duration(100 * time.Millisecond) // output.interval
-	MaxInterval   = Duration(time.Hour)
-	maxHold       = Duration(24 * time.Hour) // hold and builtin.idle_timeout
-	maxPause      = Duration(time.Hour)      // send.interval and graceful_stop
-	maxNameLength = 64
-	minBackoff    = Duration(time.Millisecond) // on_connect_failure's backoffs and give_up_after
+	MaxListeners   = 64
+	MaxIOTimeout   = Duration(10 * time.Minute) // connect_timeout and io_timeout
+	MaxSendBytes   = Size(16 << 20)
+	MaxSendCount   = 1_000_000
+	MaxStages      = 100
+	MaxStage       = Duration(24 * time.Hour)
+	MaxTotal       = Duration(7 * 24 * time.Hour) // all stages together
+	MaxTarget      = 10_000_000                   // concurrent connections, or connections per second
+	MaxInFlight    = 10_000_000
+	MinConnectRate = 0.001                            // load.max_connect_rate: one connection per 1000 s, the limiter's finest step
+	MaxConnectRate = MaxTarget                        // load.max_connect_rate, per second
+	MinInterval    = Duration(100 * time.Millisecond) // output.interval
+	MaxInterval    = Duration(time.Hour)
+	maxHold        = Duration(24 * time.Hour) // hold and builtin.idle_timeout
+	maxPause       = Duration(time.Hour)      // send.interval and graceful_stop
+	maxNameLength  = 64
+	minBackoff     = Duration(time.Millisecond) // on_connect_failure's backoffs and give_up_after
 
 	MaxBackoffAfter   = 1_000_000
 	MaxGiveUpAttempts = 1_000_000_000
@@ -451,8 +453,10 @@ func (c *checker) load() {
 		c.fail("load.max_in_flight", "want 1 to %d, got %d", MaxInFlight, l.MaxInFlight)
 	}
 	c.oneOf("load.on_saturation", l.OnSaturation, Saturations)
-	if r := float64(l.MaxConnectRate); r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
-		c.fail("load.max_connect_rate", `want "unlimited" or a number above 0, got %v`, r)
+	// 0 is unlimited (ParseRate reads only "unlimited" as 0). A rate outside the range would not
+	// be the rate asked for: the engine's limiter counts connections per 1000 s in an int.
+	if r := float64(l.MaxConnectRate); r != 0 && !(r >= MinConnectRate && r <= MaxConnectRate) {
+		c.fail("load.max_connect_rate", `want "unlimited" or a number from %v to %d per second, got %v`, MinConnectRate, MaxConnectRate, r)
 	}
 	c.duration("load.graceful_stop", l.GracefulStop, 0, maxPause)
 }
