@@ -419,13 +419,15 @@ func checkListenAddr(addr string, allowRemote bool) error {
 	if err != nil {
 		return fmt.Errorf("target: listen address %q: %w", addr, err)
 	}
-	if !allowRemote && !isLoopbackHost(host) {
+	if !allowRemote && !IsLoopbackHost(host) {
 		return fmt.Errorf("target: listen address %q: %w", addr, ErrNotLoopback)
 	}
 	return nil
 }
 
-func isLoopbackHost(host string) bool {
+// IsLoopbackHost reports whether a listen address's host is loopback (127.0.0.0/8, ::1,
+// "localhost"), as Start checks it without Config.AllowRemote.
+func IsLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

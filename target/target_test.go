@@ -213,8 +213,8 @@ func TestIsLoopbackHost(t *testing.T) {
 		{"example.com", false},
 		{"localhost.example.com", false},
 	} {
-		if got := isLoopbackHost(tc.host); got != tc.want {
-			t.Errorf("isLoopbackHost(%q) = %v, want %v", tc.host, got, tc.want)
+		if got := IsLoopbackHost(tc.host); got != tc.want {
+			t.Errorf("IsLoopbackHost(%q) = %v, want %v", tc.host, got, tc.want)
 		}
 	}
 }

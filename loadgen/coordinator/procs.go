@@ -32,6 +32,9 @@ type targetMsg struct {
 func targetArgs(cfg target.Config, cert *builtinTLS, listen []string, first bool) []string {
 	args := []string{"target", "--json", "--reuseport", "--mode", string(cfg.Mode),
 		"--idle-timeout", cfg.IdleTimeout.String(), "--max-frame", strconv.Itoa(cfg.MaxFrame)}
+	if cfg.HeaderTimeout > 0 {
+		args = append(args, "--header-timeout", cfg.HeaderTimeout.String())
+	}
 	if cfg.HTTPStatus > 0 {
 		args = append(args, "--http-status", strconv.Itoa(cfg.HTTPStatus))
 	}
