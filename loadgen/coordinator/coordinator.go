@@ -249,7 +249,6 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		sum.WorkerFailures = append(sum.WorkerFailures, report.WorkerFailure{Worker: f.Worker, PID: f.PID, AtS: f.AtS, Status: f.Status, Message: f.Message})
 	}
 	for _, f := range targetFails {
-		fmt.Fprintf(o.Stderr, "portstorm: %s (pid %d): %s: %s\n", f.Target, f.PID, f.Status, f.Message)
 		sum.TargetFailures = append(sum.TargetFailures, report.TargetFailure{Target: f.Target, PID: f.PID,
 			AtS: f.At.Sub(res.Start).Seconds(), Status: f.Status, Message: f.Message})
 	}
