@@ -396,12 +396,16 @@ func (s *Server) serveHTTP(c net.Conn, r *frameReader) (idle bool) {
 		body    int64   // bytes of req's body still to discard before answering it
 		pending bool    // req is parsed and not yet answered
 		seen    int64   // bytes read, for CloseFirst
+		// headBy is the header deadline of the head being read (zero between heads): set when its
+		// first bytes arrive, it does not move with later reads, so a head dripped a byte at a time
+		// ends there (Config.HeaderTimeout).
+		headBy time.Time
 	)
 	for {
 		if have == 0 {
 			r.idle()
 		}
-		if err := s.armRead(c); err != nil {
+		if err := s.armRead(c, headBy); err != nil {
 			return false
 		}
 		n, err := r.fill(have)
@@ -422,8 +426,12 @@ func (s *Server) serveHTTP(c net.Conn, r *frameReader) (idle bool) {
 					return s.refuse(c, r, status, req.head)
 				}
 				if req.size == 0 {
+					if headBy.IsZero() {
+						headBy = time.Now().Add(s.headerWait)
+					}
 					break // incomplete: keep it and read on
 				}
+				headBy = time.Time{}
 				pos += req.size
 				body, pending = req.bodyLen, true
 				// The client waits for this only if none of the body has been sent yet.

@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -422,6 +425,75 @@ func TestHTTPIdleTimeout(t *testing.T) {
 			}
 			if st := s.Stats(); st.IdleClosed != 1 || st.Requests != uint64(tc.answers) {
 				t.Errorf("stats %+v, want one idle close", st)
+			}
+		})
+	}
+}
+
+// TestHTTPHeaderTimeout: a request head whose bytes trickle in, each read well within IdleTimeout,
+// is closed without an answer once HeaderTimeout has passed since its first byte (slowloris); the
+// deadline starts again with every head, so a keep-alive connection's earlier requests do not
+// count against the next one.
+func TestHTTPHeaderTimeout(t *testing.T) {
+	// Far above a loaded machine's delay before the target reads the first byte, far below the
+	// client's own deadline (waitLimit), which is all that would end the drip without the fix.
+	const headerTimeout = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name, before string // before: complete requests sent ahead of the dripped head
+		answers      int
+	}{
+		{"first head", "", 0},
+		{"head after a keep-alive answer", "GET / HTTP/1.1\r\nHost: t\r\n\r\n", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			guardFDs(t)
+			s := start(t, Config{Mode: ModeHTTP, IdleTimeout: time.Minute, HeaderTimeout: headerTimeout})
+			c := dial(t, s.Addrs()[0])
+			br := bufio.NewReader(c)
+			if _, err := io.WriteString(c, tc.before); err != nil {
+				t.Fatal(err)
+			}
+			for range tc.answers {
+				readResponse(t, br, "GET")
+			}
+			began := time.Now()
+			if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: t\r\nX-Drip: "); err != nil {
+				t.Fatal(err)
+			}
+			// The drip: one byte every 10 ms, never the blank line, until the target closes (a write
+			// fails) or the test ends; 4000 bytes keep the head under the 8 KiB cap (431) for 40 s.
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				tick := time.NewTicker(10 * time.Millisecond)
+				defer tick.Stop()
+				for range 4000 {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					if _, err := c.Write([]byte("a")); err != nil {
+						return
+					}
+				}
+			})
+			defer wg.Wait()
+			defer close(stop)
+			// The target's close ends this (a reset when a dripped byte came in after its last read:
+			// closing with unread data sends RST); without it, only the client's deadline would.
+			rest, err := io.ReadAll(br)
+			if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("the dripped head was not closed: %v after %v (read %q)", err, time.Since(began), rest)
+			}
+			if len(rest) > 0 {
+				t.Errorf("read %q after the answers; want a close without an answer", rest)
+			}
+			if took := time.Since(began); took < headerTimeout {
+				t.Errorf("closed after %v, before the header deadline %v", took, headerTimeout)
+			}
+			if st := s.Stats(); st.IdleClosed != 1 || st.Requests != uint64(tc.answers) {
+				t.Errorf("stats %+v, want one deadline close and %d request(s)", st, tc.answers)
 			}
 		})
 	}

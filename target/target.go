@@ -42,6 +42,14 @@ const (
 	DefaultListen      = "127.0.0.1:0"
 	DefaultIdleTimeout = 60 * time.Second
 	DefaultMaxFrame    = 64 << 10
+	// DefaultHeaderTimeout bounds the reading of an http request head, however its bytes trickle
+	// in: nginx's client_header_timeout (60s there) for a target whose clients, load generators,
+	// send a head in one write. A legitimate head takes one round trip; 10 s is three orders of
+	// magnitude above a loaded loopback's.
+	DefaultHeaderTimeout = 10 * time.Second
+	// MaxFrameLimit caps MaxFrame: every connection holds up to a frame, and a plan's largest
+	// message (connection.send.bytes) is 16 MiB too.
+	MaxFrameLimit = 16 << 20
 )
 
 var (
@@ -90,6 +98,13 @@ type Config struct {
 	// so frames are capped there; http mode raises them to at least 16 KiB, room for a request
 	// head of up to 8 KiB plus the next read.
 	MaxFrame int
+	// HeaderTimeout, in http mode, is how long a request head may take from its first byte to its
+	// blank line, however steadily its bytes arrive: IdleTimeout alone restarts with every read, so
+	// a head dripped one byte at a time (slowloris) would hold the connection for ever. Past it the
+	// connection is closed without an answer, as nginx does at client_header_timeout (it logs 408 but
+	// sends nothing): a client that trickles its head is not reading answers either. The wait for a
+	// head's first byte is IdleTimeout's. Zero means DefaultHeaderTimeout; negative is an error.
+	HeaderTimeout time.Duration
 	// AllowRemote permits listen addresses that are not loopback (127.0.0.0/8, ::1, "localhost").
 	// An empty host, 0.0.0.0 and :: are not loopback.
 	AllowRemote bool
@@ -147,6 +162,14 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.MaxFrame = DefaultMaxFrame
 	case cfg.MaxFrame < 0:
 		return cfg, fmt.Errorf("target: MaxFrame %d is negative (want > 0, or 0 for %d)", cfg.MaxFrame, DefaultMaxFrame)
+	case cfg.MaxFrame > MaxFrameLimit:
+		return cfg, fmt.Errorf("target: MaxFrame %d is above %d (16 MiB)", cfg.MaxFrame, MaxFrameLimit)
+	}
+	switch {
+	case cfg.HeaderTimeout == 0:
+		cfg.HeaderTimeout = DefaultHeaderTimeout
+	case cfg.HeaderTimeout < 0:
+		return cfg, fmt.Errorf("target: HeaderTimeout %v is negative (want > 0, or 0 for %v)", cfg.HeaderTimeout, DefaultHeaderTimeout)
 	}
 	if cfg.CloseAfter < 0 {
 		return cfg, fmt.Errorf("target: CloseAfter %d is negative", cfg.CloseAfter)
@@ -184,7 +207,7 @@ type Stats struct {
 	Closed        uint64 // connections closed, for any reason
 	BytesIn       uint64 // bytes read from clients
 	BytesOut      uint64 // bytes written to clients (echo and http only)
-	IdleClosed    uint64 // closed because a read, an echo or http write, or a TLS handshake made no progress for IdleTimeout
+	IdleClosed    uint64 // closed because a read, an echo or http write, or a TLS handshake made no progress for IdleTimeout, or an http head was not complete within HeaderTimeout
 	AcceptErrors  uint64 // failed accept calls (EMFILE, ENFILE, ...), each followed by a back-off
 	Rejected      uint64 // accepted beyond MaxConns and reset at once (not in Accepted)
 	Requests      uint64 // http mode: requests answered with HTTPStatus
@@ -218,12 +241,14 @@ type Server struct {
 	maxConns   int64
 	rejected   atomic.Uint64
 
-	mode      Mode
-	idle      time.Duration
-	maxFrame  int
-	frameSize int         // bytes of each pooled frame: maxFrame, adjusted for TLS and http mode
-	tls       *tls.Config // nil: plain TCP
-	responses httpResponses
+	mode Mode
+	idle time.Duration
+	// headerWait is HeaderTimeout: how long an http request head may take once it has begun.
+	headerWait time.Duration
+	maxFrame   int
+	frameSize  int         // bytes of each pooled frame: maxFrame, adjusted for TLS and http mode
+	tls        *tls.Config // nil: plain TCP
+	responses  httpResponses
 
 	listeners []net.Listener
 	addrs     []string
@@ -339,6 +364,7 @@ func newServer(cfg Config) *Server {
 		closeAfter: cfg.CloseAfter,
 		mode:       cfg.Mode,
 		idle:       cfg.IdleTimeout,
+		headerWait: cfg.HeaderTimeout,
 		maxFrame:   cfg.MaxFrame,
 		frameSize:  cfg.MaxFrame,
 		tls:        cfg.TLS,
@@ -393,13 +419,15 @@ func checkListenAddr(addr string, allowRemote bool) error {
 	if err != nil {
 		return fmt.Errorf("target: listen address %q: %w", addr, err)
 	}
-	if !allowRemote && !isLoopbackHost(host) {
+	if !allowRemote && !IsLoopbackHost(host) {
 		return fmt.Errorf("target: listen address %q: %w", addr, ErrNotLoopback)
 	}
 	return nil
 }
 
-func isLoopbackHost(host string) bool {
+// IsLoopbackHost reports whether a listen address's host is loopback (127.0.0.0/8, ::1,
+// "localhost"), as Start checks it without Config.AllowRemote.
+func IsLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
@@ -684,11 +712,15 @@ func (s *Server) handshake(tc *tls.Conn) error {
 	return nil
 }
 
-// armRead sets the deadline of the next read. Under TLS it covers writes too: crypto/tls may write
+// armRead sets the deadline of the next read: IdleTimeout from now, or by when it is earlier (an
+// http head's HeaderTimeout; zero: none). Under TLS it covers writes too: crypto/tls may write
 // during a Read (the answer to a KeyUpdate, RFC 8446 section 4.6.3), and the handshake's write
 // deadline has passed by then.
-func (s *Server) armRead(c net.Conn) error {
+func (s *Server) armRead(c net.Conn, by time.Time) error {
 	d := time.Now().Add(s.idle)
+	if !by.IsZero() && by.Before(d) {
+		d = by
+	}
 	if s.tls != nil {
 		return c.SetDeadline(d)
 	}
@@ -708,7 +740,7 @@ func (s *Server) exchange(c net.Conn, r *frameReader) (idle bool) {
 			}
 			return false
 		}
-		if err := s.armRead(c); err != nil {
+		if err := s.armRead(c, time.Time{}); err != nil {
 			return false
 		}
 		n, err := r.fill(0)

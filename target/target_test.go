@@ -213,8 +213,8 @@ func TestIsLoopbackHost(t *testing.T) {
 		{"example.com", false},
 		{"localhost.example.com", false},
 	} {
-		if got := isLoopbackHost(tc.host); got != tc.want {
-			t.Errorf("isLoopbackHost(%q) = %v, want %v", tc.host, got, tc.want)
+		if got := IsLoopbackHost(tc.host); got != tc.want {
+			t.Errorf("IsLoopbackHost(%q) = %v, want %v", tc.host, got, tc.want)
 		}
 	}
 }
@@ -229,6 +229,8 @@ func TestStartRefusesBadConfig(t *testing.T) {
 		{name: "unknown mode", cfg: Config{Mode: "ftp"}, want: ErrUnknownMode, naming: "ftp"},
 		{name: "negative idle timeout", cfg: Config{IdleTimeout: -time.Second}, naming: "IdleTimeout"},
 		{name: "negative max frame", cfg: Config{MaxFrame: -1}, naming: "MaxFrame"},
+		{name: "max frame above 16 MiB", cfg: Config{MaxFrame: MaxFrameLimit + 1}, naming: "MaxFrame 16777217"},
+		{name: "negative header timeout", cfg: Config{HeaderTimeout: -time.Second}, naming: "HeaderTimeout"},
 		{name: "HTTP status below 200", cfg: Config{Mode: ModeHTTP, HTTPStatus: 199}, naming: "HTTPStatus 199"},
 		{name: "HTTP status above 599", cfg: Config{Mode: ModeHTTP, HTTPStatus: 600}, naming: "HTTPStatus 600"},
 		{name: "negative HTTP status", cfg: Config{HTTPStatus: -1}, naming: "HTTPStatus -1"},
@@ -296,8 +298,9 @@ func TestDefaults(t *testing.T) {
 	if s.Mode() != ModeEcho {
 		t.Errorf("Mode() = %q, want %q", s.Mode(), ModeEcho)
 	}
-	if s.idle != DefaultIdleTimeout || s.maxFrame != DefaultMaxFrame {
-		t.Errorf("idle %v, max frame %d; want %v, %d", s.idle, s.maxFrame, DefaultIdleTimeout, DefaultMaxFrame)
+	if s.idle != DefaultIdleTimeout || s.maxFrame != DefaultMaxFrame || s.headerWait != DefaultHeaderTimeout {
+		t.Errorf("idle %v, max frame %d, header timeout %v; want %v, %d, %v", s.idle, s.maxFrame, s.headerWait,
+			DefaultIdleTimeout, DefaultMaxFrame, DefaultHeaderTimeout)
 	}
 	addrs := s.Addrs()
 	if len(addrs) != 1 {

@@ -313,6 +313,12 @@ func outcomeExit(res *coordinator.Outcome, err error) error {
 			msgs[i] = fmt.Sprintf("%s (pid %d) ended at %.1fs: %s %s", f.Worker, f.PID, f.AtS, f.Status, f.Message)
 		}
 		return exitWith(exitCannotRun, fmt.Errorf("worker process(es) failed; results hold what was measured:\n  %s", strings.Join(msgs, "\n  ")))
+	case len(s.TargetFailures) > 0:
+		msgs := make([]string, len(s.TargetFailures))
+		for i, f := range s.TargetFailures {
+			msgs[i] = fmt.Sprintf("%s (pid %d) ended at %.1fs: %s %s", f.Target, f.PID, f.AtS, f.Status, f.Message)
+		}
+		return exitWith(exitCannotRun, fmt.Errorf("built-in target process(es) failed; results hold what was measured:\n  %s", strings.Join(msgs, "\n  ")))
 	case s.Interrupted:
 		return exitWith(exitInterrupted, errors.New("interrupted; results written, marked interrupted"))
 	case s.Unreachable != nil:

@@ -52,6 +52,12 @@ func targetCmd(e *env) *cobra.Command {
 			if c.Flags().Changed("http-status") && m != target.ModeHTTP {
 				return exitWith(exitInvalid, fmt.Errorf("--http-status applies to --mode http, not %s", m))
 			}
+			if c.Flags().Changed("header-timeout") && m != target.ModeHTTP {
+				return exitWith(exitInvalid, fmt.Errorf("--header-timeout applies to --mode http, not %s", m))
+			}
+			if err := checkTargetFlags(cfg, listen); err != nil {
+				return exitWith(exitInvalid, err)
+			}
 			cfg.Listen, cfg.Mode = listen, m
 			tlsConf, hosts, certPEM, err := targetTLS(selfSigned, certFile, keyFile, listen)
 			if err != nil {
@@ -103,7 +109,8 @@ func targetCmd(e *env) *cobra.Command {
 	f.StringArrayVar(&listen, "listen", []string{"127.0.0.1:0"}, "listen address (repeatable)")
 	f.StringVar(&mode, "mode", "echo", modeChoices())
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 60*time.Second, "close connections silent for this long (and TLS handshakes stalled for this long)")
-	f.IntVar(&cfg.MaxFrame, "max-frame", 64<<10, "largest read echoed at once, bytes")
+	f.IntVar(&cfg.MaxFrame, "max-frame", target.DefaultMaxFrame, "largest read echoed at once, bytes (at most 16 MiB)")
+	f.DurationVar(&cfg.HeaderTimeout, "header-timeout", target.DefaultHeaderTimeout, "with --mode http, close a connection whose request head is not complete this long after its first byte")
 	f.BoolVar(&cfg.AllowRemote, "allow-remote", false, "permit listening outside loopback")
 	f.BoolVar(&cfg.ReusePort, "reuseport", false, "set SO_REUSEPORT so several target processes share the listeners")
 	f.IntVar(&cfg.PortBelow, "port-below", 0, "for port 0, listen on the highest free port below this one (keeps the target out of the clients' range)")
@@ -116,6 +123,43 @@ func targetCmd(e *env) *cobra.Command {
 	f.StringVar(&keyFile, "tls-key", "", "PEM private key of --tls-cert")
 	f.BoolVar(&asJSON, "json", false, "print the listening addresses and the final counters as JSON lines")
 	return c
+}
+
+// checkTargetFlags refuses values target.Start would refuse, in the flags' own names: its errors name
+// Config's fields, which a command-line user never sees.
+func checkTargetFlags(cfg target.Config, listen []string) error {
+	var errs []error
+	if cfg.IdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--idle-timeout %v: want a positive duration (every read needs a deadline)", cfg.IdleTimeout))
+	}
+	if cfg.HeaderTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--header-timeout %v: want a positive duration", cfg.HeaderTimeout))
+	}
+	if cfg.MaxFrame < 1 || cfg.MaxFrame > target.MaxFrameLimit {
+		errs = append(errs, fmt.Errorf("--max-frame %d: want 1 to %d bytes (16 MiB)", cfg.MaxFrame, target.MaxFrameLimit))
+	}
+	if cfg.MaxConns < 0 {
+		errs = append(errs, fmt.Errorf("--max-conns %d: want 0 (no cap) or a positive number", cfg.MaxConns))
+	}
+	if cfg.CloseAfter < 0 {
+		errs = append(errs, fmt.Errorf("--close-after %d: want 0 or more bytes", cfg.CloseAfter))
+	}
+	if cfg.HTTPStatus < 200 || cfg.HTTPStatus > 599 {
+		errs = append(errs, fmt.Errorf("--http-status %d: want 200 to 599", cfg.HTTPStatus))
+	}
+	if cfg.PortBelow < 0 || cfg.PortBelow > 65535 {
+		errs = append(errs, fmt.Errorf("--port-below %d: want 0 (off) or a port up to 65535", cfg.PortBelow))
+	}
+	for _, a := range listen {
+		host, _, err := net.SplitHostPort(a)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("--listen %q: want host:port (%v)", a, err))
+		case !cfg.AllowRemote && !target.IsLoopbackHost(host):
+			errs = append(errs, fmt.Errorf("--listen %q is not a loopback address (127.0.0.0/8, ::1, localhost): add --allow-remote to listen there", a))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // modeChoices is the --mode help: every mode, in target's order.

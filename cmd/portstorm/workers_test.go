@@ -93,10 +93,53 @@ func childPIDs(pid int) []int {
 	return out
 }
 
-// TestWorkerKilledMidRun: a worker process killed with SIGKILL is reported (which, when, how), the
-// run ends with exit 3, and the other worker's measurements are kept.
-func TestWorkerKilledMidRun(t *testing.T) {
+// signalMidRun runs plan p, waits for its first progress line (every process is running its part),
+// sends sig to the first child process whose command line holds match, and waits for the run to
+// end. It returns the exit code, stderr, the results folder, the victim's pid and how long the run
+// took to end after the signal.
+func signalMidRun(t *testing.T, p, match string, sig syscall.Signal) (code int, stderr, dir string, victim int, after time.Duration) {
+	t.Helper()
 	bin := buildPortstorm(t)
+	dir = filepath.Join(t.TempDir(), "r")
+	cmd := exec.Command(bin, "run", p, "--out", dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() {
+		cmd.Wait()
+		t.Fatalf("no progress line\n%s", errb.String())
+	}
+	for _, child := range childPIDs(cmd.Process.Pid) {
+		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(child) + "/cmdline"); strings.Contains(string(b), match) {
+			victim = child
+			break
+		}
+	}
+	if victim == 0 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no child process with %q in its command line", match)
+	}
+	sentAt := time.Now()
+	syscall.Kill(victim, sig)
+	for sc.Scan() {
+	}
+	cmd.Wait()
+	return cmd.ProcessState.ExitCode(), errb.String(), dir, victim, time.Since(sentAt)
+}
+
+// TestWorkerKilledMidRun: a worker process that ends mid-run, killed outright or stopped by a
+// SIGTERM the coordinator did not send (which it takes as a graceful stop and reports as a normal
+// interrupted segment), is reported (which, when, how); the other worker is stopped, the run ends
+// with exit 3, and the other worker's measurements are kept.
+func TestWorkerKilledMidRun(t *testing.T) {
 	p := writePlan(t, `version: 1
 name: killed-worker
 target: {builtin: {mode: echo, listeners: 2, processes: 1}}
@@ -109,58 +152,85 @@ load:
   graceful_stop: 2s
 output: {interval: 200ms}
 `)
-	dir := filepath.Join(t.TempDir(), "r")
-	cmd := exec.Command(bin, "run", p, "--out", dir)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		sig    syscall.Signal
+		status string
+	}{
+		{syscall.SIGKILL, "killed"},
+		{syscall.SIGTERM, "without being asked"},
+	} {
+		t.Run(tt.sig.String(), func(t *testing.T) {
+			code, stderr, dir, victim, after := signalMidRun(t, p, "--worker", tt.sig)
+			if code != 3 {
+				t.Fatalf("exit %d, want 3\n%s", code, stderr)
+			}
+			// Bounded by the graceful stop (2 s) and the start of the next interval, not by the plan's 30 s.
+			if after > 10*time.Second {
+				t.Errorf("the run took %v to end after a worker died", after)
+			}
+			s := readSummary(t, dir)
+			if len(s.WorkerFailures) != 1 || s.WorkerFailures[0].PID != victim || !strings.Contains(s.WorkerFailures[0].Status, tt.status) {
+				t.Fatalf("worker failures %+v, want the pid %d, %q", s.WorkerFailures, victim, tt.status)
+			}
+			if s.Connections.Established < 20 {
+				t.Errorf("established %d: the surviving worker's measurements are lost", s.Connections.Established)
+			}
+			if s.Outcomes["other"] != 0 {
+				t.Errorf("other %d", s.Outcomes["other"])
+			}
+			if !strings.Contains(stderr, strconv.Itoa(victim)) {
+				t.Errorf("stderr does not name the dead worker:\n%s", stderr)
+			}
+		})
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// The first progress line means both workers are running their segments.
-	sc := bufio.NewScanner(stdout)
-	if !sc.Scan() {
-		cmd.Wait()
-		t.Fatalf("no progress line\n%s", stderr.String())
-	}
-	var victim int
-	for _, child := range childPIDs(cmd.Process.Pid) {
-		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(child) + "/cmdline"); strings.Contains(string(b), "--worker") {
-			victim = child
-			break
-		}
-	}
-	if victim == 0 {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatal("no worker process found")
-	}
-	killedAt := time.Now()
-	syscall.Kill(victim, syscall.SIGKILL)
-	for sc.Scan() {
-	}
-	err = cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 3 {
-		t.Fatalf("exit %d (%v), want 3\n%s", code, err, stderr.String())
-	}
-	if time.Since(killedAt) > 10*time.Second {
-		t.Errorf("the run took %v to end after a worker died", time.Since(killedAt))
-	}
-	s := readSummary(t, dir)
-	if len(s.WorkerFailures) != 1 || s.WorkerFailures[0].PID != victim || !strings.Contains(s.WorkerFailures[0].Status, "killed") {
-		t.Fatalf("worker failures %+v, want the killed pid %d", s.WorkerFailures, victim)
-	}
-	if s.Connections.Established < 20 {
-		t.Errorf("established %d: the surviving worker's measurements are lost", s.Connections.Established)
-	}
-	if s.Outcomes["other"] != 0 {
-		t.Errorf("other %d", s.Outcomes["other"])
-	}
-	if !strings.Contains(stderr.String(), strconv.Itoa(victim)) {
-		t.Errorf("stderr does not name the dead worker:\n%s", stderr.String())
+}
+
+// TestTargetProcessKilledMidRun: a built-in target process that ends mid-run, killed or stopped
+// from outside, cuts its connections and loses its counters: the run is stopped, the process is
+// listed in target_failures, and the run ends with exit 3 with what was measured until then.
+func TestTargetProcessKilledMidRun(t *testing.T) {
+	p := writePlan(t, `version: 1
+name: killed-target
+target: {builtin: {mode: echo, processes: 2}}
+connection: {send: {bytes: 16B, count: 1000, interval: 50ms}}
+load:
+  model: concurrency
+  start: 20
+  stages: [{duration: 30s, target: 20}]
+  graceful_stop: 2s
+output: {interval: 200ms}
+`)
+	for _, tt := range []struct {
+		sig    syscall.Signal
+		status string
+	}{
+		{syscall.SIGKILL, "killed"},
+		// A target process stopped from outside ends cleanly, printing its counters: still not the
+		// run's doing.
+		{syscall.SIGTERM, "before it was asked"},
+	} {
+		t.Run(tt.sig.String(), func(t *testing.T) {
+			code, stderr, dir, victim, after := signalMidRun(t, p, "target", tt.sig)
+			if code != 3 {
+				t.Fatalf("exit %d, want 3\n%s", code, stderr)
+			}
+			if after > 10*time.Second {
+				t.Errorf("the run took %v to end after a target process died", after)
+			}
+			s := readSummary(t, dir)
+			if len(s.TargetFailures) != 1 || s.TargetFailures[0].PID != victim || !strings.Contains(s.TargetFailures[0].Status, tt.status) {
+				t.Fatalf("target failures %+v, want the pid %d, %q", s.TargetFailures, victim, tt.status)
+			}
+			if f := s.TargetFailures[0]; f.Target != "target process 1/2" && f.Target != "target process 2/2" || f.AtS <= 0 {
+				t.Errorf("target failure %+v: which and when", f)
+			}
+			if s.Connections.Established < 20 || s.Target == nil || s.Target.Accepted == 0 {
+				t.Errorf("established %d, target %+v: the measurements are lost", s.Connections.Established, s.Target)
+			}
+			if !strings.Contains(stderr, strconv.Itoa(victim)) {
+				t.Errorf("stderr does not name the dead target process:\n%s", stderr)
+			}
+		})
 	}
 }
 

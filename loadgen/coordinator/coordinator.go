@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -157,6 +158,23 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	// interrupted.
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
+	if tprocs != nil {
+		// A target process that ends mid-run (killed, crashed) has cut its connections and lost its
+		// counters: what follows would measure a broken set-up, so the run stops as at a first
+		// signal, keeps what it measured, and reports the process (exit 3).
+		watched := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			select {
+			case <-tprocs.died:
+				fmt.Fprintf(o.Stderr, "portstorm: a built-in target process ended before the run asked it to; stopping the run\n")
+				stopRun()
+			case <-watched:
+			}
+		})
+		defer wg.Wait()
+		defer close(watched)
+	}
 	col := newCollector(p, ramp, pr, verdict, hlog, o, stopRun)
 	floor := pacingFloor(p)
 
@@ -192,14 +210,14 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		return nil, fmt.Errorf("%w: merging measurements: %w", ErrCannotRun, err)
 	}
 	var ts *report.TargetStats
-	var targetErr error
+	var targetFails []TargetFailure
 	if tgt != nil || tprocs != nil {
 		var st target.Stats
 		if tgt != nil {
 			tgt.Close()
 			st = tgt.Stats()
 		} else {
-			st, targetErr = tprocs.stop()
+			st, targetFails = tprocs.stop()
 		}
 		ts = targetStats(st, max(lay.targets, 1))
 	}
@@ -233,8 +251,9 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	for _, f := range res.Failures {
 		sum.WorkerFailures = append(sum.WorkerFailures, report.WorkerFailure{Worker: f.Worker, PID: f.PID, AtS: f.AtS, Status: f.Status, Message: f.Message})
 	}
-	if targetErr != nil {
-		sum.Warnings = append(sum.Warnings, targetErr.Error())
+	for _, f := range targetFails {
+		sum.TargetFailures = append(sum.TargetFailures, report.TargetFailure{Target: f.Target, PID: f.PID,
+			AtS: f.At.Sub(res.Start).Seconds(), Status: f.Status, Message: f.Message})
 	}
 	verdict.Judge(sum)
 	if err := writeResults(dir, sum, col.rows, hlog); err != nil {

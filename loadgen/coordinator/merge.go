@@ -149,6 +149,19 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 		if s.Ports != nil {
 			sum.PortsByHost = append(sum.PortsByHost, report.HostPorts{Host: in.Host, Segment: in.Segment, Ports: s.Ports})
 		}
+		// A segment's own failed processes fail the merged run too (exit 3), named by segment, at
+		// the merged run's time.
+		shift := in.Start.Sub(m.Start).Seconds()
+		for _, f := range s.WorkerFailures {
+			f.Worker = "segment " + in.Segment + " on " + in.Host + ": " + f.Worker
+			f.AtS += shift
+			sum.WorkerFailures = append(sum.WorkerFailures, f)
+		}
+		for _, f := range s.TargetFailures {
+			f.Target = "segment " + in.Segment + " on " + in.Host + ": " + f.Target
+			f.AtS += shift
+			sum.TargetFailures = append(sum.TargetFailures, f)
+		}
 		if t := s.Target; t != nil {
 			if ts == nil {
 				ts = &report.TargetStats{}

@@ -63,7 +63,7 @@ func (r *portRun) builtinTarget() (target.Config, error) {
 	}
 	cfg := target.Config{
 		Listen: listen, Mode: mode, IdleTimeout: b.IdleTimeout.D(), MaxFrame: int(b.MaxFrame), MaxConns: b.MaxConns,
-		HTTPStatus: b.HTTPStatus,
+		HTTPStatus: b.HTTPStatus, HeaderTimeout: b.HeaderTimeout.D(),
 	}
 	if b.TLS {
 		if r.tls == nil {

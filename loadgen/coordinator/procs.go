@@ -3,24 +3,51 @@ package coordinator
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/portstorm/portstorm/target"
 )
 
 // targetProcs is the built-in target run as several `portstorm target` processes that share their
 // listeners with SO_REUSEPORT, each under its own open-files limit; the kernel spreads connections
-// over them.
+// over them. A watcher per process reads its messages and waits for its end, so that a process
+// that ends before it is asked to (killed, crashed) is known at once: died is closed then.
 type targetProcs struct {
-	cmds  []*exec.Cmd
-	outs  []*bufio.Scanner
+	procs []*targetProc
 	addrs []string
+	died  chan struct{} // closed when the first process ends unasked
+
+	mu       sync.Mutex // guards stopping, diedSet
+	stopping bool       // stop or kill was called: the processes' ends are asked for
+	diedSet  bool
+}
+
+// targetProc is one target process and what its watcher saw.
+type targetProc struct {
+	cmd   *exec.Cmd
+	addrs chan []string // its first message, the addresses it listens on
+	ended chan struct{} // closed once it has exited and its output is read; the fields below are then set
+	stats *target.Stats
+	err   error     // its exit status
+	at    time.Time // when it ended
+	// unasked: it ended before stop or kill was called, and its counters since the last are lost.
+	unasked bool
+}
+
+// TargetFailure is a target process that ended before it was asked to, or without its counters.
+type TargetFailure struct {
+	Target  string // "target process 2/4"
+	PID     int
+	At      time.Time
+	Status  string
+	Message string
 }
 
 // targetMsg mirrors what `portstorm target --json` prints.
@@ -32,6 +59,9 @@ type targetMsg struct {
 func targetArgs(cfg target.Config, cert *builtinTLS, listen []string, first bool) []string {
 	args := []string{"target", "--json", "--reuseport", "--mode", string(cfg.Mode),
 		"--idle-timeout", cfg.IdleTimeout.String(), "--max-frame", strconv.Itoa(cfg.MaxFrame)}
+	if cfg.HeaderTimeout > 0 {
+		args = append(args, "--header-timeout", cfg.HeaderTimeout.String())
+	}
 	if cfg.HTTPStatus > 0 {
 		args = append(args, "--http-status", strconv.Itoa(cfg.HTTPStatus))
 	}
@@ -57,7 +87,7 @@ func targetArgs(cfg target.Config, cert *builtinTLS, listen []string, first bool
 // startTargetProcs starts n target processes: the first picks the ports, the others listen on the
 // same addresses.
 func startTargetProcs(exe string, cfg target.Config, cert *builtinTLS, n, procs int, stderr io.Writer) (*targetProcs, error) {
-	t := &targetProcs{}
+	t := &targetProcs{died: make(chan struct{})}
 	for i := range n {
 		listen := cfg.Listen
 		if i > 0 {
@@ -75,47 +105,98 @@ func startTargetProcs(exe string, cfg target.Config, cert *builtinTLS, n, procs 
 			t.kill()
 			return nil, fmt.Errorf("starting target process %d: %w", i+1, err)
 		}
-		sc := bufio.NewScanner(out)
-		t.cmds, t.outs = append(t.cmds, cmd), append(t.outs, sc)
-		var m targetMsg
-		if !sc.Scan() || json.Unmarshal(sc.Bytes(), &m) != nil || len(m.Addrs) != len(cfg.Listen) {
+		p := &targetProc{cmd: cmd, addrs: make(chan []string, 1), ended: make(chan struct{})}
+		t.procs = append(t.procs, p)
+		go t.watch(p, out)
+		var addrs []string
+		select {
+		case addrs = <-p.addrs:
+		case <-p.ended:
+		}
+		if len(addrs) != len(cfg.Listen) {
 			t.kill()
 			return nil, fmt.Errorf("target process %d did not report its addresses (see its messages above)", i+1)
 		}
 		if i == 0 {
-			t.addrs = m.Addrs
+			t.addrs = addrs
 		}
 	}
 	return t, nil
 }
 
-func (t *targetProcs) kill() {
-	for _, c := range t.cmds {
-		c.Process.Kill()
-		c.Wait()
+// watch reads p's messages until its output ends, then waits for it. An end before stop or kill
+// is a failure of the run's set-up: the connections that process held are reset, and its counters
+// are lost.
+func (t *targetProcs) watch(p *targetProc, out io.Reader) {
+	defer close(p.ended)
+	sc := bufio.NewScanner(out)
+	sentAddrs := false
+	for sc.Scan() {
+		var m targetMsg
+		if json.Unmarshal(sc.Bytes(), &m) != nil {
+			continue
+		}
+		switch {
+		case !sentAddrs:
+			p.addrs <- m.Addrs
+			sentAddrs = true
+		case m.Stats != nil:
+			p.stats = m.Stats
+		}
+	}
+	io.Copy(io.Discard, out) // a line too long for the scanner: let the process finish writing
+	p.err = p.cmd.Wait()
+	p.at = time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p.unasked = !t.stopping; p.unasked && !t.diedSet {
+		t.diedSet = true
+		close(t.died)
 	}
 }
 
-// stop ends every target process and adds up their counters. Peak becomes the sum of the
-// processes' peaks, an upper bound of the true combined peak.
-func (t *targetProcs) stop() (target.Stats, error) {
-	var sum target.Stats
-	var errs []error
-	for _, c := range t.cmds {
-		c.Process.Signal(syscall.SIGTERM)
+// endAll asks every process to end with sig and waits for them all.
+func (t *targetProcs) endAll(sig os.Signal) {
+	t.mu.Lock()
+	t.stopping = true
+	t.mu.Unlock()
+	for _, p := range t.procs {
+		p.cmd.Process.Signal(sig) // an exited process just returns an error
 	}
-	for i, c := range t.cmds {
-		var m targetMsg
-		for t.outs[i].Scan() {
-			if json.Unmarshal(t.outs[i].Bytes(), &m) == nil && m.Stats != nil {
-				break
+	for _, p := range t.procs {
+		<-p.ended
+	}
+}
+
+func (t *targetProcs) kill() { t.endAll(syscall.SIGKILL) }
+
+// stop ends every target process and adds up their counters. Peak becomes the sum of the
+// processes' peaks, an upper bound of the true combined peak. A process that had already ended
+// unasked, or that ended without its counters, is a failure; the sum holds the others'.
+func (t *targetProcs) stop() (target.Stats, []TargetFailure) {
+	var sum target.Stats
+	var fails []TargetFailure
+	t.endAll(syscall.SIGTERM)
+	for i, p := range t.procs {
+		f := TargetFailure{Target: fmt.Sprintf("target process %d/%d", i+1, len(t.procs)), PID: p.cmd.Process.Pid, At: p.at}
+		switch {
+		case p.unasked:
+			f.Status = "exited before it was asked to stop"
+			if p.err != nil {
+				f.Status = p.err.Error()
 			}
-		}
-		if err := c.Wait(); err != nil || m.Stats == nil {
-			errs = append(errs, fmt.Errorf("target process %d (pid %d) ended without its counters: %v", i+1, c.Process.Pid, err))
+			f.Message = "its connections were cut and its counters are lost; the run was stopped"
+		case p.err != nil || p.stats == nil:
+			f.Status = "ended without its counters"
+			if p.err != nil {
+				f.Status = p.err.Error()
+			}
+			f.Message = "its counters are lost"
+		default:
+			sum.Add(*p.stats)
 			continue
 		}
-		sum.Add(*m.Stats)
+		fails = append(fails, f)
 	}
-	return sum, errors.Join(errs...)
+	return sum, fails
 }

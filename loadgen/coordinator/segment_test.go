@@ -183,4 +183,28 @@ func TestSegmentsMergeExactly(t *testing.T) {
 			})
 		}
 	})
+
+	// A segment whose own worker or target process failed fails the merged run too.
+	t.Run("failures carried", func(t *testing.T) {
+		seg, err := report.ReadSummary(filepath.Join(dirs[1], "summary.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seg.WorkerFailures = []report.WorkerFailure{{Worker: "worker 0/2", PID: 11, AtS: 0.5, Status: "signal: killed"}}
+		seg.TargetFailures = []report.TargetFailure{{Target: "target process 1/2", PID: 12, AtS: 0.5, Status: "signal: killed"}}
+		if err := report.WriteSummary(dirs[1], seg); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Merge(dirs, filepath.Join(t.TempDir(), "m"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wf, tf := res.Summary.WorkerFailures, res.Summary.TargetFailures
+		if len(wf) != 1 || wf[0].PID != 11 || wf[0].Worker != "segment 1/4 on gen-1: worker 0/2" || wf[0].AtS < 0.5 {
+			t.Errorf("merged worker failures %+v", wf)
+		}
+		if len(tf) != 1 || tf[0].PID != 12 || tf[0].Target != "segment 1/4 on gen-1: target process 1/2" || tf[0].AtS < 0.5 {
+			t.Errorf("merged target failures %+v", tf)
+		}
+	})
 }

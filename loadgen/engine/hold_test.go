@@ -62,7 +62,7 @@ func TestParkRace(t *testing.T) {
 				s := &slot{wake: make(chan struct{}, 1), target: &target}
 				sh := e.rec.Shard(1)
 				sh.Attempt()
-				h := e.connection(1, sh, time.Time{}, s)
+				h := e.connection(1, sh, time.Time{}, 0, s)
 				if h == nil {
 					t.Fatal("the connection was not returned for its hold")
 				}

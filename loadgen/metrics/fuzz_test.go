@@ -133,7 +133,7 @@ func FuzzMergeConserves(f *testing.F) {
 // FuzzClassify: any errno, wrapped any way, classifies without panicking, the same way every time,
 // and the errnos the taxonomy names never fall to Other.
 func FuzzClassify(f *testing.F) {
-	for _, e := range []syscall.Errno{syscall.ECONNREFUSED, syscall.EADDRNOTAVAIL, syscall.ETIMEDOUT, syscall.EPIPE, 0, 9999} {
+	for _, e := range []syscall.Errno{syscall.ECONNREFUSED, syscall.EADDRNOTAVAIL, syscall.ETIMEDOUT, syscall.EPIPE, syscall.ENETUNREACH, syscall.EHOSTUNREACH, 0, 9999} {
 		f.Add(uint16(e), uint8(0), "connect")
 		f.Add(uint16(e), uint8(3), "bind")
 	}
@@ -141,6 +141,8 @@ func FuzzClassify(f *testing.F) {
 		syscall.EADDRNOTAVAIL: EADDRNOTAVAIL, syscall.EADDRINUSE: EADDRINUSE, syscall.ECONNREFUSED: ECONNREFUSED,
 		syscall.ETIMEDOUT: ETIMEDOUT, syscall.ECONNRESET: ECONNRESET, syscall.EPIPE: ECONNRESET,
 		syscall.EMFILE: EMFILE, syscall.ENFILE: EMFILE,
+		syscall.ENETUNREACH: ENETUNREACH, syscall.EHOSTUNREACH: EHOSTUNREACH, syscall.EHOSTDOWN: EHOSTUNREACH,
+		syscall.ENETDOWN: ENETDOWN,
 	}
 	f.Fuzz(func(t *testing.T, errno uint16, wrap uint8, op string) {
 		var err error = syscall.Errno(errno)

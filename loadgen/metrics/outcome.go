@@ -15,7 +15,9 @@ import (
 type Outcome uint8
 
 // The outcomes, in the order of summary.json's contract (docs/results.md). Canceled was added for
-// connections cut short by a hard stop (a second signal or an expired graceful stop).
+// connections cut short by a hard stop (a second signal or an expired graceful stop); the routing
+// errnos after it for what a real network returns (before them they fell to Other), placed last
+// but for Other so that the older timeline columns keep their order.
 const (
 	OK Outcome = iota
 	EADDRNOTAVAIL
@@ -31,6 +33,9 @@ const (
 	BadResponse
 	TLSFailed
 	Canceled
+	ENETUNREACH
+	EHOSTUNREACH
+	ENETDOWN
 	Other
 	NumOutcomes
 )
@@ -54,7 +59,15 @@ var outcomeNames = [NumOutcomes]string{
 	// timeout during the handshake keeps its transport outcome.
 	TLSFailed: "tls_handshake",
 	Canceled:  "canceled",
-	Other:     "other",
+	// No route to the destination's network (connect(2) gets it from the routing lookup, or from
+	// an ICMP net unreachable: icmp_err_convert in net/ipv4/icmp.c).
+	ENETUNREACH: "ENETUNREACH",
+	// The destination's network is reachable but the host is not: neighbour resolution failed,
+	// or an ICMP host unreachable, host unknown (EHOSTDOWN) or administratively filtered came back.
+	EHOSTUNREACH: "EHOSTUNREACH",
+	// The local interface the route goes through is down.
+	ENETDOWN: "ENETDOWN",
+	Other:    "other",
 }
 
 func (o Outcome) String() string {
@@ -118,6 +131,12 @@ func Classify(err error) Outcome {
 		return ETIMEDOUT
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
 		return EMFILE
+	case errors.Is(err, syscall.ENETUNREACH):
+		return ENETUNREACH
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.EHOSTDOWN):
+		return EHOSTUNREACH
+	case errors.Is(err, syscall.ENETDOWN):
+		return ENETDOWN
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return EOF
 	case errors.Is(err, ErrTLSHandshake):

@@ -50,7 +50,14 @@ func TestClassify(t *testing.T) {
 		{"hard stop", ErrCanceled, Canceled},
 		{"context canceled", context.Canceled, Canceled},
 		{"unrelated error", errors.New("something else"), Other},
-		{"unlisted errno", opErr("dial", "connect", syscall.EHOSTUNREACH), Other},
+		{"ENETUNREACH on connect: no route", opErr("dial", "connect", syscall.ENETUNREACH), ENETUNREACH},
+		{"ENETUNREACH on write: ICMP net unreachable", opErr("write", "write", syscall.ENETUNREACH), ENETUNREACH},
+		{"EHOSTUNREACH on connect", opErr("dial", "connect", syscall.EHOSTUNREACH), EHOSTUNREACH},
+		{"EHOSTDOWN on connect: ICMP host unknown", opErr("dial", "connect", syscall.EHOSTDOWN), EHOSTUNREACH},
+		{"EHOSTUNREACH as a bare errno", syscall.EHOSTUNREACH, EHOSTUNREACH},
+		{"ENETDOWN on connect", opErr("dial", "connect", syscall.ENETDOWN), ENETDOWN},
+		{"ENETDOWN in a syscall error", os.NewSyscallError("sendmsg", syscall.ENETDOWN), ENETDOWN},
+		{"unlisted errno", opErr("dial", "connect", syscall.EPROTO), Other},
 	}
 	// The same errors wrapped once more, as callers add context with %w.
 	for _, tt := range tests[1:] {

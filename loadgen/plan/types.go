@@ -68,6 +68,9 @@ type Builtin struct {
 	TLS bool `yaml:"tls" json:"tls,omitempty"`
 	// Address is the loopback address the target listens on (default 127.0.0.1; ::1 for IPv6).
 	Address string `yaml:"address" json:"address,omitempty"`
+	// HeaderTimeout, in http mode, closes a connection whose request head is not complete this long
+	// after its first byte, however steadily the bytes come (0: the target's default, 10s).
+	HeaderTimeout Duration `yaml:"header_timeout" json:"header_timeout,omitempty"`
 }
 
 // Source says where connections come from.

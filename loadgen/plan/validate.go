@@ -150,6 +150,10 @@ func (c *checker) target() {
 			c.fail("target.builtin.listeners", "want 1 to %d, got %d", MaxListeners, b.Listeners)
 		}
 		c.duration("target.builtin.idle_timeout", b.IdleTimeout, 0, maxHold)
+		c.duration("target.builtin.header_timeout", b.HeaderTimeout, 0, maxHold)
+		if b.HeaderTimeout != 0 && orDefault(b.Mode, DefaultMode) != "http" {
+			c.fail("target.builtin.header_timeout", "only the http mode reads request heads; the mode is %s", orDefault(b.Mode, DefaultMode))
+		}
 		if a, err := netip.ParseAddr(b.Address); b.Address != "" && (err != nil || !a.IsLoopback()) {
 			c.fail("target.builtin.address", "want a loopback address (127.0.0.1, another of 127.0.0.0/8, or ::1), got %q", b.Address)
 		}

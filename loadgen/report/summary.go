@@ -58,6 +58,9 @@ type Summary struct {
 	// WorkerFailures lists worker processes that ended without finishing their segment; the
 	// result holds what every worker measured until then.
 	WorkerFailures []WorkerFailure `json:"worker_failures,omitempty"`
+	// TargetFailures lists built-in target processes that ended before the run asked them to (the
+	// run was stopped then), or without their counters; target holds the others' counters.
+	TargetFailures []TargetFailure `json:"target_failures,omitempty"`
 	// Segment is "i/N" in the result of one distributed segment (portstorm run --segment).
 	Segment string `json:"segment,omitempty"`
 	// PlanHash identifies the whole plan a segment or merged result ran (SHA-256 of its YAML).
@@ -206,6 +209,16 @@ func (t *TargetStats) Add(o *TargetStats) {
 // WorkerFailure is a worker process that ended early: which, when, and its exit status.
 type WorkerFailure struct {
 	Worker  string  `json:"worker"`
+	PID     int     `json:"pid"`
+	AtS     float64 `json:"at_s"`
+	Status  string  `json:"status"`
+	Message string  `json:"message,omitempty"`
+}
+
+// TargetFailure is a built-in target process that ended before it was asked to, or without its
+// counters: which, when, and its exit status.
+type TargetFailure struct {
+	Target  string  `json:"target"`
 	PID     int     `json:"pid"`
 	AtS     float64 `json:"at_s"`
 	Status  string  `json:"status"`

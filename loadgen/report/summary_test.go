@@ -31,9 +31,10 @@ func reset() error {
 }
 
 // outcomeNames are summary.json's outcome keys (docs/results.md, plus canceled, plus the answers of real
-// servers and TLS): users' scripts read them.
+// servers and TLS, plus the routing errnos of a real network): users' scripts read them.
 var outcomeNames = []string{"ok", "EADDRNOTAVAIL", "EADDRINUSE", "ECONNREFUSED", "ETIMEDOUT", "ECONNRESET",
-	"EMFILE", "EOF", "echo_mismatch", "status_mismatch", "reply_mismatch", "bad_response", "tls_handshake", "canceled", "other"}
+	"EMFILE", "EOF", "echo_mismatch", "status_mismatch", "reply_mismatch", "bad_response", "tls_handshake", "canceled",
+	"ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "other"}
 
 // latencyNames are summary.json's latency keys.
 var latencyNames = []string{"connect", "connect_intended", "schedule_lag", "slot_wait", "rtt", "lifetime", "first_byte", "tls_handshake"}

@@ -525,7 +525,8 @@ func TestWriteTimeline(t *testing.T) {
 	wantHead := []string{"t_s", "stage", "active", "peak_active", "attempted", "established", "failed", "dropped", "closed",
 		"outcome_ok", "outcome_EADDRNOTAVAIL", "outcome_EADDRINUSE", "outcome_ECONNREFUSED", "outcome_ETIMEDOUT",
 		"outcome_ECONNRESET", "outcome_EMFILE", "outcome_EOF", "outcome_echo_mismatch", "outcome_status_mismatch",
-		"outcome_reply_mismatch", "outcome_bad_response", "outcome_tls_handshake", "outcome_canceled", "outcome_other",
+		"outcome_reply_mismatch", "outcome_bad_response", "outcome_tls_handshake", "outcome_canceled",
+		"outcome_ENETUNREACH", "outcome_EHOSTUNREACH", "outcome_ENETDOWN", "outcome_other",
 		"connect_p50_us", "connect_p99_us", "connect_max_us", "connect_intended_p99_us", "rtt_p99_us",
 		"slot_wait_p99_us", "schedule_lag_p99_us"}
 

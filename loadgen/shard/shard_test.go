@@ -44,7 +44,9 @@ func snap(seq int, n int, base int64) *metrics.Snapshot {
 }
 
 // fakeWorker speaks the protocol: "ok" sends 3 snapshots and done; "die" sends 1 and exits 7;
-// "wait" sends 1 then waits for SIGTERM, sends 1 more and done (interrupted); "garbage" writes junk.
+// "wait" sends 1 then waits for SIGTERM, sends 1 more and done (interrupted); "garbage" writes junk;
+// "stopped" sends 1 and done (interrupted) although nobody asked it to stop, as a worker does that
+// got a SIGTERM from outside.
 func fakeWorker(spec string) {
 	behaviour, idx, _ := strings.Cut(spec, ",")
 	i, _ := strconv.Atoi(idx)
@@ -64,7 +66,7 @@ func fakeWorker(spec string) {
 				defer f.Close()
 			}
 		}
-	case "die", "garbage", "unreachable":
+	case "die", "garbage", "unreachable", "stopped":
 		if fifo != "" {
 			if f, err := os.Open(fifo); err == nil {
 				f.Close()
@@ -83,12 +85,13 @@ func fakeWorker(spec string) {
 	case "wait":
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM)
+		w.Snapshot(snap(0, 5, 1))
 		if fifo != "" {
+			// Ready for the SIGTERM: now the failing sibling may go.
 			if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
-				f.Close() // SIGTERM is now handled: the sibling may go
+				defer f.Close()
 			}
 		}
-		w.Snapshot(snap(0, 5, 1))
 		<-sig
 		w.Snapshot(snap(1, 5, 1))
 		w.Done(Done{Start: start, End: time.Now(), Interrupted: true})
@@ -101,6 +104,9 @@ func fakeWorker(spec string) {
 			Destination: "127.0.0.1:9", Outcome: "ECONNREFUSED", Error: "dial tcp 127.0.0.1:9: connect: connection refused"}})
 	case "garbage":
 		fmt.Println("this is not json")
+	case "stopped":
+		w.Snapshot(snap(0, 5, 1))
+		w.Done(Done{Start: start, End: time.Now(), Interrupted: true})
 	case "hang":
 		signal.Ignore(syscall.SIGTERM)
 		w.Snapshot(snap(0, 5, 1))
@@ -113,7 +119,8 @@ func specs(t *testing.T, behaviours ...string) []WorkerSpec {
 	// A FIFO orders a failing worker after its one "ok" sibling is ready (cases with a failing worker
 	// have exactly one such sibling: a second writer would block once the reader has gone).
 	fifo := ""
-	if slices.Contains(behaviours, "die") || slices.Contains(behaviours, "garbage") || slices.Contains(behaviours, "unreachable") {
+	if slices.Contains(behaviours, "die") || slices.Contains(behaviours, "garbage") || slices.Contains(behaviours, "unreachable") ||
+		slices.Contains(behaviours, "stopped") {
 		fifo = t.TempDir() + "/ready"
 		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 			t.Fatal(err)
@@ -143,6 +150,8 @@ func TestWorkers(t *testing.T) {
 		{"one dies, the others are kept", []string{"ok", "die"}, false, 3*10 + 5, 3, 1, false},
 		{"garbage output is a failure", []string{"ok", "garbage"}, false, 30, 3, 1, false},
 		{"cancel stops waiting workers gracefully", []string{"wait", "wait"}, true, 20, 2, 0, true},
+		// The sibling is stopped by Run, so its interruption is no failure of its own.
+		{"a stop nobody asked for is a failure", []string{"wait", "stopped"}, false, 15, 2, 1, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,7 +165,8 @@ func TestWorkers(t *testing.T) {
 					cancel() // every worker has delivered interval 0: stop them
 				}
 			}
-			res, err := Run(ctx, nil, specs(t, tt.workers...), emit, &stderr, Timing{})
+			// The bound ends a worker left waiting for a stop that never comes.
+			res, err := Run(ctx, nil, specs(t, tt.workers...), emit, &stderr, Timing{RunFor: time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,6 +190,9 @@ func TestWorkers(t *testing.T) {
 			for _, f := range res.Failures {
 				if f.PID == 0 || f.Worker == "" || f.Status == "" {
 					t.Errorf("failure lacks who or why: %+v", f)
+				}
+				if slices.Contains(tt.workers, "stopped") && (f.Worker != "segment 1/2" || !strings.Contains(f.Status, "without being asked")) {
+					t.Errorf("failure %+v, want segment 1/2 stopped without being asked", f)
 				}
 			}
 			if res.Interrupted != tt.interrupted {

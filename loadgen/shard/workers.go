@@ -107,7 +107,11 @@ type worker struct {
 // returns when all have exited. Cancelling ctx asks every worker to stop gracefully (SIGTERM);
 // closing abort asks them to cut in-flight work (a second SIGTERM). A worker that dies without
 // finishing is reported (which, when, exit status), the others are stopped gracefully, and
-// everything measured so far is kept. Workers run in their own process group, so a terminal's
+// everything measured so far is kept. So is a worker that ends its segment early, interrupted or
+// cut, when Run did not ask it to: it was stopped from outside (a SIGTERM of its own, an OOM
+// killer's or an operator's), which its graceful stop cannot tell from Run's. The others are
+// stopped then too: a run missing one segment's load is not the plan's run, and carrying on would
+// only measure more of it. Workers run in their own process group, so a terminal's
 // Ctrl-C reaches only the coordinator, which forwards it once; Pdeathsig kills them if the
 // coordinator dies.
 //
@@ -156,12 +160,15 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 		workers = append(workers, w)
 	}
 
-	var mu sync.Mutex // guards res.Failures, nReady, calledOff, readyTimedOut
+	var mu sync.Mutex // guards res.Failures, nReady, calledOff, readyTimedOut, asked
 	nReady := 0
 	allReady := make(chan struct{})
 	// calledOff: the run ended before its start, and every worker was told to stop;
 	// readyTimedOut: because the ready bound passed.
 	var calledOff, readyTimedOut bool
+	// asked: Run has told the workers to stop (signal or kill); a segment that ends interrupted or
+	// cut before that was stopped by someone else.
+	var asked bool
 	failed := make(chan struct{})
 	var failOnce sync.Once
 	// gaveUp: a worker gave up on an unreachable target; the others stop as on a failure, but
@@ -203,11 +210,19 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 			}
 			werr := w.cmd.Wait()
 			merger.Finish(i)
-			if w.done != nil && werr == nil && rerr == nil {
-				return
-			}
 			status := "exited before finishing its segment"
-			if werr != nil {
+			if w.done != nil && werr == nil && rerr == nil {
+				mu.Lock()
+				unasked := !asked && (w.done.Interrupted || w.done.Aborted)
+				mu.Unlock()
+				if !unasked {
+					return
+				}
+				status = "stopped early without being asked"
+				if w.msg == "" {
+					w.msg = "its segment ended interrupted, but the coordinator sent no stop: a signal from outside (SIGTERM, SIGINT)?"
+				}
+			} else if werr != nil {
 				status = werr.Error()
 			}
 			f := Failure{
@@ -229,11 +244,17 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 	}
 
 	signal := func() {
+		mu.Lock()
+		asked = true
+		mu.Unlock()
 		for _, w := range workers {
 			w.cmd.Process.Signal(syscall.SIGTERM) // an exited worker just returns an error
 		}
 	}
 	kill := func() {
+		mu.Lock()
+		asked = true
+		mu.Unlock()
 		for _, w := range workers {
 			w.cmd.Process.Kill() // an exited worker just returns an error
 		}

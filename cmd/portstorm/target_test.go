@@ -1,0 +1,60 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestTargetFlags: `portstorm target` refuses out-of-range flags with exit 2 and an error in the
+// flags' own names, never the library's field names, and accepts the bounds themselves. Every case
+// gets a stop signal ahead of time, so that a flag accepted by mistake ends the target at once
+// (exit 0) instead of serving until the test times out.
+func TestTargetFlags(t *testing.T) {
+	internal := []string{"MaxFrame", "AllowRemote", "IdleTimeout", "HeaderTimeout", "MaxConns", "CloseAfter", "HTTPStatus", "PortBelow"}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string // each must be in stderr
+	}{
+		{"max frame above 16 MiB", []string{"--max-frame", "16777217"}, 2, []string{"--max-frame 16777217", "16 MiB"}},
+		{"max frame zero", []string{"--max-frame", "0"}, 2, []string{"--max-frame 0"}},
+		{"max frame negative", []string{"--max-frame", "-1"}, 2, []string{"--max-frame -1"}},
+		{"max frame at 16 MiB", []string{"--max-frame", "16777216"}, 0, nil},
+		{"idle timeout zero", []string{"--idle-timeout", "0s"}, 2, []string{"--idle-timeout 0s"}},
+		{"idle timeout negative", []string{"--idle-timeout", "-1s"}, 2, []string{"--idle-timeout -1s"}},
+		{"header timeout negative", []string{"--mode", "http", "--header-timeout", "-1s"}, 2, []string{"--header-timeout -1s"}},
+		{"header timeout outside http", []string{"--header-timeout", "1s"}, 2, []string{"--header-timeout applies to --mode http"}},
+		{"header timeout in http", []string{"--mode", "http", "--header-timeout", "1s"}, 0, nil},
+		{"max conns negative", []string{"--max-conns", "-1"}, 2, []string{"--max-conns -1"}},
+		{"close after negative", []string{"--close-first", "--close-after", "-1"}, 2, []string{"--close-after -1"}},
+		{"http status below 200", []string{"--mode", "http", "--http-status", "199"}, 2, []string{"--http-status 199"}},
+		{"port below out of range", []string{"--port-below", "70000"}, 2, []string{"--port-below 70000"}},
+		{"listen off loopback", []string{"--listen", "0.0.0.0:0"}, 2, []string{`--listen "0.0.0.0:0"`, "--allow-remote"}},
+		{"listen without port", []string{"--listen", "127.0.0.1"}, 2, []string{`--listen "127.0.0.1"`, "host:port"}},
+		{"every problem at once", []string{"--max-frame", "0", "--idle-timeout", "0s", "--listen", "10.0.0.1:0"}, 2,
+			[]string{"--max-frame 0", "--idle-timeout 0s", `--listen "10.0.0.1:0"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sig := make(chan os.Signal, 1)
+			sig <- syscall.SIGTERM
+			code, _, stderr := runMain(t, sig, append([]string{"target"}, tt.args...)...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\n%s", code, tt.code, stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+			for _, n := range internal {
+				if strings.Contains(stderr, n) {
+					t.Errorf("stderr names the internal field %s:\n%s", n, stderr)
+				}
+			}
+		})
+	}
+}
