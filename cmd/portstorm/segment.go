@@ -55,7 +55,7 @@ func (f *segmentFlags) parse(environ []string) (schedule.Segment, error) {
 
 // runSegment runs one segment of a distributed run and writes its shard result folder. Thresholds
 // and baseline wait for portstorm merge, so the exit code is 0 unless the segment could not run.
-func (e *env) runSegment(p *plan.Plan, f *segmentFlags, out, startAt string, quiet, allowRemote bool) error {
+func (e *env) runSegment(in *interrupts, p *plan.Plan, f *segmentFlags, out, startAt string, quiet, allowRemote bool) error {
 	seg, err := f.parse(e.environ)
 	if err != nil {
 		return exitWith(exitInvalid, fmt.Errorf("--segment: %w", err))
@@ -69,11 +69,9 @@ func (e *env) runSegment(p *plan.Plan, f *segmentFlags, out, startAt string, qui
 			fmt.Fprintf(e.stderr, "portstorm: segment %s starts %s after --start-at: its overdue load starts at once (see schedule_lag)\n", seg, late.Round(time.Millisecond))
 		}
 	}
-	ctx, abort, stop := e.signalContext()
-	defer stop()
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
-	res, err := coordinator.RunSegment(ctx, p, seg, coordinator.SegmentOptions{
-		OutDir: out, StartAt: at, Host: f.host, AllowRemote: allowRemote, Abort: abort,
+	res, err := coordinator.RunSegment(in.ctx, p, seg, coordinator.SegmentOptions{
+		OutDir: out, StartAt: at, Host: f.host, AllowRemote: allowRemote, Abort: in.abort,
 		Progress: prog.update, Stderr: e.stderr,
 	})
 	prog.finish()
@@ -83,6 +81,8 @@ func (e *env) runSegment(p *plan.Plan, f *segmentFlags, out, startAt string, qui
 	switch {
 	case errors.Is(err, coordinator.ErrInvalid):
 		return exitWith(exitInvalid, err)
+	case errors.Is(err, coordinator.ErrInterrupted):
+		return exitWith(exitInterrupted, err)
 	case err != nil:
 		return exitWith(exitCannotRun, err)
 	case res.Summary.Interrupted:
@@ -119,9 +119,7 @@ the same segment twice or missing segments are refused (exit 2).`,
 				}
 			}
 			res, err := coordinator.Merge(args, out)
-			if res != nil {
-				report.WriteText(e.stdout, res.Summary, res.Dir)
-			}
+			e.writeOutcome(res)
 			return outcomeExit(res, err)
 		},
 	}

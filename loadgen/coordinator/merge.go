@@ -92,9 +92,11 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 			start = r.Info.Start
 		}
 	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return nil, fmt.Errorf("%w: results folder: %w", ErrCannotRun, err)
+	release, err := report.ClaimDir(outDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
+	defer release()
 	hlog, err := report.CreateHLog(outDir, start)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
@@ -151,7 +153,7 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 	sum.Target = ts
 	sum.Warnings = append(sum.Warnings, fmt.Sprintf("merged %d segment(s); port statistics stay per host in ports_by_host (ports is null)", len(rs)))
 	verdict.Judge(sum)
-	if err := writeResults(outDir, sum, col.rows, hlog); err != nil {
+	if err := report.WriteResults(outDir, sum, col.rows, hlog); err != nil {
 		return &Outcome{Summary: sum, Dir: outDir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	return &Outcome{Summary: sum, Dir: outDir}, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // JUnitFile is the JUnit report's name in a results folder.
@@ -84,9 +85,16 @@ func JUnit(s *Summary) *JUnitSuites {
 		run.Failure = &JUnitFailure{Type: "stopped",
 			Message: fmt.Sprintf("stopped at %.2fs by abort_on_fail threshold %s (observed %s)", s.Stopped.AtS, s.Stopped.Threshold, s.Stopped.Observed),
 			Text:    "an abort_on_fail threshold failed on the running totals and stopped the run"}
+	case len(s.OutputsIncomplete) > 0:
+		run.Failure = &JUnitFailure{Type: "incomplete",
+			Message: "result file(s) not written: " + strings.Join(s.OutputsIncomplete, ", "),
+			Text:    "the run's results are incomplete; its verdict is error"}
 	case c.Attempted > 0 && c.Established == 0:
 		run.Failure = &JUnitFailure{Type: "unreachable",
 			Message: fmt.Sprintf("target unreachable: none of %d connection attempts succeeded", c.Attempted)}
+	case s.Verdict == VerdictError:
+		run.Failure = &JUnitFailure{Type: "error", Message: Untrusted(s),
+			Text: "the run's result cannot be trusted; its verdict is error"}
 	}
 	run.SystemOut = fmt.Sprintf("attempted %d, established %d, failed %d, dropped %d, peak %d, errors %d (%s)",
 		c.Attempted, c.Established, c.Failed, c.Dropped, c.PeakConcurrent, s.Errors.Count,

@@ -54,7 +54,7 @@ func WriteSummary(dir string, s *Summary) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(dir, "summary.json"), append(b, '\n'))
+	return WriteFileAtomic(filepath.Join(dir, SummaryFile), append(b, '\n'))
 }
 
 // ReadSummary reads a summary.json.
