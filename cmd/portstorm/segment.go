@@ -11,7 +11,6 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/coordinator"
 	"github.com/portstorm/portstorm/loadgen/plan"
-	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
@@ -75,9 +74,7 @@ func (e *env) runSegment(in *interrupts, p *plan.Plan, f *segmentFlags, out, sta
 		Progress: prog.update, Stderr: e.stderr,
 	})
 	prog.finish()
-	if res != nil {
-		report.WriteText(e.stdout, res.Summary, res.Dir)
-	}
+	e.writeOutcome(res)
 	switch {
 	case errors.Is(err, coordinator.ErrInvalid):
 		return exitWith(exitInvalid, err)
