@@ -110,10 +110,19 @@ the same segment twice or missing segments are refused (exit 2).`,
 			if out == "" {
 				return exitWith(exitInvalid, errors.New("merge: --out DIR is required"))
 			}
+			in := e.watchSignals()
+			defer in.stop()
 			if wait > 0 {
-				if err := coordinator.WaitForShards(args, wait, 2*time.Second); err != nil {
+				err := coordinator.WaitForShards(in.ctx, args, wait, 2*time.Second)
+				if errors.Is(err, coordinator.ErrInterrupted) {
+					return exitWith(exitInterrupted, err)
+				}
+				if err != nil {
 					return exitWith(exitCannotRun, err)
 				}
+			}
+			if err := in.beforeRun(); err != nil {
+				return err
 			}
 			res, err := coordinator.Merge(args, out)
 			e.writeOutcome(res)
