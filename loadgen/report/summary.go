@@ -38,20 +38,17 @@ const (
 
 // Summary is summary.json (design §7). Times are microseconds, counts integers.
 type Summary struct {
-	Schema      string    `json:"schema"`
-	Name        string    `json:"name"`
-	StartedAt   time.Time `json:"started_at"`
-	EndedAt     time.Time `json:"ended_at"`
-	DurationUS  int64     `json:"duration_us"`
-	Interrupted bool      `json:"interrupted"`
-	Aborted     bool      `json:"aborted"`
-	Verdict     string    `json:"verdict"`
-	// OutputsIncomplete names the result files that could not be written (their error is on
-	// stderr); the verdict is then "error".
-	OutputsIncomplete []string       `json:"outputs_incomplete,omitempty"`
-	Plan              *plan.Plan     `json:"plan"`
-	Host              preflight.Host `json:"host"`
-	Segments          int            `json:"segments"`
+	Schema      string         `json:"schema"`
+	Name        string         `json:"name"`
+	StartedAt   time.Time      `json:"started_at"`
+	EndedAt     time.Time      `json:"ended_at"`
+	DurationUS  int64          `json:"duration_us"`
+	Interrupted bool           `json:"interrupted"`
+	Aborted     bool           `json:"aborted"`
+	Verdict     string         `json:"verdict"`
+	Plan        *plan.Plan     `json:"plan"`
+	Host        preflight.Host `json:"host"`
+	Segments    int            `json:"segments"`
 
 	Connections Connections               `json:"connections"`
 	Outcomes    map[string]uint64         `json:"outcomes"`
@@ -69,6 +66,9 @@ type Summary struct {
 	Baseline *BaselineResult `json:"baseline,omitempty"`
 	// Stopped says why the run ended early, when an abort_on_fail threshold stopped it.
 	Stopped *Stopped `json:"stopped,omitempty"`
+	// OutputsIncomplete names the result files that could not be written (their error is on
+	// stderr); the verdict is then "error".
+	OutputsIncomplete []string `json:"outputs_incomplete,omitempty"`
 	// Workers is how many worker processes ran the plan, when more than one did.
 	Workers int `json:"workers,omitempty"`
 	// WorkerFailures lists worker processes that ended without finishing their segment; the
