@@ -172,6 +172,10 @@ func runCmd(e *env) *cobra.Command {
 		Short: "Run a plan and write results (exit 0 pass, 1 threshold failed, 2 invalid, 3 could not run, 130 interrupted)",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			// Signals count from here: one that comes while the plan is loaded or the run set up
+			// ends the command at once (130), stopping what it had started.
+			in := e.watchSignals()
+			defer in.stop()
 			if netns {
 				pf.sets = append(pf.sets, "isolate=true")
 			}
@@ -179,13 +183,16 @@ func runCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := in.beforeRun(); err != nil {
+				return err
+			}
 			if worker != "" {
-				return e.runWorker(p, worker, startAt, allowRemote)
+				return e.runWorker(in, p, worker, startAt, allowRemote)
 			}
 			if seg.asked() {
-				return e.runSegment(p, &seg, out, startAt, quiet, allowRemote)
+				return e.runSegment(in, p, &seg, out, startAt, quiet, allowRemote)
 			}
-			if done, err := e.isolate(c, args, p); done {
+			if done, err := e.isolate(in, c, args, p); done {
 				return err
 			}
 			stop, err := live.start(e, p)
@@ -193,7 +200,10 @@ func runCmd(e *env) *cobra.Command {
 				return err
 			}
 			defer stop()
-			return e.run(p, out, quiet, allowRemote)
+			if err := in.beforeRun(); err != nil {
+				return err
+			}
+			return e.run(in, p, out, quiet, allowRemote)
 		},
 	}
 	pf.add(c)
@@ -214,7 +224,7 @@ func runCmd(e *env) *cobra.Command {
 // runWorker runs one segment for a coordinator: snapshots go to stdout, messages to stderr. With
 // --start-at ready, the worker says on stdout when it is set up and reads its start instant from
 // stdin: the coordinator then starts all its workers as soon as the slowest is ready.
-func (e *env) runWorker(p *plan.Plan, segment, startAt string, allowRemote bool) error {
+func (e *env) runWorker(in *interrupts, p *plan.Plan, segment, startAt string, allowRemote bool) error {
 	seg, err := schedule.ParseSegment(segment)
 	if err != nil {
 		return exitWith(exitInvalid, fmt.Errorf("--worker: %w", err))
@@ -223,10 +233,8 @@ func (e *env) runWorker(p *plan.Plan, segment, startAt string, allowRemote bool)
 	if err != nil {
 		return exitWith(exitInvalid, err)
 	}
-	ctx, abort, stop := e.signalContext()
-	defer stop()
-	o.AllowRemote, o.Abort = allowRemote, abort
-	if err := coordinator.RunWorker(ctx, p, seg, o, e.stdout); err != nil {
+	o.AllowRemote, o.Abort = allowRemote, in.abort
+	if err := coordinator.RunWorker(in.ctx, p, seg, o, e.stdout); err != nil {
 		if errors.Is(err, coordinator.ErrInvalid) {
 			return exitWith(exitInvalid, err)
 		}
@@ -256,22 +264,37 @@ func (e *env) workerStart(startAt string) (coordinator.WorkerOptions, error) {
 	return o, nil
 }
 
-// signalContext turns the first SIGINT/SIGTERM into a cancelled context (stop starting work, drain,
-// write results) and the second into a closed abort channel (cut what is in flight).
-func (e *env) signalContext() (ctx context.Context, abort chan struct{}, stop func()) {
+// interrupts are a command's SIGINT/SIGTERM: the first cancels ctx (before the run begins: end at
+// once; during it: stop starting work, drain, write results), the second closes abort (cut what is
+// in flight). got receives them as they come, for a parent that forwards them (--netns).
+type interrupts struct {
+	ctx   context.Context
+	abort chan struct{}
+	got   chan os.Signal
+	stop  func()
+}
+
+// watchSignals starts acting on e.signals; stop ends that.
+func (e *env) watchSignals() *interrupts {
 	ctx, cancel := context.WithCancel(context.Background())
-	abort = make(chan struct{})
+	in := &interrupts{ctx: ctx, abort: make(chan struct{}), got: make(chan os.Signal, 2)}
 	done := make(chan struct{})
+	exited := make(chan struct{})
 	go func() {
+		defer close(exited)
 		for n := 0; ; n++ {
 			select {
 			case s := <-e.signals:
+				select {
+				case in.got <- s:
+				default:
+				}
 				if n == 0 {
 					fmt.Fprintf(e.stderr, "\nportstorm: %v: stopping; draining connections (again to cut them)\n", s)
 					cancel()
 				} else {
 					fmt.Fprintf(e.stderr, "portstorm: %v: cutting in-flight connections\n", s)
-					close(abort)
+					close(in.abort)
 					return
 				}
 			case <-done:
@@ -279,22 +302,39 @@ func (e *env) signalContext() (ctx context.Context, abort chan struct{}, stop fu
 			}
 		}
 	}()
-	return ctx, abort, func() { close(done); cancel() }
+	in.stop = func() { close(done); <-exited; cancel() }
+	return in
 }
 
-func (e *env) run(p *plan.Plan, out string, quiet, allowRemote bool) error {
-	ctx, abort, stop := e.signalContext()
-	defer stop()
+// beforeRun is the exit of a command interrupted before its run began, or nil.
+func (in *interrupts) beforeRun() error {
+	if in.ctx.Err() != nil {
+		return exitWith(exitInterrupted, coordinator.ErrInterrupted)
+	}
+	return nil
+}
+
+func (e *env) run(in *interrupts, p *plan.Plan, out string, quiet, allowRemote bool) error {
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
-	res, err := coordinator.Run(ctx, p, coordinator.Options{
-		OutDir: out, AllowRemote: allowRemote, Abort: abort, Progress: prog.update, OnSnapshot: e.onSnapshot,
+	res, err := coordinator.Run(in.ctx, p, coordinator.Options{
+		OutDir: out, AllowRemote: allowRemote, Abort: in.abort, Progress: prog.update, OnSnapshot: e.onSnapshot,
 		Stderr: e.stderr,
 	})
 	prog.finish()
-	if res != nil {
-		report.WriteText(e.stdout, res.Summary, res.Dir)
-	}
+	e.writeOutcome(res)
 	return outcomeExit(res, err)
+}
+
+// writeOutcome prints a run's (or a merge's) text summary, and on stderr, where CI logs show it,
+// the warning of a run that most connections failed while nothing judged it.
+func (e *env) writeOutcome(res *coordinator.Outcome) {
+	if res == nil {
+		return
+	}
+	report.WriteText(e.stdout, res.Summary, res.Dir)
+	if w := report.MostFailed(res.Summary); w != "" {
+		fmt.Fprintf(e.stderr, "portstorm: WARNING: %s\n", w)
+	}
 }
 
 // outcomeExit maps a run's (or a merge's) outcome to its exit code.
@@ -302,6 +342,8 @@ func outcomeExit(res *coordinator.Outcome, err error) error {
 	switch {
 	case errors.Is(err, coordinator.ErrInvalid), errors.Is(err, coordinator.ErrShards):
 		return exitWith(exitInvalid, err)
+	case errors.Is(err, coordinator.ErrInterrupted):
+		return exitWith(exitInterrupted, err)
 	case err != nil:
 		return exitWith(exitCannotRun, err)
 	}
@@ -325,7 +367,9 @@ func outcomeExit(res *coordinator.Outcome, err error) error {
 		return exitWith(exitCannotRun, fmt.Errorf("%s; results written", s.Unreachable.Message()))
 	case s.Connections.Attempted > 0 && s.Connections.Established == 0:
 		return exitWith(exitCannotRun, fmt.Errorf("target unreachable: none of %d connection attempts succeeded", s.Connections.Attempted))
-	case s.Verdict == "fail":
+	case s.Verdict == report.VerdictError:
+		return exitWith(exitCannotRun, fmt.Errorf("verdict error: %s", report.Untrusted(s)))
+	case s.Verdict == report.VerdictFail:
 		return exitWith(exitFail, verdictError(s))
 	}
 	return nil

@@ -150,10 +150,11 @@ func reportCmd(e *env) *cobra.Command {
 				dir = filepath.Dir(dir)
 			}
 			report.WriteText(e.stdout, s, dir)
-			if err := report.WriteJUnit(dir, s); err != nil {
+			// junit.xml, which CI reads for the verdict, last: a report that fails leaves it as it was.
+			if err := report.WriteHTML(dir, s); err != nil {
 				return exitWith(exitCannotRun, err)
 			}
-			if err := report.WriteHTML(dir, s); err != nil {
+			if err := report.WriteJUnit(dir, s); err != nil {
 				return exitWith(exitCannotRun, err)
 			}
 			fmt.Fprintf(e.stdout, "  wrote        %s, %s\n", filepath.Join(dir, report.HTMLFile), filepath.Join(dir, report.JUnitFile))

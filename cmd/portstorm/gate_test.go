@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -385,6 +386,24 @@ func TestReportCommand(t *testing.T) {
 	if string(orig) != string(again) {
 		t.Error("report.html re-rendered from the saved result differs from the run's")
 	}
+	// junit.xml, the verdict CI reads, is written after report.html: a report that fails leaves it
+	// as it was (here: none).
+	t.Run("report.html cannot be written", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "saved")
+		copyResult(t, src, dir)
+		os.Remove(filepath.Join(dir, "junit.xml"))
+		os.Remove(filepath.Join(dir, "report.html"))
+		if err := os.MkdirAll(filepath.Join(dir, "report.html", "x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		code, _, stderr := runMain(t, nil, "report", dir)
+		if code != 3 || !strings.Contains(stderr, "report.html") {
+			t.Fatalf("exit %d, want 3 naming report.html\n%s", code, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "junit.xml")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("junit.xml written although report.html failed: %v", err)
+		}
+	})
 	for _, bad := range []struct{ name, dir, want string }{
 		{"missing folder", filepath.Join(tmp, "nope"), "no such file"},
 		{"not a result", tmp, "summary.json"},

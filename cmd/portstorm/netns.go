@@ -19,7 +19,7 @@ const mainEnv = "_PORTSTORM_MAIN"
 // isolate carries out --netns / isolate: true. Outside the namespace it starts portstorm again in a
 // new one with the same arguments, forwards signals, and returns the child's exit code (done is
 // true). Inside it brings lo up and applies the plan's netns sysctls, and the run goes on here.
-func (e *env) isolate(c *cobra.Command, args []string, p *plan.Plan) (done bool, err error) {
+func (e *env) isolate(in *interrupts, c *cobra.Command, args []string, p *plan.Plan) (done bool, err error) {
 	if !p.Isolate {
 		return false, nil
 	}
@@ -48,7 +48,7 @@ func (e *env) isolate(c *cobra.Command, args []string, p *plan.Plan) (done bool,
 	go func() { waited <- cmd.Wait() }()
 	for {
 		select {
-		case s := <-e.signals:
+		case s := <-in.got:
 			// The child stops gracefully on the first signal and cuts on the second, as a run does.
 			_ = cmd.Process.Signal(s)
 		case err := <-waited:

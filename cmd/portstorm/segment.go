@@ -11,7 +11,6 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/coordinator"
 	"github.com/portstorm/portstorm/loadgen/plan"
-	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
@@ -55,7 +54,7 @@ func (f *segmentFlags) parse(environ []string) (schedule.Segment, error) {
 
 // runSegment runs one segment of a distributed run and writes its shard result folder. Thresholds
 // and baseline wait for portstorm merge, so the exit code is 0 unless the segment could not run.
-func (e *env) runSegment(p *plan.Plan, f *segmentFlags, out, startAt string, quiet, allowRemote bool) error {
+func (e *env) runSegment(in *interrupts, p *plan.Plan, f *segmentFlags, out, startAt string, quiet, allowRemote bool) error {
 	seg, err := f.parse(e.environ)
 	if err != nil {
 		return exitWith(exitInvalid, fmt.Errorf("--segment: %w", err))
@@ -69,20 +68,18 @@ func (e *env) runSegment(p *plan.Plan, f *segmentFlags, out, startAt string, qui
 			fmt.Fprintf(e.stderr, "portstorm: segment %s starts %s after --start-at: its overdue load starts at once (see schedule_lag)\n", seg, late.Round(time.Millisecond))
 		}
 	}
-	ctx, abort, stop := e.signalContext()
-	defer stop()
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
-	res, err := coordinator.RunSegment(ctx, p, seg, coordinator.SegmentOptions{
-		OutDir: out, StartAt: at, Host: f.host, AllowRemote: allowRemote, Abort: abort,
+	res, err := coordinator.RunSegment(in.ctx, p, seg, coordinator.SegmentOptions{
+		OutDir: out, StartAt: at, Host: f.host, AllowRemote: allowRemote, Abort: in.abort,
 		Progress: prog.update, Stderr: e.stderr,
 	})
 	prog.finish()
-	if res != nil {
-		report.WriteText(e.stdout, res.Summary, res.Dir)
-	}
+	e.writeOutcome(res)
 	switch {
 	case errors.Is(err, coordinator.ErrInvalid):
 		return exitWith(exitInvalid, err)
+	case errors.Is(err, coordinator.ErrInterrupted):
+		return exitWith(exitInterrupted, err)
 	case err != nil:
 		return exitWith(exitCannotRun, err)
 	case res.Summary.Interrupted:
@@ -115,15 +112,22 @@ the same segment twice or missing segments are refused (exit 2).`,
 			if out == "" {
 				return exitWith(exitInvalid, errors.New("merge: --out DIR is required"))
 			}
+			in := e.watchSignals()
+			defer in.stop()
 			if wait > 0 {
-				if err := coordinator.WaitForShards(args, wait, 2*time.Second); err != nil {
+				err := coordinator.WaitForShards(in.ctx, args, wait, 2*time.Second)
+				if errors.Is(err, coordinator.ErrInterrupted) {
+					return exitWith(exitInterrupted, err)
+				}
+				if err != nil {
 					return exitWith(exitCannotRun, err)
 				}
 			}
-			res, err := coordinator.Merge(args, out)
-			if res != nil {
-				report.WriteText(e.stdout, res.Summary, res.Dir)
+			if err := in.beforeRun(); err != nil {
+				return err
 			}
+			res, err := coordinator.Merge(args, out)
+			e.writeOutcome(res)
 			return outcomeExit(res, err)
 		},
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/portstorm/portstorm/loadgen/schedule"
@@ -41,6 +42,22 @@ func TestMergeRefusesNonShards(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := Main([]string{"merge", dir, "--out", out}, nil, &stdout, &stderr, nil); code != exitInvalid {
 		t.Fatalf("exit %d, want %d\n%s", code, exitInvalid, stderr.String())
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("merged folder written: %v", err)
+	}
+}
+
+// TestMergeWaitEndsOnASignal: merge --wait, waiting for segments still running, ends at once on a
+// signal (130) without writing the merged folder.
+func TestMergeWaitEndsOnASignal(t *testing.T) {
+	dir := t.TempDir() // no shard.json: the segment is still running
+	out := filepath.Join(t.TempDir(), "merged")
+	sig := make(chan os.Signal, 1)
+	sig <- syscall.SIGTERM
+	code, _, stderr := runMain(t, sig, "merge", dir, "--out", out, "--wait", "1h")
+	if code != exitInterrupted {
+		t.Fatalf("exit %d, want %d\n%s", code, exitInterrupted, stderr)
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Fatalf("merged folder written: %v", err)

@@ -1,17 +1,20 @@
 package main
 
 import (
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
 // TestSignalsAtRandomMoments interrupts a run 20 times at random moments, from before the run starts
-// to the middle of its drain, with one or two signals: every time the exit code is 130 and the
-// results are complete, marked interrupted, with counts conserved.
+// to the middle of its drain, with one or two signals: every time the exit code is 130, and the
+// results are complete, marked interrupted, with counts conserved, unless the signal came before the
+// run began (then there are none).
 func TestSignalsAtRandomMoments(t *testing.T) {
 	checkFDs(t)
 	p := writePlan(t, `version: 1
@@ -49,6 +52,13 @@ output: {interval: 100ms}
 		if code != 130 {
 			t.Fatalf("run %d (signal %v after %v, second %v): exit %d\n%s", i, first, delay, second, code, errb.String())
 		}
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			// The signal came before the run began: nothing measured, nothing written.
+			if !strings.Contains(errb.String(), "interrupted before the run began") {
+				t.Fatalf("run %d: no results folder, and stderr does not say why:\n%s", i, errb.String())
+			}
+			continue
+		}
 		s := readSummary(t, dir)
 		if !s.Interrupted {
 			t.Fatalf("run %d: not marked interrupted", i)
@@ -63,5 +73,40 @@ output: {interval: 100ms}
 		if t.Failed() {
 			t.Fatalf("run %d (signal %v after %v, second %v) failed", i, first, delay, second)
 		}
+	}
+}
+
+// TestSignalBeforeTheRun: a signal caught before the run begins (here, before Main even looked at
+// its arguments) ends the command at once with 130: no connection, no results folder.
+func TestSignalBeforeTheRun(t *testing.T) {
+	checkFDs(t)
+	p := writePlan(t, `version: 1
+name: early
+target: {builtin: {mode: echo}}
+load: {model: arrival, start: 50, stages: [{duration: 10s, target: 50}]}
+`)
+	tests := []struct {
+		name string
+		sigs []os.Signal
+	}{
+		{"SIGINT", []os.Signal{syscall.SIGINT}},
+		{"SIGTERM", []os.Signal{syscall.SIGTERM}},
+		{"two signals", []os.Signal{syscall.SIGTERM, syscall.SIGINT}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sig := make(chan os.Signal, len(tt.sigs))
+			for _, s := range tt.sigs {
+				sig <- s
+			}
+			dir := filepath.Join(t.TempDir(), "r")
+			code, stdout, stderr := runMain(t, sig, "run", p, "-q", "--out", dir)
+			if code != 130 || !strings.Contains(stderr, "interrupted before the run began") {
+				t.Fatalf("exit %d, want 130 saying so\n%s\n%s", code, stdout, stderr)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("results folder: %v; want none", err)
+			}
+		})
 	}
 }

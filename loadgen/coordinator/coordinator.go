@@ -33,6 +33,20 @@ var ErrInvalid = errors.New("invalid plan or flags")
 // ErrCannotRun wraps problems that stop a valid plan from running (exit code 3).
 var ErrCannotRun = errors.New("the run could not be carried out")
 
+// ErrInterrupted is a run cancelled before it began (exit code 130): while the plan was being set
+// up (preflight, the built-in target, the results folder), so nothing was measured or written;
+// what the set-up had started is stopped.
+var ErrInterrupted = errors.New("interrupted before the run began; nothing was measured")
+
+// beforeRun turns err into ErrInterrupted when ctx was cancelled while the run was being set up:
+// a step that failed because of the signal (a resolver cut short) is not the step's own fault.
+func beforeRun(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ErrInterrupted
+	}
+	return err
+}
+
 // Options are the run's settings that do not come from the plan.
 type Options struct {
 	// OutDir is the exact results folder; "" means <plan output.dir>/<name>-<UTC time>.
@@ -74,7 +88,9 @@ type Outcome struct {
 }
 
 // Run carries out a validated, defaulted plan. Cancelling ctx stops it gracefully: the result is
-// still written, marked interrupted. When the plan needs more descriptors than one process may hold
+// still written, marked interrupted. Cancelling it before the run begins (the set-up: preflight,
+// the built-in target, the results folder) ends Run at once with ErrInterrupted, with what the
+// set-up had started stopped and nothing written. When the plan needs more descriptors than one process may hold
 // (or load.workers says so), it runs as worker processes, each one segment of the plan, and the
 // built-in target as several processes sharing its listeners.
 func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
@@ -112,8 +128,8 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		}
 		var addrs []string
 		if lay.targets > 0 {
-			if tprocs, err = startTargetProcs(exe, tcfg, pr.tls, lay.targets, lay.targetProcs, o.Stderr); err != nil {
-				return nil, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err)
+			if tprocs, err = startTargetProcs(ctx, exe, tcfg, pr.tls, lay.targets, lay.targetProcs, o.Stderr); err != nil {
+				return nil, beforeRun(ctx, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err))
 			}
 			defer tprocs.kill()
 			addrs = tprocs.addrs
@@ -125,17 +141,20 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 			addrs = tgt.Addrs()
 		}
 		if dsts, err = dial.Resolve(ctx, nil, addrs, false); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+			return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrCannotRun, err))
 		}
 	} else {
 		dsts, err = dial.Resolve(ctx, o.Resolver, p.Target.Addresses, p.Target.AllowRemote && o.AllowRemote)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+			return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrInvalid, err))
 		}
 	}
 	// Preflight, source addresses, the port strategy and the observatory.
 	targets := dsts
 	if dsts, err = pr.setup(dsts, o.Dialer); err != nil {
+		return nil, beforeRun(ctx, err)
+	}
+	if err := beforeRun(ctx, nil); err != nil {
 		return nil, err
 	}
 
@@ -143,9 +162,11 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	if dir == "" {
 		dir = filepath.Join(p.Output.Dir, p.Name+"-"+time.Now().UTC().Format("20060102T150405Z"))
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("%w: results folder: %w", ErrCannotRun, err)
+	release, err := report.ClaimDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
+	defer release()
 	// latency.hlog is written as intervals are cut, so that a killed run keeps them.
 	hlog, err := report.CreateHLog(dir, time.Now())
 	if err != nil {
@@ -256,7 +277,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 			AtS: f.At.Sub(res.Start).Seconds(), Status: f.Status, Message: f.Message})
 	}
 	verdict.Judge(sum)
-	if err := writeResults(dir, sum, col.rows, hlog); err != nil {
+	if err := report.WriteResults(dir, sum, col.rows, hlog); err != nil {
 		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	return &Outcome{Summary: sum, Dir: dir}, nil
@@ -434,24 +455,6 @@ func (c *collector) judgeLive(s *metrics.Snapshot) {
 	if c.stopped = c.verdict.Abort(live, elapsed, hist); c.stopped != nil {
 		c.stopRun()
 	}
-}
-
-// writeResults writes every result file; report.html is drawn from the timeline and latency log
-// written before it, as `portstorm report` redraws it.
-func writeResults(dir string, sum *report.Summary, rows []report.TimelineRow, hlog *report.HLog) error {
-	if err := report.WriteTimeline(dir, rows); err != nil {
-		return err
-	}
-	if err := hlog.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", report.HLogFile, err)
-	}
-	if err := report.WriteSummary(dir, sum); err != nil {
-		return err
-	}
-	if err := report.WriteJUnit(dir, sum); err != nil {
-		return err
-	}
-	return report.WriteHTML(dir, sum)
 }
 
 // Ramp is the plan's load stages as a schedule.

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,8 +26,9 @@ func jsonIndent(v any) ([]byte, error) {
 }
 
 // WaitForShards waits until every folder holds a shard.json (segments write it last), checking
-// every poll, for at most timeout. It returns the folders still missing one when time is up.
-func WaitForShards(dirs []string, timeout, poll time.Duration) error {
+// every poll, for at most timeout. It returns the folders still missing one when time is up, and
+// ErrInterrupted at once when ctx is cancelled (a signal).
+func WaitForShards(ctx context.Context, dirs []string, timeout, poll time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		var missing []string
@@ -41,7 +43,13 @@ func WaitForShards(dirs []string, timeout, poll time.Duration) error {
 		if !time.Now().Before(deadline) {
 			return fmt.Errorf("%w: after %s, no %s yet in %v", ErrShards, timeout, shard.InfoFile, missing)
 		}
-		time.Sleep(min(poll, time.Until(deadline)) + time.Millisecond)
+		t := time.NewTimer(min(poll, time.Until(deadline)) + time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ErrInterrupted
+		case <-t.C:
+		}
 	}
 }
 
@@ -99,9 +107,11 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 			start = r.Info.Start
 		}
 	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return nil, fmt.Errorf("%w: results folder: %w", ErrCannotRun, err)
+	release, err := report.ClaimDir(outDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
+	defer release()
 	hlog, err := report.CreateHLog(outDir, start)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
@@ -172,7 +182,7 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 	sum.Target = ts
 	sum.Warnings = append(sum.Warnings, fmt.Sprintf("merged %d segment(s); port statistics stay per host in ports_by_host (ports is null)", len(rs)))
 	verdict.Judge(sum)
-	if err := writeResults(outDir, sum, col.rows, hlog); err != nil {
+	if err := report.WriteResults(outDir, sum, col.rows, hlog); err != nil {
 		return &Outcome{Summary: sum, Dir: outDir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	return &Outcome{Summary: sum, Dir: outDir}, nil

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -85,9 +86,29 @@ func targetArgs(cfg target.Config, cert *builtinTLS, listen []string, first bool
 }
 
 // startTargetProcs starts n target processes: the first picks the ports, the others listen on the
-// same addresses.
-func startTargetProcs(exe string, cfg target.Config, cert *builtinTLS, n, procs int, stderr io.Writer) (*targetProcs, error) {
+// same addresses. Cancelling ctx while they start kills those started (their address lines are then
+// never coming) and returns ctx's error.
+func startTargetProcs(ctx context.Context, exe string, cfg target.Config, cert *builtinTLS, n, procs int, stderr io.Writer) (*targetProcs, error) {
 	t := &targetProcs{died: make(chan struct{})}
+	var mu sync.Mutex
+	cancelled := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		cancelled = true
+		for _, p := range t.procs {
+			p.cmd.Process.Kill()
+		}
+	})
+	defer stop()
+	fail := func(err error) (*targetProcs, error) {
+		stop()
+		t.kill()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
 	for i := range n {
 		listen := cfg.Listen
 		if i > 0 {
@@ -98,28 +119,38 @@ func startTargetProcs(exe string, cfg target.Config, cert *builtinTLS, n, procs 
 		cmd.Env = procsEnv(os.Environ(), procs)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		out, err := cmd.StdoutPipe()
+		mu.Lock()
+		if err == nil && cancelled {
+			err = ctx.Err()
+		}
 		if err == nil {
 			err = cmd.Start()
 		}
-		if err != nil {
-			t.kill()
-			return nil, fmt.Errorf("starting target process %d: %w", i+1, err)
+		var p *targetProc
+		if err == nil {
+			p = &targetProc{cmd: cmd, addrs: make(chan []string, 1), ended: make(chan struct{})}
+			t.procs = append(t.procs, p)
+			go t.watch(p, out)
 		}
-		p := &targetProc{cmd: cmd, addrs: make(chan []string, 1), ended: make(chan struct{})}
-		t.procs = append(t.procs, p)
-		go t.watch(p, out)
+		mu.Unlock()
+		if err != nil {
+			return fail(fmt.Errorf("starting target process %d: %w", i+1, err))
+		}
 		var addrs []string
 		select {
 		case addrs = <-p.addrs:
 		case <-p.ended:
 		}
 		if len(addrs) != len(cfg.Listen) {
-			t.kill()
-			return nil, fmt.Errorf("target process %d did not report its addresses (see its messages above)", i+1)
+			return fail(fmt.Errorf("target process %d did not report its addresses (see its messages above)", i+1))
 		}
 		if i == 0 {
 			t.addrs = addrs
 		}
+	}
+	if !stop() {
+		// ctx was cancelled after the last address line: the processes are being killed.
+		return fail(ctx.Err())
 	}
 	return t, nil
 }

@@ -90,10 +90,10 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 		}
 		defer tgt.Close()
 		if dsts, err = dial.Resolve(ctx, nil, tgt.Addrs(), false); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+			return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrCannotRun, err))
 		}
 	} else if dsts, err = dial.Resolve(ctx, nil, p.Target.Addresses, p.Target.AllowRemote && o.AllowRemote); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrInvalid, err))
 	}
 	sp, err := workerPlan(p, seg.Index, seg.Count, dsts)
 	if err != nil {
@@ -120,13 +120,18 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	if dir == "" {
 		dir = filepath.Join(p.Output.Dir, fmt.Sprintf("%s-segment-%d-of-%d", p.Name, seg.Index, seg.Count))
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("%w: results folder: %w", ErrCannotRun, err)
+	if err := beforeRun(ctx, nil); err != nil {
+		return nil, err
 	}
+	release, err := report.ClaimDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	}
+	defer release()
 	if err := report.WriteFileAtomic(filepath.Join(dir, shard.PlanFile), planYAML); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
-	snaps, err := os.Create(filepath.Join(dir, shard.SnapshotsFile))
+	snaps, err := report.CreateFresh(filepath.Join(dir, shard.SnapshotsFile))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
@@ -193,7 +198,8 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	sum.Segment, sum.PlanHash = info.Segment, hash
 	sum.Unreachable = unreachable(res.Unreachable).summary(res.Start)
 	sum.Warnings = append(sum.Warnings, fmt.Sprintf("segment %s of plan %.12s on %s: thresholds and baseline are judged by portstorm merge", info.Segment, hash, o.Host))
-	if err := writeResults(dir, sum, col.rows, hlog); err != nil {
+	report.Settle(sum)
+	if err := report.WriteResults(dir, sum, col.rows, hlog); err != nil {
 		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	// shard.json last: its presence says the folder is complete (merge --wait polls for it).

@@ -207,4 +207,21 @@ func TestSegmentsMergeExactly(t *testing.T) {
 			t.Errorf("merged target failures %+v", tf)
 		}
 	})
+
+	// A merge writes the files a run does: never into a folder that already holds a run, such as
+	// an earlier merge's or a shard's own.
+	t.Run("into a folder holding a run", func(t *testing.T) {
+		for _, into := range []string{out, dirs[0]} {
+			before, err := os.ReadFile(filepath.Join(into, report.SummaryFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Merge(dirs, into); !errors.Is(err, report.ErrFolderTaken) {
+				t.Fatalf("merge into %s: err = %v, want ErrFolderTaken", into, err)
+			}
+			if after, _ := os.ReadFile(filepath.Join(into, report.SummaryFile)); string(after) != string(before) {
+				t.Errorf("%s: summary.json changed by a refused merge", into)
+			}
+		}
+	})
 }

@@ -150,8 +150,10 @@ func (g *Gate) Abort(s *report.Summary, elapsed time.Duration, hist Histograms) 
 	return nil
 }
 
-// Judge fills the summary's thresholds, baseline comparison and verdict. A run stopped by an
-// abort_on_fail threshold fails, and that threshold fails whatever the final totals say.
+// Judge fills the summary's thresholds, baseline comparison and verdict: "pass" only when something
+// was judged and all of it passed, "no_thresholds" when the plan gave nothing to judge, then
+// report.Settle's "error" when the result cannot be trusted. A run stopped by an abort_on_fail
+// threshold fails, and that threshold fails whatever the final totals say.
 func (g *Gate) Judge(s *report.Summary) {
 	v := newView(s)
 	s.Thresholds = make([]report.ThresholdResult, 0, len(g.Thresholds))
@@ -176,7 +178,13 @@ func (g *Gate) Judge(s *report.Summary) {
 		s.Baseline = res
 		pass = pass && res.Pass
 	}
-	if !pass {
-		s.Verdict = "fail"
+	switch {
+	case !pass:
+		s.Verdict = report.VerdictFail
+	case len(g.Thresholds) == 0 && g.Baseline == nil:
+		s.Verdict = report.VerdictNone
+	default:
+		s.Verdict = report.VerdictPass
 	}
+	report.Settle(s)
 }

@@ -526,3 +526,35 @@ func TestCompareNotesOnConnectFailure(t *testing.T) {
 		})
 	}
 }
+
+// TestJudgeVerdicts: "pass" needs something judged; a plan without thresholds or baseline gives
+// "no_thresholds", and a result that cannot be trusted "error" whatever its thresholds say.
+func TestJudgeVerdicts(t *testing.T) {
+	tests := []struct {
+		name        string
+		thresholds  []plan.Threshold
+		unreachable bool
+		want        string
+	}{
+		{"nothing to judge", nil, false, report.VerdictNone},
+		{"threshold passes", []plan.Threshold{{Expr: "connections.established >= 3"}}, false, report.VerdictPass},
+		{"threshold fails", []plan.Threshold{{Expr: "connections.established >= 300"}}, false, report.VerdictFail},
+		{"threshold passes, target unreachable", []plan.Threshold{{Expr: "errors.count >= 0"}}, true, report.VerdictError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sum := fixture{connect: []int64{100, 200, 300}}.build(t)
+			if tt.unreachable {
+				sum.Connections.Established, sum.Connections.Failed = 0, sum.Connections.Attempted
+			}
+			g, err := Compile(&plan.Plan{Name: "v", Load: plan.Load{Model: "concurrency", Stages: make([]plan.Stage, 1)}, Thresholds: tt.thresholds})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.Judge(sum)
+			if sum.Verdict != tt.want {
+				t.Errorf("verdict %q, want %q (warnings %q)", sum.Verdict, tt.want, sum.Warnings)
+			}
+		})
+	}
+}

@@ -33,9 +33,10 @@ type HLog struct {
 	startMs int64
 }
 
-// CreateHLog creates dir/latency.hlog and writes its header. start is the run's time zero.
+// CreateHLog creates dir/latency.hlog, a fresh file (CreateFresh: never written through a link
+// left in the folder), and writes its header. start is the run's time zero.
 func CreateHLog(dir string, start time.Time) (*HLog, error) {
-	f, err := os.OpenFile(filepath.Join(dir, HLogFile), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	f, err := CreateFresh(filepath.Join(dir, HLogFile))
 	if err != nil {
 		return nil, fmt.Errorf("creating %s: %w", HLogFile, err)
 	}

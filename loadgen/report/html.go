@@ -458,6 +458,9 @@ func newPage(s *Summary, d *ChartData, cs []chart) *page {
 	if s.Aborted {
 		p.Badges = append(p.Badges, "in-flight connections cut")
 	}
+	if len(s.OutputsIncomplete) > 0 {
+		p.Badges = append(p.Badges, "not written: "+strings.Join(s.OutputsIncomplete, ", "))
+	}
 	var sub []string
 	sub = append(sub, s.StartedAt.UTC().Format("2006-01-02 15:04:05 UTC"), fmtSeconds(float64(s.DurationUS)/1e6))
 	if s.Plan != nil {
@@ -623,7 +626,8 @@ var pageTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
   h1 { font-size: 24px; margin: 0; font-weight: 650; }
   h2 { font-size: 17px; margin: 32px 0 8px; font-weight: 650; }
   .verdict { font-weight: 700; letter-spacing: .06em; padding: 4px 12px; border-radius: 6px; color: #fff; }
-  .verdict.PASS { background: var(--pass); } .verdict.FAIL { background: var(--fail); }
+  .verdict.PASS { background: var(--pass); } .verdict.FAIL, .verdict.ERROR { background: var(--fail); }
+  .verdict.NO_THRESHOLDS { background: var(--muted); }
   .badge { padding: 3px 10px; border-radius: 6px; background: #fde8c8; color: #7a4a00; font-size: 13px; }
   .sub { color: var(--muted); margin: 6px 0 18px; }
   .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr)); gap: 12px; }

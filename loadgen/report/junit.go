@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // JUnitFile is the JUnit report's name in a results folder.
@@ -87,9 +88,16 @@ func JUnit(s *Summary) *JUnitSuites {
 	case s.Unreachable != nil:
 		run.Failure = &JUnitFailure{Type: "unreachable", Message: s.Unreachable.Message(),
 			Text: "nothing was ever established, so the run stopped instead of storming a dead target (connection.on_connect_failure)"}
+	case len(s.OutputsIncomplete) > 0:
+		run.Failure = &JUnitFailure{Type: "incomplete",
+			Message: "result file(s) not written: " + strings.Join(s.OutputsIncomplete, ", "),
+			Text:    "the run's results are incomplete; its verdict is error"}
 	case c.Attempted > 0 && c.Established == 0:
 		run.Failure = &JUnitFailure{Type: "unreachable",
 			Message: fmt.Sprintf("target unreachable: none of %d connection attempts succeeded", c.Attempted)}
+	case s.Verdict == VerdictError:
+		run.Failure = &JUnitFailure{Type: "error", Message: Untrusted(s),
+			Text: "the run's result cannot be trusted; its verdict is error"}
 	}
 	run.SystemOut = fmt.Sprintf("attempted %d, established %d, failed %d, dropped %d, peak %d, errors %d (%s)",
 		c.Attempted, c.Established, c.Failed, c.Dropped, c.PeakConcurrent, s.Errors.Count,

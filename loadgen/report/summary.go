@@ -17,6 +17,25 @@ import (
 // Schema names the summary.json contract; later versions only add fields.
 const Schema = "portstorm/summary/v1"
 
+// SummaryFile is the summary's name in a results folder.
+const SummaryFile = "summary.json"
+
+// The verdicts summary.json's "verdict" (and junit.xml's) may hold. Only VerdictPass means the run
+// passed: a CI script checking verdict == "pass" never passes a run that did not.
+const (
+	// VerdictPass: the run was carried out, every threshold and baseline check was judged and passed.
+	VerdictPass = "pass"
+	// VerdictFail: a threshold or baseline check failed, or abort_on_fail stopped the run (exit 1).
+	VerdictFail = "fail"
+	// VerdictNone: the run was carried out but the plan has no thresholds and no baseline, so
+	// nothing judged it (exit 0). A run where most connections failed gets a warning too.
+	VerdictNone = "no_thresholds"
+	// VerdictError: the run or its result cannot be trusted whatever the thresholds say: the target
+	// was unreachable, a worker process failed, or a result file could not be written
+	// (outputs_incomplete). The exit code is 3 (130 when also interrupted).
+	VerdictError = "error"
+)
+
 // Summary is summary.json (docs/results.md). Times are microseconds, counts integers.
 type Summary struct {
 	Schema      string         `json:"schema"`
@@ -53,6 +72,9 @@ type Summary struct {
 	// Unreachable says the run gave up on a target that never accepted a connection
 	// (connection.on_connect_failure); the exit code is then 3.
 	Unreachable *Unreachable `json:"unreachable,omitempty"`
+	// OutputsIncomplete names the result files that could not be written (their error is on
+	// stderr); the verdict is then "error".
+	OutputsIncomplete []string `json:"outputs_incomplete,omitempty"`
 	// Workers is how many worker processes ran the plan, when more than one did.
 	Workers int `json:"workers,omitempty"`
 	// WorkerFailures lists worker processes that ended without finishing their segment; the
@@ -335,7 +357,7 @@ type Input struct {
 	Live bool
 }
 
-// Build makes the summary. Verdict is "pass" until thresholds are judged.
+// Build makes the summary. Its verdict is "no_thresholds" until the gate judges it.
 func Build(in Input) (*Summary, error) {
 	t := in.Total
 	if t == nil {
@@ -348,7 +370,7 @@ func Build(in Input) (*Summary, error) {
 	s := &Summary{
 		Schema: Schema, Name: name, StartedAt: in.Start.UTC(), EndedAt: in.End.UTC(),
 		DurationUS: in.End.Sub(in.Start).Microseconds(), Interrupted: in.Interrupted, Aborted: in.Aborted,
-		Verdict: "pass", Plan: in.Plan, Host: in.Host, Segments: max(in.Segments, 1),
+		Verdict: VerdictNone, Plan: in.Plan, Host: in.Host, Segments: max(in.Segments, 1),
 		Connections: connections(t), Outcomes: outcomes(t), First: map[string]First{},
 		Bytes: Bytes{Out: t.BytesOut, In: t.BytesIn}, Thresholds: []ThresholdResult{}, Stages: []Stage{},
 		Target: in.Target, Ports: in.Ports, Pacing: NewPacing(in.PacingFloor),

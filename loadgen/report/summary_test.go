@@ -95,7 +95,7 @@ func TestBuild(t *testing.T) {
 	}
 
 	t.Run("header", func(t *testing.T) {
-		if s.Schema != Schema || s.Name != "recorded" || s.Verdict != "pass" || s.Segments != 1 {
+		if s.Schema != Schema || s.Name != "recorded" || s.Verdict != VerdictNone || s.Segments != 1 {
 			t.Errorf("schema %q name %q verdict %q segments %d", s.Schema, s.Name, s.Verdict, s.Segments)
 		}
 		if !s.StartedAt.Equal(t0) || s.StartedAt.Location() != time.UTC || s.DurationUS != 3_000_000 {

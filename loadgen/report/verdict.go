@@ -143,3 +143,46 @@ func pad(s string, n int) string {
 	}
 	return s
 }
+
+// Settle makes a judged summary's verdict final (after gate.Judge): "error" when the result cannot
+// be trusted whatever the thresholds say (no connection established, a worker process failed, a
+// result file missing), and a warning when most connections failed while nothing judged the run:
+// "no_thresholds" must not read as a pass.
+func Settle(s *Summary) {
+	if why := Untrusted(s); why != "" {
+		s.Verdict = VerdictError
+		s.Warnings = append(s.Warnings, "verdict error: "+why)
+	}
+	if w := MostFailed(s); w != "" {
+		s.Warnings = append(s.Warnings, w)
+	}
+}
+
+// MostFailed is the warning for a run where most connection attempts failed while no threshold or
+// baseline judged it, or "".
+func MostFailed(s *Summary) string {
+	c := s.Connections
+	if len(s.Thresholds) > 0 || s.Baseline != nil || c.Attempted == 0 || 2*c.Failed <= c.Attempted {
+		return ""
+	}
+	return fmt.Sprintf("%d of %d connection attempts failed (%.1f%%) and no threshold judged the run: add thresholds (errors.rate, connections.failed) to make this a failure",
+		c.Failed, c.Attempted, 100*float64(c.Failed)/float64(c.Attempted))
+}
+
+// Untrusted says why a summary's result cannot be trusted, or "".
+func Untrusted(s *Summary) string {
+	c := s.Connections
+	switch {
+	case len(s.OutputsIncomplete) > 0:
+		return "result file(s) not written: " + strings.Join(s.OutputsIncomplete, ", ")
+	case len(s.WorkerFailures) > 0:
+		return fmt.Sprintf("%d worker process(es) failed", len(s.WorkerFailures))
+	case len(s.TargetFailures) > 0:
+		return fmt.Sprintf("%d built-in target process(es) failed", len(s.TargetFailures))
+	case s.Unreachable != nil:
+		return s.Unreachable.Message()
+	case c.Attempted > 0 && c.Established == 0:
+		return fmt.Sprintf("target unreachable: none of %d connection attempts succeeded", c.Attempted)
+	}
+	return ""
+}

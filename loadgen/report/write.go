@@ -55,7 +55,7 @@ func WriteSummary(dir string, s *Summary) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(dir, "summary.json"), append(b, '\n'))
+	return WriteFileAtomic(filepath.Join(dir, SummaryFile), append(b, '\n'))
 }
 
 // maxSummary is the largest summary.json ReadSummary reads; a run's is some kilobytes, a

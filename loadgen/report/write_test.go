@@ -169,7 +169,17 @@ func TestSummaryJSONContract(t *testing.T) {
 				return s
 			},
 			top:     sorted(append(slices.Clone(required), "examples", "warnings", "pacing")...),
-			literal: map[string]string{"thresholds": "[]", "ports": "null"},
+			literal: map[string]string{"thresholds": "[]", "ports": "null", "verdict": `"no_thresholds"`},
+		},
+		{
+			name: "a run whose report.html could not be written",
+			summary: func(t *testing.T) *Summary {
+				s := fixedSummary(t)
+				s.Verdict, s.OutputsIncomplete = VerdictError, []string{HTMLFile}
+				return s
+			},
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "outputs_incomplete")...),
+			literal: map[string]string{"verdict": `"error"`, "outputs_incomplete": `["report.html"]`},
 		},
 	}
 	for _, tc := range tests {
@@ -253,6 +263,14 @@ func TestSummaryJSONContract(t *testing.T) {
 	}
 }
 
+// TestVerdictValues pins the verdicts CI scripts compare summary.json's "verdict" with.
+func TestVerdictValues(t *testing.T) {
+	got := []string{VerdictPass, VerdictFail, VerdictNone, VerdictError}
+	if want := []string{"pass", "fail", "no_thresholds", "error"}; !slices.Equal(got, want) {
+		t.Fatalf("verdicts %q, want %q", got, want)
+	}
+}
+
 func TestSummaryJSONThresholdsNeverNull(t *testing.T) {
 	// A summary read back from a file written by hand, or assembled by a merge, may hold nil slices.
 	s := fixedSummary(t)
@@ -303,6 +321,26 @@ func TestWriteTextGolden(t *testing.T) {
 			},
 		},
 		{name: "gave up on an unreachable target", golden: "text_unreachable.golden", summary: unreachableSummary, dir: "results/nginx-20250301T120000Z"},
+		{
+			name: "unjudged run, most connections failed", golden: "text_unjudged.golden", dir: "",
+			summary: func(t *testing.T) *Summary {
+				s := fixedSummary(t)
+				s.Interrupted, s.Verdict, s.Segments, s.Thresholds, s.Warnings = false, VerdictNone, 1, nil, nil
+				s.Connections = Connections{Attempted: 2000, Established: 400, Failed: 1600, Closed: 400, PeakConcurrent: 90, PerSecond: 19.5}
+				Settle(s)
+				return s
+			},
+		},
+		{
+			name: "report.html not written", golden: "text_incomplete.golden", dir: "results/x",
+			summary: func(t *testing.T) *Summary {
+				s := fixedSummary(t)
+				s.Interrupted, s.Verdict, s.Segments, s.Warnings = false, VerdictFail, 1, nil
+				s.OutputsIncomplete = []string{HTMLFile}
+				Settle(s)
+				return s
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
