@@ -17,7 +17,8 @@ import (
 )
 
 // handshakeWorker plays the fake workers of Timing.Handshake; false for other behaviours.
-// "ready" says ready, reads its start from stdin, sends 1 snapshot and done; "ready-deaf" does the
+// "ready" says ready, reads its start from stdin (a SIGTERM ends that wait), sends 1 snapshot and
+// done; "ready-deaf" does the
 // same but ignores SIGTERM, so only EOF on stdin ends its wait; "ready-twice" says ready twice;
 // "exit-unready" exits 5 before being ready; "junk" writes junk before being ready; "stuck" ignores
 // SIGTERM and is never ready. Ready workers print "ready T" and "start T" to stderr.
@@ -33,7 +34,17 @@ func handshakeWorker(behaviour string, i int, w *Writer) bool {
 		if behaviour == "ready-twice" {
 			w.Ready()
 		}
-		start, err := ReadStart(context.Background(), os.Stdin)
+		// As a real worker: a SIGTERM before the start ends the wait (and the process); one after
+		// it is the graceful stop, and this segment's one snapshot is its whole work, so it finishes.
+		ctx := context.Background()
+		if behaviour == "ready" {
+			term := make(chan os.Signal, 1)
+			signal.Notify(term, syscall.SIGTERM)
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			go func() { <-term; cancel() }()
+		}
+		start, err := ReadStart(ctx, os.Stdin)
 		if err != nil {
 			w.Fail(err)
 			os.Exit(3)
