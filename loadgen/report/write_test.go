@@ -178,7 +178,7 @@ func TestSummaryJSONContract(t *testing.T) {
 				s.Verdict, s.OutputsIncomplete = VerdictError, []string{HTMLFile}
 				return s
 			},
-			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "outputs_incomplete")...),
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "outputs_incomplete", "pacing")...),
 			literal: map[string]string{"verdict": `"error"`, "outputs_incomplete": `["report.html"]`},
 		},
 	}
