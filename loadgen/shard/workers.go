@@ -13,6 +13,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/ports"
+	"github.com/portstorm/portstorm/loadgen/report"
 )
 
 // WorkerSpec is how to start one worker process.
@@ -24,30 +25,13 @@ type WorkerSpec struct {
 	Env     []string
 }
 
-// Failure is a worker that ended without finishing its segment.
-type Failure struct {
-	Worker  string  `json:"worker"`
-	PID     int     `json:"pid"`
-	AtS     float64 `json:"at_s"`
-	Status  string  `json:"status"`
-	Message string  `json:"message,omitempty"`
-}
-
-func (f Failure) String() string {
-	s := fmt.Sprintf("%s (pid %d) ended at %.1fs: %s", f.Worker, f.PID, f.AtS, f.Status)
-	if f.Message != "" {
-		s += ": " + f.Message
-	}
-	return s
-}
-
 // RunResult is the merged outcome of all workers.
 type RunResult struct {
 	Total       *metrics.Snapshot
 	Start, End  time.Time
 	Interrupted bool
 	Aborted     bool
-	Failures    []Failure
+	Failures    []report.WorkerFailure
 	// Ports holds each finished worker's port report, by worker label.
 	Ports []WorkerPorts
 	// Unreachable is the earliest give-up of a worker on a target that never accepted a
@@ -225,7 +209,7 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 			} else if werr != nil {
 				status = werr.Error()
 			}
-			f := Failure{
+			f := report.WorkerFailure{
 				Worker: w.spec.Label, PID: w.cmd.Process.Pid, AtS: time.Since(res.Start).Seconds(),
 				Status: status, Message: w.msg,
 			}
