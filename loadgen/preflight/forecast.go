@@ -537,7 +537,6 @@ func ceilDiv(a, b int64) int64 {
 	return (a + b - 1) / b
 }
 
-// demand is the plan's peak concurrency and its churn rate (connections/s, 0 when unknown).
 // Demand is the plan's most concurrent connections and its churn in connections/s (0 unknown).
 func Demand(p *plan.Plan) (peak int64, rate float64) { return demand(p) }
 
