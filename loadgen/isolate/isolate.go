@@ -29,9 +29,6 @@ const ChildEnv = "_PORTSTORM_NETNS_CHILD"
 // InChild reports whether this process runs inside a namespace made by Command.
 func InChild() bool { return os.Getenv(ChildEnv) == "1" }
 
-// ErrUnavailable is wrapped by errors saying that no private network namespace can be made here.
-var ErrUnavailable = errors.New("a private network namespace cannot be created here")
-
 // Command returns the command that runs exe with args in a new network namespace. As root it needs
 // only CLONE_NEWNET; otherwise it adds a user namespace mapping the caller to root inside (the
 // equivalent of `unshare -Urn`), which works where unprivileged user namespaces are allowed.
@@ -49,17 +46,20 @@ func Command(exe string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// unavailable opens Explain's errors. The caller only reports them (exit 3), so they carry no sentinel.
+const unavailable = "a private network namespace cannot be created here"
+
 // Explain turns a failure to start a Command into an error that says why and what to do.
 func Explain(err error) error {
 	if err == nil {
 		return nil
 	}
 	if os.Geteuid() == 0 {
-		return fmt.Errorf("%w: clone(CLONE_NEWNET) as root failed: %w (a container without CAP_SYS_ADMIN?); run without --netns / isolate", ErrUnavailable, err)
+		return fmt.Errorf("%s: clone(CLONE_NEWNET) as root failed: %w (a container without CAP_SYS_ADMIN?); run without --netns / isolate", unavailable, err)
 	}
-	return fmt.Errorf("%w: not root, and unprivileged user namespaces are not allowed on this host (%s): %w; "+
+	return fmt.Errorf("%s: not root, and unprivileged user namespaces are not allowed on this host (%s): %w; "+
 		"run as root, allow them (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, "+
-		"kernel.apparmor_restrict_unprivileged_userns=0) or run without --netns / isolate", ErrUnavailable, UserNamespaces(), err)
+		"kernel.apparmor_restrict_unprivileged_userns=0) or run without --netns / isolate", unavailable, UserNamespaces(), err)
 }
 
 // UserNamespaces describes whether unprivileged user namespaces are allowed, from the sysctls that
