@@ -61,7 +61,7 @@ type cdpMessage struct {
 func startBrowser(t *testing.T, bin string) *devtools {
 	t.Helper()
 	// A safety net only, for a browser that hangs: the protocol's events pace everything else.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	toBrowser, cmdW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -301,6 +301,8 @@ func TestReportInChromium(t *testing.T) {
 		t.Error("the verdict and the checks are not on the page")
 	}
 
+	// A screenshot needs a new frame, which paused virtual time never draws: let time run.
+	b.page("Emulation.setVirtualTimePolicy", map[string]any{"policy": "advance"}, nil)
 	var shot struct{ Data []byte } // base64 in JSON, decoded by encoding/json
 	b.page("Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": false}, &shot)
 	img, err := png.Decode(bytes.NewReader(shot.Data))
