@@ -23,7 +23,7 @@ import (
 // SIGTERM and is never ready. Ready workers print "ready T" and "start T" to stderr.
 func handshakeWorker(behaviour string, i int, w *Writer) bool {
 	switch behaviour {
-	case "ready-deaf", "stuck":
+	case "ready-deaf", "stuck", "ready-hang":
 		signal.Ignore(syscall.SIGTERM)
 	}
 	switch behaviour {
@@ -41,6 +41,14 @@ func handshakeWorker(behaviour string, i int, w *Writer) bool {
 		fmt.Fprintf(os.Stderr, "start %s\n", start.Format(time.RFC3339Nano))
 		w.Snapshot(snap(0, 10+i, int64(i)))
 		w.Done(Done{Start: start, End: time.Now()})
+	case "ready-hang":
+		w.Ready()
+		if _, err := ReadStart(context.Background(), os.Stdin); err != nil {
+			w.Fail(err)
+			os.Exit(3)
+		}
+		w.Snapshot(snap(0, 5, 1))
+		select {} // never ends: only the deadline's SIGKILL stops it
 	case "exit-unready":
 		os.Exit(5)
 	case "junk":
