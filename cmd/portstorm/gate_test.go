@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -170,7 +171,7 @@ thresholds:
 	if s.Stopped == nil || s.Stopped.Threshold != "connections.established < 10" || s.Interrupted {
 		t.Fatalf("stopped %+v interrupted %v", s.Stopped, s.Interrupted)
 	}
-	at := time.Duration(s.Stopped.AtS * float64(time.Second))
+	at := time.Duration(math.Round(s.Stopped.AtS*1e6)) * time.Microsecond
 	if at < delay {
 		t.Errorf("stopped at %s, before the delay %s", at, delay)
 	}
