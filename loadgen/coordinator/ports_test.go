@@ -364,10 +364,15 @@ func TestCloseModes(t *testing.T) {
 				return
 			}
 			p := &plan.Plan{Version: 1, Name: "close-" + tt.close,
-				Target:     plan.Target{Builtin: &plan.Builtin{Mode: "echo", Listeners: 2}},
-				Connection: plan.Connection{Close: tt.close, Send: &plan.Send{Bytes: 32, Count: 2}},
+				Target: plan.Target{Builtin: &plan.Builtin{Mode: "echo", Listeners: 2}},
+				// One request: a stop cuts a conversation only between requests, and a cut one is closed
+				// by the client, so that with two the share of TIME_WAIT on each side was the
+				// machine's speed (151 of 200 on the client in server mode, on a busy machine).
+				// Timeouts and graceful stop of minutes: slow is not failed.
+				Connection: plan.Connection{Close: tt.close, Send: &plan.Send{Bytes: 32, Count: 1},
+					ConnectTimeout: plan.Duration(2 * time.Minute), IOTimeout: plan.Duration(2 * time.Minute)},
 				Load: plan.Load{Model: "arrival", Start: 200, Stages: []plan.Stage{{Duration: plan.Duration(time.Second), Target: 200}},
-					MaxInFlight: 500},
+					MaxInFlight: 500, GracefulStop: plan.Duration(2 * time.Minute)},
 				Output: plan.Output{Interval: plan.Duration(250 * time.Millisecond)},
 			}
 			p.Defaults()
@@ -375,8 +380,7 @@ func TestCloseModes(t *testing.T) {
 			if s.Connections.Established < 150 || s.Errors.Count != 0 {
 				t.Fatalf("established %d, errors %d %v %v", s.Connections.Established, s.Errors.Count, s.Outcomes, s.Examples)
 			}
-			// "Some" is most connections; "none" allows the few (at most a tenth) that the stop cut
-			// short between requests, which the client closes itself.
+			// "Some" is most connections; "none" allows a tenth.
 			tw := s.Ports.TimeWait
 			some := func(n int64) bool { return n > int64(s.Connections.Established)/2 }
 			none := func(n int64) bool { return n <= int64(s.Connections.Established)/10 }
