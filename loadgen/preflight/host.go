@@ -175,13 +175,19 @@ func probeConntrack() string {
 	if err != nil {
 		return ConntrackUnknown
 	}
-	defer c.Close()
+	// The probe must leave no trace in the port space the run is about to measure: closed with a
+	// RST from the client, neither end keeps a TIME_WAIT (a FIN close left one on the listener's
+	// port, in the ephemeral range, and a bind-strategy run then found 999 of 1000 ports).
+	defer func() {
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}()
 	// The handshake is complete once Dial returns: the connection waits in the accept queue.
 	s, err := ln.Accept()
 	if err != nil {
 		return ConntrackUnknown
 	}
-	defer s.Close()
+	defer s.Close() // after the client's RST: nothing left to send
 	during := readInt("sys/net/netfilter/nf_conntrack_count")
 	seen := -1
 	if during <= conntrackTableMax {

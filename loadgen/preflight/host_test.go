@@ -3,6 +3,7 @@ package preflight
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/portstorm/portstorm/loadgen/isolate/nstest"
@@ -24,6 +25,20 @@ func TestProbeConntrackFreshNamespace(t *testing.T) {
 	}
 	if h := ReadHost(); h.Conntrack != want {
 		t.Errorf("ReadHost().Conntrack = %q, want %q", h.Conntrack, want)
+	}
+	// The probes left nothing behind in the namespace's port space: no TIME_WAIT, no socket.
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "TCP:" {
+			for i := 1; i+1 < len(f); i += 2 {
+				if (f[i] == "tw" || f[i] == "inuse") && f[i+1] != "0" {
+					t.Errorf("after the probes: %s", line)
+				}
+			}
+		}
 	}
 }
 
