@@ -140,7 +140,7 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 		cmd := exec.Command(sp.Path, sp.Args...)
 		cmd.Env = sp.Env
 		cmd.Stderr = &prefixWriter{mu: &stderrMu, w: stderr, prefix: "[" + sp.Label + "] "}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = procAttr()
 		w := &worker{spec: sp, cmd: cmd}
 		var err error
 		w.out, err = cmd.StdoutPipe()
