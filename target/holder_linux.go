@@ -5,10 +5,11 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/portstorm/portstorm/internal/sockfd"
 )
 
 // holder keeps the connections of the sink and hold modes as bare descriptors in an epoll set of
@@ -52,7 +53,7 @@ func newHolder(s *Server) (*holder, error) {
 // socket stays open through the duplicate). It reports false when it could not, and c is then
 // untouched, for the caller to serve another way.
 func (h *holder) add(c net.Conn) bool {
-	fd, ok := dupFD(c)
+	fd, ok := sockfd.Dup(c)
 	if !ok {
 		return false
 	}
@@ -212,7 +213,7 @@ func (h *holder) shutdown() {
 // closes the duplicate, which wakes the wait. It reports false, having served nothing, when it
 // cannot start; the caller then runs the ordinary accept loop.
 func (h *holder) acceptRaw(ln net.Listener) bool {
-	lfd, ok := dupFD(ln)
+	lfd, ok := sockfd.Dup(ln)
 	if !ok {
 		return false
 	}
@@ -262,25 +263,6 @@ func (h *holder) acceptRaw(ln net.Listener) bool {
 			return true
 		}
 	}
-}
-
-// dupFD duplicates the descriptor of a connection or listener (close-on-exec), or reports false.
-func dupFD(v any) (int, bool) {
-	sc, ok := v.(syscall.Conn)
-	if !ok {
-		return -1, false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1, false
-	}
-	fd := -1
-	if err := rc.Control(func(orig uintptr) {
-		fd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil || fd < 0 {
-		return -1, false
-	}
-	return fd, true
 }
 
 // handleFD deals with a connection accepted by the holder's raw accept loop: the cap, then one

@@ -198,24 +198,32 @@ func (cfg Config) withDefaults() (Config, error) {
 //
 // Under TLS, BytesIn and BytesOut count what the mode read and wrote inside the session (application
 // data), not the bytes on the wire.
+//
+// It is also the run's record of the built-in target: the "target" object of summary.json, with the
+// JSON keys below, and the "stats" of `portstorm target --json`'s last line. The fields marked "-"
+// matter only while the server runs (Active) or in its own log (AcceptErrors, BadRequests), and are
+// not part of either.
 type Stats struct {
-	Accepted      uint64 // connections accepted
-	Active        int64  // open now
-	Peak          int64  // highest Active seen
-	Closed        uint64 // connections closed, for any reason
-	BytesIn       uint64 // bytes read from clients
-	BytesOut      uint64 // bytes written to clients (echo and http only)
-	IdleClosed    uint64 // closed because a read, an echo or http write, or a TLS handshake made no progress for IdleTimeout, or an http head was not complete within HeaderTimeout
-	AcceptErrors  uint64 // failed accept calls (EMFILE, ENFILE, ...), each followed by a back-off
-	Rejected      uint64 // accepted beyond MaxConns and reset at once (not in Accepted)
-	Requests      uint64 // http mode: requests answered with HTTPStatus
-	BadRequests   uint64 // http mode: requests refused (400, 413, 431, 501, 505), each closing its connection
-	TLSHandshakes uint64 // TLS handshakes completed
-	TLSFailed     uint64 // TLS handshakes failed: bad ClientHello, the client's alert, the peer gone, IdleTimeout or Close
+	Accepted      uint64 `json:"accepted"`                 // connections accepted
+	Active        int64  `json:"-"`                        // open now
+	Peak          int64  `json:"peak"`                     // highest Active seen
+	Closed        uint64 `json:"closed"`                   // connections closed, for any reason
+	BytesIn       uint64 `json:"bytes_in"`                 // bytes read from clients
+	BytesOut      uint64 `json:"bytes_out"`                // bytes written to clients (echo and http only)
+	IdleClosed    uint64 `json:"idle_closed"`              // closed because a read, an echo or http write, or a TLS handshake made no progress for IdleTimeout, or an http head was not complete within HeaderTimeout
+	AcceptErrors  uint64 `json:"-"`                        // failed accept calls (EMFILE, ENFILE, ...), each followed by a back-off
+	Rejected      uint64 `json:"rejected,omitempty"`       // accepted beyond MaxConns and reset at once (not in Accepted)
+	Requests      uint64 `json:"requests,omitempty"`       // http mode: requests answered with HTTPStatus
+	BadRequests   uint64 `json:"-"`                        // http mode: requests refused (400, 413, 431, 501, 505), each closing its connection
+	TLSHandshakes uint64 `json:"tls_handshakes,omitempty"` // TLS handshakes completed
+	TLSFailed     uint64 `json:"tls_failed,omitempty"`     // TLS handshakes failed: bad ClientHello, the client's alert, the peer gone, IdleTimeout or Close
+	// Processes is how many target processes' counters were added up (0: one server, never
+	// added). Peak is then the sum of their peaks, an upper bound of the true combined peak.
+	Processes int `json:"processes,omitempty"`
 }
 
-// Add adds another process's counters, as when several target processes share the listeners.
-// Peak becomes the sum of the peaks: an upper bound of the true combined peak.
+// Add adds another process's (or segment's) counters, as when several target processes share the
+// listeners. Peak becomes the sum of the peaks: an upper bound of the true combined peak.
 func (st *Stats) Add(o Stats) {
 	st.Accepted += o.Accepted
 	st.Active += o.Active
@@ -230,6 +238,16 @@ func (st *Stats) Add(o Stats) {
 	st.BadRequests += o.BadRequests
 	st.TLSHandshakes += o.TLSHandshakes
 	st.TLSFailed += o.TLSFailed
+	st.Processes += max(o.Processes, 1)
+}
+
+// Message is one JSON line of `portstorm target --json`: its addresses (and, with a self-signed
+// certificate, the file clients should trust) once listening, its counters once stopped. The
+// coordinator reads these lines when it runs the built-in target as several processes.
+type Message struct {
+	Addrs  []string `json:"addrs,omitempty"`
+	CAFile string   `json:"ca_file,omitempty"`
+	Stats  *Stats   `json:"stats,omitempty"`
 }
 
 // Server is a running target. Its methods are safe for concurrent use.

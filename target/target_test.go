@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -843,5 +844,48 @@ func BenchmarkEchoRoundTrip(b *testing.B) {
 		if _, err := io.ReadFull(c, got); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestStatsJSON: Stats is summary.json's "target" object and the last line of `portstorm target
+// --json`; its keys are the summary's (Active, AcceptErrors and BadRequests stay out), and Add
+// counts the processes it sums.
+func TestStatsJSON(t *testing.T) {
+	tests := []struct {
+		name string
+		sum  []Stats
+		want string
+	}{
+		{name: "one server", sum: nil,
+			want: `{"accepted":5,"peak":3,"closed":4,"bytes_in":10,"bytes_out":9,"idle_closed":1}`},
+		{name: "every field", sum: nil,
+			want: `{"accepted":5,"peak":3,"closed":4,"bytes_in":10,"bytes_out":9,"idle_closed":1,"rejected":2,"requests":7,"tls_handshakes":5,"tls_failed":1}`},
+		{name: "two processes added up", sum: []Stats{{Accepted: 2, Peak: 1}, {Accepted: 3, Peak: 2}},
+			want: `{"accepted":5,"peak":3,"closed":0,"bytes_in":0,"bytes_out":0,"idle_closed":0,"processes":2}`},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := Stats{Accepted: 5, Active: 1, Peak: 3, Closed: 4, BytesIn: 10, BytesOut: 9, IdleClosed: 1, AcceptErrors: 6, BadRequests: 8}
+			if i == 1 {
+				st.Rejected, st.Requests, st.TLSHandshakes, st.TLSFailed = 2, 7, 5, 1
+			}
+			if tt.sum != nil {
+				st = Stats{}
+				for _, o := range tt.sum {
+					st.Add(o)
+				}
+			}
+			b, err := json.Marshal(Message{Stats: &st})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(b); got != `{"stats":`+tt.want+`}` {
+				t.Errorf("got  %s\nwant {\"stats\":%s}", got, tt.want)
+			}
+			var back Message
+			if err := json.Unmarshal(b, &back); err != nil || back.Stats == nil || back.Stats.Accepted != st.Accepted || back.Stats.Processes != st.Processes {
+				t.Errorf("read back %+v, %v; want %+v", back.Stats, err, st)
+			}
+		})
 	}
 }

@@ -18,15 +18,6 @@ import (
 	"github.com/portstorm/portstorm/target"
 )
 
-// targetMessage is what `portstorm target --json` prints: its addresses (and, with --tls, the
-// certificate clients should trust) once listening, its counters once stopped. The coordinator
-// reads it when it runs the built-in target as several processes.
-type targetMessage struct {
-	Addrs  []string      `json:"addrs,omitempty"`
-	CAFile string        `json:"ca_file,omitempty"`
-	Stats  *target.Stats `json:"stats,omitempty"`
-}
-
 // selfSignedHosts are always in a --tls certificate: the names a client on this machine uses.
 var selfSignedHosts = []string{"localhost", "127.0.0.1", "::1"}
 
@@ -77,7 +68,7 @@ func targetCmd(e *env) *cobra.Command {
 			}
 			enc := json.NewEncoder(e.stdout)
 			if asJSON {
-				enc.Encode(targetMessage{Addrs: srv.Addrs(), CAFile: caFile})
+				enc.Encode(target.Message{Addrs: srv.Addrs(), CAFile: caFile})
 			} else {
 				what := string(m)
 				if cfg.TLS != nil {
@@ -95,7 +86,7 @@ func targetCmd(e *env) *cobra.Command {
 			srv.Close()
 			st := srv.Stats()
 			if asJSON {
-				enc.Encode(targetMessage{Stats: &st})
+				enc.Encode(target.Message{Stats: &st})
 				return nil
 			}
 			fmt.Fprintf(e.stdout, "portstorm target: accepted %d, peak %d, bytes in %d, out %d, idle-closed %d, rejected %d, "+

@@ -230,7 +230,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: merging measurements: %w", ErrCannotRun, err)
 	}
-	var ts *report.TargetStats
+	var ts *target.Stats
 	var targetFails []TargetFailure
 	if tgt != nil || tprocs != nil {
 		var st target.Stats
@@ -240,7 +240,8 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		} else {
 			st, targetFails = tprocs.stop()
 		}
-		ts = targetStats(st, max(lay.targets, 1))
+		st.Processes = max(lay.targets, 1)
+		ts = &st
 	}
 	// A threshold's stop cancels runCtx, which the engine reports as an interruption, and a worker
 	// giving up on an unreachable target stops the others as a signal would; only a cancelled ctx
@@ -269,9 +270,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		}
 		sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s; port statistics are per worker in ports_by_host (ports is null)", lay.why))
 	}
-	for _, f := range res.Failures {
-		sum.WorkerFailures = append(sum.WorkerFailures, report.WorkerFailure{Worker: f.Worker, PID: f.PID, AtS: f.AtS, Status: f.Status, Message: f.Message})
-	}
+	sum.WorkerFailures = append(sum.WorkerFailures, res.Failures...)
 	for _, f := range targetFails {
 		sum.TargetFailures = append(sum.TargetFailures, report.TargetFailure{Target: f.Target, PID: f.PID,
 			AtS: f.At.Sub(res.Start).Seconds(), Status: f.Status, Message: f.Message})
@@ -283,20 +282,13 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	return &Outcome{Summary: sum, Dir: dir}, nil
 }
 
-// targetStats is the summary's view of the built-in target's counters.
-func targetStats(st target.Stats, processes int) *report.TargetStats {
-	return &report.TargetStats{Accepted: st.Accepted, Peak: st.Peak, Closed: st.Closed,
-		BytesIn: st.BytesIn, BytesOut: st.BytesOut, IdleClosed: st.IdleClosed, Rejected: st.Rejected, Processes: processes,
-		Requests: st.Requests, TLSHandshakes: st.TLSHandshakes, TLSFailed: st.TLSFailed}
-}
-
 // execResult is how the shard or the worker processes ended.
 type execResult struct {
 	Start, End  time.Time
 	Interrupted bool
 	Aborted     bool
 	Total       *metrics.Snapshot
-	Failures    []shard.Failure
+	Failures    []report.WorkerFailure
 	Ports       []shard.WorkerPorts
 	Unreachable *unreachableErr
 }

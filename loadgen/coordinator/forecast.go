@@ -31,13 +31,12 @@ func Forecast(p *plan.Plan, h preflight.Host) (f *preflight.Forecast, why string
 			in.Loopback = in.Loopback && dial.IsLoopback(d.AddrPort.Addr())
 		}
 	}
-	f = preflight.Plan(p, h, in)
 	if !p.Isolate || h.Isolated { // a fresh namespace holds nothing yet: no census of the host's
+		r, _ := preflight.EffectiveRange(p, h, in)
 		srcs, _ := p.Source.SourceAddrs()
-		if l, held, err := preflight.Census(f.Range.Lo, f.Range.Hi, srcs); err == nil {
+		if l, held, err := preflight.Census(r.Lo, r.Hi, srcs); err == nil {
 			in.ListenersInRange, in.HeldAtStart = l, held
-			f = preflight.Plan(p, h, in)
 		}
 	}
-	return f, lay.why, nil
+	return preflight.Plan(p, h, in), lay.why, nil
 }

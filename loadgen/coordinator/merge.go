@@ -14,6 +14,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/shard"
+	"github.com/portstorm/portstorm/target"
 )
 
 // ErrShards wraps shard folders that do not make one run (mixed plans, overlapping or missing
@@ -137,7 +138,7 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	sum.PlanHash = rs[0].Info.PlanHash
-	var ts *report.TargetStats
+	var ts *target.Stats
 	for i, r := range rs {
 		in := r.Info
 		sum.Shards = append(sum.Shards, report.ShardSummary{Segment: in.Segment, Host: in.Host, Dir: r.Dir,
@@ -174,9 +175,9 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 		}
 		if t := s.Target; t != nil {
 			if ts == nil {
-				ts = &report.TargetStats{}
+				ts = &target.Stats{}
 			}
-			ts.Add(t)
+			ts.Add(*t)
 		}
 	}
 	sum.Target = ts

@@ -51,12 +51,6 @@ type TargetFailure struct {
 	Message string
 }
 
-// targetMsg mirrors what `portstorm target --json` prints.
-type targetMsg struct {
-	Addrs []string      `json:"addrs"`
-	Stats *target.Stats `json:"stats"`
-}
-
 func targetArgs(cfg target.Config, cert *builtinTLS, listen []string, first bool) []string {
 	args := []string{"target", "--json", "--reuseport", "--mode", string(cfg.Mode),
 		"--idle-timeout", cfg.IdleTimeout.String(), "--max-frame", strconv.Itoa(cfg.MaxFrame)}
@@ -163,7 +157,7 @@ func (t *targetProcs) watch(p *targetProc, out io.Reader) {
 	sc := bufio.NewScanner(out)
 	sentAddrs := false
 	for sc.Scan() {
-		var m targetMsg
+		var m target.Message
 		if json.Unmarshal(sc.Bytes(), &m) != nil {
 			continue
 		}

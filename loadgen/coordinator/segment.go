@@ -193,7 +193,9 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	}
 	if tgt != nil {
 		tgt.Close()
-		sum.Target = targetStats(tgt.Stats(), 1)
+		st := tgt.Stats()
+		st.Processes = 1
+		sum.Target = &st
 	}
 	sum.Segment, sum.PlanHash = info.Segment, hash
 	sum.Unreachable = unreachable(res.Unreachable).summary(res.Start)

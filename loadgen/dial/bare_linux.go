@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/portstorm/portstorm/internal/sockfd"
 )
 
 // Bare is an established connection kept as its descriptor alone, outside Go's runtime poller:
@@ -28,14 +30,8 @@ func Detach(c net.Conn) (Bare, bool) {
 	if !ok {
 		return Bare{}, false
 	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return Bare{}, false
-	}
-	fd := -1
-	if err := rc.Control(func(orig uintptr) {
-		fd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil || fd < 0 {
+	fd, ok := sockfd.Dup(tc)
+	if !ok {
 		return Bare{}, false
 	}
 	tc.Close()

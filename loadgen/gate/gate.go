@@ -52,7 +52,7 @@ func Compile(p *plan.Plan) (*Gate, error) {
 		path := "thresholds[" + strconv.Itoa(i) + "]"
 		t, err := Parse(th.Expr, c)
 		if err != nil {
-			errs = append(errs, fieldError(p, path+".expr", err.Error()))
+			errs = append(errs, p.ErrorAt(path+".expr", err.Error()))
 			continue
 		}
 		// delay only matters with abort_on_fail: it is how long into the run the abort waits.
@@ -63,12 +63,12 @@ func Compile(p *plan.Plan) (*Gate, error) {
 		opts := CompareOptions{MaxRegression: float64(b.MaxRegression), Metrics: b.Metrics}
 		for i, name := range b.Metrics {
 			if _, err := Resolve(strings.TrimSpace(name), c); err != nil {
-				errs = append(errs, fieldError(p, "baseline.metrics["+strconv.Itoa(i)+"]", err.Error()))
+				errs = append(errs, p.ErrorAt("baseline.metrics["+strconv.Itoa(i)+"]", err.Error()))
 			}
 		}
 		base, err := report.ReadSummary(b.File)
 		if err != nil {
-			errs = append(errs, fieldError(p, "baseline.file", "cannot read the baseline: "+err.Error()))
+			errs = append(errs, p.ErrorAt("baseline.file", "cannot read the baseline: "+err.Error()))
 		} else {
 			g.Baseline = &Baseline{File: b.File, Summary: base, Options: opts}
 		}
@@ -92,28 +92,6 @@ func ValidatePlan(p *plan.Plan) []error {
 		out[i] = e
 	}
 	return out
-}
-
-// fieldError places a problem as plan.Validate does: at the override that set the field, or its
-// line, or failing that the nearest enclosing field that has one.
-func fieldError(p *plan.Plan, path, msg string) *plan.FieldError {
-	e := &plan.FieldError{File: p.File, Field: path, Msg: msg}
-	for q := path; ; {
-		if o, ok := p.Origins[q]; ok {
-			e.Origin = o
-			break
-		}
-		if l := p.Lines[q]; l > 0 {
-			e.Line = l
-			break
-		}
-		i := strings.LastIndexAny(q, ".[")
-		if i < 0 {
-			break
-		}
-		q = q[:i]
-	}
-	return e
 }
 
 // Live reports whether any threshold must be watched during the run.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/target"
 )
 
 // Kind is what a metric measures. It fixes how a limit is written (and checked) and how a value
@@ -426,16 +427,16 @@ func firstMetric(name, outcome, field string) *Metric {
 type targetField struct {
 	name string
 	kind Kind
-	get  func(*report.TargetStats) figure
+	get  func(*target.Stats) figure
 }
 
 var targetFields = []targetField{
-	{"accepted", Count, func(t *report.TargetStats) figure { return countOf(t.Accepted) }},
-	{"peak", Count, func(t *report.TargetStats) figure { return countOfInt(t.Peak) }},
-	{"closed", Count, func(t *report.TargetStats) figure { return countOf(t.Closed) }},
-	{"idle_closed", Count, func(t *report.TargetStats) figure { return countOf(t.IdleClosed) }},
-	{"bytes_in", Bytes, func(t *report.TargetStats) figure { return countOf(t.BytesIn) }},
-	{"bytes_out", Bytes, func(t *report.TargetStats) figure { return countOf(t.BytesOut) }},
+	{"accepted", Count, func(t *target.Stats) figure { return countOf(t.Accepted) }},
+	{"peak", Count, func(t *target.Stats) figure { return countOfInt(t.Peak) }},
+	{"closed", Count, func(t *target.Stats) figure { return countOf(t.Closed) }},
+	{"idle_closed", Count, func(t *target.Stats) figure { return countOf(t.IdleClosed) }},
+	{"bytes_in", Bytes, func(t *target.Stats) figure { return countOf(t.BytesIn) }},
+	{"bytes_out", Bytes, func(t *target.Stats) figure { return countOf(t.BytesOut) }},
 }
 
 // The port observatory's figures (docs/ports.md), read from summary.json's ports object by

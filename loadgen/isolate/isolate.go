@@ -9,10 +9,7 @@
 // thread of the child in the namespace from its first instruction.
 package isolate
 
-import (
-	"errors"
-	"os"
-)
+import "os"
 
 // ChildEnv marks a process started by Command, inside its private namespace. It has no PORTSTORM_
 // prefix, so the plan's environment overrides never see it.
@@ -21,8 +18,8 @@ const ChildEnv = "_PORTSTORM_NETNS_CHILD"
 // InChild reports whether this process runs inside a namespace made by Command.
 func InChild() bool { return os.Getenv(ChildEnv) == "1" }
 
-// ErrUnavailable is wrapped by errors saying that no private network namespace can be made here.
-var ErrUnavailable = errors.New("a private network namespace cannot be created here")
+// unavailable opens Explain's errors. The caller only reports them (exit 3), so they carry no sentinel.
+const unavailable = "a private network namespace cannot be created here"
 
 // Sysctls are the namespace's own settings; zero values leave the namespace's defaults.
 type Sysctls struct {

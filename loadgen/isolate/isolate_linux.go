@@ -36,11 +36,11 @@ func Explain(err error) error {
 		return nil
 	}
 	if os.Geteuid() == 0 {
-		return fmt.Errorf("%w: clone(CLONE_NEWNET) as root failed: %w (a container without CAP_SYS_ADMIN?); run without --netns / isolate", ErrUnavailable, err)
+		return fmt.Errorf("%s: clone(CLONE_NEWNET) as root failed: %w (a container without CAP_SYS_ADMIN?); run without --netns / isolate", unavailable, err)
 	}
-	return fmt.Errorf("%w: not root, and unprivileged user namespaces are not allowed on this host (%s): %w; "+
+	return fmt.Errorf("%s: not root, and unprivileged user namespaces are not allowed on this host (%s): %w; "+
 		"run as root, allow them (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, "+
-		"kernel.apparmor_restrict_unprivileged_userns=0) or run without --netns / isolate", ErrUnavailable, UserNamespaces(), err)
+		"kernel.apparmor_restrict_unprivileged_userns=0) or run without --netns / isolate", unavailable, UserNamespaces(), err)
 }
 
 // UserNamespaces describes whether unprivileged user namespaces are allowed, from the sysctls that

@@ -21,7 +21,7 @@ func Explain(err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %w; run without --netns / isolate", ErrUnavailable, err)
+	return fmt.Errorf("%s: %w; run without --netns / isolate", unavailable, err)
 }
 
 // UserNamespaces says that there are none here.

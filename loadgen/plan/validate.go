@@ -93,12 +93,13 @@ func (c *checker) fail(path, format string, args ...any) {
 	if c.p.Undecoded(path) {
 		return // the strict pass reported this field
 	}
-	c.errs = append(c.errs, c.p.fieldError(path, fmt.Sprintf(format, echoArgs(args)...)))
+	c.errs = append(c.errs, c.p.ErrorAt(path, fmt.Sprintf(format, echoArgs(args)...)))
 }
 
-// fieldError places a problem at path: at its override, or its line, or failing that the nearest
-// enclosing field that has one (a missing key is reported where its mapping starts).
-func (p *Plan) fieldError(path, msg string) *FieldError {
+// ErrorAt places a problem at path: at its override, or its line, or failing that the nearest
+// enclosing field that has one (a missing key is reported where its mapping starts). Validate and
+// the threshold gate's own checks place their problems with it alike.
+func (p *Plan) ErrorAt(path, msg string) *FieldError {
 	e := &FieldError{File: p.File, Field: path, Msg: msg}
 	for q := path; ; q = parentPath(q) {
 		if o, ok := p.Origins[q]; ok {

@@ -112,198 +112,24 @@ func SysctlRange(p *plan.Plan, h Host) PortRange {
 }
 
 // Plan forecasts how far the plan p gets on host h: capacity per (source, destination), every
-// limit with where it stops the run, the first one, and the exact change that lifts each.
+// limit with where it stops the run, the first one, and the exact change that lifts each. Each limit
+// is also its own function (PortsLimit, TimeWaitLimit, OpenFilesLimit, ConntrackLimit), for a caller
+// that needs one of them.
 func Plan(p *plan.Plan, h Host, in Inputs) *Forecast {
-	f := &Forecast{Strategy: p.Source.Ports.Strategy, ExpectExhaustion: p.Source.Ports.ExpectExhaustion}
-	strategy, err := dial.ParseStrategy(p.Source.Ports.Strategy)
-	if err != nil {
-		strategy = dial.StrategyKernel
-		f.Strategy = "kernel"
-	}
-	f.Sources, _ = p.Source.SourceAddrs()
-	sys := SysctlRange(p, h)
-	f.Window = PortWindow(p)
-	twReuse, twDelay, maxTW := h.TWReuse, h.TWReuseDelay, h.MaxTWBuckets
-	if p.Isolate && !h.Isolated {
-		// A fresh namespace starts from the kernel's defaults, then the plan's netns settings.
-		twReuse, twDelay, maxTW = 2, 1000, -1
-		if n := p.Netns; n != nil {
-			if v, err := strconv.Atoi(n.TWReuse); err == nil {
-				twReuse = v
-			}
-			if n.TWReuseDelay > 0 {
-				twDelay = int(n.TWReuseDelay.D().Milliseconds())
-			}
-			if n.MaxTWBuckets > 0 {
-				maxTW = n.MaxTWBuckets
-			}
-		}
-	}
-	if twReuse == 1 || (twReuse == 2 && in.Loopback) {
-		f.TWReuseDelay = time.Duration(max(twDelay, 0)) * time.Millisecond
-		if twDelay < 0 {
-			f.TWReuseDelay = time.Second
-		}
-	}
-
-	// The effective range.
-	r := ports.Range{Lo: sys.Lo, Hi: sys.Hi, From: "ip_local_port_range"}
-	switch strategy {
-	case dial.StrategyRange:
-		r.From = "IP_LOCAL_PORT_RANGE"
-		lo, hi := max(int(f.Window.Lo), sys.Lo), min(int(f.Window.Hi), sys.Hi)
-		if lo > hi {
-			r.Ignored = true
-			f.Warnings = append(f.Warnings, fmt.Sprintf(
-				"source.ports.range %d-%d lies wholly outside ip_local_port_range %d-%d: the kernel ignores the per-socket range and uses the whole sysctl range; "+
-					"want a window inside %d-%d", f.Window.Lo, f.Window.Hi, sys.Lo, sys.Hi, sys.Lo, sys.Hi))
-		} else {
-			if lo != int(f.Window.Lo) || hi != int(f.Window.Hi) {
-				f.Warnings = append(f.Warnings, fmt.Sprintf("source.ports.range %d-%d is clamped by the kernel to ip_local_port_range: %d-%d",
-					f.Window.Lo, f.Window.Hi, lo, hi))
-			}
-			r.Lo, r.Hi = lo, hi
-		}
-	case dial.StrategyExplicit:
-		r.From = "explicit"
-		r.Lo, r.Hi = int(f.Window.Lo), int(f.Window.Hi)
-		if !h.Root && h.UnprivilegedPortStart > 0 && r.Lo < h.UnprivilegedPortStart {
-			f.Warnings = append(f.Warnings, fmt.Sprintf("ports below %d need root (ip_unprivileged_port_start): binding them will fail with EACCES", h.UnprivilegedPortStart))
-		}
-	}
-	if r.Lo > 0 && r.Hi >= r.Lo {
-		r.Size = r.Hi - r.Lo + 1
-	}
-	if strategy != dial.StrategyExplicit {
-		r.Reserved = ReservedIn(h.ReservedPorts, r.Lo, r.Hi)
-		r.Listeners = in.ListenersInRange
-	}
-	r.HeldAtStart = in.HeldAtStart
-	r.Effective = max(r.Size-r.Reserved-r.Listeners, 0)
-	f.Range = r
-	f.Capacity = r.Effective
-
-	// Demand.
-	f.Peak, f.Rate = demand(p)
-	dsts := in.Destinations
-	if len(dsts) == 0 {
-		dsts = []string{"?"}
-	}
-	srcNames := []string{"(kernel's choice)"}
-	if len(f.Sources) > 0 {
-		srcNames = make([]string, len(f.Sources))
-		for i, a := range f.Sources {
-			srcNames[i] = a.String()
-		}
-	}
-	S, D := int64(len(srcNames)), int64(len(dsts))
-	pairs := S * D
-	perPair := ceilDiv(f.Peak, pairs)
-	clientTW := (p.Connection.Close == "fin" || p.Connection.Close == "half") && strategy != dial.StrategyExplicit
-	var twPerPair int64
-	twTime := timeWaitTime
-	if f.TWReuseDelay > 0 {
-		twTime = f.TWReuseDelay
-	}
-	if clientTW && f.Rate > 0 {
-		twPerPair = int64(math.Ceil(f.Rate / float64(pairs) * twTime.Seconds()))
-	}
-	for _, s := range srcNames {
-		for _, d := range dsts {
-			f.Pairs = append(f.Pairs, PairForecast{Source: s, Destination: d, Capacity: f.Capacity, Demand: int(perPair), TimeWait: int(twPerPair)})
-		}
-	}
-
-	// The port limit.
-	portMax := int64(f.Capacity) * pairs
-	unit := "(source, destination) pair"
-	if strategy == dial.StrategyBind {
-		portMax = int64(f.Capacity) * S
-		unit = "source address (bind reserves a port for one socket, whatever the destination)"
-	}
-	need := f.Peak
-	lim := Limit{Name: "local ports", Max: portMax, Demand: need, Unit: "concurrent connections", Ports: true, Stops: need > portMax,
-		Why: fmt.Sprintf("%d usable ports (%s %d-%d%s) per %s x %d", f.Capacity, r.From, r.Lo, r.Hi, reduced(r), unit, map[bool]int64{true: S, false: pairs}[strategy == dial.StrategyBind])}
-	if lim.Stops {
-		lim.Fixes = portFixes(p, f, strategy, S, D, need)
-	}
-	f.Limits = append(f.Limits, lim)
-
-	// TIME_WAIT under churn: each closed connection keeps its 4-tuple for twTime.
-	if clientTW {
-		tw := Limit{Name: "TIME_WAIT", Unit: "connections/s", Ports: true}
-		free := int64(f.Capacity)*pairs - f.Peak
-		tw.Max = int64(math.Max(0, float64(free)/twTime.Seconds()))
-		if strategy == dial.StrategyBind {
-			tw.Max = int64(math.Max(0, float64(int64(f.Capacity)*S-f.Peak)/twTime.Seconds()))
-		}
-		tw.Demand = int64(math.Ceil(f.Rate))
-		reuse := "tcp_tw_reuse does not apply to these destinations: a 4-tuple stays taken for 60 s"
-		if f.TWReuseDelay > 0 {
-			reuse = fmt.Sprintf("tcp_tw_reuse lets connect() take a TIME_WAIT 4-tuple over after %s", f.TWReuseDelay)
-		}
-		tw.Why = "the client closes first (close: " + p.Connection.Close + ") and holds TIME_WAIT; " + reuse
-		if f.Rate == 0 {
-			tw.Why += "; the churn rate is not known before the run (no hold, no rate cap), so this is not forecast"
-		}
-		tw.Stops = f.Rate > 0 && tw.Demand > tw.Max
-		if tw.Stops {
-			tw.Fixes = []string{
-				"close: rst (SO_LINGER 0) leaves no TIME_WAIT on the client",
-				"close: server lets the target hold TIME_WAIT",
-				"more source addresses or destinations: each adds a full range of 4-tuples",
-			}
-			if f.TWReuseDelay == 0 {
-				tw.Fixes = append(tw.Fixes, "tcp_tw_reuse=1 (in the run's namespace: isolate: true with netns.tw_reuse: 1)")
-			}
-		}
+	f := Capacity(p, h, in)
+	f.Limits = append(f.Limits, PortsLimit(p, f))
+	if tw, ok := TimeWaitLimit(p, f); ok {
 		f.Limits = append(f.Limits, tw)
-		if maxTW > 0 && clientTW && f.Rate > 0 {
+		if maxTW := timeWaitBuckets(p, h); maxTW > 0 && f.Rate > 0 {
 			if est := int64(f.Rate * timeWaitTime.Seconds()); est > int64(maxTW) {
 				f.Warnings = append(f.Warnings, fmt.Sprintf("about %d TIME_WAIT sockets expected, over tcp_max_tw_buckets %d: the rest are not kept (TcpExt TCPTimeWaitOverflow)", est, maxTW))
 			}
 		}
 	}
-
-	// Open files: Go raises the soft limit to the hard one at start. Each generator process holds its
-	// share of the connections; the built-in target holds the other end, in the generator process or
-	// in processes of its own.
-	fdsPer := int64(1)
-	if p.Target.Builtin != nil && in.TargetProcesses == 0 {
-		fdsPer = 2
-	}
-	if h.FDHard > 0 {
-		workers := int64(max(in.Workers, 1))
-		fdMax := max((h.FDHard-fdOverhead-int64(len(in.Destinations)))/fdsPer, 0) * workers
-		why := fmt.Sprintf("open-files hard limit %d per process, %d descriptor(s) per connection, %d generator process(es)", h.FDHard, fdsPer, workers)
-		if fdsPer == 2 {
-			why += " (the built-in target runs in the same process)"
-		}
-		if tp := int64(in.TargetProcesses); p.Target.Builtin != nil && tp > 0 {
-			fdMax = min(fdMax, max(h.FDHard-fdOverhead-int64(len(in.Destinations)), 0)*tp)
-			why += fmt.Sprintf(", %d target process(es)", tp)
-		}
-		fl := Limit{Name: "open files", Max: fdMax, Demand: f.Peak, Unit: "concurrent connections", Stops: f.Peak > fdMax, Why: why}
-		if fl.Stops {
-			procs := ceilDiv(f.Peak*fdsPer+fdOverhead, h.FDHard-fdOverhead)
-			fl.Fixes = []string{
-				fmt.Sprintf("more worker processes: load.workers: %d (and target.builtin.processes: %d for the built-in target), or leave both at auto", procs, procs),
-				fmt.Sprintf("raise the open-files hard limit to %d or more (ulimit -Hn, LimitNOFILE=, /etc/security/limits.conf)", f.Peak*fdsPer+fdOverhead),
-			}
-			if fdsPer == 2 {
-				fl.Fixes = append(fl.Fixes, "run the target in another process (portstorm target, then target.addresses): halves the descriptors this process needs")
-			}
-		}
+	if fl, ok := OpenFilesLimit(p, h, in, f.Peak); ok {
 		f.Limits = append(f.Limits, fl)
 	}
-	if conntrackLimits(p, h, in) {
-		avail := int64(max(h.ConntrackMax-max(h.ConntrackCount, 0), 0))
-		cl := Limit{Name: "conntrack", Max: avail, Demand: f.Peak, Unit: "tracked connections", Stops: f.Peak > avail,
-			Why: fmt.Sprintf("nf_conntrack_max %d, %d entries in use: a full table drops new SYNs (they end as ETIMEDOUT)", h.ConntrackMax, max(h.ConntrackCount, 0))}
-		if cl.Stops {
-			cl.Fixes = []string{fmt.Sprintf("sysctl net.netfilter.nf_conntrack_max=%d", f.Peak*2),
-				"or exempt loopback from tracking: iptables -t raw -A OUTPUT -o lo -j NOTRACK"}
-		}
+	if cl, ok := ConntrackLimit(p, h, in, f.Peak); ok {
 		f.Limits = append(f.Limits, cl)
 	}
 	if h.Syncookies == 0 && f.Rate > float64(max(h.Somaxconn, 128))*10 {
@@ -319,6 +145,284 @@ func Plan(p *plan.Plan, h Host, in Inputs) *Forecast {
 		}
 	}
 	return f
+}
+
+// Capacity is the forecast without its limits: the strategy, the effective port range and the
+// capacity of one (source, destination), the plan's demand spread over the pairs, and the TIME_WAIT
+// reuse delay. It is all a census of the range needs, and what the port and TIME_WAIT limits read.
+func Capacity(p *plan.Plan, h Host, in Inputs) *Forecast {
+	f := &Forecast{Strategy: p.Source.Ports.Strategy, ExpectExhaustion: p.Source.Ports.ExpectExhaustion}
+	strategy, ok := strategyOf(f.Strategy)
+	if !ok {
+		f.Strategy = "kernel"
+	}
+	f.Sources, _ = p.Source.SourceAddrs()
+	f.Window = PortWindow(p)
+	f.TWReuseDelay = timeWaitReuse(p, h, in.Loopback)
+	f.Range, f.Warnings = effectiveRange(p, h, in, strategy, f.Window)
+	f.Capacity = f.Range.Effective
+
+	f.Peak, f.Rate = demand(p)
+	srcNames, dsts := pairNames(f, in)
+	pairs := int64(len(srcNames) * len(dsts))
+	perPair := ceilDiv(f.Peak, pairs)
+	var twPerPair int64
+	if clientTimeWait(p, strategy) && f.Rate > 0 {
+		twPerPair = int64(math.Ceil(f.Rate / float64(pairs) * f.timeWaitTime().Seconds()))
+	}
+	for _, s := range srcNames {
+		for _, d := range dsts {
+			f.Pairs = append(f.Pairs, PairForecast{Source: s, Destination: d, Capacity: f.Capacity, Demand: int(perPair), TimeWait: int(twPerPair)})
+		}
+	}
+	return f
+}
+
+// strategyOf parses a plan's strategy; one Validate would refuse is forecast as the kernel's.
+func strategyOf(name string) (dial.Strategy, bool) {
+	strategy, err := dial.ParseStrategy(name)
+	if err != nil {
+		return dial.StrategyKernel, false
+	}
+	return strategy, true
+}
+
+// pairNames names the sources and destinations the forecast pairs ("(kernel's choice)" for no
+// source address, "?" for destinations not known).
+func pairNames(f *Forecast, in Inputs) (srcs, dsts []string) {
+	dsts = in.Destinations
+	if len(dsts) == 0 {
+		dsts = []string{"?"}
+	}
+	srcs = []string{"(kernel's choice)"}
+	if len(f.Sources) > 0 {
+		srcs = make([]string, len(f.Sources))
+		for i, a := range f.Sources {
+			srcs[i] = a.String()
+		}
+	}
+	return srcs, dsts
+}
+
+// shape is how many sources and destinations f pairs.
+func (f *Forecast) shape() (S, D int64) {
+	S = int64(max(len(f.Sources), 1))
+	return S, int64(len(f.Pairs)) / S
+}
+
+// timeWaitTime is how long a closed connection's 4-tuple stays taken.
+func (f *Forecast) timeWaitTime() time.Duration {
+	if f.TWReuseDelay > 0 {
+		return f.TWReuseDelay
+	}
+	return timeWaitTime
+}
+
+// clientTimeWait reports whether the generator's sockets end in TIME_WAIT: it closes first, and
+// the strategy does not recycle its ports at once (explicit binds with SO_REUSEADDR).
+func clientTimeWait(p *plan.Plan, strategy dial.Strategy) bool {
+	return (p.Connection.Close == "fin" || p.Connection.Close == "half") && strategy != dial.StrategyExplicit
+}
+
+// netnsTimeWait is the run's tcp_tw_reuse, tcp_tw_reuse_delay (ms) and tcp_max_tw_buckets: the
+// host's, or those of the fresh namespace isolate makes (the kernel's defaults, then the plan's
+// netns settings).
+func netnsTimeWait(p *plan.Plan, h Host) (twReuse, twDelay, maxTW int) {
+	twReuse, twDelay, maxTW = h.TWReuse, h.TWReuseDelay, h.MaxTWBuckets
+	if p.Isolate && !h.Isolated {
+		twReuse, twDelay, maxTW = 2, 1000, -1
+		if n := p.Netns; n != nil {
+			if v, err := strconv.Atoi(n.TWReuse); err == nil {
+				twReuse = v
+			}
+			if n.TWReuseDelay > 0 {
+				twDelay = int(n.TWReuseDelay.D().Milliseconds())
+			}
+			if n.MaxTWBuckets > 0 {
+				maxTW = n.MaxTWBuckets
+			}
+		}
+	}
+	return twReuse, twDelay, maxTW
+}
+
+// timeWaitReuse is the delay after which connect() takes a TIME_WAIT 4-tuple over, 0 when
+// tcp_tw_reuse does not apply to the destinations (2: loopback only).
+func timeWaitReuse(p *plan.Plan, h Host, loopback bool) time.Duration {
+	twReuse, twDelay, _ := netnsTimeWait(p, h)
+	if twReuse == 1 || (twReuse == 2 && loopback) {
+		if twDelay < 0 {
+			return time.Second
+		}
+		return time.Duration(max(twDelay, 0)) * time.Millisecond
+	}
+	return 0
+}
+
+func timeWaitBuckets(p *plan.Plan, h Host) int {
+	_, _, maxTW := netnsTimeWait(p, h)
+	return maxTW
+}
+
+// EffectiveRange is the local port range the plan's strategy draws from on h, and how much of it is
+// usable, with warnings about a window the kernel clamps or ignores.
+func EffectiveRange(p *plan.Plan, h Host, in Inputs) (ports.Range, []string) {
+	strategy, _ := strategyOf(p.Source.Ports.Strategy)
+	return effectiveRange(p, h, in, strategy, PortWindow(p))
+}
+
+func effectiveRange(p *plan.Plan, h Host, in Inputs, strategy dial.Strategy, w dial.Window) (ports.Range, []string) {
+	var warnings []string
+	sys := SysctlRange(p, h)
+	r := ports.Range{Lo: sys.Lo, Hi: sys.Hi, From: "ip_local_port_range"}
+	switch strategy {
+	case dial.StrategyRange:
+		r.From = "IP_LOCAL_PORT_RANGE"
+		lo, hi := max(int(w.Lo), sys.Lo), min(int(w.Hi), sys.Hi)
+		if lo > hi {
+			r.Ignored = true
+			warnings = append(warnings, fmt.Sprintf(
+				"source.ports.range %d-%d lies wholly outside ip_local_port_range %d-%d: the kernel ignores the per-socket range and uses the whole sysctl range; "+
+					"want a window inside %d-%d", w.Lo, w.Hi, sys.Lo, sys.Hi, sys.Lo, sys.Hi))
+		} else {
+			if lo != int(w.Lo) || hi != int(w.Hi) {
+				warnings = append(warnings, fmt.Sprintf("source.ports.range %d-%d is clamped by the kernel to ip_local_port_range: %d-%d",
+					w.Lo, w.Hi, lo, hi))
+			}
+			r.Lo, r.Hi = lo, hi
+		}
+	case dial.StrategyExplicit:
+		r.From = "explicit"
+		r.Lo, r.Hi = int(w.Lo), int(w.Hi)
+		if !h.Root && h.UnprivilegedPortStart > 0 && r.Lo < h.UnprivilegedPortStart {
+			warnings = append(warnings, fmt.Sprintf("ports below %d need root (ip_unprivileged_port_start): binding them will fail with EACCES", h.UnprivilegedPortStart))
+		}
+	}
+	if r.Lo > 0 && r.Hi >= r.Lo {
+		r.Size = r.Hi - r.Lo + 1
+	}
+	if strategy != dial.StrategyExplicit {
+		r.Reserved = ReservedIn(h.ReservedPorts, r.Lo, r.Hi)
+		r.Listeners = in.ListenersInRange
+	}
+	r.HeldAtStart = in.HeldAtStart
+	r.Effective = max(r.Size-r.Reserved-r.Listeners, 0)
+	return r, warnings
+}
+
+// PortsLimit is the local port space: the concurrent connections the capacity f (from Capacity)
+// holds over its (source, destination) pairs, or, under bind, over its sources alone.
+func PortsLimit(p *plan.Plan, f *Forecast) Limit {
+	strategy, _ := strategyOf(f.Strategy)
+	S, D := f.shape()
+	pairs := S * D
+	portMax := int64(f.Capacity) * pairs
+	unit := "(source, destination) pair"
+	per := pairs
+	if strategy == dial.StrategyBind {
+		portMax = int64(f.Capacity) * S
+		unit = "source address (bind reserves a port for one socket, whatever the destination)"
+		per = S
+	}
+	need := f.Peak
+	r := f.Range
+	lim := Limit{Name: "local ports", Max: portMax, Demand: need, Unit: "concurrent connections", Ports: true, Stops: need > portMax,
+		Why: fmt.Sprintf("%d usable ports (%s %d-%d%s) per %s x %d", f.Capacity, r.From, r.Lo, r.Hi, reduced(r), unit, per)}
+	if lim.Stops {
+		lim.Fixes = portFixes(p, f, strategy, S, D, need)
+	}
+	return lim
+}
+
+// TimeWaitLimit is the churn the port space sustains while each closed connection keeps its
+// 4-tuple in TIME_WAIT (60 s, TCP_TIMEWAIT_LEN, or the reuse delay); false when the generator's
+// sockets leave no TIME_WAIT.
+func TimeWaitLimit(p *plan.Plan, f *Forecast) (Limit, bool) {
+	strategy, _ := strategyOf(f.Strategy)
+	if !clientTimeWait(p, strategy) {
+		return Limit{}, false
+	}
+	S, D := f.shape()
+	twTime := f.timeWaitTime()
+	tw := Limit{Name: "TIME_WAIT", Unit: "connections/s", Ports: true}
+	free := int64(f.Capacity)*S*D - f.Peak
+	tw.Max = int64(math.Max(0, float64(free)/twTime.Seconds()))
+	if strategy == dial.StrategyBind {
+		tw.Max = int64(math.Max(0, float64(int64(f.Capacity)*S-f.Peak)/twTime.Seconds()))
+	}
+	tw.Demand = int64(math.Ceil(f.Rate))
+	reuse := "tcp_tw_reuse does not apply to these destinations: a 4-tuple stays taken for 60 s"
+	if f.TWReuseDelay > 0 {
+		reuse = fmt.Sprintf("tcp_tw_reuse lets connect() take a TIME_WAIT 4-tuple over after %s", f.TWReuseDelay)
+	}
+	tw.Why = "the client closes first (close: " + p.Connection.Close + ") and holds TIME_WAIT; " + reuse
+	if f.Rate == 0 {
+		tw.Why += "; the churn rate is not known before the run (no hold, no rate cap), so this is not forecast"
+	}
+	tw.Stops = f.Rate > 0 && tw.Demand > tw.Max
+	if tw.Stops {
+		tw.Fixes = []string{
+			"close: rst (SO_LINGER 0) leaves no TIME_WAIT on the client",
+			"close: server lets the target hold TIME_WAIT",
+			"more source addresses or destinations: each adds a full range of 4-tuples",
+		}
+		if f.TWReuseDelay == 0 {
+			tw.Fixes = append(tw.Fixes, "tcp_tw_reuse=1 (in the run's namespace: isolate: true with netns.tw_reuse: 1)")
+		}
+	}
+	return tw, true
+}
+
+// OpenFilesLimit is the open-files hard limit over the run's processes, for peak concurrent
+// connections; false when the host's limit is not known. Go raises the soft limit to the hard one at
+// start. Each generator process holds its share of the connections; the built-in target holds the
+// other end, in the generator process or in processes of its own.
+func OpenFilesLimit(p *plan.Plan, h Host, in Inputs, peak int64) (Limit, bool) {
+	if h.FDHard <= 0 {
+		return Limit{}, false
+	}
+	fdsPer := int64(1)
+	if p.Target.Builtin != nil && in.TargetProcesses == 0 {
+		fdsPer = 2
+	}
+	workers := int64(max(in.Workers, 1))
+	fdMax := max((h.FDHard-fdOverhead-int64(len(in.Destinations)))/fdsPer, 0) * workers
+	why := fmt.Sprintf("open-files hard limit %d per process, %d descriptor(s) per connection, %d generator process(es)", h.FDHard, fdsPer, workers)
+	if fdsPer == 2 {
+		why += " (the built-in target runs in the same process)"
+	}
+	if tp := int64(in.TargetProcesses); p.Target.Builtin != nil && tp > 0 {
+		fdMax = min(fdMax, max(h.FDHard-fdOverhead-int64(len(in.Destinations)), 0)*tp)
+		why += fmt.Sprintf(", %d target process(es)", tp)
+	}
+	fl := Limit{Name: "open files", Max: fdMax, Demand: peak, Unit: "concurrent connections", Stops: peak > fdMax, Why: why}
+	if fl.Stops {
+		procs := ceilDiv(peak*fdsPer+fdOverhead, h.FDHard-fdOverhead)
+		fl.Fixes = []string{
+			fmt.Sprintf("more worker processes: load.workers: %d (and target.builtin.processes: %d for the built-in target), or leave both at auto", procs, procs),
+			fmt.Sprintf("raise the open-files hard limit to %d or more (ulimit -Hn, LimitNOFILE=, /etc/security/limits.conf)", peak*fdsPer+fdOverhead),
+		}
+		if fdsPer == 2 {
+			fl.Fixes = append(fl.Fixes, "run the target in another process (portstorm target, then target.addresses): halves the descriptors this process needs")
+		}
+	}
+	return fl, true
+}
+
+// ConntrackLimit is nf_conntrack_max's room for peak concurrent connections; false when conntrack
+// does not track the run's connections.
+func ConntrackLimit(p *plan.Plan, h Host, in Inputs, peak int64) (Limit, bool) {
+	if !conntrackLimits(p, h, in) {
+		return Limit{}, false
+	}
+	avail := int64(max(h.ConntrackMax-max(h.ConntrackCount, 0), 0))
+	cl := Limit{Name: "conntrack", Max: avail, Demand: peak, Unit: "tracked connections", Stops: peak > avail,
+		Why: fmt.Sprintf("nf_conntrack_max %d, %d entries in use: a full table drops new SYNs (they end as ETIMEDOUT)", h.ConntrackMax, max(h.ConntrackCount, 0))}
+	if cl.Stops {
+		cl.Fixes = []string{fmt.Sprintf("sysctl net.netfilter.nf_conntrack_max=%d", peak*2),
+			"or exempt loopback from tracking: iptables -t raw -A OUTPUT -o lo -j NOTRACK"}
+	}
+	return cl, true
 }
 
 // conntrackLimits reports whether nf_conntrack_max limits the run: only when conntrack tracks
@@ -433,7 +537,6 @@ func ceilDiv(a, b int64) int64 {
 	return (a + b - 1) / b
 }
 
-// demand is the plan's peak concurrency and its churn rate (connections/s, 0 when unknown).
 // Demand is the plan's most concurrent connections and its churn in connections/s (0 unknown).
 func Demand(p *plan.Plan) (peak int64, rate float64) { return demand(p) }
 

@@ -251,7 +251,7 @@ func TestSettle(t *testing.T) {
 		warn    string
 	}{
 		{"a target process failed", []TargetFailure{{Target: "target process 2/2", Status: "signal: killed"}}, nil, "1 built-in target process(es) failed"},
-		{"gave up on an unreachable target", nil, &Unreachable{Failed: 3, Destination: "127.0.0.1:9", Outcome: "ECONNREFUSED", Error: "refused"}, "127.0.0.1:9"},
+		{"gave up on an unreachable target", nil, &Unreachable{Failed: 3, Destination: "127.0.0.1:9", Outcome: "ECONNREFUSED", Error: "refused"}, "target unreachable"},
 	}
 	for _, tt := range withTargets {
 		t.Run(tt.name, func(t *testing.T) {

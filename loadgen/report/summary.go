@@ -12,6 +12,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/target"
 )
 
 // Schema names the summary.json contract; later versions only add fields.
@@ -61,7 +62,7 @@ type Summary struct {
 	Ports       *ports.Report             `json:"ports"`
 	Thresholds  []ThresholdResult         `json:"thresholds"`
 	Warnings    []string                  `json:"warnings,omitempty"`
-	Target      *TargetStats              `json:"target,omitempty"`
+	Target      *target.Stats             `json:"target,omitempty"`
 	// Pacing is what this machine's arrival pacing can do, measured at the start of an
 	// arrival-model run; it sets where the schedule_lag and slot_wait warnings begin.
 	Pacing *Pacing `json:"pacing,omitempty"`
@@ -212,29 +213,22 @@ func NewPacing(floor time.Duration) *Pacing {
 	return &Pacing{FloorP99US: floor.Microseconds(), LagWarnUS: max(LagWarnFactor*floor, MinLagWarn).Microseconds()}
 }
 
-// TargetStats are the built-in target's counters, when the run started one.
-// Add adds another segment's target counters; Peak becomes the sum of the peaks (an upper bound).
-func (t *TargetStats) Add(o *TargetStats) {
-	t.Accepted += o.Accepted
-	t.Peak += o.Peak
-	t.Closed += o.Closed
-	t.BytesIn += o.BytesIn
-	t.BytesOut += o.BytesOut
-	t.IdleClosed += o.IdleClosed
-	t.Rejected += o.Rejected
-	t.Requests += o.Requests
-	t.TLSHandshakes += o.TLSHandshakes
-	t.TLSFailed += o.TLSFailed
-	t.Processes += max(o.Processes, 1)
-}
-
-// WorkerFailure is a worker process that ended early: which, when, and its exit status.
+// WorkerFailure is a worker process (or a segment) that ended without finishing its part of the
+// run: which, when, and its exit status.
 type WorkerFailure struct {
 	Worker  string  `json:"worker"`
 	PID     int     `json:"pid"`
 	AtS     float64 `json:"at_s"`
 	Status  string  `json:"status"`
 	Message string  `json:"message,omitempty"`
+}
+
+func (f WorkerFailure) String() string {
+	s := fmt.Sprintf("%s (pid %d) ended at %.1fs: %s", f.Worker, f.PID, f.AtS, f.Status)
+	if f.Message != "" {
+		s += ": " + f.Message
+	}
+	return s
 }
 
 // TargetFailure is a built-in target process that ended before it was asked to, or without its
@@ -245,25 +239,6 @@ type TargetFailure struct {
 	AtS     float64 `json:"at_s"`
 	Status  string  `json:"status"`
 	Message string  `json:"message,omitempty"`
-}
-
-type TargetStats struct {
-	Accepted   uint64 `json:"accepted"`
-	Peak       int64  `json:"peak"`
-	Closed     uint64 `json:"closed"`
-	BytesIn    uint64 `json:"bytes_in"`
-	BytesOut   uint64 `json:"bytes_out"`
-	IdleClosed uint64 `json:"idle_closed"`
-	// Rejected counts connections reset at once for being over target.builtin.max_conns.
-	Rejected uint64 `json:"rejected,omitempty"`
-	// Requests counts the HTTP requests the http mode answered; TLSHandshakes and TLSFailed the
-	// handshakes it completed and those that failed.
-	Requests      uint64 `json:"requests,omitempty"`
-	TLSHandshakes uint64 `json:"tls_handshakes,omitempty"`
-	TLSFailed     uint64 `json:"tls_failed,omitempty"`
-	// Processes is how many target processes shared the listeners; Peak is then the sum of their
-	// peaks, an upper bound of the true combined peak.
-	Processes int `json:"processes,omitempty"`
 }
 
 // MarshalJSON writes the summary with the contract's collections always present: thresholds and
@@ -346,7 +321,7 @@ type Input struct {
 	Aborted     bool
 	Total       *metrics.Snapshot
 	Stages      []*metrics.Snapshot // index = stage; nil where a stage never ran
-	Target      *TargetStats
+	Target      *target.Stats
 	Ports       *ports.Report // the port observatory's report; nil when ports were not observed
 	// PacingFloor is engine.PacingFloor measured at the start of an arrival-model run; 0 when it
 	// was not.

@@ -20,6 +20,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/target"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/ from the current output")
@@ -82,7 +83,7 @@ func fixedSummary(t *testing.T) *Summary {
 			{Expr: "errors.rate < 1%", Observed: "0.35%", Pass: true},
 		},
 		Warnings: []string{"schedule_lag p99 is 1.50ms (over 250µs, 4× this machine's pacing floor of 40µs, at least 250µs): the generator, not the target, fell behind its schedule for part of the run"},
-		Target:   &TargetStats{Accepted: 1992, Peak: 1000, Closed: 1992, BytesIn: 127488, BytesOut: 127488},
+		Target:   &target.Stats{Accepted: 1992, Peak: 1000, Closed: 1992, BytesIn: 127488, BytesOut: 127488},
 		Pacing:   &Pacing{FloorP99US: 40, LagWarnUS: 250},
 	}
 }
@@ -178,7 +179,7 @@ func TestSummaryJSONContract(t *testing.T) {
 				s.Verdict, s.OutputsIncomplete = VerdictError, []string{HTMLFile}
 				return s
 			},
-			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "outputs_incomplete")...),
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "outputs_incomplete", "pacing")...),
 			literal: map[string]string{"verdict": `"error"`, "outputs_incomplete": `["report.html"]`},
 		},
 	}

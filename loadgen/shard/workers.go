@@ -13,6 +13,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/ports"
+	"github.com/portstorm/portstorm/loadgen/report"
 )
 
 // WorkerSpec is how to start one worker process.
@@ -24,30 +25,13 @@ type WorkerSpec struct {
 	Env     []string
 }
 
-// Failure is a worker that ended without finishing its segment.
-type Failure struct {
-	Worker  string  `json:"worker"`
-	PID     int     `json:"pid"`
-	AtS     float64 `json:"at_s"`
-	Status  string  `json:"status"`
-	Message string  `json:"message,omitempty"`
-}
-
-func (f Failure) String() string {
-	s := fmt.Sprintf("%s (pid %d) ended at %.1fs: %s", f.Worker, f.PID, f.AtS, f.Status)
-	if f.Message != "" {
-		s += ": " + f.Message
-	}
-	return s
-}
-
 // RunResult is the merged outcome of all workers.
 type RunResult struct {
 	Total       *metrics.Snapshot
 	Start, End  time.Time
 	Interrupted bool
 	Aborted     bool
-	Failures    []Failure
+	Failures    []report.WorkerFailure
 	// Ports holds each finished worker's port report, by worker label.
 	Ports []WorkerPorts
 	// Unreachable is the earliest give-up of a worker on a target that never accepted a
@@ -119,22 +103,85 @@ type worker struct {
 // ctx was cancelled, or the ready bound passed) closes every worker's stdin and stops them; the
 // workers that were only told to stop are not failures of their own, and are not reported.
 func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit func(*metrics.Snapshot), stderr io.Writer, tm Timing) (*RunResult, error) {
+	s := newSupervisor(ctx, abort, len(specs), emit, tm)
+	if err := s.start(specs, stderr); err != nil {
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	for i, w := range s.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.read(i, w)
+		}()
+	}
+	supervised := make(chan struct{})
+	go func() {
+		defer close(supervised)
+		s.supervise()
+	}()
+	wg.Wait()
+	close(s.allDone)
+	<-supervised
+	s.collect()
+	return s.res, s.mergeErr
+}
+
+// supervisor is one Run: its states are start (the processes), read (one per worker: its messages,
+// then its end), handshake (the start instant, with Timing.Handshake), supervise (stops, failures,
+// the deadline) and collect (the merged result).
+type supervisor struct {
+	ctx     context.Context
+	abort   <-chan struct{}
+	tm      Timing
+	res     *RunResult
+	merger  *Merger
+	workers []*worker
+	// mergeErr is the first merge failure; written by the merger's emit, one call at a time, and
+	// read after every reader has finished.
+	mergeErr error
+
+	mu     sync.Mutex // guards res.Failures, nReady, calledOff, readyTimedOut, asked
+	nReady int
+	// calledOff: the run ended before its start, and every worker was told to stop;
+	// readyTimedOut: because the ready bound passed.
+	calledOff, readyTimedOut bool
+	// asked: Run has told the workers to stop (signal or kill); a segment that ends interrupted or
+	// cut before that was stopped by someone else.
+	asked bool
+
+	allReady chan struct{} // every worker is ready (Timing.Handshake)
+	failed   chan struct{} // a worker failed
+	failOnce sync.Once
+	// gaveUp: a worker gave up on an unreachable target; the others stop as on a failure, but
+	// it is no failure of a worker.
+	gaveUp     chan struct{}
+	gaveUpOnce sync.Once
+	allDone    chan struct{} // every reader has finished: every worker has exited
+	startedAt  time.Time     // the handshake's start instant; read after supervise returns
+}
+
+func newSupervisor(ctx context.Context, abort <-chan struct{}, n int, emit func(*metrics.Snapshot), tm Timing) *supervisor {
 	if tm.StartMargin <= 0 {
 		tm.StartMargin = DefaultStartMargin
 	}
 	if tm.ReadyWithin <= 0 {
 		tm.ReadyWithin = DefaultReadyWithin
 	}
-	res := &RunResult{Total: metrics.NewSnapshot(), Start: time.Now()}
-	var mergeErr error
-	merger := NewMerger(len(specs), func(s *metrics.Snapshot) {
-		if err := res.Total.Add(s); err != nil && mergeErr == nil {
-			mergeErr = err
+	s := &supervisor{ctx: ctx, abort: abort, tm: tm, res: &RunResult{Total: metrics.NewSnapshot(), Start: time.Now()},
+		allReady: make(chan struct{}), failed: make(chan struct{}), gaveUp: make(chan struct{}), allDone: make(chan struct{})}
+	s.merger = NewMerger(n, func(snap *metrics.Snapshot) {
+		if err := s.res.Total.Add(snap); err != nil && s.mergeErr == nil {
+			s.mergeErr = err
 		}
-		emit(s)
+		emit(snap)
 	})
+	return s
+}
 
-	workers := make([]*worker, 0, len(specs))
+// start starts every worker in its own process group; on a failure it kills those started.
+func (s *supervisor) start(specs []WorkerSpec, stderr io.Writer) error {
+	s.workers = make([]*worker, 0, len(specs))
 	var stderrMu sync.Mutex // stderr need not be safe for concurrent use
 	for _, sp := range specs {
 		cmd := exec.Command(sp.Path, sp.Args...)
@@ -144,233 +191,234 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 		w := &worker{spec: sp, cmd: cmd}
 		var err error
 		w.out, err = cmd.StdoutPipe()
-		if err == nil && tm.Handshake {
+		if err == nil && s.tm.Handshake {
 			w.in, err = cmd.StdinPipe()
 		}
 		if err == nil {
 			err = cmd.Start()
 		}
 		if err != nil {
-			for _, w := range workers {
+			for _, w := range s.workers {
 				w.cmd.Process.Kill()
 				w.cmd.Wait()
 			}
-			return nil, fmt.Errorf("starting %s: %w", sp.Label, err)
+			return fmt.Errorf("starting %s: %w", sp.Label, err)
 		}
-		workers = append(workers, w)
+		s.workers = append(s.workers, w)
 	}
+	return nil
+}
 
-	var mu sync.Mutex // guards res.Failures, nReady, calledOff, readyTimedOut, asked
-	nReady := 0
-	allReady := make(chan struct{})
-	// calledOff: the run ended before its start, and every worker was told to stop;
-	// readyTimedOut: because the ready bound passed.
-	var calledOff, readyTimedOut bool
-	// asked: Run has told the workers to stop (signal or kill); a segment that ends interrupted or
-	// cut before that was stopped by someone else.
-	var asked bool
-	failed := make(chan struct{})
-	var failOnce sync.Once
-	// gaveUp: a worker gave up on an unreachable target; the others stop as on a failure, but
-	// it is no failure of a worker.
-	gaveUp := make(chan struct{})
-	var gaveUpOnce sync.Once
-	var wg sync.WaitGroup
-	for i, w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rerr := Read(w.out, func(m Message) error {
-				switch {
-				case m.Snapshot != nil:
-					return merger.Add(i, m.Snapshot)
-				case m.Done != nil:
-					w.done = m.Done
-					if m.Done.Unreachable != nil {
-						gaveUpOnce.Do(func() { close(gaveUp) })
-					}
-				case m.Ready:
-					if !tm.Handshake || w.ready {
-						return fmt.Errorf("%w: unexpected ready", ErrProtocol)
-					}
-					w.ready = true
-					mu.Lock()
-					if nReady++; nReady == len(workers) {
-						close(allReady)
-					}
-					mu.Unlock()
-				default:
-					w.msg = m.Error
-				}
-				return nil
-			})
-			if rerr != nil {
-				w.msg = rerr.Error()
-				io.Copy(io.Discard, w.out) // let the worker finish writing
-			}
-			werr := w.cmd.Wait()
-			merger.Finish(i)
-			status := "exited before finishing its segment"
-			if w.done != nil && werr == nil && rerr == nil {
-				mu.Lock()
-				unasked := !asked && (w.done.Interrupted || w.done.Aborted)
-				mu.Unlock()
-				if !unasked {
-					return
-				}
-				status = "stopped early without being asked"
-				if w.msg == "" {
-					w.msg = "its segment ended interrupted, but the coordinator sent no stop: a signal from outside (SIGTERM, SIGINT)?"
-				}
-			} else if werr != nil {
-				status = werr.Error()
-			}
-			f := Failure{
-				Worker: w.spec.Label, PID: w.cmd.Process.Pid, AtS: time.Since(res.Start).Seconds(),
-				Status: status, Message: w.msg,
-			}
-			mu.Lock()
-			switch {
-			case calledOff && readyTimedOut && !w.ready:
-				f.Message = strings.TrimSuffix(fmt.Sprintf("not ready within %v; %s", tm.ReadyWithin, f.Message), "; ")
-			case calledOff:
-				mu.Unlock()
-				return
-			}
-			res.Failures = append(res.Failures, f)
-			mu.Unlock()
-			failOnce.Do(func() { close(failed) })
-		}()
+// read takes worker i's messages until its output ends, waits for it, and reports it when it
+// failed.
+func (s *supervisor) read(i int, w *worker) {
+	rerr := Read(w.out, func(m Message) error { return s.message(i, w, m) })
+	if rerr != nil {
+		w.msg = rerr.Error()
+		io.Copy(io.Discard, w.out) // let the worker finish writing
 	}
+	werr := w.cmd.Wait()
+	s.merger.Finish(i)
+	if f, failed := s.ended(w, werr, rerr); failed {
+		s.fail(w, f)
+	}
+}
 
-	signal := func() {
-		mu.Lock()
-		asked = true
-		mu.Unlock()
-		for _, w := range workers {
-			w.cmd.Process.Signal(syscall.SIGTERM) // an exited worker just returns an error
+// message takes one message of worker i.
+func (s *supervisor) message(i int, w *worker, m Message) error {
+	switch {
+	case m.Snapshot != nil:
+		return s.merger.Add(i, m.Snapshot)
+	case m.Done != nil:
+		w.done = m.Done
+		if m.Done.Unreachable != nil {
+			s.gaveUpOnce.Do(func() { close(s.gaveUp) })
 		}
-	}
-	kill := func() {
-		mu.Lock()
-		asked = true
-		mu.Unlock()
-		for _, w := range workers {
-			w.cmd.Process.Kill() // an exited worker just returns an error
+	case m.Ready:
+		if !s.tm.Handshake || w.ready {
+			return fmt.Errorf("%w: unexpected ready", ErrProtocol)
 		}
+		w.ready = true
+		s.mu.Lock()
+		if s.nReady++; s.nReady == len(s.workers) {
+			close(s.allReady)
+		}
+		s.mu.Unlock()
+	default:
+		w.msg = m.Error
 	}
-	// callOff ends a run before its start: the flag first, so that no worker told to stop is
-	// reported as a failure of its own; then EOF on stdin for workers waiting there.
-	callOff := func(timedOut bool) {
-		mu.Lock()
-		calledOff, readyTimedOut = true, timedOut
-		mu.Unlock()
-		for _, w := range workers {
+	return nil
+}
+
+// ended judges how w ended: a failure unless it finished its segment, or was stopped when asked.
+func (s *supervisor) ended(w *worker, werr, rerr error) (report.WorkerFailure, bool) {
+	status := "exited before finishing its segment"
+	if w.done != nil && werr == nil && rerr == nil {
+		s.mu.Lock()
+		unasked := !s.asked && (w.done.Interrupted || w.done.Aborted)
+		s.mu.Unlock()
+		if !unasked {
+			return report.WorkerFailure{}, false
+		}
+		status = "stopped early without being asked"
+		if w.msg == "" {
+			w.msg = "its segment ended interrupted, but the coordinator sent no stop: a signal from outside (SIGTERM, SIGINT)?"
+		}
+	} else if werr != nil {
+		status = werr.Error()
+	}
+	return report.WorkerFailure{
+		Worker: w.spec.Label, PID: w.cmd.Process.Pid, AtS: time.Since(s.res.Start).Seconds(),
+		Status: status, Message: w.msg,
+	}, true
+}
+
+// fail records f, unless the run was called off before its start and w was only told to stop.
+func (s *supervisor) fail(w *worker, f report.WorkerFailure) {
+	s.mu.Lock()
+	switch {
+	case s.calledOff && s.readyTimedOut && !w.ready:
+		f.Message = strings.TrimSuffix(fmt.Sprintf("not ready within %v; %s", s.tm.ReadyWithin, f.Message), "; ")
+	case s.calledOff:
+		s.mu.Unlock()
+		return
+	}
+	s.res.Failures = append(s.res.Failures, f)
+	s.mu.Unlock()
+	s.failOnce.Do(func() { close(s.failed) })
+}
+
+// signal asks every worker to stop (SIGTERM): the first is the graceful stop, a second the cut.
+func (s *supervisor) signal() {
+	s.mu.Lock()
+	s.asked = true
+	s.mu.Unlock()
+	for _, w := range s.workers {
+		w.cmd.Process.Signal(syscall.SIGTERM) // an exited worker just returns an error
+	}
+}
+
+func (s *supervisor) kill() {
+	s.mu.Lock()
+	s.asked = true
+	s.mu.Unlock()
+	for _, w := range s.workers {
+		w.cmd.Process.Kill() // an exited worker just returns an error
+	}
+}
+
+// callOff ends a run before its start: the flag first, so that no worker told to stop is
+// reported as a failure of its own; then EOF on stdin for workers waiting there.
+func (s *supervisor) callOff(timedOut bool) {
+	s.mu.Lock()
+	s.calledOff, s.readyTimedOut = true, timedOut
+	s.mu.Unlock()
+	for _, w := range s.workers {
+		w.in.Close()
+	}
+}
+
+// handshake waits for every worker's ready and sends them all one start instant; false when
+// the run ended before it.
+func (s *supervisor) handshake() (time.Time, bool) {
+	bound := time.NewTimer(s.tm.ReadyWithin)
+	defer bound.Stop()
+	select {
+	case <-s.allReady:
+		start := time.Now().Add(s.tm.StartMargin)
+		for _, w := range s.workers {
+			WriteStart(w.in, start) // a worker that has just died is reported by its reader
 			w.in.Close()
 		}
-	}
-	// handshake waits for every worker's ready and sends them all one start instant; false when
-	// the run ended before it.
-	handshake := func(allDone <-chan struct{}) (time.Time, bool) {
-		bound := time.NewTimer(tm.ReadyWithin)
-		defer bound.Stop()
-		select {
-		case <-allReady:
-			start := time.Now().Add(tm.StartMargin)
-			for _, w := range workers {
-				WriteStart(w.in, start) // a worker that has just died is reported by its reader
-				w.in.Close()
-			}
-			return start, true
-		case <-bound.C:
-			callOff(true)
-			kill()
-			return time.Time{}, false
-		case <-failed:
-		case <-ctx.Done():
-		case <-abort:
-		case <-allDone: // every worker ended on its own, none failing: nothing to start
-			return time.Time{}, false
-		}
-		callOff(false)
-		signal()
-		// Workers still setting up may not look at stdin for a while: the ready bound still holds.
-		select {
-		case <-bound.C:
-			kill()
-		case <-allDone:
-		}
+		return start, true
+	case <-bound.C:
+		s.callOff(true)
+		s.kill()
+		return time.Time{}, false
+	case <-s.failed:
+	case <-s.ctx.Done():
+	case <-s.abort:
+	case <-s.allDone: // every worker ended on its own, none failing: nothing to start
 		return time.Time{}, false
 	}
+	s.callOff(false)
+	s.signal()
+	// Workers still setting up may not look at stdin for a while: the ready bound still holds.
+	select {
+	case <-bound.C:
+		s.kill()
+	case <-s.allDone:
+	}
+	return time.Time{}, false
+}
 
-	allDone := make(chan struct{})
-	supervised := make(chan struct{})
-	var startedAt time.Time // the handshake's start instant; read after supervised
-	go func() {
-		defer close(supervised)
-		start := res.Start
-		if tm.Handshake {
-			var ok bool
-			if start, ok = handshake(allDone); !ok {
-				return
-			}
-			startedAt = start
+// supervise runs the handshake (with Timing.Handshake), then stops the workers on ctx, a failure,
+// a give-up or abort, and kills them at the RunFor deadline, until every worker has exited.
+func (s *supervisor) supervise() {
+	start := s.res.Start
+	if s.tm.Handshake {
+		var ok bool
+		if start, ok = s.handshake(); !ok {
+			return
 		}
-		var deadline <-chan time.Time
-		if tm.RunFor > 0 {
-			t := time.NewTimer(time.Until(start.Add(tm.RunFor)))
-			defer t.Stop()
-			deadline = t.C
+		s.startedAt = start
+	}
+	var deadline <-chan time.Time
+	if s.tm.RunFor > 0 {
+		t := time.NewTimer(time.Until(start.Add(s.tm.RunFor)))
+		defer t.Stop()
+		deadline = t.C
+	}
+	stop, fail, cut, giveUp := s.ctx.Done(), (<-chan struct{})(s.failed), s.abort, (<-chan struct{})(s.gaveUp)
+	stopped := false
+	stopAll := func() {
+		if stopped {
+			return
 		}
-		stop, fail, cut, giveUp := ctx.Done(), (<-chan struct{})(failed), abort, (<-chan struct{})(gaveUp)
-		stopped := false
-		stopAll := func() {
-			if stopped {
-				return
-			}
-			stopped = true
-			if tm.Handshake && time.Now().Before(start) {
-				// Still before the start: as for callOff, the workers told to stop did not fail.
-				mu.Lock()
-				calledOff = true
-				mu.Unlock()
-			}
-			signal()
+		stopped = true
+		if s.tm.Handshake && time.Now().Before(start) {
+			// Still before the start: as for callOff, the workers told to stop did not fail.
+			s.mu.Lock()
+			s.calledOff = true
+			s.mu.Unlock()
 		}
-		for {
-			select {
-			case <-allDone:
-				return
-			case <-deadline:
-				deadline = nil
-				kill()
-			case <-stop:
-				stop, fail = nil, nil
-				stopAll()
-			case <-fail:
-				stop, fail = nil, nil
-				stopAll()
-			case <-giveUp:
-				giveUp = nil
-				stopAll()
-			case <-cut:
-				// The first SIGTERM is the graceful stop (unless already sent), the second the cut.
-				cut, stop, fail = nil, nil, nil
-				stopAll()
-				signal()
-			}
+		s.signal()
+	}
+	for {
+		select {
+		case <-s.allDone:
+			return
+		case <-deadline:
+			deadline = nil
+			s.kill()
+		case <-stop:
+			stop, fail = nil, nil
+			stopAll()
+		case <-fail:
+			stop, fail = nil, nil
+			stopAll()
+		case <-giveUp:
+			giveUp = nil
+			stopAll()
+		case <-cut:
+			// The first SIGTERM is the graceful stop (unless already sent), the second the cut.
+			cut, stop, fail = nil, nil, nil
+			stopAll()
+			s.signal()
 		}
-	}()
-	wg.Wait()
-	close(allDone)
-	<-supervised
+	}
+}
 
+// collect puts the workers' ends together: the run's span (the earliest segment start), whether
+// any was interrupted or cut, their port reports and the earliest give-up.
+func (s *supervisor) collect() {
+	res := s.res
 	res.End = time.Now()
-	if !startedAt.IsZero() {
-		res.Start = startedAt
+	if !s.startedAt.IsZero() {
+		res.Start = s.startedAt
 	}
 	first := true
-	for _, w := range workers {
+	for _, w := range s.workers {
 		if w.done == nil {
 			continue
 		}
@@ -387,10 +435,9 @@ func Run(ctx context.Context, abort <-chan struct{}, specs []WorkerSpec, emit fu
 			res.Unreachable = u
 		}
 	}
-	if ctx.Err() != nil {
+	if s.ctx.Err() != nil {
 		res.Interrupted = true
 	}
-	return res, mergeErr
 }
 
 // prefixWriter labels every line a worker writes to stderr.
