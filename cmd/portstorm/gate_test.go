@@ -8,12 +8,14 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,19 +24,21 @@ import (
 	"github.com/portstorm/portstorm/loadgen/report"
 )
 
-// gatePlan is a sub-second arrival plan against the built-in echo target (about 150 connections),
-// with the given thresholds section.
+// gatePlan is a sub-second arrival plan against the built-in echo target (165 connections), with
+// the given thresholds section. Its timeouts and graceful stop are minutes, not the defaults'
+// seconds: on a busy machine connections are slow, not failed, so that whether a threshold passes
+// does not depend on the machine's speed. (TestValidateThresholds counts on the line numbers.)
 func gatePlan(t *testing.T, name, thresholds string) string {
 	t.Helper()
 	return writePlan(t, `version: 1
 name: `+name+`
 target: {builtin: {mode: echo}}
-connection: {send: {bytes: 32B, count: 1}, close: rst}
+connection: {send: {bytes: 32B, count: 1}, close: rst, connect_timeout: 2m, io_timeout: 2m}
 load:
   model: arrival
-  stages:
-    - {duration: 300ms, target: 300}
-    - {duration: 400ms, target: 300}
+  graceful_stop: 2m
+  stages: [{duration: 300ms, target: 300},
+           {duration: 400ms, target: 300}]
 output: {interval: 100ms}
 `+thresholds)
 }
@@ -60,21 +64,24 @@ func TestGatePlans(t *testing.T) {
 		code       int
 		failing    map[string]string // failing threshold -> its observed value (a prefix)
 	}{
+		// What passes and fails here holds on any machine: a connect slower than connect_timeout
+		// (2m) fails instead of being measured, the plan has 165 arrivals and stage 1 is cut
+		// whatever the collector's lag; latencies themselves are for benchmarks.
 		{"passing gate", `thresholds:
-  - "connect.p99 < 1s"
+  - "connect.p99 < 2m"
   - "errors.rate < 1%"
   - "connections.established >= 100"
-  - "stage[1].connect_intended.p99 < 1s"
+  - "stage[1].errors.count == 0"
   - "ports.exhaustion == none"
   - "outcomes.ECONNREFUSED == 0"
 `, 0, nil},
 		{"failing gate", `thresholds:
-  - "connect.p99 < 1s"
+  - "connect.p99 < 2m"
   - "connections.established >= 1_000_000"
-  - "connect.min > 10s"
+  - "connect.min > 2m"
 `, 1, map[string]string{
 			"connections.established >= 1_000_000": "", // observed: the established count, checked below
-			"connect.min > 10s":                    "",
+			"connect.min > 2m":                     "",
 		}},
 	}
 	for _, tt := range tests {
@@ -130,22 +137,31 @@ func TestGatePlans(t *testing.T) {
 	}
 }
 
+// TestAbortOnFail: an abort_on_fail threshold failing from its delay on stops a 5-minute run. What
+// it checks holds at any machine speed: the stop is judged on snapshot times (virtual: the interval
+// grid), and a run that is not stopped lasts at least its stages and makes every arrival, since
+// arrivals wait for their times, so a slow machine only makes an unstopped run longer.
 func TestAbortOnFail(t *testing.T) {
 	checkFDs(t)
-	const delay = 400 * time.Millisecond
-	// 20 s at 200 connections/s; the abort threshold fails from the first 50 ms on, and waits for its
-	// delay.
+	const (
+		delay   = 400 * time.Millisecond
+		planned = 5 * time.Minute
+		rate    = 50
+	)
+	// The abort threshold fails from the tenth connection on (200 ms at 50/s on an idle machine),
+	// and waits for its delay. Timeouts of minutes: slow connections are not errors here.
 	p := writePlan(t, `version: 1
 name: abort
 target: {builtin: {mode: echo}}
-connection: {send: {bytes: 32B, count: 1}, close: rst}
+connection: {send: {bytes: 32B, count: 1}, close: rst, connect_timeout: 2m, io_timeout: 2m}
 load:
   model: arrival
-  start: 200
-  stages: [{duration: 20s, target: 200}]
+  start: 50
+  graceful_stop: 2m
+  stages: [{duration: 5m, target: 50}]
 output: {interval: 100ms}
 thresholds:
-  - "connect.p99 < 1s"
+  - "connect.p99 < 2m"
   - {expr: "connections.established < 10", abort_on_fail: true, delay: 400ms}
 `)
 	dir := filepath.Join(t.TempDir(), "r")
@@ -158,11 +174,20 @@ thresholds:
 	if s.Stopped == nil || s.Stopped.Threshold != "connections.established < 10" || s.Interrupted {
 		t.Fatalf("stopped %+v interrupted %v", s.Stopped, s.Interrupted)
 	}
-	if at := time.Duration(s.Stopped.AtS * float64(time.Second)); at < delay {
+	at := time.Duration(math.Round(s.Stopped.AtS*1e6)) * time.Microsecond
+	if at < delay {
 		t.Errorf("stopped at %s, before the delay %s", at, delay)
 	}
-	if d := time.Duration(s.DurationUS) * time.Microsecond; d > delay+time.Second {
-		t.Errorf("the run lasted %s, more than delay + 1 s", d)
+	if at%(100*time.Millisecond) != 0 {
+		t.Errorf("stopped at %s, not at an interval's end", at)
+	}
+	d := time.Duration(s.DurationUS) * time.Microsecond
+	t.Logf("stopped at %s, run over (drained, results written) at %s", at, d)
+	if d >= planned {
+		t.Errorf("the run lasted %s, the whole plan", d)
+	}
+	if c := s.Connections; c.Attempted+c.Dropped >= uint64(rate*planned/time.Second) {
+		t.Errorf("%d arrivals (attempted %d, dropped %d): the whole plan's", c.Attempted+c.Dropped, c.Attempted, c.Dropped)
 	}
 	if s.Thresholds[1].Pass || !s.Thresholds[1].StoppedRun || !s.Thresholds[0].Pass {
 		t.Errorf("thresholds %+v", s.Thresholds)
@@ -466,7 +491,10 @@ func TestCIGateConfig(t *testing.T) {
 	code, stdout, stderr := runMain(t, nil, "run", "../../configs/ci-gate.yaml", "-q", "--out", dir,
 		"--set", "baseline.file=../../results/baseline/ci-gate.json",
 		"--set", "baseline.metrics=[connections.attempted, connections.established, connections.failed, errors.count]",
-		"--set", `thresholds=["errors.rate == 0", "connections.established >= 4990"]`)
+		"--set", `thresholds=["errors.rate == 0", "connections.established >= 4990"]`,
+		// The example's timeouts are for a quiet runner; on a busy machine a slow connection is
+		// not a failed one, and the counts must still match the baseline.
+		"--set", "connection.connect_timeout=2m", "--set", "connection.io_timeout=2m", "--set", "load.graceful_stop=2m")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -476,24 +504,28 @@ func TestCIGateConfig(t *testing.T) {
 	}
 }
 
+// TestMetricsEndpoint scrapes a run's live metrics until its counter moves, then stops the run
+// with a signal: the run lasts as long as the test needs, however slow the machine.
 func TestMetricsEndpoint(t *testing.T) {
 	checkFDs(t)
 	p := writePlan(t, `version: 1
 name: live
 target: {builtin: {mode: echo}}
-connection: {send: {bytes: 32B, count: 1}, close: rst}
+connection: {send: {bytes: 32B, count: 1}, close: rst, connect_timeout: 2m, io_timeout: 2m}
 load:
   model: arrival
-  start: 200
-  stages: [{duration: 3s, target: 200}]
+  start: 50
+  graceful_stop: 2m
+  stages: [{duration: 10m, target: 50}]
 output: {interval: 100ms}
 `)
 	dir := filepath.Join(t.TempDir(), "r")
 	var out syncBuffer
 	errb := &syncBuffer{want: "/metrics\n", seen: make(chan struct{})}
 	done := make(chan int, 1)
+	sig := make(chan os.Signal, 1)
 	go func() {
-		done <- Main([]string{"run", p, "-q", "--out", dir, "--metrics-listen", "127.0.0.1:0"}, nil, &out, errb, make(chan os.Signal))
+		done <- Main([]string{"run", p, "-q", "--out", dir, "--metrics-listen", "127.0.0.1:0"}, nil, &out, errb, sig)
 	}()
 	select {
 	case <-errb.seen:
@@ -501,7 +533,7 @@ output: {interval: 100ms}
 		t.Fatalf("the run ended (exit %d) before serving metrics:\n%s", code, errb.String())
 	}
 	url := regexp.MustCompile(`http://\S+/metrics`).FindString(errb.String())
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := &http.Client{Timeout: time.Minute}
 	scrape := func() (map[string]float64, error) {
 		resp, err := client.Get(url)
 		if err != nil {
@@ -537,13 +569,11 @@ output: {interval: 100ms}
 			t.Errorf("metric %s missing", name)
 		}
 	}
-	// The run cuts a snapshot every 100 ms; poll (bounded) until the counter has moved.
-	moved := false
+	// The run cuts a snapshot every 100 ms; poll until the counter has moved (bounded by the
+	// 10-minute plan: a run that ends first fails the test).
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	deadline := time.After(5 * time.Second)
-poll:
-	for !moved {
+	for moved := false; !moved; {
 		select {
 		case <-tick.C:
 			m, err := scrape()
@@ -551,15 +581,13 @@ poll:
 				t.Fatal(err)
 			}
 			moved = m[attempted] > first[attempted]
-		case <-deadline:
-			break poll
+		case code := <-done:
+			t.Fatalf("the run ended (exit %d) with %s still at %v:\n%s", code, attempted, first[attempted], errb.String())
 		}
 	}
-	if !moved {
-		t.Errorf("%s stayed at %v", attempted, first[attempted])
-	}
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d\n%s", code, errb.String())
+	sig <- syscall.SIGINT
+	if code := <-done; code != 130 {
+		t.Fatalf("exit %d, want 130 (interrupted)\n%s", code, errb.String())
 	}
 	if resp, err := client.Get(url); err == nil {
 		io.Copy(io.Discard, resp.Body)
@@ -597,7 +625,7 @@ func TestMetricsListenGuard(t *testing.T) {
 // TestSummaryAdditions checks the fields added to summary.json for the gate.
 func TestSummaryAdditions(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "r")
-	code, _, stderr := runMain(t, nil, "run", gatePlan(t, "add", `thresholds: ["connect.p99 < 1s"]`), "-q", "--out", dir)
+	code, _, stderr := runMain(t, nil, "run", gatePlan(t, "add", `thresholds: ["connect.p99 < 2m"]`), "-q", "--out", dir)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}

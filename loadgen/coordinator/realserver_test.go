@@ -334,7 +334,10 @@ func TestBuiltinProtocols(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			p := shortPlan(t, tt.file, `load.stages=[{duration: 1s, target: 100}]`)
+			// The examples' latency limits (tls_handshake.p99 < 50ms) are for a quiet machine; here
+			// the verdict keeps what holds at any speed, with minute timeouts: slow is not failed.
+			p := shortPlan(t, tt.file, `load.stages=[{duration: 1s, target: 100}]`, `thresholds=["errors.rate == 0"]`,
+				"connection.connect_timeout=2m", "connection.io_timeout=2m", "load.graceful_stop=2m")
 			if tt.file == "ipv6.yaml" {
 				if l, err := net.Listen("tcp", "[::1]:0"); err != nil {
 					t.Skipf("no IPv6 loopback here: %v", err)

@@ -372,13 +372,7 @@ func (e *engine) collect(start time.Time, emit func(*metrics.Snapshot), finalCut
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		next := last + e.cfg.Interval
-		for _, b := range bounds {
-			if b > last && b < next {
-				next = b
-				break
-			}
-		}
+		next := e.nextCut(last, bounds)
 		t.Reset(time.Until(start.Add(next)))
 		select {
 		case <-t.C:
@@ -396,10 +390,29 @@ func (e *engine) collect(start time.Time, emit func(*metrics.Snapshot), finalCut
 			last = next
 		case <-finalCut:
 			now := time.Now()
+			// A collector that fell behind (a busy machine, a slow OnSnapshot) still owes the cuts
+			// whose time has passed; select picks at random between the timer and finalCut, so
+			// without these a stage that ran could end up with no snapshot of its own.
+			for !start.Add(next).After(now) {
+				emit(e.rec.Cut(start.Add(next), e.cfg.Ramp.Stage(last)))
+				last = next
+				next = e.nextCut(last, bounds)
+			}
 			emit(e.rec.Cut(now, e.cfg.Ramp.Stage(last)))
 			return
 		}
 	}
+}
+
+// nextCut is the time of the cut after last: one interval later, or the stage boundary before that.
+func (e *engine) nextCut(last time.Duration, bounds []time.Duration) time.Duration {
+	next := last + e.cfg.Interval
+	for _, b := range bounds {
+		if b > last && b < next {
+			return b
+		}
+	}
+	return next
 }
 
 // concurrency runs the concurrency model: slot i holds a connection while i < target.

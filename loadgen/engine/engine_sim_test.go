@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -425,6 +426,75 @@ func TestCutConversationNotOK(t *testing.T) {
 	}
 }
 
+// TestSlowConsumerKeepsEveryCut: a snapshot consumer that falls behind (a busy machine, a slow
+// OnSnapshot) must still receive every interval and stage-boundary cut whose time has passed, in
+// order and contiguous, before the last one; otherwise a stage that ran has no figures of its own
+// ("stage N did not run"). The first OnSnapshot blocks, in virtual time, until long after the run
+// ended, so that the collector finds its timer and the final cut ready together.
+func TestSlowConsumerKeepsEveryCut(t *testing.T) {
+	ramp := schedule.Ramp{Start: 100, Stages: []schedule.Stage{
+		{Duration: 300 * time.Millisecond, Target: 100},
+		{Duration: 300 * time.Millisecond, Target: 100},
+		{Duration: 300 * time.Millisecond, Target: 100},
+	}}
+	tests := []struct {
+		name  string
+		stall time.Duration
+	}{
+		{"consumer keeps up", 0},
+		{"consumer 5s behind", 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// select picks at random between ready cases: several runs, so that a collector that
+			// skips cuts is caught whichever way the picks fall.
+			for run := range 4 {
+				synctest.Test(t, func(t *testing.T) {
+					var snaps []*metrics.Snapshot
+					res := runSim(t, Config{
+						Model: Arrival, Ramp: ramp, Dialer: &simDialer{}, MaxInFlight: 100,
+						Interval: 100 * time.Millisecond,
+						OnSnapshot: func(s *metrics.Snapshot) {
+							if len(snaps) == 0 {
+								time.Sleep(tt.stall)
+							}
+							snaps = append(snaps, s)
+						},
+					})
+					seen := map[int]bool{}
+					var ends []int64
+					for i, s := range snaps {
+						seen[s.Stage] = true
+						ends = append(ends, s.EndUS)
+						if i > 0 && (s.StartUS != snaps[i-1].EndUS || s.Seq != snaps[i-1].Seq+1) {
+							t.Errorf("run %d: snapshot %d (seq %d) starts at %d µs, the previous (seq %d) ended at %d µs",
+								run, i, s.Seq, s.StartUS, snaps[i-1].Seq, snaps[i-1].EndUS)
+						}
+					}
+					for st := range len(ramp.Stages) {
+						if !seen[st] {
+							t.Errorf("run %d: no snapshot of stage %d; cuts at %v µs", run, st, ends)
+						}
+					}
+					// The run ends with its last arrival, at 890 ms: the boundaries before it are cut.
+					for _, b := range []int64{300_000, 600_000} {
+						if !slices.Contains(ends, b) {
+							t.Errorf("run %d: no cut at the stage boundary %d µs; cuts at %v µs", run, b, ends)
+						}
+					}
+					var attempted uint64
+					for _, s := range snaps {
+						attempted += s.Attempted
+					}
+					if attempted != res.Total.Attempted {
+						t.Errorf("run %d: the snapshots hold %d attempts, the total %d", run, attempted, res.Total.Attempted)
+					}
+				})
+			}
+		})
+	}
+}
+
 // silentCloser answers every request (echo) but never closes: a client that waits for its FIN
 // (close: server or half) waits until its deadline.
 type silentCloser struct{}
@@ -491,6 +561,34 @@ func TestRampDownDuringRateWait(t *testing.T) {
 		res := runSim(t, Config{Model: Concurrency, Ramp: ramp, Dialer: &simDialer{}, MaxConnectRate: 0.05, Hold: time.Hour})
 		if got := res.Total.Attempted; got != 1 {
 			t.Fatalf("attempted %d, want 1: a slot no longer wanted started a connection when its turn came", got)
+		}
+	})
+}
+
+// timeoutDialer is a target that drops every SYN: each dial waits out its connect timeout.
+type timeoutDialer struct{ timeout time.Duration }
+
+func (d timeoutDialer) Dial(ctx context.Context, _ dial.Destination) (net.Conn, error) {
+	select {
+	case <-time.After(d.timeout):
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// TestConnectTimeoutsDoNotStallSchedule: connects that wait out a 300 ms timeout (a target
+// dropping SYNs) must not delay the arrivals after them: in virtual time the schedule lag is nil.
+func TestConnectTimeoutsDoNotStallSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ramp := schedule.Ramp{Start: 50, Stages: []schedule.Stage{{Duration: 400 * time.Millisecond, Target: 50}}}
+		res := runSim(t, Config{Model: Arrival, Ramp: ramp, Dialer: timeoutDialer{300 * time.Millisecond}, MaxInFlight: 1000})
+		tot := res.Total
+		if tot.Attempted != 20 || tot.Outcomes[metrics.ETIMEDOUT] != tot.Attempted {
+			t.Fatalf("attempted %d, outcomes %v: want 20 connect timeouts", tot.Attempted, tot.Outcomes)
+		}
+		if lag := tot.Hist[metrics.ScheduleLag].Max(); lag > 1 {
+			t.Errorf("schedule lag max %d µs in virtual time: timeouts stalled the schedule", lag)
 		}
 	})
 }

@@ -116,10 +116,14 @@ func huge(c net.Conn, done <-chan struct{}) {
 	}
 }
 
+// trickleEvery is far beyond the tests' io_timeout (200 ms), so that a reader starved by a busy
+// machine still sees the deadline pass between two bytes.
+const trickleEvery = 10 * time.Second
+
 func trickle(c net.Conn, done <-chan struct{}) {
 	defer c.Close()
 	c.Read(make([]byte, 64))
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(trickleEvery)
 	defer t.Stop()
 	for range 10 {
 		if _, err := c.Write([]byte{'x'}); err != nil {
@@ -133,35 +137,44 @@ func trickle(c net.Conn, done <-chan struct{}) {
 	}
 }
 
+// arrivalPlan's timeouts and graceful stop are a minute: on a busy machine a slow connection is
+// slow, not failed. A test whose point is a timeout sets a short one; one whose point is that
+// nothing hangs asserts that the graceful stop cut nothing (Result.Aborted), not a duration.
 func arrivalPlan(dsts []dial.Destination, rate float64, d time.Duration) Config {
 	return Config{
 		Model: Arrival, Ramp: schedule.Ramp{Start: rate, Stages: []schedule.Stage{{Duration: d, Target: rate}}},
-		Destinations: dsts, Dialer: dial.NewKernel(dial.Options{ConnectTimeout: 300 * time.Millisecond}),
-		IOTimeout: 200 * time.Millisecond, Send: &Send{Bytes: 64, Count: 1, Echo: true},
-		MaxInFlight: 1000, Close: dial.CloseRST, GracefulStop: 2 * time.Second, Interval: 100 * time.Millisecond,
+		Destinations: dsts, Dialer: dial.NewKernel(dial.Options{ConnectTimeout: time.Minute}),
+		IOTimeout: time.Minute, Send: &Send{Bytes: 64, Count: 1, Echo: true},
+		MaxInFlight: 1000, Close: dial.CloseRST, GracefulStop: time.Minute, Interval: 100 * time.Millisecond,
 	}
 }
 
-// TestHostileTargets: whatever the target does, the run ends on time, every connection is
-// classified (outcomes.other stays 0), counts are conserved and nothing hangs.
+// TestHostileTargets: whatever the target does, the run ends without the graceful stop cutting a
+// connection, every connection is classified (outcomes.other stays 0), counts are conserved and
+// nothing hangs.
 func TestHostileTargets(t *testing.T) {
 	tests := []struct {
 		name   string
 		behave func(net.Conn, <-chan struct{})
 		want   metrics.Outcome
+		// ioTimeout, when set, is the point of the case: the answer never completes.
+		ioTimeout time.Duration
 		// bytesInPerConn, when > 0, caps what may have been read per established connection: the
 		// answer asked for, plus at most one buffer the reader took ahead.
 		bytesInPerConn uint64
 	}{
-		{"silent: accepts, never answers", silent, metrics.ETIMEDOUT, 0},
-		{"garbage answers", garbage, metrics.EchoMismatch, 64 + proto.BufferSize},
-		{"10 MiB answer", huge, metrics.EchoMismatch, 64 + proto.BufferSize},
-		{"1 byte per second", trickle, metrics.ETIMEDOUT, 64},
+		{"silent: accepts, never answers", silent, metrics.ETIMEDOUT, 200 * time.Millisecond, 0},
+		{"garbage answers", garbage, metrics.EchoMismatch, 0, 64 + proto.BufferSize},
+		{"10 MiB answer", huge, metrics.EchoMismatch, 0, 64 + proto.BufferSize},
+		{"1 byte per 10 s", trickle, metrics.ETIMEDOUT, 200 * time.Millisecond, 64},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := startHostile(t, tt.behave)
 			cfg := arrivalPlan(srv.dst(), 100, 500*time.Millisecond)
+			if tt.ioTimeout > 0 {
+				cfg.IOTimeout = tt.ioTimeout
+			}
 			res, err := Run(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -171,15 +184,16 @@ func TestHostileTargets(t *testing.T) {
 			if tot.Outcomes[tt.want] != tot.Established || tot.Established == 0 {
 				t.Fatalf("outcomes %v (examples %v), want all %d as %s", tot.Outcomes, tot.Examples, tot.Established, tt.want)
 			}
-			// Each connection ends within its io_timeout plus 100 ms.
-			if max := time.Duration(tot.Hist[metrics.Lifetime].Max()) * time.Microsecond; max > cfg.IOTimeout+100*time.Millisecond {
+			// The deadline covers the whole answer: a trickle does not extend it, so a connection
+			// ends before a second byte comes (trickleEvery is 50 io_timeouts).
+			if max := time.Duration(tot.Hist[metrics.Lifetime].Max()) * time.Microsecond; tt.ioTimeout > 0 && max >= trickleEvery {
 				t.Errorf("a connection lived %v, io_timeout %v", max, cfg.IOTimeout)
 			}
 			if tt.bytesInPerConn > 0 && tot.BytesIn > tt.bytesInPerConn*tot.Established {
 				t.Errorf("read %d bytes from %d connections: reads must be capped", tot.BytesIn, tot.Established)
 			}
-			if d := res.End.Sub(res.Start); d > 500*time.Millisecond+cfg.IOTimeout+time.Second {
-				t.Errorf("run took %v", d)
+			if res.Aborted {
+				t.Errorf("the graceful stop (%v) cut connections: one hung (run took %v)", cfg.GracefulStop, res.End.Sub(res.Start))
 			}
 		})
 	}
@@ -205,8 +219,33 @@ func checkTotals(t *testing.T, tot *metrics.Snapshot) {
 	}
 }
 
-// TestTargetKilledMidRun: the target dies half way; the run still ends on time with every failure
-// classified.
+// killAfter passes the first n dials through, then kills the target: every later dial starts once
+// it is dead. An event (the nth connect), not a clock, so that on a busy machine too some
+// connections are open when the target dies and some find it gone.
+type killAfter struct {
+	dial.Dialer
+	n      int64
+	dials  atomic.Int64
+	kill   func()
+	killed chan struct{}
+	once   sync.Once
+}
+
+func (k *killAfter) Dial(ctx context.Context, dst dial.Destination) (net.Conn, error) {
+	i := k.dials.Add(1)
+	if i > k.n {
+		<-k.killed
+		return k.Dialer.Dial(ctx, dst)
+	}
+	c, err := k.Dialer.Dial(ctx, dst)
+	if i == k.n {
+		k.once.Do(func() { k.kill(); close(k.killed) })
+	}
+	return c, err
+}
+
+// TestTargetKilledMidRun: the target dies after 80 of 200 connects; the run still ends without
+// the graceful stop cutting anything, with every failure classified.
 func TestTargetKilledMidRun(t *testing.T) {
 	srv, err := target.Start(context.Background(), target.Config{Mode: target.ModeHold})
 	if err != nil {
@@ -216,12 +255,7 @@ func TestTargetKilledMidRun(t *testing.T) {
 	cfg := arrivalPlan([]dial.Destination{dial.NewDestination(netip.MustParseAddrPort(srv.Addrs()[0]))}, 200, time.Second)
 	cfg.Send = nil
 	cfg.Hold = 2 * time.Second
-	var once sync.Once
-	cfg.OnSnapshot = func(s *metrics.Snapshot) {
-		if s.EndUS >= 400_000 {
-			once.Do(func() { srv.Close() })
-		}
-	}
+	cfg.Dialer = &killAfter{Dialer: cfg.Dialer, n: 80, kill: func() { srv.Close() }, killed: make(chan struct{})}
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -234,8 +268,8 @@ func TestTargetKilledMidRun(t *testing.T) {
 	if tot.Outcomes[metrics.OK]+tot.Outcomes[metrics.EOF]+tot.Outcomes[metrics.ECONNRESET] == 0 {
 		t.Errorf("connections open when the target died were not classified: %v %v", tot.Outcomes, tot.Examples)
 	}
-	if d := res.End.Sub(res.Start); d > 4*time.Second {
-		t.Errorf("run took %v", d)
+	if res.Aborted {
+		t.Errorf("the graceful stop cut held connections the target's death should have ended (run took %v)", res.End.Sub(res.Start))
 	}
 }
 
@@ -256,6 +290,7 @@ func TestTargetNeverAccepts(t *testing.T) {
 	port := sa.(*unix.SockaddrInet4).Port
 	dst := dial.NewDestination(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)))
 	cfg := arrivalPlan([]dial.Destination{dst}, 50, 400*time.Millisecond)
+	cfg.Dialer = dial.NewKernel(dial.Options{ConnectTimeout: 300 * time.Millisecond}) // the point
 	cfg.Send = nil
 	cfg.Hold = 100 * time.Millisecond
 	res, err := Run(context.Background(), cfg)
@@ -267,9 +302,8 @@ func TestTargetNeverAccepts(t *testing.T) {
 	if tot.Outcomes[metrics.ETIMEDOUT] == 0 {
 		t.Fatalf("no connect timeouts against a full accept queue: %v", tot.Outcomes)
 	}
-	if max := time.Duration(tot.Hist[metrics.ScheduleLag].Max()) * time.Microsecond; max > 100*time.Millisecond {
-		t.Errorf("schedule lag %v: timeouts must not stall the schedule", max)
-	}
+	// That the timeouts do not stall the schedule is TestConnectTimeoutsDoNotStallSchedule's, in
+	// virtual time: here, on a busy machine, the lag is the machine's.
 }
 
 func TestImmediateRST(t *testing.T) {
