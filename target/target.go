@@ -18,8 +18,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Mode is what the target does with each accepted connection.
@@ -325,7 +323,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		lc.Control = func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+				serr = reusePort(fd)
 			}); err != nil {
 				return err
 			}
@@ -407,6 +405,10 @@ func newServer(cfg Config) *Server {
 	return s
 }
 
+// noHolder serves sink and hold connections with a goroutine each, as where the epoll holder is
+// unavailable (off Linux): set by tests, so that path runs on Linux too.
+var noHolder bool
+
 // run starts one accept loop per listener; the server owns the listeners from here on.
 func (s *Server) run(lns []net.Listener) {
 	s.listeners = lns
@@ -417,7 +419,7 @@ func (s *Server) run(lns []net.Listener) {
 	// Sink and hold connections only read and wait: without TLS or a close of their own to run,
 	// they are held as bare descriptors by one holder goroutine (see holder). Where it cannot
 	// start, they get a goroutine each as the other modes do.
-	if (s.mode == ModeSink || s.mode == ModeHold) && s.tls == nil && !s.closeFirst {
+	if (s.mode == ModeSink || s.mode == ModeHold) && s.tls == nil && !s.closeFirst && !noHolder {
 		if h, err := newHolder(s); err == nil {
 			s.holder = h
 			s.wg.Add(1)
@@ -629,30 +631,6 @@ func (s *Server) handle(c net.Conn) {
 	go s.serve(c)
 }
 
-// handleFD deals with a connection accepted by the holder's raw accept loop: the cap, then one
-// early read, then into the holder's set. In a connection storm the client has usually closed
-// (FIN or RST) before the target gets to accept: on loopback the client's connect() returns with
-// the handshake done, and its close() runs before this process is scheduled. The early read sees
-// that end at once and the connection is closed on the spot (accept4, read, close), never
-// entering the set: no epoll_ctl, no wake-up of the holder, no map entry. Without it the holder
-// goroutine falls behind the accept loops and the target's open descriptors climb to its limit.
-// buf is the accept loop's own.
-func (s *Server) handleFD(fd int, buf []byte) {
-	if s.maxConns > 0 && s.active.Load() >= s.maxConns {
-		s.rejected.Add(1)
-		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-		unix.Close(fd)
-		return
-	}
-	s.opened()
-	if open, _ := s.discard(fd, buf, true); !open || !s.holder.addFD(fd) {
-		// Over already (see above), or the server is closing: count it closed, then close it.
-		s.active.Add(-1)
-		s.closedConns.Add(1)
-		unix.Close(fd)
-	}
-}
-
 func (s *Server) opened() {
 	s.accepted.Add(1)
 	n := s.active.Add(1)
@@ -690,7 +668,7 @@ func (s *Server) converse(c net.Conn) (idle bool) {
 	r := frameReader{frames: s.frames}
 	defer r.release()
 	conn := c
-	if s.tls == nil {
+	if s.tls == nil && rawReads {
 		sc, ok := c.(syscall.Conn)
 		if !ok {
 			return false
@@ -701,6 +679,8 @@ func (s *Server) converse(c net.Conn) (idle bool) {
 		}
 		r.rc = rc
 		r.readFD = r.read // bound once per connection, so a read allocates nothing
+	} else if s.tls == nil {
+		r.conn = c
 	} else {
 		tc := tls.Server(c, s.tls)
 		if err := s.handshake(tc); err != nil {
@@ -860,34 +840,5 @@ func (r *frameReader) release() {
 	if r.buf != nil {
 		r.frames.Put(r.buf)
 		r.buf = nil
-	}
-}
-
-// read is RawConn.Read's callback: it returns false to wait for readability.
-func (r *frameReader) read(fd uintptr) bool {
-	took := r.buf == nil
-	if took {
-		r.buf = r.frames.Get().(*[]byte)
-	}
-	for {
-		n, err := unix.Read(int(fd), (*r.buf)[r.off:])
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			if took {
-				// Nothing to read: wait without a frame.
-				r.release()
-			}
-			return false
-		case err != nil:
-			r.err = os.NewSyscallError("read", err)
-			return true
-		case n == 0:
-			r.err = io.EOF
-			return true
-		}
-		r.n = n
-		return true
 	}
 }

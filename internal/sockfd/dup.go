@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package sockfd duplicates the descriptor behind a Go connection or listener, for the code that
 // takes a socket out of the runtime poller: the built-in target's holder and the generator's bare
 // held connections.

@@ -111,7 +111,7 @@ func startTargetProcs(ctx context.Context, exe string, cfg target.Config, cert *
 		cmd := exec.Command(exe, targetArgs(cfg, cert, listen, i == 0)...)
 		cmd.Stderr = stderr
 		cmd.Env = procsEnv(os.Environ(), procs)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = procAttr()
 		out, err := cmd.StdoutPipe()
 		mu.Lock()
 		if err == nil && cancelled {

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/portstorm/portstorm/loadgen/platform"
 )
 
 // Strategy is how a connection's local port is chosen (docs/ports.md).
@@ -127,6 +127,9 @@ func New(o Options) (*Ports, error) {
 	if o.Strategy >= numStrategies {
 		return nil, fmt.Errorf("dial: unknown strategy %d", o.Strategy)
 	}
+	if !platform.Linux && (o.Strategy == StrategyBindNoPort || o.Strategy == StrategyRange) {
+		return nil, platform.Unsupported("dial: the " + o.Strategy.String() + " strategy")
+	}
 	if (o.Strategy == StrategyRange || o.Strategy == StrategyExplicit) && o.Window.Size() == 0 {
 		return nil, fmt.Errorf("dial: the %s strategy needs a port window", o.Strategy)
 	}
@@ -140,7 +143,7 @@ func New(o Options) (*Ports, error) {
 		a.nd = net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: -1}
 		a.ctl = a.setup // bound once, so Control allocates no closure per dial
 		a.nd.Control = a.control
-		a.guard.init()
+		a.attemptSys.init()
 		return a
 	}
 	return d, nil
@@ -156,10 +159,7 @@ type attempt struct {
 	// port is the explicit strategy's pick (0 otherwise).
 	port uint16
 	err  error
-	sa4  unix.SockaddrInet4
-	sa6  unix.SockaddrInet6
-	// guard times a bare dial's connect out.
-	guard connectGuard
+	attemptSys
 }
 
 // Dial connects to dst from dst.Source (when valid) by the strategy.
@@ -201,61 +201,6 @@ func (a *attempt) control(_, _ string, c syscall.RawConn) error {
 		return err
 	}
 	return a.err
-}
-
-// setup sets the strategy's socket options and binds, storing the first failure in a.err.
-func (a *attempt) setup(fd uintptr) {
-	s := int(fd)
-	var bindPort uint16
-	switch a.d.o.Strategy {
-	case StrategyKernel, StrategyBindNoPort:
-		if a.src.IsValid() || a.d.o.Strategy == StrategyBindNoPort {
-			if err := unix.SetsockoptInt(s, unix.SOL_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
-				a.err = os.NewSyscallError("setsockopt", err)
-				return
-			}
-		}
-		if !a.src.IsValid() {
-			return // bind-no-port to the wildcard address is a plain connect
-		}
-	case StrategyBind:
-	case StrategyRange:
-		w := a.d.o.Window
-		if err := unix.SetsockoptInt(s, unix.SOL_IP, unix.IP_LOCAL_PORT_RANGE, int(uint32(w.Hi)<<16|uint32(w.Lo))); err != nil {
-			a.err = os.NewSyscallError("setsockopt", err)
-			return
-		}
-		if !a.src.IsValid() {
-			return
-		}
-		if err := unix.SetsockoptInt(s, unix.SOL_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
-			a.err = os.NewSyscallError("setsockopt", err)
-			return
-		}
-	case StrategyExplicit:
-		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-			a.err = os.NewSyscallError("setsockopt", err)
-			return
-		}
-		bindPort = a.port
-	}
-	var err error
-	if a.v6 {
-		a.sa6 = unix.SockaddrInet6{Port: int(bindPort)}
-		if a.src.IsValid() {
-			a.sa6.Addr = a.src.As16()
-		}
-		err = unix.Bind(s, &a.sa6)
-	} else {
-		a.sa4 = unix.SockaddrInet4{Port: int(bindPort)}
-		if a.src.IsValid() {
-			a.sa4.Addr = a.src.As4()
-		}
-		err = unix.Bind(s, &a.sa4)
-	}
-	if err != nil {
-		a.err = os.NewSyscallError("bind", err)
-	}
 }
 
 // picker hands out the explicit strategy's ports: per (source, destination) a bitmap of the ports

@@ -1,10 +1,7 @@
 package engine
 
 import (
-	"runtime"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
 )
@@ -61,30 +58,6 @@ func (p *pacer) until(at time.Time, stop <-chan struct{}) bool {
 				return false
 			}
 		}
-	}
-}
-
-// sleep sleeps d in the kernel, to the absolute CLOCK_MONOTONIC time d from now (the clock Go's
-// monotonic readings come from), so that a signal interrupting it (Go preempts with SIGURG) costs
-// no drift: it sleeps again to the same deadline.
-func (p *pacer) sleep(at time.Time, d time.Duration) {
-	// The connections the loop just started wait for this P, which a thread sleeping in a system
-	// call keeps until sysmon takes it back (20 µs to 10 ms later): let them run first.
-	runtime.Gosched()
-	if d = time.Until(at); d <= 0 {
-		return
-	}
-	var ts unix.Timespec
-	if unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0) != nil || unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
-		p.fine = false
-		return
-	}
-	before := time.Now()
-	deadline := unix.NsecToTimespec(ts.Nano() + int64(d))
-	for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &deadline, nil) == unix.EINTR {
-	}
-	if time.Since(before) < d/2 {
-		p.fine = false
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,6 +80,7 @@ func (p *Plan) Validate() []error {
 	c.baseline()
 	c.output()
 	c.isolation()
+	c.linuxOnly()
 	return c.errs
 }
 
@@ -576,6 +578,31 @@ func (c *checker) isolation() {
 	}
 	if n.MaxTWBuckets < 0 {
 		c.fail("netns.max_tw_buckets", "want 0 (the namespace's default) or more, got %d", n.MaxTWBuckets)
+	}
+}
+
+// goos is the system plans are checked for: runtime.GOOS, set by tests to check another's rules.
+var goos = runtime.GOOS
+
+// linuxOnly refuses, off Linux, what rests on Linux interfaces: network namespaces (isolate,
+// netns), IP_BIND_ADDRESS_NO_PORT (bind-no-port) and IP_LOCAL_PORT_RANGE (range). Run anyway,
+// they would fail at start or on every connect.
+func (c *checker) linuxOnly() {
+	if goos == "linux" {
+		return
+	}
+	p := c.p
+	if p.Isolate {
+		c.fail("isolate", "a private network namespace needs Linux (this is %s); want isolate: false", goos)
+	}
+	if p.Netns != nil {
+		c.fail("netns", "the sysctls of a private network namespace need Linux (this is %s); remove netns", goos)
+	}
+	switch p.Source.Ports.Strategy {
+	case "bind-no-port":
+		c.fail("source.ports.strategy", "bind-no-port needs Linux (IP_BIND_ADDRESS_NO_PORT; this is %s); want kernel, bind or explicit", goos)
+	case "range":
+		c.fail("source.ports.strategy", "range needs Linux 6.3 or later (IP_LOCAL_PORT_RANGE; this is %s); want explicit with the same range", goos)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/platform"
 )
 
 // Config describes the run the observatory watches.
@@ -139,6 +140,9 @@ func New(cfg Config) *Observatory {
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
+	}
+	if !platform.Linux {
+		cfg.NoSockDiag = true // sock_diag is Linux's: TIME_WAIT is not sampled (-1)
 	}
 	o := &Observatory{
 		cfg:       cfg,

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
 )
@@ -356,9 +355,9 @@ func (o *Observatory) Sample() Sample {
 				}
 			}
 		}
-		err := Dump(unix.AF_INET, 1<<StateTimeWait, count)
+		err := Dump(FamilyV4, 1<<StateTimeWait, count)
 		if err == nil && o.hasV6() {
-			err = Dump(unix.AF_INET6, 1<<StateTimeWait, count)
+			err = Dump(FamilyV6, 1<<StateTimeWait, count)
 		}
 		cost := time.Since(t0)
 		s.SampleUS = cost.Microseconds()

@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/portstorm/portstorm/loadgen/isolate"
 )
 
@@ -122,14 +120,7 @@ func ReadHost() Host {
 	}
 	h.Conntrack = probeConntrack()
 	h.Hostname, _ = os.Hostname()
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		h.Kernel = unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:])
-	}
-	var rl unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil {
-		h.FDSoft, h.FDHard = int64(rl.Cur), int64(rl.Max)
-	}
+	readKernel(&h)
 	if r, ok := ParsePortRange(readProc("sys/net/ipv4/ip_local_port_range")); ok {
 		h.PortRange = r
 	}

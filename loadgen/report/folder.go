@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
 )
 
 // ErrFolderTaken wraps a results folder refused because another run holds it or has left its
@@ -27,9 +25,10 @@ func ClaimDir(dir string) (release func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("results folder: %w", err)
 	}
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	unlock, err := lockDir(d)
+	if err != nil {
 		d.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
+		if errors.Is(err, errLocked) {
 			return nil, fmt.Errorf("%w: %s is in use by another portstorm run; choose another --out", ErrFolderTaken, dir)
 		}
 		return nil, fmt.Errorf("results folder %s: locking it: %w", dir, err)
@@ -39,8 +38,9 @@ func ClaimDir(dir string) (release func(), err error) {
 	case err == nil:
 		err = fmt.Errorf("%w: %s already holds a run's %s; choose another --out or remove it", ErrFolderTaken, dir, SummaryFile)
 	case errors.Is(err, fs.ErrNotExist):
-		return func() { d.Close() }, nil
+		return func() { unlock(); d.Close() }, nil
 	}
+	unlock()
 	d.Close()
 	return nil, err
 }

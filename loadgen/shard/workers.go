@@ -187,7 +187,7 @@ func (s *supervisor) start(specs []WorkerSpec, stderr io.Writer) error {
 		cmd := exec.Command(sp.Path, sp.Args...)
 		cmd.Env = sp.Env
 		cmd.Stderr = &prefixWriter{mu: &stderrMu, w: stderr, prefix: "[" + sp.Label + "] "}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = procAttr()
 		w := &worker{spec: sp, cmd: cmd}
 		var err error
 		w.out, err = cmd.StdoutPipe()

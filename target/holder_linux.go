@@ -264,3 +264,27 @@ func (h *holder) acceptRaw(ln net.Listener) bool {
 		}
 	}
 }
+
+// handleFD deals with a connection accepted by the holder's raw accept loop: the cap, then one
+// early read, then into the holder's set. In a connection storm the client has usually closed
+// (FIN or RST) before the target gets to accept: on loopback the client's connect() returns with
+// the handshake done, and its close() runs before this process is scheduled. The early read sees
+// that end at once and the connection is closed on the spot (accept4, read, close), never
+// entering the set: no epoll_ctl, no wake-up of the holder, no map entry. Without it the holder
+// goroutine falls behind the accept loops and the target's open descriptors climb to its limit.
+// buf is the accept loop's own.
+func (s *Server) handleFD(fd int, buf []byte) {
+	if s.maxConns > 0 && s.active.Load() >= s.maxConns {
+		s.rejected.Add(1)
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		unix.Close(fd)
+		return
+	}
+	s.opened()
+	if open, _ := s.discard(fd, buf, true); !open || !s.holder.addFD(fd) {
+		// Over already (see above), or the server is closing: count it closed, then close it.
+		s.active.Add(-1)
+		s.closedConns.Add(1)
+		unix.Close(fd)
+	}
+}

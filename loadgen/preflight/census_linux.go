@@ -33,7 +33,7 @@ func Census(lo, hi int, sources []netip.Addr) (listeners, held int, err error) {
 			hports[s.Local] = true
 		}
 	}
-	err = errors.Join(ports.Dump(unix.AF_INET, ports.AllStates, fn), ports.Dump(unix.AF_INET6, ports.AllStates, fn))
+	err = errors.Join(ports.Dump(ports.FamilyV4, ports.AllStates, fn), ports.Dump(ports.FamilyV6, ports.AllStates, fn))
 	return len(lports), len(hports), err
 }
 
