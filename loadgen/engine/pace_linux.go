@@ -7,14 +7,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sleep sleeps d in the kernel, to the absolute CLOCK_MONOTONIC time d from now (the clock Go's
+// sleep sleeps in the kernel until at, an absolute CLOCK_MONOTONIC deadline (the clock Go's
 // monotonic readings come from), so that a signal interrupting it (Go preempts with SIGURG) costs
 // no drift: it sleeps again to the same deadline.
-func (p *pacer) sleep(at time.Time, d time.Duration) {
+func (p *pacer) sleep(at time.Time, _ time.Duration) {
 	// The connections the loop just started wait for this P, which a thread sleeping in a system
 	// call keeps until sysmon takes it back (20 µs to 10 ms later): let them run first.
 	runtime.Gosched()
-	if d = time.Until(at); d <= 0 {
+	d := time.Until(at) // not the caller's d: the yield above took some of it
+	if d <= 0 {
 		return
 	}
 	var ts unix.Timespec
