@@ -243,6 +243,10 @@ func TestSettle(t *testing.T) {
 		{"a worker failed", VerdictPass, judged, Connections{Attempted: 10, Established: 10},
 			[]WorkerFailure{{Worker: "worker 1/2", Status: "killed"}}, VerdictError, "1 worker process(es) failed"},
 		{"nothing attempted", VerdictNone, nil, Connections{}, nil, VerdictNone, ""},
+		// A dead target's backoff leaves attempts dropped at the stop, not failed: they count.
+		{"nothing judged, most failed or dropped", VerdictNone, nil, Connections{Attempted: 18, Established: 0, Failed: 8, Dropped: 10}, nil,
+			VerdictError, "18 of 18 connection attempts failed or were dropped (10 dropped) (100.0%) and no threshold judged the run"},
+		{"nothing judged, some dropped", VerdictNone, nil, Connections{Attempted: 10, Established: 6, Failed: 2, Dropped: 2}, nil, VerdictNone, ""},
 	}
 	withTargets := []struct {
 		name    string

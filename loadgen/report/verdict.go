@@ -162,11 +162,18 @@ func Settle(s *Summary) {
 // baseline judged it, or "".
 func MostFailed(s *Summary) string {
 	c := s.Connections
-	if len(s.Thresholds) > 0 || s.Baseline != nil || c.Attempted == 0 || 2*c.Failed <= c.Attempted {
+	// Dropped attempts never connected either: a full window, or a stop that caught them waiting
+	// out a failing destination's backoff (connection.on_connect_failure).
+	notOK := c.Failed + c.Dropped
+	if len(s.Thresholds) > 0 || s.Baseline != nil || c.Attempted == 0 || 2*notOK <= c.Attempted {
 		return ""
 	}
-	return fmt.Sprintf("%d of %d connection attempts failed (%.1f%%) and no threshold judged the run: add thresholds (errors.rate, connections.failed) to make this a failure",
-		c.Failed, c.Attempted, 100*float64(c.Failed)/float64(c.Attempted))
+	what := "failed"
+	if c.Dropped > 0 {
+		what = fmt.Sprintf("failed or were dropped (%d dropped)", c.Dropped)
+	}
+	return fmt.Sprintf("%d of %d connection attempts %s (%.1f%%) and no threshold judged the run: add thresholds (errors.rate, connections.failed) to make this a failure",
+		notOK, c.Attempted, what, 100*float64(notOK)/float64(c.Attempted))
 }
 
 // Untrusted says why a summary's result cannot be trusted, or "".
