@@ -19,6 +19,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // Exit codes (docs/results.md): what users' CI scripts branch on.
@@ -142,7 +143,7 @@ func validateCmd(e *env) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "%s: valid plan %q (%s model, %d stage(s), %s)\n",
-				args[0], p.Name, p.Load.Model, len(p.Load.Stages), coordinator.Ramp(p).Total())
+				args[0], p.Name, p.Load.Model, len(p.Load.Stages), spec.Ramp(p).Total())
 			return nil
 		},
 	}
@@ -315,10 +316,14 @@ func (in *interrupts) beforeRun() error {
 }
 
 func (e *env) run(in *interrupts, p *plan.Plan, out string, quiet, allowRemote bool) error {
+	s, err := coordinator.Compile(p, e.environ)
+	if err != nil {
+		return outcomeExit(nil, err)
+	}
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
-	res, err := coordinator.Run(in.ctx, p, coordinator.Options{
+	res, err := coordinator.Run(in.ctx, s, coordinator.Options{
 		OutDir: out, AllowRemote: allowRemote, Abort: in.abort, Progress: prog.update, OnSnapshot: e.onSnapshot,
-		Stderr: e.stderr,
+		Stderr: e.stderr, Env: e.environ,
 	})
 	prog.finish()
 	e.writeOutcome(res)

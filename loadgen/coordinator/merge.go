@@ -14,6 +14,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/shard"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // ErrShards wraps shard folders that do not make one run (mixed plans, overlapping or missing
@@ -90,7 +91,7 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 			sums[i] = s
 		}
 	}
-	pr := &portRun{p: p}
+	pr := &portRun{}
 	if sums[0] != nil {
 		pr.host = sums[0].Host
 	}
@@ -117,7 +118,7 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	defer hlog.Close()
-	ramp := Ramp(p)
+	ramp := spec.Ramp(p)
 	col := newCollector(p, ramp, pr, verdict, hlog, Options{}, func() {})
 	// abort_on_fail cannot stop a run after the fact: the merged result is judged once, at the end.
 	col.running = nil

@@ -45,7 +45,7 @@ func runPlan(t *testing.T, p *plan.Plan, o Options) *report.Summary {
 		t.Fatalf("invalid plan: %v", errs)
 	}
 	o.OutDir = t.TempDir()
-	out, err := Run(context.Background(), p, o)
+	out, err := Run(context.Background(), compile(t, p), o)
 	if err != nil {
 		t.Fatal(err)
 	}

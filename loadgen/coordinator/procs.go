@@ -88,7 +88,7 @@ func targetArgs(cfg target.Config, cert *builtinTLS, listen []string, first bool
 // startTargetProcs starts n target processes: the first picks the ports, the others listen on the
 // same addresses. Cancelling ctx while they start kills those started (their address lines are then
 // never coming) and returns ctx's error.
-func startTargetProcs(ctx context.Context, exe string, cfg target.Config, cert *builtinTLS, n, procs int, stderr io.Writer) (*targetProcs, error) {
+func startTargetProcs(ctx context.Context, exe string, cfg target.Config, cert *builtinTLS, n, procs int, env []string, stderr io.Writer) (*targetProcs, error) {
 	t := &targetProcs{died: make(chan struct{})}
 	var mu sync.Mutex
 	cancelled := false
@@ -116,7 +116,7 @@ func startTargetProcs(ctx context.Context, exe string, cfg target.Config, cert *
 		}
 		cmd := exec.Command(exe, targetArgs(cfg, cert, listen, i == 0)...)
 		cmd.Stderr = stderr
-		cmd.Env = procsEnv(os.Environ(), procs)
+		cmd.Env = procsEnv(env, procs)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		out, err := cmd.StdoutPipe()
 		mu.Lock()

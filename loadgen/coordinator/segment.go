@@ -18,9 +18,11 @@ import (
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
+	"github.com/portstorm/portstorm/loadgen/spec"
 	"github.com/portstorm/portstorm/target"
 )
 
@@ -78,9 +80,13 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	}
 	var dsts []dial.Destination
 	var tgt *target.Server
-	bpr := newPortRun(p) // the built-in target's side: its certificate, when it serves TLS
+	whole, err := spec.Compile(p, spec.Facts{Host: preflight.ReadHost()})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	bpr := newPortRun(whole) // the built-in target's side: its certificate, when it serves TLS
 	defer bpr.close()
-	if p.Target.Builtin != nil {
+	if whole.Target != nil {
 		tcfg, err := bpr.builtinTarget()
 		if err != nil {
 			return nil, err
@@ -92,7 +98,7 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 		if dsts, err = dial.Resolve(ctx, nil, tgt.Addrs(), false); err != nil {
 			return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrCannotRun, err))
 		}
-	} else if dsts, err = dial.Resolve(ctx, nil, p.Target.Addresses, p.Target.AllowRemote && o.AllowRemote); err != nil {
+	} else if dsts, err = dial.Resolve(ctx, nil, whole.Addresses, whole.AllowRemote && o.AllowRemote); err != nil {
 		return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrInvalid, err))
 	}
 	sp, err := workerPlan(p, seg.Index, seg.Count, dsts)
@@ -104,14 +110,18 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 		caFile = bpr.tls.certFile
 	}
 	namesForWorkers(sp, p, caFile)
-	pr := newPortRun(sp)
+	ss, err := spec.Compile(sp, spec.Facts{Host: whole.Host})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	pr := newPortRun(ss)
 	// The whole plan's demand is not this host's: the preflight warns but does not refuse.
-	pr.workers, pr.segmentOnly = 1, true
+	pr.workers, pr.targetProcs, pr.segmentOnly = 1, 0, true
 	if dsts, err = pr.setup(dsts, o.Dialer); err != nil {
 		return nil, err
 	}
-	ramp := Ramp(sp)
-	cfg, err := engineConfig(sp, ramp, dsts, pr)
+	ramp := ss.Ramp
+	cfg, err := engineConfig(ss, dsts, pr)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +171,7 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	}
 	info := shard.Info{Schema: shard.InfoSchema, PlanHash: hash, Segment: fmt.Sprintf("%d/%d", seg.Index, seg.Count),
 		Index: seg.Index, Count: seg.Count, Host: o.Host}
-	floor := pacingFloor(sp)
+	floor := ss.PacingFloor()
 	res, err := engine.Run(ctx, cfg)
 	if err == nil {
 		err = errors.Join(werr, col.err)

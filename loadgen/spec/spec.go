@@ -426,11 +426,6 @@ func HostName(addrs []string) string {
 	return host
 }
 
-// ClientHoldsTimeWait says whether the client side ends in TIME_WAIT under close mode m: it sends
-// the first FIN under fin and half (RFC 793: the side that closes first holds TIME_WAIT); rst
-// leaves none, and under server the target closes first.
-func ClientHoldsTimeWait(m dial.CloseMode) bool { return m == dial.CloseFIN || m == dial.CloseHalf }
-
 // PacingFloor calibrates the arrival pacing of this machine before the run (about 25 ms), for the
 // lateness warnings; the concurrency model has no schedule to be late for.
 func (s *Spec) PacingFloor() time.Duration {
