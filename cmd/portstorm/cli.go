@@ -177,6 +177,10 @@ func runCmd(e *env) *cobra.Command {
 			// ends the command at once (130), stopping what it had started.
 			in := e.watchSignals()
 			defer in.stop()
+			if worker != "" {
+				// A coordinator's worker: its argument is its segment of the run spec, not a plan.
+				return e.runWorker(in, args[0], worker, startAt, allowRemote)
+			}
 			if netns {
 				pf.sets = append(pf.sets, "isolate=true")
 			}
@@ -186,9 +190,6 @@ func runCmd(e *env) *cobra.Command {
 			}
 			if err := in.beforeRun(); err != nil {
 				return err
-			}
-			if worker != "" {
-				return e.runWorker(in, p, worker, startAt, allowRemote)
 			}
 			if seg.asked() {
 				return e.runSegment(in, p, &seg, out, startAt, quiet, allowRemote)
@@ -225,17 +226,24 @@ func runCmd(e *env) *cobra.Command {
 // runWorker runs one segment for a coordinator: snapshots go to stdout, messages to stderr. With
 // --start-at ready, the worker says on stdout when it is set up and reads its start instant from
 // stdin: the coordinator then starts all its workers as soon as the slowest is ready.
-func (e *env) runWorker(in *interrupts, p *plan.Plan, segment, startAt string, allowRemote bool) error {
+func (e *env) runWorker(in *interrupts, specFile, segment, startAt string, allowRemote bool) error {
 	seg, err := schedule.ParseSegment(segment)
 	if err != nil {
 		return exitWith(exitInvalid, fmt.Errorf("--worker: %w", err))
+	}
+	s, err := spec.ReadFile(specFile)
+	if err != nil {
+		return exitWith(exitInvalid, fmt.Errorf("--worker: %w", err))
+	}
+	if err := in.beforeRun(); err != nil {
+		return err
 	}
 	o, err := e.workerStart(startAt)
 	if err != nil {
 		return exitWith(exitInvalid, err)
 	}
 	o.AllowRemote, o.Abort = allowRemote, in.abort
-	if err := coordinator.RunWorker(in.ctx, p, seg, o, e.stdout); err != nil {
+	if err := coordinator.RunWorker(in.ctx, s, seg, o, e.stdout); err != nil {
 		if errors.Is(err, coordinator.ErrInvalid) {
 			return exitWith(exitInvalid, err)
 		}

@@ -228,11 +228,11 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 
 	var res *execResult
 	if lay.Workers > 1 {
-		var caFile string
+		var cert []byte
 		if pr.tls != nil {
-			caFile = pr.tls.certFile
+			cert = pr.tls.certPEM
 		}
-		res, err = runWorkers(runCtx, s, o, exe, lay.Workers, lay.GenProcs, targets, caFile, col.take)
+		res, err = runWorkers(runCtx, s, o, exe, lay.Workers, lay.GenProcs, targets, cert, col.take)
 	} else {
 		if lay.GenProcs > 0 {
 			// This process is the generator: its share of the cores (see spec.CPUShares).

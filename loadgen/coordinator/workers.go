@@ -9,8 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/metrics"
@@ -72,29 +70,48 @@ func workerPlan(p *plan.Plan, i, n int, dsts []dial.Destination) (*plan.Plan, er
 	return &wp, nil
 }
 
-// runWorkers runs the plan as n worker processes, each one segment, merging their snapshots into
-// take. procs is each worker's GOMAXPROCS (0: the default).
-// caFile is the built-in target's certificate, when it serves TLS.
-func runWorkers(ctx context.Context, s *spec.Spec, o Options, exe string, n, procs int, dsts []dial.Destination, caFile string, take func(*metrics.Snapshot)) (*execResult, error) {
+// workerSpec is segment i's spec: workerPlan's cut (destinations resolved, its own source
+// addresses or port window, nothing a worker must not do again), with the built-in target's
+// certificate as the CA to trust. The server name and the HTTP Host of a destination named by a
+// host name were compiled from the whole plan and travel as they are.
+func workerSpec(s *spec.Spec, i, n int, dsts []dial.Destination, cert []byte) (*spec.Spec, error) {
+	wp, err := workerPlan(s.Plan, i, n, dsts)
+	if err != nil {
+		return nil, err
+	}
+	ws := *s
+	ws.Plan, ws.Target = wp, nil
+	ws.Addresses = wp.Target.Addresses
+	ws.Layout = spec.Layout{Workers: 1}
+	if ws.Sources, err = wp.Source.SourceAddrs(); err != nil {
+		return nil, err
+	}
+	ws.Window = preflight.PortWindow(wp)
+	if t := s.TLS; t != nil && t.Builtin {
+		c := *t
+		c.Builtin, c.CAPEM = false, cert
+		ws.TLS = &c
+	}
+	return &ws, nil
+}
+
+// runWorkers runs the spec as n worker processes, each one segment, merging their snapshots into
+// take. procs is each worker's GOMAXPROCS (0: the default); cert is the built-in target's
+// certificate, when it serves TLS. Each worker gets its segment of the spec as a JSON file.
+func runWorkers(ctx context.Context, s *spec.Spec, o Options, exe string, n, procs int, dsts []dial.Destination, cert []byte, take func(*metrics.Snapshot)) (*execResult, error) {
 	tmp, err := os.MkdirTemp("", "portstorm-workers-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	p := s.Plan
 	specs := make([]shard.WorkerSpec, n)
 	for i := range n {
-		wp, err := workerPlan(p, i, n, dsts)
+		ws, err := workerSpec(s, i, n, dsts, cert)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
-		namesForWorkers(wp, p, caFile)
-		b, err := yaml.Marshal(wp)
-		if err != nil {
-			return nil, err
-		}
-		file := filepath.Join(tmp, fmt.Sprintf("segment-%d.yaml", i))
-		if err := os.WriteFile(file, b, 0o600); err != nil {
+		file := filepath.Join(tmp, fmt.Sprintf("segment-%d.json", i))
+		if err := ws.Write(file); err != nil {
 			return nil, err
 		}
 		// Every worker starts its schedule at the same instant, so that their intervals line up for
@@ -135,25 +152,21 @@ type WorkerOptions struct {
 	Abort <-chan struct{}
 }
 
-// RunWorker is the worker side: it runs segment seg of p from its start instant and streams every
-// interval snapshot, then how the segment ended, to out. The coordinator has already checked the
-// whole plan.
-func RunWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, o WorkerOptions, out io.Writer) error {
+// RunWorker is the worker side: it runs segment seg of s (its segment of the coordinator's spec)
+// from its start instant and streams every interval snapshot, then how the segment ended, to out.
+// The coordinator has already checked the whole plan.
+func RunWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o WorkerOptions, out io.Writer) error {
 	w := shard.NewWriter(out)
-	err := runWorker(ctx, p, seg, o, w)
+	err := runWorker(ctx, s, seg, o, w)
 	if err != nil {
 		w.Fail(err)
 	}
 	return err
 }
 
-func runWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, o WorkerOptions, w *shard.Writer) error {
-	if p.Target.Builtin != nil {
-		return fmt.Errorf("%w: a worker's plan names its destinations (target.addresses)", ErrInvalid)
-	}
-	s, err := spec.Compile(p, spec.Facts{Host: preflight.ReadHost()})
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
+func runWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o WorkerOptions, w *shard.Writer) error {
+	if s.Target != nil {
+		return fmt.Errorf("%w: a worker's spec names its destinations (target.addresses)", ErrInvalid)
 	}
 	dsts, err := dial.Resolve(ctx, nil, s.Addresses, s.AllowRemote && o.AllowRemote)
 	if err != nil {

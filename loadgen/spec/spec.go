@@ -8,10 +8,12 @@ package spec
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -69,9 +71,39 @@ type Spec struct {
 	Addresses   []string
 	AllowRemote bool
 
-	Send   *Send
-	TLS    *ClientTLS
-	Target *Target
+	Send *Send
+	TLS  *ClientTLS
+	// Target is never sent to a worker: the built-in target runs in the coordinator's processes.
+	Target *Target `json:"-"`
+}
+
+// MaxFile is the largest spec file read (a worker's segment): the plan's payload is at most a few
+// MiB, the rest is small.
+const MaxFile = 64 << 20
+
+// Write writes s as JSON to path (a worker's segment, handed over as a file).
+func (s *Spec) Write(path string) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encoding the run spec: %w", err)
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+// ReadFile reads a spec written by Write.
+func ReadFile(path string) (*Spec, error) {
+	b, err := plan.ReadFile(path, MaxFile)
+	if err != nil {
+		return nil, err
+	}
+	var s Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: not a run spec: %w", path, err)
+	}
+	if s.Plan == nil {
+		return nil, fmt.Errorf("%s: not a run spec: no plan", path)
+	}
+	return &s, nil
 }
 
 // Layout is how many processes run a plan.
@@ -171,6 +203,17 @@ type Target struct {
 	// Address is the loopback address it listens on (the certificate names it).
 	Address string
 }
+
+// TargetProcess is what one built-in target process is given, as JSON on its stdin: its
+// configuration and the run's one certificate (every process serves it, so clients trust them all
+// alike). Config.TLS is never sent: the process makes it from the PEMs.
+type TargetProcess struct {
+	Config          target.Config
+	CertPEM, KeyPEM []byte
+}
+
+// MaxTargetProcess is the largest TargetProcess a target process reads.
+const MaxTargetProcess = 1 << 20
 
 // Compile turns a validated, defaulted plan into its spec on a host with facts f. It reports every
 // problem it finds at once, each named by its plan key.
