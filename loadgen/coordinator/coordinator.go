@@ -189,17 +189,12 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 	if dir == "" {
 		dir = filepath.Join(s.OutputDir, s.Name+"-"+time.Now().UTC().Format("20060102T150405Z"))
 	}
-	release, err := report.ClaimDir(dir)
+	out, err := openOutputs(dir, time.Now(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return nil, err
 	}
-	defer release()
-	// latency.hlog is written as intervals are cut, so that a killed run keeps them.
-	hlog, err := report.CreateHLog(dir, time.Now())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	defer hlog.Close()
+	defer out.close()
+	hlog := out.hlog
 
 	// An abort_on_fail threshold is judged on the running totals after every interval; when one
 	// fails, runCtx stops the run as a first signal would (graceful stop), without marking it
@@ -304,10 +299,7 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 			AtS: f.At.Sub(res.Start).Seconds(), Status: f.Status, Message: f.Message})
 	}
 	verdict.Judge(sum)
-	if err := report.WriteResults(dir, sum, col.rows, hlog); err != nil {
-		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	return &Outcome{Summary: sum, Dir: dir}, nil
+	return out.write(sum, col.rows)
 }
 
 // targetStats is the summary's view of the built-in target's counters.

@@ -133,29 +133,28 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	if err := beforeRun(ctx, nil); err != nil {
 		return nil, err
 	}
-	release, err := report.ClaimDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	defer release()
-	if err := report.WriteFileAtomic(filepath.Join(dir, shard.PlanFile), planYAML); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	snaps, err := report.CreateFresh(filepath.Join(dir, shard.SnapshotsFile))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	defer snaps.Close()
-	w := shard.NewWriter(snaps)
 	start := o.StartAt
 	if start.IsZero() {
 		start = time.Now()
 	}
-	hlog, err := report.CreateHLog(dir, start)
+	var snaps *os.File
+	out, err := openOutputs(dir, start, func() error {
+		if err := report.WriteFileAtomic(filepath.Join(dir, shard.PlanFile), planYAML); err != nil {
+			return err
+		}
+		snaps, err = report.CreateFresh(filepath.Join(dir, shard.SnapshotsFile))
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		if snaps != nil {
+			snaps.Close()
+		}
+		return nil, err
 	}
-	defer hlog.Close()
+	defer out.close()
+	defer snaps.Close()
+	hlog := out.hlog
+	w := shard.NewWriter(snaps)
 	verdict, err := gate.Compile(sp) // no thresholds, no baseline: workerPlan dropped them
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -209,8 +208,8 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	sum.Unreachable = unreachable(res.Unreachable).summary(res.Start)
 	sum.Warnings = append(sum.Warnings, fmt.Sprintf("segment %s of plan %.12s on %s: thresholds and baseline are judged by portstorm merge", info.Segment, hash, o.Host))
 	report.Settle(sum)
-	if err := report.WriteResults(dir, sum, col.rows, hlog); err != nil {
-		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	if res, err := out.write(sum, col.rows); err != nil {
+		return res, err
 	}
 	// shard.json last: its presence says the folder is complete (merge --wait polls for it).
 	if err := writeInfo(dir, info); err != nil {
