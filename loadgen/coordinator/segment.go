@@ -18,7 +18,6 @@ import (
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
-	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
@@ -57,14 +56,15 @@ func PlanHash(p *plan.Plan) (string, []byte, error) {
 	return hex.EncodeToString(h[:]), b, nil
 }
 
-// RunSegment runs segment seg of p on this machine, as one generator of a distributed run, and
+// RunSegment runs segment seg of the compiled plan whole on this machine, as one generator of a distributed run, and
 // writes a shard result folder: snapshots.jsonl (the interval snapshots in the worker protocol,
 // everything an exact merge needs), shard.json, plan.yaml (the whole plan) and the segment's own
 // summary, timeline and reports. The segment's load, source addresses and port window are cut as
 // for local worker processes (workerPlan). Thresholds and baseline are not judged here: they
 // belong to the merged result. With a built-in target, every segment starts its own, in this
 // process, on loopback.
-func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o SegmentOptions) (*Outcome, error) {
+func RunSegment(ctx context.Context, whole *spec.Spec, seg schedule.Segment, o SegmentOptions) (*Outcome, error) {
+	p := whole.Plan
 	if seg.Count < 1 {
 		seg = schedule.Segment{Index: 0, Count: 1}
 	}
@@ -80,10 +80,6 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	}
 	var dsts []dial.Destination
 	var tgt *target.Server
-	whole, err := spec.Compile(p, spec.Facts{Host: preflight.ReadHost()})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
 	bpr := newPortRun(whole) // the built-in target's side: its certificate, when it serves TLS
 	defer bpr.close()
 	if whole.Target != nil {
