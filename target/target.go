@@ -133,7 +133,7 @@ type Config struct {
 	// (cloned by Start): the handshake runs in the connection's goroutine, under IdleTimeout, before
 	// the mode's exchange. It needs a certificate (Certificates, GetCertificate or
 	// GetConfigForClient); TLSConfig and SelfSigned make one. Close and rst modes do not handshake.
-	TLS *tls.Config
+	TLS *tls.Config `json:"-"` // never marshalled: target processes get the certificate as PEM
 }
 
 // withDefaults returns cfg with zero fields filled, or an error naming the first bad field.

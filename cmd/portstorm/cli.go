@@ -19,6 +19,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // Exit codes (docs/results.md): what users' CI scripts branch on.
@@ -142,7 +143,7 @@ func validateCmd(e *env) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "%s: valid plan %q (%s model, %d stage(s), %s)\n",
-				args[0], p.Name, p.Load.Model, len(p.Load.Stages), coordinator.Ramp(p).Total())
+				args[0], p.Name, p.Load.Model, len(p.Load.Stages), spec.Ramp(p).Total())
 			return nil
 		},
 	}
@@ -176,6 +177,10 @@ func runCmd(e *env) *cobra.Command {
 			// ends the command at once (130), stopping what it had started.
 			in := e.watchSignals()
 			defer in.stop()
+			if worker != "" {
+				// A coordinator's worker: its argument is its segment of the run spec, not a plan.
+				return e.runWorker(in, args[0], worker, startAt, allowRemote)
+			}
 			if netns {
 				pf.sets = append(pf.sets, "isolate=true")
 			}
@@ -185,9 +190,6 @@ func runCmd(e *env) *cobra.Command {
 			}
 			if err := in.beforeRun(); err != nil {
 				return err
-			}
-			if worker != "" {
-				return e.runWorker(in, p, worker, startAt, allowRemote)
 			}
 			if seg.asked() {
 				return e.runSegment(in, p, &seg, out, startAt, quiet, allowRemote)
@@ -224,17 +226,24 @@ func runCmd(e *env) *cobra.Command {
 // runWorker runs one segment for a coordinator: snapshots go to stdout, messages to stderr. With
 // --start-at ready, the worker says on stdout when it is set up and reads its start instant from
 // stdin: the coordinator then starts all its workers as soon as the slowest is ready.
-func (e *env) runWorker(in *interrupts, p *plan.Plan, segment, startAt string, allowRemote bool) error {
+func (e *env) runWorker(in *interrupts, specFile, segment, startAt string, allowRemote bool) error {
 	seg, err := schedule.ParseSegment(segment)
 	if err != nil {
 		return exitWith(exitInvalid, fmt.Errorf("--worker: %w", err))
+	}
+	s, err := spec.ReadFile(specFile)
+	if err != nil {
+		return exitWith(exitInvalid, fmt.Errorf("--worker: %w", err))
+	}
+	if err := in.beforeRun(); err != nil {
+		return err
 	}
 	o, err := e.workerStart(startAt)
 	if err != nil {
 		return exitWith(exitInvalid, err)
 	}
 	o.AllowRemote, o.Abort = allowRemote, in.abort
-	if err := coordinator.RunWorker(in.ctx, p, seg, o, e.stdout); err != nil {
+	if err := coordinator.RunWorker(in.ctx, s, seg, o, e.stdout); err != nil {
 		if errors.Is(err, coordinator.ErrInvalid) {
 			return exitWith(exitInvalid, err)
 		}
@@ -315,10 +324,14 @@ func (in *interrupts) beforeRun() error {
 }
 
 func (e *env) run(in *interrupts, p *plan.Plan, out string, quiet, allowRemote bool) error {
+	s, err := coordinator.Compile(p, e.environ)
+	if err != nil {
+		return outcomeExit(nil, err)
+	}
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
-	res, err := coordinator.Run(in.ctx, p, coordinator.Options{
+	res, err := coordinator.Run(in.ctx, s, coordinator.Options{
 		OutDir: out, AllowRemote: allowRemote, Abort: in.abort, Progress: prog.update, OnSnapshot: e.onSnapshot,
-		Stderr: e.stderr,
+		Stderr: e.stderr, Env: e.environ,
 	})
 	prog.finish()
 	e.writeOutcome(res)

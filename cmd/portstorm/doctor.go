@@ -32,7 +32,7 @@ func doctorCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			f, layout, err := coordinator.Forecast(p, host)
+			f, layout, err := coordinator.Forecast(p, host, e.environ)
 			if err != nil {
 				return exitWith(exitInvalid, err)
 			}

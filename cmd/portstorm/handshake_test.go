@@ -5,11 +5,14 @@ package main
 import (
 	"io"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/portstorm/portstorm/loadgen/coordinator"
+	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/shard"
 )
 
@@ -56,6 +59,7 @@ load:
   graceful_stop: 1s
 output: {interval: 100ms}
 `)
+	sf := writeWorkerSpec(t, p)
 	var start time.Time // the instant the first case sends
 	tests := []struct {
 		name    string
@@ -73,7 +77,7 @@ output: {interval: 100ms}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(bin, "run", p, "-q", "--worker", "0/1", "--start-at", "ready")
+			cmd := exec.Command(bin, "run", sf, "-q", "--worker", "0/1", "--start-at", "ready")
 			stdin, err := cmd.StdinPipe()
 			if err != nil {
 				t.Fatal(err)
@@ -128,4 +132,23 @@ output: {interval: 100ms}
 			}
 		})
 	}
+}
+
+// writeWorkerSpec is the plan file p compiled into the run spec a coordinator hands its worker.
+func writeWorkerSpec(t *testing.T, p string) string {
+	t.Helper()
+	pl, err := plan.LoadFile(p, plan.Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl.Defaults()
+	s, err := coordinator.Compile(pl, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "segment.json")
+	if err := s.Write(f); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -39,7 +40,13 @@ func (e *env) isolate(in *interrupts, c *cobra.Command, args []string, p *plan.P
 		return true, exitWith(exitCannotRun, err)
 	}
 	cmd := isolate.Command(exe, childArgs(c, args)...)
-	cmd.Env = append(append(os.Environ(), e.environ...), isolate.ChildEnv+"=1", mainEnv+"=1")
+	// The child gets the environment Main was given, once (nil: this process's own, for callers
+	// that inject none).
+	env := e.environ
+	if env == nil {
+		env = os.Environ()
+	}
+	cmd.Env = append(slices.Clone(env), isolate.ChildEnv+"=1", mainEnv+"=1")
 	cmd.Stdout, cmd.Stderr = e.stdout, e.stderr
 	if err := cmd.Start(); err != nil {
 		return true, exitWith(exitCannotRun, isolate.Explain(err))

@@ -68,8 +68,12 @@ func (e *env) runSegment(in *interrupts, p *plan.Plan, f *segmentFlags, out, sta
 			fmt.Fprintf(e.stderr, "portstorm: segment %s starts %s after --start-at: its overdue load starts at once (see schedule_lag)\n", seg, late.Round(time.Millisecond))
 		}
 	}
+	s, err := coordinator.Compile(p, e.environ)
+	if err != nil {
+		return exitWith(exitInvalid, err)
+	}
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
-	res, err := coordinator.RunSegment(in.ctx, p, seg, coordinator.SegmentOptions{
+	res, err := coordinator.RunSegment(in.ctx, s, seg, coordinator.SegmentOptions{
 		OutDir: out, StartAt: at, Host: f.host, AllowRemote: allowRemote, Abort: in.abort,
 		Progress: prog.update, Stderr: e.stderr,
 	})

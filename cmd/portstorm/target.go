@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/portstorm/portstorm/loadgen/spec"
 	"github.com/portstorm/portstorm/target"
 )
 
@@ -31,11 +33,15 @@ func targetCmd(e *env) *cobra.Command {
 	var asJSON bool
 	var selfSigned bool
 	var certFile, keyFile string
+	var configStdin bool
 	c := &cobra.Command{
 		Use:   "target",
 		Short: "Run the built-in target server until interrupted",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
+			if configStdin {
+				return e.targetFromStdin(asJSON)
+			}
 			m, err := target.ParseMode(mode)
 			if err != nil {
 				return exitWith(exitInvalid, err)
@@ -62,38 +68,7 @@ func targetCmd(e *env) *cobra.Command {
 				}
 				defer os.Remove(caFile)
 			}
-			srv, err := target.Start(context.Background(), cfg)
-			if err != nil {
-				return exitWith(exitInvalid, err)
-			}
-			enc := json.NewEncoder(e.stdout)
-			if asJSON {
-				enc.Encode(target.Message{Addrs: srv.Addrs(), CAFile: caFile})
-			} else {
-				what := string(m)
-				if cfg.TLS != nil {
-					what += " over TLS"
-				}
-				for _, a := range srv.Addrs() {
-					fmt.Fprintf(e.stdout, "portstorm target: %s listening on %s\n", what, a)
-				}
-				if caFile != "" {
-					fmt.Fprintf(e.stdout, "portstorm target: self-signed certificate for %s written to %s (use it as ca_file; removed when the target stops)\n",
-						strings.Join(hosts, ", "), caFile)
-				}
-			}
-			<-e.signals
-			srv.Close()
-			st := srv.Stats()
-			if asJSON {
-				enc.Encode(target.Message{Stats: &st})
-				return nil
-			}
-			fmt.Fprintf(e.stdout, "portstorm target: accepted %d, peak %d, bytes in %d, out %d, idle-closed %d, rejected %d, "+
-				"requests %d, bad requests %d, tls handshakes %d, tls failed %d\n",
-				st.Accepted, st.Peak, st.BytesIn, st.BytesOut, st.IdleClosed, st.Rejected,
-				st.Requests, st.BadRequests, st.TLSHandshakes, st.TLSFailed)
-			return nil
+			return e.serveTarget(cfg, asJSON, caFile, hosts)
 		},
 	}
 	f := c.Flags()
@@ -113,7 +88,70 @@ func targetCmd(e *env) *cobra.Command {
 	f.StringVar(&certFile, "tls-cert", "", "serve TLS with this PEM certificate chain (with --tls-key)")
 	f.StringVar(&keyFile, "tls-key", "", "PEM private key of --tls-cert")
 	f.BoolVar(&asJSON, "json", false, "print the listening addresses and the final counters as JSON lines")
+	// A coordinator starts its target processes with this: the configuration it compiled, as JSON
+	// on stdin, instead of flags parsed back.
+	f.BoolVar(&configStdin, "config-stdin", false, "read the whole configuration as JSON from stdin (internal)")
+	f.MarkHidden("config-stdin")
 	return c
+}
+
+// targetFromStdin serves the configuration a coordinator wrote on stdin (spec.TargetProcess).
+func (e *env) targetFromStdin(asJSON bool) error {
+	b, err := io.ReadAll(io.LimitReader(e.stdin, spec.MaxTargetProcess+1))
+	if err == nil && len(b) > spec.MaxTargetProcess {
+		err = fmt.Errorf("more than %d bytes", spec.MaxTargetProcess)
+	}
+	var tp spec.TargetProcess
+	if err == nil {
+		err = json.Unmarshal(b, &tp)
+	}
+	if err != nil {
+		return exitWith(exitInvalid, fmt.Errorf("--config-stdin: %w", err))
+	}
+	cfg := tp.Config
+	if tp.CertPEM != nil {
+		if cfg.TLS, err = target.TLSConfig(tp.CertPEM, tp.KeyPEM); err != nil {
+			return exitWith(exitInvalid, fmt.Errorf("--config-stdin: %w", err))
+		}
+	}
+	return e.serveTarget(cfg, asJSON, "", nil)
+}
+
+// serveTarget runs the target until a signal, printing its addresses and counters.
+func (e *env) serveTarget(cfg target.Config, asJSON bool, caFile string, hosts []string) error {
+	m := cfg.Mode
+	srv, err := target.Start(context.Background(), cfg)
+	if err != nil {
+		return exitWith(exitInvalid, err)
+	}
+	enc := json.NewEncoder(e.stdout)
+	if asJSON {
+		enc.Encode(target.Message{Addrs: srv.Addrs(), CAFile: caFile})
+	} else {
+		what := string(m)
+		if cfg.TLS != nil {
+			what += " over TLS"
+		}
+		for _, a := range srv.Addrs() {
+			fmt.Fprintf(e.stdout, "portstorm target: %s listening on %s\n", what, a)
+		}
+		if caFile != "" {
+			fmt.Fprintf(e.stdout, "portstorm target: self-signed certificate for %s written to %s (use it as ca_file; removed when the target stops)\n",
+				strings.Join(hosts, ", "), caFile)
+		}
+	}
+	<-e.signals
+	srv.Close()
+	st := srv.Stats()
+	if asJSON {
+		enc.Encode(target.Message{Stats: &st})
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "portstorm target: accepted %d, peak %d, bytes in %d, out %d, idle-closed %d, rejected %d, "+
+		"requests %d, bad requests %d, tls handshakes %d, tls failed %d\n",
+		st.Accepted, st.Peak, st.BytesIn, st.BytesOut, st.IdleClosed, st.Rejected,
+		st.Requests, st.BadRequests, st.TLSHandshakes, st.TLSFailed)
+	return nil
 }
 
 // checkTargetFlags refuses values target.Start would refuse, in the flags' own names: its errors name

@@ -3,10 +3,16 @@
 package main
 
 import (
+	"encoding/json"
+	"io"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/portstorm/portstorm/loadgen/spec"
+	"github.com/portstorm/portstorm/target"
 )
 
 // TestTargetFlags: `portstorm target` refuses out-of-range flags with exit 2 and an error in the
@@ -56,6 +62,60 @@ func TestTargetFlags(t *testing.T) {
 				if strings.Contains(stderr, n) {
 					t.Errorf("stderr names the internal field %s:\n%s", n, stderr)
 				}
+			}
+		})
+	}
+}
+
+// TestTargetConfigStdin: a target process started by a coordinator takes its configuration as JSON
+// on stdin (spec.TargetProcess) and reports its addresses and counters as JSON lines; a bad
+// configuration is refused (exit 2) naming --config-stdin.
+func TestTargetConfigStdin(t *testing.T) {
+	cert, key, err := target.SelfSigned([]string{"localhost"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := func(tls bool) string {
+		tp := spec.TargetProcess{Config: target.Config{Listen: []string{"127.0.0.1:0"}, Mode: target.ModeHTTP, ReusePort: true}}
+		if tls {
+			tp.CertPEM, tp.KeyPEM = cert, key
+		}
+		b, err := json.Marshal(tp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for _, tt := range []struct {
+		name, in string
+		wantErr  string
+	}{
+		{"plain", good(false), ""},
+		{"tls", good(true), ""},
+		{"not JSON", "--mode http", "--config-stdin"},
+		{"bad certificate", `{"Config":{"Listen":["127.0.0.1:0"]},"CertPEM":"eA==","KeyPEM":"eA=="}`, "--config-stdin"},
+		{"off loopback", `{"Config":{"Listen":["0.0.0.0:0"]}}`, "loopback"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sig := make(chan os.Signal, 1)
+			sig <- syscall.SIGTERM
+			var out strings.Builder
+			e := &env{stdin: strings.NewReader(tt.in), stdout: &out, stderr: io.Discard, signals: sig}
+			err := e.targetFromStdin(true)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			var addrs, stats target.Message
+			if len(lines) != 2 || json.Unmarshal([]byte(lines[0]), &addrs) != nil || json.Unmarshal([]byte(lines[1]), &stats) != nil ||
+				len(addrs.Addrs) != 1 || stats.Stats == nil {
+				t.Fatalf("output %q, want an addresses line and a counters line", out.String())
 			}
 		})
 	}

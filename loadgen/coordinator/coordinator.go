@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,9 +22,11 @@ import (
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
+	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
+	"github.com/portstorm/portstorm/loadgen/spec"
 	"github.com/portstorm/portstorm/target"
 )
 
@@ -68,6 +71,29 @@ type Options struct {
 	// OnSnapshot, when set, receives every interval snapshot as it is cut, after the coordinator
 	// has used it (live metrics exporters). It must not keep or change the snapshot.
 	OnSnapshot func(*metrics.Snapshot)
+	// Env is the environment worker and target processes start with (os.Environ style); the
+	// coordinator reads no other.
+	Env []string
+}
+
+// Compile is the plan's spec on this host; env is the environment portstorm was given (a
+// GOMAXPROCS there is kept by every process). Its problems are ErrInvalid (exit 2).
+func Compile(p *plan.Plan, env []string) (*spec.Spec, error) {
+	s, err := spec.Compile(p, spec.Facts{Host: preflight.ReadHost(), ProcsSet: procsSet(env)})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return s, nil
+}
+
+// procsSet says whether env sets GOMAXPROCS.
+func procsSet(env []string) bool {
+	for _, kv := range env {
+		if k, v, _ := strings.Cut(kv, "="); k == "GOMAXPROCS" && v != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Progress is what the live progress line shows.
@@ -93,7 +119,8 @@ type Outcome struct {
 // set-up had started stopped and nothing written. When the plan needs more descriptors than one process may hold
 // (or load.workers says so), it runs as worker processes, each one segment of the plan, and the
 // built-in target as several processes sharing its listeners.
-func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
+func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
+	p := s.Plan
 	verdict, err := gate.Compile(p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -101,18 +128,18 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
-	ramp := Ramp(p)
-	pr := newPortRun(p)
+	ramp := s.Ramp
+	pr := newPortRun(s)
 	defer pr.close()
-	lay := pr.layout(os.Getenv("GOMAXPROCS") != "")
-	if o.Dialer != nil && lay.workers > 1 {
+	lay := s.Layout
+	if o.Dialer != nil && lay.Workers > 1 {
 		return nil, fmt.Errorf("%w: a test dialer cannot run in worker processes (load.workers: 1)", ErrInvalid)
 	}
-	if lay.workers > 1 || lay.targets > 0 {
-		fmt.Fprintf(o.Stderr, "portstorm: %s\n", lay.why)
+	if lay.Workers > 1 || lay.Targets > 0 {
+		fmt.Fprintf(o.Stderr, "portstorm: %s\n", lay.Why)
 	}
 	exe := o.Exe
-	if exe == "" && (lay.workers > 1 || lay.targets > 0) {
+	if exe == "" && (lay.Workers > 1 || lay.Targets > 0) {
 		if exe, err = os.Executable(); err != nil {
 			return nil, fmt.Errorf("%w: finding portstorm's executable for worker processes: %w", ErrCannotRun, err)
 		}
@@ -121,14 +148,14 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	var tgt *target.Server
 	var tprocs *targetProcs
 	var dsts []dial.Destination
-	if p.Target.Builtin != nil {
+	if s.Target != nil {
 		tcfg, err := pr.builtinTarget()
 		if err != nil {
 			return nil, err
 		}
 		var addrs []string
-		if lay.targets > 0 {
-			if tprocs, err = startTargetProcs(ctx, exe, tcfg, pr.tls, lay.targets, lay.targetProcs, o.Stderr); err != nil {
+		if lay.Targets > 0 {
+			if tprocs, err = startTargetProcs(ctx, exe, tcfg, pr.tls, lay.Targets, lay.TargetProcs, o.Env, o.Stderr); err != nil {
 				return nil, beforeRun(ctx, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err))
 			}
 			defer tprocs.kill()
@@ -144,7 +171,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 			return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrCannotRun, err))
 		}
 	} else {
-		dsts, err = dial.Resolve(ctx, o.Resolver, p.Target.Addresses, p.Target.AllowRemote && o.AllowRemote)
+		dsts, err = dial.Resolve(ctx, o.Resolver, s.Addresses, s.AllowRemote && o.AllowRemote)
 		if err != nil {
 			return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrInvalid, err))
 		}
@@ -160,19 +187,14 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 
 	dir := o.OutDir
 	if dir == "" {
-		dir = filepath.Join(p.Output.Dir, p.Name+"-"+time.Now().UTC().Format("20060102T150405Z"))
+		dir = filepath.Join(s.OutputDir, s.Name+"-"+time.Now().UTC().Format("20060102T150405Z"))
 	}
-	release, err := report.ClaimDir(dir)
+	out, err := openOutputs(dir, time.Now(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return nil, err
 	}
-	defer release()
-	// latency.hlog is written as intervals are cut, so that a killed run keeps them.
-	hlog, err := report.CreateHLog(dir, time.Now())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	defer hlog.Close()
+	defer out.close()
+	hlog := out.hlog
 
 	// An abort_on_fail threshold is judged on the running totals after every interval; when one
 	// fails, runCtx stops the run as a first signal would (graceful stop), without marking it
@@ -197,22 +219,22 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		defer close(watched)
 	}
 	col := newCollector(p, ramp, pr, verdict, hlog, o, stopRun)
-	floor := pacingFloor(p)
+	floor := s.PacingFloor()
 
 	var res *execResult
-	if lay.workers > 1 {
-		var caFile string
+	if lay.Workers > 1 {
+		var cert []byte
 		if pr.tls != nil {
-			caFile = pr.tls.certFile
+			cert = pr.tls.certPEM
 		}
-		res, err = runWorkers(runCtx, p, o, exe, lay.workers, lay.genProcs, targets, caFile, col.take)
+		res, err = runWorkers(runCtx, s, o, exe, lay.Workers, lay.GenProcs, targets, cert, col.take)
 	} else {
-		if lay.genProcs > 0 {
-			// This process is the generator: its share of the cores (see cpuShares).
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(lay.genProcs))
+		if lay.GenProcs > 0 {
+			// This process is the generator: its share of the cores (see spec.CPUShares).
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(lay.GenProcs))
 		}
 		var cfg engine.Config
-		if cfg, err = engineConfig(p, ramp, dsts, pr); err == nil {
+		if cfg, err = engineConfig(s, dsts, pr); err == nil {
 			cfg.Abort, cfg.OnSnapshot = o.Abort, col.take
 			var r *engine.Result
 			if r, err = engine.Run(runCtx, cfg); r != nil {
@@ -240,7 +262,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 		} else {
 			st, targetFails = tprocs.stop()
 		}
-		st.Processes = max(lay.targets, 1)
+		st.Processes = max(lay.Targets, 1)
 		ts = &st
 	}
 	// A threshold's stop cancels runCtx, which the engine reports as an interruption, and a worker
@@ -248,11 +270,11 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	// (a signal) is one.
 	interrupted := res.Interrupted && (col.stopped == nil && res.Unreachable == nil || ctx.Err() != nil)
 	var portReport *ports.Report
-	if lay.workers == 1 {
+	if lay.Workers == 1 {
 		portReport = pr.report()
 	}
 	sum, err := report.Build(report.Input{
-		Plan: p, Host: pr.host, Segments: lay.workers, Start: res.Start, End: res.End,
+		Plan: p, Host: pr.host, Segments: lay.Workers, Start: res.Start, End: res.End,
 		Interrupted: interrupted, Aborted: res.Aborted, Total: res.Total, Stages: col.stages[:len(ramp.Stages)],
 		Target: ts, Ports: portReport, PacingFloor: floor,
 	})
@@ -261,14 +283,14 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 	}
 	sum.Stopped = col.stopped
 	sum.Unreachable = res.Unreachable.summary(res.Start)
-	if lay.workers > 1 {
-		sum.Workers = lay.workers
+	if lay.Workers > 1 {
+		sum.Workers = lay.Workers
 		// Workers own disjoint source addresses (or port windows): their port reports stay apart,
 		// one per worker, as distributed segments' stay per host.
 		for _, wp := range res.Ports {
 			sum.PortsByHost = append(sum.PortsByHost, report.HostPorts{Host: pr.host.Hostname, Segment: wp.Segment, Ports: wp.Ports})
 		}
-		sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s; port statistics are per worker in ports_by_host (ports is null)", lay.why))
+		sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s; port statistics are per worker in ports_by_host (ports is null)", lay.Why))
 	}
 	sum.WorkerFailures = append(sum.WorkerFailures, res.Failures...)
 	for _, f := range targetFails {
@@ -276,10 +298,7 @@ func Run(ctx context.Context, p *plan.Plan, o Options) (*Outcome, error) {
 			AtS: f.At.Sub(res.Start).Seconds(), Status: f.Status, Message: f.Message})
 	}
 	verdict.Judge(sum)
-	if err := report.WriteResults(dir, sum, col.rows, hlog); err != nil {
-		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	return &Outcome{Summary: sum, Dir: dir}, nil
+	return out.write(sum, col.rows)
 }
 
 // execResult is how the shard or the worker processes ended.
@@ -314,42 +333,31 @@ func (u *unreachableErr) summary(start time.Time) *report.Unreachable {
 		Destination: u.Destination, Outcome: u.Outcome, Error: u.Error}
 }
 
-// engineConfig is the engine's configuration for a plan, its destinations and its port side.
-func engineConfig(p *plan.Plan, ramp schedule.Ramp, dsts []dial.Destination, pr *portRun) (engine.Config, error) {
-	closeMode, err := dial.ParseCloseMode(p.Connection.Close)
-	if err != nil {
-		return engine.Config{}, fmt.Errorf("%w: connection.close: %w", ErrInvalid, err)
-	}
+// engineConfig is the engine's configuration for a spec, its destinations and its port side.
+func engineConfig(s *spec.Spec, dsts []dial.Destination, pr *portRun) (engine.Config, error) {
 	cfg := engine.Config{
-		Ramp: ramp, Destinations: dsts, Dialer: pr.dialer,
-		IOTimeout: p.Connection.IOTimeout.D(), Hold: p.Connection.Hold.D(), Close: closeMode,
-		MaxInFlight: p.Load.MaxInFlight, Drop: p.Load.OnSaturation == "drop",
-		MaxConnectRate: float64(p.Load.MaxConnectRate), GracefulStop: p.Load.GracefulStop.D(),
-		Interval: p.Output.Interval.D(), Ports: pr.obs,
+		Model: s.Model, Ramp: s.Ramp, Destinations: dsts, Dialer: pr.dialer,
+		IOTimeout: s.IOTimeout, Hold: s.Hold, Close: s.Close,
+		MaxInFlight: s.MaxInFlight, Drop: s.Drop,
+		MaxConnectRate: s.MaxConnectRate, GracefulStop: s.GracefulStop,
+		Interval: s.Interval, Ports: pr.obs,
 	}
-	if f := p.Connection.OnConnectFailure; !f.Measure {
-		cfg.OnConnectFailure = &engine.FailPolicy{BackoffAfter: f.BackoffAfter, Backoff: f.Backoff.D(), MaxBackoff: f.MaxBackoff.D(),
-			MaxFailRate: f.MaxFailRate, GiveUpAfter: f.GiveUpAfter.D(), GiveUpAttempts: f.GiveUpAttempts}
+	if f := s.OnConnectFailure; f != nil {
+		c := *f
+		cfg.OnConnectFailure = &c
 	}
-	if p.Load.Model == "arrival" {
-		cfg.Model = engine.Arrival
+	var err error
+	if cfg.Send, err = s.Send.Engine(defaultHost(dsts)); err != nil {
+		return engine.Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if cfg.Send, err = sendConfig(p, dsts); err != nil {
-		return engine.Config{}, err
+	var cert []byte
+	if pr.tls != nil {
+		cert = pr.tls.certPEM
 	}
-	if cfg.TLS, err = clientTLS(p, dsts, pr); err != nil {
-		return engine.Config{}, err
+	if cfg.TLS, err = s.TLS.Configs(dsts, cert); err != nil {
+		return engine.Config{}, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	return cfg, nil
-}
-
-// pacingFloor calibrates the arrival pacing of this machine before the run (about 25 ms), for the
-// lateness warnings; the concurrency model has no schedule to be late for.
-func pacingFloor(p *plan.Plan) time.Duration {
-	if p.Load.Model != "arrival" {
-		return 0
-	}
-	return engine.PacingFloor()
 }
 
 // collector consumes the interval snapshots, from the engine or merged from worker processes: the
@@ -447,13 +455,4 @@ func (c *collector) judgeLive(s *metrics.Snapshot) {
 	if c.stopped = c.verdict.Abort(live, elapsed, hist); c.stopped != nil {
 		c.stopRun()
 	}
-}
-
-// Ramp is the plan's load stages as a schedule.
-func Ramp(p *plan.Plan) schedule.Ramp {
-	r := schedule.Ramp{Start: p.Load.Start, Stages: make([]schedule.Stage, len(p.Load.Stages))}
-	for i, s := range p.Load.Stages {
-		r.Stages[i] = schedule.Stage{Duration: s.Duration.D(), Target: s.Target}
-	}
-	return r
 }

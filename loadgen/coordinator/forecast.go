@@ -3,20 +3,21 @@ package coordinator
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // Forecast is the preflight of p on host h as run makes it, before any target starts (portstorm
 // doctor shows it): the same process layout as run's (workers: auto included), so that the
 // open-files limit is judged per process as run will start them; the built-in target's listeners
-// are counted but their ports are not known yet. why is the layout as run prints it.
-func Forecast(p *plan.Plan, h preflight.Host) (f *preflight.Forecast, why string, err error) {
-	lay := planLayout(p, h, os.Getenv("GOMAXPROCS") != "")
-	in := preflight.Inputs{Loopback: true, Workers: lay.workers, TargetProcesses: lay.targets}
+// are counted but their ports are not known yet. why is the layout as run prints it. env is the
+// environment portstorm was given (a GOMAXPROCS there is kept by every process).
+func Forecast(p *plan.Plan, h preflight.Host, env []string) (f *preflight.Forecast, why string, err error) {
+	lay := spec.PlanLayout(p, h, procsSet(env))
+	in := preflight.Inputs{Loopback: true, Workers: lay.Workers, TargetProcesses: lay.Targets}
 	if b := p.Target.Builtin; b != nil {
 		for i := range max(b.Listeners, 1) {
 			in.Destinations = append(in.Destinations, fmt.Sprintf("127.0.0.1:<listener %d>", i+1))
@@ -38,5 +39,5 @@ func Forecast(p *plan.Plan, h preflight.Host) (f *preflight.Forecast, why string
 			in.ListenersInRange, in.HeldAtStart = l, held
 		}
 	}
-	return preflight.Plan(p, h, in), lay.why, nil
+	return preflight.Plan(p, h, in), lay.Why, nil
 }

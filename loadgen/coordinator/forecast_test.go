@@ -11,6 +11,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/isolate/nstest"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // TestForecastAgreesWithRun: portstorm doctor's forecast (Forecast) and run's preflight (the
@@ -44,17 +45,20 @@ func TestForecastAgreesWithRun(t *testing.T) {
 		{"two workers set, too few", hold(100000, 2), 2, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			doctor, why, err := Forecast(tt.p, h)
+			doctor, why, err := Forecast(tt.p, h, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if want := fmt.Sprintf("%d worker process(es)", tt.workers); !strings.Contains(why, want) {
 				t.Errorf("doctor's layout %q, want %q", why, want)
 			}
-			pr := newPortRun(tt.p)
-			pr.host = h
-			if l := pr.layout(false); l.workers != tt.workers {
-				t.Fatalf("run lays out %d workers, want %d", l.workers, tt.workers)
+			s, err := spec.Compile(tt.p, spec.Facts{Host: h})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr := newPortRun(s)
+			if l := s.Layout; l.Workers != tt.workers {
+				t.Fatalf("run lays out %d workers, want %d", l.Workers, tt.workers)
 			}
 			var dsts []dial.Destination
 			for i := range 8 {

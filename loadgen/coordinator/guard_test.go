@@ -57,7 +57,7 @@ func TestRemoteNeedsBothOptIns(t *testing.T) {
 				t.Fatal(errs)
 			}
 			d := &countingDialer{}
-			_, err := Run(context.Background(), p, Options{
+			_, err := Run(context.Background(), compile(t, p), Options{
 				OutDir: filepath.Join(t.TempDir(), "r"), AllowRemote: tt.flagOK, Dialer: d, Resolver: tt.resolves,
 			})
 			if tt.refused {

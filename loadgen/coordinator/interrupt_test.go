@@ -86,7 +86,7 @@ func TestInterruptedWhileSettingUp(t *testing.T) {
 			w := &pidWriter{}
 			o := Options{OutDir: dir, Stderr: w}
 			tt.setup(cancel, &o, w)
-			res, err := Run(ctx, &p, o)
+			res, err := Run(ctx, compile(t, &p), o)
 			if !errors.Is(err, ErrInterrupted) || res != nil {
 				t.Fatalf("Run: %v, %v; want ErrInterrupted and no outcome", res, err)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/shard"
+	"github.com/portstorm/portstorm/loadgen/spec"
 	"github.com/portstorm/portstorm/target"
 )
 
@@ -91,7 +92,7 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 			sums[i] = s
 		}
 	}
-	pr := &portRun{p: p}
+	pr := &portRun{}
 	if sums[0] != nil {
 		pr.host = sums[0].Host
 	}
@@ -108,17 +109,13 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 			start = r.Info.Start
 		}
 	}
-	release, err := report.ClaimDir(outDir)
+	out, err := openOutputs(outDir, start, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return nil, err
 	}
-	defer release()
-	hlog, err := report.CreateHLog(outDir, start)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	defer hlog.Close()
-	ramp := Ramp(p)
+	defer out.close()
+	hlog := out.hlog
+	ramp := spec.Ramp(p)
 	col := newCollector(p, ramp, pr, verdict, hlog, Options{}, func() {})
 	// abort_on_fail cannot stop a run after the fact: the merged result is judged once, at the end.
 	col.running = nil
@@ -183,10 +180,7 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 	sum.Target = ts
 	sum.Warnings = append(sum.Warnings, fmt.Sprintf("merged %d segment(s); port statistics stay per host in ports_by_host (ports is null)", len(rs)))
 	verdict.Judge(sum)
-	if err := report.WriteResults(outDir, sum, col.rows, hlog); err != nil {
-		return &Outcome{Summary: sum, Dir: outDir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	return &Outcome{Summary: sum, Dir: outDir}, nil
+	return out.write(sum, col.rows)
 }
 
 // IsShardsError reports whether err refuses the shard folders themselves.

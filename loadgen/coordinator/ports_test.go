@@ -54,7 +54,7 @@ func runPlanCtx(t *testing.T, ctx context.Context, p *plan.Plan, o Options) *rep
 		t.Fatalf("invalid plan: %v", errs)
 	}
 	o.OutDir = t.TempDir()
-	out, err := Run(ctx, p, o)
+	out, err := Run(ctx, compile(t, p), o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,17 +2,18 @@ package coordinator
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/portstorm/portstorm/loadgen/spec"
 	"github.com/portstorm/portstorm/target"
 )
 
@@ -51,38 +52,29 @@ type TargetFailure struct {
 	Message string
 }
 
-func targetArgs(cfg target.Config, cert *builtinTLS, listen []string, first bool) []string {
-	args := []string{"target", "--json", "--reuseport", "--mode", string(cfg.Mode),
-		"--idle-timeout", cfg.IdleTimeout.String(), "--max-frame", strconv.Itoa(cfg.MaxFrame)}
-	if cfg.HeaderTimeout > 0 {
-		args = append(args, "--header-timeout", cfg.HeaderTimeout.String())
+// targetInput is one target process's configuration: cfg listening on listen, sharing the
+// listeners (SO_REUSEPORT), with the run's certificate; only the first picks its ports (below the
+// clients' range), the others listen on the first's.
+func targetInput(cfg target.Config, cert *builtinTLS, listen []string, first bool) ([]byte, error) {
+	cfg.Listen, cfg.ReusePort, cfg.TLS = listen, true, nil
+	if !first {
+		cfg.PortBelow = 0
 	}
-	if cfg.HTTPStatus > 0 {
-		args = append(args, "--http-status", strconv.Itoa(cfg.HTTPStatus))
-	}
+	tp := spec.TargetProcess{Config: cfg}
 	if cert != nil {
-		// Every process serves the run's one certificate, so clients trust them all alike.
-		args = append(args, "--tls-cert", cert.certFile, "--tls-key", cert.keyFile)
+		tp.CertPEM, tp.KeyPEM = cert.certPEM, cert.keyPEM
 	}
-	if first && cfg.PortBelow > 0 {
-		args = append(args, "--port-below", strconv.Itoa(cfg.PortBelow))
-	}
-	if cfg.MaxConns > 0 {
-		args = append(args, "--max-conns", strconv.Itoa(cfg.MaxConns))
-	}
-	if cfg.CloseFirst {
-		args = append(args, "--close-first", "--close-after", strconv.FormatInt(cfg.CloseAfter, 10))
-	}
-	for _, l := range listen {
-		args = append(args, "--listen", l)
-	}
-	return args
+	return json.Marshal(tp)
 }
+
+// targetArgs start a target process that reads its configuration (targetInput) from stdin and
+// reports on stdout.
+var targetArgs = []string{"target", "--json", "--config-stdin"}
 
 // startTargetProcs starts n target processes: the first picks the ports, the others listen on the
 // same addresses. Cancelling ctx while they start kills those started (their address lines are then
 // never coming) and returns ctx's error.
-func startTargetProcs(ctx context.Context, exe string, cfg target.Config, cert *builtinTLS, n, procs int, stderr io.Writer) (*targetProcs, error) {
+func startTargetProcs(ctx context.Context, exe string, cfg target.Config, cert *builtinTLS, n, procs int, env []string, stderr io.Writer) (*targetProcs, error) {
 	t := &targetProcs{died: make(chan struct{})}
 	var mu sync.Mutex
 	cancelled := false
@@ -108,9 +100,14 @@ func startTargetProcs(ctx context.Context, exe string, cfg target.Config, cert *
 		if i > 0 {
 			listen = t.addrs
 		}
-		cmd := exec.Command(exe, targetArgs(cfg, cert, listen, i == 0)...)
+		in, err := targetInput(cfg, cert, listen, i == 0)
+		if err != nil {
+			return fail(fmt.Errorf("target process %d's configuration: %w", i+1, err))
+		}
+		cmd := exec.Command(exe, targetArgs...)
+		cmd.Stdin = bytes.NewReader(in)
 		cmd.Stderr = stderr
-		cmd.Env = procsEnv(os.Environ(), procs)
+		cmd.Env = procsEnv(env, procs)
 		cmd.SysProcAttr = procAttr()
 		out, err := cmd.StdoutPipe()
 		mu.Lock()

@@ -21,6 +21,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
+	"github.com/portstorm/portstorm/loadgen/spec"
 	"github.com/portstorm/portstorm/target"
 )
 
@@ -55,14 +56,15 @@ func PlanHash(p *plan.Plan) (string, []byte, error) {
 	return hex.EncodeToString(h[:]), b, nil
 }
 
-// RunSegment runs segment seg of p on this machine, as one generator of a distributed run, and
+// RunSegment runs segment seg of the compiled plan whole on this machine, as one generator of a distributed run, and
 // writes a shard result folder: snapshots.jsonl (the interval snapshots in the worker protocol,
 // everything an exact merge needs), shard.json, plan.yaml (the whole plan) and the segment's own
 // summary, timeline and reports. The segment's load, source addresses and port window are cut as
 // for local worker processes (workerPlan). Thresholds and baseline are not judged here: they
 // belong to the merged result. With a built-in target, every segment starts its own, in this
 // process, on loopback.
-func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o SegmentOptions) (*Outcome, error) {
+func RunSegment(ctx context.Context, whole *spec.Spec, seg schedule.Segment, o SegmentOptions) (*Outcome, error) {
+	p := whole.Plan
 	if seg.Count < 1 {
 		seg = schedule.Segment{Index: 0, Count: 1}
 	}
@@ -78,9 +80,9 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	}
 	var dsts []dial.Destination
 	var tgt *target.Server
-	bpr := newPortRun(p) // the built-in target's side: its certificate, when it serves TLS
+	bpr := newPortRun(whole) // the built-in target's side: its certificate, when it serves TLS
 	defer bpr.close()
-	if p.Target.Builtin != nil {
+	if whole.Target != nil {
 		tcfg, err := bpr.builtinTarget()
 		if err != nil {
 			return nil, err
@@ -92,7 +94,7 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 		if dsts, err = dial.Resolve(ctx, nil, tgt.Addrs(), false); err != nil {
 			return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrCannotRun, err))
 		}
-	} else if dsts, err = dial.Resolve(ctx, nil, p.Target.Addresses, p.Target.AllowRemote && o.AllowRemote); err != nil {
+	} else if dsts, err = dial.Resolve(ctx, nil, whole.Addresses, whole.AllowRemote && o.AllowRemote); err != nil {
 		return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrInvalid, err))
 	}
 	sp, err := workerPlan(p, seg.Index, seg.Count, dsts)
@@ -104,14 +106,18 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 		caFile = bpr.tls.certFile
 	}
 	namesForWorkers(sp, p, caFile)
-	pr := newPortRun(sp)
+	ss, err := spec.Compile(sp, spec.Facts{Host: whole.Host})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	pr := newPortRun(ss)
 	// The whole plan's demand is not this host's: the preflight warns but does not refuse.
-	pr.workers, pr.segmentOnly = 1, true
+	pr.workers, pr.targetProcs, pr.segmentOnly = 1, 0, true
 	if dsts, err = pr.setup(dsts, o.Dialer); err != nil {
 		return nil, err
 	}
-	ramp := Ramp(sp)
-	cfg, err := engineConfig(sp, ramp, dsts, pr)
+	ramp := ss.Ramp
+	cfg, err := engineConfig(ss, dsts, pr)
 	if err != nil {
 		return nil, err
 	}
@@ -123,29 +129,28 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	if err := beforeRun(ctx, nil); err != nil {
 		return nil, err
 	}
-	release, err := report.ClaimDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	defer release()
-	if err := report.WriteFileAtomic(filepath.Join(dir, shard.PlanFile), planYAML); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	snaps, err := report.CreateFresh(filepath.Join(dir, shard.SnapshotsFile))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	defer snaps.Close()
-	w := shard.NewWriter(snaps)
 	start := o.StartAt
 	if start.IsZero() {
 		start = time.Now()
 	}
-	hlog, err := report.CreateHLog(dir, start)
+	var snaps *os.File
+	out, err := openOutputs(dir, start, func() error {
+		if err := report.WriteFileAtomic(filepath.Join(dir, shard.PlanFile), planYAML); err != nil {
+			return err
+		}
+		snaps, err = report.CreateFresh(filepath.Join(dir, shard.SnapshotsFile))
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		if snaps != nil {
+			snaps.Close()
+		}
+		return nil, err
 	}
-	defer hlog.Close()
+	defer out.close()
+	defer snaps.Close()
+	hlog := out.hlog
+	w := shard.NewWriter(snaps)
 	verdict, err := gate.Compile(sp) // no thresholds, no baseline: workerPlan dropped them
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -161,7 +166,7 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	}
 	info := shard.Info{Schema: shard.InfoSchema, PlanHash: hash, Segment: fmt.Sprintf("%d/%d", seg.Index, seg.Count),
 		Index: seg.Index, Count: seg.Count, Host: o.Host}
-	floor := pacingFloor(sp)
+	floor := ss.PacingFloor()
 	res, err := engine.Run(ctx, cfg)
 	if err == nil {
 		err = errors.Join(werr, col.err)
@@ -201,8 +206,8 @@ func RunSegment(ctx context.Context, p *plan.Plan, seg schedule.Segment, o Segme
 	sum.Unreachable = unreachable(res.Unreachable).summary(res.Start)
 	sum.Warnings = append(sum.Warnings, fmt.Sprintf("segment %s of plan %.12s on %s: thresholds and baseline are judged by portstorm merge", info.Segment, hash, o.Host))
 	report.Settle(sum)
-	if err := report.WriteResults(dir, sum, col.rows, hlog); err != nil {
-		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	if res, err := out.write(sum, col.rows); err != nil {
+		return res, err
 	}
 	// shard.json last: its presence says the folder is complete (merge --wait polls for it).
 	if err := writeInfo(dir, info); err != nil {

@@ -57,8 +57,9 @@ func runSegments(t *testing.T, p *plan.Plan, n int) []string {
 	var wg sync.WaitGroup
 	for i := range n {
 		dirs[i] = filepath.Join(t.TempDir(), fmt.Sprintf("segment-%d", i))
+		s := compile(t, p)
 		wg.Go(func() {
-			_, errs[i] = RunSegment(context.Background(), p, schedule.Segment{Index: i, Count: n},
+			_, errs[i] = RunSegment(context.Background(), s, schedule.Segment{Index: i, Count: n},
 				SegmentOptions{OutDir: dirs[i], StartAt: start, Host: fmt.Sprintf("gen-%d", i), Stderr: testWriter{t}})
 		})
 	}

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/metrics"
@@ -18,81 +16,20 @@ import (
 	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
-// fdHeadroom is the descriptors a process keeps free beyond its share of connections: arrivals
-// still connecting while others close, the poller, files, a margin for uneven splits.
-const fdHeadroom = 1000
-
-// layout is how many processes run a plan.
-type layout struct {
-	workers int    // generator processes (1: this process alone)
-	targets int    // built-in target processes (0: inside the generator)
-	why     string // for people: "fd limit 20000: 4 worker processes"
-	// genProcs and targetProcs are the GOMAXPROCS of each generator process and each target
-	// process when the two sides run as processes of their own (0: the runtime's default).
-	genProcs, targetProcs int
-}
-
-// planLayout decides the processes: load.workers and target.builtin.processes when set, otherwise
-// enough processes that each holds its share of the plan's peak under the open-files limit; and
-// how the cores are shared when the target runs apart, unless the user set GOMAXPROCS (procsSet),
-// which every process then keeps.
-func planLayout(p *plan.Plan, h preflight.Host, procsSet bool) layout {
-	peak, _ := preflight.Demand(p)
-	limit := h.FDHard
-	if limit <= 0 {
-		limit = 1 << 20
-	}
-	per := max(limit-fdHeadroom, 1000)
-	need := int(ceilDiv64(peak, per))
-	l := layout{workers: int(p.Load.Workers)}
-	if l.workers == 0 {
-		l.workers = max(need, 1)
-	}
-	if b := p.Target.Builtin; b != nil {
-		switch {
-		case b.Processes > 0:
-			l.targets = int(b.Processes)
-		case l.workers > 1 || 2*peak > per:
-			l.targets = max(need, 1)
-		}
-	}
-	l.why = fmt.Sprintf("fd limit %d, peak %d connections: %d worker process(es)", limit, peak, l.workers)
-	if l.targets > 0 {
-		l.why += fmt.Sprintf(", built-in target in %d process(es)", l.targets)
-		if !procsSet {
-			l.genProcs, l.targetProcs = cpuShares(h.Cores, l.workers, l.targets)
-			l.why += fmt.Sprintf("; %d cores: GOMAXPROCS %d per generator process, %d per target process", h.Cores, l.genProcs, l.targetProcs)
-		}
-	}
-	return l
-}
-
-// cpuShares splits cores between the generator's processes and the built-in target's, when the
-// target runs as processes of its own: half the cores to each side (the generator gets the odd
-// one), each side's share divided among its processes, at least one each. Without the split every
-// process would run as many Ps as the machine has cores, and Go's scheduler, with hundreds of
-// goroutines over several Ps and every P busy, checks the network poller late (sysmon, every
-// 10 ms at worst) and steals work unevenly: 300 echo connections measured p99 6.4 ms with both
-// sides in one process at GOMAXPROCS 2, 3.3 ms (and 19% more messages) as two processes at
-// GOMAXPROCS 1 each (bench/run echo). One P per process per core is nginx's worker model.
-func cpuShares(cores, workers, targets int) (gen, tgt int) {
-	cores = max(cores, 1)
-	tgtCores := max(cores/2, 1)
-	genCores := max(cores-tgtCores, 1)
-	return max(genCores/max(workers, 1), 1), max(tgtCores/max(targets, 1), 1)
-}
-
-// procsEnv is env with GOMAXPROCS set to n (env unchanged when n is 0).
+// procsEnv is env with GOMAXPROCS set to n (env unchanged when n is 0). A nil env is this
+// process's own (a caller that injects none).
 func procsEnv(env []string, n int) []string {
+	if env == nil {
+		env = os.Environ()
+	}
 	if n <= 0 {
 		return env
 	}
 	return append(slices.Clone(env), fmt.Sprintf("GOMAXPROCS=%d", n))
 }
-
-func ceilDiv64(a, b int64) int64 { return (a + b - 1) / b }
 
 // workerPlan is segment i's plan: the destinations already resolved (the built-in target runs in
 // the coordinator's processes), its own source addresses or port window so that workers never
@@ -133,10 +70,35 @@ func workerPlan(p *plan.Plan, i, n int, dsts []dial.Destination) (*plan.Plan, er
 	return &wp, nil
 }
 
-// runWorkers runs the plan as n worker processes, each one segment, merging their snapshots into
-// take. procs is each worker's GOMAXPROCS (0: the default).
-// caFile is the built-in target's certificate, when it serves TLS.
-func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n, procs int, dsts []dial.Destination, caFile string, take func(*metrics.Snapshot)) (*execResult, error) {
+// workerSpec is segment i's spec: workerPlan's cut (destinations resolved, its own source
+// addresses or port window, nothing a worker must not do again), with the built-in target's
+// certificate as the CA to trust. The server name and the HTTP Host of a destination named by a
+// host name were compiled from the whole plan and travel as they are.
+func workerSpec(s *spec.Spec, i, n int, dsts []dial.Destination, cert []byte) (*spec.Spec, error) {
+	wp, err := workerPlan(s.Plan, i, n, dsts)
+	if err != nil {
+		return nil, err
+	}
+	ws := *s
+	ws.Plan, ws.Target = wp, nil
+	ws.Addresses = wp.Target.Addresses
+	ws.Layout = spec.Layout{Workers: 1}
+	if ws.Sources, err = wp.Source.SourceAddrs(); err != nil {
+		return nil, err
+	}
+	ws.Window = preflight.PortWindow(wp)
+	if t := s.TLS; t != nil && t.Builtin {
+		c := *t
+		c.Builtin, c.CAPEM = false, cert
+		ws.TLS = &c
+	}
+	return &ws, nil
+}
+
+// runWorkers runs the spec as n worker processes, each one segment, merging their snapshots into
+// take. procs is each worker's GOMAXPROCS (0: the default); cert is the built-in target's
+// certificate, when it serves TLS. Each worker gets its segment of the spec as a JSON file.
+func runWorkers(ctx context.Context, s *spec.Spec, o Options, exe string, n, procs int, dsts []dial.Destination, cert []byte, take func(*metrics.Snapshot)) (*execResult, error) {
 	tmp, err := os.MkdirTemp("", "portstorm-workers-")
 	if err != nil {
 		return nil, err
@@ -144,17 +106,12 @@ func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n, pro
 	defer os.RemoveAll(tmp)
 	specs := make([]shard.WorkerSpec, n)
 	for i := range n {
-		wp, err := workerPlan(p, i, n, dsts)
+		ws, err := workerSpec(s, i, n, dsts, cert)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
-		namesForWorkers(wp, p, caFile)
-		b, err := yaml.Marshal(wp)
-		if err != nil {
-			return nil, err
-		}
-		file := filepath.Join(tmp, fmt.Sprintf("segment-%d.yaml", i))
-		if err := os.WriteFile(file, b, 0o600); err != nil {
+		file := filepath.Join(tmp, fmt.Sprintf("segment-%d.json", i))
+		if err := ws.Write(file); err != nil {
 			return nil, err
 		}
 		// Every worker starts its schedule at the same instant, so that their intervals line up for
@@ -164,10 +121,10 @@ func runWorkers(ctx context.Context, p *plan.Plan, o Options, exe string, n, pro
 			args = append(args, "--allow-remote")
 		}
 		specs[i] = shard.WorkerSpec{Label: fmt.Sprintf("worker %d/%d", i, n), Segment: fmt.Sprintf("%d/%d", i, n),
-			Path: exe, Args: args, Env: procsEnv(os.Environ(), procs)}
+			Path: exe, Args: args, Env: procsEnv(o.Env, procs)}
 	}
 	// Every worker ends by its schedule plus its graceful stop; past that and a margin, it is hung.
-	tm := shard.Timing{Handshake: true, RunFor: Ramp(p).Total() + p.Load.GracefulStop.D() + p.Connection.IOTimeout.D() + 30*time.Second}
+	tm := shard.Timing{Handshake: true, RunFor: s.Ramp.Total() + s.GracefulStop + s.IOTimeout + 30*time.Second}
 	res, err := shard.Run(ctx, o.Abort, specs, take, o.Stderr, tm)
 	if res == nil {
 		return nil, err
@@ -195,33 +152,32 @@ type WorkerOptions struct {
 	Abort <-chan struct{}
 }
 
-// RunWorker is the worker side: it runs segment seg of p from its start instant and streams every
-// interval snapshot, then how the segment ended, to out. The coordinator has already checked the
-// whole plan.
-func RunWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, o WorkerOptions, out io.Writer) error {
+// RunWorker is the worker side: it runs segment seg of s (its segment of the coordinator's spec)
+// from its start instant and streams every interval snapshot, then how the segment ended, to out.
+// The coordinator has already checked the whole plan.
+func RunWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o WorkerOptions, out io.Writer) error {
 	w := shard.NewWriter(out)
-	err := runWorker(ctx, p, seg, o, w)
+	err := runWorker(ctx, s, seg, o, w)
 	if err != nil {
 		w.Fail(err)
 	}
 	return err
 }
 
-func runWorker(ctx context.Context, p *plan.Plan, seg schedule.Segment, o WorkerOptions, w *shard.Writer) error {
-	if p.Target.Builtin != nil {
-		return fmt.Errorf("%w: a worker's plan names its destinations (target.addresses)", ErrInvalid)
+func runWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o WorkerOptions, w *shard.Writer) error {
+	if s.Target != nil {
+		return fmt.Errorf("%w: a worker's spec names its destinations (target.addresses)", ErrInvalid)
 	}
-	dsts, err := dial.Resolve(ctx, nil, p.Target.Addresses, p.Target.AllowRemote && o.AllowRemote)
+	dsts, err := dial.Resolve(ctx, nil, s.Addresses, s.AllowRemote && o.AllowRemote)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	pr := newPortRun(p)
-	pr.workers, pr.segmentOnly = seg.Count, true
+	pr := newPortRun(s)
+	pr.workers, pr.targetProcs, pr.segmentOnly = seg.Count, 0, true
 	if dsts, err = pr.setup(dsts, nil); err != nil {
 		return err
 	}
-	ramp := Ramp(p)
-	cfg, err := engineConfig(p, ramp, dsts, pr)
+	cfg, err := engineConfig(s, dsts, pr)
 	if err != nil {
 		return err
 	}

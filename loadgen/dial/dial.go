@@ -71,6 +71,11 @@ func (m CloseMode) String() string {
 	return "CloseMode(" + strconv.Itoa(int(m)) + ")"
 }
 
+// ClientHoldsTimeWait says whether the client's side ends in TIME_WAIT: it sends the first FIN
+// under fin and half (RFC 793 section 3.5: the side that closes first holds TIME_WAIT); rst
+// leaves none, and under server the peer closes first.
+func (m CloseMode) ClientHoldsTimeWait() bool { return m == CloseFIN || m == CloseHalf }
+
 // ParseCloseMode reads a plan's close mode.
 func ParseCloseMode(s string) (CloseMode, error) {
 	for i, n := range closeNames {

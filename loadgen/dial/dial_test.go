@@ -443,3 +443,15 @@ func BenchmarkDialBareClose(b *testing.B) {
 	ln.Close()
 	<-accepted
 }
+
+// TestClientHoldsTimeWait: the side that sends the first FIN holds TIME_WAIT.
+func TestClientHoldsTimeWait(t *testing.T) {
+	for _, tt := range []struct {
+		mode CloseMode
+		want bool
+	}{{CloseFIN, true}, {CloseHalf, true}, {CloseRST, false}, {CloseServer, false}} {
+		if got := tt.mode.ClientHoldsTimeWait(); got != tt.want {
+			t.Errorf("%s: ClientHoldsTimeWait %v, want %v", tt.mode, got, tt.want)
+		}
+	}
+}
