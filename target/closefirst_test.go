@@ -1,9 +1,11 @@
 package target
 
 import (
+	"context"
 	"io"
 	"net"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -51,6 +53,29 @@ func TestCloseFirst(t *testing.T) {
 			}
 			waitFor(t, "the target to count the close", func() bool { return s.Stats().Closed == 1 })
 		})
+	}
+}
+
+// TestPortBelowSkipsReusePortGroups: a port another process listens on with SO_REUSEPORT is in
+// use, although a listen with SO_REUSEPORT would succeed on it (and share its connections).
+func TestPortBelowSkipsReusePortGroups(t *testing.T) {
+	guardFDs(t)
+	const below = 31000
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = reusePort(fd) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	other, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:"+strconv.Itoa(below-1))
+	if err != nil {
+		t.Skipf("port %d is taken on this host: %v", below-1, err)
+	}
+	defer other.Close()
+	s := start(t, Config{Mode: ModeEcho, PortBelow: below, ReusePort: true, Listen: []string{"127.0.0.1:0"}})
+	if _, p, _ := net.SplitHostPort(s.Addrs()[0]); p == strconv.Itoa(below-1) {
+		t.Errorf("the target joined another listener's SO_REUSEPORT group on port %s", p)
 	}
 }
 

@@ -365,8 +365,20 @@ func listenBelow(ctx context.Context, lc *net.ListenConfig, addr string, below i
 	if err != nil || port != "0" {
 		return nil, below
 	}
+	// Listened to with SO_REUSEPORT, a port another process of the same user already listens on
+	// with SO_REUSEPORT is not refused: the listen joins that process's group and the kernel shares
+	// the connections between the two (seen: a TLS run's handshakes answered by another run's echo
+	// target). A listen without SO_REUSEPORT fails on any port in use: a port it gets, closed again
+	// at once, is free for the run's own options.
+	var plain net.ListenConfig
 	for p := below - 1; p > 1024 && p >= below-256; p-- {
-		if ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(p))); err == nil {
+		hp := net.JoinHostPort(host, strconv.Itoa(p))
+		probe, err := plain.Listen(ctx, "tcp", hp)
+		if err != nil {
+			continue
+		}
+		probe.Close()
+		if ln, err := lc.Listen(ctx, "tcp", hp); err == nil {
 			return ln, p
 		}
 	}
