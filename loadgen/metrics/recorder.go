@@ -31,10 +31,20 @@ const (
 	FirstByte
 	// TLSHandshake is established -> TLS handshake complete.
 	TLSHandshake
+	// RequestIntended is a rated request's intended send time -> full response read: the request
+	// latency free of coordinated omission (docs/measurements.md). RTT is its service time.
+	RequestIntended
+	// RequestLag is a rated request's intended send time -> write started, less WindowWait: how
+	// late the generator was.
+	RequestLag
+	// WindowWait is the part of a rated request's intended send time -> write started spent
+	// waiting for a free place in the connection's pipelining window: the target held it back.
+	WindowWait
 	NumLatencies
 )
 
-var latencyNames = [NumLatencies]string{"connect", "connect_intended", "schedule_lag", "slot_wait", "rtt", "lifetime", "first_byte", "tls_handshake"}
+var latencyNames = [NumLatencies]string{"connect", "connect_intended", "schedule_lag", "slot_wait", "rtt", "lifetime", "first_byte", "tls_handshake",
+	"request_intended", "request_lag", "window_wait"}
 
 func (l Latency) String() string {
 	if l < NumLatencies {
@@ -68,6 +78,15 @@ type Counts struct {
 	Outcomes    [NumOutcomes]uint64
 	// Clamped counts latencies outside the histogram bounds, recorded at the nearest bound.
 	Clamped uint64
+	// Requests counts the requests written (messages, for raw sends without an answer), and
+	// RequestOutcomes how each ended: ok when its answer was the one expected (or, with nothing to
+	// read, when it was written), else the outcome of what went wrong.
+	Requests        uint64
+	RequestOutcomes [NumOutcomes]uint64
+	// RequestsOffered counts the requests the schedule meant to send: for rated sends those whose
+	// intended send time came, whether or not they were sent; for unrated (closed-loop) sends the
+	// requests written, which is all such a send offers.
+	RequestsOffered uint64
 }
 
 func (c *Counts) add(o *Counts) {
@@ -79,9 +98,23 @@ func (c *Counts) add(o *Counts) {
 	c.BytesOut += o.BytesOut
 	c.BytesIn += o.BytesIn
 	c.Clamped += o.Clamped
+	c.Requests += o.Requests
+	c.RequestsOffered += o.RequestsOffered
 	for i := range c.Outcomes {
 		c.Outcomes[i] += o.Outcomes[i]
+		c.RequestOutcomes[i] += o.RequestOutcomes[i]
 	}
+}
+
+// RequestErrors is the number of requests that ended in anything but OK.
+func (c *Counts) RequestErrors() uint64 {
+	var n uint64
+	for i, v := range c.RequestOutcomes {
+		if Outcome(i) != OK {
+			n += v
+		}
+	}
+	return n
 }
 
 // Errors is the number of connections that ended in anything but OK.
@@ -257,19 +290,62 @@ func (s *Shard) ConnectFailed(at time.Time, t Timing, err error) Outcome {
 	return s.outcome(at, err)
 }
 
-// Exchanged records one request: its first byte and full response times (negative: no answer
-// was read) and the bytes moved.
-func (s *Shard) Exchanged(first, rtt time.Duration, out, in int) {
+// RequestTiming is the measure of one request written on a connection.
+type RequestTiming struct {
+	// Intended says the request had an intended send time (a rated send); WindowWait and Lag
+	// split intended -> write started into waiting for the pipelining window and the rest.
+	Intended   bool
+	WindowWait time.Duration
+	Lag        time.Duration
+	// FirstByte is write started -> first response byte, Service write started -> full response
+	// read; negative when nothing, or not the whole answer, was read.
+	FirstByte time.Duration
+	Service   time.Duration
+	// Out and In are the bytes written and read for this request.
+	Out, In int
+}
+
+// Request records one request written and how it ended (err nil: ok), and returns its outcome.
+// Its failure is the connection's too, and is counted (with its first occurrence and examples)
+// when the connection is Closed; here it counts toward the request outcomes only. An unrated
+// request counts as offered too.
+func (s *Shard) Request(t RequestTiming, err error) Outcome {
+	o := Classify(err)
 	s.mu.Lock()
-	if first >= 0 {
-		s.record(FirstByte, first)
+	if t.FirstByte >= 0 {
+		s.record(FirstByte, t.FirstByte)
 	}
-	if rtt >= 0 {
-		s.record(RTT, rtt)
+	if t.Service >= 0 {
+		s.record(RTT, t.Service)
 	}
-	s.c.BytesOut += uint64(out)
-	s.c.BytesIn += uint64(in)
+	if t.Intended {
+		s.record(WindowWait, t.WindowWait)
+		s.record(RequestLag, t.Lag)
+		if t.Service >= 0 {
+			s.record(RequestIntended, t.WindowWait+t.Lag+t.Service)
+		}
+	} else {
+		s.c.RequestsOffered++
+	}
+	s.c.Requests++
+	s.c.RequestOutcomes[o]++
+	s.c.BytesOut += uint64(t.Out)
+	s.c.BytesIn += uint64(t.In)
 	s.mu.Unlock()
+	return o
+}
+
+// Offer counts n rated requests whose intended send time came (sent or not).
+func (s *Shard) Offer(n uint64) {
+	s.mu.Lock()
+	s.c.RequestsOffered += n
+	s.mu.Unlock()
+}
+
+// Exchanged records one unrated request that ended well: its first byte and full response times
+// (negative: no answer was read) and the bytes moved. It is Request without a rate or an error.
+func (s *Shard) Exchanged(first, rtt time.Duration, out, in int) {
+	s.Request(RequestTiming{FirstByte: first, Service: rtt, Out: out, In: in}, nil)
 }
 
 // Handshaked records a completed TLS handshake.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -60,6 +61,9 @@ func TestRecorderConcurrent(t *testing.T) {
 				want.Closed++
 				want.BytesOut += 64
 				want.BytesIn += 64
+				want.Requests++
+				want.RequestsOffered++
+				want.RequestOutcomes[OK]++
 				first(closeErrs[i%len(closeErrs)], i)
 				if i%2 == 0 {
 					wantIntended++
@@ -350,6 +354,79 @@ func TestExchanged(t *testing.T) {
 		if h := snap.Hist[c.l]; h.TotalCount() != 1 || h.Max() < c.want || h.Max() > c.want+c.want/100 {
 			t.Errorf("%s holds %d values, max %d µs; want one of %d µs", c.l, h.TotalCount(), h.Max(), c.want)
 		}
+	}
+}
+
+func TestRequest(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name         string
+		t            RequestTiming
+		err          error
+		want         Outcome
+		wantOffered  uint64
+		wantIntended int64 // µs recorded in request_intended; 0: none
+		wantRTT      bool
+	}{
+		{"unrated, answered", RequestTiming{FirstByte: ms, Service: 2 * ms, Out: 64, In: 64}, nil, OK, 1, 0, true},
+		{"unrated, written only", RequestTiming{FirstByte: -1, Service: -1, Out: 64}, nil, OK, 1, 0, false},
+		{"rated, late and held by the window", RequestTiming{Intended: true, WindowWait: 3 * ms, Lag: ms, FirstByte: ms, Service: 2 * ms, Out: 64, In: 64}, nil, OK, 0, 6000, true},
+		{"rated, wrong answer", RequestTiming{Intended: true, FirstByte: ms, Service: 2 * ms, Out: 64, In: 64}, fmt.Errorf("x: %w", ErrEchoMismatch), EchoMismatch, 0, 2000, true},
+		{"rated, timed out", RequestTiming{Intended: true, Lag: ms, FirstByte: -1, Service: -1, Out: 64}, os.ErrDeadlineExceeded, ETIMEDOUT, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := NewRecorder(t0, 1)
+			s := rec.Shard(0)
+			if o := s.Request(tt.t, tt.err); o != tt.want {
+				t.Errorf("outcome %s, want %s", o, tt.want)
+			}
+			snap := rec.Cut(at(1), 0)
+			if snap.Requests != 1 || snap.RequestOutcomes[tt.want] != 1 || snap.RequestErrors() != map[bool]uint64{true: 0, false: 1}[tt.want == OK] {
+				t.Errorf("requests %d, outcomes %v", snap.Requests, snap.RequestOutcomes)
+			}
+			if snap.RequestsOffered != tt.wantOffered {
+				t.Errorf("offered %d, want %d", snap.RequestsOffered, tt.wantOffered)
+			}
+			if snap.Outcomes[tt.want] != 0 {
+				t.Errorf("a request counted as a connection outcome: %v", snap.Outcomes)
+			}
+			h := snap.Hist[RequestIntended]
+			if got := h.TotalCount(); (got == 1) != (tt.wantIntended > 0) || got == 1 && (h.Max() < tt.wantIntended || h.Max() > tt.wantIntended+tt.wantIntended/100) {
+				t.Errorf("request_intended holds %d values, max %d µs; want %d µs", got, h.Max(), tt.wantIntended)
+			}
+			if got := snap.Hist[RequestLag].TotalCount() + snap.Hist[WindowWait].TotalCount(); (got == 2) != tt.t.Intended {
+				t.Errorf("request_lag and window_wait hold %d values, intended %v", got, tt.t.Intended)
+			}
+			if got := snap.Hist[RTT].TotalCount(); (got == 1) != tt.wantRTT {
+				t.Errorf("rtt holds %d values", got)
+			}
+			if snap.BytesOut != uint64(tt.t.Out) || snap.BytesIn != uint64(tt.t.In) {
+				t.Errorf("bytes %d/%d", snap.BytesOut, snap.BytesIn)
+			}
+		})
+	}
+}
+
+func TestOfferAndRoundTrip(t *testing.T) {
+	rec := NewRecorder(t0, 2)
+	rec.Shard(0).Offer(5)
+	rec.Shard(1).Request(RequestTiming{Intended: true, Service: time.Millisecond, FirstByte: -1}, nil)
+	rec.Shard(1).Request(RequestTiming{Intended: true, Service: -1, FirstByte: -1}, io.EOF)
+	snap := rec.Cut(at(1), 0)
+	b, err := snap.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Snapshot
+	if err := back.UnmarshalJSON(b); err != nil {
+		t.Fatal(err)
+	}
+	if back.Requests != 2 || back.RequestsOffered != 5 || back.RequestOutcomes[OK] != 1 || back.RequestOutcomes[EOF] != 1 {
+		t.Errorf("round trip: requests %d offered %d outcomes %v", back.Requests, back.RequestsOffered, back.RequestOutcomes)
+	}
+	if err := back.UnmarshalJSON([]byte(`{"request_outcomes":{"nope":1}}`)); err == nil {
+		t.Error("an unknown request outcome was accepted")
 	}
 }
 

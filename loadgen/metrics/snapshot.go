@@ -182,6 +182,9 @@ type wireSnapshot struct {
 	BytesOut    uint64               `json:"bytes_out"`
 	BytesIn     uint64               `json:"bytes_in"`
 	Clamped     uint64               `json:"clamped,omitempty"`
+	Requests    uint64               `json:"requests,omitempty"`
+	Offered     uint64               `json:"requests_offered,omitempty"`
+	ReqOutcomes map[string]uint64    `json:"request_outcomes,omitempty"`
 	Active      int64                `json:"active"`
 	PeakActive  int64                `json:"peak_active"`
 	Outcomes    map[string]uint64    `json:"outcomes"`
@@ -196,8 +199,16 @@ func (s *Snapshot) MarshalJSON() ([]byte, error) {
 		Segment: s.Segment, Seq: s.Seq, Stage: s.Stage, StartUS: s.StartUS, EndUS: s.EndUS,
 		Attempted: s.Attempted, Established: s.Established, Failed: s.Failed, Dropped: s.Dropped,
 		Closed: s.Closed, BytesOut: s.BytesOut, BytesIn: s.BytesIn, Clamped: s.Clamped,
-		Active: s.Active, PeakActive: s.PeakActive,
+		Active: s.Active, PeakActive: s.PeakActive, Requests: s.Requests, Offered: s.RequestsOffered,
 		Outcomes: make(map[string]uint64, NumOutcomes), Hist: make(map[string]string, NumLatencies),
+	}
+	for i, n := range s.RequestOutcomes {
+		if n > 0 {
+			if w.ReqOutcomes == nil {
+				w.ReqOutcomes = map[string]uint64{}
+			}
+			w.ReqOutcomes[Outcome(i).String()] = n
+		}
 	}
 	for i, n := range s.Outcomes {
 		w.Outcomes[Outcome(i).String()] = n
@@ -243,6 +254,14 @@ func (s *Snapshot) UnmarshalJSON(b []byte) error {
 	n.Segment, n.Seq, n.Stage, n.StartUS, n.EndUS = w.Segment, w.Seq, w.Stage, w.StartUS, w.EndUS
 	n.Attempted, n.Established, n.Failed, n.Dropped, n.Closed = w.Attempted, w.Established, w.Failed, w.Dropped, w.Closed
 	n.BytesOut, n.BytesIn, n.Clamped, n.Active, n.PeakActive = w.BytesOut, w.BytesIn, w.Clamped, w.Active, w.PeakActive
+	n.Requests, n.RequestsOffered = w.Requests, w.Offered
+	for name, v := range w.ReqOutcomes {
+		o, ok := ParseOutcome(name)
+		if !ok {
+			return fmt.Errorf("snapshot: unknown outcome %q in request_outcomes", name)
+		}
+		n.RequestOutcomes[o] = v
+	}
 	for name, v := range w.Outcomes {
 		o, ok := ParseOutcome(name)
 		if !ok {

@@ -37,7 +37,8 @@ var outcomeNames = []string{"ok", "EADDRNOTAVAIL", "EADDRINUSE", "ECONNREFUSED",
 	"ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "other"}
 
 // latencyNames are summary.json's latency keys.
-var latencyNames = []string{"connect", "connect_intended", "schedule_lag", "slot_wait", "rtt", "lifetime", "first_byte", "tls_handshake"}
+var latencyNames = []string{"connect", "connect_intended", "schedule_lag", "slot_wait", "rtt", "lifetime", "first_byte", "tls_handshake",
+	"request_intended", "request_lag", "window_wait"}
 
 func fixturePlan() *plan.Plan {
 	return &plan.Plan{
