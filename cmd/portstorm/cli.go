@@ -190,6 +190,9 @@ func runCmd(e *env) *cobra.Command {
 			if err := in.beforeRun(); err != nil {
 				return err
 			}
+			if seg.upload != "" && !seg.asked() {
+				return exitWith(exitInvalid, errors.New("--upload sends a segment's shard folder: it needs --segment"))
+			}
 			if seg.asked() {
 				return e.runSegment(in, p, &seg, out, startAt, quiet, allowRemote)
 			}

@@ -86,6 +86,8 @@ func k8sCmd(e *env) *cobra.Command {
 	f.StringVar(&o.StorageClass, "storage-class", "", "storage class of the results volume (default the cluster's)")
 	f.StringVar(&o.AccessMode, "access-mode", "ReadWriteMany", "access mode of the results volume: ReadWriteMany (ReadWriteOnce does for --parallelism 1)")
 	f.StringVar(&o.CPU, "cpu", "1", "each segment pod's CPU request and limit (Kubernetes quantity)")
+	f.StringVar(&o.Results, "results", "volume", "where shard folders go: volume (a shared ReadWriteMany claim) or upload (no shared volume: each segment pod sends its folder to the merge pod over HTTP)")
+	f.DurationVar(&o.Linger, "merge-linger", 0, "with --results upload, keep the merge pod serving the merged folder this long (kubectl port-forward job/NAME-merge 7070, then /merged/report.html)")
 	f.DurationVar(&o.MergeWait, "merge-wait", 2*time.Hour, "how long the merge Job waits for every segment")
 	f.BoolVar(&checks.AllowBuiltinTarget, "allow-builtin-target", false, "render a plan with target.builtin: every pod load-tests its own loopback target (the generator side only)")
 	f.BoolVar(&checks.UnsafeSysctls, "unsafe-sysctls", false, "render the plan's netns TIME_WAIT sysctls as pod sysctls (the kubelet must allow them)")

@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/shard"
 )
 
@@ -80,7 +81,7 @@ func TestK8sPodsNetns(t *testing.T) {
 		pods[i] = host(fmt.Sprintf("pod%d", i), i)
 	}
 	solo := host("solo", n)
-	mergeNS := lab.addNS("merge") // the merge pod needs no network
+	mergeNS := host("merge", n+1) // reachable from the pods: --results upload sends it the shard folders
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -143,10 +144,23 @@ baseline:
   metrics: [connections.attempted, connections.established, connections.failed, connections.closed]
 `, filepath.Join(soloOut, "summary.json")))
 
+	mergeIP := fmt.Sprintf("%s.%d", subnet, 10+n+1)
+	for _, mode := range []string{"volume", "upload"} {
+		t.Run(mode, func(t *testing.T) {
+			k8sPods(ctx, t, bin, planFile, mode, pods, mergeNS, mergeIP, want)
+		})
+	}
+}
+
+// k8sPods renders planFile with --results mode, runs the pods and checks the merged result
+// against the one-host run's summary want.
+func k8sPods(ctx context.Context, t *testing.T, bin, planFile, mode string, pods []string, mergeNS, mergeIP string, want *report.Summary) {
+	n := len(pods)
+	dir := t.TempDir()
 	startAt := time.Now().Add(4 * time.Second).UTC().Format(time.RFC3339Nano)
 	manifests := filepath.Join(dir, "run.yaml")
 	if out, err := exec.CommandContext(ctx, bin, "k8s", planFile, "--parallelism", strconv.Itoa(n), "--image", "registry.example/portstorm:v0.0.0-test",
-		"--start-at", startAt, "-o", manifests).CombinedOutput(); err != nil {
+		"--start-at", startAt, "--results", mode, "-o", manifests).CombinedOutput(); err != nil {
 		t.Fatalf("k8s: %v\n%s", err, out)
 	}
 	text, err := os.ReadFile(manifests)
@@ -159,11 +173,26 @@ baseline:
 	}
 	var cm corev1.ConfigMap
 	var pvc corev1.PersistentVolumeClaim
+	var svc corev1.Service
 	var segJob, mergeJob batchv1.Job
-	for i, into := range []any{&cm, &pvc, &segJob, &mergeJob} {
+	second := any(&pvc)
+	if mode == "upload" {
+		second = &svc
+	}
+	for i, into := range []any{&cm, second, &segJob, &mergeJob} {
 		if err := yaml.UnmarshalStrict([]byte(docs[i]), into); err != nil {
 			t.Fatalf("manifest %d: %v\n%s", i, err, docs[i])
 		}
+	}
+	// The Service's name resolves to the merge pod (cluster DNS, as /etc/hosts in the pods).
+	hosts := map[string]string{}
+	if mode == "upload" {
+		mc := mergeJob.Spec.Template.Spec.Containers[0]
+		if len(mc.Ports) != 1 || svc.Spec.Ports[0].TargetPort.IntValue() != int(mc.Ports[0].ContainerPort) ||
+			svc.Spec.Selector["app.kubernetes.io/component"] != mergeJob.Spec.Template.Labels["app.kubernetes.io/component"] {
+			t.Fatalf("service %+v does not reach the merge container's port", svc.Spec)
+		}
+		hosts[svc.Name] = mergeIP
 	}
 
 	// The volumes as folders: the ConfigMap's keys as files, the claim shared, emptyDirs per pod.
@@ -186,11 +215,12 @@ baseline:
 	errs := make([]error, n+1)
 	for i := range n {
 		wg.Go(func() {
-			outs[i], errs[i] = runPod(ctx, t, pods[i], segJob.Spec.Template.Spec, i, fmt.Sprintf("node-%d", i), bin, cmDir, claim, filepath.Join(dir, fmt.Sprintf("pod%d", i)))
+			outs[i], errs[i] = runPod(ctx, t, pods[i], segJob.Spec.Template.Spec, i, fmt.Sprintf("node-%d", i), bin, cmDir, claim, filepath.Join(dir, fmt.Sprintf("pod%d", i)), hosts)
 		})
 	}
+	mergePod := filepath.Join(dir, "mergepod")
 	wg.Go(func() {
-		outs[n], errs[n] = runPod(ctx, t, mergeNS, mergeJob.Spec.Template.Spec, -1, "node-m", bin, cmDir, claim, filepath.Join(dir, "mergepod"))
+		outs[n], errs[n] = runPod(ctx, t, mergeNS, mergeJob.Spec.Template.Spec, -1, "node-m", bin, cmDir, claim, mergePod, hosts)
 	})
 	wg.Wait()
 	for i := range n + 1 {
@@ -201,7 +231,11 @@ baseline:
 	if t.Failed() {
 		t.FailNow()
 	}
-	got := readSummary(t, filepath.Join(claim, "merged"))
+	results := claim
+	if mode == "upload" {
+		results = filepath.Join(mergePod, "emptydir-results")
+	}
+	got := readSummary(t, filepath.Join(results, "merged"))
 	g, w := got.Connections, want.Connections
 	if g.Attempted != w.Attempted || g.Established != w.Established || g.Failed != w.Failed || g.Closed != w.Closed {
 		t.Errorf("merged connections %+v, one-host run %+v", g, w)
@@ -215,7 +249,7 @@ baseline:
 		t.Errorf("merged verdict %s, segments %d, ports_by_host %d", got.Verdict, got.Segments, len(got.PortsByHost))
 	}
 	for i := range n {
-		r, err := shard.ReadResult(filepath.Join(claim, fmt.Sprintf("segment-%d", i)))
+		r, err := shard.ReadResult(filepath.Join(results, fmt.Sprintf("segment-%d", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -223,11 +257,9 @@ baseline:
 			t.Errorf("segment %d: host %q, segment %q", i, r.Info.Host, r.Info.Segment)
 		}
 	}
-	t.Logf("%d pods: %d attempted, %d established (one host: %d, %d), verdict %s", n, g.Attempted, g.Established, w.Attempted, w.Established, got.Verdict)
+	t.Logf("%s: %d pods: %d attempted, %d established (one host: %d, %d), verdict %s", mode, n, g.Attempted, g.Established, w.Attempted, w.Established, got.Verdict)
 }
 
-// podDir makes folder d with mode, owned by the pods' user when chown (as fsGroup makes a volume
-// theirs).
 func podMkdir(t *testing.T, d string, mode os.FileMode, chown bool) {
 	t.Helper()
 	if err := os.MkdirAll(d, mode); err != nil {
@@ -272,7 +304,7 @@ func expand(s string, env map[string]string) string {
 // runPod runs the pod's single container as the kubelet would, in network namespace ns: root a
 // read-only folder with the image's binary, volumes bind-mounted from folders, the pod's sysctls,
 // its user, its env. index is the pod's completion index (-1: not an Indexed Job's pod).
-func runPod(ctx context.Context, t *testing.T, ns string, spec corev1.PodSpec, index int, node, bin, cmDir, claim, podDir string) ([]byte, error) {
+func runPod(ctx context.Context, t *testing.T, ns string, spec corev1.PodSpec, index int, node, bin, cmDir, claim, podDir string, hosts map[string]string) ([]byte, error) {
 	sc := spec.SecurityContext
 	if len(spec.Containers) != 1 || sc == nil || sc.RunAsUser == nil || sc.RunAsGroup == nil {
 		return nil, fmt.Errorf("pod spec: want one container and runAsUser, runAsGroup")
@@ -318,6 +350,12 @@ func runPod(ctx context.Context, t *testing.T, ns string, spec corev1.PodSpec, i
 		return nil, err
 	}
 	podMkdir(t, filepath.Join(root, "proc"), 0o755, false)
+	podMkdir(t, filepath.Join(root, "etc"), 0o755, false)
+	etcHosts := "127.0.0.1 localhost\n"
+	for name, ip := range hosts {
+		etcHosts += ip + " " + name + "\n"
+	}
+	podWriteFile(t, filepath.Join(root, "etc", "hosts"), []byte(etcHosts))
 	vols := map[string]corev1.Volume{}
 	for _, v := range spec.Volumes {
 		vols[v.Name] = v

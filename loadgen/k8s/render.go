@@ -41,6 +41,14 @@ type Options struct {
 	// cluster's default) and AccessMode its access mode (default ReadWriteMany: every segment pod,
 	// one per node, and the merge pod mount it).
 	Storage, StorageClass, AccessMode string
+	// Results is where the segments' shard folders go: "volume" (the default), a shared
+	// PersistentVolumeClaim the merge Job reads; or "upload", no shared volume: each segment pod
+	// writes its folder to its own emptyDir and sends it to the merge pod over HTTP (a Service in
+	// front of it, port MergePort), which merges them in an emptyDir of its own.
+	Results string
+	// Linger, with Results "upload", keeps the merge pod serving the merged folder at
+	// /merged/ this long after the merge (kubectl port-forward), as its emptyDir goes with it.
+	Linger time.Duration
 	// AllowRemote adds --allow-remote to the segments' args (the plan must say target.allow_remote too).
 	AllowRemote bool
 	// MergeWait bounds how long the merge Job waits for every segment's shard.json (default 2h).
@@ -66,6 +74,12 @@ const (
 	Binary      = "/usr/local/bin/portstorm"
 	UID         = 65532
 )
+
+// MergePort is the merge pod's port for the segments' uploads (Results "upload").
+const MergePort = 7070
+
+// ResultsModes are the values of Options.Results.
+var ResultsModes = []string{"volume", "upload"}
 
 // AccessModes are the results volume's access modes Render takes.
 var AccessModes = []string{"ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"}
@@ -118,10 +132,15 @@ func Render(w io.Writer, o Options) error {
 	if !slices.Contains(AccessModes, o.AccessMode) {
 		return fmt.Errorf("access mode %q: want one of %s", o.AccessMode, strings.Join(AccessModes, ", "))
 	}
+	setDefault(&o.Results, "volume")
+	if !slices.Contains(ResultsModes, o.Results) {
+		return fmt.Errorf("results %q: want one of %s", o.Results, strings.Join(ResultsModes, ", "))
+	}
+	upload := o.Results == "upload"
 	// Every segment pod (one per node) and the merge pod mount the volume at once: a
 	// ReadWriteOnce volume does for one segment, with the merge pod on its node.
-	colocate := o.AccessMode == "ReadWriteOnce" && o.Parallelism == 1
-	if o.AccessMode != "ReadWriteMany" && !colocate {
+	colocate := o.AccessMode == "ReadWriteOnce" && o.Parallelism == 1 && !upload
+	if o.AccessMode != "ReadWriteMany" && !colocate && !upload {
 		return fmt.Errorf("access mode %s: the %d segment pods run on %d nodes and the merge pod mounts the volume with them, and a %s volume mounts on one node (ReadWriteOncePod: in one pod): want ReadWriteMany (ReadWriteOnce does for --parallelism 1)",
 			o.AccessMode, o.Parallelism, o.Parallelism, o.AccessMode)
 	}
@@ -141,7 +160,7 @@ func Render(w io.Writer, o Options) error {
 		"O": o, "Name": ResourceName(o.Name), "N": o.Parallelism, "Segments": segs,
 		"StartAt": o.StartAt.UTC().Format(time.RFC3339Nano), "Wait": o.MergeWait.String(),
 		"PlanDir": PlanDir, "PlanPath": PlanPath, "Results": ResultsPath, "Binary": Binary, "UID": UID,
-		"Text": sortedPairs(text), "Binary64": sortedPairs(binary), "Colocate": colocate,
+		"Text": sortedPairs(text), "Binary64": sortedPairs(binary), "Colocate": colocate, "Upload": upload, "Port": MergePort, "Linger": o.Linger.String(),
 	}
 	return manifests.Execute(w, d)
 }
@@ -185,7 +204,7 @@ const containerSecurity = `        securityContext:
             drop: ["ALL"]`
 
 var manifests = template.Must(template.New("k8s").Funcs(template.FuncMap{"q": q}).Parse(`# portstorm distributed run: {{ .N }} segment(s) of plan {{ q .O.Name }}, starting at {{ .StartAt }}.
-# Apply with: kubectl apply -f THIS_FILE ; the merged result lands in {{ .Results }}/merged on the volume.
+# Apply with: kubectl apply -f THIS_FILE ; the merged result lands in {{ .Results }}/merged on the {{ if .Upload }}merge pod (its emptyDir; its log shows the summary){{ else }}volume{{ end }}.
 {{- range .O.Notes }}
 # {{ . }}
 {{- end }}
@@ -208,6 +227,24 @@ binaryData:
 {{- end }}
 {{- end }}
 ---
+{{- if .Upload }}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .Name }}-merge
+  namespace: {{ q .O.Namespace }}
+  labels:
+    app.kubernetes.io/name: portstorm
+    app.kubernetes.io/instance: {{ .Name }}
+spec:
+  selector:
+    app.kubernetes.io/instance: {{ .Name }}
+    app.kubernetes.io/component: merge
+  ports:
+  - name: shards
+    port: {{ .Port }}
+    targetPort: {{ .Port }}
+{{- else }}
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata:
@@ -224,6 +261,7 @@ spec:
   resources:
     requests:
       storage: {{ q .O.Storage }}
+{{- end }}
 ---
 apiVersion: batch/v1
 kind: Job
@@ -283,6 +321,12 @@ spec:
 {{- if .O.AllowRemote }}
         - --allow-remote
 {{- end }}
+{{- if .Upload }}
+        - --upload
+        - http://{{ .Name }}-merge:{{ .Port }}/shard/$(JOB_COMPLETION_INDEX)
+        - --upload-wait
+        - {{ .Wait }}
+{{- end }}
         env:
         - name: JOB_COMPLETION_INDEX
           valueFrom:
@@ -313,8 +357,13 @@ spec:
         configMap:
           name: {{ .Name }}-plan
       - name: results
+{{- if .Upload }}
+        emptyDir:
+          sizeLimit: {{ q .O.Storage }}
+{{- else }}
         persistentVolumeClaim:
           claimName: {{ .Name }}-results
+{{- end }}
       - name: tmp
         emptyDir:
           sizeLimit: 64Mi
@@ -365,6 +414,15 @@ spec:
         - {{ .Results }}/merged
         - --wait
         - {{ .Wait }}
+{{- if .Upload }}
+        - --receive
+        - :{{ .Port }}
+        - --linger
+        - {{ .Linger }}
+        ports:
+        - name: shards
+          containerPort: {{ .Port }}
+{{- end }}
         resources:
           requests:
             cpu: "500m"
@@ -385,8 +443,13 @@ spec:
         configMap:
           name: {{ .Name }}-plan
       - name: results
+{{- if .Upload }}
+        emptyDir:
+          sizeLimit: {{ q .O.Storage }}
+{{- else }}
         persistentVolumeClaim:
           claimName: {{ .Name }}-results
+{{- end }}
       - name: tmp
         emptyDir:
           sizeLimit: 64Mi

@@ -232,3 +232,46 @@ func TestResourceName(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderUpload: with --results upload there is no claim: a Service in front of the merge pod,
+// emptyDirs for the shard folders, the segments send theirs to the Service, the merge receives.
+func TestRenderUpload(t *testing.T) {
+	o := Options{Name: "up", Plan: []byte(planText), Parallelism: 2, Image: "i:v1", StartAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
+		Results: "upload", Linger: 10 * time.Minute, MergeWait: time.Hour}
+	docs := render(t, o)
+	if len(docs) != 4 {
+		t.Fatalf("%d documents", len(docs))
+	}
+	var cm corev1.ConfigMap
+	var svc corev1.Service
+	var seg, merge batchv1.Job
+	for i, into := range []any{&cm, &svc, &seg, &merge} {
+		if err := yaml.UnmarshalStrict([]byte(docs[i]), into); err != nil {
+			t.Fatalf("document %d: %v\n%s", i, err, docs[i])
+		}
+	}
+	if svc.Kind != "Service" || svc.Name != "portstorm-up-merge" || svc.Spec.Ports[0].Port != MergePort ||
+		svc.Spec.Selector["app.kubernetes.io/component"] != merge.Spec.Template.Labels["app.kubernetes.io/component"] ||
+		svc.Spec.Selector["app.kubernetes.io/instance"] != merge.Spec.Template.Labels["app.kubernetes.io/instance"] {
+		t.Errorf("service %+v, merge pod labels %v", svc, merge.Spec.Template.Labels)
+	}
+	sc := seg.Spec.Template.Spec.Containers[0]
+	if !slices.Equal(sc.Args[len(sc.Args)-4:], []string{"--upload", "http://portstorm-up-merge:7070/shard/$(JOB_COMPLETION_INDEX)", "--upload-wait", "1h0m0s"}) {
+		t.Errorf("segment args %q", sc.Args)
+	}
+	mc := merge.Spec.Template.Spec.Containers[0]
+	if !slices.Equal(mc.Args[len(mc.Args)-4:], []string{"--receive", ":7070", "--linger", "10m0s"}) || len(mc.Ports) != 1 || mc.Ports[0].ContainerPort != MergePort {
+		t.Errorf("merge args %q ports %+v", mc.Args, mc.Ports)
+	}
+	for name, p := range map[string]corev1.PodSpec{"segment": seg.Spec.Template.Spec, "merge": merge.Spec.Template.Spec} {
+		checkRestricted(t, name, p)
+		for _, v := range p.Volumes {
+			if v.PersistentVolumeClaim != nil || (v.Name == "results" && (v.EmptyDir == nil || v.EmptyDir.SizeLimit.String() != "1Gi")) {
+				t.Errorf("%s volume %+v", name, v)
+			}
+		}
+	}
+	if err := Render(&bytes.Buffer{}, Options{Name: "x", Plan: []byte(planText), Image: "i:v1", StartAt: time.Now(), Parallelism: 1, Results: "s3"}); err == nil {
+		t.Error("rendered --results s3")
+	}
+}
