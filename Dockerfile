@@ -2,8 +2,9 @@
 #   docker build --build-arg VERSION=v0.1.0 --build-arg COMMIT=$(git rev-parse HEAD) -t portstorm:v0.1.0 .
 # Multi-arch: docker buildx build --platform linux/amd64,linux/arm64 ... (TARGETOS/TARGETARCH are set by buildx).
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
-ARG TARGETOS=linux
-ARG TARGETARCH=amd64
+# Set by BuildKit (the default builder) for the platform being built; empty (this machine's) otherwise.
+ARG TARGETOS
+ARG TARGETARCH
 ARG VERSION=""
 ARG COMMIT=""
 ARG DATE=""
