@@ -22,7 +22,8 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/portstorm /usr/local/bin/portstorm
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 65532:65532
-# Results go to /results by default when a run is given --out /results/...; mount a volume there.
+# A run writes results/ under the working folder unless --out says where: mount a volume writable by
+# uid 65532 and name it (docker run -v $PWD:/w -w /w ... run plan.yaml).
 WORKDIR /home/nonroot
 ENTRYPOINT ["/usr/local/bin/portstorm"]
 CMD ["--help"]
