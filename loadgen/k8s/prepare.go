@@ -179,6 +179,11 @@ func FromPlan(p *plan.Plan, o *Options, c Checks) (warnings []string, err error)
 	if rng != nil {
 		o.Sysctls = append([]Sysctl{{"net.ipv4.ip_local_port_range", fmt.Sprintf("%d %d", rng.Lo, rng.Hi)}}, o.Sysctls...)
 	}
+	// Explicit source ports below 1024 need CAP_NET_BIND_SERVICE, which the pods drop: the safe
+	// sysctl ip_unprivileged_port_start lets the pod's user bind them in its own namespace.
+	if w := preflight.PortWindow(p); p.Source.Ports.Strategy == "explicit" && w.Lo > 0 && w.Lo < 1024 {
+		o.Sysctls = append(o.Sysctls, Sysctl{"net.ipv4.ip_unprivileged_port_start", fmt.Sprint(w.Lo)})
+	}
 	use := podRange
 	if rng != nil {
 		use = *rng
