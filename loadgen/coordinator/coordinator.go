@@ -425,13 +425,18 @@ func (c *collector) take(s *metrics.Snapshot) {
 	if c.o.OnSnapshot != nil {
 		c.o.OnSnapshot(s)
 	}
+	c.count(s)
+	if c.o.Progress != nil {
+		c.o.Progress(c.progress(s))
+	}
+}
+
+// count adds interval s to the running counts the progress line reads.
+func (c *collector) count(s *metrics.Snapshot) {
 	c.errorsSoFar += s.Errors()
 	c.requestsSoFar += s.Requests
 	c.establishedSoFar += s.Established
 	c.rated = c.rated || s.Hist[metrics.RequestIntended].TotalCount() > 0
-	if c.o.Progress != nil {
-		c.o.Progress(c.progress(s))
-	}
 }
 
 // progress is the progress line's figures after interval s.
