@@ -429,11 +429,10 @@ func latencyChart(name string, d *ChartData) *charts.Line {
 			AxisLabel: &opts.AxisLabel{Formatter: opts.FuncOpts(usFormatter)}}),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis", ValueFormatter: opts.FuncOpts(usFormatter)}),
 	)...)
-	line := charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false)})
 	if pts := d.Latency[name]; len(pts) > 0 {
 		// A line through fewer than three points (a keep-alive run connects in its first interval
 		// only) draws little or nothing: mark the points.
-		line = charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(len(pts) < 3)})
+		line := charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(len(pts) < 3)})
 		series := []struct {
 			name string
 			get  func(LatencyPoint) int64
