@@ -25,8 +25,8 @@ func (p *progress) update(pr coordinator.Progress) {
 	if p.quiet {
 		return
 	}
-	line := fmt.Sprintf("stage %d/%d  %s/%s  active %d  opened %.0f/s  errors %d  connect p99 %s",
-		pr.Stage, pr.Stages, pr.Elapsed.Truncate(time.Second), pr.Total, pr.Active, pr.OpenedPerSecond,
+	line := fmt.Sprintf("%s  %s/%s  active %d  opened %.0f/s  errors %d  connect p99 %s",
+		stageLabel(pr), pr.Elapsed.Truncate(time.Second), pr.Total, pr.Active, pr.OpenedPerSecond,
 		pr.Errors, pr.ConnectP99)
 	if p.terminal {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
@@ -37,6 +37,16 @@ func (p *progress) update(pr coordinator.Progress) {
 		fmt.Fprintln(p.w, line)
 		p.last = pr.Elapsed
 	}
+}
+
+// stageLabel names the running stage as thresholds and the results do, counted from 0:
+// "stage[1] of 3" is load.stages[1], the second of three; "stopping" is the graceful stop after
+// the last (docs/results.md "Stage numbering").
+func stageLabel(pr coordinator.Progress) string {
+	if pr.Stage >= pr.Stages {
+		return "stopping"
+	}
+	return fmt.Sprintf("stage[%d] of %d", pr.Stage, pr.Stages)
 }
 
 func (p *progress) finish() {
