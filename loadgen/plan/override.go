@@ -20,7 +20,7 @@ import (
 // --set of the same key wins over an earlier one, and "--set load.stages=[...] --set
 // load.stages[0].target=5" edits the list the first flag gave.
 //
-// What a --set can name (docs/plans.md "Overrides"):
+// What a --set can name (README.md, "Overrides" under "Plans"):
 //   - a setting ("load.model", "target.builtin.mode"); a setting inside a group the file lacks
 //     creates the group. A list-valued setting (load.stages, target.addresses, thresholds) given
 //     whole is replaced whole.
