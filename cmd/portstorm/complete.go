@@ -17,12 +17,19 @@ import (
 // Validate checks them), and each enumerated flag's words.
 
 // addCompletions registers the completions of every command under root that has a PLAN argument
-// or a --set flag.
+// (plan files), folder arguments (RESULT_DIR, SHARD_DIR) or an --out folder, or a --set flag.
 func addCompletions(root *cobra.Command) {
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
-		if strings.Contains(c.Use, " PLAN") && c.ValidArgsFunction == nil {
+		switch {
+		case c.ValidArgsFunction != nil:
+		case strings.Contains(c.Use, "PLAN"):
 			c.ValidArgsFunction = completePlanFile
+		case strings.Contains(c.Use, "_DIR"):
+			c.ValidArgsFunction = completeDirs
+		}
+		if c.Flags().Lookup("out") != nil {
+			_ = c.MarkFlagDirname("out") // only fails for an unknown flag
 		}
 		if c.Flags().Lookup("set") != nil {
 			_ = c.RegisterFlagCompletionFunc("set", completeSet) // only fails for an unknown or twice-registered flag
@@ -40,6 +47,11 @@ func completePlanFile(_ *cobra.Command, args []string, _ string) ([]string, cobr
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
+}
+
+// completeDirs offers folders.
+func completeDirs(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return nil, cobra.ShellCompDirectiveFilterDirs
 }
 
 // completeSet offers "key=" for every plan setting that starts with what was typed, and once the

@@ -62,6 +62,10 @@ func TestCompletion(t *testing.T) {
 		{"target modes", []string{"target", "--mode", ""}, []string{"echo", "sink", "hold", "close", "rst", "http"}, "ShellCompDirectiveNoFileComp"},
 		{"plan file", []string{"run", ""}, []string{"yaml", "yml"}, "ShellCompDirectiveFilterFileExt"},
 		{"one plan only", []string{"validate", "p.yaml", ""}, nil, "ShellCompDirectiveNoFileComp"},
+		{"doctor's plan file", []string{"doctor", ""}, []string{"yaml", "yml"}, "ShellCompDirectiveFilterFileExt"},
+		{"result folders", []string{"report", ""}, nil, "ShellCompDirectiveFilterDirs"},
+		{"shard folders", []string{"merge", "a", ""}, nil, "ShellCompDirectiveFilterDirs"},
+		{"--out folder", []string{"run", "p.yaml", "--out", ""}, nil, "ShellCompDirectiveFilterDirs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runMain(t, nil, append([]string{"__complete"}, tc.args...)...)
