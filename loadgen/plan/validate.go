@@ -154,7 +154,7 @@ func (c *checker) target() {
 	t := c.p.Target
 	switch {
 	case t.Builtin != nil && len(t.Addresses) > 0:
-		c.fail("target", "set target.builtin or target.addresses, not both")
+		c.fail("target", "set target.builtin or target.addresses, not both (--set target.builtin=null or target.addresses=null removes one)")
 	case t.Builtin == nil && len(t.Addresses) == 0:
 		c.fail("target", "set one of target.builtin (portstorm's own target, e.g. {mode: echo}) or target.addresses (a list of host:port)")
 	}
