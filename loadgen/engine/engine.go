@@ -63,7 +63,8 @@ type Config struct {
 	MaxInFlight int
 	Drop        bool
 	// MaxConnectRate caps new connections per second under the concurrency model; 0 is unlimited,
-	// otherwise from MinConnectRate to MaxConnectRate.
+	// otherwise from MinConnectRate to MaxConnectRate. It caps the whole plan: a segment of a split
+	// plan connects at most at MaxConnectRate / Segment.Count.
 	MaxConnectRate float64
 
 	// GracefulStop is how long in-flight connections may finish after the schedule ends or ctx is
@@ -246,8 +247,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Model == Concurrency && cfg.MaxConnectRate > 0 {
 		// ratelimit wants an integer rate per period: express fractional rates per 1000 s (validate
 		// bounds the rate, so this fits). Its Take cannot be cancelled, but its wait is the clock's
-		// Sleep: stopClock's ends on the stop.
-		r := int(cfg.MaxConnectRate*1000 + 0.5)
+		// Sleep: stopClock's ends on the stop. The cap is the whole plan's: a segment takes its share.
+		r := int(cfg.MaxConnectRate*1000/float64(max(cfg.Segment.Count, 1)) + 0.5)
 		e.limiter = ratelimit.New(max(r, 1), ratelimit.Per(1000*time.Second), ratelimit.WithSlack(0),
 			ratelimit.WithClock(stopClock{e.stopping}))
 	}
