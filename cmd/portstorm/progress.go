@@ -41,7 +41,7 @@ func (p *progress) update(pr coordinator.Progress) {
 // second and the request latency's p99 (request_intended when rated, else rtt) in place of the
 // connection figures, which stay at zero once its connections are open.
 func progressLine(pr coordinator.Progress) string {
-	head := fmt.Sprintf("stage %d/%d  %s/%s  active %d", pr.Stage, pr.Stages, pr.Elapsed.Truncate(time.Second), pr.Total, pr.Active)
+	head := fmt.Sprintf("%s  %s/%s  active %d", stageLabel(pr), pr.Elapsed.Truncate(time.Second), pr.Total, pr.Active)
 	if pr.Requests {
 		lat := "rtt"
 		if pr.Rated {
@@ -51,6 +51,16 @@ func progressLine(pr coordinator.Progress) string {
 			pr.Errors, lat, pr.RequestP99, pr.OpenedPerSecond)
 	}
 	return fmt.Sprintf("%s  opened %.0f/s  errors %d  connect p99 %s", head, pr.OpenedPerSecond, pr.Errors, pr.ConnectP99)
+}
+
+// stageLabel names the running stage as thresholds and the results do, counted from 0:
+// "stage[1] of 3" is load.stages[1], the second of three; "stopping" is the graceful stop after
+// the last (docs/results.md "Stage numbering").
+func stageLabel(pr coordinator.Progress) string {
+	if pr.Stage >= pr.Stages {
+		return "stopping"
+	}
+	return fmt.Sprintf("stage[%d] of %d", pr.Stage, pr.Stages)
 }
 
 func (p *progress) finish() {

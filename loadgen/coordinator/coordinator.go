@@ -98,6 +98,9 @@ func procsSet(env []string) bool {
 
 // Progress is what the live progress line shows.
 type Progress struct {
+	// Stage is the stage running, counted from 0 as everywhere else (load.stages[N], the
+	// thresholds' stage[N], summary.json's stages[].index, timeline.csv's stage); Stage == Stages
+	// after the last stage, while in-flight connections finish (graceful_stop).
 	Stage, Stages    int
 	Elapsed, Total   time.Duration
 	Active           int64
@@ -446,7 +449,7 @@ func (c *collector) progress(s *metrics.Snapshot) Progress {
 		return time.Duration(s.Hist[l].ValueAtQuantile(99)) * time.Microsecond
 	}
 	pr := Progress{
-		Stage: min(s.Stage+1, len(c.ramp.Stages)), Stages: len(c.ramp.Stages),
+		Stage: min(s.Stage, len(c.ramp.Stages)), Stages: len(c.ramp.Stages),
 		Elapsed: time.Duration(s.EndUS) * time.Microsecond, Total: c.ramp.Total(),
 		Active: s.Active, Errors: c.errorsSoFar, IntervalAttempts: s.Attempted,
 		ConnectP99: p99(metrics.Connect),
