@@ -92,5 +92,9 @@ func k8sCmd(e *env) *cobra.Command {
 	f.BoolVar(&checks.AllowBuiltinTarget, "allow-builtin-target", false, "render a plan with target.builtin: every pod load-tests its own loopback target (the generator side only)")
 	f.BoolVar(&checks.UnsafeSysctls, "unsafe-sysctls", false, "render the plan's netns TIME_WAIT sysctls as pod sysctls (the kubelet must allow them)")
 	f.StringVarP(&out, "output", "o", "", "write the manifests to this file (default stdout)")
+	// Each fails only for an unknown flag.
+	_ = c.RegisterFlagCompletionFunc("results", completeWords(k8s.ResultsModes))
+	_ = c.RegisterFlagCompletionFunc("access-mode", completeWords(k8s.AccessModes))
+	_ = c.RegisterFlagCompletionFunc("pull-policy", completeWords(k8s.PullPolicies))
 	return c
 }
