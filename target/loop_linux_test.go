@@ -159,11 +159,12 @@ func TestLoopPartialWrites(t *testing.T) {
 			if !bytes.Equal(got, tc.want) {
 				t.Fatalf("%d bytes back differ from what was sent at %d", len(got), firstDiff(got, tc.want))
 			}
+			c.Close()
+			waitFor(t, "the close counted", func() bool { return s.Stats().Closed == 1 })
+			// Counted after each write returns, so only certain once the target has closed.
 			if st := s.Stats(); st.BytesIn != uint64(len(tc.send)) || st.BytesOut != uint64(len(tc.want)) {
 				t.Errorf("stats %+v, want %d bytes in, %d out", st, len(tc.send), len(tc.want))
 			}
-			c.Close()
-			waitFor(t, "the close counted", func() bool { return s.Stats().Closed == 1 })
 		})
 	}
 }
