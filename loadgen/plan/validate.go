@@ -21,7 +21,7 @@ import (
 // length).
 const (
 	MaxListeners   = 64
-	MaxTargetProcs = 1024 // target.builtin.procs_per_process
+	MaxTargetProcs = 1024                       // target.builtin.procs_per_process
 	MaxIOTimeout   = Duration(10 * time.Minute) // connect_timeout and io_timeout
 	MaxSendBytes   = Size(16 << 20)
 	MaxSendCount   = 1_000_000
