@@ -13,7 +13,7 @@ import (
 // of their own, one goroutine per set: no goroutine, stack or runtime poller entry per connection,
 // and one epoll_wait for every connection that has something to read, where Go's poller wakes a
 // goroutine per connection and switches to it. Connections are spread round-robin over as many
-// loops as GOMAXPROCS. See docs/measurements.md ("built-in target") for what it gains.
+// loops as GOMAXPROCS. See docs/architecture.md ("The built-in target's loops and cores").
 //
 // Each connection is edge-triggered for input and output alike (EPOLLIN|EPOLLOUT|EPOLLET): a loop
 // reads until EAGAIN, answers at once, and keeps only what the socket did not take (a partial

@@ -58,7 +58,7 @@ const MaxProcs = 1024
 // DefaultProcs is the GOMAXPROCS of a target process that is given none, on a machine of cores
 // cores: half of them, at least one, because a target this tool starts shares its host with the
 // client that loads it. Measured with bench/target-procs on 2 cores, echo at 30,000 msg/s over
-// 300 connections: see docs/measurements.md ("The built-in target's cores").
+// 300 connections: see docs/architecture.md ("The built-in target's loops and cores").
 func DefaultProcs(cores int) int {
 	return max(cores/2, 1)
 }
