@@ -2,8 +2,10 @@ package target
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -68,7 +70,8 @@ const maxTurns = 8
 type loop struct {
 	s     *Server
 	epfd  int
-	wake  int // eventfd: Close's signal to the loop
+	ep    *os.File        // epfd, registered in Go's poller: the loop parks there (see run)
+	rc    syscall.RawConn // ep's
 	start time.Time
 	sweep time.Duration
 
@@ -116,14 +119,16 @@ func newLoop(s *Server) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
+	// Non-blocking, so that os.NewFile registers it in Go's poller: an epoll set is readable while
+	// one of its descriptors is ready.
+	if err := unix.SetNonblock(epfd, true); err != nil {
 		unix.Close(epfd)
 		return nil, err
 	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
-		unix.Close(wake)
-		unix.Close(epfd)
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
 		return nil, err
 	}
 	// A silent connection is closed between its deadline and the deadline plus a sweep.
@@ -133,7 +138,7 @@ func newLoop(s *Server) (*loop, error) {
 	}
 	sweep := min(max(d/20, 5*time.Millisecond), time.Second)
 	return &loop{
-		s: s, epfd: epfd, wake: wake, start: time.Now(), sweep: sweep,
+		s: s, epfd: epfd, ep: ep, rc: rc, start: time.Now(), sweep: sweep,
 		conns: make(map[int32]*lconn),
 		buf:   make([]byte, s.frameSize),
 		evs:   make([]unix.EpollEvent, 256),
@@ -141,8 +146,7 @@ func newLoop(s *Server) (*loop, error) {
 }
 
 func (l *loop) closeFDs() {
-	unix.Close(l.wake)
-	unix.Close(l.epfd)
+	l.ep.Close()
 }
 
 func (l *loop) add(fd int) bool {
@@ -166,47 +170,63 @@ func (l *loop) add(fd int) bool {
 }
 
 // run serves the set until stop, then closes every connection still held.
+//
+// It waits in Go's poller, not in epoll_wait: the set's descriptor is itself registered there, and
+// the loop parks on it (RawConn.Read) like any goroutine waiting for a socket, then harvests with a
+// non-blocking epoll_wait. A loop blocked in epoll_wait would keep its thread's P in a system call
+// while other goroutines of the process (a generator's, when the target runs inside it) wait for
+// one until sysmon takes it back, up to 10 ms later. The sweep is the file's read deadline.
 func (l *loop) run() {
 	defer l.s.wg.Done()
-	var lastSweep time.Duration
-	for {
-		wait := int(l.sweep / time.Millisecond)
-		if len(l.again) > 0 {
-			wait = 0
-		}
-		n, err := unix.EpollWait(l.epfd, l.evs, wait)
-		if err != nil && !errors.Is(err, unix.EINTR) {
+	defer l.shutdown()
+	next := l.sweep
+	l.ep.SetReadDeadline(l.start.Add(next))
+	harvest := func(fd uintptr) bool {
+		n, err := unix.EpollWait(int(fd), l.evs, 0)
+		if err != nil {
 			n = 0
 		}
-		now := time.Since(l.start)
-		l.ready = l.ready[:0]
-		l.mu.Lock()
-		for _, ev := range l.evs[:max(n, 0)] {
-			if int(ev.Fd) == l.wake {
-				l.mu.Unlock()
-				l.shutdown()
-				return
-			}
-			if c := l.conns[ev.Fd]; c != nil {
-				l.ready = append(l.ready, c)
-			}
+		if n <= 0 && len(l.again) == 0 {
+			return false // nothing ready: park in the poller
 		}
-		l.mu.Unlock()
-		for _, c := range l.ready {
-			l.serve(c, now)
+		l.turn(l.evs[:max(n, 0)], time.Since(l.start))
+		return true
+	}
+	for {
+		err := l.rc.Read(harvest)
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case err != nil:
+			return // closed by stop
 		}
-		if len(l.again) > 0 {
-			again := l.again
-			l.again = nil
-			for _, c := range again {
-				if !c.closed {
-					l.serve(c, now)
-				}
-			}
-		}
-		if now-lastSweep >= l.sweep {
-			lastSweep = now
+		if now := time.Since(l.start); now >= next {
 			l.closeExpired(now)
+			next = now + l.sweep
+			l.ep.SetReadDeadline(l.start.Add(next))
+		}
+	}
+}
+
+// turn serves the connections of one harvest, then those left with more to read.
+func (l *loop) turn(evs []unix.EpollEvent, now time.Duration) {
+	l.ready = l.ready[:0]
+	l.mu.Lock()
+	for _, ev := range evs {
+		if c := l.conns[ev.Fd]; c != nil {
+			l.ready = append(l.ready, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range l.ready {
+		l.serve(c, now)
+	}
+	if len(l.again) > 0 {
+		again := l.again
+		l.again = nil
+		for _, c := range again {
+			if !c.closed {
+				l.serve(c, now)
+			}
 		}
 	}
 }
@@ -527,10 +547,14 @@ func (l *loop) release(c *lconn, idle bool) {
 	unix.Close(c.fd) // closing also takes it out of the epoll set
 }
 
-// stop asks the loop to end; run then closes what it holds.
+// stop asks the loop to end: no connection is added from here on, and closing the set's file
+// wakes the loop, which then closes what it holds (the set itself is closed once the loop has
+// let go of it).
 func (l *loop) stop() {
-	var one = [8]byte{1}
-	unix.Write(l.wake, one[:])
+	l.mu.Lock()
+	l.shut = true
+	l.mu.Unlock()
+	l.ep.Close()
 }
 
 func (l *loop) shutdown() {
@@ -544,5 +568,5 @@ func (l *loop) shutdown() {
 	for _, c := range cs {
 		l.release(c, false)
 	}
-	l.closeFDs()
+	l.ep.Close()
 }

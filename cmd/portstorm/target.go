@@ -139,6 +139,7 @@ func (e *env) serveTarget(cfg target.Config, asJSON bool, caFile string, hosts [
 		for _, a := range srv.Addrs() {
 			fmt.Fprintf(e.stdout, "portstorm target: %s listening on %s\n", what, a)
 		}
+		fmt.Fprintf(e.stdout, "portstorm target: GOMAXPROCS %d of %d cores (--procs)\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
 		if caFile != "" {
 			fmt.Fprintf(e.stdout, "portstorm target: self-signed certificate for %s written to %s (use it as ca_file; removed when the target stops)\n",
 				strings.Join(hosts, ", "), caFile)
