@@ -89,7 +89,9 @@ type loop struct {
 
 // lconn is a connection of a loop, touched only by its loop's goroutine once added.
 type lconn struct {
-	fd   int
+	fd int
+	ev uint32 // the events of its last harvest
+
 	last time.Duration // last progress (bytes read or written), since the loop's start
 	seen int64         // bytes read, for CloseFirst
 	// out is what the socket did not take of an answer, in outFrame when it fits one; reads wait
@@ -213,6 +215,7 @@ func (l *loop) turn(evs []unix.EpollEvent, now time.Duration) {
 	l.mu.Lock()
 	for _, ev := range evs {
 		if c := l.conns[ev.Fd]; c != nil {
+			c.ev = ev.Events
 			l.ready = append(l.ready, c)
 		}
 	}
@@ -265,7 +268,17 @@ func (l *loop) serve(c *lconn, now time.Duration) {
 			return
 		}
 	}
+	c.ev |= unix.EPOLLRDHUP // read on until EAGAIN (see drained)
 	l.again = append(l.again, c)
+}
+
+// drained says whether a read of n bytes into a buffer of size bytes has left c's receive queue
+// empty, so that reading again would only get EAGAIN: a short read did, unless the harvest saw the
+// peer's FIN (or an error), which the next read must collect. Data or a FIN that arrive after the
+// read make the connection ready again (edge-triggered: every arrival is an edge), so stopping at
+// a short read loses nothing and saves a system call per message.
+func drained(c *lconn, n, size int) bool {
+	return n < size && c.ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0
 }
 
 // read reads into b, retrying EINTR. It returns n > 0, or 0 with done false for EAGAIN, or done
@@ -307,7 +320,7 @@ func (l *loop) readEcho(c *lconn, now time.Duration) bool {
 		l.release(c, false)
 		return false
 	}
-	return true
+	return !drained(c, n, len(l.buf))
 }
 
 // readHTTP reads once, parses every request that is complete, answers them in one write, and keeps
@@ -399,7 +412,7 @@ func (l *loop) readHTTP(c *lconn, now time.Duration) bool {
 		l.linger(c)
 		return false
 	}
-	return true
+	return !drained(c, n, len(dst))
 }
 
 // send writes b; what the socket does not take is kept in c.out, and send reports false: the
