@@ -106,6 +106,7 @@ type lconn struct {
 	// still to discard; headBy is its header deadline (0: none).
 	in      *[]byte
 	have    int
+	backlog bool // in holds requests to answer, not only an incomplete head
 	req     request
 	body    int64
 	pending bool
@@ -257,6 +258,13 @@ func (l *loop) serve(c *lconn, now time.Duration) {
 		l.linger(c)
 		return
 	}
+	if c.backlog {
+		// Requests read before a write blocked: answer them before reading more.
+		c.backlog = false
+		if !l.answerHTTP(c, (*c.in)[:c.have], now) {
+			return
+		}
+	}
 	for range maxTurns {
 		var more bool
 		if l.s.mode == ModeHTTP {
@@ -323,11 +331,9 @@ func (l *loop) readEcho(c *lconn, now time.Duration) bool {
 	return !drained(c, n, len(l.buf))
 }
 
-// readHTTP reads once, parses every request that is complete, answers them in one write, and keeps
-// an incomplete head; it reports whether c may have more to read. It does what serveHTTP does on
-// a goroutine.
+// readHTTP reads once and answers what it completes (answerHTTP); it reports whether c may have
+// more to read. It does what serveHTTP does on a goroutine.
 func (l *loop) readHTTP(c *lconn, now time.Duration) bool {
-	s := l.s
 	dst := l.buf
 	if c.in != nil {
 		dst = (*c.in)[c.have:]
@@ -340,15 +346,39 @@ func (l *loop) readHTTP(c *lconn, now time.Duration) bool {
 	if n == 0 {
 		return false
 	}
-	var buf []byte
+	buf := l.buf[:n]
 	if c.in != nil {
 		buf = (*c.in)[:c.have+n]
-	} else {
-		buf = l.buf[:n]
 	}
+	return l.answerHTTP(c, buf, now) && !drained(c, n, len(dst))
+}
+
+// httpOutChunk bounds the answers a loop gathers before writing them: what a client that
+// pipelines requests and never reads its answers can make the target hold, with the frame of
+// requests not yet parsed.
+const httpOutChunk = 16 << 10
+
+// answerHTTP parses the requests in buf (an incomplete head kept from earlier reads, then what was
+// read) and answers every complete one, gathering the answers into writes of about httpOutChunk.
+// It keeps an incomplete head at the start of a frame (c.in); when a write blocks it keeps the
+// requests not yet parsed there too (c.backlog), answered once the write is done. It reports
+// whether c may go on reading.
+func (l *loop) answerHTTP(c *lconn, buf []byte, now time.Duration) bool {
+	s := l.s
 	out := l.out[:0]
 	pos, final := 0, false
 	for !final {
+		if len(out) >= httpOutChunk {
+			l.out = out
+			if !l.send(c, out, now) {
+				if !c.closed {
+					l.keepIn(c, buf[pos:])
+					c.backlog = pos < len(buf)
+				}
+				return false
+			}
+			out = out[:0]
+		}
 		if !c.pending {
 			if pos == len(buf) {
 				break
@@ -393,15 +423,10 @@ func (l *loop) readHTTP(c *lconn, now time.Duration) bool {
 		out = append(out, s.responses[conn][boolIndex(c.req.head)]...)
 	}
 	l.out = out
-	// Keep an incomplete head at a frame's start; give the frame back when nothing is kept.
-	if rest := len(buf) - pos; !final && rest > 0 {
-		if c.in == nil {
-			c.in = s.frames.Get().(*[]byte)
-		}
-		copy(*c.in, buf[pos:])
-		c.have = rest
-	} else {
+	if final {
 		l.dropIn(c)
+	} else {
+		l.keepIn(c, buf[pos:])
 	}
 	if len(out) > 0 && !l.send(c, out, now) {
 		c.fin = final
@@ -412,7 +437,20 @@ func (l *loop) readHTTP(c *lconn, now time.Duration) bool {
 		l.linger(c)
 		return false
 	}
-	return !drained(c, n, len(dst))
+	return true
+}
+
+// keepIn keeps b (unparsed input) at the start of c's frame, taking one if c holds none, or gives
+// the frame back when b is empty. b may be in that frame already.
+func (l *loop) keepIn(c *lconn, b []byte) {
+	if len(b) == 0 {
+		l.dropIn(c)
+		return
+	}
+	if c.in == nil {
+		c.in = l.s.frames.Get().(*[]byte)
+	}
+	c.have = copy(*c.in, b)
 }
 
 // send writes b; what the socket does not take is kept in c.out, and send reports false: the
@@ -505,7 +543,7 @@ func (l *loop) linger(c *lconn) {
 func (l *loop) dropIn(c *lconn) {
 	if c.in != nil {
 		l.s.frames.Put(c.in)
-		c.in, c.have = nil, 0
+		c.in, c.have, c.backlog = nil, 0, false
 	}
 }
 
