@@ -203,8 +203,8 @@ func (h *holder) shutdown() {
 	unix.Close(h.epfd)
 }
 
-// acceptRaw serves listener ln for the holder or the loops: accept4 in a loop until the queue is empty, each
-// connection handed to handleFD, then a wait in the runtime poller for the next. That is one
+// acceptRaw serves listener ln for the holder or the loops: accept4 in a loop until the queue is
+// empty, each connection handed to handleFD, then a wait in the runtime poller for the next. That is one
 // system call per connection where the poller's Accept makes several (accept4, the peer's address,
 // epoll_ctl, then the holder's dup and close), and x/sys/unix's Accept4 one more (a getsockopt
 // SO_PROTOCOL to decode a peer address nobody here reads); a burst of connections is taken in one

@@ -57,8 +57,9 @@ const MaxProcs = 1024
 
 // DefaultProcs is the GOMAXPROCS of a target process that is given none, on a machine of cores
 // cores: half of them, at least one, because a target this tool starts shares its host with the
-// client that loads it. Measured with bench/target-procs on 2 cores, echo at 30,000 msg/s over
-// 300 connections: see docs/architecture.md ("The built-in target's loops and cores").
+// client that loads it; bench/target-procs measures the choice (the figures are in the README,
+// "The built-in target under keep-alive load"; docs/architecture.md, "The built-in target's loops
+// and cores", says where it applies).
 func DefaultProcs(cores int) int {
 	return max(cores/2, 1)
 }
@@ -293,7 +294,7 @@ type Server struct {
 	closed bool
 	holder *holder // sink and hold: connections kept without a goroutine each (nil: not used)
 	loops  *loops  // echo and http without TLS: connections served by epoll loops (nil: not used)
-	// rawListeners are the holder's duplicates of the listeners (see acceptRaw), which Close
+	// rawListeners are the raw accept loops' duplicates of the listeners (see acceptRaw), which Close
 	// closes: that wakes their accept loops and lets the listening sockets go.
 	rawListeners []*os.File
 
