@@ -59,6 +59,11 @@ type Builtin struct {
 	// Processes is how many target processes share the listeners with SO_REUSEPORT ("auto", the
 	// default: enough to stay under each process's open-files limit).
 	Processes Count `yaml:"processes" json:"processes"`
+	// ProcsPerProcess is the GOMAXPROCS of each target process: the cores it may use at once (0, the
+	// default: half the cores to the target's processes, half to the generator's, see
+	// spec.CPUShares). Setting it runs the target as processes of its own (at least one), where
+	// processes: auto would have kept it inside the generator.
+	ProcsPerProcess int `yaml:"procs_per_process" json:"procs_per_process,omitempty"`
 	// MaxConns caps the connections each target process holds at once; beyond it a connection is
 	// reset at once and counted (0: no cap).
 	MaxConns int `yaml:"max_conns" json:"max_conns,omitempty"`

@@ -21,6 +21,7 @@ import (
 // length).
 const (
 	MaxListeners   = 64
+	MaxTargetProcs = 1024                       // target.builtin.procs_per_process
 	MaxIOTimeout   = Duration(10 * time.Minute) // connect_timeout and io_timeout
 	MaxSendBytes   = Size(16 << 20)
 	MaxSendCount   = 1_000_000
@@ -165,6 +166,9 @@ func (c *checker) target() {
 		}
 		if b.Listeners < 0 || b.Listeners > MaxListeners {
 			c.fail("target.builtin.listeners", "want 1 to %d, got %d", MaxListeners, b.Listeners)
+		}
+		if b.ProcsPerProcess < 0 || b.ProcsPerProcess > MaxTargetProcs {
+			c.fail("target.builtin.procs_per_process", "want 0 (half the cores) or 1 to %d, got %d", MaxTargetProcs, b.ProcsPerProcess)
 		}
 		c.duration("target.builtin.idle_timeout", b.IdleTimeout, 0, maxHold)
 		c.duration("target.builtin.header_timeout", b.HeaderTimeout, 0, maxHold)

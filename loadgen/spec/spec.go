@@ -419,20 +419,34 @@ func PlanLayout(p *plan.Plan, h preflight.Host, procsSet bool) Layout {
 	if l.Workers == 0 {
 		l.Workers = max(need, 1)
 	}
+	tprocs := 0 // target.builtin.procs_per_process
 	if b := p.Target.Builtin; b != nil {
+		tprocs = b.ProcsPerProcess
 		switch {
 		case b.Processes > 0:
 			l.Targets = int(b.Processes)
 		case l.Workers > 1 || 2*peak > per:
 			l.Targets = max(need, 1)
+		case tprocs > 0:
+			// Its own GOMAXPROCS needs a process of its own.
+			l.Targets = 1
 		}
 	}
 	l.Why = fmt.Sprintf("fd limit %d, peak %d connections: %d worker process(es)", limit, peak, l.Workers)
 	if l.Targets > 0 {
 		l.Why += fmt.Sprintf(", built-in target in %d process(es)", l.Targets)
-		if !procsSet {
+		switch {
+		case !procsSet:
 			l.GenProcs, l.TargetProcs = CPUShares(h.Cores, l.Workers, l.Targets)
+			if tprocs > 0 {
+				l.TargetProcs = tprocs
+			}
 			l.Why += fmt.Sprintf("; %d cores: GOMAXPROCS %d per generator process, %d per target process", h.Cores, l.GenProcs, l.TargetProcs)
+		case tprocs > 0:
+			// GOMAXPROCS set in the environment is kept by the generator's processes; the plan's
+			// own setting for the target's wins there.
+			l.TargetProcs = tprocs
+			l.Why += fmt.Sprintf("; GOMAXPROCS %d per target process (target.builtin.procs_per_process)", l.TargetProcs)
 		}
 	}
 	return l

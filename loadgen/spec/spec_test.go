@@ -276,6 +276,10 @@ func TestPlanLayout(t *testing.T) {
 				Stages: []plan.Stage{{Duration: plan.Duration(1e9), Target: peak}}},
 		}
 	}
+	procs := func(p *plan.Plan, n int) *plan.Plan {
+		p.Target.Builtin.ProcsPerProcess = n
+		return p
+	}
 	for _, tt := range []struct {
 		name                  string
 		p                     *plan.Plan
@@ -292,6 +296,9 @@ func TestPlanLayout(t *testing.T) {
 		{"fd limit: 4 and 4 on 16 cores", hold(60000, 0, 0), 16, false, 4, 4, 2, 2},
 		{"GOMAXPROCS set: kept", hold(60000, 0, 0), 2, true, 4, 4, 0, 0},
 		{"one core", hold(1000, 2, 3), 1, false, 2, 3, 1, 1},
+		{"procs_per_process: the target apart", procs(hold(1000, 0, 0), 3), 8, false, 1, 1, 4, 3},
+		{"procs_per_process with processes", procs(hold(1000, 0, 2), 1), 2, false, 1, 2, 1, 1},
+		{"procs_per_process over GOMAXPROCS set", procs(hold(60000, 0, 0), 2), 2, true, 4, 4, 0, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := PlanLayout(tt.p, preflight.Host{Cores: tt.cores, FDHard: 20000}, tt.procsSet)
@@ -299,7 +306,7 @@ func TestPlanLayout(t *testing.T) {
 				t.Errorf("layout %+v, want workers %d, targets %d, GOMAXPROCS %d and %d",
 					l, tt.workers, tt.targets, tt.genProcs, tt.targetProcs)
 			}
-			if tt.genProcs > 0 && !strings.Contains(l.Why, "GOMAXPROCS") {
+			if tt.targetProcs > 0 && !strings.Contains(l.Why, "GOMAXPROCS") {
 				t.Errorf("why %q does not say how the cores are shared", l.Why)
 			}
 		})
