@@ -54,13 +54,16 @@ var (
 
 // The accepted words of each enumerated field.
 var (
-	Modes        = []string{"echo", "sink", "hold", "close", "rst", "http"}
-	Strategies   = []string{"kernel", "bind-no-port", "bind", "range", "explicit"}
-	Expects      = []string{"echo", "reply", "none"}
-	Protocols    = []string{"raw", "http", "redis"}
-	CloseModes   = []string{"fin", "rst", "half", "server"}
-	Models       = []string{"concurrency", "arrival"}
-	Saturations  = []string{"queue", "drop"}
+	Modes       = []string{"echo", "sink", "hold", "close", "rst", "http"}
+	Strategies  = []string{"kernel", "bind-no-port", "bind", "range", "explicit"}
+	Expects     = []string{"echo", "reply", "none"}
+	Protocols   = []string{"raw", "http", "redis"}
+	CloseModes  = []string{"fin", "rst", "half", "server"}
+	Models      = []string{"concurrency", "arrival"}
+	Saturations = []string{"queue", "drop"}
+	// Dimensions are what a search may search (docs/search.md); request_rate joins them with
+	// the request-rate keys.
+	Dimensions   = []string{"arrival_rate", "concurrency"}
 	rangeNeeders = []string{"range", "explicit"}
 )
 
@@ -81,6 +84,7 @@ func (p *Plan) Validate() []error {
 	c.output()
 	c.isolation()
 	c.linuxOnly()
+	c.search()
 	return c.errs
 }
 
@@ -455,7 +459,9 @@ func (c *checker) load() {
 	if badTarget(l.Start) {
 		c.fail("load.start", "want 0 to %d %s, got %v", MaxTarget, l.targetUnit(), l.Start)
 	}
-	c.stages(l)
+	if c.p.Search == nil {
+		c.stages(l)
+	}
 	if l.MaxInFlight < 0 || l.MaxInFlight > MaxInFlight {
 		c.fail("load.max_in_flight", "want 1 to %d, got %d", MaxInFlight, l.MaxInFlight)
 	}
