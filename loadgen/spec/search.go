@@ -1,0 +1,99 @@
+package spec
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/portstorm/portstorm/loadgen/plan"
+)
+
+// Dimension is what a capacity search searches (docs/search.md). Each dimension runs under one
+// load model; request_rate (connection.send.total_rate) is meant to join them once the request-rate
+// keys land.
+type Dimension uint8
+
+const (
+	// ArrivalRate is new connections per second, under the arrival model.
+	ArrivalRate Dimension = iota + 1
+	// Concurrency is concurrent connections, under the concurrency model.
+	Concurrency
+)
+
+// String is the dimension as the plan and summary.json write it.
+func (d Dimension) String() string {
+	switch d {
+	case ArrivalRate:
+		return "arrival_rate"
+	case Concurrency:
+		return "concurrency"
+	}
+	return fmt.Sprintf("Dimension(%d)", uint8(d))
+}
+
+// Unit is what a level of the dimension counts.
+func (d Dimension) Unit() string {
+	if d == ArrivalRate {
+		return "connections/s"
+	}
+	return "connections"
+}
+
+// Whole says the dimension's levels are whole numbers.
+func (d Dimension) Whole() bool { return d == Concurrency }
+
+// ParseDimension reads a dimension as the plan writes it.
+func ParseDimension(s string) (Dimension, error) {
+	switch s {
+	case "arrival_rate":
+		return ArrivalRate, nil
+	case "concurrency":
+		return Concurrency, nil
+	}
+	return 0, fmt.Errorf("unknown dimension %q (arrival_rate or concurrency)", s)
+}
+
+// Search is a compiled search: section.
+type Search struct {
+	Dimension                       Dimension
+	Min, Max, Growth, Tolerance     float64
+	Require                         float64 // 0: none
+	Probe, Settle, Confirm, MaxTime time.Duration
+	MaxProbes                       int
+}
+
+func compileSearch(p *plan.Plan) (*Search, error) {
+	sr := p.Search
+	d, err := ParseDimension(sr.Dimension)
+	if err != nil {
+		return nil, fmt.Errorf("search.dimension: %w", err)
+	}
+	return &Search{Dimension: d, Min: sr.Min, Max: sr.Max, Growth: sr.Growth, Tolerance: float64(sr.Tolerance),
+		Require: sr.Require, Probe: sr.Probe.D(), Settle: sr.Settle.D(), Confirm: sr.Confirm.D(),
+		MaxTime: sr.MaxTime.D(), MaxProbes: sr.MaxProbes}, nil
+}
+
+// ProbeAbortShare is the share of a probe that passes before its thresholds may end it early (a
+// threshold's own delay, when the plan gives one, wins): the first moments of a level are its
+// least settled.
+const ProbeAbortShare = 5
+
+// ProbePlan is the plan of one probe of a search plan p: one stage at level for d, started at the
+// level, named name, with every threshold watched live (abort_on_fail) so that a probe above
+// capacity ends early instead of growing a backlog. The plan's other keys are kept as written.
+func ProbePlan(p *plan.Plan, level float64, d time.Duration, name string) *plan.Plan {
+	q := *p
+	q.Search = nil
+	q.Name = name
+	q.Load.Start = level
+	q.Load.Stages = []plan.Stage{{Duration: plan.Duration(d), Target: level}}
+	q.Thresholds = slices.Clone(p.Thresholds)
+	for i := range q.Thresholds {
+		t := &q.Thresholds[i]
+		t.AbortOnFail = true
+		if t.Delay == 0 {
+			t.Delay = plan.Duration(d / ProbeAbortShare)
+		}
+	}
+	return &q
+}
