@@ -124,8 +124,8 @@ func (a *Answer) Within() float64 {
 	return (a.Failed - a.Held) / a.Held
 }
 
-// Run searches with prober; clock gives the time since the search began (a fake in tests).
-func Run(ctx context.Context, c Config, prober Prober, clock func() time.Duration) *Answer {
+// Find searches with prober; clock gives the time since the search began (a fake in tests).
+func Find(ctx context.Context, c Config, prober Prober, clock func() time.Duration) *Answer {
 	s := &state{c: c, prober: prober, clock: clock, a: &Answer{}}
 	s.run(ctx)
 	return s.a

@@ -115,7 +115,7 @@ func TestSearch(t *testing.T) {
 			defer cancel()
 			f.cancel = cancel
 			tt.edit(&c, f)
-			a := Run(ctx, c, f, f.clock)
+			a := Find(ctx, c, f, f.clock)
 			show := func() string { return fmt.Sprintf("%s held %v/%v failed %v/%v: %v", a.Status, a.Held, a.HasHeld, a.Failed, a.HasFailed, a.Levels()) }
 			if a.Status != tt.status {
 				t.Errorf("status %s, want %s (%s)", a.Status, tt.status, show())
@@ -173,7 +173,7 @@ func TestSearchDeterministic(t *testing.T) {
 	var first []float64
 	for i := range 3 {
 		f := &fake{capacity: 4321}
-		a := Run(context.Background(), config(), f, f.clock)
+		a := Find(context.Background(), config(), f, f.clock)
 		if i == 0 {
 			first = a.Levels()
 		} else if !slices.Equal(first, a.Levels()) {
@@ -187,7 +187,7 @@ func TestSearchInterruptedBeforeAProbe(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := 0
-	a := Run(ctx, config(), ProberFunc(func(ctx context.Context, p Probe) Outcome {
+	a := Find(ctx, config(), ProberFunc(func(ctx context.Context, p Probe) Outcome {
 		n++
 		if n == 2 {
 			cancel() // after the probe's work: the outcome stands, the next probe does not start

@@ -1,0 +1,162 @@
+package search
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portstorm/portstorm/loadgen/coordinator"
+	"github.com/portstorm/portstorm/loadgen/gate"
+	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/spec"
+)
+
+// searchSpec writes a search plan against addr, loads, validates and compiles it as the CLI does.
+// body holds the plan's other sections; a connection section in it is merged with the request.
+func searchSpec(t *testing.T, addr, body string) *spec.Spec {
+	t.Helper()
+	conn := ""
+	if rest, ok := strings.CutPrefix(body, "connection: {"); ok {
+		conn, body, _ = strings.Cut(rest, "}\n")
+		conn = ", " + conn
+	}
+	src := fmt.Sprintf(`version: 1
+name: known
+target: {addresses: [%q]}
+connection: {send: {bytes: %dB, count: 1, expect: echo}%s}
+output: {interval: 200ms}
+%s`, addr, reqBytes, conn, body)
+	path := filepath.Join(t.TempDir(), "known.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.LoadFile(path, plan.Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Defaults()
+	errs := append(p.Validate(), gate.ValidatePlan(p)...)
+	if len(errs) > 0 {
+		t.Fatalf("plan: %v", errors.Join(errs...))
+	}
+	s, err := coordinator.Compile(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestSearchFindsKnownCapacity runs real searches, every probe a run over loopback, against a
+// server whose capacity is known: the answer lands within the tolerance of it. Bounded: at most
+// max_probes probes of 1 s (2 s for the confirmation), max_time 2m.
+func TestSearchFindsKnownCapacity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs searches of about 15 s")
+	}
+	tests := []struct {
+		name     string
+		rate     float64 // the server's requests per second, or
+		conns    int     // the connections it serves at once
+		body     string
+		capacity float64
+		status   Status
+	}{
+		{name: "arrival_rate", rate: 300, capacity: 300, status: Converged, body: `load: {model: arrival}
+thresholds: ["rtt.p99 < 100ms", "errors.rate < 1%"]
+search: {min: 50, max: 1600, probe: 2s, confirm: 3s, settle: 300ms, tolerance: 10%, max_probes: 14, max_time: 2m, require: 200}
+`},
+		{name: "concurrency", conns: 40, capacity: 40, status: Converged, body: `connection: {hold: 1m}
+load: {model: concurrency}
+thresholds: ["rtt.p99 < 100ms"]
+search: {dimension: concurrency, min: 5, max: 320, probe: 1s, confirm: 2s, settle: 200ms, tolerance: 10%, max_probes: 14, max_time: 2m}
+`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkFDs(t)
+			srv := startCapped(t, tt.rate, tt.conns, 200*time.Millisecond)
+			s := searchSpec(t, srv.addr(), tt.body)
+			dir := filepath.Join(t.TempDir(), "out")
+			var log bytes.Buffer
+			res, err := Search(context.Background(), s, Options{OutDir: dir, Log: &log, Run: coordinator.Options{Stderr: io.Discard}})
+			t.Logf("probes:\n%s", log.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := res.Answer
+			if a.Status != tt.status || !a.HasHeld || !a.Confirmed {
+				t.Fatalf("status %s, held %v (%v), confirmed %v; levels %v", a.Status, a.Held, a.HasHeld, a.Confirmed, a.Levels())
+			}
+			if off := math.Abs(a.Held-tt.capacity) / tt.capacity; off > s.Search.Tolerance {
+				t.Errorf("held %v, %.1f%% off the capacity %v: over the tolerance %v", a.Held, 100*off, tt.capacity, s.Search.Tolerance)
+			}
+			if a.HasFailed && a.Failed < tt.capacity*(1-s.Search.Tolerance) {
+				t.Errorf("failed %v, well under the capacity %v", a.Failed, tt.capacity)
+			}
+			checkResults(t, dir, len(a.Steps))
+		})
+	}
+}
+
+// checkResults reads the search's summary.json back: the search section, a folder per probe, the
+// verdict, and report.html with the probe charts.
+func checkResults(t *testing.T, dir string, probes int) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, report.SummaryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	sr, ok := raw["search"].(map[string]any)
+	if !ok {
+		t.Fatalf("summary.json has no search object")
+	}
+	for _, k := range []string{"dimension", "unit", "min", "max", "tolerance", "require", "status", "held", "confirmed", "failed",
+		"within", "pass", "failure", "answer_probe", "thresholds", "probes"} {
+		if _, ok := sr[k]; !ok {
+			t.Errorf("search.%s missing", k)
+		}
+	}
+	s, err := report.DecodeSummary(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Search.Probes) != probes || s.Verdict != report.VerdictPass || !s.Search.Pass {
+		t.Errorf("%d probes (want %d), verdict %s, pass %v", len(s.Search.Probes), probes, s.Verdict, s.Search.Pass)
+	}
+	for _, p := range s.Search.Probes {
+		if p.Dir == "" {
+			t.Errorf("probe %d has no folder", p.Index)
+			continue
+		}
+		if _, err := report.ReadSummary(filepath.Join(dir, p.Dir, report.SummaryFile)); err != nil {
+			t.Errorf("probe %d: %v", p.Index, err)
+		}
+		if p.Stage == nil || len(p.Values) != len(s.Search.Thresholds) {
+			t.Errorf("probe %d: stage %v, %d values", p.Index, p.Stage, len(p.Values))
+		}
+		if p.Outcome == "failed" && (p.Failure == nil || p.Failure.Kind != report.FailThreshold || p.Failure.Metric == "") {
+			t.Errorf("probe %d failed, but its failure says %+v", p.Index, p.Failure)
+		}
+	}
+	html, err := os.ReadFile(filepath.Join(dir, report.HTMLFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(html, []byte(report.ChartSearch+"0")) {
+		t.Errorf("report.html has no search chart")
+	}
+}
