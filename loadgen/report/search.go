@@ -40,7 +40,7 @@ type Search struct {
 	// Failure is what failed at Failed, the first failing level.
 	Failure *SearchFailure `json:"failure"`
 	// AnswerProbe is the index of the probe the rest of the summary is (0: none).
-	AnswerProbe int `json:"answer_probe"`
+	AnswerProbe int       `json:"answer_probe"`
 	StartedAt   time.Time `json:"started_at"`
 	DurationS   float64   `json:"duration_s"`
 	// Thresholds are the plan's thresholds that judged every probe, with their limits in

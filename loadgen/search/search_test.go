@@ -116,7 +116,9 @@ func TestSearch(t *testing.T) {
 			f.cancel = cancel
 			tt.edit(&c, f)
 			a := Find(ctx, c, f, f.clock)
-			show := func() string { return fmt.Sprintf("%s held %v/%v failed %v/%v: %v", a.Status, a.Held, a.HasHeld, a.Failed, a.HasFailed, a.Levels()) }
+			show := func() string {
+				return fmt.Sprintf("%s held %v/%v failed %v/%v: %v", a.Status, a.Held, a.HasHeld, a.Failed, a.HasFailed, a.Levels())
+			}
 			if a.Status != tt.status {
 				t.Errorf("status %s, want %s (%s)", a.Status, tt.status, show())
 			}
