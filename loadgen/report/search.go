@@ -176,7 +176,7 @@ func WriteSearchText(w io.Writer, s *Search) {
 		return
 	}
 	fmt.Fprintf(w, "\nsearch %s: %s after %d probe(s), %.1fs\n", s.Dimension, s.Status, len(s.Probes), s.DurationS)
-	fmt.Fprintf(w, "  %5s  %-24s %8s  %-11s  %s\n", "probe", "level", "length", "outcome", "what")
+	fmt.Fprintf(w, "  %5s  %-24s %8s  %-17s  %s\n", "probe", "level", "length", "outcome", "what")
 	for _, p := range s.Probes {
 		kind := ""
 		if p.Confirm {
@@ -189,7 +189,7 @@ func WriteSearchText(w io.Writer, s *Search) {
 		case p.Error != "":
 			what = p.Error
 		}
-		fmt.Fprintf(w, "  %5d  %-24s %8s  %-11s  %s\n", p.Index, s.Level(p.Level), fmtSeconds(p.DurationS), p.Outcome+kind, what)
+		fmt.Fprintf(w, "  %5d  %-24s %8s  %-17s  %s\n", p.Index, s.Level(p.Level), fmtSeconds(p.DurationS), p.Outcome+kind, what)
 	}
 	fmt.Fprintf(w, "  answer       %s\n", s.Answer())
 	if s.Require != nil {

@@ -340,7 +340,7 @@ func (r *runner) summary(a *Answer) (*report.Summary, string) {
 		switch {
 		case a.HasHeld && p.Level == a.Held && p.Outcome == "held":
 			rs.AnswerProbe = p.Index
-		case !a.HasHeld && a.HasFailed && p.Level == a.Failed && rs.AnswerProbe == 0:
+		case !a.HasHeld && a.HasFailed && p.Level == a.Failed && p.Outcome == "failed":
 			rs.AnswerProbe = p.Index
 		}
 	}

@@ -73,10 +73,10 @@ func compileSearch(p *plan.Plan) (*Search, error) {
 		MaxTime: sr.MaxTime.D(), MaxProbes: sr.MaxProbes}, nil
 }
 
-// ProbeAbortShare is the share of a probe that passes before its thresholds may end it early (a
-// threshold's own delay, when the plan gives one, wins): the first moments of a level are its
-// least settled.
-const ProbeAbortShare = 5
+// ProbeAbortShare is the share of a probe that passes before its thresholds may end it early, and
+// at least two snapshot intervals (a threshold's own delay, when the plan gives one, wins): the
+// first moments of a level are its least settled, and a percentile of a few samples is noise.
+const ProbeAbortShare = 4
 
 // ProbePlan is the plan of one probe of a search plan p: one stage at level for d, started at the
 // level, named name, with every threshold watched live (abort_on_fail) so that a probe above
@@ -92,7 +92,7 @@ func ProbePlan(p *plan.Plan, level float64, d time.Duration, name string) *plan.
 		t := &q.Thresholds[i]
 		t.AbortOnFail = true
 		if t.Delay == 0 {
-			t.Delay = plan.Duration(d / ProbeAbortShare)
+			t.Delay = plan.Duration(min(max(d/ProbeAbortShare, 2*p.Output.Interval.D()), d))
 		}
 	}
 	return &q

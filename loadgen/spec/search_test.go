@@ -59,13 +59,17 @@ func TestProbePlan(t *testing.T) {
 		q.Load.Stages[0] != (plan.Stage{Duration: plan.Duration(4 * time.Second), Target: 250}) {
 		t.Fatalf("probe plan: %+v", q.Load)
 	}
-	// Every threshold is watched live; its own delay wins over a fifth of the probe.
-	want := []plan.Threshold{{Expr: "latency.p99 < 10ms", AbortOnFail: true, Delay: plan.Duration(800 * time.Millisecond)},
+	// Every threshold is watched live; its own delay wins over a quarter of the probe (at least two
+	// intervals).
+	want := []plan.Threshold{{Expr: "latency.p99 < 10ms", AbortOnFail: true, Delay: plan.Duration(2 * time.Second)},
 		{Expr: "errors.rate < 1%", AbortOnFail: true, Delay: plan.Duration(3 * time.Second)}}
 	for i, w := range want {
 		if q.Thresholds[i] != w {
 			t.Errorf("threshold %d: %+v, want %+v", i, q.Thresholds[i], w)
 		}
+	}
+	if q := ProbePlan(p, 250, 3*time.Second, "s"); q.Thresholds[0].Delay != plan.Duration(2*time.Second) {
+		t.Errorf("a 3s probe with a 1s interval: delay %s, want two intervals", q.Thresholds[0].Delay)
 	}
 	// The search plan is left as it was.
 	if p.Search == nil || p.Thresholds[0].AbortOnFail || len(p.Load.Stages) != 0 {
