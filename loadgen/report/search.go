@@ -189,7 +189,8 @@ func WriteSearchText(w io.Writer, s *Search) {
 		case p.Error != "":
 			what = p.Error
 		}
-		fmt.Fprintf(w, "  %5d  %-24s %8s  %-17s  %s\n", p.Index, s.Level(p.Level), fmtSeconds(p.DurationS), p.Outcome+kind, what)
+		line := fmt.Sprintf("  %5d  %-24s %8s  %-17s  %s", p.Index, s.Level(p.Level), fmtSeconds(p.DurationS), p.Outcome+kind, what)
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
 	fmt.Fprintf(w, "  answer       %s\n", s.Answer())
 	if s.Require != nil {

@@ -155,6 +155,16 @@ func (r *runner) run(ctx context.Context, p Probe, sub string, rec *report.Searc
 	}
 	o := r.o.Run
 	o.OutDir, o.Progress = filepath.Join(r.dir, sub), nil
+	first := true
+	o.OnSnapshot = func(s *metrics.Snapshot) {
+		if first {
+			first = false
+			r.logf("portstorm search: probe %d under way\n", p.Index)
+		}
+		if r.o.Run.OnSnapshot != nil {
+			r.o.Run.OnSnapshot(s)
+		}
+	}
 	res, err := coordinator.Run(ctx, ps, o)
 	var refused *coordinator.Refused
 	switch {
