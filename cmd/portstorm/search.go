@@ -56,7 +56,7 @@ func (e *env) search(in *interrupts, p *plan.Plan, out string, allowRemote bool)
 	if err != nil {
 		return outcomeExit(nil, err)
 	}
-	res, err := search.Search(in.ctx, s, search.Options{OutDir: out, Log: e.stderr, Run: coordinator.Options{
+	res, err := coordinator.Search(in.ctx, s, coordinator.SearchOptions{OutDir: out, Log: e.stderr, Run: coordinator.Options{
 		AllowRemote: allowRemote, Abort: in.abort, OnSnapshot: e.onSnapshot, Stderr: e.stderr, Env: e.environ,
 	}})
 	if res != nil && res.Summary != nil {
@@ -69,7 +69,7 @@ func (e *env) search(in *interrupts, p *plan.Plan, out string, allowRemote bool)
 // searchExit maps a search's outcome to its exit code: 0 when a level held (at least
 // search.require), 1 when none did, 3 when the search could not be carried out, 130 when a signal
 // stopped it.
-func searchExit(res *search.Result, err error) error {
+func searchExit(res *coordinator.SearchOutcome, err error) error {
 	switch {
 	case errors.Is(err, coordinator.ErrInvalid):
 		return exitWith(exitInvalid, err)

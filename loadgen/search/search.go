@@ -1,7 +1,7 @@
 // Package search finds the capacity of a target along one load dimension (docs/search.md): the
 // highest level at which the plan's thresholds hold. The algorithm here is pure: it decides which
 // level to probe next from the outcomes so far and a clock, and a Prober carries the probes out
-// (Runner runs each as a portstorm run). It grows the level geometrically from Min while probes
+// (coordinator.Search runs each as a portstorm run). It imports nothing of portstorm's. It grows the level geometrically from Min while probes
 // hold, bisects between the highest level that held and the lowest that failed until they are
 // within Tolerance of each other, then confirms the answer with one longer probe; a confirmation
 // that fails moves the answer down and the bisection goes on. It is bounded by MaxProbes (the

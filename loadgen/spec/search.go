@@ -6,56 +6,12 @@ import (
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/search"
 )
-
-// Dimension is what a capacity search searches (docs/search.md). Each dimension runs under one
-// load model; request_rate (connection.send.total_rate) is meant to join them once the request-rate
-// keys land.
-type Dimension uint8
-
-const (
-	// ArrivalRate is new connections per second, under the arrival model.
-	ArrivalRate Dimension = iota + 1
-	// Concurrency is concurrent connections, under the concurrency model.
-	Concurrency
-)
-
-// String is the dimension as the plan and summary.json write it.
-func (d Dimension) String() string {
-	switch d {
-	case ArrivalRate:
-		return "arrival_rate"
-	case Concurrency:
-		return "concurrency"
-	}
-	return fmt.Sprintf("Dimension(%d)", uint8(d))
-}
-
-// Unit is what a level of the dimension counts.
-func (d Dimension) Unit() string {
-	if d == ArrivalRate {
-		return "connections/s"
-	}
-	return "connections"
-}
-
-// Whole says the dimension's levels are whole numbers.
-func (d Dimension) Whole() bool { return d == Concurrency }
-
-// ParseDimension reads a dimension as the plan writes it.
-func ParseDimension(s string) (Dimension, error) {
-	switch s {
-	case "arrival_rate":
-		return ArrivalRate, nil
-	case "concurrency":
-		return Concurrency, nil
-	}
-	return 0, fmt.Errorf("unknown dimension %q (arrival_rate or concurrency)", s)
-}
 
 // Search is a compiled search: section.
 type Search struct {
-	Dimension                       Dimension
+	Dimension                       search.Dimension
 	Min, Max, Growth, Tolerance     float64
 	Require                         float64 // 0: none
 	Probe, Settle, Confirm, MaxTime time.Duration
@@ -64,7 +20,7 @@ type Search struct {
 
 func compileSearch(p *plan.Plan) (*Search, error) {
 	sr := p.Search
-	d, err := ParseDimension(sr.Dimension)
+	d, err := search.ParseDimension(sr.Dimension)
 	if err != nil {
 		return nil, fmt.Errorf("search.dimension: %w", err)
 	}

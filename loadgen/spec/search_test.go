@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/search"
 )
 
 func searchBase() *plan.Plan {
@@ -18,12 +19,12 @@ func searchBase() *plan.Plan {
 func TestCompileSearch(t *testing.T) {
 	tests := []struct {
 		dim   string
-		want  Dimension
+		want  search.Dimension
 		model string
 		unit  string
 	}{
-		{"arrival_rate", ArrivalRate, "arrival", "connections/s"},
-		{"concurrency", Concurrency, "concurrency", "connections"},
+		{"arrival_rate", search.ArrivalRate, "arrival", "connections/s"},
+		{"concurrency", search.Concurrency, "concurrency", "connections"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dim, func(t *testing.T) {
@@ -47,7 +48,7 @@ func TestCompileSearch(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseDimension("request_rate"); err == nil {
+	if _, err := search.ParseDimension("request_rate"); err == nil {
 		t.Error("request_rate is not a dimension yet")
 	}
 }

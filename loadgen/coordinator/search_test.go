@@ -1,4 +1,4 @@
-package search
+package coordinator
 
 import (
 	"bytes"
@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portstorm/portstorm/loadgen/coordinator"
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/search"
 	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
@@ -49,7 +49,7 @@ output: {interval: 200ms}
 	if len(errs) > 0 {
 		t.Fatalf("plan: %v", errors.Join(errs...))
 	}
-	s, err := coordinator.Compile(p, nil)
+	s, err := Compile(p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,13 +69,13 @@ func TestSearchFindsKnownCapacity(t *testing.T) {
 		conns    int     // the connections it serves at once
 		body     string
 		capacity float64
-		status   Status
+		status   search.Status
 	}{
-		{name: "arrival_rate", rate: 300, capacity: 300, status: Converged, body: `load: {model: arrival}
+		{name: "arrival_rate", rate: 300, capacity: 300, status: search.Converged, body: `load: {model: arrival}
 thresholds: ["rtt.p99 < 100ms", "errors.rate < 1%"]
 search: {min: 50, max: 1600, probe: 2s, confirm: 3s, settle: 300ms, tolerance: 10%, max_probes: 14, max_time: 2m, require: 200}
 `},
-		{name: "concurrency", conns: 40, capacity: 40, status: Converged, body: `connection: {hold: 1m}
+		{name: "concurrency", conns: 40, capacity: 40, status: search.Converged, body: `connection: {hold: 1m}
 load: {model: concurrency}
 thresholds: ["rtt.p99 < 100ms"]
 search: {dimension: concurrency, min: 5, max: 320, probe: 1s, confirm: 2s, settle: 200ms, tolerance: 10%, max_probes: 14, max_time: 2m}
@@ -88,7 +88,7 @@ search: {dimension: concurrency, min: 5, max: 320, probe: 1s, confirm: 2s, settl
 			s := searchSpec(t, srv.addr(), tt.body)
 			dir := filepath.Join(t.TempDir(), "out")
 			var log bytes.Buffer
-			res, err := Search(context.Background(), s, Options{OutDir: dir, Log: &log, Run: coordinator.Options{Stderr: io.Discard}})
+			res, err := Search(context.Background(), s, SearchOptions{OutDir: dir, Log: &log, Run: Options{Stderr: io.Discard}})
 			t.Logf("probes:\n%s", log.String())
 			if err != nil {
 				t.Fatal(err)

@@ -1,4 +1,4 @@
-package search
+package coordinator
 
 import (
 	"context"
@@ -10,50 +10,51 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portstorm/portstorm/loadgen/coordinator"
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/search"
 	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // ProbesDir is the folder of a search's probes, inside its results folder.
 const ProbesDir = "probes"
 
-// Options are a search's settings that do not come from the plan.
-type Options struct {
+// SearchOptions are a search's settings that do not come from the plan.
+type SearchOptions struct {
 	// OutDir is the exact results folder; "" means <output.dir>/<name>-search-<UTC time>.
 	OutDir string
 	// Run is every probe's run options (Abort, AllowRemote, Stderr, Env, Exe, test dialers);
 	// OutDir and Progress are set per probe.
-	Run coordinator.Options
+	Run Options
 	// Log receives a line as every probe starts and ends (nil: none).
 	Log io.Writer
 }
 
-// Result is a finished search: its summary (the answer's probe with the search section), its
-// folder and the algorithm's answer.
-type Result struct {
+// SearchOutcome is a finished search: its summary (the answer's probe with the search section),
+// its folder and the algorithm's answer.
+type SearchOutcome struct {
 	Summary *report.Summary
 	Dir     string
-	Answer  *Answer
+	Answer  *search.Answer
 }
 
-// Search carries out the capacity search of a compiled search plan: every probe a run of its own
-// through the coordinator (its folder under probes/), the answer and every probe in summary.json's
+// Search carries out the capacity search of a compiled search plan (docs/search.md): the
+// algorithm of loadgen/search decides the levels, and every probe is a run of its own (Run; its
+// folder under probes/), the answer and every probe in summary.json's
 // search section, report.html charting the probes. Its errors are the coordinator's: ErrInvalid
 // (exit 2) and ErrCannotRun (exit 3), the latter with the results so far written when a probe
 // could not be carried out; a signal ends the probe under way (its results written) and the
 // search, with the results so far (Summary.Interrupted).
-func Search(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
+func Search(ctx context.Context, s *spec.Spec, o SearchOptions) (*SearchOutcome, error) {
 	sr := s.Search
 	if sr == nil {
-		return nil, fmt.Errorf("%w: the plan has no search: section (portstorm run runs it)", coordinator.ErrInvalid)
+		return nil, fmt.Errorf("%w: the plan has no search: section (portstorm run runs it)", ErrInvalid)
 	}
 	// The thresholds, as every probe's gate compiles them: their metrics chart the probes.
 	g, err := gate.Compile(spec.ProbePlan(s.Plan, sr.Min, sr.Probe, s.Name))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", coordinator.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	dir := o.OutDir
 	if dir == "" {
@@ -61,28 +62,28 @@ func Search(ctx context.Context, s *spec.Spec, o Options) (*Result, error) {
 	}
 	release, err := report.ClaimDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", coordinator.ErrCannotRun, err)
+		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	defer release()
-	r := &runner{s: s, o: o, dir: dir, gate: g, start: time.Now(), sums: map[int]*report.Summary{}, dirs: map[int]string{}}
-	c := Config{Min: sr.Min, Max: sr.Max, Growth: sr.Growth, Tolerance: sr.Tolerance, Whole: sr.Dimension.Whole(),
+	r := &searchRun{s: s, o: o, dir: dir, gate: g, start: time.Now(), sums: map[int]*report.Summary{}, dirs: map[int]string{}}
+	c := search.Config{Min: sr.Min, Max: sr.Max, Growth: sr.Growth, Tolerance: sr.Tolerance, Whole: sr.Dimension.Whole(),
 		Probe: sr.Probe, Confirm: sr.Confirm, Settle: sr.Settle, MaxProbes: sr.MaxProbes, MaxTime: sr.MaxTime}
-	a := Find(ctx, c, r, func() time.Duration { return time.Since(r.start) })
+	a := search.Find(ctx, c, r, func() time.Duration { return time.Since(r.start) })
 	sum, answerDir := r.summary(a)
-	res := &Result{Summary: sum, Dir: dir, Answer: a}
+	res := &SearchOutcome{Summary: sum, Dir: dir, Answer: a}
 	if err := report.WriteSearchResults(dir, sum, answerDir); err != nil {
-		return res, fmt.Errorf("%w: %w", coordinator.ErrCannotRun, err)
+		return res, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
-	if a.Status == Error {
-		return res, fmt.Errorf("%w: the search could not be carried out: %s", coordinator.ErrCannotRun, sum.Search.Error)
+	if a.Status == search.Error {
+		return res, fmt.Errorf("%w: the search could not be carried out: %s", ErrCannotRun, sum.Search.Error)
 	}
 	return res, nil
 }
 
-// runner is the Prober that runs probes through the coordinator and keeps their records.
-type runner struct {
+// searchRun is the search.Prober that runs probes and keeps their records.
+type searchRun struct {
 	s     *spec.Spec
-	o     Options
+	o     SearchOptions
 	dir   string
 	gate  *gate.Gate
 	start time.Time
@@ -95,25 +96,25 @@ type runner struct {
 	err     string
 }
 
-func (r *runner) logf(format string, args ...any) {
+func (r *searchRun) logf(format string, args ...any) {
 	if r.o.Log != nil {
 		fmt.Fprintf(r.o.Log, format, args...)
 	}
 }
 
 // level is a level as folder names and log lines show it.
-func (r *runner) level(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+func (r *searchRun) level(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 // Probe runs one probe: it waits the settle (the last probe's connections have all ended when
 // its run returned), then runs the probe's plan as a run of its own.
-func (r *runner) Probe(ctx context.Context, p Probe) Outcome {
+func (r *searchRun) Probe(ctx context.Context, p search.Probe) search.Outcome {
 	sr := r.s.Search
 	if p.Settle > 0 {
 		t := time.NewTimer(p.Settle)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return Interrupted
+			return search.Interrupted
 		case <-t.C:
 		}
 	}
@@ -139,19 +140,19 @@ func (r *runner) Probe(ctx context.Context, p Probe) Outcome {
 		msg = ": " + rec.Error
 	}
 	r.logf("portstorm search: probe %d %s%s\n", p.Index, rec.Outcome, msg)
-	if out == Broken && r.err == "" {
+	if out == search.Broken && r.err == "" {
 		r.err = fmt.Sprintf("probe %d (%s %s): %s", p.Index, sr.Dimension, r.level(p.Level), rec.Error)
 	}
 	r.probes = append(r.probes, rec)
 	return out
 }
 
-func (r *runner) run(ctx context.Context, p Probe, sub string, rec *report.SearchProbe) Outcome {
+func (r *searchRun) run(ctx context.Context, p search.Probe, sub string, rec *report.SearchProbe) search.Outcome {
 	pp := spec.ProbePlan(r.s.Plan, p.Level, p.Duration, r.s.Name)
-	ps, err := coordinator.Compile(pp, r.o.Run.Env)
+	ps, err := Compile(pp, r.o.Run.Env)
 	if err != nil {
 		rec.Error = err.Error()
-		return Broken
+		return search.Broken
 	}
 	o := r.o.Run
 	o.OutDir, o.Progress = filepath.Join(r.dir, sub), nil
@@ -165,18 +166,18 @@ func (r *runner) run(ctx context.Context, p Probe, sub string, rec *report.Searc
 			r.o.Run.OnSnapshot(s)
 		}
 	}
-	res, err := coordinator.Run(ctx, ps, o)
-	var refused *coordinator.Refused
+	res, err := Run(ctx, ps, o)
+	var refused *Refused
 	switch {
 	case errors.As(err, &refused):
 		// The preflight's forecast: this host cannot carry the level out; the client runs out.
 		rec.Failure = refusal(refused)
-		return Failed
-	case errors.Is(err, coordinator.ErrInterrupted):
-		return Interrupted
+		return search.Failed
+	case errors.Is(err, ErrInterrupted):
+		return search.Interrupted
 	case res == nil && err != nil:
 		rec.Error = err.Error()
-		return Broken
+		return search.Broken
 	}
 	rec.Dir = filepath.ToSlash(sub)
 	sum := res.Summary
@@ -198,29 +199,29 @@ func (r *runner) run(ctx context.Context, p Probe, sub string, rec *report.Searc
 	switch {
 	case err != nil:
 		rec.Error = err.Error()
-		return Broken
+		return search.Broken
 	case sum.Interrupted:
-		return Interrupted
+		return search.Interrupted
 	case len(sum.WorkerFailures) > 0, len(sum.TargetFailures) > 0:
 		rec.Error = "verdict error: " + report.Untrusted(sum)
-		return Broken
+		return search.Broken
 	case sum.Unreachable != nil && !reached:
 		// Never reached at all: there is no capacity to search.
 		rec.Error = sum.Unreachable.Message()
-		return Broken
+		return search.Broken
 	case sum.Verdict == report.VerdictError:
 		rec.Error = "verdict error: " + report.Untrusted(sum)
-		return Broken
+		return search.Broken
 	}
-	if f := failure(sum); f != nil {
+	if f := searchFailure(sum); f != nil {
 		rec.Failure = f
-		return Failed
+		return search.Failed
 	}
-	return Held
+	return search.Held
 }
 
 // refusal is what the preflight's refusal of a level says ran out.
-func refusal(r *coordinator.Refused) *report.SearchFailure {
+func refusal(r *Refused) *report.SearchFailure {
 	f := &report.SearchFailure{Kind: report.FailHostLimit, Message: "the preflight refuses the level"}
 	l := r.Forecast.First()
 	if l == nil {
@@ -245,10 +246,10 @@ func refusal(r *coordinator.Refused) *report.SearchFailure {
 	return f
 }
 
-// failure is what failed in a probe's summary, or nil when it held: the client's ports or file
+// searchFailure is what failed in a probe's summary, or nil when it held: the client's ports or file
 // descriptors running out fail a probe whatever the thresholds say; then the threshold that
 // stopped it, or the first that failed.
-func failure(s *report.Summary) *report.SearchFailure {
+func searchFailure(s *report.Summary) *report.SearchFailure {
 	outcomes := map[string]uint64{}
 	for name, n := range s.Outcomes {
 		if n > 0 && name != metrics.OK.String() {
@@ -312,7 +313,7 @@ func timeWait(s *report.Summary) int64 {
 // summary is the search's summary.json: the answer's probe with the search section, the verdict
 // the search's (pass when a level held, at least require), and a threshold row saying so; and the
 // folder of the answer's probe.
-func (r *runner) summary(a *Answer) (*report.Summary, string) {
+func (r *searchRun) summary(a *search.Answer) (*report.Summary, string) {
 	sr := r.s.Search
 	rs := &report.Search{Dimension: sr.Dimension.String(), Unit: sr.Dimension.Unit(), Min: sr.Min, Max: sr.Max,
 		Growth: sr.Growth, Tolerance: sr.Tolerance, Status: string(a.Status), Confirmed: a.Confirmed,
@@ -340,7 +341,7 @@ func (r *runner) summary(a *Answer) (*report.Summary, string) {
 	if w := a.Within(); w >= 0 {
 		rs.Within = &w
 	}
-	rs.Pass = a.HasHeld && a.Held >= sr.Require && a.Status != Error && a.Status != Stopped
+	rs.Pass = a.HasHeld && a.Held >= sr.Require && a.Status != search.Error && a.Status != search.Stopped
 	// The answer's probe: the confirmation of the level that held, or its last probe; else the
 	// first probe at the level that failed; else the last probe with results.
 	for _, p := range r.probes {
@@ -374,7 +375,7 @@ func (r *runner) summary(a *Answer) (*report.Summary, string) {
 	}
 	sum.Plan = r.s.Plan
 	sum.Search = rs
-	sum.Interrupted = a.Status == Stopped
+	sum.Interrupted = a.Status == search.Stopped
 	held := "none"
 	if rs.Held != nil {
 		held = rs.Level(*rs.Held)
@@ -389,7 +390,7 @@ func (r *runner) summary(a *Answer) (*report.Summary, string) {
 	}
 	sum.Thresholds = append(sum.Thresholds, row)
 	switch {
-	case a.Status == Error:
+	case a.Status == search.Error:
 		sum.Verdict = report.VerdictError
 	case rs.Pass:
 		sum.Verdict = report.VerdictPass
@@ -400,9 +401,9 @@ func (r *runner) summary(a *Answer) (*report.Summary, string) {
 		sum.Warnings = append(sum.Warnings, fmt.Sprintf("search: %s held its probe but was not confirmed by a longer one (%s)", held, a.Status))
 	}
 	switch a.Status {
-	case MaxProbes, MaxTime:
+	case search.MaxProbes, search.MaxTime:
 		sum.Warnings = append(sum.Warnings, fmt.Sprintf("search: stopped by %s before the answer was known within %.1f%%", a.Status, 100*sr.Tolerance))
-	case MaxHeld:
+	case search.MaxHeld:
 		sum.Warnings = append(sum.Warnings, fmt.Sprintf("search: even search.max (%s) held; the capacity is above it", rs.Level(sr.Max)))
 	}
 	return &sum, r.dirs[rs.AnswerProbe]
