@@ -46,4 +46,3 @@ func ParseDimension(s string) (Dimension, error) {
 	}
 	return 0, fmt.Errorf("unknown dimension %q (arrival_rate or concurrency)", s)
 }
-
