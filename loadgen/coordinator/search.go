@@ -129,7 +129,13 @@ func (r *searchRun) Probe(ctx context.Context, p search.Probe) search.Outcome {
 	if p.Confirm {
 		what = "confirming probe"
 	}
-	r.logf("portstorm search: %s %d: %s %s %s for %s\n", what, p.Index, sr.Dimension, r.level(p.Level), sr.Dimension.Unit(), p.Duration)
+	left := ""
+	if n := len(r.probes); n > 0 && r.probes[n-1].TimeWait > 0 {
+		// TIME_WAIT sockets the last probe left hold ports of the range until they expire (or are
+		// reused, tcp_tw_reuse): a probe at the ports' limit has fewer (docs/search.md).
+		left = fmt.Sprintf(" (%d TIME_WAIT left by probe %d)", r.probes[n-1].TimeWait, n)
+	}
+	r.logf("portstorm search: %s %d: %s %s %s for %s%s\n", what, p.Index, sr.Dimension, r.level(p.Level), sr.Dimension.Unit(), p.Duration, left)
 	out := r.run(ctx, p, sub, &rec)
 	rec.Outcome = out.String()
 	msg := ""
@@ -262,8 +268,13 @@ func searchFailure(s *report.Summary) *report.SearchFailure {
 	}
 	switch {
 	case exhausted || outcomes[metrics.EADDRNOTAVAIL.String()] > 0:
-		return &report.SearchFailure{Kind: report.FailPorts, Outcomes: outcomes,
-			Message: fmt.Sprintf("the client's local ports ran out (EADDRNOTAVAIL %d)", outcomes[metrics.EADDRNOTAVAIL.String()])}
+		msg := "the client's local ports ran out"
+		if n := outcomes[metrics.EADDRNOTAVAIL.String()]; n > 0 {
+			msg += fmt.Sprintf(" (EADDRNOTAVAIL %d)", n)
+		} else if s.Ports != nil && s.Ports.Exhaustion != nil && s.Ports.Exhaustion.Errno != "" {
+			msg += fmt.Sprintf(" (%s from %s)", s.Ports.Exhaustion.Errno, s.Ports.Exhaustion.Syscall)
+		}
+		return &report.SearchFailure{Kind: report.FailPorts, Outcomes: outcomes, Message: msg}
 	case outcomes[metrics.EMFILE.String()] > 0:
 		return &report.SearchFailure{Kind: report.FailFDs, Outcomes: outcomes,
 			Message: fmt.Sprintf("the client's open-files limit ran out (EMFILE %d)", outcomes[metrics.EMFILE.String()])}
@@ -399,6 +410,15 @@ func (r *searchRun) summary(a *search.Answer) (*report.Summary, string) {
 	}
 	if rs.Held != nil && !rs.Confirmed {
 		sum.Warnings = append(sum.Warnings, fmt.Sprintf("search: %s held its probe but was not confirmed by a longer one (%s)", held, a.Status))
+	}
+	if f := rs.Failure; f != nil && f.Kind == report.FailPorts {
+		var tw int64
+		for _, p := range r.probes {
+			tw = max(tw, p.TimeWait)
+		}
+		if tw > 0 {
+			sum.Warnings = append(sum.Warnings, fmt.Sprintf("search: the ports ran out, and earlier probes left up to %d TIME_WAIT sockets holding ports of the range; close: rst, or a settle past tcp_tw_reuse_delay, gives every probe the whole range", tw))
+		}
 	}
 	switch a.Status {
 	case search.MaxProbes, search.MaxTime:

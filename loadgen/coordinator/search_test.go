@@ -16,6 +16,8 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/ports"
+	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/search"
 	"github.com/portstorm/portstorm/loadgen/spec"
@@ -158,5 +160,97 @@ func checkResults(t *testing.T, dir string, probes int) {
 	}
 	if !bytes.Contains(html, []byte(report.ChartSearch+"0")) {
 		t.Errorf("report.html has no search chart")
+	}
+}
+
+// TestSearchFailureKinds: what a failed probe says ran out, from its summary or the preflight's
+// refusal: the client's ports or descriptors whatever the thresholds say, else the threshold that
+// stopped the probe (or the first that failed) with the failed connections by outcome.
+func TestSearchFailureKinds(t *testing.T) {
+	th := func(expr, metric, obs string, pass, stopped bool) report.ThresholdResult {
+		return report.ThresholdResult{Expr: expr, Metric: metric, Observed: obs, Pass: pass, StoppedRun: stopped}
+	}
+	tests := []struct {
+		name     string
+		sum      report.Summary
+		kind     string // "" when the probe held
+		metric   string
+		contains string
+	}{
+		{name: "held", sum: report.Summary{Verdict: report.VerdictPass, Outcomes: map[string]uint64{"ok": 10}}},
+		{name: "ports exhausted, thresholds passing", sum: report.Summary{Verdict: report.VerdictPass,
+			Outcomes: map[string]uint64{"ok": 10, "EADDRNOTAVAIL": 3}}, kind: report.FailPorts, contains: "local ports ran out (EADDRNOTAVAIL 3)"},
+		{name: "ports exhausted per the observatory", sum: report.Summary{Verdict: report.VerdictFail,
+			Ports: &ports.Report{Exhaustion: &ports.Exhaustion{}}}, kind: report.FailPorts, contains: "local ports ran out"},
+		{name: "file descriptors", sum: report.Summary{Verdict: report.VerdictFail, Outcomes: map[string]uint64{"EMFILE": 2}},
+			kind: report.FailFDs, contains: "open-files limit ran out (EMFILE 2)"},
+		{name: "the threshold that stopped the probe", sum: report.Summary{Verdict: report.VerdictFail,
+			Outcomes: map[string]uint64{"ok": 5, "ETIMEDOUT": 4, "ECONNREFUSED": 1},
+			Thresholds: []report.ThresholdResult{th("errors.rate < 1%", "errors.rate", "50%", false, false),
+				th("latency.p99 < 5ms", "connect_intended.p99", "9ms at 1.00s", false, true)}},
+			kind: report.FailThreshold, metric: "connect_intended.p99",
+			contains: `threshold "latency.p99 < 5ms" failed (observed 9ms at 1.00s); failed connections: ECONNREFUSED 1, ETIMEDOUT 4`},
+		{name: "the first threshold that failed", sum: report.Summary{Verdict: report.VerdictFail,
+			Thresholds: []report.ThresholdResult{th("a < 1", "a", "1", true, false), th("b < 1", "b", "2", false, false), th("c < 1", "c", "3", false, false)}},
+			kind: report.FailThreshold, metric: "b", contains: `threshold "b < 1" failed (observed 2)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := searchFailure(&tt.sum)
+			if tt.kind == "" {
+				if f != nil {
+					t.Fatalf("held, but failure %+v", f)
+				}
+				return
+			}
+			if f == nil || f.Kind != tt.kind || f.Metric != tt.metric || !strings.Contains(f.Message, tt.contains) {
+				t.Fatalf("failure %+v, want kind %s metric %q message with %q", f, tt.kind, tt.metric, tt.contains)
+			}
+		})
+	}
+	refusals := []struct {
+		limit preflight.Limit
+		kind  string
+	}{
+		{preflight.Limit{Name: "local ports", Ports: true, Stops: true, Max: 100, Demand: 200, Unit: "concurrent connections"}, report.FailPorts},
+		{preflight.Limit{Name: "open files", Stops: true, Max: 19000, Demand: 30000, Unit: "concurrent connections"}, report.FailFDs},
+		{preflight.Limit{Name: "conntrack", Stops: true, Max: 10, Demand: 20, Unit: "tracked connections"}, report.FailHostLimit},
+	}
+	for _, r := range refusals {
+		f := refusal(&Refused{Forecast: &preflight.Forecast{Limits: []preflight.Limit{r.limit}}})
+		if f.Kind != r.kind || f.Limit != r.limit.Name || !strings.Contains(f.Message, fmt.Sprintf("%d %s needed, %d allowed", r.limit.Demand, r.limit.Unit, r.limit.Max)) {
+			t.Errorf("%s: failure %+v, want kind %s", r.limit.Name, f, r.kind)
+		}
+	}
+}
+
+// TestSearchPortsRunOut: a concurrency search on a 100-port window finds the window (the preflight
+// refuses the levels above it), and says the client's ports are what ran out.
+func TestSearchPortsRunOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a search of a few seconds")
+	}
+	checkFDs(t)
+	srv := startCapped(t, 0, 0, 0) // no cap: the ports are the limit
+	// close: rst leaves no TIME_WAIT: with fin, each probe's TIME_WAIT would take ports from the next.
+	s := searchSpec(t, srv.addr(), `connection: {hold: 1m, close: rst}
+source: {ports: {strategy: range, range: "58100-58199"}}
+load: {model: concurrency}
+thresholds: ["errors.rate < 1%"]
+search: {dimension: concurrency, min: 25, max: 400, probe: 300ms, confirm: 300ms, settle: 10ms, tolerance: 10%, max_probes: 10}
+`)
+	dir := filepath.Join(t.TempDir(), "out")
+	res, err := Search(context.Background(), s, SearchOptions{OutDir: dir, Run: Options{Stderr: io.Discard}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := res.Summary.Search
+	if sr.Held == nil || *sr.Held > 100 || *sr.Held < 90 || sr.Failure == nil || sr.Failure.Kind != report.FailPorts {
+		t.Fatalf("held %v, failure %+v; probes %v", sr.Held, sr.Failure, res.Answer.Levels())
+	}
+	for _, p := range sr.Probes {
+		if p.Level > 100 && (p.Outcome != "failed" || p.Dir != "" || p.Failure.Limit != "local ports") {
+			t.Errorf("probe %d at %v: %+v, want refused by the preflight's local ports", p.Index, p.Level, p)
+		}
 	}
 }
