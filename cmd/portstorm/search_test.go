@@ -63,6 +63,7 @@ func TestSearchExitCodes(t *testing.T) {
 		name   string
 		plan   string
 		cmd    string
+		args   []string // instead of --out DIR
 		code   int
 		stderr string
 		status string // search.status in summary.json ("" when none is written)
@@ -76,6 +77,8 @@ func TestSearchExitCodes(t *testing.T) {
 		{name: "unreachable", plan: edit(t, searchPlan(t, ""), "target: {builtin: {mode: echo}}",
 			fmt.Sprintf("target: {addresses: [%q]}", closed)), code: 3, stderr: "the search could not be carried out", status: "error"},
 		{name: "run refuses a search plan", plan: searchPlan(t, ""), cmd: "run", code: 2, stderr: "run it with portstorm search"},
+		{name: "k8s refuses a search plan", plan: searchPlan(t, ""), cmd: "k8s", args: []string{"--parallelism", "2"}, code: 2,
+			stderr: "a search runs on one machine"},
 		{name: "search refuses a plan without search", plan: writePlan(t, `version: 1
 target: {builtin: {mode: echo}}
 load: {stages: [{duration: 1s, target: 1}]}
@@ -102,7 +105,11 @@ load: {stages: [{duration: 1s, target: 1}]}
 				cmd = "search"
 			}
 			dir := filepath.Join(t.TempDir(), "out")
-			code, stdout, stderr := runMain(t, nil, cmd, tt.plan, "--out", dir)
+			args := tt.args
+			if args == nil {
+				args = []string{"--out", dir}
+			}
+			code, stdout, stderr := runMain(t, nil, append([]string{cmd, tt.plan}, args...)...)
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout, stderr)
 			}
