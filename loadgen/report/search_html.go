@@ -44,7 +44,8 @@ func searchCharts(s *Summary) []chartSpec {
 		y := opts.YAxis{Type: "value", Name: th.Metric}
 		tip := opts.Tooltip{Show: opts.Bool(true), Trigger: "item"}
 		if th.Kind == "time" {
-			y.AxisLabel = &opts.AxisLabel{Formatter: opts.FuncOpts(usFormatter)}
+			// Log scale: the knee's latencies run from microseconds to seconds.
+			y.Type, y.AxisLabel = "log", &opts.AxisLabel{Formatter: opts.FuncOpts(usFormatter)}
 		}
 		c := charts.NewScatter()
 		c.SetGlobalOptions(append(baseOpts(id, "320px"),
