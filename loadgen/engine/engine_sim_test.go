@@ -483,11 +483,21 @@ func TestSlowConsumerKeepsEveryCut(t *testing.T) {
 						}
 					}
 					var attempted uint64
+					perStage := make([]uint64, len(ramp.Stages)+1) // the last: the drain after the plan
 					for _, s := range snaps {
 						attempted += s.Attempted
+						perStage[s.Stage] += s.Attempted
 					}
 					if attempted != res.Total.Attempted {
 						t.Errorf("run %d: the snapshots hold %d attempts, the total %d", run, attempted, res.Total.Attempted)
+					}
+					// Each cut holds what happened in its own interval, however late the consumer:
+					// 100 arrivals/s for 300 ms per stage. (A collector that cut only as fast as
+					// the consumer took its snapshots put the whole run into stage 0.)
+					for st, n := range perStage[:len(ramp.Stages)] {
+						if n < 29 || n > 31 {
+							t.Errorf("run %d: stage %d holds %d attempts, want 30 (per stage: %v)", run, st, n, perStage)
+						}
 					}
 				})
 			}
