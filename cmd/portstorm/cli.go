@@ -72,7 +72,7 @@ func Main(args, environ []string, stdout, stderr io.Writer, signals <-chan os.Si
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return exitWith(exitInvalid, flagError(c, err))
 	})
-	root.AddCommand(runCmd(e), validateCmd(e), targetCmd(e), versionCmd(e), compareCmd(e), reportCmd(e), doctorCmd(e), mergeCmd(e), k8sCmd(e))
+	root.AddCommand(runCmd(e), validateCmd(e), targetCmd(e), versionCmd(e), compareCmd(e), reportCmd(e), doctorCmd(e), mergeCmd(e), k8sCmd(e), searchCmd(e))
 	addCompletions(root)
 	err := root.Execute()
 	if err == nil {
@@ -155,6 +155,11 @@ func validateCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if sr := p.Search; sr != nil {
+				fmt.Fprintf(e.stdout, "%s: valid search plan %q (%s from %v to %v, probes of %s; portstorm search runs it)\n",
+					args[0], p.Name, sr.Dimension, sr.Min, sr.Max, sr.Probe)
+				return nil
+			}
 			fmt.Fprintf(e.stdout, "%s: valid plan %q (%s model, %d stage(s), %s)\n",
 				args[0], p.Name, p.Load.Model, len(p.Load.Stages), spec.Ramp(p).Total())
 			return nil
@@ -200,6 +205,9 @@ func runCmd(e *env) *cobra.Command {
 			p, err := pf.loadPlan(e, args[0])
 			if err != nil {
 				return err
+			}
+			if p.Search != nil {
+				return exitWith(exitInvalid, fmt.Errorf("%s is a capacity search (it has a search: section); run it with portstorm search", args[0]))
 			}
 			if err := in.beforeRun(); err != nil {
 				return err

@@ -39,6 +39,9 @@ func k8sCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if p.Search != nil {
+				return exitWith(exitInvalid, fmt.Errorf("%s is a capacity search: a search runs on one machine (docs/search.md); run it with portstorm search", args[0]))
+			}
 			if o.Parallelism < 1 {
 				return exitWith(exitInvalid, fmt.Errorf("--parallelism %d: want 1 or more segments", o.Parallelism))
 			}

@@ -35,7 +35,11 @@ func ContextOf(p *plan.Plan) Context {
 	if model == "" {
 		model = plan.DefaultModel
 	}
-	return Context{Stages: len(p.Load.Stages), Model: model}
+	stages := len(p.Load.Stages)
+	if p.Search != nil {
+		stages = 1 // every probe of a search is one stage (docs/search.md)
+	}
+	return Context{Stages: stages, Model: model}
 }
 
 // Compile checks and compiles a plan's thresholds and loads its baseline. Every problem is a

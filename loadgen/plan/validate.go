@@ -55,14 +55,17 @@ var (
 
 // The accepted words of each enumerated field.
 var (
-	Modes        = []string{"echo", "sink", "hold", "close", "rst", "http"}
-	Strategies   = []string{"kernel", "bind-no-port", "bind", "range", "explicit"}
-	Expects      = []string{"echo", "reply", "none"}
-	Protocols    = []string{"raw", "http", "redis"}
-	CloseModes   = []string{"fin", "rst", "half", "server"}
-	Models       = []string{"concurrency", "arrival"}
-	Saturations  = []string{"queue", "drop"}
-	TWReuses     = []string{"0", "1", "2"}
+	Modes       = []string{"echo", "sink", "hold", "close", "rst", "http"}
+	Strategies  = []string{"kernel", "bind-no-port", "bind", "range", "explicit"}
+	Expects     = []string{"echo", "reply", "none"}
+	Protocols   = []string{"raw", "http", "redis"}
+	CloseModes  = []string{"fin", "rst", "half", "server"}
+	Models      = []string{"concurrency", "arrival"}
+	Saturations = []string{"queue", "drop"}
+	TWReuses    = []string{"0", "1", "2"}
+	// Dimensions are what a search may search (docs/search.md); request_rate joins them with
+	// the request-rate keys.
+	Dimensions   = []string{"arrival_rate", "concurrency"}
 	rangeNeeders = []string{"range", "explicit"}
 )
 
@@ -77,6 +80,7 @@ var enums = map[string][]string{
 	"load.model":               Models,
 	"load.on_saturation":       Saturations,
 	"netns.tw_reuse":           TWReuses,
+	"search.dimension":         Dimensions,
 }
 
 // Validate reports every problem with the plan at once, each a *FieldError naming the field, its
@@ -96,6 +100,7 @@ func (p *Plan) Validate() []error {
 	c.output()
 	c.isolation()
 	c.linuxOnly()
+	c.search()
 	return c.errs
 }
 
@@ -473,7 +478,9 @@ func (c *checker) load() {
 	if badTarget(l.Start) {
 		c.fail("load.start", "want 0 to %d %s, got %v", MaxTarget, l.targetUnit(), l.Start)
 	}
-	c.stages(l)
+	if c.p.Search == nil {
+		c.stages(l)
+	}
 	if l.MaxInFlight < 0 || l.MaxInFlight > MaxInFlight {
 		c.fail("load.max_in_flight", "want 1 to %d, got %d", MaxInFlight, l.MaxInFlight)
 	}

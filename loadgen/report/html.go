@@ -141,7 +141,7 @@ type chartSpec struct {
 }
 
 func buildCharts(s *Summary, d *ChartData) ([]chart, error) {
-	var specs []chartSpec
+	specs := searchCharts(s)
 	if d.Timeline != nil {
 		if c := connectionsChart(s, d.Timeline); c != nil {
 			specs = append(specs, chartSpec{ChartConnections, "Connections over time",

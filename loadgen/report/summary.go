@@ -95,6 +95,9 @@ type Summary struct {
 	Shards []ShardSummary `json:"shards,omitempty"`
 	// PortsByHost keeps every segment's port report apart in a merged result, per host.
 	PortsByHost []HostPorts `json:"ports_by_host,omitempty"`
+	// Search is the answer of a capacity search (portstorm search); the rest of the summary is
+	// its answer's probe (search.go).
+	Search *Search `json:"search,omitempty"`
 }
 
 // Unreachable is why a run gave up before its schedule ended: nothing was ever established, and

@@ -185,6 +185,11 @@ func TestSummaryJSONContract(t *testing.T) {
 			literal: map[string]string{"thresholds": "[]", "ports": "null", "verdict": `"no_thresholds"`},
 		},
 		{
+			name:    "a capacity search (portstorm search): the answer's probe and the search",
+			summary: func(t *testing.T) *Summary { s := fixedSummary(t); s.Search = searchFixture(); return s },
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "pacing", "requests", "search")...),
+		},
+		{
 			name: "a run whose report.html could not be written",
 			summary: func(t *testing.T) *Summary {
 				s := fixedSummary(t)

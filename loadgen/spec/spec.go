@@ -75,6 +75,9 @@ type Spec struct {
 	TLS  *ClientTLS
 	// Target is never sent to a worker: the built-in target runs in the coordinator's processes.
 	Target *Target `json:"-"`
+	// Search is the plan's search: section (nil for a plan that is run); each probe is a spec of
+	// its own (ProbePlan).
+	Search *Search `json:"-"`
 }
 
 // MaxFile is the largest spec file read (a worker's segment): the plan's payload is at most a few
@@ -262,6 +265,11 @@ func Compile(p *plan.Plan, f Facts) (*Spec, error) {
 	}
 	if p.Target.Builtin != nil {
 		if s.Target, err = compileTarget(p, s.Close, f.Host); err != nil {
+			fail("", err)
+		}
+	}
+	if p.Search != nil {
+		if s.Search, err = compileSearch(p); err != nil {
 			fail("", err)
 		}
 	}
