@@ -59,7 +59,7 @@ func TestPipelinedReads(t *testing.T) {
 				}
 				in := 0
 				for i := range tt.n {
-					res, err := x.Read(r, w0, i < tt.n-1)
+					res, err := x.Read(r, w0, func() bool { return i < tt.n-1 })
 					if err != nil {
 						t.Fatalf("response %d of %d: %v", i+1, tt.n, err)
 					}
@@ -71,7 +71,7 @@ func TestPipelinedReads(t *testing.T) {
 				if in != len(stream) {
 					t.Fatalf("In adds up to %d, the stream has %d bytes", in, len(stream))
 				}
-				if _, err := x.Read(r, w0, false); !errors.Is(err, io.EOF) {
+				if _, err := x.Read(r, w0, nil); !errors.Is(err, io.EOF) {
 					t.Fatalf("after the last response: %v, want io.EOF", err)
 				}
 			})
@@ -89,12 +89,12 @@ func TestPipelinedExtraBytes(t *testing.T) {
 	for _, more := range []bool{false, true} {
 		r := NewReader()
 		r.Reset(strings.NewReader("+PONG\r\n+PO"))
-		_, err := x.Read(r, time.Now(), more)
+		_, err := x.Read(r, time.Now(), func() bool { return more })
 		if got := errors.Is(err, ErrMalformed); got == more {
 			t.Fatalf("more=%v: %v", more, err)
 		}
 		if more {
-			if _, err := x.Read(r, time.Now(), false); !errors.Is(err, io.ErrUnexpectedEOF) {
+			if _, err := x.Read(r, time.Now(), nil); !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Fatalf("the cut second response: %v, want io.ErrUnexpectedEOF", err)
 			}
 		}

@@ -157,7 +157,7 @@ func (x *Exchange) Do(w io.Writer, r *Reader) (Result, error) {
 	if err != nil || !x.Reads() {
 		return Result{Out: n}, err
 	}
-	res, err := x.Read(r, w0, false)
+	res, err := x.Read(r, w0, nil)
 	res.Out = n
 	return res, err
 }
@@ -176,11 +176,12 @@ func (x *Exchange) Write(w io.Writer) (int, error) {
 }
 
 // Read reads the response to the oldest request not yet answered, whose write started at w0
-// (FirstByte and Full count from it; a response already buffered counts as arriving now). more
-// says later requests are outstanding too, so bytes after this response are theirs; without it,
-// bytes after a complete response are ErrMalformed (nothing was asked for them). Result.Out is
-// left 0: Write reports it. Errors are as Do's.
-func (x *Exchange) Read(r *Reader, w0 time.Time, more bool) (Result, error) {
+// (FirstByte and Full count from it; a response already buffered counts as arriving now). more,
+// asked once the response is read, says later requests are outstanding too, so that bytes after
+// this response are theirs; when it says no (or is nil), bytes after a complete response are
+// ErrMalformed: nothing was asked for them. Result.Out is left 0: Write reports it. Errors are
+// as Do's.
+func (x *Exchange) Read(r *Reader, w0 time.Time, more func() bool) (Result, error) {
 	var res Result
 	r.begin(x.max, x.tooLarge)
 	if _, err := r.br.Peek(1); err != nil {
@@ -217,7 +218,7 @@ func (x *Exchange) Read(r *Reader, w0 time.Time, more bool) (Result, error) {
 		res.Full = max(time.Since(w0), 1)
 		return res, verdict
 	}
-	if n := r.br.Buffered(); n > 0 && !more {
+	if n := r.br.Buffered(); n > 0 && (more == nil || !more()) {
 		// Nothing was asked for these bytes: the stream is out of step with the requests.
 		return res, fmt.Errorf("%w: %d bytes after a complete response", ErrMalformed, n)
 	}
