@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/proto"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/target"
 )
@@ -210,38 +212,111 @@ func TestStallLatencyHonest(t *testing.T) {
 	}
 }
 
-// TestRatedLoopbackEcho: against the built-in echo target on loopback, a rated run writes and
-// has answered exactly the requests its plan gives: 10 connections x 20 requests, one at a time
-// or 4 outstanding.
-func TestRatedLoopbackEcho(t *testing.T) {
-	srv, err := target.Start(context.Background(), target.Config{Mode: target.ModeEcho})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	for _, pipeline := range []int{1, 4} {
-		for _, rate := range []float64{0, 2000} {
-			send := &Send{Count: 20, Rate: rate, Pipeline: pipeline, Bytes: 64, Echo: true}
-			res, err := Run(context.Background(), Config{
-				Model: Arrival, Ramp: schedule.Ramp{Start: 100, Stages: []schedule.Stage{{Duration: 100 * time.Millisecond, Target: 100}}},
-				Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(srv.Addrs()[0]))},
-				Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN, Send: send,
-				IOTimeout: 5 * time.Second, MaxInFlight: 100, GracefulStop: 5 * time.Second, Interval: 100 * time.Millisecond,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			tot := res.Total
-			if tot.Established != 10 || tot.Outcomes[metrics.OK] != 10 {
-				t.Fatalf("pipeline %d rate %v: established %d, outcomes %v (%v)", pipeline, rate, tot.Established, tot.Outcomes, tot.Examples)
-			}
-			if tot.Requests != 200 || tot.RequestsOffered != 200 || tot.RequestOutcomes[metrics.OK] != 200 || tot.BytesOut != 200*64 || tot.BytesIn != 200*64 {
-				t.Fatalf("pipeline %d rate %v: written %d offered %d outcomes %v bytes %d/%d, want 200 requests of 64 B", pipeline, rate,
-					tot.Requests, tot.RequestsOffered, tot.RequestOutcomes, tot.BytesOut, tot.BytesIn)
-			}
-			if n := tot.Hist[metrics.RequestIntended].TotalCount(); rate > 0 && n != 200 {
-				t.Fatalf("request_intended holds %d, want 200", n)
+// TestRatedLoopback: against the built-in target on loopback (echo, and http keep-alive), a rated
+// run writes and has answered exactly the requests its plan gives: 10 connections x 20 requests,
+// one at a time or 4 outstanding, closed loop or at 2000/s per connection.
+func TestRatedLoopback(t *testing.T) {
+	for _, mode := range []target.Mode{target.ModeEcho, target.ModeHTTP} {
+		srv, err := target.Start(context.Background(), target.Config{Mode: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := srv.Addrs()[0]
+		for _, pipeline := range []int{1, 4} {
+			for _, rate := range []float64{0, 2000} {
+				t.Run(fmt.Sprintf("%s/pipeline %d/rate %v", mode, pipeline, rate), func(t *testing.T) {
+					send := &Send{Count: 20, Rate: rate, Pipeline: pipeline, Bytes: 64, Echo: true}
+					if mode == target.ModeHTTP {
+						x, err := proto.Compile(proto.Spec{Protocol: proto.HTTP, HTTP: proto.HTTPSpec{Host: addr}})
+						if err != nil {
+							t.Fatal(err)
+						}
+						send.Exchange = x
+					}
+					res, err := Run(context.Background(), Config{
+						Model: Arrival, Ramp: schedule.Ramp{Start: 100, Stages: []schedule.Stage{{Duration: 100 * time.Millisecond, Target: 100}}},
+						Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(addr))},
+						Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN, Send: send,
+						IOTimeout: 5 * time.Second, MaxInFlight: 100, GracefulStop: 5 * time.Second, Interval: 100 * time.Millisecond,
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					tot := res.Total
+					if tot.Established != 10 || tot.Outcomes[metrics.OK] != 10 {
+						t.Fatalf("established %d, outcomes %v (%v)", tot.Established, tot.Outcomes, tot.Examples)
+					}
+					if tot.Requests != 200 || tot.RequestsOffered != 200 || tot.RequestOutcomes[metrics.OK] != 200 {
+						t.Fatalf("written %d offered %d outcomes %v, want 200 requests", tot.Requests, tot.RequestsOffered, tot.RequestOutcomes)
+					}
+					if mode == target.ModeEcho && (tot.BytesOut != 200*64 || tot.BytesIn != 200*64) {
+						t.Fatalf("bytes %d/%d, want 200 x 64 B each way", tot.BytesOut, tot.BytesIn)
+					}
+					if n := tot.Hist[metrics.RequestIntended].TotalCount(); rate > 0 && n != 200 || rate == 0 && n != 0 {
+						t.Fatalf("request_intended holds %d", n)
+					}
+				})
 			}
 		}
+		srv.Close()
+	}
+}
+
+// flipEcho answers every request with its bytes inverted: a wrong echo.
+type flipEcho struct{ msg int }
+
+func (d flipEcho) Dial(context.Context, dial.Destination) (net.Conn, error) {
+	c, srv := net.Pipe()
+	go func() {
+		defer srv.Close()
+		b := make([]byte, d.msg)
+		for {
+			if _, err := io.ReadFull(srv, b); err != nil {
+				return
+			}
+			for i := range b {
+				b[i] ^= 0xff
+			}
+			if _, err := srv.Write(b); err != nil {
+				return
+			}
+		}
+	}()
+	return c, nil
+}
+
+// TestBadAnswerIsOneFailedRequest: a wrong answer is one failed request (echo_mismatch) and ends
+// its connection as echo_mismatch, closed loop or rated, one at a time or pipelined (requests
+// written behind it are never answered: canceled); before requests were counted per outcome, it
+// was one ok exchange and a failed connection.
+func TestBadAnswerIsOneFailedRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		send Send
+	}{
+		{"closed loop", Send{Count: 5}},
+		{"closed loop, interval", Send{Count: 5, Interval: time.Millisecond}},
+		{"rated", Send{Count: 5, Rate: 1000}},
+		{"rated, pipelined", Send{Count: 5, Rate: 1000, Pipeline: 4}},
+		{"closed loop, pipelined", Send{Count: 5, Pipeline: 4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				send := tt.send
+				send.Bytes, send.Echo = 8, true
+				res := runSim(t, Config{Model: Arrival, MaxInFlight: 10, Dialer: flipEcho{msg: 8}, Send: &send,
+					Ramp: schedule.Ramp{Start: 30, Stages: []schedule.Stage{{Duration: 100 * time.Millisecond, Target: 30}}}})
+				tot := res.Total
+				// Pipelined, requests written behind the wrong answer were never answered: canceled.
+				unanswered := tot.RequestOutcomes[metrics.Canceled]
+				if tt.send.Pipeline <= 1 && unanswered != 0 || tot.Requests != 3+unanswered || tot.RequestOutcomes[metrics.EchoMismatch] != 3 || tot.RequestErrors() != tot.Requests {
+					t.Fatalf("requests %d, outcomes %v, want 3 echo_mismatch; connections %v %v", tot.Requests, tot.RequestOutcomes, tot.Outcomes, tot.Examples)
+				}
+				if tot.Outcomes[metrics.EchoMismatch] != 3 {
+					t.Fatalf("connection outcomes %v, want 3 echo_mismatch", tot.Outcomes)
+				}
+			})
+		})
 	}
 }
