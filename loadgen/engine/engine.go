@@ -171,6 +171,7 @@ type engine struct {
 	next atomic.Uint64
 
 	stopping chan struct{} // closed: start nothing new, end holds
+	stopAt   atomic.Int64  // when stopping closed, in ns since the epoch (rate.go)
 
 	parkMu             sync.Mutex
 	parkHead, parkTail *held          // connections held idle, in the order their holds end
@@ -319,6 +320,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Interrupted = true
 	case <-e.guard.stopped():
 	}
+	e.stopAt.Store(int64(time.Since(e.epoch)))
 	close(e.stopping)
 	e.unparkAll()
 	<-scheduleDone

@@ -264,6 +264,16 @@ func (t *talk) offerUnsent() {
 	if !t.holdEnd.IsZero() && t.holdEnd.Before(end) {
 		end = t.holdEnd
 	}
+	if t.snd.Unlimited {
+		// Nothing is due after the stop, though its answers may have been awaited past it.
+		select {
+		case <-t.e.stopping:
+			if stop := t.e.epoch.Add(time.Duration(t.e.stopAt.Load())); stop.Before(end) {
+				end = stop
+			}
+		default:
+		}
+	}
 	// n = requests intended before end: closed form, then corrected to agree with intended.
 	n := max(int64(end.Sub(t.start).Seconds()*t.snd.Rate), 0)
 	for n > 0 && !t.intended(n-1).Before(end) {

@@ -29,8 +29,10 @@ type stallEcho struct {
 func (d *stallEcho) Dial(context.Context, dial.Destination) (net.Conn, error) {
 	c, srv := net.Pipe()
 	reqs := make(chan []byte, 4096)
+	gone := make(chan struct{}) // the client closed: a stall ends
 	go func() {
 		defer close(reqs)
+		defer close(gone)
 		for {
 			b := make([]byte, d.msg)
 			if _, err := io.ReadFull(srv, b); err != nil {
@@ -43,7 +45,10 @@ func (d *stallEcho) Dial(context.Context, dial.Destination) (net.Conn, error) {
 		defer srv.Close()
 		for b := range reqs {
 			if now := time.Now(); !now.Before(d.from) && now.Before(d.until) {
-				time.Sleep(d.until.Sub(now))
+				select {
+				case <-time.After(d.until.Sub(now)):
+				case <-gone:
+				}
 			}
 			if _, err := srv.Write(b); err != nil {
 				for range reqs {
@@ -100,6 +105,13 @@ func TestRatedCountsExact(t *testing.T) {
 			Ramp: schedule.Ramp{Start: 10, Stages: []schedule.Stage{{Duration: 6005 * time.Millisecond, Target: 10}}},
 			Send: &Send{Unlimited: true, Bytes: 8, Echo: true, Pipeline: 8, TotalRate: &schedule.Ramp{Stages: []schedule.Stage{
 				{Duration: time.Second}, {Duration: 1, Target: 1000}, {Duration: 5 * time.Second, Target: 1000}}}}}, 5001, 5001, 10},
+		// Two slots until 1.005 s, then one: the second slot's connection ends at the ramp-down,
+		// ok (an unlimited connection ends with its slot), after 0 ... 1.00 s; the first sends
+		// until the stop at 2.005 s.
+		{"per connection, unlimited, ramp-down", Config{Model: Concurrency,
+			Ramp: schedule.Ramp{Start: 2, Stages: []schedule.Stage{{Duration: 1005 * time.Millisecond, Target: 2},
+				{Duration: time.Millisecond, Target: 1}, {Duration: 999 * time.Millisecond, Target: 1}}},
+			Send: &Send{Rate: 100, Unlimited: true, Bytes: 8, Echo: true}}, 302, 302, 2},
 		{"closed loop, pipelined", Config{Model: Arrival, MaxInFlight: 100,
 			Ramp: schedule.Ramp{Start: 10, Stages: []schedule.Stage{{Duration: time.Second, Target: 10}}},
 			Send: &Send{Count: 50, Bytes: 8, Echo: true, Pipeline: 4}}, 500, 500, 10},
@@ -315,6 +327,37 @@ func TestBadAnswerIsOneFailedRequest(t *testing.T) {
 				}
 				if tot.Outcomes[metrics.EchoMismatch] != 3 {
 					t.Fatalf("connection outcomes %v, want 3 echo_mismatch", tot.Outcomes)
+				}
+			})
+		})
+	}
+}
+
+// TestRatedHardStop: a stop ends an unlimited conversation, which waits for its answers
+// outstanding; the graceful stop's end (the hard stop) cuts the wait: the connection and the
+// request unanswered are canceled. The target stops answering at 0.5 s; the stop comes at
+// 0.505 s, the hard stop 100 ms later.
+func TestRatedHardStop(t *testing.T) {
+	for _, pipeline := range []int{1, 4} {
+		t.Run(fmt.Sprint("pipeline ", pipeline), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				time.AfterFunc(505*time.Millisecond, cancel)
+				start := time.Now()
+				d := &stallEcho{msg: 8, from: start.Add(500 * time.Millisecond), until: start.Add(time.Hour)}
+				res := runSimCtx(t, ctx, Config{Model: Concurrency, Dialer: d, GracefulStop: 100 * time.Millisecond,
+					Ramp: schedule.Ramp{Start: 1, Stages: []schedule.Stage{{Duration: time.Hour, Target: 1}}},
+					Send: &Send{Rate: 100, Unlimited: true, Bytes: 8, Echo: true, Pipeline: pipeline}})
+				tot := res.Total
+				if !res.Aborted || tot.Outcomes[metrics.Canceled] != 1 || tot.Closed != 1 {
+					t.Fatalf("aborted %v, outcomes %v", res.Aborted, tot.Outcomes)
+				}
+				if end := res.End.Sub(start); end != 605*time.Millisecond {
+					t.Errorf("the run ended at %v, want 605ms", end)
+				}
+				if tot.Requests != 51 || tot.RequestsOffered != 51 || tot.RequestOutcomes[metrics.OK] != 50 || tot.RequestOutcomes[metrics.Canceled] != 1 {
+					t.Fatalf("written %d offered %d outcomes %v, want 51 (0 ... 0.5 s), the last canceled", tot.Requests, tot.RequestsOffered, tot.RequestOutcomes)
 				}
 			})
 		})
