@@ -367,8 +367,8 @@ func (t *talk) pipelined() (end, error) {
 		t.sh.Request(metrics.RequestTiming{Intended: !p.at.IsZero(), WindowWait: p.windowWait, Lag: p.lag,
 			FirstByte: -1, Service: -1, Out: p.out}, errUnanswered)
 	}
-	if err == nil {
-		err = t.readErr
+	if t.readErr != nil {
+		err = t.readErr // the first failure
 	}
 	if err == nil && e.hardCtx.Err() != nil && why != endCount {
 		return endCut, nil
@@ -407,9 +407,11 @@ func (t *talk) writer() (end, error) {
 			<-t.slots
 			return endNone, err
 		}
-		if e.hardCtx.Err() != nil {
+		// The hard stop's, or a failed reader's, past deadline may have been set just before this
+		// one replaced it.
+		if why := t.cut(false); why != endNone {
 			<-t.slots
-			return endCut, nil
+			return why, nil
 		}
 		p := t.take(at)
 		t.sent.Add(1)
@@ -417,6 +419,14 @@ func (t *talk) writer() (end, error) {
 		p.out = n
 		if err != nil {
 			<-t.slots
+			select {
+			case <-t.readerDone:
+				// The reader failed first and cut the write: its error is the connection's.
+				t.sh.Request(metrics.RequestTiming{Intended: !p.at.IsZero(), WindowWait: p.windowWait, Lag: p.lag,
+					FirstByte: -1, Service: -1, Out: p.out}, errUnanswered)
+				return endReader, nil
+			default:
+			}
 			return endNone, t.record(p, proto.Result{}, err)
 		}
 		t.inflight <- p // never blocks: the window bounds it
@@ -426,6 +436,12 @@ func (t *talk) writer() (end, error) {
 // reader reads the answers in order, frees their places in the window and records them.
 func (t *talk) reader() {
 	defer close(t.readerDone)
+	defer func() {
+		if t.readErr != nil {
+			// A write blocked behind the failure (a server that stopped reading) ends now.
+			t.conn.SetWriteDeadline(time.Unix(1, 0))
+		}
+	}()
 	e := t.e
 	r := e.readers.Get().(*proto.Reader)
 	r.Reset(t.conn)
