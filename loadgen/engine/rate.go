@@ -435,10 +435,11 @@ func (t *talk) writer() (end, error) {
 
 // reader reads the answers in order, frees their places in the window and records them.
 func (t *talk) reader() {
-	defer close(t.readerDone)
 	defer func() {
+		close(t.readerDone)
 		if t.readErr != nil {
-			// A write blocked behind the failure (a server that stopped reading) ends now.
+			// A write blocked behind the failure (a server that stopped reading) ends now; the
+			// writer, finding readerDone closed, knows why.
 			t.conn.SetWriteDeadline(time.Unix(1, 0))
 		}
 	}()
