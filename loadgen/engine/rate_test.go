@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -224,12 +226,28 @@ func TestStallLatencyHonest(t *testing.T) {
 	}
 }
 
-// TestRatedLoopback: against the built-in target on loopback (echo, and http keep-alive), a rated
-// run writes and has answered exactly the requests its plan gives: 10 connections x 20 requests,
-// one at a time or 4 outstanding, closed loop or at 2000/s per connection.
+// TestRatedLoopback: against the built-in target on loopback (echo, echo over TLS, and http
+// keep-alive), a rated run writes and has answered exactly the requests its plan gives: 10
+// connections x 20 requests, one at a time or 4 outstanding, closed loop or at 2000/s each.
 func TestRatedLoopback(t *testing.T) {
-	for _, mode := range []target.Mode{target.ModeEcho, target.ModeHTTP} {
-		srv, err := target.Start(context.Background(), target.Config{Mode: mode})
+	certPEM, keyPEM, err := target.SelfSigned([]string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTLS, err := target.TLSConfig(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	for _, mode := range []target.Mode{target.ModeEcho, "echo+tls", target.ModeHTTP} {
+		cfg := target.Config{Mode: mode}
+		var clientTLS []*tls.Config
+		if mode == "echo+tls" {
+			cfg.Mode, cfg.TLS = target.ModeEcho, srvTLS
+			clientTLS = []*tls.Config{{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}}
+		}
+		srv, err := target.Start(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +266,7 @@ func TestRatedLoopback(t *testing.T) {
 					res, err := Run(context.Background(), Config{
 						Model: Arrival, Ramp: schedule.Ramp{Start: 100, Stages: []schedule.Stage{{Duration: 100 * time.Millisecond, Target: 100}}},
 						Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(addr))},
-						Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN, Send: send,
+						Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN, Send: send, TLS: clientTLS,
 						IOTimeout: 5 * time.Second, MaxInFlight: 100, GracefulStop: 5 * time.Second, Interval: 100 * time.Millisecond,
 					})
 					if err != nil {
@@ -261,7 +279,7 @@ func TestRatedLoopback(t *testing.T) {
 					if tot.Requests != 200 || tot.RequestsOffered != 200 || tot.RequestOutcomes[metrics.OK] != 200 {
 						t.Fatalf("written %d offered %d outcomes %v, want 200 requests", tot.Requests, tot.RequestsOffered, tot.RequestOutcomes)
 					}
-					if mode == target.ModeEcho && (tot.BytesOut != 200*64 || tot.BytesIn != 200*64) {
+					if mode != target.ModeHTTP && (tot.BytesOut != 200*64 || tot.BytesIn != 200*64) {
 						t.Fatalf("bytes %d/%d, want 200 x 64 B each way", tot.BytesOut, tot.BytesIn)
 					}
 					if n := tot.Hist[metrics.RequestIntended].TotalCount(); rate > 0 && n != 200 || rate == 0 && n != 0 {
