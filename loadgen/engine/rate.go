@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -222,7 +223,7 @@ func (t *talk) record(p pending, res proto.Result, err error) error {
 
 // errUnanswered is the outcome of a request written and never answered because its connection
 // ended first (another request failed, the server closed, or the hard stop).
-var errUnanswered = errCut
+var errUnanswered = fmt.Errorf("%w: written and never answered, its connection ended first", metrics.ErrCanceled)
 
 // talk runs a windowed conversation (rated or pipelined) on conn and returns what ended it: nil
 // when it ended as it should (its count, its hold, a stop or a ramp-down for an unlimited one).
