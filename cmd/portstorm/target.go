@@ -74,6 +74,7 @@ func targetCmd(e *env) *cobra.Command {
 	f := c.Flags()
 	f.StringArrayVar(&listen, "listen", []string{"127.0.0.1:0"}, "listen address (repeatable)")
 	f.StringVar(&mode, "mode", "echo", modeChoices())
+	_ = c.RegisterFlagCompletionFunc("mode", completeWords(modeNames())) // fails only for an unknown flag
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 60*time.Second, "close connections silent for this long (and TLS handshakes stalled for this long)")
 	f.IntVar(&cfg.MaxFrame, "max-frame", target.DefaultMaxFrame, "largest read echoed at once, bytes (at most 16 MiB)")
 	f.DurationVar(&cfg.HeaderTimeout, "header-timeout", target.DefaultHeaderTimeout, "with --mode http, close a connection whose request head is not complete this long after its first byte")
@@ -193,11 +194,17 @@ func checkTargetFlags(cfg target.Config, listen []string) error {
 
 // modeChoices is the --mode help: every mode, in target's order.
 func modeChoices() string {
+	names := modeNames()
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// modeNames are the target's modes, in its order: --mode's words.
+func modeNames() []string {
 	var names []string
 	for _, m := range target.Modes() {
 		names = append(names, string(m))
 	}
-	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	return names
 }
 
 // targetTLS makes the TLS configuration the flags ask for, or nil for none. With --tls it also

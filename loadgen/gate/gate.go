@@ -138,7 +138,7 @@ func (g *Gate) Judge(s *report.Summary) {
 	pass := s.Stopped == nil
 	for _, t := range g.Thresholds {
 		ok, obs := t.judge(v)
-		r := report.ThresholdResult{Expr: t.Expr, Observed: obs, Pass: ok, Metric: t.Metric.Name,
+		r := report.ThresholdResult{Expr: t.Expr, Observed: obs, Pass: ok, Metric: t.Metric.nameFor(v),
 			Condition: t.Condition(), AbortOnFail: t.AbortOnFail}
 		if s.Stopped != nil && s.Stopped.Threshold == t.Expr && t.AbortOnFail {
 			r.Pass, r.StoppedRun = false, true

@@ -1,5 +1,5 @@
 // Package plan holds portstorm's YAML test plan: its types, strict loading with file:line errors,
-// environment and --set overrides layered by viper, defaults, and Validate.
+// environment and --set overrides layered over the file (override.go), defaults, and Validate.
 package plan
 
 import "time"

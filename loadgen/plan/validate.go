@@ -67,8 +67,22 @@ var (
 	CloseModes   = []string{"fin", "rst", "half", "server"}
 	Models       = []string{"concurrency", "arrival"}
 	Saturations  = []string{"queue", "drop"}
+	TWReuses     = []string{"0", "1", "2"}
 	rangeNeeders = []string{"range", "explicit"}
 )
+
+// enums maps each enumerated setting to its words above, for shell completion (Values). A test
+// checks it against what Validate accepts.
+var enums = map[string][]string{
+	"target.builtin.mode":      Modes,
+	"source.ports.strategy":    Strategies,
+	"connection.send.expect":   Expects,
+	"connection.send.protocol": Protocols,
+	"connection.close":         CloseModes,
+	"load.model":               Models,
+	"load.on_saturation":       Saturations,
+	"netns.tw_reuse":           TWReuses,
+}
 
 // Validate reports every problem with the plan at once, each a *FieldError naming the field, its
 // file:line (or the override that set it) and what would be accepted. It checks values, not
@@ -146,7 +160,7 @@ func (c *checker) target() {
 	t := c.p.Target
 	switch {
 	case t.Builtin != nil && len(t.Addresses) > 0:
-		c.fail("target", "set target.builtin or target.addresses, not both")
+		c.fail("target", "set target.builtin or target.addresses, not both (--set target.builtin=null or target.addresses=null removes one)")
 	case t.Builtin == nil && len(t.Addresses) == 0:
 		c.fail("target", "set one of target.builtin (portstorm's own target, e.g. {mode: echo}) or target.addresses (a list of host:port)")
 	}
@@ -681,7 +695,7 @@ func (c *checker) isolation() {
 			c.fail("netns.port_range", `want "lo-hi" with 1024 <= lo <= hi <= 65535, like "40000-40999", got %q`, n.PortRange)
 		}
 	}
-	c.oneOf("netns.tw_reuse", n.TWReuse, []string{"0", "1", "2"})
+	c.oneOf("netns.tw_reuse", n.TWReuse, TWReuses)
 	c.duration("netns.tw_reuse_delay", n.TWReuseDelay, 0, Duration(time.Minute))
 	if d := n.TWReuseDelay; d != 0 && d < Duration(time.Millisecond) {
 		c.fail("netns.tw_reuse_delay", "want 1ms to 1m, got %s", d)
