@@ -542,7 +542,9 @@ func (d *dispatcher) join() *mailbox {
 	return b
 }
 
-// leave takes b out of the round; the times still in it stay offered and unsent.
+// leave takes b out of the round. The times still in it (due, not yet written: the connection's
+// hold or slot ended, or it failed) go to the connections still sending, late, their latency
+// still counted from their intended time; with none left they stay offered and unsent.
 func (d *dispatcher) leave(b *mailbox) {
 	d.mu.Lock()
 	last := d.boxes[len(d.boxes)-1]
@@ -550,6 +552,15 @@ func (d *dispatcher) leave(b *mailbox) {
 	d.boxes[len(d.boxes)-1] = nil
 	d.boxes = d.boxes[:len(d.boxes)-1]
 	d.mu.Unlock()
+	b.mu.Lock()
+	left := b.q[b.head:]
+	b.q, b.head = nil, 0
+	b.mu.Unlock()
+	for _, at := range left {
+		if !d.give(at) {
+			return
+		}
+	}
 }
 
 // give hands at to the next connection in the round; false when none is sending.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -379,5 +380,43 @@ func TestRatedHardStop(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestDispatcherRoundRobin: intended times go round-robin to the connections sending; those
+// queued on a connection that leaves go to the others, in order, and with none left, nowhere.
+func TestDispatcherRoundRobin(t *testing.T) {
+	var d dispatcher
+	t0 := time.Unix(1000, 0)
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Millisecond) }
+	if d.give(at(0)) {
+		t.Fatal("given with no connection sending")
+	}
+	a, b, c := d.join(), d.join(), d.join()
+	for i := range 6 {
+		if !d.give(at(i)) {
+			t.Fatal("not given")
+		}
+	}
+	drain := func(m *mailbox) (out []int) {
+		for {
+			x, ok := m.pop()
+			if !ok {
+				return out
+			}
+			out = append(out, int(x.Sub(t0)/time.Millisecond))
+		}
+	}
+	d.leave(b) // its two go to a and c
+	got := [][]int{drain(a), drain(c)}
+	all := append(slices.Clone(got[0]), got[1]...)
+	slices.Sort(all)
+	if !slices.Equal(all, []int{0, 1, 2, 3, 4, 5}) || len(got[0]) != 3 || len(d.boxes) != 2 {
+		t.Fatalf("a %v c %v after b left: want all six, three each", got[0], got[1])
+	}
+	d.leave(a)
+	d.leave(c)
+	if len(d.boxes) != 0 || d.give(at(9)) {
+		t.Fatalf("%d boxes left", len(d.boxes))
 	}
 }
