@@ -112,7 +112,8 @@ type Connection struct {
 	IOTimeout Duration `yaml:"io_timeout" json:"io_timeout"`
 	// Send, when set, writes requests after connect and reads the answers.
 	Send *Send `yaml:"send" json:"send,omitempty"`
-	// Hold keeps the connection open after the last request.
+	// Hold keeps the connection open after the last request; with send.count: unlimited it is the
+	// time the connection sends (docs/measurements.md "Requests at a rate").
 	Hold Duration `yaml:"hold" json:"hold"`
 	// Close is fin (default), rst (SO_LINGER 0), half (shutdown write, wait for the peer) or server.
 	Close string `yaml:"close" json:"close"`
