@@ -618,6 +618,8 @@ func TestValues(t *testing.T) {
 		"isolate":                    {"true", "false"},
 		"load.max_connect_rate":      {"unlimited"},
 		"load.workers":               {"auto"},
+		"connection.send.count":      {"unlimited"},
+		"connection.send.rate":       nil,
 		"load.stages":                nil,
 		"connection.connect_timeout": nil,
 		"no.such.key":                nil,

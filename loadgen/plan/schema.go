@@ -18,6 +18,7 @@ var (
 	sizeType      = reflect.TypeFor[Size]()
 	countType     = reflect.TypeFor[Count]()
 	rateType      = reflect.TypeFor[Rate]()
+	sendCountType = reflect.TypeFor[SendCount]()
 	percentType   = reflect.TypeFor[Percent]()
 	thresholdType = reflect.TypeFor[Threshold]()
 )
@@ -191,8 +192,8 @@ func UnknownEnv(environ []string, other ...string) []string {
 }
 
 // Values lists the values shell completion offers for the setting at path: the words of an
-// enumerated setting (the lists Validate checks), true and false, "unlimited" for a rate, "auto"
-// for a process count; nil for the others.
+// enumerated setting (the lists Validate checks), true and false, "unlimited" for a rate or a
+// send count, "auto" for a process count; nil for the others.
 func Values(path string) []string {
 	if words, ok := enums[path]; ok {
 		return slices.Clone(words)
@@ -208,6 +209,8 @@ func Values(path string) []string {
 		return []string{"unlimited"}
 	case t == countType:
 		return []string{"auto"}
+	case t == sendCountType:
+		return []string{"unlimited"}
 	}
 	return nil
 }

@@ -2,9 +2,12 @@ package spec
 
 import (
 	"bytes"
+	"fmt"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -308,6 +311,67 @@ func TestPlanLayout(t *testing.T) {
 			}
 			if tt.targetProcs > 0 && !strings.Contains(l.Why, "GOMAXPROCS") {
 				t.Errorf("why %q does not say how the cores are shared", l.Why)
+			}
+		})
+	}
+}
+
+// TestSendRate: the keys of requests at a rate compile to the engine's typed send: a per-connection
+// rate as is, total_rate as a constant ramp over the load stages, rate_stages as a ramp from 0,
+// count: unlimited as Unlimited, pipeline 0 as 1; and the spec survives the trip to a worker.
+func TestSendRate(t *testing.T) {
+	sec := func(n float64) plan.Duration { return plan.Duration(n * float64(time.Second)) }
+	tests := []struct {
+		name string
+		send plan.Send
+		want Send // Exchange and Generated fields ignored
+	}{
+		{"per connection", plan.Send{Rate: 50, Count: plan.Unlimited, Pipeline: 4, Expect: "echo"},
+			Send{Rate: 50, Unlimited: true, Pipeline: 4}},
+		{"total rate", plan.Send{TotalRate: 3000, Count: 10},
+			Send{Count: 10, Pipeline: 1, TotalRate: &schedule.Ramp{Start: 3000, Stages: []schedule.Stage{{Duration: 10 * time.Second, Target: 3000}}}}},
+		{"rate stages", plan.Send{RateStages: []plan.Stage{{Duration: sec(2), Target: 100}, {Duration: sec(3), Target: 0}}, Count: plan.Unlimited},
+			Send{Unlimited: true, Pipeline: 1, TotalRate: &schedule.Ramp{Stages: []schedule.Stage{{Duration: 2 * time.Second, Target: 100}, {Duration: 3 * time.Second}}}}},
+		{"closed loop", plan.Send{}, Send{Count: 1, Pipeline: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := base()
+			p.Version = plan.SchemaVersion
+			p.Load.Stages = []plan.Stage{{Duration: sec(4), Target: 10}, {Duration: sec(6), Target: 10}}
+			s := tt.send
+			p.Connection.Send = &s
+			p.Connection.Hold = sec(1)
+			p.Defaults()
+			if errs := p.Validate(); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			sp, err := Compile(p, Facts{Host: host})
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "spec.json")
+			if err := sp.Write(path); err != nil {
+				t.Fatal(err)
+			}
+			back, err := ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, got := range []*Send{sp.Send, back.Send} {
+				g := *got
+				g.Exchange, g.Generated, g.Bytes, g.Echo = proto.Spec{}, false, 0, false
+				if fmt.Sprint(g.Count, g.Unlimited, g.Rate, g.Pipeline, g.Interval) != fmt.Sprint(tt.want.Count, tt.want.Unlimited, tt.want.Rate, tt.want.Pipeline, tt.want.Interval) ||
+					!reflect.DeepEqual(g.TotalRate, tt.want.TotalRate) {
+					t.Fatalf("send %+v (total %+v), want %+v (total %+v)", g, g.TotalRate, tt.want, tt.want.TotalRate)
+				}
+				es, err := got.Engine("127.0.0.1:1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if es.Unlimited != tt.want.Unlimited || es.Rate != tt.want.Rate || es.Pipeline != tt.want.Pipeline || !reflect.DeepEqual(es.TotalRate, tt.want.TotalRate) {
+					t.Fatalf("engine send %+v", es)
+				}
 			}
 		})
 	}
