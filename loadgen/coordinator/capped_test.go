@@ -31,10 +31,10 @@ func checkFDs(t *testing.T) {
 	})
 }
 
-// capped is an echo server of known capacity, on loopback. Each connection sends one request of
-// reqBytes, which is echoed, then the client closes. With rate set, the server answers at most
-// rate requests per second, each in the next free slot 1/rate after the one before (a single
-// server with a queue): below the rate answers go out at once, a burst (a scheduling stall of
+// capped is an echo server of known capacity, on loopback. Each connection sends requests of
+// reqBytes (one, or many at a request rate), each echoed in turn, then the client closes. With rate
+// set, the server answers at most rate requests per second across its connections, each in the
+// next free slot 1/rate after the one before (a single server with a queue): below the rate answers go out at once, a burst (a scheduling stall of
 // either side on this shared machine) waits a little and the queue empties again, and above it
 // the queue and the latency grow for as long as the load lasts. A pause of idleReset between
 // connections (the search's settle) empties the queue: what a probe left does not weigh on the
@@ -109,31 +109,34 @@ func (s *capped) serve(c net.Conn, over bool) {
 		c.Close()
 	}()
 	buf := make([]byte, reqBytes)
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return
-	}
-	var wait time.Duration
-	if over {
-		wait = s.delay
-	}
-	if s.rate > 0 {
-		s.mu.Lock()
-		now := time.Now()
-		s.slot = s.slot.Add(time.Duration(float64(time.Second) / s.rate))
-		if now.Sub(s.last) > idleReset || s.slot.Before(now) {
-			s.slot = now
+	// Every request of reqBytes on the connection is answered in turn (keep-alive: the request
+	// rate tests send many), until the client closes.
+	for {
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
 		}
-		s.last = now
-		wait = s.slot.Sub(now)
-		s.mu.Unlock()
+		var wait time.Duration
+		if over {
+			wait = s.delay
+		}
+		if s.rate > 0 {
+			s.mu.Lock()
+			now := time.Now()
+			s.slot = s.slot.Add(time.Duration(float64(time.Second) / s.rate))
+			if now.Sub(s.last) > idleReset || s.slot.Before(now) {
+				s.slot = now
+			}
+			s.last = now
+			wait = s.slot.Sub(now)
+			s.mu.Unlock()
+		}
+		if wait > 0 {
+			// The server's own service time (what the test's capacity is made of), not a wait for
+			// anything: bounded, and a connection the client closes meanwhile is closed by stop.
+			time.Sleep(wait)
+		}
+		if _, err := c.Write(buf); err != nil {
+			return
+		}
 	}
-	if wait > 0 {
-		// The server's own service time (what the test's capacity is made of), not a wait for
-		// anything: bounded, and a connection the client closes meanwhile is closed by stop.
-		time.Sleep(wait)
-	}
-	if _, err := c.Write(buf); err != nil {
-		return
-	}
-	io.Copy(io.Discard, c) // until the client closes
 }

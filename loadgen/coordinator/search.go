@@ -290,11 +290,61 @@ func searchFailure(s *report.Summary) *report.SearchFailure {
 		}
 	}
 	f.Message = fmt.Sprintf("threshold %q failed (observed %s)", f.Threshold, f.Observed)
+	if side := requestSide(s, f.Metric); side != "" {
+		if strings.HasPrefix(side, "the generator") {
+			f.Kind = report.FailGenerator
+		}
+		f.Message += ": " + side
+	}
 	if len(outcomes) > 0 {
 		f.Message += "; failed connections: " + outcomeList(outcomes)
 	}
 	return f
 }
+
+// requestSide says which side held a rated probe's requests back when the threshold on metric
+// failed (docs/search.md "What failed"), "" when the metric is not about requests at a rate.
+// request_intended = window_wait + request_lag + rtt (docs/measurements.md "Requests at a rate"):
+// request_lag is the generator's lateness, window_wait and rtt the target's answers. A failed
+// request_lag threshold is the generator's; a shortfall (requests.shortfall, requests.per_second)
+// is the generator's when request_lag dominates window_wait, the target's when window_wait does;
+// a failed request_intended threshold is the target's unless request_lag is the largest of the
+// three at p99.
+func requestSide(s *report.Summary, metric string) string {
+	name, _, _ := strings.Cut(metric, ".")
+	if strings.HasPrefix(metric, "stage[") {
+		// stage[0].request_lag.p99: the probe's one stage.
+		_, rest, _ := strings.Cut(metric, "].")
+		name, _, _ = strings.Cut(rest, ".")
+		metric = rest
+	}
+	lag, wait, rtt := s.Latency["request_lag"], s.Latency["window_wait"], s.Latency["rtt"]
+	lagged := fmt.Sprintf("request_lag p99 %s", fmtMicros(lag.P99))
+	waited := fmt.Sprintf("window_wait p99 %s", fmtMicros(wait.P99))
+	generator := "the generator could not keep up its request rate (" + lagged + ", " + waited + ")"
+	target := "the target answered too slowly for the rate (" + waited + ", " + lagged + ")"
+	switch {
+	case name == "request_lag":
+		return generator
+	case metric == "requests.shortfall" || metric == "requests.per_second":
+		switch {
+		case wait.Count > 0 && wait.P99 >= lag.P99 && wait.P99 > 0:
+			return target
+		case lag.Count > 0 && lag.P99 > 0:
+			return generator
+		}
+		return ""
+	case name == "request_intended":
+		if lag.Count > 0 && lag.P99 > wait.P99 && lag.P99 > rtt.P99 {
+			return generator + fmt.Sprintf(", rtt p99 %s", fmtMicros(rtt.P99))
+		}
+		return "the target's answers (" + fmt.Sprintf("rtt p99 %s, ", fmtMicros(rtt.P99)) + waited + ", " + lagged + ")"
+	}
+	return ""
+}
+
+// fmtMicros shows a latency in microseconds as a duration.
+func fmtMicros(us int64) string { return (time.Duration(us) * time.Microsecond).String() }
 
 // outcomeList shows outcome counts in the outcomes' fixed order.
 func outcomeList(m map[string]uint64) string {

@@ -24,7 +24,8 @@ import (
 )
 
 // searchSpec writes a search plan against addr, loads, validates and compiles it as the CLI does.
-// body holds the plan's other sections; a connection section in it is merged with the request.
+// body holds the plan's other sections; a connection section in it is merged with the request
+// (one echoed request of reqBytes per connection), unless it begins with a send of its own.
 func searchSpec(t *testing.T, addr, body string) *spec.Spec {
 	t.Helper()
 	conn := ""
@@ -32,12 +33,16 @@ func searchSpec(t *testing.T, addr, body string) *spec.Spec {
 		conn, body, _ = strings.Cut(rest, "}\n")
 		conn = ", " + conn
 	}
+	send := fmt.Sprintf("send: {bytes: %dB, count: 1, expect: echo}", reqBytes)
+	if strings.HasPrefix(conn, ", send:") {
+		send, conn = conn[2:], "" // the body's own requests
+	}
 	src := fmt.Sprintf(`version: 1
 name: known
 target: {addresses: [%q]}
-connection: {send: {bytes: %dB, count: 1, expect: echo}%s}
+connection: {%s%s}
 output: {interval: 200ms}
-%s`, addr, reqBytes, conn, body)
+%s`, addr, send, conn, body)
 	path := filepath.Join(t.TempDir(), "known.yaml")
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
@@ -115,6 +120,64 @@ search: {dimension: concurrency, min: 5, max: 320, probe: 1s, confirm: 2s, settl
 			}
 			checkResults(t, dir, len(a.Steps))
 		})
+	}
+}
+
+// TestSearchFindsRequestRate runs a real request_rate search over loopback: 20 connections held
+// through every probe, each probe sending connection.send.total_rate at its level, against an echo
+// server that answers at most 400 requests per second across them. Above it the requests wait for
+// their connection's window (pipeline 1), request_intended and the shortfall grow, and the failure
+// is the target's (window_wait), not the generator's. The answer lands within the tolerance (and
+// the server's fuzz) of 400. Bounded: at most 12 probes of 1.5 s (3 s for the confirmation),
+// max_time 1m.
+func TestSearchFindsRequestRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a search of about 20 s")
+	}
+	checkFDs(t)
+	const capacity = 400.0
+	srv := startCapped(t, capacity, 0, 0)
+	s := searchSpec(t, srv.addr(), `connection: {send: {bytes: 16B, count: unlimited, expect: echo}, close: rst}
+load: {model: concurrency, start: 20, graceful_stop: 1s}
+thresholds: ["request_intended.p90 < 50ms", "requests.shortfall < 5%", "requests.error_rate < 1%"]
+search: {dimension: request_rate, min: 100, max: 3200, probe: 1500ms, confirm: 3s, settle: 300ms, tolerance: 10%, max_probes: 12, max_time: 1m}
+`)
+	if s.Search.Dimension != search.RequestRate {
+		t.Fatalf("dimension %s", s.Search.Dimension)
+	}
+	dir := filepath.Join(t.TempDir(), "out")
+	var log bytes.Buffer
+	res, err := Search(context.Background(), s, SearchOptions{OutDir: dir, Log: &log, Run: Options{Stderr: io.Discard}})
+	t.Logf("probes:\n%s", log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := res.Answer
+	if a.Status != search.Converged || !a.HasHeld || !a.Confirmed {
+		t.Fatalf("status %s, held %v (%v), confirmed %v; levels %v", a.Status, a.Held, a.HasHeld, a.Confirmed, a.Levels())
+	}
+	// The tolerance, and the server's fuzz (TestSearchFindsKnownCapacity).
+	const fuzz = 0.05
+	if off := math.Abs(a.Held-capacity) / capacity; off > s.Search.Tolerance+fuzz {
+		t.Errorf("held %v, %.1f%% off the capacity %v: over the tolerance %v (+%v)", a.Held, 100*off, capacity, s.Search.Tolerance, fuzz)
+	}
+	if a.HasFailed && a.Failed < capacity*(1-s.Search.Tolerance-fuzz) {
+		t.Errorf("failed %v, well under the capacity %v", a.Failed, capacity)
+	}
+	checkResults(t, dir, len(a.Steps))
+	sr := res.Summary.Search
+	if sr.Dimension != "request_rate" || sr.Unit != "requests/s" {
+		t.Errorf("dimension %s, unit %s", sr.Dimension, sr.Unit)
+	}
+	// Every probe held its 20 connections and sent at its level: the answer's probe offered about
+	// its level (the offered rate counts from the run's start, the connects included).
+	if r := res.Summary.Requests; r == nil || r.OfferedPerSecond < 0.8*a.Held || r.OfferedPerSecond > 1.1*a.Held {
+		t.Errorf("the answer's probe offered %+v, want about %v/s", r, a.Held)
+	}
+	for _, p := range sr.Probes {
+		if p.Failure != nil && p.Failure.Kind == report.FailGenerator {
+			t.Errorf("probe %d at %v: the generator was blamed (%s); the server's cap is what fails", p.Index, p.Level, p.Failure.Message)
+		}
 	}
 }
 

@@ -38,9 +38,15 @@ func newPacer() *pacer {
 func (p *pacer) close() { p.t.Stop() }
 
 // until waits until at. It returns false when stop closed first; a stop is noticed while the
-// timer runs, not during the last coarseSlack.
+// timer runs and before every wait (a schedule whose gaps are all under coarseSlack never waits
+// on the timer), not during the kernel's last coarseSlack.
 func (p *pacer) until(at time.Time, stop <-chan struct{}) bool {
 	for {
+		select {
+		case <-stop:
+			return false
+		default:
+		}
 		d := time.Until(at)
 		switch {
 		case d <= 0:

@@ -44,6 +44,22 @@ func TestPacerStop(t *testing.T) {
 	})
 }
 
+// TestPacerStoppedShortWait: a stop that came before a wait shorter than coarseSlack (or one
+// already due) is noticed too. A schedule whose gaps are all under it (a total request rate above
+// 500/s) otherwise never waited on the timer, never saw the stop, and went on offering requests to
+// its end after an abort_on_fail stop.
+func TestPacerStoppedShortWait(t *testing.T) {
+	p := newPacer()
+	defer p.close()
+	stop := make(chan struct{})
+	close(stop)
+	for _, gap := range []time.Duration{-time.Millisecond, 0, 100 * time.Microsecond, coarseSlack - time.Microsecond} {
+		if p.until(time.Now().Add(gap), stop) {
+			t.Errorf("gap %v: until reported the instant reached after a stop", gap)
+		}
+	}
+}
+
 // TestPacerVirtualTime: in a synctest bubble the kernel sleep does not move the clock time.Now
 // reads; the pacer notices and waits on timers alone, so every wait ends exactly on time.
 func TestPacerVirtualTime(t *testing.T) {

@@ -153,7 +153,8 @@ func (p *Plan) Defaults() {
 	setDefault(&p.Output.Interval, DefaultInterval)
 }
 
-// ModelOf is the load model a search dimension runs under ("" for an unknown dimension).
+// ModelOf is the load model a search dimension runs under ("" for request_rate, which runs under
+// either, and for an unknown dimension).
 func ModelOf(dimension string) string {
 	switch dimension {
 	case "arrival_rate":

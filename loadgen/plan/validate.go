@@ -69,9 +69,8 @@ var (
 	Models      = []string{"concurrency", "arrival"}
 	Saturations = []string{"queue", "drop"}
 	TWReuses    = []string{"0", "1", "2"}
-	// Dimensions are what a search may search (docs/search.md); request_rate joins them with
-	// the request-rate keys.
-	Dimensions   = []string{"arrival_rate", "concurrency"}
+	// Dimensions are what a search may search (docs/search.md).
+	Dimensions   = []string{"arrival_rate", "concurrency", "request_rate"}
 	rangeNeeders = []string{"range", "explicit"}
 )
 
@@ -353,7 +352,8 @@ func (c *checker) sendRate(s *Send) {
 		}
 		c.rateStages(s.RateStages)
 	}
-	rated := s.Rated()
+	// A request_rate search sets total_rate at each probe's level (docs/search.md).
+	rated := s.Rated() || c.p.SearchesRequests()
 	if rated && s.Interval != 0 {
 		c.fail("connection.send.interval", "interval is think time after each answer (closed loop), a rate paces requests whatever the answers (open loop); want one of them")
 	}

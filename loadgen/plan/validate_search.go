@@ -26,10 +26,14 @@ func (c *checker) search() {
 	if m := ModelOf(sr.Dimension); m != "" && l.Model != "" && m != l.Model {
 		c.fail("search.dimension", "%s is searched under load.model %s, but the model is %s; want load.model: %s, or leave it out", sr.Dimension, m, l.Model, m)
 	}
-	if len(l.Stages) > 0 {
+	requests := c.p.SearchesRequests()
+	switch {
+	case len(l.Stages) > 0 && requests:
+		c.fail("load.stages", "a request_rate search holds the connections of load.start through each probe as its one stage; remove load.stages (load.start gives the connections)")
+	case len(l.Stages) > 0:
 		c.fail("load.stages", "a search runs each probe as one stage at its level; remove load.stages (search.min and search.max give the levels)")
 	}
-	if l.Start != 0 {
+	if l.Start != 0 && !requests {
 		c.fail("load.start", "a search starts each probe at its level; remove load.start")
 	}
 	unit := "concurrent connections"
@@ -37,13 +41,17 @@ func (c *checker) search() {
 		unit = "connections per second"
 	}
 	whole := sr.Dimension == "concurrency" || sr.Dimension == "" && l.Model != "arrival"
+	top := int64(MaxTarget)
+	if requests {
+		unit, top = "requests per second", MaxRequestRate
+	}
 	level := func(path string, v float64, required bool) bool {
 		switch {
 		case v == 0 && required:
-			c.fail(path, "missing; want a level above 0, at most %d %s", MaxTarget, unit)
+			c.fail(path, "missing; want a level above 0, at most %d %s", top, unit)
 		case v == 0:
-		case math.IsNaN(v) || v < 0 || v > MaxTarget:
-			c.fail(path, "want a level above 0, at most %d %s, got %v", MaxTarget, unit, v)
+		case math.IsNaN(v) || v < 0 || v > float64(top):
+			c.fail(path, "want a level above 0, at most %d %s, got %v", top, unit, v)
 		case whole && v != math.Trunc(v):
 			c.fail(path, "want a whole number of %s, got %v", unit, v)
 		default:
@@ -98,5 +106,54 @@ func (c *checker) search() {
 	}
 	if c.p.Baseline != nil {
 		c.fail("baseline", "a search judges each probe by its thresholds, not against a baseline; remove baseline")
+	}
+	if requests {
+		c.requestSearch(probe, sr.Confirm)
+	}
+}
+
+// SearchesRequests says the plan is a request_rate search: its probes set
+// connection.send.total_rate (docs/search.md).
+func (p *Plan) SearchesRequests() bool { return p.Search != nil && p.Search.Dimension == "request_rate" }
+
+// requestSearch checks what a request_rate search needs besides its levels: connections that the
+// load section holds through every probe (load.start, and under the concurrency model no hold that
+// ends inside a probe), requests that do not run out (count: unlimited), and no rate of the plan's
+// own (each probe sets total_rate to its level). probe and confirm are the probes' lengths
+// (confirm 0: not yet defaulted).
+func (c *checker) requestSearch(probe, confirm Duration) {
+	p := c.p
+	l := p.Load
+	model := orDefault(l.Model, DefaultModel)
+	if l.Start == 0 {
+		c.fail("load.start", "a request_rate search needs the connections that carry its requests through every probe; want load.start: the %s held at every level", l.targetUnit())
+	}
+	s := p.Connection.Send
+	if s == nil {
+		c.fail("connection", "a request_rate search sends requests at each probe's level; want connection.send with count: unlimited")
+		return
+	}
+	const sets = "a request_rate search sets connection.send.total_rate to each probe's level (search.min to search.max)"
+	if s.Rate != 0 {
+		c.fail("connection.send.rate", "%s; remove rate", sets)
+	}
+	if s.TotalRate != 0 {
+		c.fail("connection.send.total_rate", "%s; remove total_rate", sets)
+	}
+	if len(s.RateStages) > 0 {
+		c.fail("connection.send.rate_stages", "%s; remove rate_stages", sets)
+	}
+	if s.Count != Unlimited {
+		n := s.Count
+		if n == 0 {
+			n = DefaultSendCount
+		}
+		c.fail("connection.send.count", "a request_rate search needs count: unlimited, else each connection stops sending after its %d request(s) and a probe runs out of requests; want count: unlimited", n)
+	}
+	if confirm == 0 {
+		confirm = DefaultConfirmFactor * probe
+	}
+	if h := p.Connection.Hold; model == "concurrency" && h != 0 && h < confirm {
+		c.fail("connection.hold", "with count: unlimited the hold is each connection's time sending; %s ends inside a probe (the confirming one lasts %s), and the connections would stop sending and reconnect during it; want no hold (the connections send until the probe ends) or at least %s", h, confirm, confirm)
 	}
 }

@@ -93,6 +93,9 @@ type SearchProbe struct {
 const (
 	// FailThreshold: a threshold failed (the target's latency or errors); Metric says which.
 	FailThreshold = "threshold"
+	// FailGenerator: a threshold failed because the generator could not keep its request rate
+	// (request_lag, not window_wait or the service time, held the requests back); Metric says which.
+	FailGenerator = "generator"
 	// FailPorts: the client's local ports ran out (EADDRNOTAVAIL, or the preflight's forecast).
 	FailPorts = "ports"
 	// FailFDs: the client's open-files limit (EMFILE, or the preflight's forecast).

@@ -2,9 +2,9 @@ package search
 
 import "fmt"
 
-// Dimension is what a capacity search searches (docs/search.md). Each dimension runs under one
-// load model; request_rate (connection.send.total_rate) is meant to join them once the request-rate
-// keys land (docs/search.md).
+// Dimension is what a capacity search searches (docs/search.md). ArrivalRate and Concurrency set
+// the load stage's target under their load model; RequestRate sets connection.send.total_rate while
+// the plan's load section holds the connections.
 type Dimension uint8
 
 const (
@@ -12,6 +12,9 @@ const (
 	ArrivalRate Dimension = iota + 1
 	// Concurrency is concurrent connections, under the concurrency model.
 	Concurrency
+	// RequestRate is requests per second across the connections (connection.send.total_rate),
+	// under either model.
+	RequestRate
 )
 
 // String is the dimension as the plan and summary.json write it.
@@ -21,14 +24,19 @@ func (d Dimension) String() string {
 		return "arrival_rate"
 	case Concurrency:
 		return "concurrency"
+	case RequestRate:
+		return "request_rate"
 	}
 	return fmt.Sprintf("Dimension(%d)", uint8(d))
 }
 
 // Unit is what a level of the dimension counts.
 func (d Dimension) Unit() string {
-	if d == ArrivalRate {
+	switch d {
+	case ArrivalRate:
 		return "connections/s"
+	case RequestRate:
+		return "requests/s"
 	}
 	return "connections"
 }
@@ -43,6 +51,8 @@ func ParseDimension(s string) (Dimension, error) {
 		return ArrivalRate, nil
 	case "concurrency":
 		return Concurrency, nil
+	case "request_rate":
+		return RequestRate, nil
 	}
-	return 0, fmt.Errorf("unknown dimension %q (arrival_rate or concurrency)", s)
+	return 0, fmt.Errorf("unknown dimension %q (arrival_rate, concurrency or request_rate)", s)
 }

@@ -36,13 +36,22 @@ const ProbeAbortShare = 4
 
 // ProbePlan is the plan of one probe of a search plan p: one stage at level for d, started at the
 // level, named name, with every threshold watched live (abort_on_fail) so that a probe above
-// capacity ends early instead of growing a backlog. The plan's other keys are kept as written.
+// capacity ends early instead of growing a backlog. A request_rate search's probe holds the plan's
+// load.start for d instead, and sends connection.send.total_rate = level across those connections.
+// The plan's other keys are kept as written.
 func ProbePlan(p *plan.Plan, level float64, d time.Duration, name string) *plan.Plan {
 	q := *p
 	q.Search = nil
 	q.Name = name
-	q.Load.Start = level
-	q.Load.Stages = []plan.Stage{{Duration: plan.Duration(d), Target: level}}
+	load := level
+	if p.SearchesRequests() && p.Connection.Send != nil {
+		load = p.Load.Start
+		send := *p.Connection.Send
+		send.TotalRate = level
+		q.Connection.Send = &send
+	}
+	q.Load.Start = load
+	q.Load.Stages = []plan.Stage{{Duration: plan.Duration(d), Target: load}}
 	q.Thresholds = slices.Clone(p.Thresholds)
 	for i := range q.Thresholds {
 		t := &q.Thresholds[i]
