@@ -338,7 +338,7 @@ func requestSide(s *report.Summary, metric string) string {
 		if lag.Count > 0 && lag.P99 > wait.P99 && lag.P99 > rtt.P99 {
 			return generator + fmt.Sprintf(", rtt p99 %s", fmtMicros(rtt.P99))
 		}
-		return "the target's answers (" + fmt.Sprintf("rtt p99 %s, ", fmtMicros(rtt.P99)) + waited + ", " + lagged + ")"
+		return fmt.Sprintf("the target answered too slowly for the rate (rtt p99 %s, %s, %s)", fmtMicros(rtt.P99), waited, lagged)
 	}
 	return ""
 }

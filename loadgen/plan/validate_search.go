@@ -114,7 +114,9 @@ func (c *checker) search() {
 
 // SearchesRequests says the plan is a request_rate search: its probes set
 // connection.send.total_rate (docs/search.md).
-func (p *Plan) SearchesRequests() bool { return p.Search != nil && p.Search.Dimension == "request_rate" }
+func (p *Plan) SearchesRequests() bool {
+	return p.Search != nil && p.Search.Dimension == "request_rate"
+}
 
 // requestSearch checks what a request_rate search needs besides its levels: connections that the
 // load section holds through every probe (load.start, and under the concurrency model no hold that

@@ -37,28 +37,49 @@ const ProbeAbortShare = 4
 // ProbePlan is the plan of one probe of a search plan p: one stage at level for d, started at the
 // level, named name, with every threshold watched live (abort_on_fail) so that a probe above
 // capacity ends early instead of growing a backlog. A request_rate search's probe holds the plan's
-// load.start for d instead, and sends connection.send.total_rate = level across those connections.
-// The plan's other keys are kept as written.
+// load.start instead, for RequestWarmup and then d, and sends level requests per second across
+// those connections once the warm-up has opened them (connection.send.rate_stages: 0 through the
+// warm-up, then the level; docs/search.md). The plan's other keys are kept as written.
 func ProbePlan(p *plan.Plan, level float64, d time.Duration, name string) *plan.Plan {
 	q := *p
 	q.Search = nil
 	q.Name = name
-	load := level
+	load, warm := level, time.Duration(0)
 	if p.SearchesRequests() && p.Connection.Send != nil {
-		load = p.Load.Start
+		load, warm = p.Load.Start, RequestWarmup(p)
 		send := *p.Connection.Send
-		send.TotalRate = level
+		send.Rate, send.TotalRate = 0, 0
+		send.RateStages = []plan.Stage{{Duration: plan.Duration(warm), Target: 0},
+			{Duration: plan.Duration(rateStep), Target: level}, {Duration: plan.Duration(d - rateStep), Target: level}}
 		q.Connection.Send = &send
 	}
 	q.Load.Start = load
-	q.Load.Stages = []plan.Stage{{Duration: plan.Duration(d), Target: load}}
+	q.Load.Stages = []plan.Stage{{Duration: plan.Duration(warm + d), Target: load}}
 	q.Thresholds = slices.Clone(p.Thresholds)
 	for i := range q.Thresholds {
 		t := &q.Thresholds[i]
 		t.AbortOnFail = true
 		if t.Delay == 0 {
-			t.Delay = plan.Duration(min(max(d/ProbeAbortShare, 2*p.Output.Interval.D()), d))
+			t.Delay = plan.Duration(warm + min(max(d/ProbeAbortShare, 2*p.Output.Interval.D()), d))
 		}
 	}
 	return &q
+}
+
+// rateStep is how long a request_rate probe's rate takes to rise from 0 to its level, after the
+// warm-up: a step (rate_stages ramp linearly).
+const rateStep = time.Millisecond
+
+// RequestWarmup is how long a request_rate probe holds its connections before its requests
+// begin: one snapshot interval, or under the concurrency model the time load.max_connect_rate
+// takes to open load.start connections when that is longer. A total rate's requests due while no
+// connection is open yet are never sent (docs/measurements.md "Requests at a rate"): from the
+// probe's first instant they would count as a shortfall that is neither the target's nor the
+// generator's.
+func RequestWarmup(p *plan.Plan) time.Duration {
+	w := p.Output.Interval.D()
+	if r := float64(p.Load.MaxConnectRate); r > 0 && p.Load.Model != "arrival" {
+		w = max(w, time.Duration(p.Load.Start/r*float64(time.Second)))
+	}
+	return w
 }
