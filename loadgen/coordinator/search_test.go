@@ -272,6 +272,22 @@ func TestSearchFailureKinds(t *testing.T) {
 				th("latency.p99 < 5ms", "connect_intended.p99", "9ms at 1.00s", false, true)}},
 			kind: report.FailThreshold, metric: "connect_intended.p99",
 			contains: `threshold "latency.p99 < 5ms" failed (observed 9ms at 1.00s); failed connections: ECONNREFUSED 1, ETIMEDOUT 4`},
+		// Requests at a rate: which side held them back (request_intended = window_wait +
+		// request_lag + rtt).
+		{name: "shortfall, request_lag dominating: the generator", sum: rated(4000, 50, 300, "requests.shortfall"),
+			kind: report.FailGenerator, metric: "requests.shortfall", contains: "the generator could not keep up its request rate (request_lag p99 4ms, window_wait p99 50µs)"},
+		{name: "shortfall, window_wait dominating: the target", sum: rated(200, 9000, 300, "requests.shortfall"),
+			kind: report.FailThreshold, metric: "requests.shortfall", contains: "the target answered too slowly for the rate (window_wait p99 9ms, request_lag p99 200µs)"},
+		{name: "per_second short, request_lag dominating", sum: rated(4000, 0, 300, "requests.per_second"),
+			kind: report.FailGenerator, metric: "requests.per_second", contains: "the generator could not keep up"},
+		{name: "request_intended, the target's answers", sum: rated(200, 3000, 9000, "request_intended.p99"),
+			kind: report.FailThreshold, metric: "request_intended.p99", contains: "the target answered too slowly for the rate (rtt p99 9ms"},
+		{name: "request_intended, request_lag the largest part", sum: rated(9000, 100, 300, "request_intended.p99"),
+			kind: report.FailGenerator, metric: "request_intended.p99", contains: "the generator could not keep up"},
+		{name: "request_lag threshold", sum: rated(100, 5000, 300, "stage[0].request_lag.p99"),
+			kind: report.FailGenerator, metric: "stage[0].request_lag.p99", contains: "the generator could not keep up"},
+		{name: "rtt threshold on a rated run: no side named", sum: rated(9000, 0, 300, "rtt.p99"),
+			kind: report.FailThreshold, metric: "rtt.p99", contains: `threshold "rtt.p99 < 1ms" failed (observed 2ms)`},
 		{name: "the first threshold that failed", sum: report.Summary{Verdict: report.VerdictFail,
 			Thresholds: []report.ThresholdResult{th("a < 1", "a", "1", true, false), th("b < 1", "b", "2", false, false), th("c < 1", "c", "3", false, false)}},
 			kind: report.FailThreshold, metric: "b", contains: `threshold "b < 1" failed (observed 2)`},
@@ -304,6 +320,15 @@ func TestSearchFailureKinds(t *testing.T) {
 			t.Errorf("%s: failure %+v, want kind %s", r.limit.Name, f, r.kind)
 		}
 	}
+}
+
+// rated is a failed rated probe's summary: the p99 of request_lag, window_wait and rtt in
+// microseconds, and the one threshold that failed, on metric.
+func rated(lag, wait, rtt int64, metric string) report.Summary {
+	return report.Summary{Verdict: report.VerdictFail,
+		Latency: map[string]report.LatencySummary{"request_lag": {Count: 100, P99: lag}, "window_wait": {Count: 100, P99: wait},
+			"rtt": {Count: 100, P99: rtt}, "request_intended": {Count: 100, P99: lag + wait + rtt}},
+		Thresholds: []report.ThresholdResult{{Expr: metric + " < 1ms", Metric: metric, Observed: "2ms", StoppedRun: true}}}
 }
 
 // TestSearchPortsRunOut: a concurrency search on a 100-port window finds the window (the preflight

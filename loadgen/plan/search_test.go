@@ -51,7 +51,7 @@ func TestValidateSearch(t *testing.T) {
 		msg   string
 	}{
 		{"valid", func(p *Plan) {}, "", ""},
-		{"unknown dimension", func(p *Plan) { p.Search.Dimension = "request_rate" }, "search.dimension", "arrival_rate, concurrency"},
+		{"unknown dimension", func(p *Plan) { p.Search.Dimension = "requests" }, "search.dimension", "arrival_rate, concurrency, request_rate"},
 		{"dimension against the model", func(p *Plan) { p.Search.Dimension = "concurrency" }, "search.dimension", "want load.model: concurrency"},
 		{"stages given", func(p *Plan) { p.Load.Stages = []Stage{{Duration(time.Second), 1}} }, "load.stages", "remove load.stages"},
 		{"start given", func(p *Plan) { p.Load.Start = 5 }, "load.start", "remove load.start"},
@@ -97,6 +97,104 @@ func TestValidateSearch(t *testing.T) {
 			}
 			t.Fatalf("want an error on %s containing %q, got %v", tt.field, tt.msg, errors.Join(errs...))
 		})
+	}
+}
+
+// requestSearch is a valid request_rate search plan: 50 connections held through every probe,
+// sending requests without a rate of their own.
+func requestSearch() *Plan {
+	p := searchPlan()
+	p.Load = Load{Model: "concurrency", Start: 50}
+	p.Search.Dimension = "request_rate"
+	p.Search.Max = 100000
+	p.Connection.Send = &Send{Count: Unlimited}
+	p.Defaults()
+	return p
+}
+
+func TestValidateRequestSearch(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(p *Plan)
+		field string // "" when the plan is valid
+		msg   string
+	}{
+		{"valid", func(p *Plan) {}, "", ""},
+		{"pipelined", func(p *Plan) { p.Connection.Send.Pipeline = 4 }, "", ""},
+		{"hold as long as the confirming probe", func(p *Plan) { p.Connection.Hold = p.Search.Confirm }, "", ""},
+		{"arrival model with a hold", func(p *Plan) {
+			p.Load.Model, p.Connection.Hold = "arrival", Duration(5*time.Second)
+		}, "", ""},
+		{"level above a connection level", func(p *Plan) { p.Search.Max = 50_000_000 }, "", ""},
+		{"level above the request rate's limit", func(p *Plan) { p.Search.Max = 2 * MaxRequestRate }, "search.max", "requests per second"},
+		{"no connections", func(p *Plan) { p.Load.Start = 0 }, "load.start", "want load.start: the concurrent connections held at every level"},
+		{"stages instead of start", func(p *Plan) { p.Load.Stages = []Stage{{Duration(time.Second), 50}} }, "load.stages", "load.start gives the connections"},
+		{"no requests", func(p *Plan) { p.Connection.Send = nil }, "connection", "want connection.send with count: unlimited"},
+		{"a number of requests", func(p *Plan) { p.Connection.Send.Count = 100 }, "connection.send.count", "after its 100 request(s) and a probe runs out of requests"},
+		{"its own total rate", func(p *Plan) { p.Connection.Send.TotalRate = 1000 }, "connection.send.total_rate", "sets connection.send.total_rate to each probe's level (search.min to search.max); remove total_rate"},
+		{"its own per-connection rate", func(p *Plan) { p.Connection.Send.Rate = 10 }, "connection.send.rate", "remove rate"},
+		{"its own rate stages", func(p *Plan) {
+			p.Connection.Send.RateStages = []Stage{{Duration(time.Second), 1000}}
+		}, "connection.send.rate_stages", "remove rate_stages"},
+		{"think time", func(p *Plan) { p.Connection.Send.Interval = Duration(time.Millisecond) }, "connection.send.interval", "want one of them"},
+		{"hold ending inside a probe", func(p *Plan) { p.Connection.Hold = Duration(time.Second) }, "connection.hold", "want no hold (the connections send until the probe ends) or at least 30s"},
+		{"arrival model without a hold", func(p *Plan) { p.Load.Model = "arrival" }, "connection.send.count", "want connection.hold"},
+		{"the server closes", func(p *Plan) { p.Connection.Close = "server" }, "connection.close", "no end to count"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := requestSearch()
+			tt.edit(p)
+			errs := p.Validate()
+			if tt.field == "" {
+				if len(errs) > 0 {
+					t.Fatalf("want valid, got %v", errors.Join(errs...))
+				}
+				return
+			}
+			for _, err := range errs {
+				var fe *FieldError
+				if errors.As(err, &fe) && fe.Field == tt.field && strings.Contains(fe.Msg, tt.msg) {
+					return
+				}
+			}
+			t.Fatalf("want an error on %s containing %q, got %v", tt.field, tt.msg, errors.Join(errs...))
+		})
+	}
+}
+
+// TestRequestSearchFileLines: a request_rate search plan's problems, all at once, each at its line.
+func TestRequestSearchFileLines(t *testing.T) {
+	src := `version: 1
+name: s
+target: {builtin: {mode: echo}}
+connection:
+  send:
+    count: 10
+    total_rate: 5000
+load: {model: concurrency}
+thresholds: ["request_intended.p99 < 10ms"]
+search:
+  dimension: request_rate
+  min: 1000
+  max: 100000
+`
+	p, err := Parse("s.yaml", []byte(src), Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Defaults()
+	var got []string
+	for _, e := range p.Validate() {
+		got = append(got, e.Error())
+	}
+	want := []string{
+		"s.yaml:8: load.start: a request_rate search needs the connections that carry its requests through every probe; want load.start: the concurrent connections held at every level",
+		"s.yaml:7: connection.send.total_rate: a request_rate search sets connection.send.total_rate to each probe's level (search.min to search.max); remove total_rate",
+		"s.yaml:6: connection.send.count: a request_rate search needs count: unlimited, else each connection stops sending after its 10 request(s) and a probe runs out of requests; want count: unlimited",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -39,7 +39,8 @@ const ProbeAbortShare = 4
 // capacity ends early instead of growing a backlog. A request_rate search's probe holds the plan's
 // load.start instead, for RequestWarmup and then d, and sends level requests per second across
 // those connections once the warm-up has opened them (connection.send.rate_stages: 0 through the
-// warm-up, then the level; docs/search.md). The plan's other keys are kept as written.
+// warm-up, then the level; docs/search.md); the thresholds' delays count from the warm-up's end.
+// The plan's other keys are kept as written.
 func ProbePlan(p *plan.Plan, level float64, d time.Duration, name string) *plan.Plan {
 	q := *p
 	q.Search = nil
@@ -60,8 +61,10 @@ func ProbePlan(p *plan.Plan, level float64, d time.Duration, name string) *plan.
 		t := &q.Thresholds[i]
 		t.AbortOnFail = true
 		if t.Delay == 0 {
-			t.Delay = plan.Duration(warm + min(max(d/ProbeAbortShare, 2*p.Output.Interval.D()), d))
+			t.Delay = plan.Duration(min(max(d/ProbeAbortShare, 2*p.Output.Interval.D()), d))
 		}
+		// A delay counts from the requests' start: the warm-up sends none.
+		t.Delay += plan.Duration(warm)
 	}
 	return &q
 }

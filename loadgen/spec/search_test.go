@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -25,12 +26,17 @@ func TestCompileSearch(t *testing.T) {
 	}{
 		{"arrival_rate", search.ArrivalRate, "arrival", "connections/s"},
 		{"concurrency", search.Concurrency, "concurrency", "connections"},
+		{"request_rate", search.RequestRate, "concurrency", "requests/s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dim, func(t *testing.T) {
 			p := searchBase()
 			p.Load.Model = ""
 			p.Search.Dimension = tt.dim
+			if tt.want == search.RequestRate {
+				p.Load.Start = 20
+				p.Connection.Send = &plan.Send{Count: plan.Unlimited}
+			}
 			p.Defaults()
 			s, err := Compile(p, Facts{Host: host})
 			if err != nil {
@@ -48,8 +54,8 @@ func TestCompileSearch(t *testing.T) {
 			}
 		})
 	}
-	if _, err := search.ParseDimension("request_rate"); err == nil {
-		t.Error("request_rate is not a dimension yet")
+	if _, err := search.ParseDimension("requests"); err == nil {
+		t.Error("requests is not a dimension")
 	}
 }
 
@@ -81,5 +87,58 @@ func TestProbePlan(t *testing.T) {
 	}
 	if _, err := Compile(q, Facts{Host: host}); err != nil {
 		t.Errorf("the probe plan does not compile: %v", err)
+	}
+}
+
+// TestRequestProbePlan: a request_rate probe holds the plan's connections for a warm-up of one
+// interval and the probe, and sends the level across them from the warm-up's end.
+func TestRequestProbePlan(t *testing.T) {
+	tests := []struct {
+		name   string
+		edit   func(p *plan.Plan)
+		warm   time.Duration
+		delay0 time.Duration // the first threshold's delay: warm-up + a quarter of the probe
+	}{
+		{name: "one interval", edit: func(p *plan.Plan) {}, warm: time.Second, delay0: 3 * time.Second},
+		{name: "max_connect_rate slower than an interval", edit: func(p *plan.Plan) { p.Load.MaxConnectRate = 10 },
+			warm: 4 * time.Second, delay0: 6 * time.Second},
+		{name: "max_connect_rate faster", edit: func(p *plan.Plan) { p.Load.MaxConnectRate = 1000 }, warm: time.Second, delay0: 3 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := searchBase()
+			p.Load.Model = ""
+			p.Search.Dimension = "request_rate"
+			p.Load.Start = 40
+			p.Connection.Send = &plan.Send{Count: plan.Unlimited, Pipeline: 2}
+			p.Defaults()
+			tt.edit(p)
+			if errs := p.Validate(); len(errs) > 0 {
+				t.Fatalf("the search plan is not valid: %v", errs)
+			}
+			q := ProbePlan(p, 2500, 8*time.Second, "s-probe-02")
+			if q.Load.Start != 40 || len(q.Load.Stages) != 1 || q.Load.Stages[0] != (plan.Stage{Duration: plan.Duration(tt.warm + 8*time.Second), Target: 40}) {
+				t.Fatalf("probe load: %+v", q.Load)
+			}
+			snd := q.Connection.Send
+			want := []plan.Stage{{Duration: plan.Duration(tt.warm), Target: 0}, {Duration: plan.Duration(rateStep), Target: 2500},
+				{Duration: plan.Duration(8*time.Second - rateStep), Target: 2500}}
+			if snd.TotalRate != 0 || snd.Rate != 0 || !slices.Equal(snd.RateStages, want) || snd.Pipeline != 2 || snd.Count != plan.Unlimited {
+				t.Fatalf("probe send: %+v, want rate stages %v", *snd, want)
+			}
+			if q.Thresholds[0].Delay != plan.Duration(tt.delay0) || q.Thresholds[1].Delay != plan.Duration(tt.warm+3*time.Second) {
+				t.Errorf("delays %s, %s: want %s, and the threshold's own 3s after the warm-up", q.Thresholds[0].Delay, q.Thresholds[1].Delay, tt.delay0)
+			}
+			// The search plan is left as it was.
+			if p.Connection.Send.RateStages != nil || p.Connection.Send.TotalRate != 0 || len(p.Load.Stages) != 0 {
+				t.Errorf("the search plan changed: %+v %+v", *p.Connection.Send, p.Load)
+			}
+			if errs := q.Validate(); len(errs) > 0 {
+				t.Errorf("the probe plan is not valid: %v", errs)
+			}
+			if _, err := Compile(q, Facts{Host: host}); err != nil {
+				t.Errorf("the probe plan does not compile: %v", err)
+			}
+		})
 	}
 }
