@@ -246,7 +246,8 @@ type TLS struct {
 type Load struct {
 	// Model is concurrency (keep N connections open) or arrival (open N connections per second).
 	Model string `yaml:"model" json:"model"`
-	// Start is the target at time zero, before the first stage ramps from it (default 0).
+	// Start is the target at time zero, before the first stage ramps from it (default 0); in a
+	// request_rate search, the connections held through every probe (docs/search.md).
 	Start float64 `yaml:"start" json:"start"`
 	// Stages ramp the target linearly, k6 style.
 	Stages []Stage `yaml:"stages" json:"stages"`
@@ -283,8 +284,10 @@ type Threshold struct {
 // that held and the lowest that failed until the two are within Tolerance, and the answer is
 // confirmed by one longer probe.
 type Search struct {
-	// Dimension is what is searched: arrival_rate (connections per second, load.model arrival) or
-	// concurrency (concurrent connections, load.model concurrency). Default: the load model's.
+	// Dimension is what is searched: arrival_rate (connections per second, load.model arrival),
+	// concurrency (concurrent connections, load.model concurrency) or request_rate (requests per
+	// second across the connections load.start holds: each probe's connection.send.total_rate, with
+	// count: unlimited and no rate of the plan's own). Default: the load model's.
 	Dimension string `yaml:"dimension" json:"dimension"`
 	// Min and Max bound the levels tried (required); the search starts at Min.
 	Min float64 `yaml:"min" json:"min"`

@@ -72,8 +72,8 @@ func TestSearchJSONContract(t *testing.T) {
 		}
 	}
 	// The kinds of failure and the statuses CI scripts branch on.
-	if got := []string{FailThreshold, FailPorts, FailFDs, FailHostLimit, FailUnreachable}; !slices.Equal(got,
-		[]string{"threshold", "ports", "fds", "host_limit", "unreachable"}) {
+	if got := []string{FailThreshold, FailGenerator, FailPorts, FailFDs, FailHostLimit, FailUnreachable}; !slices.Equal(got,
+		[]string{"threshold", "generator", "ports", "fds", "host_limit", "unreachable"}) {
 		t.Errorf("failure kinds %q", got)
 	}
 }
