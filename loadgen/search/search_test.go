@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -201,5 +202,29 @@ func TestSearchInterruptedBeforeAProbe(t *testing.T) {
 	}
 	if a.Steps[1].Outcome != Interrupted {
 		t.Errorf("the probe a signal came during is %s, want interrupted", a.Steps[1].Outcome)
+	}
+}
+
+// TestDimensions: every dimension reads back from its name, with its unit; the algorithm needs
+// of a dimension only whether its levels are whole numbers.
+func TestDimensions(t *testing.T) {
+	tests := []struct {
+		name  string
+		d     Dimension
+		unit  string
+		whole bool
+	}{
+		{"arrival_rate", ArrivalRate, "connections/s", false},
+		{"concurrency", Concurrency, "connections", true},
+		{"request_rate", RequestRate, "requests/s", false},
+	}
+	for _, tt := range tests {
+		d, err := ParseDimension(tt.name)
+		if err != nil || d != tt.d || d.String() != tt.name || d.Unit() != tt.unit || d.Whole() != tt.whole {
+			t.Errorf("%s: %v (%v), %s, %s, whole %v", tt.name, d, err, d, d.Unit(), d.Whole())
+		}
+	}
+	if _, err := ParseDimension("requests"); err == nil || !strings.Contains(err.Error(), "arrival_rate, concurrency or request_rate") {
+		t.Errorf("unknown dimension: %v", err)
 	}
 }
