@@ -78,3 +78,36 @@ thresholds:
 		}
 	}
 }
+
+// TestTotalRateStopsAtAbort: a run at a total rate whose intended requests are under 2 ms apart
+// (1,000/s) and that an abort_on_fail threshold stops early offers no requests after the stop. The
+// dispatcher's pacer never waited on its timer at such gaps, so it missed the stop and offered the
+// rest of the stage (2,000 requests for 2 s) to connections that had all ended: a shortfall of
+// about half. Bounded: one run of at most 2 s at 1,000 requests/s.
+func TestTotalRateStopsAtAbort(t *testing.T) {
+	checkFDs(t)
+	p := writePlan(t, `version: 1
+name: abort
+target: {builtin: {mode: echo}}
+connection: {send: {bytes: 16B, count: unlimited, total_rate: 1000}, close: rst}
+load: {model: concurrency, start: 4, stages: [{duration: 2s, target: 4}], graceful_stop: 1s}
+output: {interval: 200ms}
+thresholds: [{expr: "requests.count < 100", abort_on_fail: true}]
+`)
+	dir := filepath.Join(t.TempDir(), "r")
+	code, stdout, stderr := runMain(t, nil, "run", p, "--out", dir)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (the threshold failed)\n%s\n%s", code, stdout, stderr)
+	}
+	s := readSummary(t, dir)
+	if s.Stopped == nil {
+		t.Fatalf("not stopped by the threshold:\n%s", stdout)
+	}
+	// Offered until the stop (and not past it by more than the run's drain): well under the
+	// stage's 2,000.
+	r := s.Requests
+	limit := uint64(1000 * (s.Stopped.AtS + 0.5))
+	if r == nil || r.Offered > limit {
+		t.Fatalf("offered %+v after a stop at %.2fs; want at most %d", r, s.Stopped.AtS, limit)
+	}
+}
