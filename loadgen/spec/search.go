@@ -74,14 +74,18 @@ func ProbePlan(p *plan.Plan, level float64, d time.Duration, name string) *plan.
 const rateStep = time.Millisecond
 
 // RequestWarmup is how long a request_rate probe holds its connections before its requests
-// begin: one snapshot interval, or under the concurrency model the time load.max_connect_rate
-// takes to open load.start connections when that is longer. A total rate's requests due while no
-// connection is open yet are never sent (docs/measurements.md "Requests at a rate"): from the
-// probe's first instant they would count as a shortfall that is neither the target's nor the
-// generator's.
+// begin: one snapshot interval, or when longer the time the connections take to be all open:
+// under the concurrency model load.max_connect_rate's time to open load.start connections, under
+// the arrival model connection.hold (the open connections grow until the first ones end). A
+// total rate's requests due while no connection is open yet are never sent, and a few connections
+// carrying the whole rate fill their windows (docs/measurements.md "Requests at a rate"): from the
+// probe's first instant either would fail it on neither the target's capacity nor the generator's.
 func RequestWarmup(p *plan.Plan) time.Duration {
 	w := p.Output.Interval.D()
-	if r := float64(p.Load.MaxConnectRate); r > 0 && p.Load.Model != "arrival" {
+	switch r := float64(p.Load.MaxConnectRate); {
+	case p.Load.Model == "arrival":
+		w = max(w, p.Connection.Hold.D())
+	case r > 0:
 		w = max(w, time.Duration(p.Load.Start/r*float64(time.Second)))
 	}
 	return w

@@ -103,6 +103,12 @@ func TestRequestProbePlan(t *testing.T) {
 		{name: "max_connect_rate slower than an interval", edit: func(p *plan.Plan) { p.Load.MaxConnectRate = 10 },
 			warm: 4 * time.Second, delay0: 6 * time.Second},
 		{name: "max_connect_rate faster", edit: func(p *plan.Plan) { p.Load.MaxConnectRate = 1000 }, warm: time.Second, delay0: 3 * time.Second},
+		{name: "arrival: the connections build up over their hold", edit: func(p *plan.Plan) {
+			p.Load.Model, p.Connection.Hold = "arrival", plan.Duration(5*time.Second)
+		}, warm: 5 * time.Second, delay0: 7 * time.Second},
+		{name: "arrival: a hold under an interval", edit: func(p *plan.Plan) {
+			p.Load.Model, p.Connection.Hold = "arrival", plan.Duration(300*time.Millisecond)
+		}, warm: time.Second, delay0: 3 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
