@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -250,12 +251,13 @@ func TestConnectTimeout(t *testing.T) {
 				// and with every P so blocked the timer that ends the bare connect would wait for that.
 				var worst time.Duration
 				for range 6 {
-					// A timer of the test's own, due when the connect's timeout is, measures how late
-					// the runtime runs timers right now (on a loaded machine, and under the race
-					// detector, tens of ms): the connect may be that late too, and 20 ms more at most.
+					// A reference of the test's own, due when the connect's timeout is, measures how
+					// late the machine is right now (on a loaded machine, and under the race
+					// detector, tens of ms): a timer wakes an OS thread blocked in a system call, as
+					// the connect's timeout does. The connect may be that late too, and 20 ms more
+					// at most.
 					t0 := time.Now()
-					ref := make(chan time.Time, 1)
-					time.AfterFunc(timeout, func() { ref <- time.Now() })
+					ref := blockedWake(t, timeout)
 					err := tt.dial()
 					elapsed := time.Since(t0)
 					late := max((<-ref).Sub(t0)-timeout, 0)
@@ -272,6 +274,33 @@ func TestConnectTimeout(t *testing.T) {
 			})
 		}
 	}
+}
+
+// blockedWake returns when an OS thread blocked in poll(2), woken by a runtime timer due after d,
+// got back to Go: how late the machine delivers a timeout to a blocked system call right now.
+func blockedWake(t *testing.T, d time.Duration) <-chan time.Time {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	woke := make(chan time.Time, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		fds := []unix.PollFd{{Fd: int32(p[0]), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+				break
+			}
+		}
+		woke <- time.Now()
+		unix.Close(p[0])
+	}()
+	time.AfterFunc(d, func() {
+		unix.Write(p[1], []byte{0})
+		unix.Close(p[1])
+	})
+	return woke
 }
 
 // TestDialBareCancel: a bare connect to a target that never answers ends soon after its ctx is
