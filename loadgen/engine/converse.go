@@ -101,7 +101,8 @@ func answerError(err error) error {
 	return err
 }
 
-// converse writes the requests and checks each answer.
+// converse writes the requests and checks each answer, one at a time, closed loop: Interval after
+// each answer. Rated and pipelined sends talk instead (rate.go).
 func (e *engine) converse(conn net.Conn, sh *metrics.Shard, s *slot) error {
 	snd := e.cfg.Send
 	r := e.readers.Get().(*proto.Reader)
@@ -137,9 +138,17 @@ func (e *engine) converse(conn net.Conn, sh *metrics.Shard, s *slot) error {
 		if res.Full > 0 {
 			full = res.Full
 		}
-		sh.Exchanged(first, full, res.Out, res.In)
 		if err != nil {
-			return answerError(err)
+			err = answerError(err)
+			if e.hardCtx.Err() != nil {
+				err = errCut
+			}
+		}
+		// A bad answer is one failed request (and, when the connection closes, one failed
+		// connection).
+		sh.Request(metrics.RequestTiming{FirstByte: first, Service: full, Out: res.Out, In: res.In}, err)
+		if err != nil {
+			return err
 		}
 		if res.Closed {
 			// The server said it closes after this answer: no further request on this connection.

@@ -36,8 +36,18 @@ const (
 
 // Send describes the requests of one connection.
 type Send struct {
-	Count    int
-	Interval time.Duration
+	// Count is the requests of each connection; with Unlimited, a rated connection sends until its
+	// Hold (then the time it sends, not a wait after), its slot or the run ends.
+	Count     int
+	Unlimited bool
+	Interval  time.Duration
+	// Rate paces each connection's requests, per second, from its start (open loop); TotalRate
+	// paces the requests of all the shard's connections together (requests per second over time;
+	// a segment sends its exact share). Neither: closed loop, Interval after each answer.
+	Rate      float64
+	TotalRate *schedule.Ramp
+	// Pipeline is the requests that may be outstanding on one connection (0 and 1: one at a time).
+	Pipeline int
 	// Exchange is one request and the check of its answer (raw, echo, HTTP, Redis). When nil,
 	// requests are Bytes of random data, read back and compared when Echo is set.
 	Exchange *proto.Exchange
@@ -139,8 +149,12 @@ func (c *Config) validate() error {
 		return errors.New("engine: no stages")
 	case c.Model == Arrival && c.MaxInFlight < 1:
 		return errors.New("engine: arrival model needs MaxInFlight >= 1")
-	case c.Send != nil && (c.Send.Count < 1 || c.Send.Exchange == nil && c.Send.Bytes < 1):
-		return errors.New("engine: send needs count >= 1, and an exchange or bytes >= 1")
+	case c.Send != nil && (c.Send.Count < 1 && !c.Send.Unlimited || c.Send.Exchange == nil && c.Send.Bytes < 1):
+		return errors.New("engine: send needs count >= 1 (or unlimited), and an exchange or bytes >= 1")
+	case c.Send != nil && c.Send.Unlimited && !c.Send.rated():
+		return errors.New("engine: an unlimited send needs a rate")
+	case c.Send != nil && (c.Send.Rate < 0 || c.Send.Pipeline < 0 || c.Send.Rate > 0 && c.Send.TotalRate != nil):
+		return errors.New("engine: send wants a rate >= 0, a pipeline >= 0, and not both a rate and a total rate")
 	case len(c.TLS) > 0 && len(c.TLS) != len(c.Destinations):
 		return errors.New("engine: TLS needs one configuration per destination")
 	case c.MaxConnectRate != 0 && !(c.MaxConnectRate >= MinConnectRate && c.MaxConnectRate <= MaxConnectRate):
@@ -180,6 +194,7 @@ type engine struct {
 
 	exchange *proto.Exchange
 	readers  sync.Pool
+	dispatch dispatcher // total rate
 	limiter  ratelimit.Limiter
 	wg       sync.WaitGroup
 }
@@ -278,6 +293,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		e.reap()
 	}()
 
+	dispatchDone := make(chan struct{})
+	go func() {
+		defer close(dispatchDone)
+		if cfg.Send != nil && cfg.Send.TotalRate != nil {
+			e.dispatchRequests(start)
+		}
+	}()
+
 	scheduleDone := make(chan struct{})
 	go func() {
 		defer close(scheduleDone)
@@ -299,6 +322,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	close(e.stopping)
 	e.unparkAll()
 	<-scheduleDone
+	<-dispatchDone
 	<-reaperDone
 
 	drained := make(chan struct{})
@@ -634,7 +658,11 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 	}
 	if err == nil && e.cfg.Send != nil {
 		stop := context.AfterFunc(e.hardCtx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-		err = e.converse(conn, sh, s)
+		if e.cfg.Send.windowed() {
+			err = e.talk(conn, sh, s)
+		} else {
+			err = e.converse(conn, sh, s)
+		}
 		stop()
 	}
 	h := &held{conn: conn, bare: bare, dst: uint32(di), port: local.Port(), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
@@ -644,7 +672,7 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 		if h.closeMode == dial.CloseServer {
 			h.closeMode = dial.CloseFIN
 		}
-	} else if err == nil && e.cfg.Hold > 0 && !e.cut(s) {
+	} else if err == nil && e.cfg.Hold > 0 && !e.cfg.Send.unlimited() && !e.cut(s) {
 		return h
 	}
 	e.finish(h, err)

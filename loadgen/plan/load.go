@@ -246,6 +246,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, line int, o
 	case rateType:
 		d.unit(n, v, path, line, origin, func(s string) (any, error) { return ParseRate(s) })
 		return
+	case sendCountType:
+		d.unit(n, v, path, line, origin, func(s string) (any, error) { return ParseSendCount(s) })
+		return
 	case percentType:
 		d.unit(n, v, path, line, origin, func(s string) (any, error) { return ParsePercent(s) })
 		return

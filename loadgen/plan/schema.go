@@ -17,6 +17,7 @@ var (
 	sizeType      = reflect.TypeFor[Size]()
 	countType     = reflect.TypeFor[Count]()
 	rateType      = reflect.TypeFor[Rate]()
+	sendCountType = reflect.TypeFor[SendCount]()
 	percentType   = reflect.TypeFor[Percent]()
 	thresholdType = reflect.TypeFor[Threshold]()
 )

@@ -158,10 +158,29 @@ type Send struct {
 	Data string `yaml:"data" json:"data,omitempty"`
 	Hex  string `yaml:"hex" json:"hex,omitempty"`
 	File string `yaml:"file" json:"file,omitempty"`
-	// Count is how many requests per connection (default 1).
-	Count int `yaml:"count" json:"count"`
-	// Interval is the pause between requests.
+	// Count is how many requests per connection (default 1), or "unlimited": with a rate, the
+	// connection sends until its hold ends (hold is then the time it spends sending, and it holds
+	// idle no more), its slot is ramped down, or the run stops (docs/measurements.md "Requests at a
+	// rate").
+	Count SendCount `yaml:"count" json:"count"`
+	// Interval is the pause between requests: think time after each answer (closed loop).
+	// Exclusive with rate, total_rate and rate_stages.
 	Interval Duration `yaml:"interval" json:"interval"`
+	// Rate is requests per second per connection, open loop (tcpkali --message-rate): request i of
+	// a connection is intended at its start (established, after any TLS handshake) + i/rate,
+	// whether or not earlier answers came, and its latency counts from then (request_intended).
+	Rate float64 `yaml:"rate" json:"rate,omitempty"`
+	// TotalRate is requests per second across all the connections open at each moment (wrk2 -R):
+	// the run's intended request times are spread round-robin over the sending connections.
+	TotalRate float64 `yaml:"total_rate" json:"total_rate,omitempty"`
+	// RateStages ramp the total rate linearly from 0 like load.stages (k6 ramping-arrival-rate),
+	// from the run's start; after the last one no request is intended. Exclusive with rate and
+	// total_rate.
+	RateStages []Stage `yaml:"rate_stages" json:"rate_stages,omitempty"`
+	// Pipeline is how many requests may be outstanding on one connection (default 1: request,
+	// answer, next request). A rated request whose time comes while the window is full is written
+	// late, and its wait counts in window_wait.
+	Pipeline int `yaml:"pipeline" json:"pipeline,omitempty"`
 	// Expect, for raw requests, is echo (read the request back and compare), reply (read back
 	// exactly the bytes of reply and compare) or none (write only). Default: reply when reply is
 	// set, echo when the built-in target runs in echo mode, none otherwise.
@@ -279,6 +298,12 @@ type Size int64
 
 // Rate is a positive rate per second; 0 means unlimited ("unlimited" in YAML).
 type Rate float64
+
+// SendCount is requests per connection: a positive integer, or Unlimited ("unlimited" in YAML).
+type SendCount int
+
+// Unlimited is the SendCount of "count: unlimited".
+const Unlimited SendCount = -1
 
 // Count is a number of processes: a positive integer, or 0 for "auto" (portstorm decides).
 type Count int

@@ -334,3 +334,56 @@ func (c *Count) UnmarshalJSON(b []byte) error {
 	*c = v
 	return nil
 }
+
+const wantSendCount = `want a whole number of requests per connection, or "unlimited"`
+
+// ParseSendCount reads "unlimited" (Unlimited) or a whole number; the range is Validate's.
+func ParseSendCount(s string) (SendCount, error) {
+	if s == "unlimited" {
+		return Unlimited, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, errors.New(wantSendCount)
+	}
+	if n < 0 {
+		return 0, errors.New(wantSendCount) // -1 is not read as unlimited: that must be said
+	}
+	return SendCount(n), nil
+}
+
+func (c SendCount) String() string {
+	if c == Unlimited {
+		return "unlimited"
+	}
+	return strconv.Itoa(int(c))
+}
+
+// MarshalYAML writes "unlimited" or the number.
+func (c SendCount) MarshalYAML() (any, error) {
+	if c == Unlimited {
+		return "unlimited", nil
+	}
+	return int(c), nil
+}
+
+// UnmarshalYAML reads what MarshalYAML writes.
+func (c *SendCount) UnmarshalYAML(n *yaml.Node) error { return unmarshalScalar(n, ParseSendCount, c) }
+
+// MarshalJSON writes "unlimited" or the number.
+func (c SendCount) MarshalJSON() ([]byte, error) {
+	if c == Unlimited {
+		return []byte(`"unlimited"`), nil
+	}
+	return []byte(strconv.Itoa(int(c))), nil
+}
+
+// UnmarshalJSON reads "unlimited" or a number.
+func (c *SendCount) UnmarshalJSON(b []byte) error {
+	v, err := ParseSendCount(strings.Trim(string(b), `"`))
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
+}

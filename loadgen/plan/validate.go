@@ -36,7 +36,13 @@ const (
 	maxHold        = Duration(24 * time.Hour) // hold and builtin.idle_timeout
 	maxPause       = Duration(time.Hour)      // send.interval and graceful_stop
 	maxNameLength  = 64
-	minBackoff     = Duration(time.Millisecond) // on_connect_failure's backoffs and give_up_after
+	// connection.send.rate and total_rate (and rate_stages' targets), requests per second: from one
+	// request per 1000 s to more than any one machine sends.
+	MinRequestRate = 0.001
+	MaxRequestRate = 100_000_000
+	// MaxPipeline caps connection.send.pipeline, the requests outstanding on one connection.
+	MaxPipeline = 4096
+	minBackoff  = Duration(time.Millisecond) // on_connect_failure's backoffs and give_up_after
 
 	MaxBackoffAfter   = 1_000_000
 	MaxGiveUpAttempts = 1_000_000_000
@@ -250,10 +256,11 @@ func (c *checker) connection() {
 	if s == nil {
 		return
 	}
-	if s.Count < 0 || s.Count > MaxSendCount {
-		c.fail("connection.send.count", "want 1 to %d requests per connection, got %d", MaxSendCount, s.Count)
+	if s.Count != Unlimited && (s.Count < 0 || s.Count > MaxSendCount) {
+		c.fail("connection.send.count", `want 1 to %d requests per connection, or "unlimited", got %d`, MaxSendCount, s.Count)
 	}
 	c.duration("connection.send.interval", s.Interval, 0, maxPause)
+	c.sendRate(s)
 	if s.MaxResponse < 0 || s.MaxResponse > MaxSendBytes {
 		c.fail("connection.send.max_response", "want 1B to %s, got %s", MaxSendBytes, s.MaxResponse)
 	}
@@ -303,6 +310,109 @@ func (c *checker) connection() {
 		}
 	}
 }
+
+// sendRate checks the keys of requests at a rate (docs/measurements.md "Requests at a rate"):
+// rate, total_rate and rate_stages, count: unlimited, pipeline, and how they combine.
+func (c *checker) sendRate(s *Send) {
+	badRate := func(r float64) bool { return math.IsNaN(r) || r != 0 && (r < MinRequestRate || r > MaxRequestRate) }
+	if badRate(s.Rate) || s.Rate < 0 {
+		c.fail("connection.send.rate", "want %v to %d requests per second per connection, got %v", MinRequestRate, MaxRequestRate, s.Rate)
+	}
+	if badRate(s.TotalRate) || s.TotalRate < 0 {
+		c.fail("connection.send.total_rate", "want %v to %d requests per second across the connections, got %v", MinRequestRate, MaxRequestRate, s.TotalRate)
+	}
+	if s.Rate != 0 && s.TotalRate != 0 {
+		c.fail("connection.send.total_rate", "rate (per connection) and total_rate (across the connections) are both set; want one of them")
+	}
+	if len(s.RateStages) > 0 {
+		if s.Rate != 0 || s.TotalRate != 0 {
+			c.fail("connection.send.rate_stages", "ramp the total rate with rate_stages, or hold it with total_rate (or a per-connection rate): want one of them")
+		}
+		c.rateStages(s.RateStages)
+	}
+	rated := s.Rated()
+	if rated && s.Interval != 0 {
+		c.fail("connection.send.interval", "interval is think time after each answer (closed loop), a rate paces requests whatever the answers (open loop); want one of them")
+	}
+	if s.Count == Unlimited {
+		switch {
+		case !rated:
+			c.fail("connection.send.count", "unlimited needs a rate to pace its requests; want rate, total_rate or rate_stages, or a number of requests")
+		case c.p.Load.Model == "arrival" && c.p.Connection.Hold == 0:
+			c.fail("connection.send.count", "under the arrival model an unlimited connection would send until the run ends, and arrivals would pile up; want connection.hold (the time each connection sends)")
+		}
+		if c.p.Connection.Close == "server" {
+			c.fail("connection.close", "the server closes after the requests' bytes, and count: unlimited has no end to count; want close: fin, rst or half")
+		}
+	}
+	if s.Pipeline < 0 || s.Pipeline > MaxPipeline {
+		c.fail("connection.send.pipeline", "want 1 to %d requests outstanding per connection, got %d", MaxPipeline, s.Pipeline)
+	}
+	if s.Pipeline > 1 {
+		if s.Interval != 0 {
+			c.fail("connection.send.pipeline", "interval waits after each answer, which a window of requests does not; want pipeline: 1, or no interval")
+		}
+		if orDefault(s.Protocol, "raw") == "raw" && c.rawExpect(s) == "none" {
+			c.fail("connection.send.pipeline", "expect: none reads no answer, so no request is ever outstanding; want pipeline: 1, or expect: echo or reply")
+		}
+		if h := s.HTTP; h != nil && orDefault(s.Protocol, "raw") == "http" {
+			for _, hd := range h.Headers {
+				name, value, _ := strings.Cut(hd, ":")
+				if strings.EqualFold(strings.TrimSpace(name), "Connection") && strings.Contains(strings.ToLower(value), "close") {
+					c.fail("connection.send.pipeline", "the requests ask the server to close after its first answer (Connection: close), which drops the rest of the window; want pipeline: 1")
+				}
+			}
+		}
+	}
+}
+
+// rawExpect is the expect of a raw request after Defaults.
+func (c *checker) rawExpect(s *Send) string {
+	switch b := c.p.Target.Builtin; {
+	case s.Expect != "":
+		return s.Expect
+	case s.Reply != "":
+		return "reply"
+	case b != nil && orDefault(b.Mode, DefaultMode) == "echo":
+		return "echo"
+	}
+	return "none"
+}
+
+// rateStages checks connection.send.rate_stages: like load.stages, and no longer than them (a
+// request intended after the run's end would never be sent).
+func (c *checker) rateStages(stages []Stage) {
+	if len(stages) > MaxStages {
+		c.fail("connection.send.rate_stages", "want at most %d stages, got %d", MaxStages, len(stages))
+		return
+	}
+	var total, load time.Duration
+	rises := false
+	for i, st := range stages {
+		path := fmt.Sprintf("connection.send.rate_stages[%d]", i)
+		if st.Duration <= 0 || st.Duration > MaxStage {
+			c.fail(path+".duration", "want more than 0s and at most %s, got %s", short(MaxStage), st.Duration)
+		} else {
+			total += st.Duration.D()
+		}
+		if math.IsNaN(st.Target) || st.Target < 0 || st.Target > MaxRequestRate {
+			c.fail(path+".target", "want 0 to %d requests per second across the connections, got %v", MaxRequestRate, st.Target)
+		}
+		rises = rises || st.Target > 0
+	}
+	for _, st := range c.p.Load.Stages {
+		load += st.Duration.D()
+	}
+	if !rises {
+		c.fail("connection.send.rate_stages", "the rate never rises above zero; want a stage with a target above 0")
+	}
+	if load > 0 && total > load {
+		c.fail("connection.send.rate_stages", "the rate stages last %s, the load stages %s: requests intended after the run's end would never be sent; want rate stages no longer than the load stages", Duration(total), Duration(load))
+	}
+}
+
+// Rated reports whether the requests are paced by a rate (open loop) rather than by the answers.
+func (s *Send) Rated() bool { return s.Rate != 0 || s.TotalRate != 0 || len(s.RateStages) > 0 }
 
 // rawSend checks a raw request: where its bytes come from, and what answer it expects.
 func (c *checker) rawSend(s *Send, mode string) {

@@ -547,7 +547,16 @@ func demand(p *plan.Plan) (peak int64, rate float64) {
 		top = max(top, s.Target)
 	}
 	life := p.Connection.Hold.D()
-	if s := p.Connection.Send; s != nil && s.Count > 1 {
+	switch s := p.Connection.Send; {
+	case s == nil:
+	case s.Count == plan.Unlimited:
+		// The hold is the time it sends; without one it sends until the run (or its slot) ends.
+		if life == 0 && l.Model != "arrival" {
+			return int64(math.Floor(top)), 0
+		}
+	case s.Count > 1 && s.Rate > 0:
+		life += time.Duration(float64(s.Count-1) / s.Rate * float64(time.Second))
+	case s.Count > 1:
 		life += time.Duration(s.Count-1) * s.Interval.D()
 	}
 	if l.Model == "arrival" {

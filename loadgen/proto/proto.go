@@ -149,25 +149,46 @@ func (x *Exchange) Protocol() Protocol { return x.protocol }
 // the server closed before any response byte, io.ErrUnexpectedEOF when it closed mid-response);
 // the others are the package's sentinels, wrapped. After any error but ErrStatus, ErrReply and
 // ErrEchoMismatch the connection is out of step with the server and must be closed.
+//
+// Do is Write then Read with nothing else outstanding; a pipelining caller calls the two itself.
 func (x *Exchange) Do(w io.Writer, r *Reader) (Result, error) {
-	var res Result
 	w0 := time.Now()
-	if len(x.request) > 0 {
-		n, err := w.Write(x.request)
-		res.Out = n
-		if err != nil {
-			return res, err
-		}
+	n, err := x.Write(w)
+	if err != nil || !x.Reads() {
+		return Result{Out: n}, err
 	}
-	if x.protocol == Raw && len(x.expect) == 0 {
-		return res, nil
+	res, err := x.Read(r, w0, nil)
+	res.Out = n
+	return res, err
+}
+
+// Reads reports whether a request has an answer to read: false for raw without Expect, whose
+// requests are written only.
+func (x *Exchange) Reads() bool { return x.protocol != Raw || len(x.expect) > 0 }
+
+// Write writes one request on w and returns the bytes written. Requests may be written ahead of
+// their answers (pipelining): HTTP/1.1, RESP and raw all answer in order.
+func (x *Exchange) Write(w io.Writer) (int, error) {
+	if len(x.request) == 0 {
+		return 0, nil
 	}
+	return w.Write(x.request)
+}
+
+// Read reads the response to the oldest request not yet answered, whose write started at w0
+// (FirstByte and Full count from it; a response already buffered counts as arriving now). more,
+// asked once the response is read, says later requests are outstanding too, so that bytes after
+// this response are theirs; when it says no (or is nil), bytes after a complete response are
+// ErrMalformed: nothing was asked for them. Result.Out is left 0: Write reports it. Errors are
+// as Do's.
+func (x *Exchange) Read(r *Reader, w0 time.Time, more func() bool) (Result, error) {
+	var res Result
 	r.begin(x.max, x.tooLarge)
 	if _, err := r.br.Peek(1); err != nil {
 		res.In = r.read()
 		return res, err
 	}
-	res.FirstByte = time.Since(w0)
+	res.FirstByte = max(time.Since(w0), 1)
 
 	var verdict, err error
 	switch x.protocol {
@@ -194,13 +215,13 @@ func (x *Exchange) Do(w io.Writer, r *Reader) (Result, error) {
 	}
 	if verdict != nil {
 		// A wrong answer is the finding, whatever follows it.
-		res.Full = time.Since(w0)
+		res.Full = max(time.Since(w0), 1)
 		return res, verdict
 	}
-	if n := r.br.Buffered(); n > 0 {
+	if n := r.br.Buffered(); n > 0 && (more == nil || !more()) {
 		// Nothing was asked for these bytes: the stream is out of step with the requests.
 		return res, fmt.Errorf("%w: %d bytes after a complete response", ErrMalformed, n)
 	}
-	res.Full = time.Since(w0)
+	res.Full = max(time.Since(w0), 1)
 	return res, verdict
 }

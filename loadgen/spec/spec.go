@@ -118,8 +118,18 @@ type Layout struct {
 
 // Send is the request side of every connection.
 type Send struct {
-	Count    int
-	Interval time.Duration
+	// Count is requests per connection; with Unlimited the connection sends until its hold (the
+	// sending period), its slot or the run ends.
+	Count     int
+	Unlimited bool
+	Interval  time.Duration
+	// Rate is requests per second per connection (connection.send.rate); TotalRate, when set, the
+	// requests per second across the connections over the run (total_rate, held over the load
+	// stages, or rate_stages). At most one of them; with neither, requests are closed-loop.
+	Rate      float64
+	TotalRate *schedule.Ramp `json:",omitempty"`
+	// Pipeline is the requests that may be outstanding on a connection (at least 1).
+	Pipeline int
 	// Generated says the requests are Bytes of random data made by the engine (random, so that an
 	// echo proves the target returned these bytes and not any), read back when Echo is set.
 	Generated bool
@@ -136,7 +146,8 @@ func (s *Send) Engine(defaultHost string) (*engine.Send, error) {
 	if s == nil {
 		return nil, nil
 	}
-	out := &engine.Send{Count: s.Count, Interval: s.Interval}
+	out := &engine.Send{Count: s.Count, Unlimited: s.Unlimited, Interval: s.Interval, Rate: s.Rate, TotalRate: s.TotalRate,
+		Pipeline: s.Pipeline}
 	if s.Generated {
 		out.Bytes, out.Echo = s.Bytes, s.Echo
 		return out, nil
@@ -286,7 +297,22 @@ func compileSend(p *plan.Plan) (*Send, error) {
 	if s == nil {
 		return nil, nil
 	}
-	out := &Send{Count: s.Count, Interval: s.Interval.D()}
+	out := &Send{Count: int(s.Count), Unlimited: s.Count == plan.Unlimited, Interval: s.Interval.D(), Rate: s.Rate,
+		Pipeline: max(s.Pipeline, 1)}
+	if out.Unlimited {
+		out.Count = 0
+	}
+	switch {
+	case s.TotalRate > 0:
+		// Held for the whole of the load stages.
+		out.TotalRate = &schedule.Ramp{Start: s.TotalRate, Stages: []schedule.Stage{{Duration: Ramp(p).Total(), Target: s.TotalRate}}}
+	case len(s.RateStages) > 0:
+		r := schedule.Ramp{Stages: make([]schedule.Stage, len(s.RateStages))}
+		for i, st := range s.RateStages {
+			r.Stages[i] = schedule.Stage{Duration: st.Duration.D(), Target: st.Target}
+		}
+		out.TotalRate = &r
+	}
 	ps := proto.Spec{MaxResponse: int(s.MaxResponse)}
 	switch s.Protocol {
 	case "http":
@@ -397,7 +423,7 @@ func compileTarget(p *plan.Plan, closeMode dial.CloseMode, h preflight.Host) (*T
 			if err != nil {
 				return nil, err
 			}
-			cfg.CloseAfter = n * int64(s.Count)
+			cfg.CloseAfter = n * int64(s.Count) // never unlimited: Validate refuses close: server with it
 		}
 	}
 	return &Target{Config: cfg, TLS: b.TLS, Address: addr}, nil

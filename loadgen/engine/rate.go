@@ -1,0 +1,584 @@
+package engine
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/proto"
+)
+
+// Requests at a rate (docs/measurements.md "Requests at a rate"). A rated conversation is open
+// loop: each request has an intended send time computed in closed form, and its latency counts
+// from then (request_intended), however late the generator (request_lag) or the pipelining
+// window (window_wait) let it go. Per connection (Send.Rate), request i is intended at the
+// conversation's start + i/rate; with a total rate, one dispatcher per shard hands the run's
+// intended times round-robin to the connections sending at that moment.
+
+// rated reports whether the requests are paced by a rate.
+func (s *Send) rated() bool { return s.Rate > 0 || s.TotalRate != nil }
+
+// unlimited reports whether the connection sends until its hold ends: its hold is then spent
+// sending, and it is not held idle after. Safe on a nil Send.
+func (s *Send) unlimited() bool { return s != nil && s.Unlimited }
+
+// windowed reports whether a conversation runs as a talk (rated, or pipelined) rather than the
+// closed loop of converse.
+func (s *Send) windowed() bool { return s.rated() || s.Pipeline > 1 }
+
+// end is why a talk stops writing.
+type end uint8
+
+const (
+	endNone   end = iota
+	endCount      // every request of the count was written
+	endHold       // the sending period (hold) of an unlimited connection is over
+	endStop       // the run stops: no new request; those outstanding are answered
+	endCut        // the hard stop, or the slot is no longer wanted
+	endReader     // the answers' side failed, or the server closes
+)
+
+// pending is a request written and not yet answered.
+type pending struct {
+	at              time.Time // intended (zero: unrated)
+	windowWait, lag time.Duration
+	w0              time.Time // write started
+	out             int
+}
+
+// talk is one windowed conversation.
+type talk struct {
+	e     *engine
+	conn  net.Conn
+	sh    *metrics.Shard
+	s     *slot
+	x     *proto.Exchange
+	snd   *Send
+	rated bool
+
+	start   time.Time // the conversation's start: request i of a per-connection rate is due at start + i/rate
+	holdEnd time.Time // an unlimited connection's end of sending (zero: none)
+	next    int64     // requests taken so far
+	box     *mailbox  // total rate: this connection's intended times
+	timer   *time.Timer
+	// busy is when the window held the writer back: full while it had a request to write.
+	busy busyLog
+
+	// Pipelined (window > 1): the reader goroutine's side.
+	slots      chan struct{} // a place in the window per request outstanding
+	inflight   chan pending
+	sent       atomic.Int64 // requests whose write began
+	readerDone chan struct{}
+	readErr    error
+}
+
+// due returns when the next request was intended (zero when unrated: now) once its time has
+// come, or why the conversation stops writing.
+func (t *talk) due() (time.Time, end) {
+	if !t.snd.Unlimited && t.next >= int64(t.snd.Count) {
+		return time.Time{}, endCount
+	}
+	if !t.rated {
+		// Closed loop: a stop lets the conversation finish (the graceful stop drains it); the hard
+		// stop, a ramp-down, or a failed reader end it.
+		if e := t.cut(false); e != endNone {
+			return time.Time{}, e
+		}
+		return time.Time{}, endNone
+	}
+	for {
+		if talkStep != nil {
+			talkStep()
+		}
+		// A stop ends an unlimited conversation; one of a count finishes it, paced, within the
+		// graceful stop, as a closed-loop one does.
+		if e := t.cut(t.snd.Unlimited); e != endNone {
+			return time.Time{}, e
+		}
+		now := time.Now()
+		if !t.holdEnd.IsZero() && !now.Before(t.holdEnd) {
+			return time.Time{}, endHold
+		}
+		var at time.Time
+		var wake <-chan struct{}
+		if t.box != nil {
+			if a, ok := t.box.pop(); ok {
+				return a, endNone
+			}
+			wake = t.box.wake
+		} else {
+			at = t.intended(t.next)
+			if !at.After(now) {
+				if !t.holdEnd.IsZero() && !at.Before(t.holdEnd) {
+					return time.Time{}, endHold
+				}
+				return at, endNone
+			}
+		}
+		until := at
+		if !t.holdEnd.IsZero() && (until.IsZero() || t.holdEnd.Before(until)) {
+			until = t.holdEnd
+		}
+		if e := t.sleep(until, wake); e != endNone {
+			return time.Time{}, e
+		}
+	}
+}
+
+// intended is request i's intended send time under a per-connection rate, in closed form (no
+// drift accumulates from one request to the next).
+func (t *talk) intended(i int64) time.Time {
+	return t.start.Add(time.Duration(float64(i) / t.snd.Rate * float64(time.Second)))
+}
+
+// talkStep, set by tests only, runs each time a rated conversation looks for its next request:
+// a test stalls the generator there.
+var talkStep func()
+
+// cut reports, without waiting, what ends the conversation now: the hard stop, a ramp-down, a
+// failed reader, and with stop the run's stop.
+func (t *talk) cut(stop bool) end {
+	select {
+	case <-t.e.hardCtx.Done():
+		return endCut
+	case <-t.readerDone:
+		return endReader
+	default:
+	}
+	if t.s != nil && !t.s.wanted() {
+		return endCut
+	}
+	if stop {
+		select {
+		case <-t.e.stopping:
+			return endStop
+		default:
+		}
+	}
+	return endNone
+}
+
+// sleep waits until until (zero: no deadline) or wake, or what ends the conversation.
+func (t *talk) sleep(until time.Time, wake <-chan struct{}) end {
+	var tc <-chan time.Time
+	if !until.IsZero() {
+		if t.timer == nil {
+			t.timer = time.NewTimer(time.Until(until))
+		} else {
+			t.timer.Reset(time.Until(until))
+		}
+		tc = t.timer.C
+		defer t.timer.Stop()
+	}
+	var slotWake chan struct{}
+	if t.s != nil {
+		slotWake = t.s.wake
+	}
+	var stopping <-chan struct{}
+	if t.snd.Unlimited {
+		stopping = t.e.stopping
+	}
+	for {
+		select {
+		case <-tc:
+			return endNone
+		case <-wake:
+			return endNone
+		case <-t.e.hardCtx.Done():
+			return endCut
+		case <-stopping:
+			return endStop
+		case <-t.readerDone:
+			return endReader
+		case <-slotWake:
+			if !t.s.wanted() {
+				return endCut
+			}
+		}
+	}
+}
+
+// record records one request and returns its error with its outcome.
+func (t *talk) record(p pending, res proto.Result, err error) error {
+	if err != nil {
+		err = answerError(err)
+		if t.e.hardCtx.Err() != nil {
+			err = errCut
+		}
+	}
+	first, full := time.Duration(-1), time.Duration(-1)
+	if res.FirstByte > 0 {
+		first = res.FirstByte
+	}
+	if res.Full > 0 {
+		full = res.Full
+	}
+	t.sh.Request(metrics.RequestTiming{Intended: !p.at.IsZero(), WindowWait: p.windowWait, Lag: p.lag,
+		FirstByte: first, Service: full, Out: p.out, In: res.In}, err)
+	return err
+}
+
+// errUnanswered is the outcome of a request written and never answered because its connection
+// ended first (another request failed, the server closed, or the hard stop).
+var errUnanswered = errCut
+
+// talk runs a windowed conversation (rated or pipelined) on conn and returns what ended it: nil
+// when it ended as it should (its count, its hold, a stop or a ramp-down for an unlimited one).
+func (e *engine) talk(conn net.Conn, sh *metrics.Shard, s *slot) error {
+	snd := e.cfg.Send
+	t := &talk{e: e, conn: conn, sh: sh, s: s, x: e.exchange, snd: snd, rated: snd.rated(), start: time.Now()}
+	if snd.Unlimited && e.cfg.Hold > 0 {
+		t.holdEnd = t.start.Add(e.cfg.Hold)
+	}
+	if snd.TotalRate != nil {
+		t.box = e.dispatch.join()
+		defer e.dispatch.leave(t.box)
+	}
+	var why end
+	var err error
+	if snd.Pipeline > 1 && t.x.Reads() {
+		why, err = t.pipelined()
+	} else {
+		why, err = t.oneByOne()
+	}
+	if t.rated && t.box == nil {
+		t.offerUnsent()
+	}
+	switch {
+	case err != nil:
+		return err
+	case why == endCut && t.e.hardCtx.Err() != nil:
+		return errCut
+	case why == endCount, why == endReader, snd.Unlimited:
+		return nil
+	}
+	return errCut // stopped before its count
+}
+
+// offerUnsent counts the requests of a per-connection rate whose intended time came but which
+// were never written (the connection ended first): offered, not sent.
+func (t *talk) offerUnsent() {
+	end := time.Now() // exclusive: a request due at the very end was not due yet
+	if !t.holdEnd.IsZero() && t.holdEnd.Before(end) {
+		end = t.holdEnd
+	}
+	// n = requests intended before end: closed form, then corrected to agree with intended.
+	n := max(int64(end.Sub(t.start).Seconds()*t.snd.Rate), 0)
+	for n > 0 && !t.intended(n-1).Before(end) {
+		n--
+	}
+	for t.intended(n).Before(end) {
+		n++
+	}
+	if !t.snd.Unlimited {
+		n = min(n, int64(t.snd.Count))
+	}
+	if n > t.next {
+		t.sh.Offer(uint64(n - t.next))
+	}
+}
+
+// take stamps the request due at at as written now: its wait for the window and its lag.
+func (t *talk) take(at time.Time) pending {
+	w0 := time.Now()
+	p := pending{at: at, w0: w0}
+	if !at.IsZero() {
+		late := w0.Sub(at)
+		p.windowWait = min(t.busy.since(at), late)
+		p.lag = late - p.windowWait
+	}
+	t.next++
+	if t.rated && t.box == nil {
+		t.sh.Offer(1)
+	}
+	return p
+}
+
+// oneByOne is the conversation with one request outstanding at most: write, read the answer,
+// next. A request due while the answer was awaited waited for the window until it came.
+func (t *talk) oneByOne() (end, error) {
+	e := t.e
+	for {
+		at, why := t.due()
+		if why != endNone {
+			return why, nil
+		}
+		if err := t.conn.SetDeadline(time.Now().Add(e.cfg.IOTimeout)); err != nil {
+			return endNone, err
+		}
+		if e.hardCtx.Err() != nil {
+			// The hard stop's past deadline may have been set just before this one replaced it.
+			return endCut, nil
+		}
+		p := t.take(at)
+		n, err := t.x.Write(t.conn)
+		p.out = n
+		if err != nil || !t.x.Reads() {
+			if err != nil {
+				return endNone, t.record(p, proto.Result{}, err)
+			}
+			t.record(p, proto.Result{}, nil)
+			continue
+		}
+		// A reader only while an answer is awaited: an idle rated connection holds no buffer.
+		r := e.readers.Get().(*proto.Reader)
+		r.Reset(t.conn)
+		res, err := t.x.Read(r, p.w0, nil)
+		r.Reset(nil)
+		e.readers.Put(r)
+		// One at a time, the window is full from the write until the answer.
+		t.busy.add(p.w0, time.Now())
+		if err := t.record(p, res, err); err != nil {
+			return endNone, err
+		}
+		if res.Closed {
+			return endReader, nil
+		}
+	}
+}
+
+// pipelined is the conversation with up to Pipeline requests outstanding: this goroutine writes
+// each request when it is due and the window has room, a reader goroutine reads the answers in
+// order and frees the window.
+func (t *talk) pipelined() (end, error) {
+	e := t.e
+	w := t.snd.Pipeline
+	t.slots = make(chan struct{}, w)
+	t.inflight = make(chan pending, w)
+	t.readerDone = make(chan struct{})
+	go t.reader()
+	why, err := t.writer()
+	close(t.inflight)
+	<-t.readerDone
+	// Written and never answered: the reader stopped first.
+	for p := range t.inflight {
+		t.sh.Request(metrics.RequestTiming{Intended: !p.at.IsZero(), WindowWait: p.windowWait, Lag: p.lag,
+			FirstByte: -1, Service: -1, Out: p.out}, errUnanswered)
+	}
+	if err == nil {
+		err = t.readErr
+	}
+	if err == nil && e.hardCtx.Err() != nil && why != endCount {
+		return endCut, nil
+	}
+	return why, err
+}
+
+// writer writes the requests as they come due and the window has room.
+func (t *talk) writer() (end, error) {
+	e := t.e
+	for {
+		at, why := t.due()
+		if why != endNone {
+			return why, nil
+		}
+		select {
+		case t.slots <- struct{}{}:
+		default:
+			var stopping <-chan struct{}
+			if t.snd.Unlimited {
+				stopping = e.stopping
+			}
+			blocked := time.Now()
+			select {
+			case t.slots <- struct{}{}:
+				t.busy.add(blocked, time.Now())
+			case <-t.readerDone:
+				return endReader, nil
+			case <-e.hardCtx.Done():
+				return endCut, nil
+			case <-stopping:
+				return endStop, nil
+			}
+		}
+		if err := t.conn.SetWriteDeadline(time.Now().Add(e.cfg.IOTimeout)); err != nil {
+			<-t.slots
+			return endNone, err
+		}
+		if e.hardCtx.Err() != nil {
+			<-t.slots
+			return endCut, nil
+		}
+		p := t.take(at)
+		t.sent.Add(1)
+		n, err := t.x.Write(t.conn)
+		p.out = n
+		if err != nil {
+			<-t.slots
+			return endNone, t.record(p, proto.Result{}, err)
+		}
+		t.inflight <- p // never blocks: the window bounds it
+	}
+}
+
+// reader reads the answers in order, frees their places in the window and records them.
+func (t *talk) reader() {
+	defer close(t.readerDone)
+	e := t.e
+	r := e.readers.Get().(*proto.Reader)
+	r.Reset(t.conn)
+	defer func() {
+		r.Reset(nil)
+		e.readers.Put(r)
+	}()
+	var done int64
+	// Asked once a response is read: a request written since may have its answer buffered already
+	// (its count went up before its write began).
+	more := func() bool { return t.sent.Load() > done }
+	for p := range t.inflight {
+		if err := t.conn.SetReadDeadline(p.w0.Add(e.cfg.IOTimeout)); err != nil {
+			t.readErr = t.record(p, proto.Result{}, err)
+			return
+		}
+		if e.hardCtx.Err() != nil {
+			t.readErr = t.record(p, proto.Result{}, errCut)
+			return
+		}
+		done++
+		res, err := t.x.Read(r, p.w0, more)
+		<-t.slots
+		if err := t.record(p, res, err); err != nil {
+			t.readErr = err
+			return
+		}
+		if res.Closed {
+			return // the server closes after this answer: the writer stops
+		}
+	}
+}
+
+// busyLog is the times the window held a conversation's writer back, as far back as the oldest
+// request not yet written: a request's window_wait is the part of intended -> write during which
+// the window was full, the rest (request_lag) is the generator's. Requests due during a target's
+// stall all waited for the window, the ones queued behind the stalled one too; requests due
+// while the generator itself stalled did not (docs/measurements.md).
+type busyLog struct {
+	iv    []busyInterval
+	total time.Duration // all the busy time so far
+}
+
+type busyInterval struct {
+	from, to time.Time
+	before   time.Duration // busy time before this interval
+}
+
+func (b *busyLog) add(from, to time.Time) {
+	if d := to.Sub(from); d > 0 {
+		b.iv = append(b.iv, busyInterval{from, to, b.total})
+		b.total += d
+	}
+}
+
+// since is the busy time after at. Times asked for never decrease (requests are written in the
+// order of their intended times), so intervals over before at are dropped.
+func (b *busyLog) since(at time.Time) time.Duration {
+	i := 0
+	for i < len(b.iv) && !b.iv[i].to.After(at) {
+		i++
+	}
+	if i > 0 {
+		b.iv = b.iv[:copy(b.iv, b.iv[i:])]
+	}
+	if len(b.iv) == 0 {
+		return 0
+	}
+	first := b.iv[0]
+	return b.total - first.before - min(max(at.Sub(first.from), 0), first.to.Sub(first.from))
+}
+
+// dispatcher hands a total rate's intended request times round-robin to the connections sending
+// at that moment (docs/measurements.md "Requests at a rate").
+type dispatcher struct {
+	mu    sync.Mutex
+	boxes []*mailbox
+	rr    int
+}
+
+// mailbox holds the intended times given to one connection and not yet taken.
+type mailbox struct {
+	mu   sync.Mutex
+	q    []time.Time
+	head int
+	wake chan struct{}
+	at   int // index in dispatcher.boxes, under dispatcher.mu
+}
+
+func (d *dispatcher) join() *mailbox {
+	b := &mailbox{wake: make(chan struct{}, 1)}
+	d.mu.Lock()
+	b.at = len(d.boxes)
+	d.boxes = append(d.boxes, b)
+	d.mu.Unlock()
+	return b
+}
+
+// leave takes b out of the round; the times still in it stay offered and unsent.
+func (d *dispatcher) leave(b *mailbox) {
+	d.mu.Lock()
+	last := d.boxes[len(d.boxes)-1]
+	d.boxes[b.at], last.at = last, b.at
+	d.boxes[len(d.boxes)-1] = nil
+	d.boxes = d.boxes[:len(d.boxes)-1]
+	d.mu.Unlock()
+}
+
+// give hands at to the next connection in the round; false when none is sending.
+func (d *dispatcher) give(at time.Time) bool {
+	d.mu.Lock()
+	if len(d.boxes) == 0 {
+		d.mu.Unlock()
+		return false
+	}
+	d.rr++
+	if d.rr >= len(d.boxes) {
+		d.rr = 0
+	}
+	b := d.boxes[d.rr]
+	d.mu.Unlock()
+	b.mu.Lock()
+	b.q = append(b.q, at)
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (b *mailbox) pop() (time.Time, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.head == len(b.q) {
+		return time.Time{}, false
+	}
+	at := b.q[b.head]
+	b.head++
+	if b.head == len(b.q) {
+		b.q, b.head = b.q[:0], 0
+	}
+	return at, true
+}
+
+// dispatch runs a total rate: every request of the shard's segment of the rate ramp is offered at
+// its intended time and handed to a sending connection, until the ramp or the run ends.
+func (e *engine) dispatchRequests(start time.Time) {
+	it := e.cfg.Send.TotalRate.SegmentArrivals(e.cfg.Segment)
+	p := newPacer()
+	defer p.close()
+	var k uint64
+	for {
+		off, ok := it.Next()
+		if !ok {
+			return
+		}
+		at := start.Add(off)
+		if !p.until(at, e.stopping) {
+			return
+		}
+		e.dispatch.give(at)
+		k++
+		e.rec.Shard(k).Offer(1)
+	}
+}
