@@ -25,7 +25,8 @@
  * Prints, per run (per probe with -S, then a final `search` line):
  *   `conns=C offered=R sent=N received=N lost=N seconds=S rate=A p50_us= p99_us= p999_us= max_us=
  *    service_p99_us= lag_p99_us= cpu_s=`
- * rate is the answers received per second of the send window; service_* is from the actual write
+ * rate is the answers received within the send window per second of it (answers collected in the
+ * 2 s after it count as received, not in rate); service_* is from the actual write
  * (what a closed-loop client would report), lag_* from the intended time to the write (the
  * client's own lateness or the window). cpu_s: this process's user + system CPU for the run.
  * Bounded by -d (at most 600 s) plus 2 s per run to collect the last answers, and -n probes.
@@ -124,7 +125,7 @@ static void flush(struct conn *c) {
 }
 
 struct result {
-    long sent, received;
+    long sent, received, inwin; /* inwin: answers that came within the send window */
     double seconds, p50, p99, p999, max, svc99, lag99, cpu;
 };
 
@@ -137,7 +138,7 @@ static double cpu_now(void) {
 
 /* run: one run at total rate R for S seconds on the open connections. */
 static struct result run(double rate, double seconds) {
-    long total = (long)(rate * seconds), due = 0, sent = 0, received = 0;
+    long total = (long)(rate * seconds), due = 0, sent = 0, received = 0, inwin = 0;
     struct epoll_event evs[1024];
     static char buf[1 << 16];
     memset(&lat, 0, sizeof lat);
@@ -179,6 +180,7 @@ static struct result run(double rate, double seconds) {
                 hrec(&lat, at - c->due[slot]);
                 hrec(&svc, at - c->wrote[slot]);
                 c->head++, received++;
+                if (at <= t0 + seconds) inwin++;
                 c->got -= anslen;
             }
             /* the window opened: the connection's requests that are already due go out now, late */
@@ -192,7 +194,7 @@ static struct result run(double rate, double seconds) {
             if (c->outbytes) flush(c);
         }
     }
-    struct result res = {sent, received, mono() - t0, hq(&lat, 0.5), hq(&lat, 0.99), hq(&lat, 0.999),
+    struct result res = {sent, received, inwin, mono() - t0, hq(&lat, 0.5), hq(&lat, 0.99), hq(&lat, 0.999),
                          (double)lat.max / 1e3, hq(&svc, 0.99), hq(&lag, 0.99), cpu_now() - cpu0};
     /* a run cut short leaves answers in flight: the connections cannot serve another probe */
     if (received < sent) for (long i = 0; i < nconn; i++) cs[i].got = 0;
@@ -202,7 +204,7 @@ static struct result run(double rate, double seconds) {
 static void print(const char *tag, double rate, long total, struct result r, double seconds) {
     printf("%sconns=%ld offered=%.0f sent=%ld received=%ld lost=%ld seconds=%.3f rate=%.0f p50_us=%.0f p99_us=%.0f "
            "p999_us=%.0f max_us=%.0f service_p99_us=%.0f lag_p99_us=%.0f cpu_s=%.3f\n",
-           tag, nconn, rate, r.sent, r.received, total - r.received, r.seconds, (double)r.received / seconds, r.p50,
+           tag, nconn, rate, r.sent, r.received, total - r.received, r.seconds, (double)r.inwin / seconds, r.p50,
            r.p99, r.p999, r.max, r.svc99, r.lag99, r.cpu);
     fflush(stdout);
 }
