@@ -203,8 +203,8 @@ func (h *holder) shutdown() {
 	unix.Close(h.epfd)
 }
 
-// acceptRaw serves listener ln for the holder: accept4 in a loop until the queue is empty, each
-// connection handed to handleFD, then a wait in the runtime poller for the next. That is one
+// acceptRaw serves listener ln for the holder or the loops: accept4 in a loop until the queue is
+// empty, each connection handed to handleFD, then a wait in the runtime poller for the next. That is one
 // system call per connection where the poller's Accept makes several (accept4, the peer's address,
 // epoll_ctl, then the holder's dup and close), and x/sys/unix's Accept4 one more (a getsockopt
 // SO_PROTOCOL to decode a peer address nobody here reads); a burst of connections is taken in one
@@ -212,7 +212,7 @@ func (h *holder) shutdown() {
 // net.Listener's RawConn cannot wait for reads (it returns EINVAL) and an os.File's can; Close
 // closes the duplicate, which wakes the wait. It reports false, having served nothing, when it
 // cannot start; the caller then runs the ordinary accept loop.
-func (h *holder) acceptRaw(ln net.Listener) bool {
+func (s *Server) acceptRaw(ln net.Listener) bool {
 	lfd, ok := sockfd.Dup(ln)
 	if !ok {
 		return false
@@ -223,7 +223,6 @@ func (h *holder) acceptRaw(ln net.Listener) bool {
 		f.Close()
 		return false
 	}
-	s := h.s
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -281,6 +280,16 @@ func (s *Server) handleFD(fd int, buf []byte) {
 		return
 	}
 	s.opened()
+	if s.loops != nil {
+		// Echo and http: what the client sent first is theirs to answer, no early read. Closing
+		// first with nothing to read first closes at once, as handle does.
+		if s.closeFirst && s.closeAfter == 0 || !s.loops.addFD(fd) {
+			s.active.Add(-1)
+			s.closedConns.Add(1)
+			unix.Close(fd)
+		}
+		return
+	}
 	if open, _ := s.discard(fd, buf, true); !open || !s.holder.addFD(fd) {
 		// Over already (see above), or the server is closing: count it closed, then close it.
 		s.active.Add(-1)

@@ -21,4 +21,15 @@ func newHolder(*Server) (*holder, error) {
 func (*holder) run()                        {}
 func (*holder) stop()                       {}
 func (*holder) add(net.Conn) bool           { return false }
-func (*holder) acceptRaw(net.Listener) bool { return false }
+func (*Server) acceptRaw(net.Listener) bool { return false }
+
+// loops are the epoll loops of echo and http connections, which need Linux: newLoops fails here,
+// so those connections are served by a goroutine each.
+type loops struct{}
+
+func newLoops(*Server, int) (*loops, error) {
+	return nil, platform.Unsupported("target: the epoll loops")
+}
+
+func (*loops) start(*Server) {}
+func (*loops) stop()         {}

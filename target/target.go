@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,19 @@ const (
 	// message (connection.send.bytes) is 16 MiB too.
 	MaxFrameLimit = 16 << 20
 )
+
+// MaxProcs bounds a target's GOMAXPROCS setting (`portstorm target --procs`,
+// target.builtin.procs_per_process).
+const MaxProcs = 1024
+
+// DefaultProcs is the GOMAXPROCS of a target process that is given none, on a machine of cores
+// cores: half of them, at least one, because a target this tool starts shares its host with the
+// client that loads it; bench/target-procs measures the choice (the figures are in the README,
+// "The built-in target under keep-alive load"; docs/architecture.md, "The built-in target's loops
+// and cores", says where it applies).
+func DefaultProcs(cores int) int {
+	return max(cores/2, 1)
+}
 
 var (
 	// ErrUnknownMode is wrapped by errors about a mode that is not one of Modes().
@@ -279,7 +293,8 @@ type Server struct {
 	conns  map[net.Conn]struct{}
 	closed bool
 	holder *holder // sink and hold: connections kept without a goroutine each (nil: not used)
-	// rawListeners are the holder's duplicates of the listeners (see acceptRaw), which Close
+	loops  *loops  // echo and http without TLS: connections served by epoll loops (nil: not used)
+	// rawListeners are the raw accept loops' duplicates of the listeners (see acceptRaw), which Close
 	// closes: that wakes their accept loops and lets the listening sockets go.
 	rawListeners []*os.File
 
@@ -295,6 +310,9 @@ type Server struct {
 	accepted, closedConns, bytesIn, bytesOut, idleClosed, acceptErrors atomic.Uint64
 	requests, badRequests, tlsHandshakes, tlsFailed                    atomic.Uint64
 	active, peak                                                       atomic.Int64
+	// stalls counts the loops' writes the socket did not take whole (the rest waits for EPOLLOUT),
+	// for tests to know that path ran.
+	stalls atomic.Uint64
 }
 
 // Start checks cfg, listens on every address of cfg.Listen and starts serving. If any address is
@@ -421,6 +439,10 @@ func newServer(cfg Config) *Server {
 // unavailable (off Linux): set by tests, so that path runs on Linux too.
 var noHolder bool
 
+// noLoop serves echo and http connections with a goroutine each, as where the epoll loops are
+// unavailable (off Linux): set by tests and benchmarks, so that path runs on Linux too.
+var noLoop bool
+
 // run starts one accept loop per listener; the server owns the listeners from here on.
 func (s *Server) run(lns []net.Listener) {
 	s.listeners = lns
@@ -436,6 +458,14 @@ func (s *Server) run(lns []net.Listener) {
 			s.holder = h
 			s.wg.Add(1)
 			go h.run()
+		}
+	}
+	// Echo and http without TLS are served by epoll loops, one per P (see loops), where they can
+	// start; otherwise, and under TLS (crypto/tls needs a blocking net.Conn), by a goroutine each.
+	if (s.mode == ModeEcho || s.mode == ModeHTTP) && s.tls == nil && !noLoop {
+		if ls, err := newLoops(s, runtime.GOMAXPROCS(0)); err == nil {
+			s.loops = ls
+			ls.start(s)
 		}
 	}
 	s.wg.Add(len(lns))
@@ -514,6 +544,9 @@ func (s *Server) Close() error {
 		if s.holder != nil {
 			s.holder.stop()
 		}
+		if s.loops != nil {
+			s.loops.stop()
+		}
 		close(s.done)
 		var errs []error
 		for _, ln := range s.listeners {
@@ -541,7 +574,7 @@ func nextBackoff(d time.Duration) time.Duration {
 
 func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
-	if s.holder != nil && s.holder.acceptRaw(ln) {
+	if (s.holder != nil || s.loops != nil) && s.acceptRaw(ln) {
 		return
 	}
 	var backoff time.Duration

@@ -254,7 +254,9 @@ func TestReportInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := report.ChartIDs(s, d)
-	for _, want := range []string{report.ChartConnections, report.ChartLatency + "connect", report.ChartSpectrum, report.ChartOutcomes} {
+	// The run writes one request per connection: the request charts are drawn too.
+	for _, want := range []string{report.ChartConnections, report.ChartRequests, report.ChartRequestLatency,
+		report.ChartLatency + "connect", report.ChartSpectrum, report.ChartOutcomes} {
 		found := false
 		for _, id := range ids {
 			found = found || id == want

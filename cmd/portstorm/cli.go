@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/coordinator"
 	"github.com/portstorm/portstorm/loadgen/gate"
+	"github.com/portstorm/portstorm/loadgen/isolate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
@@ -70,9 +70,10 @@ func Main(args, environ []string, stdout, stderr io.Writer, signals <-chan os.Si
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return exitWith(exitInvalid, fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath()))
+		return exitWith(exitInvalid, flagError(c, err))
 	})
-	root.AddCommand(runCmd(e), validateCmd(e), targetCmd(e), versionCmd(e), compareCmd(e), reportCmd(e), doctorCmd(e), mergeCmd(e), k8sCmd(e))
+	root.AddCommand(runCmd(e), validateCmd(e), targetCmd(e), versionCmd(e), compareCmd(e), reportCmd(e), doctorCmd(e), mergeCmd(e), k8sCmd(e), searchCmd(e))
+	addCompletions(root)
 	err := root.Execute()
 	if err == nil {
 		return exitPass
@@ -89,17 +90,29 @@ func Main(args, environ []string, stdout, stderr io.Writer, signals <-chan os.Si
 	return exitInvalid
 }
 
+// ownEnv are the PORTSTORM_ variables that are not plan settings, so not warned about: portstorm's
+// own, and those its test suite sets (.ci/run exports them; tests start portstorm with them).
+var ownEnv = []string{cpuProfileEnv, "PORTSTORM_LONG_TESTS", "PORTSTORM_REAL_SERVERS"}
+
 type planFlags struct {
 	sets []string
 }
 
 func (f *planFlags) add(c *cobra.Command) {
-	c.Flags().StringArrayVar(&f.sets, "set", nil, "override a plan key: --set load.model=arrival (repeatable; YAML values)")
+	c.Flags().StringArrayVar(&f.sets, "set", nil, "override a plan key: --set load.model=arrival, load.stages[0].target=50, baseline=null removes (repeatable; YAML values)")
 }
 
 // loadPlan loads, defaults and validates a plan; every problem is reported at once with exit code 2:
 // the strict pass's (unknown keys, wrong types) and the checks of the values that did decode.
+//
+// A PORTSTORM_ variable that names no setting (a misspelt override) gets a warning on stderr; not
+// in the child a private namespace runs, whose parent warned already.
 func (f *planFlags) loadPlan(e *env, path string) (*plan.Plan, error) {
+	if !isolate.InChild() {
+		for _, w := range plan.UnknownEnv(e.environ, ownEnv...) {
+			fmt.Fprintf(e.stderr, "portstorm: warning: %s\n", w)
+		}
+	}
 	p, err := plan.LoadFile(path, plan.Overrides{Sets: f.sets, Env: e.environ})
 	if p == nil {
 		return nil, exitWith(exitInvalid, err)
@@ -141,6 +154,11 @@ func validateCmd(e *env) *cobra.Command {
 			p, err := pf.loadPlan(e, args[0])
 			if err != nil {
 				return err
+			}
+			if sr := p.Search; sr != nil {
+				fmt.Fprintf(e.stdout, "%s: valid search plan %q (%s from %v to %v, probes of %s; portstorm search runs it)\n",
+					args[0], p.Name, sr.Dimension, sr.Min, sr.Max, sr.Probe)
+				return nil
 			}
 			fmt.Fprintf(e.stdout, "%s: valid plan %q (%s model, %d stage(s), %s)\n",
 				args[0], p.Name, p.Load.Model, len(p.Load.Stages), spec.Ramp(p).Total())
@@ -188,8 +206,14 @@ func runCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if p.Search != nil {
+				return exitWith(exitInvalid, fmt.Errorf("%s is a capacity search (it has a search: section); run it with portstorm search", args[0]))
+			}
 			if err := in.beforeRun(); err != nil {
 				return err
+			}
+			if seg.upload != "" && !seg.asked() {
+				return exitWith(exitInvalid, errors.New("--upload sends a segment's shard folder: it needs --segment"))
 			}
 			if seg.asked() {
 				return e.runSegment(in, p, &seg, out, startAt, quiet, allowRemote)
@@ -386,19 +410,4 @@ func outcomeExit(res *coordinator.Outcome, err error) error {
 		return exitWith(exitFail, verdictError(s))
 	}
 	return nil
-}
-
-func versionCmd(e *env) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  exactArgs(0),
-		Run: func(c *cobra.Command, args []string) {
-			v := "(devel)"
-			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-				v = bi.Main.Version
-			}
-			fmt.Fprintf(e.stdout, "portstorm %s\n", v)
-		},
-	}
 }

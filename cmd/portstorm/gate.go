@@ -150,6 +150,7 @@ func reportCmd(e *env) *cobra.Command {
 				dir = filepath.Dir(dir)
 			}
 			report.WriteText(e.stdout, s, dir)
+			report.WriteSearchText(e.stdout, s.Search) // a search's folder: its probes and answer
 			// junit.xml, which CI reads for the verdict, last: a report that fails leaves it as it was.
 			if err := report.WriteHTML(dir, s); err != nil {
 				return exitWith(exitCannotRun, err)

@@ -15,11 +15,14 @@ import (
 func main() {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	stop := startProfile(os.Getenv("PORTSTORM_CPUPROFILE"))
+	stop := startProfile(os.Getenv(cpuProfileEnv))
 	code := Main(os.Args[1:], os.Environ(), os.Stdout, os.Stderr, sig)
 	stop()
 	os.Exit(code)
 }
+
+// cpuProfileEnv names the file startProfile writes to.
+const cpuProfileEnv = "PORTSTORM_CPUPROFILE"
 
 // startProfile writes a Go CPU profile of this process to path (PORTSTORM_CPUPROFILE, for
 // `go tool pprof`: where a run's time goes); nothing when path is empty. Worker and target

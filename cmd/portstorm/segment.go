@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/coordinator"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/schedule"
+	"github.com/portstorm/portstorm/loadgen/shard"
 )
 
 // segmentFlags are run's flags for one segment of a distributed run (docs/architecture.md).
@@ -19,12 +23,17 @@ type segmentFlags struct {
 	segment string
 	count   int
 	host    string
+	// upload sends the finished shard folder to a merge's --receive (portstorm k8s --results upload).
+	upload     string
+	uploadWait time.Duration
 }
 
 func (f *segmentFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.segment, "segment", "", "run only segment i/N of the plan (0-based, as JOB_COMPLETION_INDEX) and write a shard result folder for portstorm merge")
 	c.Flags().IntVar(&f.count, "segment-count", 0, "N, with --segment i, or alone: the segment index is then $JOB_COMPLETION_INDEX")
 	c.Flags().StringVar(&f.host, "host", "", "with --segment, this generator's name in the merged result (default the host name)")
+	c.Flags().StringVar(&f.upload, "upload", "", "with --segment, send the finished shard folder to this URL: a `portstorm merge --receive` (http://HOST:PORT/shard/i)")
+	c.Flags().DurationVar(&f.uploadWait, "upload-wait", 10*time.Minute, "with --upload, how long to retry while the merge cannot be reached")
 }
 
 func (f *segmentFlags) asked() bool { return f.segment != "" || f.count > 0 }
@@ -79,6 +88,13 @@ func (e *env) runSegment(in *interrupts, p *plan.Plan, f *segmentFlags, out, sta
 	})
 	prog.finish()
 	e.writeOutcome(res)
+	if f.upload != "" && res != nil {
+		// Whatever the segment's end, a folder with its shard.json goes to the merge, which judges it.
+		if uerr := shard.Upload(in.ctx, http.DefaultClient, f.upload, res.Dir, f.uploadWait, time.Second); uerr != nil {
+			return exitWith(exitCannotRun, fmt.Errorf("--upload: %w (the shard folder is in %s)", uerr, res.Dir))
+		}
+		fmt.Fprintf(e.stderr, "portstorm: sent %s to %s\n", res.Dir, f.upload)
+	}
 	switch {
 	case errors.Is(err, coordinator.ErrInvalid):
 		return exitWith(exitInvalid, err)
@@ -97,8 +113,8 @@ func (e *env) runSegment(in *interrupts, p *plan.Plan, f *segmentFlags, out, sta
 }
 
 func mergeCmd(e *env) *cobra.Command {
-	var out string
-	var wait time.Duration
+	var out, receive string
+	var wait, linger time.Duration
 	c := &cobra.Command{
 		Use:   "merge SHARD_DIR... --out DIR",
 		Short: "Merge the shard result folders of a distributed run into one result (exit codes as run)",
@@ -118,6 +134,27 @@ the same segment twice or missing segments are refused (exit 2).`,
 			}
 			in := e.watchSignals()
 			defer in.stop()
+			if receive != "" {
+				if wait <= 0 {
+					return exitWith(exitInvalid, errors.New("merge --receive: give --wait, how long to wait for the segments' uploads"))
+				}
+				stop, err := serveMerge(e, receive, args, out)
+				if err != nil {
+					return exitWith(exitCannotRun, fmt.Errorf("--receive %s: %w", receive, err))
+				}
+				defer func() {
+					if linger > 0 {
+						fmt.Fprintf(e.stderr, "portstorm: serving the merged result on %s/merged/ for %s\n", receive, linger)
+						t := time.NewTimer(linger)
+						select {
+						case <-t.C:
+						case <-in.ctx.Done():
+							t.Stop()
+						}
+					}
+					stop()
+				}()
+			}
 			if wait > 0 {
 				err := coordinator.WaitForShards(in.ctx, args, wait, 2*time.Second)
 				if errors.Is(err, coordinator.ErrInterrupted) {
@@ -137,5 +174,32 @@ the same segment twice or missing segments are refused (exit 2).`,
 	}
 	c.Flags().StringVar(&out, "out", "", "the merged results folder (required)")
 	c.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for every folder's shard.json (segments still running), e.g. 30m")
+	c.Flags().StringVar(&receive, "receive", "", "listen on ADDR (e.g. :7070) for the segments' --upload: PUT /shard/i fills the i-th folder (needs --wait)")
+	c.Flags().DurationVar(&linger, "linger", 0, "with --receive, serve the merged folder at /merged/ this long after the merge (kubectl port-forward)")
 	return c
+}
+
+// serveMerge serves a merge's --receive: PUT /shard/i unpacks segment i's upload into dirs[i];
+// GET /merged/FILE serves the merged folder once it is written.
+func serveMerge(e *env, addr string, dirs []string, out string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/shard/", &shard.Receiver{Dirs: dirs})
+	mux.Handle("GET /merged/", http.StripPrefix("/merged/", http.FileServer(http.Dir(out))))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	fmt.Fprintf(e.stderr, "portstorm: receiving %d shard folder(s) on %s\n", len(dirs), ln.Addr())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }

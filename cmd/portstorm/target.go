@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ func targetCmd(e *env) *cobra.Command {
 	var selfSigned bool
 	var certFile, keyFile string
 	var configStdin bool
+	var procs int
 	c := &cobra.Command{
 		Use:   "target",
 		Short: "Run the built-in target server until interrupted",
@@ -52,9 +54,10 @@ func targetCmd(e *env) *cobra.Command {
 			if c.Flags().Changed("header-timeout") && m != target.ModeHTTP {
 				return exitWith(exitInvalid, fmt.Errorf("--header-timeout applies to --mode http, not %s", m))
 			}
-			if err := checkTargetFlags(cfg, listen); err != nil {
+			if err := checkTargetFlags(cfg, listen, procs); err != nil {
 				return exitWith(exitInvalid, err)
 			}
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(e.targetProcs(procs)))
 			cfg.Listen, cfg.Mode = listen, m
 			tlsConf, hosts, certPEM, err := targetTLS(selfSigned, certFile, keyFile, listen)
 			if err != nil {
@@ -74,6 +77,7 @@ func targetCmd(e *env) *cobra.Command {
 	f := c.Flags()
 	f.StringArrayVar(&listen, "listen", []string{"127.0.0.1:0"}, "listen address (repeatable)")
 	f.StringVar(&mode, "mode", "echo", modeChoices())
+	_ = c.RegisterFlagCompletionFunc("mode", completeWords(modeNames())) // fails only for an unknown flag
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 60*time.Second, "close connections silent for this long (and TLS handshakes stalled for this long)")
 	f.IntVar(&cfg.MaxFrame, "max-frame", target.DefaultMaxFrame, "largest read echoed at once, bytes (at most 16 MiB)")
 	f.DurationVar(&cfg.HeaderTimeout, "header-timeout", target.DefaultHeaderTimeout, "with --mode http, close a connection whose request head is not complete this long after its first byte")
@@ -87,6 +91,7 @@ func targetCmd(e *env) *cobra.Command {
 	f.BoolVar(&selfSigned, "tls", false, "serve TLS with a self-signed certificate made at start for localhost, 127.0.0.1, ::1 and the --listen hosts; its PEM is written to a temporary file for clients' ca_file")
 	f.StringVar(&certFile, "tls-cert", "", "serve TLS with this PEM certificate chain (with --tls-key)")
 	f.StringVar(&keyFile, "tls-key", "", "PEM private key of --tls-cert")
+	f.IntVar(&procs, "procs", 0, "GOMAXPROCS of the target: the cores it may use at once (0: GOMAXPROCS from the environment if set, else half the cores, leaving the other half to a client on the same host)")
 	f.BoolVar(&asJSON, "json", false, "print the listening addresses and the final counters as JSON lines")
 	// A coordinator starts its target processes with this: the configuration it compiled, as JSON
 	// on stdin, instead of flags parsed back.
@@ -135,6 +140,7 @@ func (e *env) serveTarget(cfg target.Config, asJSON bool, caFile string, hosts [
 		for _, a := range srv.Addrs() {
 			fmt.Fprintf(e.stdout, "portstorm target: %s listening on %s\n", what, a)
 		}
+		fmt.Fprintf(e.stdout, "portstorm target: GOMAXPROCS %d of %d cores (--procs)\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
 		if caFile != "" {
 			fmt.Fprintf(e.stdout, "portstorm target: self-signed certificate for %s written to %s (use it as ca_file; removed when the target stops)\n",
 				strings.Join(hosts, ", "), caFile)
@@ -154,10 +160,32 @@ func (e *env) serveTarget(cfg target.Config, asJSON bool, caFile string, hosts [
 	return nil
 }
 
+// targetProcs is the GOMAXPROCS of a standalone target: --procs when set, else the environment's
+// GOMAXPROCS when set (a coordinator sets it for its target processes, see spec.CPUShares), else
+// target.DefaultProcs.
+func (e *env) targetProcs(flag int) int {
+	if flag > 0 {
+		return flag
+	}
+	environ := e.environ
+	if environ == nil {
+		environ = os.Environ()
+	}
+	for _, kv := range environ {
+		if k, v, _ := strings.Cut(kv, "="); k == "GOMAXPROCS" && v != "" {
+			return runtime.GOMAXPROCS(0) // the runtime has read it
+		}
+	}
+	return target.DefaultProcs(runtime.NumCPU())
+}
+
 // checkTargetFlags refuses values target.Start would refuse, in the flags' own names: its errors name
 // Config's fields, which a command-line user never sees.
-func checkTargetFlags(cfg target.Config, listen []string) error {
+func checkTargetFlags(cfg target.Config, listen []string, procs int) error {
 	var errs []error
+	if procs < 0 || procs > target.MaxProcs {
+		errs = append(errs, fmt.Errorf("--procs %d: want 0 (the default) or 1 to %d", procs, target.MaxProcs))
+	}
 	if cfg.IdleTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--idle-timeout %v: want a positive duration (every read needs a deadline)", cfg.IdleTimeout))
 	}
@@ -193,11 +221,17 @@ func checkTargetFlags(cfg target.Config, listen []string) error {
 
 // modeChoices is the --mode help: every mode, in target's order.
 func modeChoices() string {
+	names := modeNames()
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// modeNames are the target's modes, in its order: --mode's words.
+func modeNames() []string {
 	var names []string
 	for _, m := range target.Modes() {
 		names = append(names, string(m))
 	}
-	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	return names
 }
 
 // targetTLS makes the TLS configuration the flags ask for, or nil for none. With --tls it also

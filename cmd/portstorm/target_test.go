@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,6 +38,9 @@ func TestTargetFlags(t *testing.T) {
 		{"header timeout outside http", []string{"--header-timeout", "1s"}, 2, []string{"--header-timeout applies to --mode http"}},
 		{"header timeout in http", []string{"--mode", "http", "--header-timeout", "1s"}, 0, nil},
 		{"max conns negative", []string{"--max-conns", "-1"}, 2, []string{"--max-conns -1"}},
+		{"procs negative", []string{"--procs", "-1"}, 2, []string{"--procs -1", "1 to 1024"}},
+		{"procs above the cap", []string{"--procs", "1025"}, 2, []string{"--procs 1025"}},
+		{"procs one", []string{"--procs", "1"}, 0, nil},
 		{"close after negative", []string{"--close-first", "--close-after", "-1"}, 2, []string{"--close-after -1"}},
 		{"http status below 200", []string{"--mode", "http", "--http-status", "199"}, 2, []string{"--http-status 199"}},
 		{"port below out of range", []string{"--port-below", "70000"}, 2, []string{"--port-below 70000"}},
@@ -118,5 +122,33 @@ func TestTargetConfigStdin(t *testing.T) {
 				t.Fatalf("output %q, want an addresses line and a counters line", out.String())
 			}
 		})
+	}
+}
+
+// TestTargetProcs: a standalone target's GOMAXPROCS is --procs when set, else the environment's
+// GOMAXPROCS when set (a coordinator's target processes), else half the cores.
+func TestTargetProcs(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		flag    int
+		environ []string
+		want    int
+	}{
+		{"flag", 3, []string{"GOMAXPROCS=7"}, 3},
+		{"environment", 0, []string{"HOME=/", "GOMAXPROCS=7"}, runtime.GOMAXPROCS(0)},
+		{"default", 0, []string{"HOME=/"}, target.DefaultProcs(runtime.NumCPU())},
+		{"empty GOMAXPROCS is unset", 0, []string{"GOMAXPROCS="}, target.DefaultProcs(runtime.NumCPU())},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &env{environ: tt.environ}
+			if got := e.targetProcs(tt.flag); got != tt.want {
+				t.Errorf("targetProcs(%d) with %q = %d, want %d", tt.flag, tt.environ, got, tt.want)
+			}
+		})
+	}
+	for cores, want := range map[int]int{1: 1, 2: 1, 3: 1, 8: 4, 64: 32} {
+		if got := target.DefaultProcs(cores); got != want {
+			t.Errorf("DefaultProcs(%d) = %d, want %d", cores, got, want)
+		}
 	}
 }

@@ -98,6 +98,9 @@ func procsSet(env []string) bool {
 
 // Progress is what the live progress line shows.
 type Progress struct {
+	// Stage is the stage running, counted from 0 as everywhere else (load.stages[N], the
+	// thresholds' stage[N], summary.json's stages[].index, timeline.csv's stage); Stage == Stages
+	// after the last stage, while in-flight connections finish (graceful_stop).
 	Stage, Stages    int
 	Elapsed, Total   time.Duration
 	Active           int64
@@ -105,6 +108,13 @@ type Progress struct {
 	Errors           uint64
 	ConnectP99       time.Duration
 	IntervalAttempts uint64
+	// Requests says the run is about requests: more requests written so far than connections
+	// established (keep-alive), or rated requests. RequestsPerSecond is the interval's requests
+	// written per second, RequestP99 the interval's p99 of request_intended when Rated, else of rtt.
+	Requests          bool
+	Rated             bool
+	RequestsPerSecond float64
+	RequestP99        time.Duration
 }
 
 // Outcome is a finished run: its summary and where its files are.
@@ -375,9 +385,12 @@ type collector struct {
 	rows        []report.TimelineRow
 	err         error
 	errorsSoFar uint64
-	stopped     *report.Stopped
-	running     *metrics.Snapshot
-	liveStart   time.Time
+	// requestsSoFar and establishedSoFar tell a run about requests for the progress line.
+	requestsSoFar, establishedSoFar uint64
+	rated                           bool
+	stopped                         *report.Stopped
+	running                         *metrics.Snapshot
+	liveStart                       time.Time
 }
 
 func newCollector(p *plan.Plan, ramp schedule.Ramp, pr *portRun, v *gate.Gate, hlog *report.HLog, o Options, stopRun context.CancelFunc) *collector {
@@ -415,20 +428,43 @@ func (c *collector) take(s *metrics.Snapshot) {
 	if c.o.OnSnapshot != nil {
 		c.o.OnSnapshot(s)
 	}
-	c.errorsSoFar += s.Errors()
+	c.count(s)
 	if c.o.Progress != nil {
-		secs := float64(s.EndUS-s.StartUS) / 1e6
-		pr := Progress{
-			Stage: min(s.Stage+1, len(c.ramp.Stages)), Stages: len(c.ramp.Stages),
-			Elapsed: time.Duration(s.EndUS) * time.Microsecond, Total: c.ramp.Total(),
-			Active: s.Active, Errors: c.errorsSoFar, IntervalAttempts: s.Attempted,
-			ConnectP99: time.Duration(s.Hist[metrics.Connect].ValueAtQuantile(99)) * time.Microsecond,
-		}
-		if secs > 0 {
-			pr.OpenedPerSecond = float64(s.Established) / secs
-		}
-		c.o.Progress(pr)
+		c.o.Progress(c.progress(s))
 	}
+}
+
+// count adds interval s to the running counts the progress line reads.
+func (c *collector) count(s *metrics.Snapshot) {
+	c.errorsSoFar += s.Errors()
+	c.requestsSoFar += s.Requests
+	c.establishedSoFar += s.Established
+	c.rated = c.rated || s.Hist[metrics.RequestIntended].TotalCount() > 0
+}
+
+// progress is the progress line's figures after interval s.
+func (c *collector) progress(s *metrics.Snapshot) Progress {
+	secs := float64(s.EndUS-s.StartUS) / 1e6
+	p99 := func(l metrics.Latency) time.Duration {
+		return time.Duration(s.Hist[l].ValueAtQuantile(99)) * time.Microsecond
+	}
+	pr := Progress{
+		Stage: min(s.Stage, len(c.ramp.Stages)), Stages: len(c.ramp.Stages),
+		Elapsed: time.Duration(s.EndUS) * time.Microsecond, Total: c.ramp.Total(),
+		Active: s.Active, Errors: c.errorsSoFar, IntervalAttempts: s.Attempted,
+		ConnectP99: p99(metrics.Connect),
+		Rated:      c.rated,
+		Requests:   c.rated || c.requestsSoFar > c.establishedSoFar,
+		RequestP99: p99(metrics.RTT),
+	}
+	if c.rated {
+		pr.RequestP99 = p99(metrics.RequestIntended)
+	}
+	if secs > 0 {
+		pr.OpenedPerSecond = float64(s.Established) / secs
+		pr.RequestsPerSecond = float64(s.Requests) / secs
+	}
+	return pr
 }
 
 // judgeLive judges the abort_on_fail thresholds on the running totals and stops the run when one fails.

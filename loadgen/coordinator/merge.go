@@ -170,6 +170,13 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 			f.AtS += shift
 			sum.TargetFailures = append(sum.TargetFailures, f)
 		}
+		// A segment that gave up on an unreachable target: the merged run gave up at the first.
+		if u := s.Unreachable; u != nil && (sum.Unreachable == nil || u.AtS+shift < sum.Unreachable.AtS) {
+			c := *u
+			c.AtS += shift
+			c.FirstAtS += shift
+			sum.Unreachable = &c
+		}
 		if t := s.Target; t != nil {
 			if ts == nil {
 				ts = &target.Stats{}

@@ -90,7 +90,8 @@ func (r *portRun) setup(dsts []dial.Destination, override dial.Dialer) ([]dial.D
 	if f.Refuse && !r.segmentOnly {
 		var b strings.Builder
 		f.WriteText(&b, s.Name)
-		return nil, fmt.Errorf("%w: the preflight refuses the plan (portstorm doctor shows the same):%s", ErrCannotRun, indent(b.String()))
+		return nil, &Refused{Forecast: f,
+			err: fmt.Errorf("%w: the preflight refuses the plan (portstorm doctor shows the same):%s", ErrCannotRun, indent(b.String()))}
 	}
 	r.warnings = append(r.warnings, f.Warnings...)
 

@@ -209,6 +209,32 @@ func TestSegmentsMergeExactly(t *testing.T) {
 		}
 	})
 
+	// A segment that gave up on an unreachable target makes the merged run one that gave up, at
+	// the earliest segment's give-up, on the merged run's clock.
+	t.Run("give-up carried", func(t *testing.T) {
+		for i, at := range map[int]float64{2: 0.9, 3: 0.4} {
+			seg, err := report.ReadSummary(filepath.Join(dirs[i], "summary.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seg.Unreachable = &report.Unreachable{AtS: at, FirstAtS: 0.1, Failed: 12, Destination: "127.0.0.1:9", Outcome: "ECONNREFUSED", Error: fmt.Sprint("refused ", i)}
+			if err := report.WriteSummary(dirs[i], seg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := Merge(dirs, filepath.Join(t.TempDir(), "m"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := res.Summary.Unreachable
+		if u == nil || u.Error != "refused 3" || u.AtS < 0.4 || u.FirstAtS < 0.1 || u.FirstAtS > u.AtS {
+			t.Fatalf("merged unreachable %+v, want segment 3's", u)
+		}
+		if res.Summary.Verdict != report.VerdictError {
+			t.Errorf("verdict %s, want error", res.Summary.Verdict)
+		}
+	})
+
 	// A merge writes the files a run does: never into a folder that already holds a run, such as
 	// an earlier merge's or a shard's own.
 	t.Run("into a folder holding a run", func(t *testing.T) {

@@ -73,7 +73,8 @@ type Config struct {
 	MaxInFlight int
 	Drop        bool
 	// MaxConnectRate caps new connections per second under the concurrency model; 0 is unlimited,
-	// otherwise from MinConnectRate to MaxConnectRate.
+	// otherwise from MinConnectRate to MaxConnectRate. It caps the whole plan: a segment of a split
+	// plan connects at most at MaxConnectRate / Segment.Count.
 	MaxConnectRate float64
 
 	// GracefulStop is how long in-flight connections may finish after the schedule ends or ctx is
@@ -171,6 +172,7 @@ type engine struct {
 	next atomic.Uint64
 
 	stopping chan struct{} // closed: start nothing new, end holds
+	stopAt   atomic.Int64  // when stopping closed, in ns since the epoch (rate.go)
 
 	parkMu             sync.Mutex
 	parkHead, parkTail *held          // connections held idle, in the order their holds end
@@ -261,8 +263,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Model == Concurrency && cfg.MaxConnectRate > 0 {
 		// ratelimit wants an integer rate per period: express fractional rates per 1000 s (validate
 		// bounds the rate, so this fits). Its Take cannot be cancelled, but its wait is the clock's
-		// Sleep: stopClock's ends on the stop.
-		r := int(cfg.MaxConnectRate*1000 + 0.5)
+		// Sleep: stopClock's ends on the stop. The cap is the whole plan's: a segment takes its share.
+		r := int(cfg.MaxConnectRate*1000/float64(max(cfg.Segment.Count, 1)) + 0.5)
 		e.limiter = ratelimit.New(max(r, 1), ratelimit.Per(1000*time.Second), ratelimit.WithSlack(0),
 			ratelimit.WithClock(stopClock{e.stopping}))
 	}
@@ -319,6 +321,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Interrupted = true
 	case <-e.guard.stopped():
 	}
+	e.stopAt.Store(int64(time.Since(e.epoch)))
 	close(e.stopping)
 	e.unparkAll()
 	<-scheduleDone
@@ -390,7 +393,14 @@ func (e *engine) plateauStarts(b time.Duration, bounds []time.Duration) bool {
 }
 
 // collect cuts a snapshot every interval and at every stage boundary, then a last one on finalCut.
+// The cuts never wait for emit: a consumer that falls behind (a busy machine, a slow OnSnapshot)
+// gets them late, from a queue, but each holds what happened in its own interval. (Cutting only as
+// fast as the consumer took snapshots put a whole run into the interval the consumer was stuck on:
+// every stage's figures in stage 0.)
 func (e *engine) collect(start time.Time, emit func(*metrics.Snapshot), finalCut <-chan struct{}) {
+	q := newSnapQueue(emit)
+	defer q.close()
+	emit = q.push
 	bounds := e.cfg.Ramp.Boundaries()
 	last := time.Duration(0)
 	t := time.NewTimer(0)
@@ -426,6 +436,70 @@ func (e *engine) collect(start time.Time, emit func(*metrics.Snapshot), finalCut
 			return
 		}
 	}
+}
+
+// snapQueue hands cut snapshots to a consumer in order, on a goroutine of its own, so that a slow
+// consumer never delays a cut. Past maxQueued waiting snapshots, a new one is added into the last
+// waiting one of the same stage (the timeline loses resolution, the stages and the totals nothing),
+// so memory stays bounded however far behind the consumer is.
+type snapQueue struct {
+	mu      sync.Mutex
+	waiting []*metrics.Snapshot
+	closed  bool
+	wake    chan struct{}
+	done    chan struct{}
+}
+
+const maxQueued = 64
+
+func newSnapQueue(emit func(*metrics.Snapshot)) *snapQueue {
+	q := &snapQueue{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(q.done)
+		for {
+			q.mu.Lock()
+			next, closed := q.waiting, q.closed
+			q.waiting = nil
+			q.mu.Unlock()
+			for _, s := range next {
+				emit(s)
+			}
+			if len(next) == 0 {
+				if closed {
+					return
+				}
+				<-q.wake
+			}
+		}
+	}()
+	return q
+}
+
+func (q *snapQueue) push(s *metrics.Snapshot) {
+	q.mu.Lock()
+	if n := len(q.waiting); n >= maxQueued && q.waiting[n-1].Stage == s.Stage && q.waiting[n-1].Add(s) == nil {
+		q.mu.Unlock()
+		return
+	}
+	q.waiting = append(q.waiting, s)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *snapQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close waits until the consumer has taken every snapshot pushed.
+func (q *snapQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.signal()
+	<-q.done
 }
 
 // nextCut is the time of the cut after last: one interval later, or the stage boundary before that.

@@ -483,11 +483,21 @@ func TestSlowConsumerKeepsEveryCut(t *testing.T) {
 						}
 					}
 					var attempted uint64
+					perStage := make([]uint64, len(ramp.Stages)+1) // the last: the drain after the plan
 					for _, s := range snaps {
 						attempted += s.Attempted
+						perStage[s.Stage] += s.Attempted
 					}
 					if attempted != res.Total.Attempted {
 						t.Errorf("run %d: the snapshots hold %d attempts, the total %d", run, attempted, res.Total.Attempted)
+					}
+					// Each cut holds what happened in its own interval, however late the consumer:
+					// 100 arrivals/s for 300 ms per stage. (A collector that cut only as fast as
+					// the consumer took its snapshots put the whole run into stage 0.)
+					for st, n := range perStage[:len(ramp.Stages)] {
+						if n < 29 || n > 31 {
+							t.Errorf("run %d: stage %d holds %d attempts, want 30 (per stage: %v)", run, st, n, perStage)
+						}
 					}
 				})
 			}
@@ -591,4 +601,29 @@ func TestConnectTimeoutsDoNotStallSchedule(t *testing.T) {
 			t.Errorf("schedule lag max %d µs in virtual time: timeouts stalled the schedule", lag)
 		}
 	})
+}
+
+// TestConnectRateSplitAcrossSegments: load.max_connect_rate caps the whole plan, so the segments
+// of a split plan (worker processes, pods) each take their share; each took the whole rate, and
+// four workers connected at four times the cap.
+func TestConnectRateSplitAcrossSegments(t *testing.T) {
+	const rate, run = 100.0, 2 * time.Second
+	for _, n := range []int{1, 4} {
+		t.Run(fmt.Sprint(n, " segments"), func(t *testing.T) {
+			var total uint64
+			for i := range n {
+				synctest.Test(t, func(t *testing.T) {
+					ramp := schedule.Ramp{Start: 10000, Stages: []schedule.Stage{{Duration: run, Target: 10000}}}
+					res := runSim(t, Config{Model: Concurrency, Ramp: ramp, Dialer: &simDialer{}, MaxConnectRate: rate,
+						Hold: time.Hour, Segment: schedule.Segment{Index: i, Count: n}})
+					total += res.Total.Attempted
+				})
+			}
+			// The first connection of each segment is not held back; the rest come at the rate.
+			if limit := uint64(rate*run.Seconds()) + uint64(n); total > limit || total < limit-uint64(n)-2 {
+				t.Errorf("%d segments attempted %d in %v under a cap of %v/s, want about %d", n, total, run, rate, uint64(rate*run.Seconds()))
+			}
+		})
+	}
+	goleak.VerifyNone(t)
 }

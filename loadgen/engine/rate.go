@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -222,7 +223,7 @@ func (t *talk) record(p pending, res proto.Result, err error) error {
 
 // errUnanswered is the outcome of a request written and never answered because its connection
 // ended first (another request failed, the server closed, or the hard stop).
-var errUnanswered = errCut
+var errUnanswered = fmt.Errorf("%w: written and never answered, its connection ended first", metrics.ErrCanceled)
 
 // talk runs a windowed conversation (rated or pipelined) on conn and returns what ended it: nil
 // when it ended as it should (its count, its hold, a stop or a ramp-down for an unlimited one).
@@ -263,6 +264,16 @@ func (t *talk) offerUnsent() {
 	end := time.Now() // exclusive: a request due at the very end was not due yet
 	if !t.holdEnd.IsZero() && t.holdEnd.Before(end) {
 		end = t.holdEnd
+	}
+	if t.snd.Unlimited {
+		// Nothing is due after the stop, though its answers may have been awaited past it.
+		select {
+		case <-t.e.stopping:
+			if stop := t.e.epoch.Add(time.Duration(t.e.stopAt.Load())); stop.Before(end) {
+				end = stop
+			}
+		default:
+		}
 	}
 	// n = requests intended before end: closed form, then corrected to agree with intended.
 	n := max(int64(end.Sub(t.start).Seconds()*t.snd.Rate), 0)
@@ -357,8 +368,8 @@ func (t *talk) pipelined() (end, error) {
 		t.sh.Request(metrics.RequestTiming{Intended: !p.at.IsZero(), WindowWait: p.windowWait, Lag: p.lag,
 			FirstByte: -1, Service: -1, Out: p.out}, errUnanswered)
 	}
-	if err == nil {
-		err = t.readErr
+	if t.readErr != nil {
+		err = t.readErr // the first failure
 	}
 	if err == nil && e.hardCtx.Err() != nil && why != endCount {
 		return endCut, nil
@@ -397,9 +408,11 @@ func (t *talk) writer() (end, error) {
 			<-t.slots
 			return endNone, err
 		}
-		if e.hardCtx.Err() != nil {
+		// The hard stop's, or a failed reader's, past deadline may have been set just before this
+		// one replaced it.
+		if why := t.cut(false); why != endNone {
 			<-t.slots
-			return endCut, nil
+			return why, nil
 		}
 		p := t.take(at)
 		t.sent.Add(1)
@@ -407,6 +420,14 @@ func (t *talk) writer() (end, error) {
 		p.out = n
 		if err != nil {
 			<-t.slots
+			select {
+			case <-t.readerDone:
+				// The reader failed first and cut the write: its error is the connection's.
+				t.sh.Request(metrics.RequestTiming{Intended: !p.at.IsZero(), WindowWait: p.windowWait, Lag: p.lag,
+					FirstByte: -1, Service: -1, Out: p.out}, errUnanswered)
+				return endReader, nil
+			default:
+			}
 			return endNone, t.record(p, proto.Result{}, err)
 		}
 		t.inflight <- p // never blocks: the window bounds it
@@ -415,7 +436,14 @@ func (t *talk) writer() (end, error) {
 
 // reader reads the answers in order, frees their places in the window and records them.
 func (t *talk) reader() {
-	defer close(t.readerDone)
+	defer func() {
+		close(t.readerDone)
+		if t.readErr != nil {
+			// A write blocked behind the failure (a server that stopped reading) ends now; the
+			// writer, finding readerDone closed, knows why.
+			t.conn.SetWriteDeadline(time.Unix(1, 0))
+		}
+	}()
 	e := t.e
 	r := e.readers.Get().(*proto.Reader)
 	r.Reset(t.conn)
@@ -514,7 +542,9 @@ func (d *dispatcher) join() *mailbox {
 	return b
 }
 
-// leave takes b out of the round; the times still in it stay offered and unsent.
+// leave takes b out of the round. The times still in it (due, not yet written: the connection's
+// hold or slot ended, or it failed) go to the connections still sending, late, their latency
+// still counted from their intended time; with none left they stay offered and unsent.
 func (d *dispatcher) leave(b *mailbox) {
 	d.mu.Lock()
 	last := d.boxes[len(d.boxes)-1]
@@ -522,6 +552,15 @@ func (d *dispatcher) leave(b *mailbox) {
 	d.boxes[len(d.boxes)-1] = nil
 	d.boxes = d.boxes[:len(d.boxes)-1]
 	d.mu.Unlock()
+	b.mu.Lock()
+	left := b.q[b.head:]
+	b.q, b.head = nil, 0
+	b.mu.Unlock()
+	for _, at := range left {
+		if !d.give(at) {
+			return
+		}
+	}
 }
 
 // give hands at to the next connection in the round; false when none is sending.

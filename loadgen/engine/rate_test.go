@@ -2,9 +2,13 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -13,6 +17,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/proto"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/target"
 )
@@ -27,8 +32,10 @@ type stallEcho struct {
 func (d *stallEcho) Dial(context.Context, dial.Destination) (net.Conn, error) {
 	c, srv := net.Pipe()
 	reqs := make(chan []byte, 4096)
+	gone := make(chan struct{}) // the client closed: a stall ends
 	go func() {
 		defer close(reqs)
+		defer close(gone)
 		for {
 			b := make([]byte, d.msg)
 			if _, err := io.ReadFull(srv, b); err != nil {
@@ -41,7 +48,10 @@ func (d *stallEcho) Dial(context.Context, dial.Destination) (net.Conn, error) {
 		defer srv.Close()
 		for b := range reqs {
 			if now := time.Now(); !now.Before(d.from) && now.Before(d.until) {
-				time.Sleep(d.until.Sub(now))
+				select {
+				case <-time.After(d.until.Sub(now)):
+				case <-gone:
+				}
 			}
 			if _, err := srv.Write(b); err != nil {
 				for range reqs {
@@ -98,6 +108,13 @@ func TestRatedCountsExact(t *testing.T) {
 			Ramp: schedule.Ramp{Start: 10, Stages: []schedule.Stage{{Duration: 6005 * time.Millisecond, Target: 10}}},
 			Send: &Send{Unlimited: true, Bytes: 8, Echo: true, Pipeline: 8, TotalRate: &schedule.Ramp{Stages: []schedule.Stage{
 				{Duration: time.Second}, {Duration: 1, Target: 1000}, {Duration: 5 * time.Second, Target: 1000}}}}}, 5001, 5001, 10},
+		// Two slots until 1.005 s, then one: the second slot's connection ends at the ramp-down,
+		// ok (an unlimited connection ends with its slot), after 0 ... 1.00 s; the first sends
+		// until the stop at 2.005 s.
+		{"per connection, unlimited, ramp-down", Config{Model: Concurrency,
+			Ramp: schedule.Ramp{Start: 2, Stages: []schedule.Stage{{Duration: 1005 * time.Millisecond, Target: 2},
+				{Duration: time.Millisecond, Target: 1}, {Duration: 999 * time.Millisecond, Target: 1}}},
+			Send: &Send{Rate: 100, Unlimited: true, Bytes: 8, Echo: true}}, 302, 302, 2},
 		{"closed loop, pipelined", Config{Model: Arrival, MaxInFlight: 100,
 			Ramp: schedule.Ramp{Start: 10, Stages: []schedule.Stage{{Duration: time.Second, Target: 10}}},
 			Send: &Send{Count: 50, Bytes: 8, Echo: true, Pipeline: 4}}, 500, 500, 10},
@@ -210,38 +227,196 @@ func TestStallLatencyHonest(t *testing.T) {
 	}
 }
 
-// TestRatedLoopbackEcho: against the built-in echo target on loopback, a rated run writes and
-// has answered exactly the requests its plan gives: 10 connections x 20 requests, one at a time
-// or 4 outstanding.
-func TestRatedLoopbackEcho(t *testing.T) {
-	srv, err := target.Start(context.Background(), target.Config{Mode: target.ModeEcho})
+// TestRatedLoopback: against the built-in target on loopback (echo, echo over TLS, and http
+// keep-alive), a rated run writes and has answered exactly the requests its plan gives: 10
+// connections x 20 requests, one at a time or 4 outstanding, closed loop or at 2000/s each.
+func TestRatedLoopback(t *testing.T) {
+	certPEM, keyPEM, err := target.SelfSigned([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	for _, pipeline := range []int{1, 4} {
-		for _, rate := range []float64{0, 2000} {
-			send := &Send{Count: 20, Rate: rate, Pipeline: pipeline, Bytes: 64, Echo: true}
-			res, err := Run(context.Background(), Config{
-				Model: Arrival, Ramp: schedule.Ramp{Start: 100, Stages: []schedule.Stage{{Duration: 100 * time.Millisecond, Target: 100}}},
-				Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(srv.Addrs()[0]))},
-				Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN, Send: send,
-				IOTimeout: 5 * time.Second, MaxInFlight: 100, GracefulStop: 5 * time.Second, Interval: 100 * time.Millisecond,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			tot := res.Total
-			if tot.Established != 10 || tot.Outcomes[metrics.OK] != 10 {
-				t.Fatalf("pipeline %d rate %v: established %d, outcomes %v (%v)", pipeline, rate, tot.Established, tot.Outcomes, tot.Examples)
-			}
-			if tot.Requests != 200 || tot.RequestsOffered != 200 || tot.RequestOutcomes[metrics.OK] != 200 || tot.BytesOut != 200*64 || tot.BytesIn != 200*64 {
-				t.Fatalf("pipeline %d rate %v: written %d offered %d outcomes %v bytes %d/%d, want 200 requests of 64 B", pipeline, rate,
-					tot.Requests, tot.RequestsOffered, tot.RequestOutcomes, tot.BytesOut, tot.BytesIn)
-			}
-			if n := tot.Hist[metrics.RequestIntended].TotalCount(); rate > 0 && n != 200 {
-				t.Fatalf("request_intended holds %d, want 200", n)
+	srvTLS, err := target.TLSConfig(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	for _, mode := range []target.Mode{target.ModeEcho, "echo+tls", target.ModeHTTP} {
+		cfg := target.Config{Mode: mode}
+		var clientTLS []*tls.Config
+		if mode == "echo+tls" {
+			cfg.Mode, cfg.TLS = target.ModeEcho, srvTLS
+			clientTLS = []*tls.Config{{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}}
+		}
+		srv, err := target.Start(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := srv.Addrs()[0]
+		for _, pipeline := range []int{1, 4} {
+			for _, rate := range []float64{0, 2000} {
+				t.Run(fmt.Sprintf("%s/pipeline %d/rate %v", mode, pipeline, rate), func(t *testing.T) {
+					send := &Send{Count: 20, Rate: rate, Pipeline: pipeline, Bytes: 64, Echo: true}
+					if mode == target.ModeHTTP {
+						x, err := proto.Compile(proto.Spec{Protocol: proto.HTTP, HTTP: proto.HTTPSpec{Host: addr}})
+						if err != nil {
+							t.Fatal(err)
+						}
+						send.Exchange = x
+					}
+					res, err := Run(context.Background(), Config{
+						Model: Arrival, Ramp: schedule.Ramp{Start: 100, Stages: []schedule.Stage{{Duration: 100 * time.Millisecond, Target: 100}}},
+						Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(addr))},
+						Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN, Send: send, TLS: clientTLS,
+						IOTimeout: 5 * time.Second, MaxInFlight: 100, GracefulStop: 5 * time.Second, Interval: 100 * time.Millisecond,
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					tot := res.Total
+					if tot.Established != 10 || tot.Outcomes[metrics.OK] != 10 {
+						t.Fatalf("established %d, outcomes %v (%v)", tot.Established, tot.Outcomes, tot.Examples)
+					}
+					if tot.Requests != 200 || tot.RequestsOffered != 200 || tot.RequestOutcomes[metrics.OK] != 200 {
+						t.Fatalf("written %d offered %d outcomes %v, want 200 requests", tot.Requests, tot.RequestsOffered, tot.RequestOutcomes)
+					}
+					if mode != target.ModeHTTP && (tot.BytesOut != 200*64 || tot.BytesIn != 200*64) {
+						t.Fatalf("bytes %d/%d, want 200 x 64 B each way", tot.BytesOut, tot.BytesIn)
+					}
+					if n := tot.Hist[metrics.RequestIntended].TotalCount(); rate > 0 && n != 200 || rate == 0 && n != 0 {
+						t.Fatalf("request_intended holds %d", n)
+					}
+				})
 			}
 		}
+		srv.Close()
+	}
+}
+
+// flipEcho answers every request with its bytes inverted: a wrong echo.
+type flipEcho struct{ msg int }
+
+func (d flipEcho) Dial(context.Context, dial.Destination) (net.Conn, error) {
+	c, srv := net.Pipe()
+	go func() {
+		defer srv.Close()
+		b := make([]byte, d.msg)
+		for {
+			if _, err := io.ReadFull(srv, b); err != nil {
+				return
+			}
+			for i := range b {
+				b[i] ^= 0xff
+			}
+			if _, err := srv.Write(b); err != nil {
+				return
+			}
+		}
+	}()
+	return c, nil
+}
+
+// TestBadAnswerIsOneFailedRequest: a wrong answer is one failed request (echo_mismatch) and ends
+// its connection as echo_mismatch, closed loop or rated, one at a time or pipelined (requests
+// written behind it are never answered: canceled); before requests were counted per outcome, it
+// was one ok exchange and a failed connection.
+func TestBadAnswerIsOneFailedRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		send Send
+	}{
+		{"closed loop", Send{Count: 5}},
+		{"closed loop, interval", Send{Count: 5, Interval: time.Millisecond}},
+		{"rated", Send{Count: 5, Rate: 1000}},
+		{"rated, pipelined", Send{Count: 5, Rate: 1000, Pipeline: 4}},
+		{"closed loop, pipelined", Send{Count: 5, Pipeline: 4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				send := tt.send
+				send.Bytes, send.Echo = 8, true
+				res := runSim(t, Config{Model: Arrival, MaxInFlight: 10, Dialer: flipEcho{msg: 8}, Send: &send,
+					Ramp: schedule.Ramp{Start: 30, Stages: []schedule.Stage{{Duration: 100 * time.Millisecond, Target: 30}}}})
+				tot := res.Total
+				// Pipelined, requests written behind the wrong answer were never answered: canceled.
+				unanswered := tot.RequestOutcomes[metrics.Canceled]
+				if tt.send.Pipeline <= 1 && unanswered != 0 || tot.Requests != 3+unanswered || tot.RequestOutcomes[metrics.EchoMismatch] != 3 || tot.RequestErrors() != tot.Requests {
+					t.Fatalf("requests %d, outcomes %v, want 3 echo_mismatch; connections %v %v", tot.Requests, tot.RequestOutcomes, tot.Outcomes, tot.Examples)
+				}
+				if tot.Outcomes[metrics.EchoMismatch] != 3 {
+					t.Fatalf("connection outcomes %v, want 3 echo_mismatch", tot.Outcomes)
+				}
+			})
+		})
+	}
+}
+
+// TestRatedHardStop: a stop ends an unlimited conversation, which waits for its answers
+// outstanding; the graceful stop's end (the hard stop) cuts the wait: the connection and the
+// request unanswered are canceled. The target stops answering at 0.5 s; the stop comes at
+// 0.505 s, the hard stop 100 ms later.
+func TestRatedHardStop(t *testing.T) {
+	for _, pipeline := range []int{1, 4} {
+		t.Run(fmt.Sprint("pipeline ", pipeline), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				time.AfterFunc(505*time.Millisecond, cancel)
+				start := time.Now()
+				d := &stallEcho{msg: 8, from: start.Add(500 * time.Millisecond), until: start.Add(time.Hour)}
+				res := runSimCtx(t, ctx, Config{Model: Concurrency, Dialer: d, GracefulStop: 100 * time.Millisecond,
+					Ramp: schedule.Ramp{Start: 1, Stages: []schedule.Stage{{Duration: time.Hour, Target: 1}}},
+					Send: &Send{Rate: 100, Unlimited: true, Bytes: 8, Echo: true, Pipeline: pipeline}})
+				tot := res.Total
+				if !res.Aborted || tot.Outcomes[metrics.Canceled] != 1 || tot.Closed != 1 {
+					t.Fatalf("aborted %v, outcomes %v", res.Aborted, tot.Outcomes)
+				}
+				if end := res.End.Sub(start); end != 605*time.Millisecond {
+					t.Errorf("the run ended at %v, want 605ms", end)
+				}
+				if tot.Requests != 51 || tot.RequestsOffered != 51 || tot.RequestOutcomes[metrics.OK] != 50 || tot.RequestOutcomes[metrics.Canceled] != 1 {
+					t.Fatalf("written %d offered %d outcomes %v, want 51 (0 ... 0.5 s), the last canceled", tot.Requests, tot.RequestsOffered, tot.RequestOutcomes)
+				}
+			})
+		})
+	}
+}
+
+// TestDispatcherRoundRobin: intended times go round-robin to the connections sending; those
+// queued on a connection that leaves go to the others, in order, and with none left, nowhere.
+func TestDispatcherRoundRobin(t *testing.T) {
+	var d dispatcher
+	t0 := time.Unix(1000, 0)
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Millisecond) }
+	if d.give(at(0)) {
+		t.Fatal("given with no connection sending")
+	}
+	a, b, c := d.join(), d.join(), d.join()
+	for i := range 6 {
+		if !d.give(at(i)) {
+			t.Fatal("not given")
+		}
+	}
+	drain := func(m *mailbox) (out []int) {
+		for {
+			x, ok := m.pop()
+			if !ok {
+				return out
+			}
+			out = append(out, int(x.Sub(t0)/time.Millisecond))
+		}
+	}
+	d.leave(b) // its two go to a and c
+	got := [][]int{drain(a), drain(c)}
+	all := append(slices.Clone(got[0]), got[1]...)
+	slices.Sort(all)
+	if !slices.Equal(all, []int{0, 1, 2, 3, 4, 5}) || len(got[0]) != 3 || len(d.boxes) != 2 {
+		t.Fatalf("a %v c %v after b left: want all six, three each", got[0], got[1])
+	}
+	d.leave(a)
+	d.leave(c)
+	if len(d.boxes) != 0 || d.give(at(9)) {
+		t.Fatalf("%d boxes left", len(d.boxes))
 	}
 }

@@ -38,6 +38,7 @@ type Exporter struct {
 	attempted, established, failed, dropped, closed *prometheus.Desc
 	active, peak, stageDesc, elapsedDesc            *prometheus.Desc
 	outcomes, bytes, latency                        *prometheus.Desc
+	requests, requestsOffered                       *prometheus.Desc
 }
 
 // New returns an exporter for the plan called name (the "plan" label of every metric).
@@ -60,7 +61,10 @@ func New(name string) *Exporter {
 		elapsedDesc: d("elapsed_seconds", "Run time at the end of the last interval."),
 		outcomes:    d("outcomes_total", "Connections by how they ended.", "outcome"),
 		bytes:       d("bytes_total", "Request bytes written (out) and read back (in).", "direction"),
-		latency:     d("latency_seconds", "Latency histograms (connect, connect_intended, schedule_lag, slot_wait, rtt, lifetime, first_byte, tls_handshake; defined in docs/measurements.md).", "latency"),
+		latency:     d("latency_seconds", "Latency histograms (connect, connect_intended, schedule_lag, slot_wait, rtt, lifetime, first_byte, tls_handshake, request_intended, request_lag, window_wait; defined in docs/measurements.md).", "latency"),
+		requests:    d("requests_total", "Requests (messages) written on the connections, by how each ended.", "outcome"),
+		requestsOffered: d("requests_offered_total",
+			"Requests the schedule meant to send: under a request rate those whose intended send time came, sent or not; unrated, those written."),
 	}
 	e.reg.MustRegister(e)
 	return e
@@ -85,7 +89,7 @@ func (e *Exporter) Handler() http.Handler {
 // Describe implements prometheus.Collector.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{e.attempted, e.established, e.failed, e.dropped, e.closed,
-		e.active, e.peak, e.stageDesc, e.elapsedDesc, e.outcomes, e.bytes, e.latency} {
+		e.active, e.peak, e.stageDesc, e.elapsedDesc, e.outcomes, e.bytes, e.latency, e.requests, e.requestsOffered} {
 		ch <- d
 	}
 }
@@ -113,6 +117,10 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	for o := range metrics.NumOutcomes {
 		counter(e.outcomes, t.Outcomes[o], o.String())
 	}
+	for o := range metrics.NumOutcomes {
+		counter(e.requests, t.RequestOutcomes[o], o.String())
+	}
+	counter(e.requestsOffered, t.RequestsOffered)
 	counter(e.bytes, t.BytesOut, "out")
 	counter(e.bytes, t.BytesIn, "in")
 	for l, h := range t.Hist {

@@ -83,6 +83,13 @@ func TestServeAndMove(t *testing.T) {
 	}
 	// A target stall under the arrival model: slot_wait is a series of its own.
 	s.Hist[metrics.SlotWait].RecordValue(900_000)
+	// Requests: 5 written at a rate (7 offered), one failed with ECONNRESET; the request
+	// histograms are series of their own.
+	s.Requests, s.RequestsOffered = 5, 7
+	s.RequestOutcomes[metrics.OK], s.RequestOutcomes[metrics.ECONNRESET] = 4, 1
+	for _, l := range []metrics.Latency{metrics.RTT, metrics.RequestIntended, metrics.RequestLag, metrics.WindowWait} {
+		s.Hist[l].RecordValue(300)
+	}
 	e.Observe(s)
 	e.Observe(s)
 	after := scrape(t, url)
@@ -97,6 +104,14 @@ func TestServeAndMove(t *testing.T) {
 		`portstorm_latency_seconds_bucket{latency="connect",plan="p",le="0.005"} 6`,
 		`portstorm_latency_seconds_count{latency="connect",plan="p"} 6`,
 		`portstorm_latency_seconds_count{latency="slot_wait",plan="p"} 2`,
+		`portstorm_requests_total{outcome="ok",plan="p"} 8`,
+		`portstorm_requests_total{outcome="ECONNRESET",plan="p"} 2`,
+		`portstorm_requests_total{outcome="EOF",plan="p"} 0`,
+		`portstorm_requests_offered_total{plan="p"} 14`,
+		`portstorm_latency_seconds_count{latency="request_intended",plan="p"} 2`,
+		`portstorm_latency_seconds_bucket{latency="request_lag",plan="p",le="0.0005"} 2`,
+		`portstorm_latency_seconds_count{latency="window_wait",plan="p"} 2`,
+		`portstorm_latency_seconds_count{latency="rtt",plan="p"} 2`,
 	} {
 		if !strings.Contains(after, want) {
 			t.Errorf("missing %s", want)

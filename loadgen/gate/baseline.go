@@ -27,8 +27,11 @@ type CompareOptions struct {
 //     arrival model also connections.attempted and connections.established, which the schedule
 //     fixes (under the concurrency model they depend on how fast connections turn over, so they
 //     are left out);
-//   - latencies, within MaxRegression: p50, p90 and p99 of connect, connect_intended (arrival) and
-//     rtt (when either run sent requests).
+//   - latencies, within MaxRegression: p50, p90 and p99 of connect, connect_intended (arrival),
+//     rtt and request_intended (when either run sent requests, or rated ones);
+//   - requests: requests.errors (exactly; shown when either run has some), requests.per_second
+//     (achieved; lower is worse), requests.error_rate and requests.shortfall (higher is worse),
+//     when either run sent requests.
 func DefaultMetrics(model string) []string {
 	var out []string
 	if model == "arrival" {
@@ -44,12 +47,12 @@ func DefaultMetrics(model string) []string {
 	if model == "arrival" {
 		lats = append(lats, "connect_intended")
 	}
-	for _, l := range append(lats, "rtt") {
+	for _, l := range append(lats, "rtt", "request_intended") {
 		for _, s := range []string{"p50", "p90", "p99"} {
 			out = append(out, l+"."+s)
 		}
 	}
-	return out
+	return append(out, "requests.errors", "requests.per_second", "requests.error_rate", "requests.shortfall")
 }
 
 // Compare checks a new result against a baseline: counts exactly, other metrics within
@@ -81,6 +84,7 @@ func Compare(base, cur *report.Summary, o CompareOptions) (*report.BaselineResul
 			return nil, err
 		}
 		chk, skip := compareOne(m, m.get(bv), m.get(nv), o.MaxRegression, declared)
+		chk.Metric = m.nameFor(nv)
 		if skip {
 			continue
 		}
@@ -140,7 +144,7 @@ func compareOne(m *Metric, b, n figure, tol float64, declared bool) (report.Base
 			chk.Delta = "+" + chk.Delta
 		}
 		// Failure outcomes that neither run had are no news; errors.count already says so.
-		skip := declared && strings.HasPrefix(m.Name, "outcomes.") && b.v == 0 && n.v == 0
+		skip := declared && (strings.HasPrefix(m.Name, "outcomes.") || m.Name == "requests.errors") && b.v == 0 && n.v == 0
 		return chk, skip
 	}
 	worse := n.v - b.v

@@ -35,7 +35,11 @@ func ContextOf(p *plan.Plan) Context {
 	if model == "" {
 		model = plan.DefaultModel
 	}
-	return Context{Stages: len(p.Load.Stages), Model: model}
+	stages := len(p.Load.Stages)
+	if p.Search != nil {
+		stages = 1 // every probe of a search is one stage (docs/search.md)
+	}
+	return Context{Stages: stages, Model: model}
 }
 
 // Compile checks and compiles a plan's thresholds and loads its baseline. Every problem is a
@@ -138,7 +142,7 @@ func (g *Gate) Judge(s *report.Summary) {
 	pass := s.Stopped == nil
 	for _, t := range g.Thresholds {
 		ok, obs := t.judge(v)
-		r := report.ThresholdResult{Expr: t.Expr, Observed: obs, Pass: ok, Metric: t.Metric.Name,
+		r := report.ThresholdResult{Expr: t.Expr, Observed: obs, Pass: ok, Metric: t.Metric.nameFor(v),
 			Condition: t.Condition(), AbortOnFail: t.AbortOnFail}
 		if s.Stopped != nil && s.Stopped.Threshold == t.Expr && t.AbortOnFail {
 			r.Pass, r.StoppedRun = false, true

@@ -55,6 +55,19 @@ func TestParse(t *testing.T) {
 		{"run duration", "duration < 30s", ctx3, "duration", Time, Less, 30e6, false},
 		{"target", "target.accepted >= 10", ctx3, "target.accepted", Count, GreaterEqual, 10, false},
 		{"not equal", "outcomes.other != 1", ctx3, "outcomes.other", Count, NotEqual, 1, false},
+		{"requests per second", "requests.per_second >= 40000/s", ctx3, "requests.per_second", PerSecond, GreaterEqual, 40000, false},
+		{"requests offered per second", "requests.offered_per_second >= 100", ctx3, "requests.offered_per_second", PerSecond, GreaterEqual, 100, false},
+		{"request error rate", "requests.error_rate < 0.1%", ctx3, "requests.error_rate", Ratio, Less, 0.001, false},
+		{"request shortfall", "requests.shortfall < 1%", ctx3, "requests.shortfall", Ratio, Less, 0.01, false},
+		{"request count", "requests.count >= 1000", ctx3, "requests.count", Count, GreaterEqual, 1000, false},
+		{"requests written is the count", "requests.written >= 1000", ctx3, "requests.count", Count, GreaterEqual, 1000, false},
+		{"requests offered", "requests.offered > 0", ctx3, "requests.offered", Count, Greater, 0, false},
+		{"request errors", "requests.errors == 0", ctx3, "requests.errors", Count, Equal, 0, false},
+		{"request outcome", "requests.outcomes.ECONNRESET == 0", ctx3, "requests.outcomes.ECONNRESET", Count, Equal, 0, false},
+		{"stage requests", "stage[1].requests.per_second > 10", ctx3, "stage[1].requests.per_second", PerSecond, Greater, 10, false},
+		{"request latency", "request_intended.p99 < 5ms", ctx3, "request_intended.p99", Time, Less, 5000, false},
+		{"request lag", "latency.request_lag.p999 < 1ms", ctx3, "request_lag.p999", Time, Less, 1000, false},
+		{"window wait", "stage[0].window_wait.max < 1s", ctx3, "stage[0].window_wait.max", Time, Less, 1e6, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,6 +97,11 @@ func TestParseErrors(t *testing.T) {
 		{"chained", "connect.p99 < 5ms < 6ms", "more than one comparison"},
 		{"unknown metric, suggestion", "conect.p99 < 5ms", `did you mean "connect.p99"?`},
 		{"unknown family", "frobs.count > 1", "want one of connections.*"},
+		{"the unknown-metric list names requests", "frobs.count > 1", "requests.* (count, offered, errors, error_rate, per_second, offered_per_second, shortfall"},
+		{"the latency list names the request histograms", "frobs.count > 1", "request_intended, request_lag, window_wait"},
+		{"request metric misspelt", "requests.persecond > 1", `did you mean "requests.per_second"?`},
+		{"request outcome unknown", "requests.outcomes.EFOO == 0", "unknown metric"},
+		{"request rate with a unit", "requests.per_second > 5ms", "rate"},
 		{"unknown statistic", "connect.p99x < 5ms", `unknown statistic "p99x"`},
 		{"percentile above 100", "connect.p101 < 5ms", "p50, p99, p999"},
 		{"time without unit", "connect.p99 < 5", "write the limit with a unit, like 5ms"},
@@ -125,6 +143,10 @@ type fixture struct {
 	firstAt     map[metrics.Outcome]int64 // µs
 	peak        int64
 	stage1Extra []int64 // connect samples recorded in stage 1
+	// reqs requests written in stage 0 (reqErrs of them reset), each with an rtt of reqRTT µs;
+	// offered > 0 makes them rated (request_intended 3x the rtt) with that many offered.
+	reqs, reqErrs, offered uint64
+	reqRTT                 int64
 }
 
 func (f fixture) build(t testing.TB) *report.Summary {
@@ -145,6 +167,17 @@ func (f fixture) build(t testing.TB) *report.Summary {
 		return s
 	}
 	s0, s1 := snap(0, f.connect), snap(1, f.stage1Extra)
+	s0.Requests, s0.RequestsOffered = f.reqs, f.reqs
+	s0.RequestOutcomes[metrics.OK], s0.RequestOutcomes[metrics.ECONNRESET] = f.reqs-f.reqErrs, f.reqErrs
+	for range f.reqs {
+		s0.Hist[metrics.RTT].RecordValue(f.reqRTT)
+		if f.offered > 0 {
+			s0.Hist[metrics.RequestIntended].RecordValue(3 * f.reqRTT)
+		}
+	}
+	if f.offered > 0 {
+		s0.RequestsOffered = f.offered
+	}
 	for o, n := range f.failures {
 		s0.Outcomes[o] += n
 		s0.Attempted += n
@@ -216,6 +249,114 @@ func TestJudge(t *testing.T) {
 			pass, obs := th.judge(newView(sum))
 			if pass != tt.pass || obs != tt.observed {
 				t.Errorf("pass %v observed %q, want %v %q", pass, obs, tt.pass, tt.observed)
+			}
+		})
+	}
+}
+
+// TestJudgeRequests: requests.* and the request latencies judge a result's requests; latency.STAT
+// is the result's headline (rtt for a keep-alive run, request_intended for a rated one), and the
+// threshold's metric names which.
+func TestJudgeRequests(t *testing.T) {
+	conns := []int64{100, 200, 300, 400, 500}
+	keepAlive := fixture{connect: conns, reqs: 1000, reqErrs: 10, reqRTT: 300}.build(t)
+	rated := fixture{connect: conns, reqs: 1000, reqErrs: 10, reqRTT: 300, offered: 1250}.build(t)
+	none := fixture{connect: conns}.build(t)
+	old := *none
+	old.Requests = nil
+	old.Stages = nil
+	tests := []struct {
+		name     string
+		sum      *report.Summary
+		expr     string
+		pass     bool
+		observed string
+		metric   string
+	}{
+		{"achieved rate", keepAlive, "requests.per_second >= 500/s", true, "500/s", "requests.per_second"},
+		{"offered unrated is written", keepAlive, "requests.offered_per_second >= 500", true, "500/s", "requests.offered_per_second"},
+		{"count", keepAlive, "requests.count == 1000", true, "1000", "requests.count"},
+		{"errors", keepAlive, "requests.errors == 0", false, "10", "requests.errors"},
+		{"error rate, independent of connections", keepAlive, "requests.error_rate < 2%", true, "1%", "requests.error_rate"},
+		{"per outcome", keepAlive, "requests.outcomes.ECONNRESET == 10", true, "10", "requests.outcomes.ECONNRESET"},
+		{"unrated shortfall is 0", keepAlive, "requests.shortfall == 0", true, "0%", "requests.shortfall"},
+		{"headline of a keep-alive run is rtt", keepAlive, "latency.p99 < 1ms", true, "300µs", "rtt.p99"},
+		{"stage rate", keepAlive, "stage[0].requests.per_second >= 1000", true, "1000/s", "stage[0].requests.per_second"},
+		{"stage without requests", keepAlive, "stage[1].requests.count == 0", true, "0", "stage[1].requests.count"},
+		{"rated shortfall", rated, "requests.shortfall < 5%", false, "20%", "requests.shortfall"},
+		{"rated offered", rated, "requests.offered_per_second == 625", true, "625/s", "requests.offered_per_second"},
+		{"intended latency", rated, "request_intended.p99 < 1ms", true, "900µs", "request_intended.p99"},
+		{"headline of a rated run is request_intended", rated, "latency.p99 < 500us", false, "900µs", "request_intended.p99"},
+		{"headline of a connection run stays connect", none, "latency.p99 < 1ms", true, "500µs", "connect.p99"},
+		{"a rate of no requests is no evidence", none, "requests.per_second > 0", false, "n/a (no requests in this run)", "requests.per_second"},
+		{"no requests counts 0", none, "requests.count == 0", true, "0", "requests.count"},
+		{"a summary from before requests", &old, "requests.count == 0", false, "n/a (summary.json has no requests (written before requests were counted))", "requests.count"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			th, err := Parse(tt.expr, Context{Stages: 2, Model: "concurrency"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := *tt.sum
+			(&Gate{Thresholds: []*Threshold{th}}).Judge(&s)
+			r := s.Thresholds[0]
+			if r.Pass != tt.pass || r.Observed != tt.observed || r.Metric != tt.metric {
+				t.Errorf("pass %v observed %q metric %q, want %v %q %q", r.Pass, r.Observed, r.Metric, tt.pass, tt.observed, tt.metric)
+			}
+		})
+	}
+}
+
+// TestCompareRequests: the default comparison set holds the request figures: a run that held less
+// of its rate, or answered more slowly from the intended time, regresses.
+func TestCompareRequests(t *testing.T) {
+	conns := []int64{100, 200, 300, 400, 500}
+	base := fixture{connect: conns, reqs: 1000, reqRTT: 300, offered: 1000}.build(t)
+	short := fixture{connect: conns, reqs: 800, reqRTT: 300, offered: 1000}.build(t)
+	slow := fixture{connect: conns, reqs: 1000, reqRTT: 600, offered: 1000}.build(t)
+	failing := fixture{connect: conns, reqs: 1000, reqErrs: 5, reqRTT: 300, offered: 1000}.build(t)
+	noReqs := fixture{connect: conns}.build(t)
+	tests := []struct {
+		name     string
+		base     *report.Summary
+		cur      *report.Summary
+		failing  []string
+		absent   []string
+		included []string
+	}{
+		{"identical", base, base, nil, nil, []string{"requests.per_second", "requests.shortfall", "request_intended.p99", "requests.error_rate"}},
+		{"fell short of the rate", base, short, []string{"requests.per_second", "requests.shortfall"}, nil, nil},
+		{"slower", base, slow, []string{"rtt.p50", "rtt.p90", "rtt.p99", "request_intended.p50", "request_intended.p90", "request_intended.p99"}, nil, nil},
+		{"failed requests", base, failing, []string{"requests.errors", "requests.error_rate"}, nil, nil},
+		{"no requests in either run: no request checks", noReqs, noReqs, nil,
+			[]string{"requests.per_second", "requests.errors", "requests.error_rate", "requests.shortfall", "request_intended.p99"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := Compare(tt.base, tt.cur, CompareOptions{MaxRegression: 0.1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var failing, all []string
+			for _, c := range res.Checks {
+				all = append(all, c.Metric)
+				if !c.Pass {
+					failing = append(failing, c.Metric)
+				}
+			}
+			if strings.Join(failing, ",") != strings.Join(tt.failing, ",") {
+				t.Errorf("failing %v, want %v\n%+v", failing, tt.failing, res.Checks)
+			}
+			for _, m := range tt.absent {
+				if slices.Contains(all, m) {
+					t.Errorf("%s compared: %v", m, all)
+				}
+			}
+			for _, m := range tt.included {
+				if !slices.Contains(all, m) {
+					t.Errorf("%s not compared: %v", m, all)
+				}
 			}
 		})
 	}

@@ -73,6 +73,17 @@ type Metric struct {
 	// never happened. Compared with a number, none reads as never: later, or larger, than any limit.
 	Nullable bool
 	get      func(*view) figure
+	// nameIn, when set, is the name the metric resolves to in a result (latency.STAT names the
+	// result's headline latency, known only from the result).
+	nameIn func(*view) string
+}
+
+// nameFor is the metric's name as judged on v.
+func (m *Metric) nameFor(v *view) string {
+	if m.nameIn != nil {
+		return m.nameIn(v)
+	}
+	return m.Name
 }
 
 // Context is what a metric name is checked against: the plan's stage count (0: unknown, any index
@@ -157,6 +168,7 @@ func unknown(name string, stage int, c Context) error {
 		return fmt.Errorf("unknown %s %q (did you mean %q?)", scope, name, best)
 	}
 	return fmt.Errorf("unknown %s %q; want one of connections.*, outcomes.*, errors.count, errors.rate, duration, "+
+		"requests.* (count, offered, errors, error_rate, per_second, offered_per_second, shortfall, outcomes.OUTCOME), "+
 		"LATENCY.STAT (LATENCY: %s; STAT: count, min, mean, max, p50, p90, p99, p999 or any pNN)%s",
 		scope, name, strings.Join(latencyNames(), ", "), map[bool]string{
 			false: ", bytes.*, first.OUTCOME, target.*, ports.* or stage[N].METRIC",
@@ -174,6 +186,12 @@ func knownNames(c Context, inStage bool) []string {
 		out = append(out, "outcomes."+o)
 	}
 	out = append(out, "errors.count", "errors.rate", "duration")
+	for f := range requestFields {
+		out = append(out, "requests."+f)
+	}
+	for _, o := range outcomeNames() {
+		out = append(out, "requests.outcomes."+o)
+	}
 	for _, l := range append(latencyNames(), "latency") {
 		for _, s := range latencyStats {
 			out = append(out, l+"."+s, "latency."+l+"."+s)
@@ -210,6 +228,21 @@ func resolveIn(name string, stage int, c Context) (*Metric, error) {
 					return absent(why)
 				}
 				return countOf(out[o])
+			}}, nil
+		}
+	case parts[0] == "requests" && len(parts) == 2:
+		if f, ok := requestFields[parts[1]]; ok {
+			return requestsMetric(f, stage), nil
+		}
+	case parts[0] == "requests" && len(parts) == 3 && parts[1] == "outcomes":
+		if _, ok := metrics.ParseOutcome(parts[2]); ok {
+			o := parts[2]
+			return &Metric{Name: name, Kind: Count, get: func(v *view) figure {
+				r, why := v.requests(stage)
+				if why != "" {
+					return absent(why)
+				}
+				return countOf(r.Outcomes[o])
 			}}, nil
 		}
 	case name == "errors.count" || name == "errors.rate":
@@ -265,9 +298,12 @@ func resolveIn(name string, stage int, c Context) (*Metric, error) {
 	return nil, unknown(name, stage, c)
 }
 
-// latencyMetric reads LATENCY.STAT, latency.LATENCY.STAT and latency.STAT (the model's default
-// histogram: connect_intended under the arrival model, docs/measurements.md, else connect).
+// latencyMetric reads LATENCY.STAT, latency.LATENCY.STAT and latency.STAT: the result's headline
+// latency (report.Headline, docs/measurements.md): request_intended when the requests were rated,
+// rtt when the run is about requests, else connect_intended under the arrival model and connect.
+// Its canonical name is the model's connection latency's until a result names the headline.
 func latencyMetric(name string, parts []string, stage int, c Context) (*Metric, error) {
+	headline := false
 	if parts[0] == "latency" {
 		parts = parts[1:]
 		if len(parts) == 1 {
@@ -275,7 +311,7 @@ func latencyMetric(name string, parts []string, stage int, c Context) (*Metric, 
 			if c.Model == "arrival" {
 				def = "connect_intended"
 			}
-			parts = []string{def, parts[0]}
+			parts, headline = []string{def, parts[0]}, true
 		}
 	}
 	if len(parts) != 2 || !slices.Contains(latencyNames(), parts[0]) {
@@ -299,7 +335,16 @@ func latencyMetric(name string, parts []string, stage int, c Context) (*Metric, 
 		pct = parsePercentile(m[1])
 	}
 	canonical := lat + "." + stat
-	return &Metric{Name: canonical, Kind: kind, get: func(v *view) figure {
+	latOf := func(*view) string { return lat }
+	if headline {
+		latOf = func(v *view) string { return v.headline(lat) }
+	}
+	m := &Metric{Name: canonical, Kind: kind}
+	if headline {
+		m.nameIn = func(v *view) string { return latOf(v) + "." + stat }
+	}
+	m.get = func(v *view) figure {
+		lat := latOf(v)
 		ls, why := v.latency(stage, lat)
 		if why != "" {
 			return absent(why)
@@ -331,7 +376,8 @@ func latencyMetric(name string, parts []string, stage int, c Context) (*Metric, 
 			return absent(err.Error())
 		}
 		return countOfInt(h.ValueAtPercentile(pct))
-	}}, nil
+	}
+	return m, nil
 }
 
 // parsePercentile reads the digits of pNN the way latency tools write them: the first two digits
@@ -371,6 +417,55 @@ func connectionsMetric(field string, stage int) *Metric {
 		default:
 			return value(c.PerSecond)
 		}
+	}}
+}
+
+// requestFields are the requests.* metrics (summary.json's requests) and their kinds; count is
+// written.
+var requestFields = map[string]string{
+	"count": "written", "written": "written", "offered": "offered", "errors": "errors",
+	"error_rate": "error_rate", "per_second": "per_second", "offered_per_second": "offered_per_second",
+	"shortfall": "shortfall",
+}
+
+func requestsMetric(field string, stage int) *Metric {
+	kind := Count
+	switch field {
+	case "error_rate", "shortfall":
+		kind = Ratio
+	case "per_second", "offered_per_second":
+		kind = PerSecond
+	}
+	name := "requests." + field
+	if field == "written" {
+		name = "requests.count"
+	}
+	return &Metric{Name: name, Kind: kind, get: func(v *view) figure {
+		r, why := v.requests(stage)
+		if why != "" {
+			return absent(why)
+		}
+		switch field {
+		case "written":
+			return countOf(r.Written)
+		case "offered":
+			return countOf(r.Offered)
+		case "errors":
+			return countOf(r.Errors)
+		}
+		// A rate or share of no requests is no evidence: a gate on it fails rather than passes.
+		if r.Written == 0 && r.Offered == 0 {
+			return absent("no requests in this run")
+		}
+		switch field {
+		case "error_rate":
+			return value(r.ErrorRate)
+		case "per_second":
+			return value(r.PerSecond)
+		case "offered_per_second":
+			return value(r.OfferedPerSecond)
+		}
+		return value(r.Shortfall)
 	}}
 }
 
@@ -520,6 +615,31 @@ func (v *view) outcomes(stage int) (map[string]uint64, string) {
 		return nil, fmt.Sprintf("stage %d did not run", stage)
 	}
 	return st.Outcomes, ""
+}
+
+func (v *view) requests(stage int) (*report.Requests, string) {
+	r := v.s.Requests
+	if stage >= 0 {
+		st := v.stage(stage)
+		if st == nil {
+			return nil, fmt.Sprintf("stage %d did not run", stage)
+		}
+		r = st.Requests
+	}
+	if r == nil {
+		return nil, "summary.json has no requests (written before requests were counted)"
+	}
+	return r, ""
+}
+
+// headline is the result's headline latency (report.Headline), or def when the result cannot say
+// (a summary without requests and without the request histograms).
+func (v *view) headline(def string) string {
+	switch h := report.Headline(v.s); h {
+	case "request_intended", "rtt":
+		return h
+	}
+	return def
 }
 
 func (v *view) latency(stage int, lat string) (report.LatencySummary, string) {

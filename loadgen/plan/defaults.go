@@ -28,6 +28,15 @@ const (
 	DefaultOutputDir      = "results"
 	DefaultInterval       = Duration(time.Second)
 
+	DefaultSearchGrowth    = 2.0
+	DefaultSearchProbe     = Duration(10 * time.Second)
+	DefaultSearchSettle    = Duration(2 * time.Second)
+	DefaultSearchTolerance = Percent(0.05)
+	DefaultSearchMaxProbes = 20
+	DefaultSearchMaxTime   = Duration(10 * time.Minute)
+	// DefaultConfirmFactor makes the confirming probe this many times a probe's length.
+	DefaultConfirmFactor = 3
+
 	DefaultBackoffAfter   = 3
 	DefaultBackoff        = Duration(10 * time.Millisecond)
 	DefaultMaxBackoff     = Duration(time.Second)
@@ -117,6 +126,24 @@ func (p *Plan) Defaults() {
 	}
 
 	l := &p.Load
+	if sr := p.Search; sr != nil {
+		// The dimension and the load model name each other: either one gives the other.
+		switch {
+		case sr.Dimension == "" && l.Model == "arrival":
+			sr.Dimension = "arrival_rate"
+		case sr.Dimension == "":
+			sr.Dimension = "concurrency"
+		case l.Model == "":
+			l.Model = ModelOf(sr.Dimension)
+		}
+		setDefault(&sr.Growth, DefaultSearchGrowth)
+		setDefault(&sr.Probe, DefaultSearchProbe)
+		setDefault(&sr.Settle, DefaultSearchSettle)
+		setDefault(&sr.Confirm, DefaultConfirmFactor*sr.Probe)
+		setDefault(&sr.Tolerance, DefaultSearchTolerance)
+		setDefault(&sr.MaxProbes, DefaultSearchMaxProbes)
+		setDefault(&sr.MaxTime, DefaultSearchMaxTime)
+	}
 	setDefault(&l.Model, DefaultModel)
 	setDefault(&l.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&l.OnSaturation, DefaultOnSaturation)
@@ -124,6 +151,17 @@ func (p *Plan) Defaults() {
 
 	setDefault(&p.Output.Dir, DefaultOutputDir)
 	setDefault(&p.Output.Interval, DefaultInterval)
+}
+
+// ModelOf is the load model a search dimension runs under ("" for an unknown dimension).
+func ModelOf(dimension string) string {
+	switch dimension {
+	case "arrival_rate":
+		return "arrival"
+	case "concurrency":
+		return "concurrency"
+	}
+	return ""
 }
 
 // relative resolves a path given in the plan against the plan's directory, so that a plan

@@ -47,7 +47,8 @@ func tooBig(file string, n int64) error {
 }
 
 // Parse decodes a plan from data, naming file in errors, with the overrides applied on top: the YAML
-// is read into a node tree, each override's value replaces the node at its path, and one strict pass
+// is read into a node tree, the overrides are applied to it one by one (see Overrides: each value
+// replaces the node at its path, a null removes it), and one strict pass
 // decodes the merged tree into a Plan, collecting every unknown key, duplicate key, alias, wrong type
 // and unreadable value. It records the line (or override) of every field set in Plan.Lines and
 // Plan.Origins. A null value (`key:` or `key: ~`) leaves the field unset.
@@ -72,9 +73,7 @@ func Parse(file string, data []byte, o Overrides) (*Plan, error) {
 		origins: make(map[string]string),
 		marks:   make(map[*yaml.Node]string),
 	}
-	for _, ov := range ovs {
-		d.apply(root, ov)
-	}
+	d.applyAll(root, ovs)
 	p := &Plan{File: file}
 	d.decode(root, reflect.ValueOf(p).Elem(), "", root.Line, "")
 	errs = append(append(errs, d.errs...), ovErrs...)

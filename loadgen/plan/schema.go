@@ -2,6 +2,7 @@ package plan
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -127,23 +128,91 @@ func parentPath(p string) string {
 }
 
 // suggest returns ` (did you mean "x"?)` for the valid key nearest to key, when it is near enough to
-// be a typo: at most two edits, or a third of the key's length, and fewer edits than the key has
-// letters.
+// be a typo (see nearest).
 func suggest(key string, fields []schemaField) string {
-	best, bestD := "", -1
-	if len(key) > 64 {
-		return "" // no key is that long; and the distance costs len(key) per candidate letter
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.name
 	}
-	for _, f := range fields {
-		d := levenshtein.ComputeDistance(key, f.name)
+	if best, ok := nearest(key, names); ok {
+		return ` (did you mean "` + best + `"?)`
+	}
+	return ""
+}
+
+// nearest returns the candidate nearest to word, when it is near enough to be a typo: at most two
+// edits, or a third of the word's length, and fewer edits than the word has letters.
+func nearest(word string, candidates []string) (string, bool) {
+	best, bestD := "", -1
+	if len(word) > 64 {
+		return "", false // no key is that long; and the distance costs len(word) per candidate letter
+	}
+	for _, c := range candidates {
+		d := levenshtein.ComputeDistance(word, c)
 		if bestD < 0 || d < bestD {
-			best, bestD = f.name, d
+			best, bestD = c, d
 		}
 	}
-	if bestD < 0 || bestD >= len(key) || (bestD > 2 && bestD > len(key)/3) {
-		return ""
+	if bestD < 0 || bestD >= len(word) || (bestD > 2 && bestD > len(word)/3) {
+		return "", false
 	}
-	return ` (did you mean "` + best + `"?)`
+	return best, true
+}
+
+// UnknownEnv lists the variables of environ (os.Environ style) that start with EnvPrefix but name
+// no plan setting and are none of other (portstorm's own variables, like PORTSTORM_CPUPROFILE): one
+// message each, naming the nearest setting's variable when it is near enough to be a typo. Such a
+// variable changes nothing; a command warns about it, since a misspelt override would otherwise go
+// unnoticed.
+func UnknownEnv(environ []string, other ...string) []string {
+	var out []string
+	var names []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if _, known := envPaths()[name]; known || !strings.HasPrefix(name, EnvPrefix) || slices.Contains(other, name) {
+			continue
+		}
+		if names == nil {
+			for _, k := range keys() {
+				names = append(names, strings.TrimPrefix(EnvVar(k), EnvPrefix))
+			}
+		}
+		msg := name + " names no plan setting and is ignored"
+		inGroup := slices.IndexFunc(names, func(n string) bool { return strings.HasPrefix(EnvPrefix+n, name+"_") })
+		if best, ok := nearest(strings.TrimPrefix(name, EnvPrefix), names); inGroup >= 0 {
+			msg += "; it names a group of settings: set one of them, like " + EnvPrefix + names[inGroup]
+		} else if ok {
+			msg += " (did you mean " + EnvPrefix + best + "?)"
+		} else {
+			msg += "; a setting's variable is " + EnvPrefix + " and its key upper-cased, dots as underscores, like " + EnvVar("load.model")
+		}
+		out = append(out, msg)
+	}
+	return out
+}
+
+// Values lists the values shell completion offers for the setting at path: the words of an
+// enumerated setting (the lists Validate checks), true and false, "unlimited" for a rate or a
+// send count, "auto" for a process count; nil for the others.
+func Values(path string) []string {
+	if words, ok := enums[path]; ok {
+		return slices.Clone(words)
+	}
+	steps, err := parseKey(path, false)
+	if err != nil {
+		return nil
+	}
+	switch t := steps[len(steps)-1].typ; {
+	case t.Kind() == reflect.Bool:
+		return []string{"true", "false"}
+	case t == rateType:
+		return []string{"unlimited"}
+	case t == countType:
+		return []string{"auto"}
+	case t == sendCountType:
+		return []string{"unlimited"}
+	}
+	return nil
 }
 
 // keyList renders the valid keys of a mapping for messages.

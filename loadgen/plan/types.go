@@ -1,5 +1,5 @@
 // Package plan holds portstorm's YAML test plan: its types, strict loading with file:line errors,
-// environment and --set overrides layered by viper, defaults, and Validate.
+// environment and --set overrides layered over the file (override.go), defaults, and Validate.
 package plan
 
 import "time"
@@ -18,6 +18,9 @@ type Plan struct {
 	Thresholds []Threshold `yaml:"thresholds" json:"thresholds,omitempty"`
 	Baseline   *Baseline   `yaml:"baseline" json:"baseline,omitempty"`
 	Output     Output      `yaml:"output" json:"output"`
+	// Search, when set, makes the plan a capacity search (portstorm search): the load stages are
+	// the search's probes, one level each, instead of load.stages.
+	Search *Search `yaml:"search" json:"search,omitempty"`
 	// Isolate runs the generator and the built-in target in a private network namespace (as the
 	// --netns flag does): the port space, TIME_WAIT state and kernel counters belong to the run alone.
 	Isolate bool `yaml:"isolate" json:"isolate,omitempty"`
@@ -59,6 +62,11 @@ type Builtin struct {
 	// Processes is how many target processes share the listeners with SO_REUSEPORT ("auto", the
 	// default: enough to stay under each process's open-files limit).
 	Processes Count `yaml:"processes" json:"processes"`
+	// ProcsPerProcess is the GOMAXPROCS of each target process: the cores it may use at once (0, the
+	// default: half the cores to the target's processes, half to the generator's, see
+	// spec.CPUShares). Setting it runs the target as processes of its own (at least one), where
+	// processes: auto would have kept it inside the generator.
+	ProcsPerProcess int `yaml:"procs_per_process" json:"procs_per_process,omitempty"`
 	// MaxConns caps the connections each target process holds at once; beyond it a connection is
 	// reset at once and counted (0: no cap).
 	MaxConns int `yaml:"max_conns" json:"max_conns,omitempty"`
@@ -112,7 +120,8 @@ type Connection struct {
 	IOTimeout Duration `yaml:"io_timeout" json:"io_timeout"`
 	// Send, when set, writes requests after connect and reads the answers.
 	Send *Send `yaml:"send" json:"send,omitempty"`
-	// Hold keeps the connection open after the last request.
+	// Hold keeps the connection open after the last request; with send.count: unlimited it is the
+	// time the connection sends (docs/measurements.md "Requests at a rate").
 	Hold Duration `yaml:"hold" json:"hold"`
 	// Close is fin (default), rst (SO_LINGER 0), half (shutdown write, wait for the peer) or server.
 	Close string `yaml:"close" json:"close"`
@@ -267,6 +276,36 @@ type Threshold struct {
 	Expr        string   `yaml:"expr" json:"expr"`
 	AbortOnFail bool     `yaml:"abort_on_fail" json:"abort_on_fail,omitempty"`
 	Delay       Duration `yaml:"delay" json:"delay,omitempty"`
+}
+
+// Search is a capacity search (docs/search.md): the level of one load dimension is grown
+// geometrically while probes hold the plan's thresholds, then bisected between the highest level
+// that held and the lowest that failed until the two are within Tolerance, and the answer is
+// confirmed by one longer probe.
+type Search struct {
+	// Dimension is what is searched: arrival_rate (connections per second, load.model arrival) or
+	// concurrency (concurrent connections, load.model concurrency). Default: the load model's.
+	Dimension string `yaml:"dimension" json:"dimension"`
+	// Min and Max bound the levels tried (required); the search starts at Min.
+	Min float64 `yaml:"min" json:"min"`
+	Max float64 `yaml:"max" json:"max"`
+	// Growth multiplies the level after every probe that held, until one fails (default 2).
+	Growth float64 `yaml:"growth" json:"growth"`
+	// Probe is how long each probe holds its level (default 10s).
+	Probe Duration `yaml:"probe" json:"probe"`
+	// Settle is the quiet time between probes, once the last probe's connections have all closed,
+	// for the target to work off what it left (default 2s).
+	Settle Duration `yaml:"settle" json:"settle"`
+	// Confirm is the length of the probe that confirms the answer (default 3 x probe).
+	Confirm Duration `yaml:"confirm" json:"confirm"`
+	// Tolerance is how close the highest level that held and the lowest that failed must be, as a
+	// share of the first (default 5%).
+	Tolerance Percent `yaml:"tolerance" json:"tolerance"`
+	// Require is the level the answer must reach for the search to pass (exit 0); 0: none.
+	Require float64 `yaml:"require" json:"require,omitempty"`
+	// MaxProbes and MaxTime bound the search, the confirming probe included (defaults 20, 10m).
+	MaxProbes int      `yaml:"max_probes" json:"max_probes"`
+	MaxTime   Duration `yaml:"max_time" json:"max_time"`
 }
 
 // Baseline names a previous summary to compare against.

@@ -21,6 +21,7 @@ import (
 // length).
 const (
 	MaxListeners   = 64
+	MaxTargetProcs = 1024                       // target.builtin.procs_per_process
 	MaxIOTimeout   = Duration(10 * time.Minute) // connect_timeout and io_timeout
 	MaxSendBytes   = Size(16 << 20)
 	MaxSendCount   = 1_000_000
@@ -60,15 +61,33 @@ var (
 
 // The accepted words of each enumerated field.
 var (
-	Modes        = []string{"echo", "sink", "hold", "close", "rst", "http"}
-	Strategies   = []string{"kernel", "bind-no-port", "bind", "range", "explicit"}
-	Expects      = []string{"echo", "reply", "none"}
-	Protocols    = []string{"raw", "http", "redis"}
-	CloseModes   = []string{"fin", "rst", "half", "server"}
-	Models       = []string{"concurrency", "arrival"}
-	Saturations  = []string{"queue", "drop"}
+	Modes       = []string{"echo", "sink", "hold", "close", "rst", "http"}
+	Strategies  = []string{"kernel", "bind-no-port", "bind", "range", "explicit"}
+	Expects     = []string{"echo", "reply", "none"}
+	Protocols   = []string{"raw", "http", "redis"}
+	CloseModes  = []string{"fin", "rst", "half", "server"}
+	Models      = []string{"concurrency", "arrival"}
+	Saturations = []string{"queue", "drop"}
+	TWReuses    = []string{"0", "1", "2"}
+	// Dimensions are what a search may search (docs/search.md); request_rate joins them with
+	// the request-rate keys.
+	Dimensions   = []string{"arrival_rate", "concurrency"}
 	rangeNeeders = []string{"range", "explicit"}
 )
+
+// enums maps each enumerated setting to its words above, for shell completion (Values). A test
+// checks it against what Validate accepts.
+var enums = map[string][]string{
+	"target.builtin.mode":      Modes,
+	"source.ports.strategy":    Strategies,
+	"connection.send.expect":   Expects,
+	"connection.send.protocol": Protocols,
+	"connection.close":         CloseModes,
+	"load.model":               Models,
+	"load.on_saturation":       Saturations,
+	"netns.tw_reuse":           TWReuses,
+	"search.dimension":         Dimensions,
+}
 
 // Validate reports every problem with the plan at once, each a *FieldError naming the field, its
 // file:line (or the override that set it) and what would be accepted. It checks values, not
@@ -87,6 +106,7 @@ func (p *Plan) Validate() []error {
 	c.output()
 	c.isolation()
 	c.linuxOnly()
+	c.search()
 	return c.errs
 }
 
@@ -146,7 +166,7 @@ func (c *checker) target() {
 	t := c.p.Target
 	switch {
 	case t.Builtin != nil && len(t.Addresses) > 0:
-		c.fail("target", "set target.builtin or target.addresses, not both")
+		c.fail("target", "set target.builtin or target.addresses, not both (--set target.builtin=null or target.addresses=null removes one)")
 	case t.Builtin == nil && len(t.Addresses) == 0:
 		c.fail("target", "set one of target.builtin (portstorm's own target, e.g. {mode: echo}) or target.addresses (a list of host:port)")
 	}
@@ -157,6 +177,9 @@ func (c *checker) target() {
 		}
 		if b.Listeners < 0 || b.Listeners > MaxListeners {
 			c.fail("target.builtin.listeners", "want 1 to %d, got %d", MaxListeners, b.Listeners)
+		}
+		if b.ProcsPerProcess < 0 || b.ProcsPerProcess > MaxTargetProcs {
+			c.fail("target.builtin.procs_per_process", "want 0 (half the cores) or 1 to %d, got %d", MaxTargetProcs, b.ProcsPerProcess)
 		}
 		c.duration("target.builtin.idle_timeout", b.IdleTimeout, 0, maxHold)
 		c.duration("target.builtin.header_timeout", b.HeaderTimeout, 0, maxHold)
@@ -565,7 +588,9 @@ func (c *checker) load() {
 	if badTarget(l.Start) {
 		c.fail("load.start", "want 0 to %d %s, got %v", MaxTarget, l.targetUnit(), l.Start)
 	}
-	c.stages(l)
+	if c.p.Search == nil {
+		c.stages(l)
+	}
 	if l.MaxInFlight < 0 || l.MaxInFlight > MaxInFlight {
 		c.fail("load.max_in_flight", "want 1 to %d, got %d", MaxInFlight, l.MaxInFlight)
 	}
@@ -681,7 +706,7 @@ func (c *checker) isolation() {
 			c.fail("netns.port_range", `want "lo-hi" with 1024 <= lo <= hi <= 65535, like "40000-40999", got %q`, n.PortRange)
 		}
 	}
-	c.oneOf("netns.tw_reuse", n.TWReuse, []string{"0", "1", "2"})
+	c.oneOf("netns.tw_reuse", n.TWReuse, TWReuses)
 	c.duration("netns.tw_reuse_delay", n.TWReuseDelay, 0, Duration(time.Minute))
 	if d := n.TWReuseDelay; d != 0 && d < Duration(time.Millisecond) {
 		c.fail("netns.tw_reuse_delay", "want 1ms to 1m, got %s", d)

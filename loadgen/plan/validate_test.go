@@ -166,6 +166,8 @@ func TestValidate(t *testing.T) {
 		}, "connection.tls.ca_file", "cannot read"},
 		{"tls on a closing built-in target", func(p *Plan) { p.Target.Builtin.Mode = "rst"; p.Target.Builtin.TLS = true }, "target.builtin.tls", "closes before any handshake"},
 		{"http status on echo", func(p *Plan) { p.Target.Builtin.HTTPStatus = 404 }, "target.builtin.http_status", "only the http mode"},
+		{"negative procs_per_process", func(p *Plan) { p.Target.Builtin.ProcsPerProcess = -1 }, "target.builtin.procs_per_process", "want 0 (half the cores) or 1 to 1024"},
+		{"procs_per_process too high", func(p *Plan) { p.Target.Builtin.ProcsPerProcess = 1025 }, "target.builtin.procs_per_process", "got 1025"},
 		{"header timeout on echo", func(p *Plan) { p.Target.Builtin.HeaderTimeout = Duration(time.Second) }, "target.builtin.header_timeout", "only the http mode"},
 		{"negative header timeout", func(p *Plan) { p.Target.Builtin.Mode = "http"; p.Target.Builtin.HeaderTimeout = -1 }, "target.builtin.header_timeout", "want 0s to 24h"},
 		{"http status out of range", func(p *Plan) { p.Target.Builtin.Mode = "http"; p.Target.Builtin.HTTPStatus = 700 }, "target.builtin.http_status", "200 to 599"},

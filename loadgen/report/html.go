@@ -90,6 +90,8 @@ type chart struct {
 // variables after them, so they are identifiers: no hyphens.
 const (
 	ChartConnections       = "chart_connections"
+	ChartRequests          = "chart_requests"
+	ChartRequestLatency    = "chart_request_latency"
 	ChartLatency           = "chart_latency_" // + latency name
 	ChartSpectrum          = "chart_spectrum"
 	ChartOutcomes          = "chart_outcomes"
@@ -139,15 +141,32 @@ type chartSpec struct {
 }
 
 func buildCharts(s *Summary, d *ChartData) ([]chart, error) {
-	var specs []chartSpec
+	specs := searchCharts(s)
 	if d.Timeline != nil {
 		if c := connectionsChart(s, d.Timeline); c != nil {
 			specs = append(specs, chartSpec{ChartConnections, "Connections over time",
 				"Open connections at the end of each interval and the most open at once within it (left axis); connections opened and closed per second (right axis). Dashed vertical lines mark stage boundaries.", c})
 		}
 	}
+	requestCharts := false
+	if r := s.Requests; r != nil && (r.Written > 0 || r.Offered > 0) {
+		if d.Timeline != nil {
+			if c := requestsChart(d.Timeline); c != nil {
+				specs = append(specs, chartSpec{ChartRequests, "Requests over time",
+					"Requests written per second (achieved) and, when the requests were rated, offered per second (those whose intended send time came), with failed requests per second, per interval. Dashed vertical lines mark stage boundaries.", c})
+			}
+		}
+		if c := requestLatencyChart(s, d); c != nil {
+			requestCharts = true
+			specs = append(specs, chartSpec{ChartRequestLatency, "Request latency over time",
+				"Round trip (rtt: request written to the full answer read) and, for rated requests, request_intended (intended send time to the full answer: the coordinated-omission-free figure), p50 and p99 of each interval, log scale.", c})
+		}
+	}
 	for _, l := range []metrics.Latency{metrics.Connect, metrics.ConnectIntended, metrics.SlotWait, metrics.ScheduleLag, metrics.RTT} {
 		name := l.String()
+		if l == metrics.RTT && requestCharts {
+			continue // drawn in the request latency chart
+		}
 		if ls, ok := s.Latency[name]; !ok || ls.Count == 0 || l == metrics.SlotWait && ls.Max <= metrics.HistLowest {
 			// (slot_wait of a run that never waited for a slot is all zeros: nothing to draw.)
 			continue
@@ -301,6 +320,106 @@ func connectionsChart(s *Summary, t *Timeline) *charts.Line {
 	return c
 }
 
+// requestsChart draws requests per second per interval from timeline.csv: achieved (written),
+// offered when it differs (rated requests), and failed requests.
+func requestsChart(t *Timeline) *charts.Line {
+	ts, ok := t.Column("t_s")
+	written, ok2 := t.Column("requests_per_s")
+	if !ok || !ok2 || len(ts) == 0 {
+		return nil
+	}
+	offered, _ := t.Column("requests_offered_per_s")
+	errs, _ := t.Column("request_errors")
+	c := charts.NewLine()
+	c.SetGlobalOptions(append(baseOpts(ChartRequests, "320px"),
+		charts.WithXAxisOpts(timeAxis()),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "requests / s"}),
+	)...)
+	var w, o, e []opts.LineData
+	rated, failed := false, false
+	prev := 0.0
+	for i, t := range ts {
+		dt := t - prev
+		prev = t
+		if dt < 0.001 {
+			continue // a stage cut: no time to rate over
+		}
+		w = append(w, xy(t, written[i]))
+		if offered != nil {
+			o = append(o, xy(t, offered[i]))
+			rated = rated || offered[i] != written[i]
+		}
+		if errs != nil {
+			e = append(e, xy(t, errs[i]/dt))
+			failed = failed || errs[i] > 0
+		}
+	}
+	if len(w) == 0 {
+		return nil
+	}
+	line := charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(len(w) < 3)})
+	if rated {
+		c.AddSeries("offered/s", o, line, charts.WithLineStyleOpts(opts.LineStyle{Width: 1.5, Type: "dashed"}))
+	}
+	c.AddSeries("achieved (written)/s", w, append([]charts.SeriesOpts{line, charts.WithLineStyleOpts(opts.LineStyle{Width: 2})}, markOpts(stageMarks(t))...)...)
+	if failed {
+		c.AddSeries("failed/s", e, line, charts.WithLineStyleOpts(opts.LineStyle{Width: 1, Color: failColors[0]}))
+	}
+	return c
+}
+
+// requestLatencyChart draws rtt and request_intended p50 and p99 per interval, from latency.hlog
+// or, without it, the p99 columns of timeline.csv.
+func requestLatencyChart(s *Summary, d *ChartData) *charts.Line {
+	c := charts.NewLine()
+	c.SetGlobalOptions(append(baseOpts(ChartRequestLatency, "340px"),
+		charts.WithXAxisOpts(timeAxis()),
+		charts.WithYAxisOpts(opts.YAxis{Type: "log", Name: "latency",
+			AxisLabel: &opts.AxisLabel{Formatter: opts.FuncOpts(usFormatter)}}),
+		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis", ValueFormatter: opts.FuncOpts(usFormatter)}),
+	)...)
+	for _, name := range []string{"request_intended", "rtt"} {
+		if ls, ok := s.Latency[name]; !ok || ls.Count == 0 {
+			continue
+		}
+		if pts := d.Latency[name]; len(pts) > 0 {
+			line := charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(len(pts) < 3)})
+			for _, se := range []struct {
+				stat string
+				get  func(LatencyPoint) int64
+			}{{"p50", func(p LatencyPoint) int64 { return p.P50 }}, {"p99", func(p LatencyPoint) int64 { return p.P99 }}} {
+				data := make([]opts.LineData, 0, len(pts))
+				for _, p := range pts {
+					data = append(data, xy(p.EndS, float64(max(se.get(p), 1))))
+				}
+				c.AddSeries(name+" "+se.stat, data, line)
+			}
+			continue
+		}
+		if d.Timeline == nil {
+			continue
+		}
+		ts, _ := d.Timeline.Column("t_s")
+		v, ok := d.Timeline.Column(name + "_p99_us")
+		if !ok {
+			continue
+		}
+		var data []opts.LineData
+		for i, t := range ts {
+			if v[i] > 0 {
+				data = append(data, xy(t, v[i]))
+			}
+		}
+		if len(data) > 0 {
+			c.AddSeries(name+" p99", data, charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(len(data) < 3)}))
+		}
+	}
+	if len(c.MultiSeries) == 0 {
+		return nil
+	}
+	return c
+}
+
 func latencyChart(name string, d *ChartData) *charts.Line {
 	id := ChartLatency + name
 	c := charts.NewLine()
@@ -310,8 +429,10 @@ func latencyChart(name string, d *ChartData) *charts.Line {
 			AxisLabel: &opts.AxisLabel{Formatter: opts.FuncOpts(usFormatter)}}),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis", ValueFormatter: opts.FuncOpts(usFormatter)}),
 	)...)
-	line := charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(false)})
 	if pts := d.Latency[name]; len(pts) > 0 {
+		// A line through fewer than three points (a keep-alive run connects in its first interval
+		// only) draws little or nothing: mark the points.
+		line := charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(len(pts) < 3)})
 		series := []struct {
 			name string
 			get  func(LatencyPoint) int64
@@ -355,8 +476,11 @@ func latencyChart(name string, d *ChartData) *charts.Line {
 				data = append(data, xy(t, v[i]))
 			}
 		}
+		if len(data) == 0 {
+			continue // no interval had a sample: an empty series, not a line at zero
+		}
 		label := strings.TrimSuffix(strings.TrimPrefix(col, name+"_"), "_us")
-		c.AddSeries(label, data, line)
+		c.AddSeries(label, data, charts.WithLineChartOpts(opts.LineChart{ShowSymbol: opts.Bool(len(data) < 3)}))
 		added = true
 	}
 	if !added {
@@ -478,10 +602,7 @@ func newPage(s *Summary, d *ChartData, cs []chart) *page {
 	p.Subtitle = strings.Join(sub, " · ")
 
 	c := s.Connections
-	lat := "connect"
-	if s.Plan != nil && s.Plan.Load.Model == "arrival" {
-		lat = "connect_intended"
-	}
+	lat := Headline(s)
 	l := s.Latency[lat]
 	p.Cards = []card{
 		{"attempted", groupDigits(c.Attempted), fmt.Sprintf("%s/s established", groupDigits(uint64(math.Round(c.PerSecond))))},
@@ -490,6 +611,15 @@ func newPage(s *Summary, d *ChartData, cs []chart) *page {
 		{"failed", groupDigits(c.Failed), fmt.Sprintf("%s dropped", groupDigits(c.Dropped))},
 		{"error rate", strconv.FormatFloat(100*s.Errors.Rate, 'f', 3, 64) + "%", fmt.Sprintf("%s of the connections that ended", groupDigits(s.Errors.Count))},
 		{lat + " p99", fmtUSOrDash(l.Count, l.P99), "p50 " + fmtUSOrDash(l.Count, l.P50) + " · max " + fmtUSOrDash(l.Count, l.Max)},
+	}
+	if r := s.Requests; r != nil && (r.Written > 0 || r.Offered > 0) {
+		rc := []card{{"requests", groupDigits(r.Written), fmt.Sprintf("%s/s · %s failed (%s%%)", fmtRate(r.PerSecond), groupDigits(r.Errors),
+			strconv.FormatFloat(100*r.ErrorRate, 'f', 3, 64))}}
+		if r.Rated {
+			rc = append(rc, card{"offered", fmtRate(r.OfferedPerSecond) + "/s", fmt.Sprintf("%s requests · %s%% short",
+				groupDigits(r.Offered), strconv.FormatFloat(100*r.Shortfall, 'f', 2, 64))})
+		}
+		p.Cards = append(rc, p.Cards...)
 	}
 
 	if rows := VerdictRows(s); len(rows) > 0 {
@@ -538,7 +668,7 @@ func newPage(s *Summary, d *ChartData, cs []chart) *page {
 	p.Outcomes = ot
 
 	if len(s.Stages) > 0 {
-		st := &table{Head: []string{"stage", "time", "target", "attempted", "established", "failed", "peak open", "errors", "connect p50", "connect p99"}}
+		st := &table{Head: []string{"stage", "time", "target", "attempted", "established", "failed", "peak open", "errors", "connect p50", "connect p99", "requests/s"}}
 		for _, g := range s.Stages {
 			target := ""
 			if s.Plan != nil && g.Index < len(s.Plan.Load.Stages) {
@@ -556,9 +686,13 @@ func newPage(s *Summary, d *ChartData, cs []chart) *page {
 				}
 			}
 			cl := g.Latency["connect"]
+			reqs := "–"
+			if r := g.Requests; r != nil && r.Written > 0 {
+				reqs = fmtRate(r.PerSecond)
+			}
 			st.Rows = append(st.Rows, row{Cells: []string{strconv.Itoa(g.Index), fmtSeconds(g.StartS) + " – " + fmtSeconds(g.EndS), target,
 				groupDigits(g.Connections.Attempted), groupDigits(g.Connections.Established), groupDigits(g.Connections.Failed),
-				groupDigits(uint64(max(g.Connections.PeakConcurrent, 0))), groupDigits(errs), fmtUSOrDash(cl.Count, cl.P50), fmtUSOrDash(cl.Count, cl.P99)},
+				groupDigits(uint64(max(g.Connections.PeakConcurrent, 0))), groupDigits(errs), fmtUSOrDash(cl.Count, cl.P50), fmtUSOrDash(cl.Count, cl.P99), reqs},
 				Bad: errs > 0})
 		}
 		p.Stages = st

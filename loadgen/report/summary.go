@@ -51,18 +51,21 @@ type Summary struct {
 	Host        preflight.Host `json:"host"`
 	Segments    int            `json:"segments"`
 
-	Connections Connections               `json:"connections"`
-	Outcomes    map[string]uint64         `json:"outcomes"`
-	First       map[string]First          `json:"first"`
-	Examples    map[string][]string       `json:"examples,omitempty"`
-	Errors      ErrorRate                 `json:"errors"`
-	Bytes       Bytes                     `json:"bytes"`
-	Latency     map[string]LatencySummary `json:"latency"`
-	Stages      []Stage                   `json:"stages"`
-	Ports       *ports.Report             `json:"ports"`
-	Thresholds  []ThresholdResult         `json:"thresholds"`
-	Warnings    []string                  `json:"warnings,omitempty"`
-	Target      *target.Stats             `json:"target,omitempty"`
+	Connections Connections         `json:"connections"`
+	Outcomes    map[string]uint64   `json:"outcomes"`
+	First       map[string]First    `json:"first"`
+	Examples    map[string][]string `json:"examples,omitempty"`
+	Errors      ErrorRate           `json:"errors"`
+	Bytes       Bytes               `json:"bytes"`
+	// Requests are the requests (messages) written on the connections, rated or not; nil only in
+	// a summary written before requests were counted.
+	Requests   *Requests                 `json:"requests,omitempty"`
+	Latency    map[string]LatencySummary `json:"latency"`
+	Stages     []Stage                   `json:"stages"`
+	Ports      *ports.Report             `json:"ports"`
+	Thresholds []ThresholdResult         `json:"thresholds"`
+	Warnings   []string                  `json:"warnings,omitempty"`
+	Target     *target.Stats             `json:"target,omitempty"`
 	// Pacing is what this machine's arrival pacing can do, measured at the start of an
 	// arrival-model run; it sets where the schedule_lag and slot_wait warnings begin.
 	Pacing *Pacing `json:"pacing,omitempty"`
@@ -92,6 +95,9 @@ type Summary struct {
 	Shards []ShardSummary `json:"shards,omitempty"`
 	// PortsByHost keeps every segment's port report apart in a merged result, per host.
 	PortsByHost []HostPorts `json:"ports_by_host,omitempty"`
+	// Search is the answer of a capacity search (portstorm search); the rest of the summary is
+	// its answer's probe (search.go).
+	Search *Search `json:"search,omitempty"`
 }
 
 // Unreachable is why a run gave up before its schedule ended: nothing was ever established, and
@@ -147,6 +153,75 @@ type Bytes struct {
 	In  uint64 `json:"in"`
 }
 
+// Requests are the requests (messages) written on the connections (docs/results.md): how many, how
+// each ended, and how close the run came to the rate it offered. Per second figures count over the
+// run's (or the stage's) time.
+type Requests struct {
+	// Written counts the requests written; Offered those the schedule meant to send: under a
+	// request rate (connection.send.rate, total_rate, rate_stages) every request whose intended send
+	// time came, sent or not; unrated, the requests written.
+	Written uint64 `json:"written"`
+	Offered uint64 `json:"offered"`
+	// Outcomes counts the requests by how each ended: ok when its answer was the one expected (or,
+	// with nothing to read, when it was written), else the outcome of what went wrong. Every outcome
+	// name is present.
+	Outcomes map[string]uint64 `json:"outcomes"`
+	// Errors counts the requests that ended in anything but ok; ErrorRate is their share of Written.
+	Errors    uint64  `json:"errors"`
+	ErrorRate float64 `json:"error_rate"`
+	// PerSecond is Written per second achieved; OfferedPerSecond is Offered per second.
+	PerSecond        float64 `json:"per_second"`
+	OfferedPerSecond float64 `json:"offered_per_second"`
+	// Shortfall is 1 - written/offered (0 to 1): how far the run fell short of the rate it offered;
+	// 0 unrated, and 0 when nothing was offered.
+	Shortfall float64 `json:"shortfall"`
+	// Rated says the requests were sent at a rate: request_intended holds values.
+	Rated bool `json:"rated"`
+}
+
+// ShortfallWarn is the shortfall above which the summary warns that the run could not hold its
+// request rate.
+const ShortfallWarn = 0.01
+
+func requests(s *metrics.Snapshot) *Requests {
+	r := &Requests{Written: s.Requests, Offered: s.RequestsOffered, Errors: s.RequestErrors(),
+		Outcomes: make(map[string]uint64, metrics.NumOutcomes)}
+	for o, n := range s.RequestOutcomes {
+		r.Outcomes[metrics.Outcome(o).String()] = n
+	}
+	if h := s.Hist[metrics.RequestIntended]; h != nil && h.TotalCount() > 0 {
+		r.Rated = true
+	}
+	if r.Written > 0 {
+		r.ErrorRate = float64(r.Errors) / float64(r.Written)
+	}
+	if d := s.EndUS - s.StartUS; d > 0 {
+		r.PerSecond = float64(r.Written) / (float64(d) / 1e6)
+		r.OfferedPerSecond = float64(r.Offered) / (float64(d) / 1e6)
+	}
+	if r.Offered > 0 && r.Written < r.Offered {
+		r.Shortfall = 1 - float64(r.Written)/float64(r.Offered)
+	}
+	return r
+}
+
+// Headline names the latency that heads a result (docs/measurements.md), decided from what the
+// result holds: request_intended when the requests were rated (it holds values), rtt when the run
+// is about requests (more requests written than connections established: keep-alive), else
+// connect_intended under the arrival model and connect under the concurrency model.
+func Headline(s *Summary) string {
+	if ls := s.Latency["request_intended"]; ls.Count > 0 {
+		return "request_intended"
+	}
+	if r := s.Requests; r != nil && r.Written > s.Connections.Established && s.Latency["rtt"].Count > 0 {
+		return "rtt"
+	}
+	if s.Plan != nil && s.Plan.Load.Model == "arrival" {
+		return "connect_intended"
+	}
+	return "connect"
+}
+
 // LatencySummary is one histogram's figures in microseconds, plus the histogram itself (base64 of
 // the compressed HdrHistogram V2 encoding) so that results merge exactly.
 type LatencySummary struct {
@@ -169,6 +244,8 @@ type Stage struct {
 	Connections Connections               `json:"connections"`
 	Outcomes    map[string]uint64         `json:"outcomes"`
 	Latency     map[string]LatencySummary `json:"latency"`
+	// Requests are the stage's own requests, as the run's.
+	Requests *Requests `json:"requests,omitempty"`
 }
 
 // ThresholdResult is one threshold's verdict.
@@ -267,7 +344,24 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 		outs[name] = n
 	}
 	p.Outcomes = outs
+	if p.Requests != nil {
+		r := *p.Requests
+		r.Outcomes = allOutcomes(r.Outcomes)
+		p.Requests = &r
+	}
 	return json.Marshal(p)
+}
+
+// allOutcomes returns m with every outcome name present (0 where m has none).
+func allOutcomes(m map[string]uint64) map[string]uint64 {
+	outs := make(map[string]uint64, metrics.NumOutcomes)
+	for o := range metrics.NumOutcomes {
+		outs[o.String()] = 0
+	}
+	for name, n := range m {
+		outs[name] = n
+	}
+	return outs
 }
 
 // Latencies summarises every histogram of a snapshot. A nil histogram (the zero Snapshot's) is empty.
@@ -347,7 +441,7 @@ func Build(in Input) (*Summary, error) {
 		DurationUS: in.End.Sub(in.Start).Microseconds(), Interrupted: in.Interrupted, Aborted: in.Aborted,
 		Verdict: VerdictNone, Plan: in.Plan, Host: in.Host, Segments: max(in.Segments, 1),
 		Connections: connections(t), Outcomes: outcomes(t), First: map[string]First{},
-		Bytes: Bytes{Out: t.BytesOut, In: t.BytesIn}, Thresholds: []ThresholdResult{}, Stages: []Stage{},
+		Bytes: Bytes{Out: t.BytesOut, In: t.BytesIn}, Requests: requests(t), Thresholds: []ThresholdResult{}, Stages: []Stage{},
 		Target: in.Target, Ports: in.Ports, Pacing: NewPacing(in.PacingFloor),
 	}
 	for i, f := range t.First {
@@ -379,10 +473,13 @@ func Build(in Input) (*Summary, error) {
 		}
 		s.Stages = append(s.Stages, Stage{
 			Index: i, StartS: float64(st.StartUS) / 1e6, EndS: float64(st.EndUS) / 1e6,
-			Connections: connections(st), Outcomes: outcomes(st), Latency: lat,
+			Connections: connections(st), Outcomes: outcomes(st), Latency: lat, Requests: requests(st),
 		})
 	}
 	s.Warnings = append(s.Warnings, lagWarnings(s)...)
+	if w := shortfallWarning(s); w != "" {
+		s.Warnings = append(s.Warnings, w)
+	}
 	if t.Clamped > 0 {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("%d latencies fell outside 1µs..1h and were clamped", t.Clamped))
 	}
@@ -419,6 +516,26 @@ func lagWarnings(s *Summary) []string {
 		}
 	}
 	return out
+}
+
+// shortfallWarning says, in words, that a rated run could not hold its request rate, by how much,
+// and which side held the requests back: window_wait (the pipelining window was full: the target
+// answered too slowly) or request_lag (the generator fell behind).
+func shortfallWarning(s *Summary) string {
+	r := s.Requests
+	if r == nil || r.Shortfall <= ShortfallWarn {
+		return ""
+	}
+	w := fmt.Sprintf("the run could not hold its request rate: %d of %d requests offered were written (%.1f%% short; %.0f/s achieved of %.0f/s offered)",
+		r.Written, r.Offered, 100*r.Shortfall, r.PerSecond, r.OfferedPerSecond)
+	wait, lag := s.Latency["window_wait"], s.Latency["request_lag"]
+	switch {
+	case wait.Count > 0 && wait.P99 > lag.P99:
+		w += fmt.Sprintf("; window_wait p99 %s: requests waited for the pipelining window (connection.send.pipeline), so the target answered too slowly", fmtUS(wait.P99))
+	case lag.Count > 0 && lag.P99 > 0:
+		w += fmt.Sprintf("; request_lag p99 %s: the generator fell behind its schedule", fmtUS(lag.P99))
+	}
+	return w
 }
 
 // fmtUS formats microseconds for people. The unit changes where rounding to two decimals would

@@ -109,6 +109,13 @@ type TimelineRow struct {
 	// SlotWaitP99 and LagP99 split IntendedP99's lateness between the target and the generator.
 	SlotWaitP99 int64
 	LagP99      int64
+	// IntervalS is the interval's length in seconds (rates per interval divide by it).
+	IntervalS float64
+	// Requests and RequestsOffered are the requests written and offered within the interval,
+	// RequestErrors those of them that failed; RequestIntendedP99, RequestLagP99 and WindowWaitP99
+	// are the rated requests' latencies.
+	Requests, RequestsOffered, RequestErrors         uint64
+	RequestIntendedP99, RequestLagP99, WindowWaitP99 int64
 	// Ports is the interval's port figures (TIME_WAIT, kernel TCP counters); nil without them.
 	Ports *ports.Sample
 }
@@ -134,7 +141,24 @@ func Row(s *metrics.Snapshot) TimelineRow {
 		RTTP99:      q(metrics.RTT, 99),
 		SlotWaitP99: q(metrics.SlotWait, 99),
 		LagP99:      q(metrics.ScheduleLag, 99),
+		IntervalS:   float64(s.EndUS-s.StartUS) / 1e6,
+		Requests:    s.Requests, RequestsOffered: s.RequestsOffered, RequestErrors: s.RequestErrors(),
+		RequestIntendedP99: q(metrics.RequestIntended, 99), RequestLagP99: q(metrics.RequestLag, 99),
+		WindowWaitP99: q(metrics.WindowWait, 99),
 	}
+}
+
+// requestColumns are the request columns of timeline.csv, appended after every older column
+// (the port columns included) so that the older columns keep their positions.
+var requestColumns = []string{"requests_offered_per_s", "requests_per_s", "request_errors",
+	"request_intended_p99_us", "request_lag_p99_us", "window_wait_p99_us"}
+
+// perSecond is n per second of the interval; 0 for an interval of no length (a stage cut).
+func (r TimelineRow) perSecond(n uint64) string {
+	if r.IntervalS <= 0 {
+		return "0"
+	}
+	return strconv.FormatFloat(float64(n)/r.IntervalS, 'f', 3, 64)
 }
 
 // WriteTimeline writes timeline.csv into dir: one row per interval, counts within the interval.
@@ -151,6 +175,7 @@ func WriteTimeline(dir string, rows []TimelineRow) error {
 	if observed {
 		head = append(head, portColumns()...)
 	}
+	head = append(head, requestColumns...)
 	w.Write(head)
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	i := func(v int64) string { return strconv.FormatInt(v, 10) }
@@ -165,6 +190,8 @@ func WriteTimeline(dir string, rows []TimelineRow) error {
 		if observed {
 			rec = append(rec, portCells(r.Ports)...)
 		}
+		rec = append(rec, r.perSecond(r.RequestsOffered), r.perSecond(r.Requests), u(r.RequestErrors),
+			i(r.RequestIntendedP99), i(r.RequestLagP99), i(r.WindowWaitP99))
 		w.Write(rec)
 	}
 	w.Flush()
@@ -211,6 +238,7 @@ func WriteText(w io.Writer, s *Summary, dir string) {
 			}
 		}
 	}
+	writeRequests(w, s.Requests)
 	fmt.Fprintf(w, "  %-18s %9s %9s %9s %9s %9s %9s %9s\n", "latency", "count", "min", "p50", "p90", "p99", "p99.9", "max")
 	for l := range metrics.NumLatencies {
 		ls, ok := s.Latency[l.String()]
@@ -231,4 +259,57 @@ func WriteText(w io.Writer, s *Summary, dir string) {
 	if dir != "" {
 		fmt.Fprintf(w, "  results      %s\n", dir)
 	}
+}
+
+// textWidth is the widest line of the text summary's own lines.
+const textWidth = 100
+
+// writeRequests prints the requests line: written and per second, errors by outcome, and offered
+// with the shortfall when the requests were rated; wrapped to textWidth.
+func writeRequests(w io.Writer, r *Requests) {
+	if r == nil || r.Written == 0 && r.Offered == 0 {
+		return
+	}
+	// Each part follows the one before with its sep, or starts a continuation line.
+	type part struct{ sep, text string }
+	parts := []part{{"", fmt.Sprintf("written %d (%s/s)", r.Written, fmtRate(r.PerSecond))}}
+	if r.Errors > 0 {
+		parts = append(parts, part{"  ", fmt.Sprintf("errors %d (%.3f%%)", r.Errors, 100*r.ErrorRate)})
+		sep := ": "
+		// In the outcomes' fixed order, as the outcomes line.
+		for o := range metrics.NumOutcomes {
+			if n := r.Outcomes[o.String()]; n > 0 && o != metrics.OK {
+				parts = append(parts, part{sep, fmt.Sprintf("%s %d", o, n)})
+				sep = ", "
+			}
+		}
+	} else {
+		parts = append(parts, part{"  ", "errors 0"})
+	}
+	if r.Rated {
+		parts = append(parts, part{"  ", fmt.Sprintf("offered %d (%s/s)", r.Offered, fmtRate(r.OfferedPerSecond))},
+			part{"  ", fmt.Sprintf("shortfall %.2f%%", 100*r.Shortfall)})
+	}
+	const label, indent = "  requests     ", "               "
+	line := label
+	for i, p := range parts {
+		if i > 0 && len(line)+len(p.sep)+len(p.text) > textWidth {
+			fmt.Fprintln(w, line+strings.TrimRight(p.sep, " "))
+			line = indent + p.text
+			continue
+		}
+		line += p.sep + p.text
+	}
+	fmt.Fprintln(w, line)
+}
+
+// fmtRate writes a rate per second with digits where they mean something: 0.25, 12.5, 40000.
+func fmtRate(v float64) string {
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
 }

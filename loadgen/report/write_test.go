@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -50,6 +52,11 @@ func fixedSummary(t *testing.T) *Summary {
 		outcomes[n] = 0
 	}
 	outcomes["ok"], outcomes["ECONNREFUSED"], outcomes["EOF"], outcomes["EADDRNOTAVAIL"] = 1990, 4, 2, 1
+	reqOutcomes := map[string]uint64{}
+	for _, n := range outcomeNames {
+		reqOutcomes[n] = 0
+	}
+	reqOutcomes["ok"], reqOutcomes["ECONNRESET"], reqOutcomes["EOF"], reqOutcomes["echo_mismatch"] = 1986, 3, 2, 1
 	p := fixturePlan()
 	p.Name = "quickstart"
 	return &Summary{
@@ -73,8 +80,12 @@ func fixedSummary(t *testing.T) *Summary {
 			"EOF":           {"EOF", "EOF"},
 			"EADDRNOTAVAIL": {"dial tcp 127.0.0.1:9: connect: cannot assign requested address"},
 		},
-		Errors:  ErrorRate{Count: 7, Rate: 7.0 / 1997},
-		Bytes:   Bytes{Out: 127488, In: 127488},
+		Errors: ErrorRate{Count: 7, Rate: 7.0 / 1997},
+		Bytes:  Bytes{Out: 127488, In: 127488},
+		// Rated requests that fell 5% short, with failures of several outcomes.
+		Requests: &Requests{Written: 1992, Offered: 2097, Errors: 6, ErrorRate: 6.0 / 1992, PerSecond: 97.17,
+			OfferedPerSecond: 102.29, Shortfall: 1 - 1992.0/2097, Rated: true,
+			Outcomes: reqOutcomes},
 		Latency: lat,
 		Stages: []Stage{{Index: 0, StartS: 0, EndS: 20.5, Connections: Connections{Attempted: 2000},
 			Outcomes: map[string]uint64{"ok": 1990}, Latency: map[string]LatencySummary{"connect": lat["connect"]}}},
@@ -101,6 +112,7 @@ func unreachableSummary(t *testing.T) *Summary {
 	s.First = map[string]First{"ECONNREFUSED": {AtS: 0.01}}
 	s.Examples = map[string][]string{"ECONNREFUSED": {"dial tcp 127.0.0.1:9: connect: connection refused"}}
 	s.Errors, s.Latency, s.Thresholds, s.Warnings, s.Target, s.Stages = ErrorRate{Count: 12, Rate: 1}, map[string]LatencySummary{}, nil, nil, nil, nil
+	s.Requests = &Requests{Outcomes: allOutcomes(nil)}
 	s.Unreachable = &Unreachable{AtS: 2.01, FirstAtS: 0.01, Failed: 12, Destination: "127.0.0.1:9", Outcome: "ECONNREFUSED",
 		Error: "dial tcp 127.0.0.1:9: connect: connection refused"}
 	return s
@@ -143,7 +155,7 @@ func TestSummaryJSONContract(t *testing.T) {
 		{
 			name:    "a full summary",
 			summary: fixedSummary,
-			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "pacing")...),
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "pacing", "requests")...),
 			literal: map[string]string{"ports": "null", "schema": `"portstorm/summary/v1"`, "started_at": `"2025-03-01T12:00:00Z"`},
 		},
 		{
@@ -155,7 +167,7 @@ func TestSummaryJSONContract(t *testing.T) {
 		{
 			name:    "a run that gave up on an unreachable target",
 			summary: unreachableSummary,
-			top:     sorted(append(slices.Clone(required), "examples", "unreachable", "pacing")...),
+			top:     sorted(append(slices.Clone(required), "examples", "unreachable", "pacing", "requests")...),
 			literal: map[string]string{"unreachable": `{"at_s":2.01,"first_at_s":0.01,"failed":12,"destination":"127.0.0.1:9","outcome":"ECONNREFUSED","error":"dial tcp 127.0.0.1:9: connect: connection refused"}`},
 		},
 		{
@@ -169,8 +181,13 @@ func TestSummaryJSONContract(t *testing.T) {
 				}
 				return s
 			},
-			top:     sorted(append(slices.Clone(required), "examples", "warnings", "pacing")...),
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "pacing", "requests")...),
 			literal: map[string]string{"thresholds": "[]", "ports": "null", "verdict": `"no_thresholds"`},
+		},
+		{
+			name:    "a capacity search (portstorm search): the answer's probe and the search",
+			summary: func(t *testing.T) *Summary { s := fixedSummary(t); s.Search = searchFixture(); return s },
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "pacing", "requests", "search")...),
 		},
 		{
 			name: "a run whose report.html could not be written",
@@ -179,7 +196,7 @@ func TestSummaryJSONContract(t *testing.T) {
 				s.Verdict, s.OutputsIncomplete = VerdictError, []string{HTMLFile}
 				return s
 			},
-			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "outputs_incomplete", "pacing")...),
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "outputs_incomplete", "pacing", "requests")...),
 			literal: map[string]string{"verdict": `"error"`, "outputs_incomplete": `["report.html"]`},
 		},
 	}
@@ -219,6 +236,9 @@ func TestSummaryJSONContract(t *testing.T) {
 			if got := keysOf(t, "bytes", top["bytes"]); !slices.Equal(got, sorted("out", "in")) {
 				t.Errorf("bytes keys %q", got)
 			}
+			if raw, ok := top["requests"]; ok {
+				checkRequestsKeys(t, "requests", raw)
+			}
 
 			wantLat := sorted("count", "min", "mean", "p50", "p90", "p99", "p999", "max", "hdr")
 			for name, raw := range object(t, top["latency"]) {
@@ -256,11 +276,29 @@ func TestSummaryJSONContract(t *testing.T) {
 			}
 			for i, raw := range stages {
 				want := sorted("index", "start_s", "end_s", "connections", "outcomes", "latency")
+				// A built summary's stages hold their requests; a hand-built one's may not.
+				if raw, ok := object(t, raw)["requests"]; ok {
+					want = sorted(append(want, "requests")...)
+					checkRequestsKeys(t, fmt.Sprintf("stages[%d].requests", i), raw)
+				}
 				if got := keysOf(t, "stages[]", raw); !slices.Equal(got, want) {
 					t.Errorf("stages[%d] keys\n got %q\nwant %q", i, got, want)
 				}
 			}
 		})
+	}
+}
+
+// checkRequestsKeys pins the keys of a requests object (the run's or a stage's), and that its
+// outcomes hold every outcome name.
+func checkRequestsKeys(t *testing.T, what string, raw json.RawMessage) {
+	t.Helper()
+	want := sorted("written", "offered", "outcomes", "errors", "error_rate", "per_second", "offered_per_second", "shortfall", "rated")
+	if got := keysOf(t, what, raw); !slices.Equal(got, want) {
+		t.Errorf("%s keys\n got %q\nwant %q", what, got, want)
+	}
+	if got := keysOf(t, what+".outcomes", object(t, raw)["outcomes"]); !slices.Equal(got, sorted(outcomeNames...)) {
+		t.Errorf("%s.outcomes keys\n got %q\nwant %q", what, got, sorted(outcomeNames...))
 	}
 }
 
@@ -318,6 +356,9 @@ func TestWriteTextGolden(t *testing.T) {
 				s.Outcomes["ok"] = 2000
 				s.First, s.Examples, s.Errors, s.Thresholds, s.Warnings = nil, nil, ErrorRate{}, nil, nil
 				delete(s.Latency, "schedule_lag")
+				// Unrated requests, none failed: no offered figures.
+				s.Requests = &Requests{Written: 2000, Offered: 2000, PerSecond: 97.56, OfferedPerSecond: 97.56,
+					Outcomes: allOutcomes(map[string]uint64{"ok": 2000})}
 				return s
 			},
 		},
@@ -557,7 +598,8 @@ func TestWriteTimeline(t *testing.T) {
 	total, stages := recordRun(t)
 	full := TimelineRow{EndS: 4.125, Stage: 3, Active: -1, PeakActive: 7, Attempted: 11, Established: 13, Failed: 17,
 		Dropped: 19, Closed: 23, ConnectP50: 29, ConnectP99: 31, ConnectMax: 37, IntendedP99: 41, RTTP99: 43,
-		SlotWaitP99: 47, LagP99: 53}
+		SlotWaitP99: 47, LagP99: 53, IntervalS: 0.5, Requests: 59, RequestsOffered: 61, RequestErrors: 67,
+		RequestIntendedP99: 71, RequestLagP99: 73, WindowWaitP99: 79}
 	for i := range full.Outcomes {
 		full.Outcomes[i] = uint64(100 + i)
 	}
@@ -567,7 +609,9 @@ func TestWriteTimeline(t *testing.T) {
 		"outcome_reply_mismatch", "outcome_bad_response", "outcome_tls_handshake", "outcome_canceled",
 		"outcome_ENETUNREACH", "outcome_EHOSTUNREACH", "outcome_ENETDOWN", "outcome_other",
 		"connect_p50_us", "connect_p99_us", "connect_max_us", "connect_intended_p99_us", "rtt_p99_us",
-		"slot_wait_p99_us", "schedule_lag_p99_us"}
+		"slot_wait_p99_us", "schedule_lag_p99_us",
+		// Appended at the end, so that the columns above keep their positions.
+		"requests_offered_per_s", "requests_per_s", "request_errors", "request_intended_p99_us", "request_lag_p99_us", "window_wait_p99_us"}
 
 	tests := []struct {
 		name string
@@ -603,16 +647,28 @@ func TestWriteTimeline(t *testing.T) {
 				t.Errorf("header\n got %q\nwant %q", recs[0], wantHead)
 			}
 			for i, rec := range recs[1:] {
-				if got := parseRow(t, rec); got != tc.rows[i] {
-					t.Errorf("row %d reads back as\n%+v\nwant\n%+v", i, got, tc.rows[i])
+				got, offered, written := parseRow(t, rec)
+				want := tc.rows[i]
+				// The request counts are written as rates over the interval.
+				wantOffered, wantWritten := 0.0, 0.0
+				if want.IntervalS > 0 {
+					wantOffered, wantWritten = float64(want.RequestsOffered)/want.IntervalS, float64(want.Requests)/want.IntervalS
+				}
+				if math.Abs(offered-wantOffered) > 0.001 || math.Abs(written-wantWritten) > 0.001 {
+					t.Errorf("row %d: requests offered %v/s written %v/s, want %v/s and %v/s", i, offered, written, wantOffered, wantWritten)
+				}
+				want.IntervalS, want.Requests, want.RequestsOffered = 0, 0, 0
+				if got != want {
+					t.Errorf("row %d reads back as\n%+v\nwant\n%+v", i, got, want)
 				}
 			}
 		})
 	}
 }
 
-// parseRow reads a timeline.csv record back into a TimelineRow.
-func parseRow(t *testing.T, rec []string) TimelineRow {
+// parseRow reads a timeline.csv record back into a TimelineRow, and the requests offered and
+// written per second (the row's IntervalS, Requests and RequestsOffered stay 0).
+func parseRow(t *testing.T, rec []string) (r TimelineRow, offered, written float64) {
 	t.Helper()
 	next := func() string {
 		if len(rec) == 0 {
@@ -636,7 +692,13 @@ func parseRow(t *testing.T, rec []string) TimelineRow {
 		}
 		return v
 	}
-	var r TimelineRow
+	f := func() float64 {
+		v, err := strconv.ParseFloat(next(), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
 	var err error
 	if r.EndS, err = strconv.ParseFloat(next(), 64); err != nil {
 		t.Fatal(err)
@@ -649,10 +711,13 @@ func parseRow(t *testing.T, rec []string) TimelineRow {
 	}
 	r.ConnectP50, r.ConnectP99, r.ConnectMax, r.IntendedP99, r.RTTP99 = i(), i(), i(), i(), i()
 	r.SlotWaitP99, r.LagP99 = i(), i()
+	offered, written = f(), f()
+	r.RequestErrors = u()
+	r.RequestIntendedP99, r.RequestLagP99, r.WindowWaitP99 = i(), i(), i()
 	if len(rec) != 0 {
 		t.Errorf("%d fields left over: %q", len(rec), rec)
 	}
-	return r
+	return r, offered, written
 }
 
 // TestSummaryJSONPortsContract pins the keys of ports.time_wait, which CI gates read, and

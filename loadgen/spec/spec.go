@@ -75,6 +75,9 @@ type Spec struct {
 	TLS  *ClientTLS
 	// Target is never sent to a worker: the built-in target runs in the coordinator's processes.
 	Target *Target `json:"-"`
+	// Search is the plan's search: section (nil for a plan that is run); each probe is a spec of
+	// its own (ProbePlan).
+	Search *Search `json:"-"`
 }
 
 // MaxFile is the largest spec file read (a worker's segment): the plan's payload is at most a few
@@ -276,6 +279,11 @@ func Compile(p *plan.Plan, f Facts) (*Spec, error) {
 			fail("", err)
 		}
 	}
+	if p.Search != nil {
+		if s.Search, err = compileSearch(p); err != nil {
+			fail("", err)
+		}
+	}
 	s.Layout = PlanLayout(p, f.Host, f.ProcsSet)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -445,20 +453,34 @@ func PlanLayout(p *plan.Plan, h preflight.Host, procsSet bool) Layout {
 	if l.Workers == 0 {
 		l.Workers = max(need, 1)
 	}
+	tprocs := 0 // target.builtin.procs_per_process
 	if b := p.Target.Builtin; b != nil {
+		tprocs = b.ProcsPerProcess
 		switch {
 		case b.Processes > 0:
 			l.Targets = int(b.Processes)
 		case l.Workers > 1 || 2*peak > per:
 			l.Targets = max(need, 1)
+		case tprocs > 0:
+			// Its own GOMAXPROCS needs a process of its own.
+			l.Targets = 1
 		}
 	}
 	l.Why = fmt.Sprintf("fd limit %d, peak %d connections: %d worker process(es)", limit, peak, l.Workers)
 	if l.Targets > 0 {
 		l.Why += fmt.Sprintf(", built-in target in %d process(es)", l.Targets)
-		if !procsSet {
+		switch {
+		case !procsSet:
 			l.GenProcs, l.TargetProcs = CPUShares(h.Cores, l.Workers, l.Targets)
+			if tprocs > 0 {
+				l.TargetProcs = tprocs
+			}
 			l.Why += fmt.Sprintf("; %d cores: GOMAXPROCS %d per generator process, %d per target process", h.Cores, l.GenProcs, l.TargetProcs)
+		case tprocs > 0:
+			// GOMAXPROCS set in the environment is kept by the generator's processes; the plan's
+			// own setting for the target's wins there.
+			l.TargetProcs = tprocs
+			l.Why += fmt.Sprintf("; GOMAXPROCS %d per target process (target.builtin.procs_per_process)", l.TargetProcs)
 		}
 	}
 	return l

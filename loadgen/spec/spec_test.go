@@ -2,9 +2,12 @@ package spec
 
 import (
 	"bytes"
+	"fmt"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -276,6 +279,10 @@ func TestPlanLayout(t *testing.T) {
 				Stages: []plan.Stage{{Duration: plan.Duration(1e9), Target: peak}}},
 		}
 	}
+	procs := func(p *plan.Plan, n int) *plan.Plan {
+		p.Target.Builtin.ProcsPerProcess = n
+		return p
+	}
 	for _, tt := range []struct {
 		name                  string
 		p                     *plan.Plan
@@ -292,6 +299,9 @@ func TestPlanLayout(t *testing.T) {
 		{"fd limit: 4 and 4 on 16 cores", hold(60000, 0, 0), 16, false, 4, 4, 2, 2},
 		{"GOMAXPROCS set: kept", hold(60000, 0, 0), 2, true, 4, 4, 0, 0},
 		{"one core", hold(1000, 2, 3), 1, false, 2, 3, 1, 1},
+		{"procs_per_process: the target apart", procs(hold(1000, 0, 0), 3), 8, false, 1, 1, 4, 3},
+		{"procs_per_process with processes", procs(hold(1000, 0, 2), 1), 2, false, 1, 2, 1, 1},
+		{"procs_per_process over GOMAXPROCS set", procs(hold(60000, 0, 0), 2), 2, true, 4, 4, 0, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := PlanLayout(tt.p, preflight.Host{Cores: tt.cores, FDHard: 20000}, tt.procsSet)
@@ -299,8 +309,69 @@ func TestPlanLayout(t *testing.T) {
 				t.Errorf("layout %+v, want workers %d, targets %d, GOMAXPROCS %d and %d",
 					l, tt.workers, tt.targets, tt.genProcs, tt.targetProcs)
 			}
-			if tt.genProcs > 0 && !strings.Contains(l.Why, "GOMAXPROCS") {
+			if tt.targetProcs > 0 && !strings.Contains(l.Why, "GOMAXPROCS") {
 				t.Errorf("why %q does not say how the cores are shared", l.Why)
+			}
+		})
+	}
+}
+
+// TestSendRate: the keys of requests at a rate compile to the engine's typed send: a per-connection
+// rate as is, total_rate as a constant ramp over the load stages, rate_stages as a ramp from 0,
+// count: unlimited as Unlimited, pipeline 0 as 1; and the spec survives the trip to a worker.
+func TestSendRate(t *testing.T) {
+	sec := func(n float64) plan.Duration { return plan.Duration(n * float64(time.Second)) }
+	tests := []struct {
+		name string
+		send plan.Send
+		want Send // Exchange and Generated fields ignored
+	}{
+		{"per connection", plan.Send{Rate: 50, Count: plan.Unlimited, Pipeline: 4, Expect: "echo"},
+			Send{Rate: 50, Unlimited: true, Pipeline: 4}},
+		{"total rate", plan.Send{TotalRate: 3000, Count: 10},
+			Send{Count: 10, Pipeline: 1, TotalRate: &schedule.Ramp{Start: 3000, Stages: []schedule.Stage{{Duration: 10 * time.Second, Target: 3000}}}}},
+		{"rate stages", plan.Send{RateStages: []plan.Stage{{Duration: sec(2), Target: 100}, {Duration: sec(3), Target: 0}}, Count: plan.Unlimited},
+			Send{Unlimited: true, Pipeline: 1, TotalRate: &schedule.Ramp{Stages: []schedule.Stage{{Duration: 2 * time.Second, Target: 100}, {Duration: 3 * time.Second}}}}},
+		{"closed loop", plan.Send{}, Send{Count: 1, Pipeline: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := base()
+			p.Version = plan.SchemaVersion
+			p.Load.Stages = []plan.Stage{{Duration: sec(4), Target: 10}, {Duration: sec(6), Target: 10}}
+			s := tt.send
+			p.Connection.Send = &s
+			p.Connection.Hold = sec(1)
+			p.Defaults()
+			if errs := p.Validate(); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			sp, err := Compile(p, Facts{Host: host})
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "spec.json")
+			if err := sp.Write(path); err != nil {
+				t.Fatal(err)
+			}
+			back, err := ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, got := range []*Send{sp.Send, back.Send} {
+				g := *got
+				g.Exchange, g.Generated, g.Bytes, g.Echo = proto.Spec{}, false, 0, false
+				if fmt.Sprint(g.Count, g.Unlimited, g.Rate, g.Pipeline, g.Interval) != fmt.Sprint(tt.want.Count, tt.want.Unlimited, tt.want.Rate, tt.want.Pipeline, tt.want.Interval) ||
+					!reflect.DeepEqual(g.TotalRate, tt.want.TotalRate) {
+					t.Fatalf("send %+v (total %+v), want %+v (total %+v)", g, g.TotalRate, tt.want, tt.want.TotalRate)
+				}
+				es, err := got.Engine("127.0.0.1:1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if es.Unlimited != tt.want.Unlimited || es.Rate != tt.want.Rate || es.Pipeline != tt.want.Pipeline || !reflect.DeepEqual(es.TotalRate, tt.want.TotalRate) {
+					t.Fatalf("engine send %+v", es)
+				}
 			}
 		})
 	}
