@@ -664,6 +664,18 @@ func (e *engine) dispatchRequests(start time.Time) {
 	p := newPacer()
 	defer p.close()
 	var k uint64
+	var batch []time.Time
+	var picks []*mailbox
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		picks = e.dispatch.giveAll(batch, picks)
+		k++
+		e.rec.Shard(k).Offer(uint64(len(batch)))
+		batch = batch[:0]
+	}
+	defer flush()
 	now := time.Now()
 	for {
 		off, ok := it.Next()
@@ -671,15 +683,49 @@ func (e *engine) dispatchRequests(start time.Time) {
 			return
 		}
 		at := start.Add(off)
-		if at.After(now) {
-			// Every request due so far is handed out: sleep until this one.
-			if !p.until(at, e.stopping) {
-				return
+		if at.After(now) || len(batch) == maxDispatchBatch {
+			flush()
+			if at.After(now) {
+				// Every request due so far is handed out: sleep until this one.
+				if !p.until(at, e.stopping) {
+					return
+				}
+				now = time.Now()
 			}
-			now = time.Now()
 		}
-		e.dispatch.give(at)
-		k++
-		e.rec.Shard(k).Offer(1)
+		batch = append(batch, at)
 	}
+}
+
+// maxDispatchBatch bounds the requests the dispatcher hands out at once (a dispatcher far behind
+// its schedule would otherwise gather them all before any is given).
+const maxDispatchBatch = 256
+
+// giveAll hands the times of ats, in order, to the connections next in the round, taking the
+// round's lock once; picks is scratch space, returned for reuse. With no connection sending, the
+// times are given to none (offered, not sent).
+func (d *dispatcher) giveAll(ats []time.Time, picks []*mailbox) []*mailbox {
+	picks = picks[:0]
+	d.mu.Lock()
+	if n := len(d.boxes); n > 0 {
+		for range ats {
+			d.rr++
+			if d.rr >= n {
+				d.rr = 0
+			}
+			picks = append(picks, d.boxes[d.rr])
+		}
+	}
+	d.mu.Unlock()
+	for i, b := range picks {
+		b.mu.Lock()
+		b.q = append(b.q, ats[i])
+		b.mu.Unlock()
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+	clear(picks) // hold no connection's mailbox past its end
+	return picks
 }
