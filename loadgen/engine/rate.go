@@ -5,7 +5,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
@@ -67,14 +66,6 @@ type talk struct {
 	timer   *time.Timer
 	// busy is when the window held the writer back: full while it had a request to write.
 	busy busyLog
-
-	// raw, when the connection is a socket of Go's poller (not TLS), lets a request of one at a
-	// time be written inside the wait for its answer (writeAwait); the write's state is below.
-	raw     syscall.RawConn
-	writeFn func(uintptr) bool
-	wrote   bool
-	wn      int
-	werr    error
 
 	// Pipelined (window > 1): the reader goroutine's side.
 	slots      chan struct{} // a place in the window per request outstanding
@@ -242,11 +233,6 @@ func (e *engine) talk(conn net.Conn, sh *metrics.Shard, s *slot) error {
 	if snd.Unlimited && e.cfg.Hold > 0 {
 		t.holdEnd = t.start.Add(e.cfg.Hold)
 	}
-	if sc, ok := conn.(syscall.Conn); ok && (snd.Pipeline <= 1 || !t.x.Reads()) {
-		if t.raw, _ = sc.SyscallConn(); t.raw != nil {
-			t.writeFn = t.writeOnce
-		}
-	}
 	if snd.TotalRate != nil {
 		t.box = e.dispatch.join()
 		defer e.dispatch.leave(t.box)
@@ -321,37 +307,6 @@ func (t *talk) take(at time.Time) pending {
 	return p
 }
 
-// writeAwait writes the request and waits until its answer is readable, without a read. Go's Read
-// tries the system call first and waits for the poller only when it fails, and an answer just
-// asked for is never there yet (the target has yet to be scheduled, to read and to write): every
-// answer cost a read that failed with EAGAIN, one system call of three per request. Waiting first
-// would not do alone: the wait forgets a readiness the poller noted before it began, and an answer
-// arriving between the write and the wait would be waited for until the deadline. So the write is
-// made inside the wait (RawConn.Read calls writeOnce after forgetting, before waiting): whatever
-// arrives after the write wakes it. A deadline, the hard stop's included, or a close ends the
-// wait, and the read after it reports the error as Read did.
-func (t *talk) writeAwait() (int, error) {
-	t.wrote, t.wn, t.werr = false, 0, nil
-	_ = t.raw.Read(t.writeFn)
-	if !t.wrote {
-		// The wait failed before writing (a past deadline, a closed connection): the write
-		// reports why, as it did.
-		return t.x.Write(t.conn)
-	}
-	return t.wn, t.werr
-}
-
-// writeOnce is writeAwait's RawConn.Read function: it writes the request the first time and asks
-// to wait (unless the write failed), and ends the wait when called again: the answer is readable.
-func (t *talk) writeOnce(uintptr) bool {
-	if t.wrote {
-		return true
-	}
-	t.wrote = true
-	t.wn, t.werr = t.x.Write(t.conn)
-	return t.werr != nil
-}
-
 // oneByOne is the conversation with one request outstanding at most: write, read the answer,
 // next. A request due while the answer was awaited waited for the window until it came.
 func (t *talk) oneByOne() (end, error) {
@@ -369,13 +324,7 @@ func (t *talk) oneByOne() (end, error) {
 			return endCut, nil
 		}
 		p := t.take(at)
-		var n int
-		var err error
-		if t.raw != nil && t.x.Reads() {
-			n, err = t.writeAwait()
-		} else {
-			n, err = t.x.Write(t.conn)
-		}
+		n, err := t.x.Write(t.conn)
 		p.out = n
 		if err != nil || !t.x.Reads() {
 			if err != nil {
