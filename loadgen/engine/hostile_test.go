@@ -169,8 +169,8 @@ func TestHostileTargets(t *testing.T) {
 		{"10 MiB answer", huge, metrics.EchoMismatch, 0, 64 + proto.BufferSize},
 		{"1 byte per 10 s", trickle, metrics.ETIMEDOUT, 200 * time.Millisecond, 64},
 	}
-	// Rated, one request at a time, the request is written inside the wait for its answer
-	// (talk.writeAwait): the same targets end its conversations the same way.
+	// Rated (talk.oneByOne rather than converse), the same targets end its conversations the same
+	// way.
 	for _, tt := range tests {
 		for _, rated := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/rated %v", tt.name, rated), func(t *testing.T) {
@@ -375,8 +375,7 @@ func TestBarePathOneMoreP(t *testing.T) {
 	}
 }
 
-// TestRatedHardStopLoopback: against a target that never answers, over a real socket (where a
-// request of one at a time is written inside the wait for its answer, talk.writeAwait), the hard
+// TestRatedHardStopLoopback: against a target that never answers, over a real socket, the hard
 // stop at the graceful stop's end cuts the wait: the connection and its request are canceled, and
 // nothing waits for the minute of io_timeout.
 func TestRatedHardStopLoopback(t *testing.T) {
