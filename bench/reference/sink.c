@@ -7,12 +7,13 @@
  * Bounded by -d (default 30 s, at most 600); prints `accepted=N` on exit.
  */
 #include "common.h"
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
 int main(int argc, char **argv) {
     char ports[1024] = "17001";
-    int echo = 0, reuseport = 0, o;
+    int echo = 0, reuseport = 0, one = 1, o;
     double limit = 30;
     while ((o = getopt(argc, argv, "p:m:d:R")) != -1) {
         switch (o) {
@@ -42,6 +43,7 @@ int main(int argc, char **argv) {
             if (d >> 63) {
                 int a;
                 while ((a = accept4(lfd[d & 63], NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+                    if (echo) setsockopt(a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* answers at once */
                     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = (uint64_t)a};
                     epoll_ctl(ep, EPOLL_CTL_ADD, a, &ev);
                     accepted++;

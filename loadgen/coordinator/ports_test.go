@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,15 +166,37 @@ func TestStrategiesThreeDestinations(t *testing.T) {
 // TestKernelParityAndKnee: connect() takes ports of the range's first parity (even) only, until
 // half the range is taken; past that, each connect walks the taken half first, and the connect p50
 // above 50% occupancy is higher than below.
+//
+// Parity counts connections, not distinct ports: a port freed and taken again counts twice. So the
+// run must end while nothing is connecting. Ended by its schedule, it did not on a loaded machine:
+// slots whose connect() had not run yet when the stop came (a goroutine runs hundreds of
+// milliseconds late at load 15 on 2 cores) took the even ports the stop's RSTs had just freed, and
+// parity read up to 4493 even (reuse 493, every reuse recorded after the stop began). The run now
+// ends on an event, the first interval with all 7600 held: every slot holds its connection, none is
+// connecting, and the stop's closes free ports nobody takes.
 func TestKernelParityAndKnee(t *testing.T) {
 	if !nstest.Run(t) {
 		return
 	}
 	nstest.Sysctl(t, "ip_local_port_range", "40000 47999")
+	const n = 7600
 	// The target closes at once (no goroutine per connection); the client keeps its socket, so the
-	// port stays taken.
-	p := portPlan("close", 1, "kernel", "", nil, 7600, 3*time.Second, time.Second)
-	s := runPlan(t, p, Options{})
+	// port stays taken. Holds and the flat stage of 10 minutes: the event ends the run, however
+	// slowly a busy machine gets there (a connect whose SYN an overflowing accept queue dropped
+	// times out after 2 s and its slot tries again).
+	p := portPlan("close", 1, "kernel", "", nil, n, 3*time.Second, 10*time.Minute)
+	p.Connection.Hold = plan.Duration(10 * time.Minute)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var all atomic.Bool
+	s := runPlanCtx(t, ctx, p, Options{OnSnapshot: func(s *metrics.Snapshot) {
+		if s.Active == n && !all.Swap(true) {
+			stop()
+		}
+	}})
+	if !all.Load() {
+		t.Fatalf("no interval ended with all %d connections held", n)
+	}
 	src := s.Ports.Sources
 	if len(src) != 1 {
 		t.Fatalf("sources %+v", src)
@@ -184,8 +207,10 @@ func TestKernelParityAndKnee(t *testing.T) {
 	if par.Preferred != "even" || par.SecondPass == nil || par.SecondPass.Occupancy < 0.45 {
 		t.Errorf("parity %+v (second pass %+v): want even ports only until 50%% occupancy", par, par.SecondPass)
 	}
-	if par.Even != 4000 {
-		t.Errorf("even ports %d, want all 4000 taken; outcomes %v, kernel %v, sources %+v", par.Even, s.Outcomes, s.Ports.Kernel, src)
+	// Nothing closed while anything connected: each connection has a port of its own.
+	if par.Even != 4000 || par.Odd != n-4000 || src[0].Reuse != 0 || src[0].UniquePorts != n {
+		t.Errorf("even %d, odd %d, reuse %d, unique %d: want all 4000 even ports taken, then %d odd, none twice; outcomes %v, kernel %v",
+			par.Even, par.Odd, src[0].Reuse, src[0].UniquePorts, n-4000, s.Outcomes, s.Ports.Kernel)
 	}
 	var below, above []int64
 	for _, d := range s.Ports.ConnectByOccupancy {

@@ -49,6 +49,17 @@ func (e *engine) finish(h *held, err error) {
 		mode = dial.CloseRST
 	}
 	var closeErr error
+	// A close that is one close(2) (bare, FIN, RST) frees the port at once: the connection is
+	// counted out (the observatory's port tables, the open count) before it, so that whatever
+	// takes the port next is never counted open beside it. Half and server close wait for the
+	// peer's FIN first, the connection still open: they are counted out after (Closed, Ended).
+	left := conn == nil || (mode != dial.CloseHalf && mode != dial.CloseServer)
+	if left {
+		if e.cfg.Ports != nil {
+			e.cfg.Ports.Closing(&h.pc)
+		}
+		h.sh.Leave()
+	}
 	tc := time.Now()
 	switch {
 	case conn == nil:
@@ -69,6 +80,9 @@ func (e *engine) finish(h *held, err error) {
 		err = closeErr
 	}
 	t2 := time.Now()
+	if closeStep != nil {
+		closeStep(h)
+	}
 	if e.releaser != nil && h.port != 0 {
 		e.releaser.Release(dst, h.port)
 	}
@@ -79,8 +93,16 @@ func (e *engine) finish(h *held, err error) {
 	if err != nil && e.hardCtx.Err() != nil {
 		err = fmt.Errorf("%w: %w", metrics.ErrCanceled, err)
 	}
-	h.sh.Closed(t2, t2.Sub(h.t1), err)
+	if left {
+		h.sh.Ended(t2, t2.Sub(h.t1), err)
+	} else {
+		h.sh.Closed(t2, t2.Sub(h.t1), err)
+	}
 }
+
+// closeStep, set by tests only, runs in finish once close(2) returned and before the end is
+// recorded: where a descheduled closing goroutine lets the next connect take the freed port.
+var closeStep func(h *held)
 
 // parkStep, set by tests only, runs at each step of park (0: before it queues or publishes h, 1:
 // between the two, 2: after both), so that a test can land a ramp-down or a stop in each window.

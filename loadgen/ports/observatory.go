@@ -103,7 +103,8 @@ type source struct {
 	used        [1024]uint64 // bit p: port p was used in the run
 	sharedEver  [1024]uint64
 	unique      int
-	openPorts   int
+	openPorts   int               // ports in use now: dropped by Closing, before close(2) frees them
+	open        int               // connections open now, as pair.open: dropped by Closed
 	refs        [64]*[1024]uint16 // open connections per port
 	released    [64]*[1024]int64  // last release per port: µs since start + 1
 	connections uint64
@@ -113,9 +114,12 @@ type source struct {
 }
 
 type pair struct {
-	src         *source
-	dst         netip.AddrPort
-	open, peak  int
+	src        *source
+	dst        netip.AddrPort
+	open, peak int
+	// live is open, dropped by Closing instead of Closed: the peak counts from it, so that a
+	// connection which took a port its closing predecessor freed does not count both at once.
+	live        int
 	connections uint64
 	released    [64]*[1024]int64 // last release per port toward dst: µs+1, negative when TIME_WAIT stayed
 	reuse       uint64
@@ -131,6 +135,7 @@ type pair struct {
 type Conn struct {
 	p    *pair
 	port uint16
+	left bool // Closing took its port out of the tables
 }
 
 // New returns an observatory for the run described by cfg.
@@ -229,7 +234,7 @@ func (o *Observatory) occupancy(p *pair) float64 {
 	}
 	n := p.open
 	if o.cfg.Strategy == dial.StrategyBind {
-		n = p.src.openPorts
+		n = p.src.open
 	}
 	return float64(n) / float64(o.cfg.Capacity)
 }
@@ -324,8 +329,10 @@ func (o *Observatory) Opened(dst dial.Destination, local netip.AddrPort, start t
 		}
 	}
 	p.open++
+	s.open++
 	o.open++
-	p.peak = max(p.peak, p.open)
+	p.live++
+	p.peak = max(p.peak, p.live)
 	// A connect that began before the first failing one returned, recorded only after it: it was in
 	// flight when the failure was recorded, and (with nothing closing) took its port before the
 	// kernel found none left. Count it in, so the record shows the state at that instant.
@@ -333,6 +340,37 @@ func (o *Observatory) Opened(dst dial.Destination, local netip.AddrPort, start t
 		o.fixExhaustion(p, +1)
 	}
 	return Conn{p: p, port: port}
+}
+
+// Closing takes a connection's port out of use, just before the close(2) that frees it: the port's
+// sharing and the destination's peak then never count it together with a connection that takes
+// the port next. Told after the close, the observatory heard of that connection first whenever the
+// closing goroutine was descheduled between the two (on a loaded machine, at a stop that resets the
+// holds while connects are in flight): a bind run, whose ports cannot be shared, reported shared
+// ports. Closed, which must still follow, does the rest; without Closing it does this too.
+func (o *Observatory) Closing(c *Conn) {
+	if c.p == nil || c.left {
+		return
+	}
+	o.mu.Lock()
+	o.leave(*c)
+	o.mu.Unlock()
+	c.left = true
+}
+
+// leave drops c's port reference and live count. The caller holds mu.
+func (o *Observatory) leave(c Conn) {
+	p, s := c.p, c.p.src
+	p.live--
+	if refs := s.refs[c.port>>10]; refs != nil && refs[c.port&1023] > 0 {
+		refs[c.port&1023]--
+		switch refs[c.port&1023] {
+		case 0:
+			s.openPorts--
+		case 1:
+			o.sharedNow--
+		}
+	}
 }
 
 // Closed records the end of a connection: close() was called at closing and returned at closed.
@@ -346,14 +384,8 @@ func (o *Observatory) Closed(c Conn, closing, closed time.Time, clientTW bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	s := p.src
-	if refs := s.refs[c.port>>10]; refs != nil && refs[c.port&1023] > 0 {
-		refs[c.port&1023]--
-		switch refs[c.port&1023] {
-		case 0:
-			s.openPorts--
-		case 1:
-			o.sharedNow--
-		}
+	if !c.left {
+		o.leave(c)
 	}
 	if ch := chunk(&s.released, c.port, o); ch != nil {
 		ch[c.port&1023] = t
@@ -366,6 +398,7 @@ func (o *Observatory) Closed(c Conn, closing, closed time.Time, clientTW bool) {
 		}
 	}
 	p.open--
+	s.open--
 	o.open--
 	// Closed before the failure but recorded after it: the record counted it as open.
 	if x := o.exhaustion; x != nil && o.us(closed) < x.atUS {
@@ -420,7 +453,7 @@ func (o *Observatory) Failed(dst dial.Destination, err error, at time.Time) {
 		x.Occupancy = o.occupancy(p)
 		x.Open = p.open
 		if o.cfg.Strategy == dial.StrategyBind {
-			x.Open = p.src.openPorts
+			x.Open = p.src.open
 		}
 	}
 	o.exhaustion = x

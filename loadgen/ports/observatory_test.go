@@ -236,3 +236,33 @@ func BenchmarkOpenedClosed(b *testing.B) {
 		i++
 	}
 }
+
+// TestClosing: a port taken out of use by Closing, before close(2) frees it, is not shared with
+// the connection that takes it next, whenever Closed comes; the exhaustion record still counts the
+// closing connection open until its close returned (Closed's times).
+func TestClosing(t *testing.T) {
+	for _, s := range []dial.Strategy{dial.StrategyKernel, dial.StrategyBind} {
+		t.Run(s.String(), func(t *testing.T) {
+			o, t0 := newTestObservatory(s)
+			at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+			c1 := o.Opened(dstA, local("127.0.0.1", 40000), at(0), 10*time.Microsecond)
+			o.Opened(dstA, local("127.0.0.1", 40002), at(0), 10*time.Microsecond)
+			o.Closing(&c1)
+			o.Closing(&c1) // once only
+			// Failed at 4 ms, recorded before Closed: c1 was open then (its close returned at 5 ms).
+			o.Failed(dstA, &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}, at(4))
+			o.Opened(dstB, local("127.0.0.1", 40000), at(6), 10*time.Microsecond)
+			o.Closed(c1, at(3), at(5), false)
+			r := o.Report()
+			if r.SharedPorts.Ports != 0 || r.Destinations[0].PeakConcurrent != 2 || r.Destinations[1].PeakConcurrent != 1 {
+				t.Errorf("shared %+v, destinations %+v: want none shared, peaks 2 and 1", r.SharedPorts, r.Destinations)
+			}
+			if x := r.Exhaustion; x == nil || x.Open != 2 || x.Concurrency != 2 {
+				t.Errorf("exhaustion %+v, want 2 open", x)
+			}
+			if r.Sources[0].Reuse != 1 || r.Sources[0].UniquePorts != 2 {
+				t.Errorf("source %+v, want 2 unique ports, 1 reused", r.Sources[0])
+			}
+		})
+	}
+}
