@@ -5,6 +5,7 @@ package engine
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
@@ -168,34 +169,41 @@ func TestHostileTargets(t *testing.T) {
 		{"10 MiB answer", huge, metrics.EchoMismatch, 0, 64 + proto.BufferSize},
 		{"1 byte per 10 s", trickle, metrics.ETIMEDOUT, 200 * time.Millisecond, 64},
 	}
+	// Rated (talk.oneByOne rather than converse), the same targets end its conversations the same
+	// way.
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := startHostile(t, tt.behave)
-			cfg := arrivalPlan(srv.dst(), 100, 500*time.Millisecond)
-			if tt.ioTimeout > 0 {
-				cfg.IOTimeout = tt.ioTimeout
-			}
-			res, err := Run(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tot := res.Total
-			checkTotals(t, tot)
-			if tot.Outcomes[tt.want] != tot.Established || tot.Established == 0 {
-				t.Fatalf("outcomes %v (examples %v), want all %d as %s", tot.Outcomes, tot.Examples, tot.Established, tt.want)
-			}
-			// The deadline covers the whole answer: a trickle does not extend it, so a connection
-			// ends before a second byte comes (trickleEvery is 50 io_timeouts).
-			if max := time.Duration(tot.Hist[metrics.Lifetime].Max()) * time.Microsecond; tt.ioTimeout > 0 && max >= trickleEvery {
-				t.Errorf("a connection lived %v, io_timeout %v", max, cfg.IOTimeout)
-			}
-			if tt.bytesInPerConn > 0 && tot.BytesIn > tt.bytesInPerConn*tot.Established {
-				t.Errorf("read %d bytes from %d connections: reads must be capped", tot.BytesIn, tot.Established)
-			}
-			if res.Aborted {
-				t.Errorf("the graceful stop (%v) cut connections: one hung (run took %v)", cfg.GracefulStop, res.End.Sub(res.Start))
-			}
-		})
+		for _, rated := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/rated %v", tt.name, rated), func(t *testing.T) {
+				srv := startHostile(t, tt.behave)
+				cfg := arrivalPlan(srv.dst(), 100, 500*time.Millisecond)
+				if rated {
+					cfg.Send.Rate = 100
+				}
+				if tt.ioTimeout > 0 {
+					cfg.IOTimeout = tt.ioTimeout
+				}
+				res, err := Run(context.Background(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tot := res.Total
+				checkTotals(t, tot)
+				if tot.Outcomes[tt.want] != tot.Established || tot.Established == 0 {
+					t.Fatalf("outcomes %v (examples %v), want all %d as %s", tot.Outcomes, tot.Examples, tot.Established, tt.want)
+				}
+				// The deadline covers the whole answer: a trickle does not extend it, so a connection
+				// ends before a second byte comes (trickleEvery is 50 io_timeouts).
+				if max := time.Duration(tot.Hist[metrics.Lifetime].Max()) * time.Microsecond; tt.ioTimeout > 0 && max >= trickleEvery {
+					t.Errorf("a connection lived %v, io_timeout %v", max, cfg.IOTimeout)
+				}
+				if tt.bytesInPerConn > 0 && tot.BytesIn > tt.bytesInPerConn*tot.Established {
+					t.Errorf("read %d bytes from %d connections: reads must be capped", tot.BytesIn, tot.Established)
+				}
+				if res.Aborted {
+					t.Errorf("the graceful stop (%v) cut connections: one hung (run took %v)", cfg.GracefulStop, res.End.Sub(res.Start))
+				}
+			})
+		}
 	}
 }
 
@@ -364,5 +372,26 @@ func TestBarePathOneMoreP(t *testing.T) {
 				t.Errorf("GOMAXPROCS %d after the run, want %d back", got, before)
 			}
 		})
+	}
+}
+
+// TestRatedHardStopLoopback: against a target that never answers, over a real socket, the hard
+// stop at the graceful stop's end cuts the wait: the connection and its request are canceled, and
+// nothing waits for the minute of io_timeout.
+func TestRatedHardStopLoopback(t *testing.T) {
+	srv := startHostile(t, silent)
+	cfg := arrivalPlan(srv.dst(), 1, time.Second)
+	cfg.Model, cfg.Ramp = Concurrency, schedule.Ramp{Start: 1, Stages: []schedule.Stage{{Duration: 200 * time.Millisecond, Target: 1}}}
+	cfg.Send = &Send{Bytes: 64, Rate: 100, Unlimited: true, Echo: true}
+	cfg.GracefulStop = 100 * time.Millisecond
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot := res.Total
+	checkTotals(t, tot)
+	if !res.Aborted || tot.Outcomes[metrics.Canceled] != 1 || tot.Requests != 1 || tot.RequestOutcomes[metrics.Canceled] != 1 {
+		t.Fatalf("aborted %v, outcomes %v, requests %d %v: want the one request and its connection canceled",
+			res.Aborted, tot.Outcomes, tot.Requests, tot.RequestOutcomes)
 	}
 }

@@ -26,6 +26,11 @@ type pacer struct {
 	// did not move while the thread slept (the virtual clock of a testing/synctest bubble), after
 	// which the pacer waits on the timer alone.
 	fine bool
+	// at0 and mono0 are one instant read on Go's clock and as CLOCK_MONOTONIC (the clock Go's
+	// monotonic readings come from), taken at the first kernel sleep: later deadlines are
+	// computed from them instead of reading the clock again (a system call) for every sleep.
+	at0   time.Time
+	mono0 int64
 }
 
 // newPacer returns a pacer; close releases its timer.

@@ -18,13 +18,23 @@ func (p *pacer) sleep(at time.Time, _ time.Duration) {
 	if d <= 0 {
 		return
 	}
-	var ts unix.Timespec
-	if unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0) != nil || unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+	if unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0) != nil {
 		p.fine = false
 		return
 	}
+	if p.at0.IsZero() {
+		// time.Now first: the monotonic reading after it is no earlier, so deadlines computed from
+		// the pair are late by the gap between the two reads (well under a microsecond), never early.
+		var ts unix.Timespec
+		now := time.Now()
+		if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+			p.fine = false
+			return
+		}
+		p.at0, p.mono0 = now, ts.Nano()
+	}
 	before := time.Now()
-	deadline := unix.NsecToTimespec(ts.Nano() + int64(d))
+	deadline := unix.NsecToTimespec(p.mono0 + int64(at.Sub(p.at0)))
 	for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &deadline, nil) == unix.EINTR {
 	}
 	if time.Since(before) < d/2 {

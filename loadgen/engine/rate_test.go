@@ -420,3 +420,39 @@ func TestDispatcherRoundRobin(t *testing.T) {
 		t.Fatalf("%d boxes left", len(d.boxes))
 	}
 }
+
+// TestDispatcherBatch: a batch goes round the connections as the same requests given one by one
+// would, continuing the round where it stood; with no connection sending, none is given.
+func TestDispatcherBatch(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ats := func(from, n int) (out []time.Time) {
+		for i := range n {
+			out = append(out, t0.Add(time.Duration(from+i)*time.Millisecond))
+		}
+		return out
+	}
+	var one, batch dispatcher
+	if picks := batch.giveAll(ats(0, 3), nil); len(picks) != 0 {
+		t.Fatalf("%d given with no connection sending", len(picks))
+	}
+	for _, d := range []*dispatcher{&one, &batch} {
+		d.join()
+		d.join()
+		d.join()
+	}
+	for _, at := range ats(0, 7) {
+		one.give(at)
+	}
+	var picks []*mailbox
+	picks = batch.giveAll(ats(0, 2), picks)
+	picks = batch.giveAll(ats(2, 5), picks)
+	if slices.ContainsFunc(picks, func(b *mailbox) bool { return b != nil }) {
+		t.Error("the scratch space still holds mailboxes")
+	}
+	for i := range one.boxes {
+		a, b := one.boxes[i], batch.boxes[i]
+		if !slices.Equal(a.q[a.head:], b.q[b.head:]) {
+			t.Errorf("connection %d: batch %v, one by one %v", i, b.q[b.head:], a.q[a.head:])
+		}
+	}
+}
