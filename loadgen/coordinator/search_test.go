@@ -70,6 +70,11 @@ func TestSearchFindsKnownCapacity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs searches of about 15 s")
 	}
+	if raceDetector {
+		// Under -race a probe at two thirds of the capacity failed on its latency (rtt p90 102 ms)
+		// and the search answered 84 of 150: it measured the race detector, not the search.
+		t.Skip("a timing measurement: run without -race (.ci/run runs it so)")
+	}
 	tests := []struct {
 		name     string
 		rate     float64 // the server's requests per second, or
@@ -134,6 +139,9 @@ search: {dimension: concurrency, min: 5, max: 320, probe: 1s, confirm: 2s, settl
 func TestSearchFindsRequestRate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a search of about 20 s")
+	}
+	if raceDetector {
+		t.Skip("a timing measurement: run without -race (.ci/run runs it so)")
 	}
 	checkFDs(t)
 	const capacity = 200.0
