@@ -1,35 +1,19 @@
 package coordinator
 
 import (
+	"github.com/portstorm/portstorm/internal/fdcheck"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"testing"
 	"time"
 )
 
 // openFDs counts this process's open file descriptors.
-func openFDs(t testing.TB) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
+func openFDs(t testing.TB) int { t.Helper(); return fdcheck.Count(t) }
 
-// checkFDs fails the test if it ends with more descriptors open than it started with. Register it
-// first, so that it runs after every other cleanup has closed what it opened.
-func checkFDs(t *testing.T) {
-	t.Helper()
-	before := openFDs(t)
-	t.Cleanup(func() {
-		if after := openFDs(t); after != before {
-			t.Errorf("%d open fds after the test, %d before: descriptors leaked", after, before)
-		}
-	})
-}
+// checkFDs fails the test if it ends with more or fewer descriptors open than it started with.
+func checkFDs(t *testing.T) { t.Helper(); fdcheck.Check(t) }
 
 // capped is an echo server of known capacity, on loopback. Each connection sends requests of
 // reqBytes (one, or many at a request rate), each echoed in turn, then the client closes. With rate

@@ -1,8 +1,8 @@
 package dial
 
 import (
+	"github.com/portstorm/portstorm/internal/fdcheck"
 	"net"
-	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -18,23 +18,7 @@ func TestMain(m *testing.M) {
 }
 
 // openFDs counts this process's open file descriptors.
-func openFDs(t testing.TB) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
+func openFDs(t testing.TB) int { t.Helper(); return fdcheck.Count(t) }
 
-// checkFDs fails the test if it ends with more descriptors open than it started with. Register it
-// first, so that it runs after every other cleanup has closed what it opened.
-func checkFDs(t *testing.T) {
-	t.Helper()
-	before := openFDs(t)
-	t.Cleanup(func() {
-		if after := openFDs(t); after != before {
-			t.Errorf("%d open fds after the test, %d before: descriptors leaked", after, before)
-		}
-	})
-}
+// checkFDs fails the test if it ends with more or fewer descriptors open than it started with.
+func checkFDs(t *testing.T) { t.Helper(); fdcheck.Check(t) }
