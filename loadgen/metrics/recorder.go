@@ -342,12 +342,6 @@ func (s *Shard) Offer(n uint64) {
 	s.mu.Unlock()
 }
 
-// Exchanged records one unrated request that ended well: its first byte and full response times
-// (negative: no answer was read) and the bytes moved. It is Request without a rate or an error.
-func (s *Shard) Exchanged(first, rtt time.Duration, out, in int) {
-	s.Request(RequestTiming{FirstByte: first, Service: rtt, Out: out, In: in}, nil)
-}
-
 // Handshaked records a completed TLS handshake.
 func (s *Shard) Handshaked(d time.Duration) {
 	s.mu.Lock()

@@ -63,7 +63,7 @@ func recordRun(t *testing.T) (total *metrics.Snapshot, stages []*metrics.Snapsho
 
 	a.Attempt()
 	a.Connected(metrics.Timing{Lag: 200 * time.Microsecond, Connect: 300 * time.Microsecond, Intended: true})
-	a.Exchanged(-1, 150*time.Microsecond, 64, 64)
+	a.Request(metrics.RequestTiming{FirstByte: -1, Service: 150 * time.Microsecond, Out: 64, In: 64}, nil)
 	b.Attempt()
 	b.Connected(metrics.Timing{SlotWait: 4 * time.Millisecond, Lag: 5 * time.Millisecond, Connect: time.Millisecond, Intended: true})
 	c.Attempt()
