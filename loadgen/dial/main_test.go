@@ -17,8 +17,5 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// openFDs counts this process's open file descriptors.
-func openFDs(t testing.TB) int { t.Helper(); return fdcheck.Count(t) }
-
 // checkFDs fails the test if it ends with more or fewer descriptors open than it started with.
 func checkFDs(t *testing.T) { t.Helper(); fdcheck.Check(t) }
