@@ -291,6 +291,15 @@ func (t *talk) offerUnsent() {
 	}
 }
 
+// handBack returns a total rate's request, taken by due and not written because the connection is
+// leaving, to the dispatcher: another connection sends it (docs/measurements.md "Requests at a
+// rate"). A per-connection rate's is counted offered and unsent by offerUnsent.
+func (t *talk) handBack(at time.Time) {
+	if t.box != nil && !at.IsZero() {
+		t.box.handBack(at)
+	}
+}
+
 // take stamps the request due at at as written now: its wait for the window and its lag.
 func (t *talk) take(at time.Time) pending {
 	w0 := time.Now()
@@ -317,10 +326,12 @@ func (t *talk) oneByOne() (end, error) {
 			return why, nil
 		}
 		if err := t.conn.SetDeadline(time.Now().Add(e.cfg.IOTimeout)); err != nil {
+			t.handBack(at)
 			return endNone, err
 		}
 		if e.hardCtx.Err() != nil {
 			// The hard stop's past deadline may have been set just before this one replaced it.
+			t.handBack(at)
 			return endCut, nil
 		}
 		p := t.take(at)
@@ -397,21 +408,26 @@ func (t *talk) writer() (end, error) {
 			case t.slots <- struct{}{}:
 				t.busy.add(blocked, time.Now())
 			case <-t.readerDone:
+				t.handBack(at)
 				return endReader, nil
 			case <-e.hardCtx.Done():
+				t.handBack(at)
 				return endCut, nil
 			case <-stopping:
+				t.handBack(at)
 				return endStop, nil
 			}
 		}
 		if err := t.conn.SetWriteDeadline(time.Now().Add(e.cfg.IOTimeout)); err != nil {
 			<-t.slots
+			t.handBack(at)
 			return endNone, err
 		}
 		// The hard stop's, or a failed reader's, past deadline may have been set just before this
 		// one replaced it.
 		if why := t.cut(false); why != endNone {
 			<-t.slots
+			t.handBack(at)
 			return why, nil
 		}
 		p := t.take(at)
@@ -529,6 +545,7 @@ type mailbox struct {
 	mu   sync.Mutex
 	q    []time.Time
 	head int
+	gone bool // left the round: times given now go back to the dispatcher
 	wake chan struct{}
 	at   int // index in dispatcher.boxes, under dispatcher.mu
 }
@@ -554,13 +571,55 @@ func (d *dispatcher) leave(b *mailbox) {
 	d.mu.Unlock()
 	b.mu.Lock()
 	left := b.q[b.head:]
-	b.q, b.head = nil, 0
+	b.q, b.head, b.gone = nil, 0, true
 	b.mu.Unlock()
 	for _, at := range left {
 		if !d.give(at) {
 			return
 		}
 	}
+}
+
+// giveStep, set by tests only, runs between a time's mailbox being picked and the time being put
+// in it: a test makes the connection leave there.
+var giveStep func(*mailbox)
+
+// put puts at in b, and reports false when b has left the round (picked by give or giveAll just
+// before its connection left): the caller gives at to another.
+func (b *mailbox) put(at time.Time) bool {
+	if giveStep != nil {
+		giveStep(b)
+	}
+	b.mu.Lock()
+	if b.gone {
+		b.mu.Unlock()
+		return false
+	}
+	b.q = append(b.q, at)
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// handBack returns at, taken from b and not written (the connection is leaving), to the front of
+// b's queue: leave then gives it to a connection still sending.
+func (b *mailbox) handBack(at time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gone {
+		return // not reached: a connection hands back before it leaves
+	}
+	if b.head > 0 {
+		b.head--
+		b.q[b.head] = at
+		return
+	}
+	b.q = append(b.q, time.Time{})
+	copy(b.q[1:], b.q)
+	b.q[0] = at
 }
 
 // give hands at to the next connection in the round; false when none is sending.
@@ -576,12 +635,8 @@ func (d *dispatcher) give(at time.Time) bool {
 	}
 	b := d.boxes[d.rr]
 	d.mu.Unlock()
-	b.mu.Lock()
-	b.q = append(b.q, at)
-	b.mu.Unlock()
-	select {
-	case b.wake <- struct{}{}:
-	default:
+	if !b.put(at) {
+		return d.give(at) // b left after it was picked: the next one
 	}
 	return true
 }
@@ -667,12 +722,10 @@ func (d *dispatcher) giveAll(ats []time.Time, picks []*mailbox) []*mailbox {
 	}
 	d.mu.Unlock()
 	for i, b := range picks {
-		b.mu.Lock()
-		b.q = append(b.q, ats[i])
-		b.mu.Unlock()
-		select {
-		case b.wake <- struct{}{}:
-		default:
+		if !b.put(ats[i]) {
+			// b left between its pick and now, after it gave back what it held: this time goes to
+			// a connection still sending (with none, it stays offered and unsent, as in leave).
+			d.give(ats[i])
 		}
 	}
 	clear(picks) // hold no connection's mailbox past its end

@@ -456,3 +456,91 @@ func TestDispatcherBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestDispatcherLeaveRace: a connection that leaves between being picked for a time and the time
+// reaching its mailbox does not take the time with it: the time goes to a connection still sending
+// (before, it went into the leaving connection's mailbox after leave had emptied it: offered,
+// never sent, and the shortfall counted it). The same for one time and a batch; with nobody left,
+// the time is given to none.
+func TestDispatcherLeaveRace(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name  string
+		batch bool
+		alone bool // the leaving connection is the only one
+	}{
+		{"give", false, false},
+		{"giveAll", true, false},
+		{"give alone", false, true},
+		{"giveAll alone", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var d dispatcher
+			var other *mailbox
+			if !tc.alone {
+				other = d.join()
+			}
+			leaving := d.join()
+			left := false
+			giveStep = func(m *mailbox) {
+				if m == leaving && !left {
+					left = true
+					d.leave(leaving)
+				}
+			}
+			defer func() { giveStep = nil }()
+			ats := []time.Time{t0, t0.Add(time.Millisecond)}
+			if tc.batch {
+				d.giveAll(ats, nil)
+			} else {
+				for _, at := range ats {
+					d.give(at)
+				}
+			}
+			if !left {
+				t.Fatal("the leaving connection was never picked")
+			}
+			if n := len(leaving.q) - leaving.head; n != 0 {
+				t.Errorf("%d times in the mailbox of a connection gone", n)
+			}
+			if tc.alone {
+				if len(d.boxes) != 0 {
+					t.Errorf("%d boxes left", len(d.boxes))
+				}
+				return
+			}
+			var got []time.Time
+			for {
+				at, ok := other.pop()
+				if !ok {
+					break
+				}
+				got = append(got, at)
+			}
+			slices.SortFunc(got, time.Time.Compare)
+			if !slices.Equal(got, ats) {
+				t.Errorf("the connection still sending got %v, want %v", got, ats)
+			}
+		})
+	}
+}
+
+// TestMailboxHandBack: a time handed back goes to the front of the queue, and leave gives it, first,
+// to a connection still sending.
+func TestMailboxHandBack(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Millisecond) }
+	var d dispatcher
+	other, m := d.join(), d.join()
+	m.q = append(m.q, at(0), at(1), at(2))
+	x, _ := m.pop()
+	m.handBack(x)      // head > 0
+	m.handBack(at(-1)) // head == 0
+	if want := []time.Time{at(-1), at(0), at(1), at(2)}; !slices.Equal(m.q[m.head:], want) {
+		t.Fatalf("queue %v, want %v", m.q[m.head:], want)
+	}
+	d.leave(m)
+	if first, _ := other.pop(); !first.Equal(at(-1)) {
+		t.Errorf("first given to the other: %v, want %v", first, at(-1))
+	}
+}
