@@ -553,6 +553,7 @@ type slot struct {
 	wake   chan struct{}
 	target *atomic.Int64
 	held   atomic.Pointer[held] // the slot's connection while it is parked
+	sent   atomic.Bool          // a connection of the slot has begun sending (see holdFor)
 }
 
 // poke tells slot s its target changed: its goroutine wakes, or its parked connection is ended

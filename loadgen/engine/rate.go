@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -231,7 +232,7 @@ func (e *engine) talk(conn net.Conn, sh *metrics.Shard, s *slot) error {
 	snd := e.cfg.Send
 	t := &talk{e: e, conn: conn, sh: sh, s: s, x: e.exchange, snd: snd, rated: snd.rated(), start: time.Now()}
 	if snd.Unlimited && e.cfg.Hold > 0 {
-		t.holdEnd = t.start.Add(e.cfg.Hold)
+		t.holdEnd = t.start.Add(e.holdFor(s))
 	}
 	if snd.TotalRate != nil {
 		t.box = e.dispatch.join()
@@ -256,6 +257,22 @@ func (e *engine) talk(conn net.Conn, sh *metrics.Shard, s *slot) error {
 		return nil
 	}
 	return errCut // stopped before its count
+}
+
+// holdFor is how long slot s's connection sends before it closes and the slot opens the next: its
+// hold, except for the slot's first connection to send, which sends for a part of it, 1 - frac(k x
+// 0.618...) for the slot's place k among all the segments' slots (docs/measurements.md "Requests at
+// a rate"). Slots opened together (load.start) would otherwise end their holds together, and
+// reconnect together, every hold: a pile-up in which, for a moment, no connection is sending. The
+// golden ratio's multiples spread the first ends evenly over one hold for any number of slots,
+// slot 0's at the full hold; after them, each slot ends a hold after its last end.
+func (e *engine) holdFor(s *slot) time.Duration {
+	if s == nil || s.sent.Swap(true) {
+		return e.cfg.Hold
+	}
+	k := s.id*max(e.cfg.Segment.Count, 1) + e.cfg.Segment.Index
+	_, frac := math.Modf(float64(k) * (math.Sqrt(5) - 1) / 2)
+	return max(time.Duration(float64(e.cfg.Hold)*(1-frac)), time.Millisecond)
 }
 
 // offerUnsent counts the requests of a per-connection rate whose intended time came but which

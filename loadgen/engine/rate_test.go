@@ -544,3 +544,41 @@ func TestMailboxHandBack(t *testing.T) {
 		t.Errorf("first given to the other: %v, want %v", first, at(-1))
 	}
 }
+
+// TestRatedHoldsStaggered: connections opened together, each sending at a rate for its hold, do not
+// end their holds together and reconnect together every hold (configs/rate.yaml's pile-up): the
+// slots' first holds are spread over one hold, so the closes of any tenth of a hold are a few of
+// the slots, not all of them.
+func TestRatedHoldsStaggered(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		send Send
+	}{
+		{"total rate", Send{Unlimited: true, Bytes: 8, Echo: true, TotalRate: &schedule.Ramp{Start: 2000,
+			Stages: []schedule.Stage{{Duration: 3 * time.Second, Target: 2000}}}}},
+		{"per connection", Send{Unlimited: true, Bytes: 8, Echo: true, Rate: 100}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const slots = 20
+				var most uint64
+				snd := tc.send
+				cfg := Config{Model: Concurrency, Hold: time.Second, Interval: 100 * time.Millisecond, Dialer: &stallEcho{msg: 8},
+					Ramp: schedule.Ramp{Start: slots, Stages: []schedule.Stage{{Duration: 3050 * time.Millisecond, Target: slots}}},
+					Send: &snd, OnSnapshot: func(s *metrics.Snapshot) {
+						if s.EndUS > 3_000_000 {
+							return // the stop's cut: the connections the stop ended
+						}
+						most = max(most, s.Closed)
+					}}
+				res := runSim(t, cfg)
+				if res.Total.Closed < 2*slots {
+					t.Fatalf("%d closed, want the slots to have reconnected", res.Total.Closed)
+				}
+				if most > slots/4 {
+					t.Errorf("%d of %d connections closed within one tenth of their hold", most, slots)
+				}
+			})
+		})
+	}
+}

@@ -121,7 +121,8 @@ type Connection struct {
 	// Send, when set, writes requests after connect and reads the answers.
 	Send *Send `yaml:"send" json:"send,omitempty"`
 	// Hold keeps the connection open after the last request; with send.count: unlimited it is the
-	// time the connection sends (docs/measurements.md "Requests at a rate").
+	// time the connection sends, the first connection of each slot sending for a part of it so the
+	// slots do not all reconnect together (docs/measurements.md "Requests at a rate").
 	Hold Duration `yaml:"hold" json:"hold"`
 	// Close is fin (default), rst (SO_LINGER 0), half (shutdown write, wait for the peer) or server.
 	Close string `yaml:"close" json:"close"`
