@@ -197,6 +197,7 @@ type engine struct {
 	exchange *proto.Exchange
 	readers  sync.Pool
 	dispatch dispatcher // total rate
+	loops    *rloops    // rated conversations on plain sockets (rloop_linux.go); nil: none
 	limiter  ratelimit.Limiter
 	wg       sync.WaitGroup
 }
@@ -253,6 +254,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := e.initSend(); err != nil {
 		return nil, err
 	}
+	if err := e.initLoops(); err != nil {
+		return nil, err
+	}
+	defer e.stopLoops()
 	if e.initBare() {
 		// A blocking connect keeps its P while it is in the kernel, and the kernel sometimes sleeps
 		// there (the socket's or the listener's lock); the core then idles until sysmon takes the P

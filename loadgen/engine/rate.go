@@ -234,13 +234,19 @@ func (e *engine) talk(conn net.Conn, sh *metrics.Shard, s *slot) error {
 	if snd.Unlimited && e.cfg.Hold > 0 {
 		t.holdEnd = t.start.Add(e.holdFor(s))
 	}
+	var rc *rconn
+	if t.rated {
+		rc = e.loopConn(t, conn) // a rated loop's when it can (rloop_linux.go)
+	}
 	if snd.TotalRate != nil {
-		t.box = e.dispatch.join()
+		t.box = e.dispatch.join(rc)
 		defer e.dispatch.leave(t.box)
 	}
 	var why end
 	var err error
-	if snd.Pipeline > 1 && t.x.Reads() {
+	if rc != nil {
+		why, err = rc.run()
+	} else if snd.Pipeline > 1 && t.x.Reads() {
 		why, err = t.pipelined()
 	} else {
 		why, err = t.oneByOne()
@@ -564,11 +570,16 @@ type mailbox struct {
 	head int
 	gone bool // left the round: times given now go back to the dispatcher
 	wake chan struct{}
-	at   int // index in dispatcher.boxes, under dispatcher.mu
+	rc   *rconn // the connection's rated loop, told instead of wake (nil: none)
+	at   int    // index in dispatcher.boxes, under dispatcher.mu
 }
 
-func (d *dispatcher) join() *mailbox {
-	b := &mailbox{wake: make(chan struct{}, 1)}
+// join puts a connection in the round: rc is its rated loop's, nil when its goroutine runs it.
+func (d *dispatcher) join(rc *rconn) *mailbox {
+	b := &mailbox{rc: rc}
+	if rc == nil {
+		b.wake = make(chan struct{}, 1)
+	}
 	d.mu.Lock()
 	b.at = len(d.boxes)
 	d.boxes = append(d.boxes, b)
@@ -614,6 +625,10 @@ func (b *mailbox) put(at time.Time) bool {
 	}
 	b.q = append(b.q, at)
 	b.mu.Unlock()
+	if b.rc != nil {
+		b.rc.notify()
+		return true
+	}
 	select {
 	case b.wake <- struct{}{}:
 	default:

@@ -392,7 +392,7 @@ func TestDispatcherRoundRobin(t *testing.T) {
 	if d.give(at(0)) {
 		t.Fatal("given with no connection sending")
 	}
-	a, b, c := d.join(), d.join(), d.join()
+	a, b, c := d.join(nil), d.join(nil), d.join(nil)
 	for i := range 6 {
 		if !d.give(at(i)) {
 			t.Fatal("not given")
@@ -436,9 +436,9 @@ func TestDispatcherBatch(t *testing.T) {
 		t.Fatalf("%d given with no connection sending", len(picks))
 	}
 	for _, d := range []*dispatcher{&one, &batch} {
-		d.join()
-		d.join()
-		d.join()
+		d.join(nil)
+		d.join(nil)
+		d.join(nil)
 	}
 	for _, at := range ats(0, 7) {
 		one.give(at)
@@ -478,9 +478,9 @@ func TestDispatcherLeaveRace(t *testing.T) {
 			var d dispatcher
 			var other *mailbox
 			if !tc.alone {
-				other = d.join()
+				other = d.join(nil)
 			}
-			leaving := d.join()
+			leaving := d.join(nil)
 			left := false
 			giveStep = func(m *mailbox) {
 				if m == leaving && !left {
@@ -531,7 +531,7 @@ func TestMailboxHandBack(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Millisecond) }
 	var d dispatcher
-	other, m := d.join(), d.join()
+	other, m := d.join(nil), d.join(nil)
 	m.q = append(m.q, at(0), at(1), at(2))
 	x, _ := m.pop()
 	m.handBack(x)      // head > 0

@@ -30,6 +30,9 @@ const (
 	// each iteration runs it against the same target right after portstorm, at the same rate over
 	// the same connections, and the benchmark reports its figures beside portstorm's.
 	ratedRefEnv = "PORTSTORM_RATE_REF"
+	// ratedGoroutinesEnv, when set, runs every conversation on the goroutine path, not the rated
+	// loops (rloop_linux.go): the two compared.
+	ratedGoroutinesEnv = "PORTSTORM_BENCH_GOROUTINES"
 )
 
 // BenchmarkRatedEcho measures requests at a total rate (issue 13's benchmark): 300 connections,
@@ -60,6 +63,10 @@ func BenchmarkRatedEcho(b *testing.B) {
 		b.Fatalf("%s=%q: want a loopback address:port", ratedTargetEnv, addr)
 	}
 	ref := os.Getenv(ratedRefEnv)
+	if os.Getenv(ratedGoroutinesEnv) != "" {
+		useLoops = false
+		defer func() { useLoops = true }()
+	}
 	for _, rate := range []float64{10000, 30000, 50000} {
 		b.Run(fmt.Sprintf("%.0f/s", rate), func(b *testing.B) {
 			intended, lag, rtt := metrics.NewHistogram(), metrics.NewHistogram(), metrics.NewHistogram()

@@ -162,6 +162,13 @@ func (x *Exchange) Do(w io.Writer, r *Reader) (Result, error) {
 	return res, err
 }
 
+// Request is the bytes of one request, for a caller that writes the socket itself (see Parse).
+// They are the Exchange's: never modify them.
+func (x *Exchange) Request() []byte { return x.request }
+
+// MaxResponse is the cap on one response's bytes.
+func (x *Exchange) MaxResponse() int { return x.max }
+
 // Reads reports whether a request has an answer to read: false for raw without Expect, whose
 // requests are written only.
 func (x *Exchange) Reads() bool { return x.protocol != Raw || len(x.expect) > 0 }

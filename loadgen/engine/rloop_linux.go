@@ -1,0 +1,714 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/proto"
+)
+
+// Rated loops (docs/architecture.md "Rated loops"). A rated conversation on a plain TCP socket
+// (no TLS) is run by one of a few epoll loops instead of goroutines of its own: the loop writes
+// each request when it is due (a per-connection rate's intended times, or the total rate's from
+// the dispatcher) and the window has room, reads every socket that has something to read, parses
+// the answers from the bytes received (proto.Exchange.Parse) and records them. Where the goroutine
+// path costs a goroutine wake-up, a parked read (a read system call that finds nothing, the
+// poller, a second read) and a deadline per request, a loop does one epoll_wait for every
+// connection that has something to read and one read per connection. The connection's goroutine
+// waits for the conversation's end, untouched meanwhile. The goroutine path (rate.go) keeps TLS and
+// every connection that is not a *net.TCPConn.
+//
+// A loop parks in Go's poller, not in epoll_wait (its epoll set is registered there, as the target's
+// loops do, target/loop_linux.go): its timer is the set's read deadline, and other goroutines wake it
+// through an eventfd in the set. Each connection's wake time (its next intended request, its hold's
+// end, its oldest request's I/O deadline) is kept in a heap; the stop, the hard stop and ramp-downs
+// are looked for every loopSweep.
+
+// loopSweep is how often a loop looks at every connection for the stop, the hard stop and
+// ramp-downs (none of which wakes it).
+const loopSweep = 10 * time.Millisecond
+
+// useLoops, false in tests only, keeps every rated conversation on the goroutine path.
+var useLoops = true
+
+type rloops struct {
+	once    sync.Once
+	err     error
+	started atomic.Bool
+	ls      []*rloop
+	next    atomic.Uint32
+	wg      sync.WaitGroup
+}
+
+type rloop struct {
+	e      *engine
+	epfd   int
+	ep     *os.File
+	rc     syscall.RawConn
+	evfd   int
+	kicked atomic.Bool // an eventfd write is pending: kicks coalesce
+	quit   atomic.Bool
+
+	mu    sync.Mutex
+	inbox []*rconn // new connections, and connections given times by the dispatcher
+	spare []*rconn
+
+	// The loop goroutine's alone.
+	conns     map[int32]*rconn
+	heap      []*rconn // by wake
+	buf       []byte   // every read lands here first
+	r         *proto.Reader
+	evs       []unix.EpollEvent
+	nextSweep time.Time
+	stopSeen  bool
+}
+
+// rconn is a conversation run by a loop.
+type rconn struct {
+	t    *talk
+	l    *rloop
+	fd   int
+	done chan struct{}
+	why  end
+	err  error
+
+	queued  atomic.Bool // in the loop's inbox
+	added   bool
+	over    bool
+	hi      int       // index in the loop's heap, -1 when not in it
+	wake    time.Time // the heap's key
+	window  int
+	ending  end       // no more writes: the answers outstanding are awaited, then it ends
+	out     []pending // written, not answered, oldest first
+	in      []byte    // bytes received and not yet parsed
+	first   time.Time // when the first byte of the oldest outstanding answer came
+	full    time.Time // the window is full since (zero: it is not)
+	rest    []byte    // the part of the last request the socket has not taken yet
+	restAt  time.Time // since when
+	eof     bool      // the server closed its side
+	readErr error     // a read failed with nothing outstanding: the next request's error
+}
+
+// initLoops prepares the rated loops when the conversations are rated and without TLS; they start
+// with the first connection a loop can run (a dialer of connections in memory never starts them).
+func (e *engine) initLoops() error {
+	if !useLoops || e.cfg.Send == nil || !e.cfg.Send.rated() || e.cfg.TLS != nil {
+		return nil
+	}
+	e.loops = &rloops{}
+	return nil
+}
+
+// startLoops starts the loops, once.
+func (ls *rloops) start(e *engine) error {
+	ls.once.Do(func() { ls.err = ls.startOnce(e) })
+	return ls.err
+}
+
+func (ls *rloops) startOnce(e *engine) error {
+	for range max(1, min(runtime.GOMAXPROCS(0), 4)) {
+		l, err := newRLoop(e)
+		if err != nil {
+			ls.close()
+			ls.ls = nil
+			return fmt.Errorf("engine: rated loop: %w", err)
+		}
+		ls.ls = append(ls.ls, l)
+	}
+	for _, l := range ls.ls {
+		ls.wg.Add(1)
+		go func() {
+			defer ls.wg.Done()
+			l.run()
+		}()
+	}
+	ls.started.Store(true)
+	return nil
+}
+
+// stopLoops ends the loops once every connection has ended.
+func (e *engine) stopLoops() {
+	if e.loops == nil {
+		return
+	}
+	e.loops.once.Do(func() {}) // none starts after this
+	if !e.loops.started.Load() {
+		return
+	}
+	for _, l := range e.loops.ls {
+		l.quit.Store(true)
+		l.kick()
+	}
+	e.loops.wg.Wait()
+	e.loops.close()
+}
+
+func (ls *rloops) close() {
+	for _, l := range ls.ls {
+		l.ep.Close()
+		unix.Close(l.evfd)
+	}
+}
+
+func newRLoop(e *engine) (*rloop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		return nil, err
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		ep.Close()
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(evfd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		ep.Close()
+		unix.Close(evfd)
+		return nil, err
+	}
+	return &rloop{e: e, epfd: epfd, ep: ep, rc: rc, evfd: evfd, conns: make(map[int32]*rconn),
+		buf: make([]byte, 64<<10), r: proto.NewReader(), evs: make([]unix.EpollEvent, 256)}, nil
+}
+
+// loopConn is conn's descriptor when a loop can run its conversation (a plain TCP socket), and the
+// loop; nil when it cannot.
+func (e *engine) loopConn(t *talk, conn net.Conn) *rconn {
+	if e.loops == nil {
+		return nil
+	}
+	tc, ok := conn.(*net.TCPConn)
+	if !ok || e.loops.start(e) != nil {
+		return nil // (a loop that cannot start leaves the goroutine path to every conversation)
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	fd := -1
+	if rc.Control(func(f uintptr) { fd = int(f) }) != nil || fd < 0 {
+		return nil
+	}
+	l := e.loops.ls[int(e.loops.next.Add(1))%len(e.loops.ls)]
+	return &rconn{t: t, l: l, fd: fd, done: make(chan struct{}), hi: -1, window: max(t.snd.Pipeline, 1)}
+}
+
+// run hands the conversation to its loop and waits for its end. The descriptor stays the
+// net.Conn's (registered in Go's poller too, which no goroutine waits on): the caller closes it
+// after, as after any conversation.
+func (c *rconn) run() (end, error) {
+	c.l.ready(c)
+	<-c.done
+	return c.why, c.err
+}
+
+// notify tells c's loop the dispatcher gave it a time.
+func (c *rconn) notify() { c.l.ready(c) }
+
+// ready queues c for its loop (new, or given times by the dispatcher) and wakes the loop.
+func (l *rloop) ready(c *rconn) {
+	if c.queued.CompareAndSwap(false, true) {
+		l.mu.Lock()
+		l.inbox = append(l.inbox, c)
+		l.mu.Unlock()
+	}
+	l.kick()
+}
+
+func (l *rloop) kick() {
+	if l.kicked.CompareAndSwap(false, true) {
+		one := [8]byte{1}
+		unix.Write(l.evfd, one[:])
+	}
+}
+
+func (l *rloop) run() {
+	defer func() {
+		// Not reached with connections left (the engine stops its loops once every connection
+		// ended), but a loop never leaves one waiting.
+		for _, c := range l.conns {
+			c.finish(endCut, nil)
+		}
+	}()
+	harvest := func(fd uintptr) bool {
+		n, err := unix.EpollWait(int(fd), l.evs, 0)
+		if err != nil || n <= 0 {
+			return false // nothing ready: park in the poller until the set is readable or the deadline
+		}
+		l.events(l.evs[:n])
+		return true
+	}
+	for {
+		now := time.Now()
+		l.timers(now)
+		if l.quit.Load() && len(l.conns) == 0 {
+			l.mu.Lock()
+			empty := len(l.inbox) == 0
+			l.mu.Unlock()
+			if empty {
+				return
+			}
+		}
+		next := l.nextSweep
+		if len(l.heap) > 0 && l.heap[0].wake.Before(next) {
+			next = l.heap[0].wake
+		}
+		l.ep.SetReadDeadline(next)
+		if err := l.rc.Read(harvest); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return // the set was closed
+		}
+	}
+}
+
+// events handles one harvest.
+func (l *rloop) events(evs []unix.EpollEvent) {
+	now := time.Now()
+	for _, ev := range evs {
+		if int(ev.Fd) == l.evfd {
+			var b [8]byte
+			unix.Read(l.evfd, b[:])
+			l.kicked.Store(false)
+			l.takeInbox(now)
+			continue
+		}
+		c := l.conns[ev.Fd]
+		if c == nil || c.over {
+			continue
+		}
+		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			c.read(now)
+		}
+		if !c.over && len(c.rest) > 0 && ev.Events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			c.flush(now)
+		}
+		if !c.over {
+			c.service(now)
+		}
+	}
+}
+
+func (l *rloop) takeInbox(now time.Time) {
+	l.mu.Lock()
+	in := l.inbox
+	l.inbox = l.spare[:0]
+	l.mu.Unlock()
+	for i, c := range in {
+		in[i] = nil
+		c.queued.Store(false)
+		if c.over {
+			continue
+		}
+		if !c.added {
+			c.added = true
+			ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.fd)}
+			if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+				c.finish(endNone, os.NewSyscallError("epoll_ctl", err))
+				continue
+			}
+			l.conns[int32(c.fd)] = c
+		}
+		c.service(now)
+	}
+	l.spare = in[:0]
+}
+
+// timers serves the connections whose wake time came, and every loopSweep all of them.
+func (l *rloop) timers(now time.Time) {
+	for len(l.heap) > 0 && !l.heap[0].wake.After(now) {
+		c := l.heap[0]
+		l.heapRemove(c)
+		c.service(now)
+	}
+	if now.Before(l.nextSweep) {
+		return
+	}
+	l.nextSweep = now.Add(loopSweep)
+	for _, c := range l.conns {
+		if !c.over {
+			c.service(now)
+		}
+	}
+}
+
+// service does what is due on c: its end, its writes, its I/O deadline; then sets its wake time.
+func (c *rconn) service(now time.Time) {
+	t := c.t
+	e := t.e
+	if e.hardCtx.Err() != nil {
+		c.finish(endCut, nil)
+		return
+	}
+	if len(c.out) > 0 && !now.Before(c.out[0].w0.Add(e.cfg.IOTimeout)) {
+		c.fail(0, proto.Result{}, timeoutError("read"))
+		return
+	}
+	if len(c.rest) > 0 && !now.Before(c.restAt.Add(e.cfg.IOTimeout)) {
+		c.fail(-1, proto.Result{}, timeoutError("write"))
+		return
+	}
+	if c.ending == endNone {
+		c.ending = c.cutNow(now)
+	}
+	for c.ending == endNone && len(c.rest) == 0 && (len(c.out) < c.window || !t.x.Reads()) {
+		at, ok := c.due(now)
+		if !ok {
+			break
+		}
+		if c.write(t.take(at), now) {
+			return
+		}
+	}
+	if c.ending != endNone && len(c.out) == 0 && len(c.rest) == 0 {
+		c.finish(c.ending, nil)
+		return
+	}
+	c.schedule()
+}
+
+// cutNow is what ends c's writing now, as talk.due and talk.cut decide it on the goroutine path.
+func (c *rconn) cutNow(now time.Time) end {
+	t := c.t
+	if !t.snd.Unlimited && t.next >= int64(t.snd.Count) {
+		return endCount
+	}
+	if t.s != nil && !t.s.wanted() {
+		return endCut
+	}
+	if t.snd.Unlimited {
+		select {
+		case <-t.e.stopping:
+			return endStop
+		default:
+		}
+	}
+	if !t.holdEnd.IsZero() && !now.Before(t.holdEnd) {
+		return endHold
+	}
+	return endNone
+}
+
+// due returns the next request's intended time once it came.
+func (c *rconn) due(now time.Time) (time.Time, bool) {
+	t := c.t
+	if !t.snd.Unlimited && t.next >= int64(t.snd.Count) {
+		c.ending = endCount
+		return time.Time{}, false
+	}
+	if t.box != nil {
+		return t.box.pop()
+	}
+	at := t.intended(t.next)
+	if at.After(now) {
+		return time.Time{}, false
+	}
+	if !t.holdEnd.IsZero() && !at.Before(t.holdEnd) {
+		c.ending = endHold
+		return time.Time{}, false
+	}
+	return at, true
+}
+
+// write writes request p; true when the conversation ended.
+func (c *rconn) write(p pending, now time.Time) bool {
+	t := c.t
+	if c.readErr != nil {
+		t.record(p, proto.Result{}, c.readErr)
+		c.finish(endNone, c.readErr)
+		return true
+	}
+	req := t.x.Request()
+	n, err := writeFD(c.fd, req)
+	if err != nil {
+		err = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", err)}
+		c.out = append(c.out, p)
+		c.fail(len(c.out)-1, proto.Result{}, err)
+		return true
+	}
+	p.out = len(req)
+	if n < len(req) {
+		c.rest, c.restAt = req[n:], now
+	}
+	if !t.x.Reads() {
+		t.record(p, proto.Result{}, nil)
+		return false
+	}
+	c.out = append(c.out, p)
+	if len(c.out) == c.window {
+		c.full = p.w0
+	}
+	if c.eof {
+		c.parse(time.Now())
+		return c.over
+	}
+	return false
+}
+
+// flush writes the rest of a request the socket did not take whole.
+func (c *rconn) flush(now time.Time) {
+	n, err := writeFD(c.fd, c.rest)
+	if err != nil {
+		c.fail(len(c.out)-1, proto.Result{}, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", err)})
+		return
+	}
+	c.rest = c.rest[n:]
+	if len(c.rest) == 0 {
+		c.rest = nil
+	} else {
+		c.restAt = now
+	}
+}
+
+// writeFD writes b to the non-blocking descriptor fd: the bytes the socket took (none when it is
+// full).
+func writeFD(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return 0, nil
+		case err != nil:
+			return 0, err
+		}
+		return n, nil
+	}
+}
+
+// read reads everything the socket has and parses the answers it completes.
+func (c *rconn) read(now time.Time) {
+	l := c.l
+	for !c.eof {
+		n, err := unix.Read(c.fd, l.buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			err = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
+			if len(c.out) == 0 {
+				c.readErr = err
+				return
+			}
+			c.fail(0, proto.Result{}, err)
+			return
+		}
+		if n == 0 {
+			c.eof = true
+			break
+		}
+		if len(c.out) > 0 && c.first.IsZero() {
+			c.first = now
+		}
+		c.in = append(c.in, l.buf[:n]...)
+		if len(c.in) > c.t.x.MaxResponse()+len(l.buf) {
+			// Far more than any answer outstanding may take: parse now, the cap's error included.
+			break
+		}
+	}
+	c.parse(now)
+}
+
+// parse records every answer c.in completes.
+func (c *rconn) parse(now time.Time) {
+	t := c.t
+	data := c.in
+	for len(c.out) > 0 {
+		p := c.out[0]
+		res, n, err := t.x.Parse(c.l.r, data, c.eof, p.w0, len(c.out) > 1)
+		if errors.Is(err, proto.ErrIncomplete) {
+			break
+		}
+		if res.FirstByte > 0 && !c.first.IsZero() {
+			res.FirstByte = max(c.first.Sub(p.w0), 1)
+		}
+		data = data[n:]
+		c.first = time.Time{}
+		if len(data) > 0 {
+			c.first = now
+		}
+		c.out = c.out[:copy(c.out, c.out[1:])]
+		if !c.full.IsZero() {
+			t.busy.add(c.full, now)
+			c.full = time.Time{}
+		}
+		if err := t.record(p, res, err); err != nil {
+			c.finishErr(err)
+			return
+		}
+		if res.Closed {
+			c.finish(endReader, nil)
+			return
+		}
+	}
+	if len(c.out) == 0 && len(data) > 0 {
+		// Bytes no request asked for: the stream is out of step with the requests.
+		c.finishErr(answerError(fmt.Errorf("%w: %d bytes when no answer was awaited", proto.ErrMalformed, len(data))))
+		return
+	}
+	if len(c.out) == 0 && c.eof {
+		// The server closed with every answer in: the next request would find it closed.
+		c.readErr = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", unix.EPIPE)}
+	}
+	c.in = append(c.in[:0], data...)
+	if cap(c.in) > 4<<10 && len(c.in) == 0 {
+		c.in = nil // an idle connection holds no large buffer
+	}
+}
+
+// fail ends the conversation with err as request i's outcome (i < 0: none's).
+func (c *rconn) fail(i int, res proto.Result, err error) {
+	if i >= 0 && i < len(c.out) {
+		p := c.out[i]
+		c.out = append(c.out[:i], c.out[i+1:]...)
+		err = c.t.record(p, res, err)
+	}
+	c.finishErr(err)
+}
+
+func (c *rconn) finishErr(err error) { c.finish(endNone, err) }
+
+// finish ends the conversation: the requests still outstanding were written and never answered
+// (the first one cut by the hard stop when it came).
+func (c *rconn) finish(why end, err error) {
+	if c.over {
+		return
+	}
+	c.over = true
+	t := c.t
+	l := c.l
+	if c.added {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+		delete(l.conns, int32(c.fd))
+	}
+	if c.hi >= 0 {
+		l.heapRemove(c)
+	}
+	if why == endCut && err == nil && len(c.out) > 0 && t.e.hardCtx.Err() != nil {
+		err = t.record(c.out[0], proto.Result{}, errCut)
+		c.out = c.out[1:]
+	}
+	for _, p := range c.out {
+		t.sh.Request(metrics.RequestTiming{Intended: !p.at.IsZero(), WindowWait: p.windowWait, Lag: p.lag,
+			FirstByte: -1, Service: -1, Out: p.out}, errUnanswered)
+	}
+	if err == nil && why == endCut && t.e.hardCtx.Err() != nil && len(c.out) > 0 {
+		err = errCut
+	}
+	c.out, c.in, c.rest = nil, nil, nil
+	c.why, c.err = why, err
+	close(c.done)
+}
+
+// schedule sets c's wake time: its next intended request, its hold's end, its I/O deadline.
+func (c *rconn) schedule() {
+	t := c.t
+	var w time.Time
+	earlier := func(x time.Time) {
+		if !x.IsZero() && (w.IsZero() || x.Before(w)) {
+			w = x
+		}
+	}
+	if c.ending == endNone {
+		if t.box == nil && len(c.rest) == 0 && (len(c.out) < c.window || !t.x.Reads()) {
+			earlier(t.intended(t.next))
+		}
+		earlier(t.holdEnd)
+	}
+	if len(c.out) > 0 {
+		earlier(c.out[0].w0.Add(t.e.cfg.IOTimeout))
+	}
+	if len(c.rest) > 0 {
+		earlier(c.restAt.Add(t.e.cfg.IOTimeout))
+	}
+	l := c.l
+	if c.hi >= 0 {
+		l.heapRemove(c)
+	}
+	if w.IsZero() {
+		return
+	}
+	c.wake = w
+	c.hi = len(l.heap)
+	l.heap = append(l.heap, c)
+	l.heapUp(c.hi)
+}
+
+func timeoutError(op string) error {
+	return &net.OpError{Op: op, Net: "tcp", Err: os.ErrDeadlineExceeded}
+}
+
+// The heap of wake times.
+
+func (l *rloop) heapLess(i, j int) bool { return l.heap[i].wake.Before(l.heap[j].wake) }
+
+func (l *rloop) heapSwap(i, j int) {
+	h := l.heap
+	h[i], h[j] = h[j], h[i]
+	h[i].hi, h[j].hi = i, j
+}
+
+func (l *rloop) heapUp(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !l.heapLess(i, p) {
+			return
+		}
+		l.heapSwap(i, p)
+		i = p
+	}
+}
+
+func (l *rloop) heapDown(i int) {
+	n := len(l.heap)
+	for {
+		m := i
+		if a := 2*i + 1; a < n && l.heapLess(a, m) {
+			m = a
+		}
+		if b := 2*i + 2; b < n && l.heapLess(b, m) {
+			m = b
+		}
+		if m == i {
+			return
+		}
+		l.heapSwap(i, m)
+		i = m
+	}
+}
+
+func (l *rloop) heapRemove(c *rconn) {
+	i := c.hi
+	last := len(l.heap) - 1
+	if i != last {
+		l.heapSwap(i, last)
+	}
+	l.heap[last] = nil
+	l.heap = l.heap[:last]
+	c.hi = -1
+	if i < last {
+		l.heapDown(i)
+		l.heapUp(i)
+	}
+}

@@ -1,0 +1,18 @@
+//go:build !linux
+
+package engine
+
+import "net"
+
+// Rated loops run on Linux only (rloop_linux.go): elsewhere every rated conversation runs on the
+// goroutine path.
+
+type rloops struct{}
+
+type rconn struct{}
+
+func (e *engine) initLoops() error                { return nil }
+func (e *engine) stopLoops()                      {}
+func (e *engine) loopConn(*talk, net.Conn) *rconn { return nil }
+func (c *rconn) run() (end, error)                { return endNone, nil }
+func (c *rconn) notify()                          {}
