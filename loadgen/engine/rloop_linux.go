@@ -133,8 +133,14 @@ func (ls *rloops) startOnce(e *engine) error {
 		}()
 	}
 	ls.started.Store(true)
+	if loopStarted != nil {
+		loopStarted()
+	}
 	return nil
 }
+
+// loopStarted, set by tests only, runs when a run's loops start.
+var loopStarted func()
 
 // stopLoops ends the loops once every connection has ended.
 func (e *engine) stopLoops() {
@@ -521,19 +527,29 @@ func (c *rconn) read(now time.Time) {
 		if len(c.out) > 0 && c.first.IsZero() {
 			c.first = now
 		}
-		c.in = append(c.in, l.buf[:n]...)
-		if len(c.in) > c.t.x.MaxResponse()+len(l.buf) {
-			// Far more than any answer outstanding may take: parse now, the cap's error included.
-			break
+		if len(c.in) == 0 {
+			// The common case: the answers are parsed where they were read, without a copy.
+			c.parseFrom(l.buf[:n], now)
+		} else {
+			c.in = append(c.in, l.buf[:n]...)
+			c.parse(now)
+		}
+		if c.over {
+			return
 		}
 	}
-	c.parse(now)
+	if c.eof {
+		c.parse(now)
+	}
 }
 
 // parse records every answer c.in completes.
-func (c *rconn) parse(now time.Time) {
+func (c *rconn) parse(now time.Time) { c.parseFrom(c.in, now) }
+
+// parseFrom records every answer data (c.in, or the bytes just read when c.in is empty)
+// completes, and keeps the rest in c.in.
+func (c *rconn) parseFrom(data []byte, now time.Time) {
 	t := c.t
-	data := c.in
 	for len(c.out) > 0 {
 		p := c.out[0]
 		res, n, err := t.x.Parse(c.l.r, data, c.eof, p.w0, len(c.out) > 1)
@@ -571,10 +587,20 @@ func (c *rconn) parse(now time.Time) {
 		// The server closed with every answer in: the next request would find it closed.
 		c.readErr = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", unix.EPIPE)}
 	}
-	c.in = append(c.in[:0], data...)
-	if cap(c.in) > 4<<10 && len(c.in) == 0 {
-		c.in = nil // an idle connection holds no large buffer
+	if len(data) == 0 {
+		c.in = c.in[:0]
+		if cap(c.in) > 4<<10 {
+			c.in = nil // an idle connection holds no large buffer
+		}
+		return
 	}
+	// copy, not append: data may be c.in's own tail
+	if cap(c.in) < len(data) {
+		c.in = make([]byte, len(data), max(len(data), 2*cap(c.in)))
+	} else {
+		c.in = c.in[:len(data)]
+	}
+	copy(c.in, data)
 }
 
 // fail ends the conversation with err as request i's outcome (i < 0: none's).

@@ -1,0 +1,116 @@
+//go:build linux
+
+package engine
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/portstorm/portstorm/loadgen/dial"
+	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/schedule"
+	"github.com/portstorm/portstorm/target"
+)
+
+// TestRatedLoopsAsGoroutines: the rated loops (rloop_linux.go) and the goroutine path (rate.go)
+// give the same counts and outcomes, on loopback, for a rate held over connections that answer,
+// for connections that close or reset at once, and for a target that never answers (the I/O
+// timeout). The loops ran each case (loops started), and the goroutine path did not start them.
+func TestRatedLoopsAsGoroutines(t *testing.T) {
+	tests := []struct {
+		name  string
+		mode  target.Mode
+		send  Send
+		model Model
+		check func(t *testing.T, tot *metrics.Snapshot)
+		same  bool // the counts are the same by both paths (not when they depend on when the answers come)
+	}{
+		{"total rate, held", target.ModeEcho,
+			Send{Bytes: 64, Echo: true, Unlimited: true, TotalRate: &schedule.Ramp{Start: 2000, Stages: []schedule.Stage{{Duration: 400 * time.Millisecond, Target: 2000}}}},
+			Concurrency, func(t *testing.T, tot *metrics.Snapshot) {
+				// The 800 intended are offered (but for the last few, when the stop comes first);
+				// those due before the connections opened, or at the stop, are not written (no
+				// connection was sending), by either path.
+				if tot.RequestsOffered < 780 || tot.RequestsOffered > 800 || tot.Requests == 0 || tot.Requests > tot.RequestsOffered || tot.RequestOutcomes[metrics.OK] != tot.Requests {
+					t.Errorf("offered %d written %d outcomes %v: want 800 offered, every one written answered", tot.RequestsOffered, tot.Requests, tot.RequestOutcomes)
+				}
+			}, false},
+		{"per connection, pipelined, count", target.ModeEcho, Send{Bytes: 64, Echo: true, Rate: 500, Count: 50, Pipeline: 4}, Arrival,
+			func(t *testing.T, tot *metrics.Snapshot) {
+				if tot.Requests != 500 || tot.RequestOutcomes[metrics.OK] != 500 || tot.BytesIn != 500*64 {
+					t.Errorf("written %d outcomes %v in %d B: want 500 answered", tot.Requests, tot.RequestOutcomes, tot.BytesIn)
+				}
+			}, true},
+		{"server closes", target.ModeClose, Send{Bytes: 64, Echo: true, Rate: 100, Count: 5}, Arrival, nil, false},
+		{"server resets", target.ModeRST, Send{Bytes: 64, Echo: true, Rate: 100, Count: 5}, Arrival, nil, false},
+		{"never answers", target.ModeSink, Send{Bytes: 64, Echo: true, Rate: 100, Count: 5, Pipeline: 2}, Arrival,
+			func(t *testing.T, tot *metrics.Snapshot) {
+				if tot.RequestOutcomes[metrics.ETIMEDOUT] == 0 || tot.Outcomes[metrics.ETIMEDOUT] != 10 {
+					t.Errorf("requests %v, connections %v: want timeouts", tot.RequestOutcomes, tot.Outcomes)
+				}
+			}, false}, // the goroutine path may write one more in the moment its reader fails
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, err := target.Start(context.Background(), target.Config{Mode: tt.mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			run := func(loops bool) *metrics.Snapshot {
+				useLoops = loops
+				defer func() { useLoops = true }()
+				send := tt.send
+				cfg := Config{Model: tt.model, Ramp: schedule.Ramp{Start: 10, Stages: []schedule.Stage{{Duration: 400 * time.Millisecond, Target: 10}}},
+					Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(srv.Addrs()[0]))},
+					Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN, Send: &send,
+					IOTimeout: 300 * time.Millisecond, MaxInFlight: 10, GracefulStop: 5 * time.Second, Hold: time.Hour}
+				if tt.model == Arrival {
+					cfg.Ramp = schedule.Ramp{Start: 100, Stages: []schedule.Stage{{Duration: 100 * time.Millisecond, Target: 100}}}
+					cfg.Hold = 0
+				}
+				var started bool
+				loopStarted = func() { started = true }
+				defer func() { loopStarted = nil }()
+				res, err := Run(context.Background(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if started != loops {
+					t.Fatalf("loops started %v, want %v", started, loops)
+				}
+				tot := res.Total
+				checkTotals(t, tot)
+				if tt.check != nil {
+					t.Run(fmt.Sprintf("loops %v", loops), func(t *testing.T) { tt.check(t, tot) })
+				}
+				return tot
+			}
+			g, l := run(false), run(true)
+			if tt.same && (g.Requests != l.Requests || g.RequestsOffered != l.RequestsOffered) {
+				t.Errorf("written %d and offered %d by the loops, %d and %d by goroutines", l.Requests, l.RequestsOffered, g.Requests, g.RequestsOffered)
+			}
+			if !maps.Equal(outcomes(g.RequestOutcomes[:]), outcomes(l.RequestOutcomes[:])) {
+				t.Errorf("request outcomes: loops %v, goroutines %v (%v / %v)", l.RequestOutcomes, g.RequestOutcomes, l.Examples, g.Examples)
+			}
+			if !maps.Equal(outcomes(g.Outcomes[:]), outcomes(l.Outcomes[:])) {
+				t.Errorf("connection outcomes: loops %v, goroutines %v (%v / %v)", l.Outcomes, g.Outcomes, l.Examples, g.Examples)
+			}
+		})
+	}
+}
+
+// outcomes is the outcomes that happened, without their counts.
+func outcomes(counts []uint64) map[int]bool {
+	m := map[int]bool{}
+	for i, n := range counts {
+		if n > 0 {
+			m[i] = true
+		}
+	}
+	return m
+}
