@@ -610,10 +610,21 @@ func (e *engine) runSlot(s *slot) {
 		id := e.next.Add(1)
 		sh := e.rec.Shard(id)
 		sh.Attempt()
-		if h := e.connection(id, sh, time.Time{}, 0, s); h != nil {
-			// The slot's count in e.wg passes to the parked connection, then to the goroutine
-			// that finishes it and carries on here.
-			e.park(h, func() { e.runSlot(s) })
+		// The slot's count in e.wg passes to a detached conversation, or to a parked connection,
+		// then to the goroutine that finishes it and carries on here.
+		next := func(h *held) {
+			if h != nil {
+				e.park(h, func() { e.runSlot(s) })
+				return
+			}
+			e.runSlot(s)
+		}
+		h, detached := e.connectionThen(id, sh, time.Time{}, 0, s, next)
+		if detached {
+			return
+		}
+		if h != nil {
+			next(h)
 			return
 		}
 	}
@@ -666,11 +677,16 @@ func (e *engine) arrivals(start time.Time) {
 				<-sem
 				e.wg.Done()
 			}
-			if h := e.connection(id, sh, intended, wait, nil); h != nil {
-				e.park(h, done)
-				return
+			next := func(h *held) {
+				if h != nil {
+					e.park(h, done)
+					return
+				}
+				done()
 			}
-			done()
+			if h, detached := e.connectionThen(id, sh, intended, wait, nil, next); !detached {
+				next(h)
+			}
 		}()
 	}
 }
@@ -680,13 +696,22 @@ func (e *engine) arrivals(start time.Time) {
 // connections have no goroutine); otherwise it returns nil, the connection ended and recorded.
 // An arrival has its intended start, of which it waited slotWait for a free slot.
 func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, slotWait time.Duration, s *slot) *held {
+	h, _ := e.connectionThen(id, sh, intended, slotWait, s, nil)
+	return h
+}
+
+// connectionThen is connection, except that with after set, a conversation a rated loop runs is
+// detached (docs/architecture.md "Rated loops"): it returns (nil, true) at once, and after runs,
+// on a goroutine of its own, with what connection would have returned, once the conversation
+// ended.
+func (e *engine) connectionThen(id uint64, sh *metrics.Shard, intended time.Time, slotWait time.Duration, s *slot, after func(*held)) (*held, bool) {
 	di := id % uint64(len(e.cfg.Destinations))
 	dst := e.cfg.Destinations[di]
 	if !e.guard.admit(di, e.stopping, s) {
 		// A stop (or a ramp-down) came while the connect waited out its destination's backoff:
 		// never made.
 		sh.Withdraw()
-		return nil
+		return nil, false
 	}
 	t0 := time.Now()
 	timing := metrics.Timing{Intended: !intended.IsZero()}
@@ -716,7 +741,7 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 			e.cfg.Ports.Failed(dst, err, t1)
 		}
 		sh.ConnectFailed(t1, timing, err)
-		return nil
+		return nil, false
 	}
 	e.guard.established(di)
 	var pc ports.Conn
@@ -736,6 +761,26 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 	if e.cfg.TLS != nil {
 		conn, err = e.handshake(conn, e.cfg.TLS[di], sh)
 	}
+	// ended is what follows the conversation: the hold, or the close.
+	ended := func(err error) *held {
+		h := &held{conn: conn, bare: bare, dst: uint32(di), port: local.Port(), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
+		if err == errCut {
+			// The conversation ended early, so a target that closes after the last answer (the
+			// server side of close: server) will not: the client closes instead of waiting for
+			// its FIN.
+			if h.closeMode == dial.CloseServer {
+				h.closeMode = dial.CloseFIN
+			}
+		} else if err == nil && e.cfg.Hold > 0 && !e.cfg.Send.unlimited() && !e.cut(s) {
+			return h
+		}
+		e.finish(h, err)
+		return nil
+	}
+	if err == nil && e.cfg.Send != nil && after != nil && e.cfg.Send.windowed() &&
+		e.talkDetached(conn, sh, s, func(err error) { after(ended(err)) }) {
+		return nil, true
+	}
 	if err == nil && e.cfg.Send != nil {
 		stop := context.AfterFunc(e.hardCtx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 		if e.cfg.Send.windowed() {
@@ -745,18 +790,7 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 		}
 		stop()
 	}
-	h := &held{conn: conn, bare: bare, dst: uint32(di), port: local.Port(), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
-	if err == errCut {
-		// The conversation ended early, so a target that closes after the last answer (the server
-		// side of close: server) will not: the client closes instead of waiting for its FIN.
-		if h.closeMode == dial.CloseServer {
-			h.closeMode = dial.CloseFIN
-		}
-	} else if err == nil && e.cfg.Hold > 0 && !e.cfg.Send.unlimited() && !e.cut(s) {
-		return h
-	}
-	e.finish(h, err)
-	return nil
+	return ended(err), false
 }
 
 // errCut is converse's report that the hard stop (or a slot no longer wanted) ended the

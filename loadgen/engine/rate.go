@@ -229,16 +229,12 @@ var errUnanswered = fmt.Errorf("%w: written and never answered, its connection e
 // talk runs a windowed conversation (rated or pipelined) on conn and returns what ended it: nil
 // when it ended as it should (its count, its hold, a stop or a ramp-down for an unlimited one).
 func (e *engine) talk(conn net.Conn, sh *metrics.Shard, s *slot) error {
-	snd := e.cfg.Send
-	t := &talk{e: e, conn: conn, sh: sh, s: s, x: e.exchange, snd: snd, rated: snd.rated(), start: time.Now()}
-	if snd.Unlimited && e.cfg.Hold > 0 {
-		t.holdEnd = t.start.Add(e.holdFor(s))
-	}
+	t := e.newTalk(conn, sh, s)
 	var rc *rconn
 	if t.rated {
 		rc = e.loopConn(t, conn) // a rated loop's when it can (rloop_linux.go)
 	}
-	if snd.TotalRate != nil {
+	if t.snd.TotalRate != nil {
 		t.box = e.dispatch.join(rc)
 		defer e.dispatch.leave(t.box)
 	}
@@ -246,11 +242,51 @@ func (e *engine) talk(conn net.Conn, sh *metrics.Shard, s *slot) error {
 	var err error
 	if rc != nil {
 		why, err = rc.run()
-	} else if snd.Pipeline > 1 && t.x.Reads() {
+	} else if t.snd.Pipeline > 1 && t.x.Reads() {
 		why, err = t.pipelined()
 	} else {
 		why, err = t.oneByOne()
 	}
+	return t.result(why, err)
+}
+
+// talkDetached hands the conversation on conn to a rated loop, when one can run it, and reports
+// whether it did: the calling goroutine is then free to end, and then runs, on a goroutine of its
+// own, once the conversation ended, with what talk would have returned. A connection that sends
+// at a rate so costs no goroutine while it sends (docs/architecture.md "Rated loops").
+func (e *engine) talkDetached(conn net.Conn, sh *metrics.Shard, s *slot, then func(error)) bool {
+	if !e.cfg.Send.rated() || !e.loopable(conn) {
+		return false
+	}
+	t := e.newTalk(conn, sh, s)
+	rc := e.loopConn(t, conn)
+	if rc == nil {
+		return false
+	}
+	if t.snd.TotalRate != nil {
+		t.box = e.dispatch.join(rc)
+	}
+	rc.detach(func(why end, err error) {
+		if t.box != nil {
+			e.dispatch.leave(t.box)
+		}
+		then(t.result(why, err))
+	})
+	return true
+}
+
+func (e *engine) newTalk(conn net.Conn, sh *metrics.Shard, s *slot) *talk {
+	snd := e.cfg.Send
+	t := &talk{e: e, conn: conn, sh: sh, s: s, x: e.exchange, snd: snd, rated: snd.rated(), start: time.Now()}
+	if snd.Unlimited && e.cfg.Hold > 0 {
+		t.holdEnd = t.start.Add(e.holdFor(s))
+	}
+	return t
+}
+
+// result is what the conversation returns, having ended for why with err: nil when it ended as it
+// should (its count, its hold, a stop or a ramp-down for an unlimited one).
+func (t *talk) result(why end, err error) error {
 	if t.rated && t.box == nil {
 		t.offerUnsent()
 	}
@@ -259,7 +295,7 @@ func (e *engine) talk(conn net.Conn, sh *metrics.Shard, s *slot) error {
 		return err
 	case why == endCut && t.e.hardCtx.Err() != nil:
 		return errCut
-	case why == endCount, why == endReader, snd.Unlimited:
+	case why == endCount, why == endReader, t.snd.Unlimited:
 		return nil
 	}
 	return errCut // stopped before its count

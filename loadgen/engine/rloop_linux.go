@@ -79,6 +79,7 @@ type rconn struct {
 	l    *rloop
 	fd   int
 	done chan struct{}
+	then func(end, error) // detached: runs once the conversation ended, instead of done
 	why  end
 	err  error
 
@@ -196,6 +197,12 @@ func newRLoop(e *engine) (*rloop, error) {
 		buf: make([]byte, 64<<10), r: proto.NewReader(), evs: make([]unix.EpollEvent, 256)}, nil
 }
 
+// loopable reports whether a loop can run a conversation on conn.
+func (e *engine) loopable(conn net.Conn) bool {
+	_, ok := conn.(*net.TCPConn)
+	return ok && e.loops != nil
+}
+
 // loopConn is conn's descriptor when a loop can run its conversation (a plain TCP socket), and the
 // loop; nil when it cannot.
 func (e *engine) loopConn(t *talk, conn net.Conn) *rconn {
@@ -229,6 +236,13 @@ func (c *rconn) run() (end, error) {
 
 // notify tells c's loop the dispatcher gave it a time.
 func (c *rconn) notify() { c.l.ready(c) }
+
+// detach hands the conversation to its loop and returns at once: then runs, on a goroutine of its
+// own, once it ended.
+func (c *rconn) detach(then func(end, error)) {
+	c.then = then
+	c.l.ready(c)
+}
 
 // ready queues c for its loop (new, or given times by the dispatcher) and wakes the loop.
 func (l *rloop) ready(c *rconn) {
@@ -644,6 +658,10 @@ func (c *rconn) finish(why end, err error) {
 	}
 	c.out, c.in, c.rest = nil, nil, nil
 	c.why, c.err = why, err
+	if c.then != nil {
+		go c.then(why, err)
+		return
+	}
 	close(c.done)
 }
 

@@ -16,3 +16,5 @@ func (e *engine) stopLoops()                      {}
 func (e *engine) loopConn(*talk, net.Conn) *rconn { return nil }
 func (c *rconn) run() (end, error)                { return endNone, nil }
 func (c *rconn) notify()                          {}
+func (e *engine) loopable(net.Conn) bool          { return false }
+func (c *rconn) detach(func(end, error))          {}
