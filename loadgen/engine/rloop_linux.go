@@ -362,8 +362,17 @@ func (l *rloop) timers(now time.Time) {
 		return
 	}
 	l.nextSweep = now.Add(loopSweep)
+	all := l.e.hardCtx.Err() != nil
+	if !l.stopSeen {
+		select {
+		case <-l.e.stopping:
+			l.stopSeen, all = true, true
+		default:
+		}
+	}
 	for _, c := range l.conns {
-		if !c.over {
+		// Cheap for the many connections nothing happened to: a look at their slot.
+		if !c.over && (all || c.t.s != nil && !c.t.s.wanted()) {
 			c.service(now)
 		}
 	}
