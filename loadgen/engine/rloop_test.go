@@ -45,8 +45,18 @@ func TestRatedLoopsAsGoroutines(t *testing.T) {
 					t.Errorf("written %d outcomes %v in %d B: want 500 answered", tot.Requests, tot.RequestOutcomes, tot.BytesIn)
 				}
 			}, true},
-		{"server closes", target.ModeClose, Send{Bytes: 64, Echo: true, Rate: 100, Count: 5}, Arrival, nil, false},
-		{"server resets", target.ModeRST, Send{Bytes: 64, Echo: true, Rate: 100, Count: 5}, Arrival, nil, false},
+		{"ramp-down", target.ModeEcho, Send{Bytes: 64, Echo: true, Unlimited: true, Rate: 200}, Concurrency,
+			func(t *testing.T, tot *metrics.Snapshot) {
+				// 10 slots, 5 of them ramped down at 200 ms: their connections end ok, the others at
+				// the stop.
+				if tot.Closed != tot.Established || tot.Outcomes[metrics.OK] != tot.Closed || tot.RequestOutcomes[metrics.OK] != tot.Requests || tot.Requests == 0 {
+					t.Errorf("closed %d, outcomes %v, requests %d %v", tot.Closed, tot.Outcomes, tot.Requests, tot.RequestOutcomes)
+				}
+			}, false},
+		// Whether the server's FIN or its RST (to the request written after the FIN) is seen first
+		// depends on when the request is written: either is the connection's and its request's end.
+		{"server closes", target.ModeClose, Send{Bytes: 64, Echo: true, Rate: 100, Count: 5}, Arrival, closedByServer, false},
+		{"server resets", target.ModeRST, Send{Bytes: 64, Echo: true, Rate: 100, Count: 5}, Arrival, closedByServer, false},
 		{"never answers", target.ModeSink, Send{Bytes: 64, Echo: true, Rate: 100, Count: 5, Pipeline: 2}, Arrival,
 			func(t *testing.T, tot *metrics.Snapshot) {
 				if tot.RequestOutcomes[metrics.ETIMEDOUT] == 0 || tot.Outcomes[metrics.ETIMEDOUT] != 10 {
@@ -69,6 +79,10 @@ func TestRatedLoopsAsGoroutines(t *testing.T) {
 					Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(srv.Addrs()[0]))},
 					Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN, Send: &send,
 					IOTimeout: 300 * time.Millisecond, MaxInFlight: 10, GracefulStop: 5 * time.Second, Hold: time.Hour}
+				if tt.name == "ramp-down" {
+					cfg.Ramp = schedule.Ramp{Start: 10, Stages: []schedule.Stage{{Duration: 200 * time.Millisecond, Target: 10},
+						{Duration: time.Millisecond, Target: 5}, {Duration: 200 * time.Millisecond, Target: 5}}}
+				}
 				if tt.model == Arrival {
 					cfg.Ramp = schedule.Ramp{Start: 100, Stages: []schedule.Stage{{Duration: 100 * time.Millisecond, Target: 100}}}
 					cfg.Hold = 0
@@ -94,6 +108,9 @@ func TestRatedLoopsAsGoroutines(t *testing.T) {
 			if tt.same && (g.Requests != l.Requests || g.RequestsOffered != l.RequestsOffered) {
 				t.Errorf("written %d and offered %d by the loops, %d and %d by goroutines", l.Requests, l.RequestsOffered, g.Requests, g.RequestsOffered)
 			}
+			if !tt.same {
+				return
+			}
 			if !maps.Equal(outcomes(g.RequestOutcomes[:]), outcomes(l.RequestOutcomes[:])) {
 				t.Errorf("request outcomes: loops %v, goroutines %v (%v / %v)", l.RequestOutcomes, g.RequestOutcomes, l.Examples, g.Examples)
 			}
@@ -113,4 +130,19 @@ func outcomes(counts []uint64) map[int]bool {
 		}
 	}
 	return m
+}
+
+// closedByServer checks a run against a server that closes or resets every connection at once:
+// each connection's one request failed, and so did the connection, with EOF or ECONNRESET.
+func closedByServer(t *testing.T, tot *metrics.Snapshot) {
+	for o, n := range tot.Outcomes {
+		if n > 0 && metrics.Outcome(o) != metrics.EOF && metrics.Outcome(o) != metrics.ECONNRESET {
+			t.Errorf("connection outcomes %v (%v): want EOF or ECONNRESET", tot.Outcomes, tot.Examples)
+		}
+	}
+	// (a reset may come before the connect returns: that connection failed, and sent nothing)
+	if tot.Closed+tot.Failed != 10 || tot.Requests != tot.Closed || tot.RequestErrors() != tot.Requests {
+		t.Errorf("closed %d, failed %d, requests %d (%v): want 10 connections, each closed one's request failed",
+			tot.Closed, tot.Failed, tot.Requests, tot.RequestOutcomes)
+	}
 }
