@@ -39,8 +39,8 @@ func (s *sliceSource) Read(p []byte) (int, error) {
 // in one read, the common case, are parsed once). r is only scratch space: Parse leaves it reset
 // to nil. FirstByte and Full count from w0 to now.
 func (x *Exchange) Parse(r *Reader, data []byte, eof bool, w0 time.Time, more bool) (Result, int, error) {
-	src := sliceSource{b: data, eof: eof}
-	r.Reset(&src)
+	r.slice = sliceSource{b: data, eof: eof} // in r: no allocation per response
+	r.Reset(&r.slice)
 	defer r.Reset(nil)
 	res, err := x.Read(r, w0, func() bool { return more })
 	if errors.Is(err, ErrIncomplete) {

@@ -24,9 +24,10 @@ var errLongLine = fmt.Errorf("%w: a line longer than %d bytes", ErrTooLarge, Buf
 // bytes from the connection per response. Keep Readers in a sync.Pool and hold one only while a
 // conversation runs: Reset(conn) before the first exchange, Reset(nil) before putting it back.
 type Reader struct {
-	br  *bufio.Reader
-	src source
-	max int // the cap of the current response
+	br    *bufio.Reader
+	src   source
+	max   int         // the cap of the current response
+	slice sliceSource // Parse's bytes
 }
 
 // source meters the connection: it hands bufio at most left more bytes, then the cap's error,
