@@ -3,14 +3,12 @@ package coordinator
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/spec"
-	"github.com/portstorm/portstorm/target"
 )
 
 // portRun is the port side of a run: the preflight forecast, source-address pairs, the strategy's
@@ -24,8 +22,6 @@ type portRun struct {
 	warnings []string
 	// workers and targetProcs are the run's process layout, for the open-files forecast.
 	workers, targetProcs int
-	// tls is the built-in target's certificate, when it serves TLS.
-	tls *builtinTLS
 	// segmentOnly is set in a worker process: the coordinator already checked the whole plan, and a
 	// segment is not judged against the whole plan's demand.
 	segmentOnly bool
@@ -33,29 +29,6 @@ type portRun struct {
 
 func newPortRun(s *spec.Spec) *portRun {
 	return &portRun{s: s, host: s.Host, workers: s.Layout.Workers, targetProcs: s.Layout.Targets}
-}
-
-// close removes what the run made on disk for the built-in target.
-func (r *portRun) close() { r.tls.close() }
-
-// builtinTarget is the built-in target's configuration from the spec, with its certificate made
-// for this run when it serves TLS.
-func (r *portRun) builtinTarget() (target.Config, error) {
-	t := r.s.Target
-	cfg := t.Config
-	cfg.Listen = slices.Clone(cfg.Listen)
-	if t.TLS {
-		var err error
-		if r.tls == nil {
-			if r.tls, err = newBuiltinTLS(t.Address); err != nil {
-				return target.Config{}, fmt.Errorf("%w: %w", ErrCannotRun, err)
-			}
-		}
-		if cfg.TLS, err = target.TLSConfig(r.tls.certPEM, r.tls.keyPEM); err != nil {
-			return target.Config{}, fmt.Errorf("%w: %w", ErrCannotRun, err)
-		}
-	}
-	return cfg, nil
 }
 
 // setup checks the plan against the host (refusing what cannot be carried out), pairs every

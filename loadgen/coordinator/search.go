@@ -154,10 +154,9 @@ func (r *searchRun) Probe(ctx context.Context, p search.Probe) search.Outcome {
 }
 
 func (r *searchRun) run(ctx context.Context, p search.Probe, sub string, rec *report.SearchProbe) search.Outcome {
-	pp := spec.ProbePlan(r.s.Plan, p.Level, p.Duration, r.s.Name)
-	ps, err := Compile(pp, r.o.Run.Env)
+	ps, err := r.s.Probe(p.Level, p.Duration, Facts(r.o.Run.Env))
 	if err != nil {
-		rec.Error = err.Error()
+		rec.Error = fmt.Errorf("%w: %w", ErrInvalid, err).Error()
 		return search.Broken
 	}
 	o := r.o.Run

@@ -41,7 +41,7 @@ func TestBuiltinHeaderTimeout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := &plan.Plan{Target: plan.Target{Builtin: &plan.Builtin{Mode: "http", Listeners: 1, HeaderTimeout: tt.set}},
 				Source: plan.Source{Ports: plan.Ports{Strategy: "kernel"}}, Connection: plan.Connection{Close: "fin"}}
-			cfg, err := newPortRun(compile(t, p)).builtinTarget()
+			cfg, err := (&builtin{}).config(compile(t, p).Target)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,7 +105,7 @@ func TestCompileReadsInjectedEnv(t *testing.T) {
 		{"none", []string{"A=1"}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := Compile(p, tt.env)
+			s, err := spec.Compile(p, Facts(tt.env))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,7 +134,7 @@ func TestWorkerSpec(t *testing.T) {
 	dsts := []dial.Destination{dial.NewDestination(netip.MustParseAddrPort("127.0.0.1:7000"))}
 	cert := []byte("the built-in target's certificate")
 	for i, want := range []dial.Window{{Lo: 40000, Hi: 40499}, {Lo: 40500, Hi: 40999}} {
-		ws, err := workerSpec(s, i, 2, dsts, cert)
+		ws, err := s.Segment(i, 2, destinations(dsts), cert)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/engine"
+	"github.com/portstorm/portstorm/loadgen/isolate"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/proto"
@@ -76,8 +77,12 @@ type Spec struct {
 	// Target is never sent to a worker: the built-in target runs in the coordinator's processes.
 	Target *Target `json:"-"`
 	// Search is the plan's search: section (nil for a plan that is run); each probe is a spec of
-	// its own (ProbePlan).
+	// its own (Probe).
 	Search *Search `json:"-"`
+	// Isolate is isolate: true (or --netns): the run goes into a private network namespace with
+	// these sysctls of its own (netns:); nil runs in the namespace portstorm was started in. A
+	// worker never isolates again.
+	Isolate *isolate.Sysctls `json:"-"`
 }
 
 // MaxFile is the largest spec file read (a worker's segment): the plan's payload is at most a few
@@ -282,6 +287,13 @@ func Compile(p *plan.Plan, f Facts) (*Spec, error) {
 	if p.Search != nil {
 		if s.Search, err = compileSearch(p); err != nil {
 			fail("", err)
+		}
+	}
+	if p.Isolate {
+		s.Isolate = &isolate.Sysctls{}
+		if n := p.Netns; n != nil {
+			s.Isolate = &isolate.Sysctls{PortRange: n.PortRange, TWReuse: n.TWReuse, MaxTWBuckets: n.MaxTWBuckets,
+				TWReuseDelayMS: int(n.TWReuseDelay.D().Milliseconds())}
 		}
 	}
 	s.Layout = PlanLayout(p, f.Host, f.ProcsSet)
