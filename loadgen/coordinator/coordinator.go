@@ -204,23 +204,21 @@ func runEngine(ctx context.Context, s *spec.Spec, dsts []dial.Destination, pr *p
 		return nil, err
 	}
 	return &ended{Start: r.Start, End: r.End, Interrupted: r.Interrupted, Aborted: r.Aborted, Total: r.Total,
-		Unreachable: unreachable(r.Unreachable).summary(r.Start)}, err
+		Unreachable: unreachableSummary(unreachable(r.Unreachable), r.Start)}, err
 }
 
-// unreachableErr is a give-up on an unreachable target, from the engine or a worker's last word.
-type unreachableErr shard.Unreachable
-
 // unreachable carries the engine's give-up as a worker's last word does.
-func unreachable(u *engine.Unreachable) *unreachableErr {
+func unreachable(u *engine.Unreachable) *shard.Unreachable {
 	if u == nil {
 		return nil
 	}
-	return &unreachableErr{First: u.First, At: u.At, Failed: u.Failures, Destination: u.Destination,
+	return &shard.Unreachable{First: u.First, At: u.At, Failed: u.Failures, Destination: u.Destination,
 		Outcome: metrics.Classify(u.Err).String(), Error: u.Err.Error()}
 }
 
-// summary is the give-up as summary.json's unreachable, its times from the run's start.
-func (u *unreachableErr) summary(start time.Time) *report.Unreachable {
+// unreachableSummary is a give-up (the engine's, or a worker's last word) as summary.json's
+// unreachable, its times from the run's start.
+func unreachableSummary(u *shard.Unreachable, start time.Time) *report.Unreachable {
 	if u == nil {
 		return nil
 	}

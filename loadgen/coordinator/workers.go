@@ -70,7 +70,7 @@ func runWorkers(ctx context.Context, s *spec.Spec, o Options, n, procs int, dsts
 		return nil, err
 	}
 	out := &ended{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted,
-		Total: res.Total, Failures: res.Failures, Unreachable: (*unreachableErr)(res.Unreachable).summary(res.Start)}
+		Total: res.Total, Failures: res.Failures, Unreachable: unreachableSummary(res.Unreachable, res.Start)}
 	// Workers own disjoint source addresses (or port windows): their port reports stay apart, one
 	// per worker, as distributed segments' stay per host.
 	for _, wp := range res.Ports {
@@ -151,5 +151,5 @@ func runWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o Worker
 		return fmt.Errorf("writing snapshots to the coordinator: %w", werr)
 	}
 	return w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted, Ports: pr.report(),
-		Unreachable: (*shard.Unreachable)(unreachable(res.Unreachable))})
+		Unreachable: unreachable(res.Unreachable)})
 }

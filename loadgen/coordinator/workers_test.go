@@ -2,16 +2,11 @@ package coordinator
 
 import (
 	"encoding/json"
-	"net/netip"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/portstorm/portstorm/loadgen/dial"
-	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/plan"
-	"github.com/portstorm/portstorm/loadgen/proto"
 	"github.com/portstorm/portstorm/loadgen/spec"
 	"github.com/portstorm/portstorm/target"
 )
@@ -113,50 +108,5 @@ func TestCompileReadsInjectedEnv(t *testing.T) {
 				t.Errorf("layout %+v: cores shared %v, want %v", s.Layout, got, tt.shared)
 			}
 		})
-	}
-}
-
-// TestWorkerSpec: a worker's segment of the spec, as it travels (a JSON file), keeps the typed
-// values compiled from the plan, its own cut of the port window, the resolved destinations, and
-// trusts the built-in target's certificate; it never starts a target of its own.
-func TestWorkerSpec(t *testing.T) {
-	p := &plan.Plan{Version: 1, Name: "w",
-		Target:     plan.Target{Builtin: &plan.Builtin{Mode: "http", TLS: true}},
-		Source:     plan.Source{Ports: plan.Ports{Strategy: "range", Range: "40000-40999"}},
-		Connection: plan.Connection{Close: "half", Send: &plan.Send{Protocol: "http", Count: 2, HTTP: &plan.HTTPRequest{Method: "GET", Path: "/"}}},
-		Load:       plan.Load{Model: "arrival", Stages: []plan.Stage{{Duration: plan.Duration(time.Second), Target: 10}}},
-	}
-	p.Defaults()
-	if errs := p.Validate(); len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	s := compile(t, p)
-	dsts := []dial.Destination{dial.NewDestination(netip.MustParseAddrPort("127.0.0.1:7000"))}
-	cert := []byte("the built-in target's certificate")
-	for i, want := range []dial.Window{{Lo: 40000, Hi: 40499}, {Lo: 40500, Hi: 40999}} {
-		ws, err := s.Segment(i, 2, destinations(dsts), cert)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := filepath.Join(t.TempDir(), "segment.json")
-		if err := ws.Write(f); err != nil {
-			t.Fatal(err)
-		}
-		got, err := spec.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Close != dial.CloseHalf || got.Model != engine.Arrival || got.Strategy != dial.StrategyRange || got.Window != want {
-			t.Errorf("segment %d: close %v, model %v, strategy %v, window %v; want half, arrival, range, %v", i, got.Close, got.Model, got.Strategy, got.Window, want)
-		}
-		if got.Target != nil || got.Layout.Workers != 1 || !slices.Equal(got.Addresses, []string{"127.0.0.1:7000"}) {
-			t.Errorf("segment %d: target %v, layout %+v, addresses %v", i, got.Target, got.Layout, got.Addresses)
-		}
-		if got.TLS == nil || got.TLS.Builtin || string(got.TLS.CAPEM) != string(cert) {
-			t.Errorf("segment %d: TLS %+v, want the built-in certificate as its CA", i, got.TLS)
-		}
-		if got.Send == nil || got.Send.Exchange.Protocol != proto.HTTP || got.Send.Count != 2 || got.Ramp.Total() != time.Second {
-			t.Errorf("segment %d: send %+v, ramp %+v", i, got.Send, got.Ramp)
-		}
 	}
 }
