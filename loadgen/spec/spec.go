@@ -39,7 +39,8 @@ type Facts struct {
 }
 
 // Spec is a compiled plan. Plan is kept for what is written as the plan (summary.json's plan, a
-// contract) and for the preflight's forecast; nothing decides from its strings.
+// contract) and for the packages that take a plan (the preflight's forecast, the gate's
+// thresholds and baseline); nothing decides from its strings.
 type Spec struct {
 	Plan *plan.Plan
 	Host preflight.Host
