@@ -27,10 +27,9 @@ import (
 )
 
 // ErrInvalid wraps problems with the plan or flags found before any connection (exit code 2).
+// Any other error of Run, RunSegment and Merge (but ErrInterrupted and ErrShards) is a run that
+// could not be carried out (exit code 3).
 var ErrInvalid = errors.New("invalid plan or flags")
-
-// ErrCannotRun wraps problems that stop a valid plan from running (exit code 3).
-var ErrCannotRun = errors.New("the run could not be carried out")
 
 // ErrInterrupted is a run cancelled before it began (exit code 130): while the plan was being set
 // up (preflight, the built-in target, the results folder), so nothing was measured or written;
@@ -137,7 +136,7 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 		fmt.Fprintf(o.Stderr, "portstorm: %s\n", lay.Why)
 		if o.Exe == "" {
 			if o.Exe, err = os.Executable(); err != nil {
-				return nil, fmt.Errorf("%w: finding portstorm's executable for worker processes: %w", ErrCannotRun, err)
+				return nil, fmt.Errorf("finding portstorm's executable for worker processes: %w", err)
 			}
 		}
 	}
@@ -167,13 +166,13 @@ func execRun(ctx context.Context, r *runner) (*ended, error) {
 		})
 	}
 	if err != nil && res == nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return nil, err
 	}
 	if err == nil {
 		err = r.col.err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: merging measurements: %w", ErrCannotRun, err)
+		return nil, fmt.Errorf("merging measurements: %w", err)
 	}
 	// A threshold's stop cancels the run's context, which the engine reports as an interruption,
 	// and a worker giving up on an unreachable target stops the others as a signal would; only a
@@ -244,7 +243,7 @@ func engineConfig(s *spec.Spec, dsts []dial.Destination, pr *portRun, cert []byt
 		return engine.Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if cfg.TLS, err = s.TLS.Configs(dsts, cert); err != nil {
-		return engine.Config{}, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return engine.Config{}, err
 	}
 	return cfg, nil
 }

@@ -61,11 +61,11 @@ func (r *portRun) setup(dsts []dial.Destination, override dial.Dialer) ([]dial.D
 // the kernel binds inside the window.
 func (r *portRun) checkHost() error {
 	if err := preflight.CheckSources(r.s.Sources); err != nil {
-		return fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return err
 	}
 	if r.s.Strategy == dial.StrategyRange {
 		if err := preflight.ProbePortRange(r.s.Window.Lo, r.s.Window.Hi); err != nil {
-			return fmt.Errorf("%w: %w", ErrCannotRun, err)
+			return err
 		}
 	}
 	return nil
@@ -94,7 +94,7 @@ func (r *portRun) preflight(dsts []dial.Destination) (*preflight.Forecast, error
 		var b strings.Builder
 		f.WriteText(&b, s.Name)
 		return nil, &Refused{Forecast: f,
-			err: fmt.Errorf("%w: the preflight refuses the plan (portstorm doctor shows the same):%s", ErrCannotRun, indent(b.String()))}
+			err: fmt.Errorf("the preflight refuses the plan (portstorm doctor shows the same):%s", indent(b.String()))}
 	}
 	r.warnings = append(r.warnings, f.Warnings...)
 	return f, nil

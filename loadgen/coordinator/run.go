@@ -153,7 +153,7 @@ func (r *runner) resolve(ctx context.Context) error {
 	var err error
 	if r.tgt != nil {
 		if r.dsts, err = dial.Resolve(ctx, nil, r.tgt.addrs, false); err != nil {
-			return beforeRun(ctx, fmt.Errorf("%w: %w", ErrCannotRun, err))
+			return beforeRun(ctx, err)
 		}
 		return nil
 	}
@@ -257,7 +257,7 @@ func (r *runner) summarise(res *ended) (*report.Summary, error) {
 		Target: res.Target, Ports: portReport, PacingFloor: res.PacingFloor,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return nil, err
 	}
 	sum.Stopped = r.col.stopped
 	sum.Unreachable = res.Unreachable
@@ -307,14 +307,14 @@ func startBuiltin(ctx context.Context, t *spec.Target, n, procs int, o Options) 
 	if n > 0 {
 		if b.procs, err = startTargetProcs(ctx, o.Exe, cfg, b.tls, n, procs, o.Env, o.Stderr); err != nil {
 			b.close()
-			return nil, beforeRun(ctx, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err))
+			return nil, beforeRun(ctx, fmt.Errorf("starting the built-in target: %w", err))
 		}
 		b.addrs = b.procs.addrs
 		return b, nil
 	}
 	if b.srv, err = target.Start(context.Background(), cfg); err != nil {
 		b.close()
-		return nil, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err)
+		return nil, fmt.Errorf("starting the built-in target: %w", err)
 	}
 	b.addrs = b.srv.Addrs()
 	return b, nil
@@ -330,10 +330,10 @@ func (b *builtin) config(t *spec.Target) (target.Config, error) {
 	}
 	var err error
 	if b.tls, err = newBuiltinTLS(t.Address); err != nil {
-		return target.Config{}, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return target.Config{}, err
 	}
 	if cfg.TLS, err = target.TLSConfig(b.tls.certPEM, b.tls.keyPEM); err != nil {
-		return target.Config{}, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return target.Config{}, err
 	}
 	return cfg, nil
 }

@@ -135,14 +135,14 @@ func (sg *segmentRun) exec(ctx context.Context, r *runner) (*ended, error) {
 			sg.info.Start, sg.info.End = res.Start, res.End
 		}
 		writeInfo(r.o.OutDir, sg.info)
-		return nil, fmt.Errorf("%w: segment %s: %w", ErrCannotRun, sg.info.Segment, err)
+		return nil, fmt.Errorf("segment %s: %w", sg.info.Segment, err)
 	}
 	sg.info.Start, sg.info.End, sg.info.Interrupted, sg.info.Aborted = res.Start, res.End, res.Interrupted, res.Aborted
 	if err := w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted}); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return nil, err
 	}
 	if err := sg.snaps.Sync(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return nil, err
 	}
 	res.Segments, res.PacingFloor = 1, floor
 	return res, nil
@@ -158,7 +158,7 @@ func (sg *segmentRun) finish(r *runner, _ *ended, sum *report.Summary) {
 // for it).
 func (sg *segmentRun) written(out *Outcome) error {
 	if err := writeInfo(out.Dir, sg.info); err != nil {
-		return fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return err
 	}
 	return nil
 }
