@@ -45,6 +45,11 @@ type runner struct {
 	local bool
 	// targetProcs are the built-in target's processes (0: it runs in this process).
 	targetProcs int
+	// segmentOnly: this process runs one segment of a run (RunSegment, a worker process): the
+	// whole plan's demand is not this host's, so the preflight warns but does not refuse.
+	segmentOnly bool
+	// workers, when set, is the process count the preflight judges open files by (a worker's N).
+	workers int
 	// cut is RunSegment's: this process runs the spec's cut for its segment, known once the
 	// destinations are (spec.Segment).
 	cut func(dsts []dial.Destination, cert []byte) (*spec.Spec, error)
@@ -181,9 +186,9 @@ func (r *runner) setUp(ctx context.Context) error {
 		r.s = s
 	}
 	r.pr = newPortRun(r.s)
-	if r.cut != nil {
-		// The whole plan's demand is not this host's: the preflight warns but does not refuse.
-		r.pr.segmentOnly = true
+	r.pr.segmentOnly = r.segmentOnly
+	if r.workers > 0 {
+		r.pr.workers = r.workers
 	}
 	var err error
 	if r.pairs, err = r.pr.setup(r.dsts, r.o.Dialer); err != nil {

@@ -77,7 +77,7 @@ func RunSegment(ctx context.Context, whole *spec.Spec, seg schedule.Segment, o S
 		info: shard.Info{Schema: shard.InfoSchema, PlanHash: hash, Segment: fmt.Sprintf("%d/%d", seg.Index, seg.Count),
 			Index: seg.Index, Count: seg.Count, Host: o.Host}}
 	r := &runner{s: whole, o: Options{OutDir: o.OutDir, AllowRemote: o.AllowRemote, Abort: o.Abort, Progress: o.Progress,
-		Dialer: o.Dialer, Stderr: o.Stderr}, local: true, start: start,
+		Dialer: o.Dialer, Stderr: o.Stderr}, local: true, segmentOnly: true, start: start,
 		cut: func(dsts []dial.Destination, cert []byte) (*spec.Spec, error) {
 			return whole.Segment(seg.Index, seg.Count, destinations(dsts), cert)
 		},

@@ -114,16 +114,17 @@ func runWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o Worker
 	if s.Target != nil {
 		return fmt.Errorf("%w: a worker's spec names its destinations (target.addresses)", ErrInvalid)
 	}
-	dsts, err := dial.Resolve(ctx, nil, s.Addresses, s.AllowRemote && o.AllowRemote)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	pr := newPortRun(s)
-	pr.workers, pr.targetProcs, pr.segmentOnly = seg.Count, 0, true
-	if dsts, err = pr.setup(dsts, nil); err != nil {
+	// The skeleton's steps up to the execution (runner): no outputs, no summary; the coordinator
+	// writes them.
+	r := &runner{s: s, o: Options{AllowRemote: o.AllowRemote}, local: true, segmentOnly: true, workers: seg.Count}
+	if err := r.resolve(ctx); err != nil {
 		return err
 	}
-	cfg, err := engineConfig(s, dsts, pr, nil)
+	if err := r.setUp(ctx); err != nil {
+		return err
+	}
+	pr := r.pr
+	cfg, err := engineConfig(s, r.pairs, pr, nil)
 	if err != nil {
 		return err
 	}

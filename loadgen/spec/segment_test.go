@@ -48,6 +48,19 @@ func TestHash(t *testing.T) {
 	big.Load.Stages[0].Target = 50000 // several worker processes on a host of 1000 descriptors
 	changed := base()
 	changed.Connection.Close = "rst"
+	// Every example plan survives the trip through a file: what merge reads is the run hashed.
+	files, err := filepath.Glob("../../configs/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		p, err := plan.LoadFile(f, plan.Overrides{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Defaults()
+		hash(p, host, false)
+	}
 	for _, tt := range []struct {
 		name string
 		a, b string
