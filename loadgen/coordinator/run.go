@@ -82,8 +82,8 @@ type runner struct {
 }
 
 // ended is how a run ended, whichever way it was executed: the engine in this process, worker
-// processes, or a distributed run's segments merged. Times are absolute; the summary's are from
-// Start.
+// processes, or a distributed run's segments merged. Start and End are instants; the give-up's
+// and the failures' times are already from Start, as the summary has them.
 type ended struct {
 	Start, End  time.Time
 	Interrupted bool
