@@ -121,10 +121,6 @@ type Outcome struct {
 // may hold (or load.workers says so), it runs as worker processes, each one segment of the spec,
 // and the built-in target as several processes sharing its listeners.
 func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
-	verdict, err := gate.Compile(s.Plan)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
 	lay := s.Layout
 	if o.Dialer != nil && lay.Workers > 1 {
 		return nil, fmt.Errorf("%w: a test dialer cannot run in worker processes (load.workers: 1)", ErrInvalid)
@@ -135,6 +131,7 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 	if lay.Workers > 1 || lay.Targets > 0 {
 		fmt.Fprintf(o.Stderr, "portstorm: %s\n", lay.Why)
 		if o.Exe == "" {
+			var err error
 			if o.Exe, err = os.Executable(); err != nil {
 				return nil, fmt.Errorf("finding portstorm's executable for worker processes: %w", err)
 			}
@@ -143,7 +140,7 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 	if o.OutDir == "" {
 		o.OutDir = filepath.Join(s.OutputDir, s.Name+"-"+time.Now().UTC().Format("20060102T150405Z"))
 	}
-	r := &runner{s: s, verdict: verdict, o: o, local: true, targetProcs: lay.Targets, judge: true,
+	r := &runner{s: s, o: o, local: true, targetProcs: lay.Targets, judge: true,
 		exec: execRun, finish: finishRun}
 	return r.do(ctx)
 }

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/shard"
 	"github.com/portstorm/portstorm/loadgen/spec"
@@ -79,10 +78,6 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 	if hash, err := s.Hash(); err != nil || hash != rs[0].Info.PlanHash {
 		return nil, fmt.Errorf("%w: %s does not match the plan hash in %s", ErrShards, SpecFile, rs[0].Dir)
 	}
-	verdict, err := gate.Compile(s.Plan)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
 	// The segments' own summaries carry what snapshots do not: the host and the port reports.
 	m := &mergeRun{rs: rs, sums: make([]*report.Summary, len(rs))}
 	for i, r := range rs {
@@ -101,7 +96,7 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 		pr.host = m.sums[0].Host
 	}
 	// Nothing runs here: the segments did (no target, no destinations, no set-up).
-	r := &runner{s: s, verdict: verdict, o: Options{OutDir: outDir}, pr: pr, start: start, judge: true,
+	r := &runner{s: s, o: Options{OutDir: outDir}, pr: pr, start: start, judge: true,
 		exec: m.exec, finish: m.finish}
 	return r.do(context.Background())
 }

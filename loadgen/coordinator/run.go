@@ -22,8 +22,8 @@ import (
 //  1. startTarget: the built-in target, when the spec has one (in this process, or as target
 //     processes of their own);
 //  2. resolve: the destinations (the built-in target's addresses, or the spec's);
-//  3. setUp: the segment's cut of the spec (RunSegment), the preflight, source addresses, the
-//     dialer and the port observatory;
+//  3. setUp: the segment's cut of the spec (RunSegment), the gate, the preflight, source
+//     addresses, the dialer and the port observatory;
 //  4. open: the results folder and what is written while the run goes on;
 //  5. execute: the load (the engine in this process, worker processes) or the segments' snapshots
 //     merged, every interval snapshot through one collector;
@@ -31,16 +31,15 @@ import (
 //     verdict;
 //  7. write: the result files.
 //
-// Merge runs nothing here, so steps 1 to 3 find nothing to do (its spec is read from a shard
-// folder: no built-in target, and local is false).
+// Merge runs nothing here, so steps 1 to 3 find little to do (its spec is read from a shard
+// folder: no built-in target; local is false, so nothing is resolved or set up but the gate).
 type runner struct {
 	// The configuration, set by the verb.
 
 	// s is the spec this process carries out: the whole run's (Run, Merge), or the segment's once
 	// setUp has cut it (RunSegment).
-	s       *spec.Spec
-	verdict *gate.Gate
-	o       Options
+	s *spec.Spec
+	o Options
 	// local says connections start here (steps 2 and 3); Merge's were made by its segments.
 	local bool
 	// targetProcs are the built-in target's processes (0: it runs in this process).
@@ -72,6 +71,7 @@ type runner struct {
 	// signalled says the caller's context was cancelled (a signal), as opposed to a stop of the
 	// run's own (a threshold, a target process that died).
 	signalled func() bool
+	verdict   *gate.Gate // the thresholds and the baseline (setUp)
 	tgt       *builtin
 	dsts      []dial.Destination // resolved: where connections go
 	// pairs are dsts paired with the source addresses (setUp): what the engine dials.
@@ -168,29 +168,29 @@ func (r *runner) resolve(ctx context.Context) error {
 	return nil
 }
 
-// setUp cuts the segment's spec (RunSegment), checks the spec against the host and prepares the
-// port side (portRun.setup). A signal that came meanwhile ends the run before it begins.
+// setUp cuts the segment's spec (RunSegment), compiles the gate (the thresholds and the
+// baseline: a segment's cut has none), checks the spec against the host and prepares the port
+// side (portRun.setup). A signal that came meanwhile ends the run before it begins.
 func (r *runner) setUp(ctx context.Context) error {
-	if !r.local {
-		return beforeRun(ctx, nil)
-	}
-	if r.cut != nil {
+	if r.local && r.cut != nil {
 		s, err := r.cut(r.dsts, r.tgt.cert())
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
-		// A segment's gate judges nothing: the cut dropped thresholds and baseline.
-		if r.verdict, err = gate.Compile(s.Plan); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
 		r.s = s
+	}
+	var err error
+	if r.verdict, err = gate.Compile(r.s.Plan); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if !r.local {
+		return beforeRun(ctx, nil)
 	}
 	r.pr = newPortRun(r.s)
 	r.pr.segmentOnly = r.segmentOnly
 	if r.workers > 0 {
 		r.pr.workers = r.workers
 	}
-	var err error
 	if r.pairs, err = r.pr.setup(r.dsts, r.o.Dialer); err != nil {
 		return beforeRun(ctx, err)
 	}
