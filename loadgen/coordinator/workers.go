@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/dial"
@@ -18,12 +17,15 @@ import (
 	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
-// procsEnv is env with GOMAXPROCS set to n (env unchanged when n is 0).
+// procsEnv is the environment of a worker or target process: env (the one portstorm was given,
+// Options.Env) with GOMAXPROCS set to n (0: not set). Never nil: a process started with a nil
+// environment would inherit this process's own, which the coordinator does not read.
 func procsEnv(env []string, n int) []string {
-	if n <= 0 {
-		return env
+	out := append([]string{}, env...)
+	if n > 0 {
+		out = append(out, fmt.Sprintf("GOMAXPROCS=%d", n))
 	}
-	return append(slices.Clone(env), fmt.Sprintf("GOMAXPROCS=%d", n))
+	return out
 }
 
 // destinations are dsts as addresses, as a segment's spec names them.

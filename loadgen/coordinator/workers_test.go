@@ -16,6 +16,10 @@ func TestProcsEnv(t *testing.T) {
 	if got := procsEnv(env, 0); len(got) != 1 {
 		t.Errorf("procsEnv(env, 0) = %v, want env unchanged", got)
 	}
+	// No environment given: the processes get none, not this process's own (exec.Cmd's nil Env).
+	if got := procsEnv(nil, 0); got == nil || len(got) != 0 {
+		t.Errorf("procsEnv(nil, 0) = %#v, want an empty environment", got)
+	}
 	got := procsEnv(env, 3)
 	if len(got) != 2 || got[1] != "GOMAXPROCS=3" || len(env) != 1 {
 		t.Errorf("procsEnv(env, 3) = %v (env now %v), want GOMAXPROCS=3 appended to a copy", got, env)
