@@ -30,7 +30,7 @@ import (
 //
 // A loop parks in Go's poller, not in epoll_wait (its epoll set is registered there, as the target's
 // loops do, target/loop_linux.go): its timer is the set's read deadline, and other goroutines wake it
-// through an eventfd in the set. Each connection's wake time (its next intended request, its hold's
+// by setting that deadline in the past (kick). Each connection's wake time (its next intended request, its hold's
 // end, its oldest request's I/O deadline) is kept in a heap; the stop, the hard stop and ramp-downs
 // are looked for every loopSweep.
 
@@ -55,8 +55,7 @@ type rloop struct {
 	epfd   int
 	ep     *os.File
 	rc     syscall.RawConn
-	evfd   int
-	kicked atomic.Bool // an eventfd write is pending: kicks coalesce
+	kicked atomic.Bool // a wake-up is pending: kicks coalesce
 	quit   atomic.Bool
 
 	mu    sync.Mutex
@@ -163,7 +162,6 @@ func (e *engine) stopLoops() {
 func (ls *rloops) close() {
 	for _, l := range ls.ls {
 		l.ep.Close()
-		unix.Close(l.evfd)
 	}
 }
 
@@ -182,18 +180,7 @@ func newRLoop(e *engine) (*rloop, error) {
 		ep.Close()
 		return nil, err
 	}
-	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		ep.Close()
-		return nil, err
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(evfd)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
-		ep.Close()
-		unix.Close(evfd)
-		return nil, err
-	}
-	return &rloop{e: e, epfd: epfd, ep: ep, rc: rc, evfd: evfd, conns: make(map[int32]*rconn),
+	return &rloop{e: e, epfd: epfd, ep: ep, rc: rc, conns: make(map[int32]*rconn),
 		buf: make([]byte, 64<<10), r: proto.NewReader(), evs: make([]unix.EpollEvent, 256)}, nil
 }
 
@@ -254,10 +241,14 @@ func (l *rloop) ready(c *rconn) {
 	l.kick()
 }
 
+// kick wakes the loop: a read deadline in the past ends its wait in Go's poller at once. Within
+// the runtime, with no system call, as a channel send wakes a goroutine (an eventfd write, tried
+// first, woke the loop only when a thread polled the network: with the dispatcher's thread asleep
+// in the kernel between requests, up to sysmon's 10 ms later). The loop looks at kicked before it
+// parks, and sets its own deadline before that look, so no kick is lost to it.
 func (l *rloop) kick() {
 	if l.kicked.CompareAndSwap(false, true) {
-		one := [8]byte{1}
-		unix.Write(l.evfd, one[:])
+		l.ep.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -270,6 +261,9 @@ func (l *rloop) run() {
 		}
 	}()
 	harvest := func(fd uintptr) bool {
+		if l.kicked.Load() {
+			return true // the inbox first
+		}
 		n, err := unix.EpollWait(int(fd), l.evs, 0)
 		if err != nil || n <= 0 {
 			return false // nothing ready: park in the poller until the set is readable or the deadline
@@ -279,6 +273,9 @@ func (l *rloop) run() {
 	}
 	for {
 		now := time.Now()
+		if l.kicked.Swap(false) {
+			l.takeInbox(now)
+		}
 		l.timers(now)
 		if l.quit.Load() && len(l.conns) == 0 {
 			l.mu.Lock()
@@ -303,13 +300,6 @@ func (l *rloop) run() {
 func (l *rloop) events(evs []unix.EpollEvent) {
 	now := time.Now()
 	for _, ev := range evs {
-		if int(ev.Fd) == l.evfd {
-			var b [8]byte
-			unix.Read(l.evfd, b[:])
-			l.kicked.Store(false)
-			l.takeInbox(now)
-			continue
-		}
 		c := l.conns[ev.Fd]
 		if c == nil || c.over {
 			continue
