@@ -196,9 +196,12 @@ type engine struct {
 
 	exchange *proto.Exchange
 	readers  sync.Pool
-	dispatch dispatcher // total rate
-	limiter  ratelimit.Limiter
-	wg       sync.WaitGroup
+	// websocket: every connection is upgraded after connect (and TLS), and closes with the
+	// closing handshake (websocket.go).
+	websocket bool
+	dispatch  dispatcher // total rate
+	limiter   ratelimit.Limiter
+	wg        sync.WaitGroup
 }
 
 // Run runs the shard until its schedule ends or ctx is cancelled, then drains, and returns the
@@ -730,6 +733,11 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 	if e.cfg.TLS != nil {
 		conn, err = e.handshake(conn, e.cfg.TLS[di], sh)
 	}
+	upgraded := false
+	if err == nil && e.websocket {
+		conn, err = e.upgrade(conn)
+		upgraded = err == nil
+	}
 	if err == nil && e.cfg.Send != nil {
 		stop := context.AfterFunc(e.hardCtx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 		if e.cfg.Send.windowed() {
@@ -739,7 +747,8 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 		}
 		stop()
 	}
-	h := &held{conn: conn, bare: bare, dst: uint32(di), port: local.Port(), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
+	h := &held{conn: conn, bare: bare, dst: uint32(di), port: local.Port(), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close,
+		websocket: upgraded}
 	if err == errCut {
 		// The conversation ended early, so a target that closes after the last answer (the server
 		// side of close: server) will not: the client closes instead of waiting for its FIN.

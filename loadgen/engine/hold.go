@@ -28,6 +28,7 @@ type held struct {
 	closeMode dial.CloseMode
 	port      uint16 // local port (0: not known), read once when the connection opened
 	state     uint8  // heldNew, heldQueued or heldTaken; under parkMu
+	websocket bool   // upgraded: it ends with the closing handshake
 	pc        ports.Conn
 	sh        *metrics.Shard
 	s         *slot
@@ -41,6 +42,9 @@ type held struct {
 // finish closes a connection in its close mode (RST once the hard stop came) and records its end;
 // err is what ended its conversation, if anything did.
 func (e *engine) finish(h *held, err error) {
+	if h.websocket && err == nil && e.hardCtx.Err() == nil {
+		err = e.closeWebSocket(h)
+	}
 	conn, closeMode := h.conn, h.closeMode
 	dst := e.cfg.Destinations[h.dst]
 	hard := e.hardCtx.Err() != nil

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -158,6 +159,9 @@ func (s *Send) Engine(defaultHost string) (*engine.Send, error) {
 	ps := s.Exchange
 	if ps.Protocol == proto.HTTP && ps.HTTP.Host == "" {
 		ps.HTTP.Host = defaultHost
+	}
+	if ps.Protocol == proto.WebSocket && ps.WebSocket.Host == "" {
+		ps.WebSocket.Host = defaultHost
 	}
 	x, err := proto.Compile(ps)
 	if err != nil {
@@ -338,6 +342,33 @@ func compileSend(p *plan.Plan) (*Send, error) {
 	case "redis":
 		ps.Protocol = proto.Redis
 		ps.Redis = proto.RedisSpec{Command: s.Redis.Command, Expect: s.Redis.Reply}
+	case "websocket":
+		payload, err := s.Payload()
+		if err != nil {
+			return nil, err
+		}
+		if payload == nil {
+			payload = textPayload(int(s.Bytes))
+		}
+		w := s.WebSocket
+		if w == nil {
+			w = &plan.WebSocket{}
+		}
+		ps.Protocol, ps.Payload = proto.WebSocket, payload
+		ps.WebSocket = proto.WebSocketSpec{Path: w.Path, Host: w.Host, Subprotocol: w.Subprotocol, Binary: w.Message == "binary"}
+		if ps.WebSocket.Host == "" && len(p.Target.Addresses) > 0 {
+			ps.WebSocket.Host = p.Target.Addresses[0]
+		}
+		for _, hd := range w.Headers {
+			name, value, _ := strings.Cut(hd, ":")
+			ps.WebSocket.Headers = append(ps.WebSocket.Headers, proto.Header{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)})
+		}
+		switch s.Expect {
+		case "echo":
+			ps.Expect, ps.WebSocket.Echo = payload, true
+		case "reply":
+			ps.Expect = []byte(s.Reply)
+		}
 	default:
 		payload, err := s.Payload()
 		if err != nil {
@@ -361,11 +392,26 @@ func compileSend(p *plan.Plan) (*Send, error) {
 	if probe.Protocol == proto.HTTP && probe.HTTP.Host == "" {
 		probe.HTTP.Host = "localhost"
 	}
+	if probe.Protocol == proto.WebSocket && probe.WebSocket.Host == "" {
+		probe.WebSocket.Host = "localhost"
+	}
 	if _, err := proto.Compile(probe); err != nil {
 		return nil, fmt.Errorf("connection.send: %w", err)
 	}
 	out.Exchange = ps
 	return out, nil
+}
+
+// textPayload is n random letters and digits: a generated websocket message, valid as text (a
+// text message must be UTF-8, which random bytes are not) and, random, proof that an echo
+// returned these bytes and not any.
+func textPayload(n int) []byte {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[rand.IntN(len(alphabet))]
+	}
+	return b
 }
 
 // compileTLS: the server name defaults to the target's host name when the plan names one target by
