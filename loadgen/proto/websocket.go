@@ -217,7 +217,7 @@ func (e *wsExchange) readMessage(r *Reader, want []byte) (verdict, err error) {
 	for {
 		h, err := ws.ReadHeaderBuffer(r.br, hb[:])
 		if err != nil {
-			return nil, wsReadError(err)
+			return nil, unexpected(wsReadError(err))
 		}
 		if err := checkHeader(h); err != nil {
 			return nil, err
@@ -323,14 +323,14 @@ func writeControl(w io.Writer, op ws.OpCode, p []byte) (int, error) {
 	return w.Write(b[:6+n])
 }
 
-// wsReadError is the error of a frame header that could not be read: the end of the stream inside
-// a message is io.ErrUnexpectedEOF, gobwas/ws's length errors ErrMalformed.
+// wsReadError is the error of a frame header that could not be read: gobwas/ws's length errors
+// are ErrMalformed, the connection's pass unchanged.
 func wsReadError(err error) error {
 	switch {
 	case errors.Is(err, ws.ErrHeaderLengthMSB), errors.Is(err, ws.ErrHeaderLengthUnexpected):
 		return fmt.Errorf("%w: websocket frame header: %v", ErrMalformed, err)
 	}
-	return unexpected(err)
+	return err
 }
 
 func opName(op ws.OpCode) string {
