@@ -297,6 +297,9 @@ func (c *checker) connection() {
 	if s.Redis != nil && protocol != "redis" {
 		c.fail("connection.send.redis", "only the redis protocol sends a Redis command; want protocol: redis, or no redis block")
 	}
+	if s.WebSocket != nil {
+		c.oneOf("connection.send.websocket.message", s.WebSocket.Message, Messages)
+	}
 	if s.WebSocket != nil && protocol != "websocket" {
 		c.fail("connection.send.websocket", "only the websocket protocol upgrades; want protocol: websocket, or no websocket block")
 	}
@@ -509,7 +512,6 @@ func (c *checker) webSocket(w *WebSocket) {
 	if w.Subprotocol != "" && !tokenRE.MatchString(w.Subprotocol) {
 		c.fail("connection.send.websocket.subprotocol", "want one token like chat or graphql-ws, got %q", w.Subprotocol)
 	}
-	c.oneOf("connection.send.websocket.message", w.Message, Messages)
 	for i, hd := range w.Headers {
 		path := fmt.Sprintf("connection.send.websocket.headers[%d]", i)
 		name, value, ok := strings.Cut(hd, ":")
