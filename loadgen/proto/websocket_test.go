@@ -34,12 +34,17 @@ func wsServe(t *testing.T, sub bool, after func(c net.Conn)) string {
 
 // readClient reads one frame from the client, unmasked.
 func readClient(c net.Conn) (ws.Frame, error) {
-	f, err := ws.ReadFrame(c)
+	var f ws.Frame
+	h, err := ws.ReadHeader(c)
 	if err != nil {
 		return f, err
 	}
-	if !f.Header.Masked {
-		return f, errors.New("client frame not masked")
+	if !h.Masked || h.Length > 1<<16 {
+		return f, errors.New("client frame not masked, or too long")
+	}
+	f.Header, f.Payload = h, make([]byte, h.Length)
+	if _, err := io.ReadFull(c, f.Payload); err != nil {
+		return f, err
 	}
 	return ws.UnmaskFrameInPlace(f), nil
 }
