@@ -55,13 +55,7 @@ func (e *engine) closeWebSocket(h *held) error {
 	}
 	stop := context.AfterFunc(e.hardCtx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	r := e.readers.Get().(*proto.Reader)
-	r.Reset(conn)
-	defer func() {
-		r.Reset(nil)
-		e.readers.Put(r)
-	}()
-	if err := e.exchange.CloseHandshake(conn, r); err != nil {
+	if err := e.exchange.CloseHandshake(conn); err != nil {
 		return answerError(fmt.Errorf("websocket close: %w", err))
 	}
 	return nil

@@ -51,6 +51,9 @@ type wsExchange struct {
 // maxControlPayload is the most a control frame carries (RFC 6455 section 5.5).
 const maxControlPayload = 125
 
+// upgradeBuffer is the size of the opening handshake's read and write buffers.
+const upgradeBuffer = 512
+
 func (x *Exchange) compileWebSocket(s Spec, bad func(string, ...any)) {
 	w := s.WebSocket
 	path := w.Path
@@ -105,7 +108,10 @@ func (x *Exchange) compileWebSocket(s Spec, bad func(string, ...any)) {
 	if w.Binary {
 		e.op = ws.OpBinary
 	}
-	e.dialer = ws.Dialer{Host: w.Host, ReadBufferSize: BufferSize, WriteBufferSize: BufferSize}
+	// The upgrade's buffers (pooled by gobwas/ws, held while a connection waits for its 101)
+	// are small: a request and a response head are a few hundred bytes, and longer lines are
+	// still read whole (gobwas/ws's readLine joins them).
+	e.dialer = ws.Dialer{Host: w.Host, ReadBufferSize: upgradeBuffer, WriteBufferSize: upgradeBuffer}
 	if w.Subprotocol != "" {
 		e.dialer.Protocols = []string{w.Subprotocol}
 	}
@@ -353,43 +359,51 @@ func opName(op ws.OpCode) string {
 
 // CloseHandshake runs the client's side of the closing handshake (RFC 6455 sections 5.5.1 and
 // 7.1.2) on a connection whose conversation is over: it writes a close frame (1000, normal
-// closure), then reads through r, which must be Reset onto the same connection, skipping messages
-// and answering pings, until the server's close frame. A server that ends the stream without one
-// is io.EOF. The caller bounds it with deadlines, then closes the TCP connection.
-func (x *Exchange) CloseHandshake(w io.Writer, r *Reader) error {
+// closure), then reads conn, skipping messages and answering pings, until the server's close
+// frame. A server that ends the stream without one is io.EOF; more than MaxResponse bytes before
+// it is ErrTooLarge. It reads conn directly, a frame header and at most 125 bytes at a time, with
+// no buffer of its own: when a ramp-down closes thousands of held connections at once, thousands
+// wait here. The caller bounds it with deadlines, then closes the TCP connection.
+func (x *Exchange) CloseHandshake(conn io.ReadWriter) error {
 	if x.ws == nil {
 		return fmt.Errorf("%w: CloseHandshake on a %s exchange", ErrSpec, x.protocol)
 	}
 	var body [2]byte
 	ws.PutCloseFrameBody(body[:], ws.StatusNormalClosure, "")
-	if _, err := writeControl(w, ws.OpClose, body[:]); err != nil {
+	if _, err := writeControl(conn, ws.OpClose, body[:]); err != nil {
 		return err
 	}
-	r.begin(x.max, x.tooLarge)
 	var hb [ws.MaxHeaderSize - 2]byte
+	var p [maxControlPayload]byte
+	left := int64(x.max)
 	for {
-		h, err := ws.ReadHeaderBuffer(r.br, hb[:])
+		h, err := ws.ReadHeaderBuffer(conn, hb[:])
 		if err != nil {
 			return wsReadError(err)
 		}
 		if err := checkHeader(h); err != nil {
 			return err
 		}
+		if left -= int64(ws.HeaderSize(h)) + h.Length; left < 0 {
+			return x.tooLarge
+		}
 		if !h.OpCode.IsControl() {
-			if h.Length > int64(r.room()) {
-				return r.src.full
-			}
-			if _, err := r.br.Discard(int(h.Length)); err != nil {
+			if _, err := io.CopyN(io.Discard, conn, h.Length); err != nil {
 				return unexpected(err)
 			}
 			continue
 		}
-		err = x.ws.control(r, h)
-		if errors.Is(err, ErrWebSocketClosed) {
-			return nil
+		n := int(h.Length)
+		if _, err := io.ReadFull(conn, p[:n]); err != nil {
+			return unexpected(err)
 		}
-		if err != nil {
-			return err
+		switch h.OpCode {
+		case ws.OpPing:
+			if _, err := writeControl(conn, ws.OpPong, p[:n]); err != nil {
+				return err
+			}
+		case ws.OpClose:
+			return nil
 		}
 	}
 }

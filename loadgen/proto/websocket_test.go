@@ -277,9 +277,7 @@ func TestWebSocketCloseHandshake(t *testing.T) {
 			if _, err := x.Upgrade(c); err != nil {
 				t.Fatal(err)
 			}
-			r := NewReader()
-			r.Reset(c)
-			checkErr(t, x.CloseHandshake(c, r), tc.want)
+			checkErr(t, x.CloseHandshake(c), tc.want)
 			c.Close()
 		})
 	}
@@ -340,9 +338,14 @@ func FuzzWebSocketRead(f *testing.F) {
 		if src.n > 64 {
 			t.Fatalf("took %d bytes, MaxResponse 64", src.n)
 		}
-		r.Reset(src)
-		r.begin(64, x.tooLarge)
-		x.CloseHandshake(io.Discard, r)
+		cs := &meterReader{r: bytes.NewReader(in)}
+		x.CloseHandshake(struct {
+			io.Reader
+			io.Writer
+		}{cs, io.Discard})
+		if cs.n > 64+14 {
+			t.Fatalf("closing handshake took %d bytes, MaxResponse 64", cs.n)
+		}
 	})
 }
 
