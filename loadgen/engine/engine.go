@@ -177,6 +177,7 @@ type engine struct {
 	parkMu             sync.Mutex
 	parkHead, parkTail *held          // connections held idle, in the order their holds end
 	parkWake           chan struct{}  // tells the reaper the list has a new head
+	parked             atomic.Int64   // connections in the queue of holds
 	epoch              time.Time      // the hold ends' time zero
 	bg                 sync.WaitGroup // housekeeping goroutines (see plateauStarts)
 	hardCtx            context.Context
@@ -408,21 +409,39 @@ func (e *engine) collect(start time.Time, emit func(*metrics.Snapshot), finalCut
 	last := time.Duration(0)
 	t := time.NewTimer(0)
 	defer t.Stop()
+	freeOS := func() {
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			// Two collections: the first moves the pools' buffers (readers, the WebSocket
+			// upgrade's) to their victim caches, the second (FreeOSMemory's) frees them, and
+			// their memory goes back to the system with the rest.
+			runtime.GC()
+			debug.FreeOSMemory()
+		}()
+	}
+	// settling: a plateau began while some of its connections were still talking (a WebSocket
+	// upgrade, an echo awaited): their garbage comes after the plateau's first collection.
+	settling := false
 	for {
 		next := e.nextCut(last, bounds)
 		t.Reset(time.Until(start.Add(next)))
 		select {
 		case <-t.C:
 			emit(e.rec.Cut(start.Add(next), e.cfg.Ramp.Stage(last)))
-			if e.plateauStarts(next, bounds) {
+			switch {
+			case e.plateauStarts(next, bounds):
 				// Connections are held through a plateau: the ramp's dial garbage would otherwise
 				// stay resident until the next collection, which nothing triggers while nothing
 				// allocates. Collect it now and give its memory back.
-				e.bg.Add(1)
-				go func() {
-					defer e.bg.Done()
-					debug.FreeOSMemory()
-				}()
+				freeOS()
+				settling = e.parked.Load() < e.rec.Active()
+			case settling && e.cfg.Ramp.Stage(next) != e.cfg.Ramp.Stage(last):
+				settling = false
+			case settling && e.parked.Load() >= e.rec.Active():
+				// Every open connection is parked now: collect the rest of the ramp's garbage.
+				freeOS()
+				settling = false
 			}
 			last = next
 		case <-finalCut:

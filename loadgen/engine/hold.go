@@ -139,6 +139,7 @@ func (e *engine) park(h *held, then func()) {
 		return
 	}
 	h.state = heldQueued
+	e.parked.Add(1)
 	// Read under the lock, so that the queue stays in the order of ends.
 	h.ends = time.Since(e.epoch) + e.cfg.Hold
 	h.prev = e.parkTail
@@ -178,6 +179,7 @@ func (e *engine) take(h *held) bool {
 		return false
 	}
 	if h.state == heldQueued {
+		e.parked.Add(-1)
 		if h.prev != nil {
 			h.prev.next = h.next
 		} else {
