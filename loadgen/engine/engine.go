@@ -396,6 +396,9 @@ func (e *engine) plateauStarts(b time.Duration, bounds []time.Duration) bool {
 	return false
 }
 
+// freeOSStep, set by tests only, is told each time collect gives memory back (at cut next).
+var freeOSStep func(next time.Duration)
+
 // collect cuts a snapshot every interval and at every stage boundary, then a last one on finalCut.
 // The cuts never wait for emit: a consumer that falls behind (a busy machine, a slow OnSnapshot)
 // gets them late, from a queue, but each holds what happened in its own interval. (Cutting only as
@@ -409,7 +412,11 @@ func (e *engine) collect(start time.Time, emit func(*metrics.Snapshot), finalCut
 	last := time.Duration(0)
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var next time.Duration
 	freeOS := func() {
+		if freeOSStep != nil {
+			freeOSStep(next)
+		}
 		e.bg.Add(1)
 		go func() {
 			defer e.bg.Done()
@@ -424,7 +431,7 @@ func (e *engine) collect(start time.Time, emit func(*metrics.Snapshot), finalCut
 	// upgrade, an echo awaited): their garbage comes after the plateau's first collection.
 	settling := false
 	for {
-		next := e.nextCut(last, bounds)
+		next = e.nextCut(last, bounds)
 		t.Reset(time.Until(start.Add(next)))
 		select {
 		case <-t.C:
