@@ -14,7 +14,7 @@ import (
 // upgraded (any path, the first subprotocol the client offers), then every data frame is written
 // back as it came (same opcode, same fragmentation, unmasked), pings are answered with pongs, and
 // a close frame is answered with one (its status echoed) before the target closes the
-// connection. An upgrade request that is not one gets 400 Bad Request. Connections are served
+// connection; a connection idle for IdleTimeout gets a close frame of 1001 (going away). An upgrade request that is not one gets 400 Bad Request. Connections are served
 // by a goroutine each; a frame is streamed through a pooled buffer of at most MaxFrame bytes at
 // a time, held only while the frame is in hand.
 
@@ -36,7 +36,13 @@ func (s *Server) serveWebSocket(c net.Conn) (idle bool) {
 		}
 		h, err := ws.ReadHeaderBuffer(c, hb[:])
 		if err != nil {
-			return errors.Is(err, os.ErrDeadlineExceeded)
+			idle := errors.Is(err, os.ErrDeadlineExceeded)
+			if idle {
+				// Idle for IdleTimeout: 1001, going away, so that the client's closing handshake
+				// (whenever it comes) finds the server's close frame.
+				s.wsClose(c, ws.StatusGoingAway)
+			}
+			return idle
 		}
 		if !h.Masked || h.Rsv != 0 || h.OpCode.IsReserved() ||
 			h.OpCode.IsControl() && (!h.Fin || h.Length > 125) {

@@ -60,3 +60,23 @@ func TestWebSocketMode(t *testing.T) {
 		t.Fatalf("read after close: %v, want the server's close 1000", err)
 	}
 }
+
+// TestWebSocketIdleClose: a connection silent for IdleTimeout gets a close frame (1001, going
+// away) before the target closes it.
+func TestWebSocketIdleClose(t *testing.T) {
+	srv, err := Start(context.Background(), Config{Mode: ModeWebSocket, IdleTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+srv.Addrs()[0]+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("read on an idle connection: %v, want the server's close 1001", err)
+	}
+}
