@@ -3,10 +3,14 @@ package target
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
+	"net/url"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 )
 
 // TestWebSocketMode drives the websocket mode with an independent client, coder/websocket: the
@@ -78,5 +82,35 @@ func TestWebSocketIdleClose(t *testing.T) {
 	defer c.CloseNow()
 	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
 		t.Fatalf("read on an idle connection: %v, want the server's close 1001", err)
+	}
+}
+
+// exerciseWebSocket upgrades c (gobwas/ws's client side), echoes a message larger than MaxFrame
+// and than a TLS record, and runs the closing handshake.
+func exerciseWebSocket(t *testing.T, c net.Conn) {
+	t.Helper()
+	if _, _, err := (ws.Dialer{}).Upgrade(c, &url.URL{Scheme: "ws", Host: "t", Path: "/"}); err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	msg := make([]byte, 40<<10)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	if err := ws.WriteFrame(c, ws.MaskFrame(ws.NewBinaryFrame(msg))); err != nil {
+		t.Fatal(err)
+	}
+	h, err := ws.ReadHeader(c)
+	if err != nil || h.OpCode != ws.OpBinary || !h.Fin || h.Length != int64(len(msg)) {
+		t.Fatalf("echo header %+v, %v", h, err)
+	}
+	got := make([]byte, h.Length)
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("echo: %v, equal %v", err, bytes.Equal(got, msg))
+	}
+	if err := ws.WriteFrame(c, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := ws.ReadHeader(c); err != nil || h.OpCode != ws.OpClose {
+		t.Fatalf("closing handshake: %+v, %v", h, err)
 	}
 }
