@@ -360,8 +360,9 @@ func opName(op ws.OpCode) string {
 // CloseHandshake runs the client's side of the closing handshake (RFC 6455 sections 5.5.1 and
 // 7.1.2) on a connection whose conversation is over: it writes a close frame (1000, normal
 // closure), then reads conn, skipping messages and answering pings, until the server's close
-// frame. A server that ends the stream without one is io.EOF; more than MaxResponse bytes before
-// it is ErrTooLarge. It reads conn directly, a frame header and at most 125 bytes at a time, with
+// frame. A server that ends the stream without one is io.EOF. Messages are discarded as they
+// come, whatever their size (with expect: none, every echo of the conversation is still unread):
+// the caller's deadline bounds the wait, not a byte count. It reads conn directly, a frame header and at most 125 bytes at a time, with
 // no buffer of its own: when a ramp-down closes thousands of held connections at once, thousands
 // wait here. The caller bounds it with deadlines, then closes the TCP connection.
 func (x *Exchange) CloseHandshake(conn io.ReadWriter) error {
@@ -375,7 +376,6 @@ func (x *Exchange) CloseHandshake(conn io.ReadWriter) error {
 	}
 	var hb [ws.MaxHeaderSize - 2]byte
 	var p [maxControlPayload]byte
-	left := int64(x.max)
 	for {
 		h, err := ws.ReadHeaderBuffer(conn, hb[:])
 		if err != nil {
@@ -383,9 +383,6 @@ func (x *Exchange) CloseHandshake(conn io.ReadWriter) error {
 		}
 		if err := checkHeader(h); err != nil {
 			return err
-		}
-		if left -= int64(ws.HeaderSize(h)) + h.Length; left < 0 {
-			return x.tooLarge
 		}
 		if !h.OpCode.IsControl() {
 			if _, err := io.CopyN(io.Discard, conn, h.Length); err != nil {
