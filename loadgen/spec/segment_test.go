@@ -61,12 +61,19 @@ func TestHash(t *testing.T) {
 		p.Defaults()
 		hash(p, host, false)
 	}
+	// A websocket plan of generated messages: the bytes are made by each process, not the spec.
+	ws, err := plan.LoadFile("../../configs/websocket.yaml", plan.Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.Defaults()
 	for _, tt := range []struct {
 		name string
 		a, b string
 		same bool
 	}{
 		{"another host", hash(base(), host, false), hash(base(), other, true), true},
+		{"websocket on two hosts", hash(ws, host, false), hash(ws, other, false), true},
 		{"another layout", hash(big, host, false), hash(big, other, false), true},
 		{"another plan", hash(base(), host, false), hash(changed, host, false), false},
 	} {
