@@ -175,9 +175,12 @@ type engine struct {
 	stopAt   atomic.Int64  // when stopping closed, in ns since the epoch (rate.go)
 
 	parkMu             sync.Mutex
-	parkHead, parkTail *held          // connections held idle, in the order their holds end
-	parkWake           chan struct{}  // tells the reaper the list has a new head
-	parked             atomic.Int64   // connections in the queue of holds
+	parkHead, parkTail *held         // connections held idle, in the order their holds end
+	parkWake           chan struct{} // tells the reaper the list has a new head
+	parked             atomic.Int64  // connections in the queue of holds
+	closeMu            sync.Mutex
+	closing            []*held        // WebSocket connections released, waiting for a closer (hold.go)
+	closers            int            // closers running
 	epoch              time.Time      // the hold ends' time zero
 	bg                 sync.WaitGroup // housekeeping goroutines (see plateauStarts)
 	hardCtx            context.Context

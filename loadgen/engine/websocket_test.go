@@ -160,6 +160,54 @@ func TestWebSocketLoopback(t *testing.T) {
 	}
 }
 
+// TestWebSocketClosers: a ramp-down that releases every held WebSocket connection at once runs
+// their closing handshakes on at most maxClosers goroutines, and every one completes (the server
+// sees status 1000 on each).
+func TestWebSocketClosers(t *testing.T) {
+	fdcheck.Check(t)
+	coder, addr := startCoderEcho(t)
+	defer func(n int) { maxClosers = n }(maxClosers)
+	maxClosers = 2
+	var mu sync.Mutex
+	most, calls := 0, 0
+	closingStep = func(n int) { mu.Lock(); most, calls = max(most, n), calls+1; mu.Unlock() }
+	defer func() { closingStep = nil }()
+	msg := []byte("hello")
+	x, err := proto.Compile(proto.Spec{Protocol: proto.WebSocket, Payload: msg, Expect: msg,
+		WebSocket: proto.WebSocketSpec{Host: addr, Echo: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Config{
+		Model: Concurrency, Ramp: schedule.Ramp{Stages: []schedule.Stage{
+			{Duration: 100 * time.Millisecond, Target: 20},
+			{Duration: 300 * time.Millisecond, Target: 20},
+			{Duration: time.Millisecond, Target: 0},
+		}},
+		Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(addr))},
+		Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN, Hold: time.Hour,
+		Send: &Send{Count: 1, Exchange: x}, IOTimeout: 5 * time.Second, GracefulStop: 5 * time.Second, Interval: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot := res.Total; tot.Established != 20 || tot.Outcomes[metrics.OK] != 20 {
+		t.Fatalf("established %d, outcomes %v (%v)", tot.Established, tot.Outcomes, tot.Examples)
+	}
+	coder.srv.Close()
+	coder.wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 20 || most < 1 || most > 2 {
+		t.Errorf("%d closing handshakes on at most %d closers, want 20 on at most 2", calls, most)
+	}
+	coder.mu.Lock()
+	defer coder.mu.Unlock()
+	if coder.closes[websocket.StatusNormalClosure] != 20 {
+		t.Errorf("close statuses %v, want 20 x 1000", coder.closes)
+	}
+}
+
 // TestWebSocketAnswers: a server that refuses the upgrade fails the connection naming its status;
 // one that answers a message wrongly fails that request.
 func TestWebSocketAnswers(t *testing.T) {
