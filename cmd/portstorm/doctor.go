@@ -7,6 +7,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/coordinator"
 	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // doctorCmd shows the host's limits and, for a plan, the capacity forecast that run checks before
@@ -43,7 +44,7 @@ func doctorCmd(e *env) *cobra.Command {
 					return exitWith(exitCannotRun, err)
 				}
 			}
-			if w := preflight.PortWindow(p); p.Source.Ports.Strategy == "range" {
+			if w := spec.PortWindow(p); p.Source.Ports.Strategy == "range" {
 				if err := preflight.ProbePortRange(w.Lo, w.Hi); err != nil {
 					return exitWith(exitCannotRun, err)
 				}

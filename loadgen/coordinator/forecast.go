@@ -17,6 +17,7 @@ import (
 // environment portstorm was given (a GOMAXPROCS there is kept by every process).
 func Forecast(p *plan.Plan, h preflight.Host, env []string) (f *preflight.Forecast, why string, err error) {
 	lay := spec.PlanLayout(p, h, procsSet(env))
+	load := spec.Preflight(p)
 	in := preflight.Inputs{Loopback: true, Workers: lay.Workers, TargetProcesses: lay.Targets}
 	if b := p.Target.Builtin; b != nil {
 		for i := range max(b.Listeners, 1) {
@@ -33,11 +34,10 @@ func Forecast(p *plan.Plan, h preflight.Host, env []string) (f *preflight.Foreca
 		}
 	}
 	if !p.Isolate || h.Isolated { // a fresh namespace holds nothing yet: no census of the host's
-		r, _ := preflight.EffectiveRange(p, h, in)
-		srcs, _ := p.Source.SourceAddrs()
-		if l, held, err := preflight.Census(r.Lo, r.Hi, srcs); err == nil {
+		r, _ := preflight.EffectiveRange(load, h, in)
+		if l, held, err := preflight.Census(r.Lo, r.Hi, load.Sources); err == nil {
 			in.ListenersInRange, in.HeldAtStart = l, held
 		}
 	}
-	return preflight.Plan(p, h, in), lay.Why, nil
+	return preflight.Plan(load, h, in), lay.Why, nil
 }

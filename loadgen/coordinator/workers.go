@@ -13,7 +13,6 @@ import (
 	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
-	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
 	"github.com/portstorm/portstorm/loadgen/spec"
@@ -86,7 +85,8 @@ func workerSpec(s *spec.Spec, i, n int, dsts []dial.Destination, cert []byte) (*
 	if ws.Sources, err = wp.Source.SourceAddrs(); err != nil {
 		return nil, err
 	}
-	ws.Window = preflight.PortWindow(wp)
+	ws.Window = spec.PortWindow(wp)
+	ws.Preflight = spec.Preflight(wp)
 	if t := s.TLS; t != nil && t.Builtin {
 		c := *t
 		c.Builtin, c.CAPEM = false, cert
