@@ -34,6 +34,27 @@ const (
 	Arrival
 )
 
+var modelNames = []string{"concurrency", "arrival"}
+
+// String is the model's name in a plan (load.model).
+func (m Model) String() string {
+	if int(m) < len(modelNames) {
+		return modelNames[m]
+	}
+	return fmt.Sprintf("Model(%d)", m)
+}
+
+// ParseModel reads a plan's load.model: the one place that knows the models' names (the compiler
+// reads a plan with it, and a results reader the plan a summary records).
+func ParseModel(s string) (Model, error) {
+	for i, n := range modelNames {
+		if n == s {
+			return Model(i), nil
+		}
+	}
+	return Concurrency, fmt.Errorf("unknown model %q (concurrency or arrival)", s)
+}
+
 // Send describes the requests of one connection.
 type Send struct {
 	// Count is the requests of each connection; with Unlimited, a rated connection sends until its

@@ -20,6 +20,7 @@ import (
 	"github.com/go-echarts/go-echarts/v2/opts"
 	"github.com/go-echarts/go-echarts/v2/render"
 
+	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 )
 
@@ -674,7 +675,7 @@ func newPage(s *Summary, d *ChartData, cs []chart) *page {
 			if s.Plan != nil && g.Index < len(s.Plan.Load.Stages) {
 				ps := s.Plan.Load.Stages[g.Index]
 				target = strconv.FormatFloat(ps.Target, 'f', -1, 64)
-				if s.Plan.Load.Model == "arrival" {
+				if s.Model() == engine.Arrival {
 					target += "/s"
 				}
 				target += " over " + ps.Duration.String()

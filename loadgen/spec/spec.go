@@ -293,13 +293,10 @@ func Compile(p *plan.Plan, f Facts) (*Spec, error) {
 
 // model is load.model.
 func model(p *plan.Plan) (engine.Model, error) {
-	switch p.Load.Model {
-	case "arrival":
-		return engine.Arrival, nil
-	case "concurrency", "":
-		return engine.Concurrency, nil
+	if p.Load.Model == "" {
+		return engine.Concurrency, nil // a plan not defaulted
 	}
-	return engine.Concurrency, fmt.Errorf("unknown model %q (concurrency or arrival)", p.Load.Model)
+	return engine.ParseModel(p.Load.Model)
 }
 
 // PortWindow is the window the plan's strategy draws ports from (source.ports.range), before the
