@@ -131,7 +131,7 @@ type Outcome struct {
 // built-in target as several processes sharing its listeners.
 func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 	p := s.Plan
-	verdict, err := gate.Compile(p)
+	verdict, err := spec.Gate(p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/shard"
@@ -81,7 +80,7 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 	if hash, _, err := PlanHash(p); err != nil || hash != rs[0].Info.PlanHash {
 		return nil, fmt.Errorf("%w: %s does not match the plan hash in %s", ErrShards, shard.PlanFile, rs[0].Dir)
 	}
-	verdict, err := gate.Compile(p)
+	verdict, err := spec.Gate(p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/engine"
-	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
@@ -151,7 +150,7 @@ func RunSegment(ctx context.Context, whole *spec.Spec, seg schedule.Segment, o S
 	defer snaps.Close()
 	hlog := out.hlog
 	w := shard.NewWriter(snaps)
-	verdict, err := gate.Compile(sp) // no thresholds, no baseline: workerPlan dropped them
+	verdict, err := spec.Gate(sp) // no thresholds, no baseline: workerPlan dropped them
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
