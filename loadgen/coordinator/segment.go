@@ -181,7 +181,7 @@ func RunSegment(ctx context.Context, whole *spec.Spec, seg schedule.Segment, o S
 		return nil, fmt.Errorf("%w: segment %s: %w", ErrCannotRun, info.Segment, err)
 	}
 	info.Start, info.End, info.Interrupted, info.Aborted = res.Start, res.End, res.Interrupted, res.Aborted
-	if err := w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted}); err != nil {
+	if err := w.Done(shard.Done{Ending: shard.Ending{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted}}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	if err := snaps.Sync(); err != nil {
