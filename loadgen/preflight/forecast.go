@@ -75,9 +75,25 @@ type Netns struct {
 	MaxTWBuckets int
 }
 
+// LimitKind says which limit a Limit is, for a caller that decides from it (a search tells the
+// client's ports and descriptors running out from other host limits) without reading its name.
+type LimitKind uint8
+
+const (
+	// LimitPorts is the local port space (PortsLimit).
+	LimitPorts LimitKind = iota + 1
+	// LimitTimeWait is the churn TIME_WAIT leaves room for (TimeWaitLimit).
+	LimitTimeWait
+	// LimitOpenFiles is the open-files limit over the run's processes (OpenFilesLimit).
+	LimitOpenFiles
+	// LimitConntrack is nf_conntrack_max (ConntrackLimit).
+	LimitConntrack
+)
+
 // Limit is one host or plan limit and where it stops the run.
 type Limit struct {
-	Name string `json:"name"`
+	Kind LimitKind `json:"-"`
+	Name string    `json:"name"`
 	// Max is what the limit allows, in Unit; Demand is what the plan needs.
 	Max    int64  `json:"max"`
 	Demand int64  `json:"demand"`
@@ -335,7 +351,7 @@ func PortsLimit(l Load, f *Forecast) Limit {
 	}
 	need := f.Peak
 	r := f.Range
-	lim := Limit{Name: "local ports", Max: portMax, Demand: need, Unit: "concurrent connections", Ports: true, Stops: need > portMax,
+	lim := Limit{Kind: LimitPorts, Name: "local ports", Max: portMax, Demand: need, Unit: "concurrent connections", Ports: true, Stops: need > portMax,
 		Why: fmt.Sprintf("%d usable ports (%s %d-%d%s) per %s x %d", f.Capacity, r.From, r.Lo, r.Hi, reduced(r), unit, per)}
 	if lim.Stops {
 		lim.Fixes = portFixes(l, f, S, D, need)
@@ -353,7 +369,7 @@ func TimeWaitLimit(l Load, f *Forecast) (Limit, bool) {
 	}
 	S, D := f.shape()
 	twTime := f.timeWaitTime()
-	tw := Limit{Name: "TIME_WAIT", Unit: "connections/s", Ports: true}
+	tw := Limit{Kind: LimitTimeWait, Name: "TIME_WAIT", Unit: "connections/s", Ports: true}
 	free := int64(f.Capacity)*S*D - f.Peak
 	tw.Max = int64(math.Max(0, float64(free)/twTime.Seconds()))
 	if strategy == dial.StrategyBind {
@@ -404,7 +420,7 @@ func OpenFilesLimit(l Load, h Host, in Inputs, peak int64) (Limit, bool) {
 		fdMax = min(fdMax, max(h.FDHard-fdOverhead-int64(len(in.Destinations)), 0)*tp)
 		why += fmt.Sprintf(", %d target process(es)", tp)
 	}
-	fl := Limit{Name: "open files", Max: fdMax, Demand: peak, Unit: "concurrent connections", Stops: peak > fdMax, Why: why}
+	fl := Limit{Kind: LimitOpenFiles, Name: "open files", Max: fdMax, Demand: peak, Unit: "concurrent connections", Stops: peak > fdMax, Why: why}
 	if fl.Stops {
 		procs := ceilDiv(peak*fdsPer+fdOverhead, h.FDHard-fdOverhead)
 		fl.Fixes = []string{
@@ -425,7 +441,7 @@ func ConntrackLimit(l Load, h Host, in Inputs, peak int64) (Limit, bool) {
 		return Limit{}, false
 	}
 	avail := int64(max(h.ConntrackMax-max(h.ConntrackCount, 0), 0))
-	cl := Limit{Name: "conntrack", Max: avail, Demand: peak, Unit: "tracked connections", Stops: peak > avail,
+	cl := Limit{Kind: LimitConntrack, Name: "conntrack", Max: avail, Demand: peak, Unit: "tracked connections", Stops: peak > avail,
 		Why: fmt.Sprintf("nf_conntrack_max %d, %d entries in use: a full table drops new SYNs (they end as ETIMEDOUT)", h.ConntrackMax, max(h.ConntrackCount, 0))}
 	if cl.Stops {
 		cl.Fixes = []string{fmt.Sprintf("sysctl net.netfilter.nf_conntrack_max=%d", peak*2),

@@ -88,7 +88,7 @@ func TestPortsLimit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := preflight.PortsLimit(spec.Preflight(tt.p), preflight.Capacity(spec.Preflight(tt.p), host(), tt.in))
-			if l.Name != "local ports" || !l.Ports || l.Max != tt.max || l.Demand != 40000 || l.Stops != tt.stops || !strings.Contains(l.Why, tt.why) {
+			if l.Kind != preflight.LimitPorts || l.Name != "local ports" || !l.Ports || l.Max != tt.max || l.Demand != 40000 || l.Stops != tt.stops || !strings.Contains(l.Why, tt.why) {
 				t.Errorf("limit %+v, want max %d, stops %v, why ...%s...", l, tt.max, tt.stops, tt.why)
 			}
 			if got := strings.Join(l.Fixes, "\n"); (tt.fix == "") != (got == "") || !strings.Contains(got, tt.fix) {
@@ -143,7 +143,7 @@ func TestTimeWaitLimit(t *testing.T) {
 			if !ok {
 				return
 			}
-			if l.Name != "TIME_WAIT" || !l.Ports || l.Max != tt.max || l.Stops != tt.stops || !strings.Contains(l.Why, tt.why) {
+			if l.Kind != preflight.LimitTimeWait || l.Name != "TIME_WAIT" || !l.Ports || l.Max != tt.max || l.Stops != tt.stops || !strings.Contains(l.Why, tt.why) {
 				t.Errorf("limit %+v, want max %d, stops %v, why ...%s...", l, tt.max, tt.stops, tt.why)
 			}
 			if got := strings.Join(l.Fixes, "\n"); (tt.fix == "") != (got == "") || !strings.Contains(got, tt.fix) {
@@ -188,7 +188,7 @@ func TestOpenFilesLimit(t *testing.T) {
 			if !ok {
 				return
 			}
-			if l.Name != "open files" || l.Ports || l.Max != tt.max || l.Demand != 40000 || l.Stops != tt.stops || !strings.Contains(l.Why, tt.why) {
+			if l.Kind != preflight.LimitOpenFiles || l.Name != "open files" || l.Ports || l.Max != tt.max || l.Demand != 40000 || l.Stops != tt.stops || !strings.Contains(l.Why, tt.why) {
 				t.Errorf("limit %+v, want max %d, stops %v, why ...%s...", l, tt.max, tt.stops, tt.why)
 			}
 			if got := strings.Join(l.Fixes, "\n"); (tt.fix == "") != (got == "") || !strings.Contains(got, tt.fix) {
@@ -241,7 +241,7 @@ func TestConntrackLimit(t *testing.T) {
 			if !ok {
 				return
 			}
-			if l.Name != "conntrack" || l.Ports || l.Max != tt.max || l.Stops != tt.stops {
+			if l.Kind != preflight.LimitConntrack || l.Name != "conntrack" || l.Ports || l.Max != tt.max || l.Stops != tt.stops {
 				t.Errorf("limit %+v, want max %d, stops %v", l, tt.max, tt.stops)
 			}
 			if tt.stops && (len(l.Fixes) == 0 || !strings.Contains(l.Fixes[0], "nf_conntrack_max=80000")) {
