@@ -24,36 +24,15 @@ import (
 	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
-// Model is the load model.
-type Model uint8
+// Model is the load model (schedule.Model, where it lives with the ramp it reads).
+type Model = schedule.Model
 
 const (
 	// Concurrency keeps Ramp.Concurrency(t) connections alive, replacing each one that ends.
-	Concurrency Model = iota
+	Concurrency = schedule.Concurrency
 	// Arrival starts connections at the intended times of Ramp.Arrivals.
-	Arrival
+	Arrival = schedule.Arrival
 )
-
-var modelNames = []string{"concurrency", "arrival"}
-
-// String is the model's name in a plan (load.model).
-func (m Model) String() string {
-	if int(m) < len(modelNames) {
-		return modelNames[m]
-	}
-	return fmt.Sprintf("Model(%d)", m)
-}
-
-// ParseModel reads a plan's load.model: the one place that knows the models' names (the compiler
-// reads a plan with it, and a results reader the plan a summary records).
-func ParseModel(s string) (Model, error) {
-	for i, n := range modelNames {
-		if n == s {
-			return Model(i), nil
-		}
-	}
-	return Concurrency, fmt.Errorf("unknown model %q (concurrency or arrival)", s)
-}
 
 // Send describes the requests of one connection.
 type Send struct {

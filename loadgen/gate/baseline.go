@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
 // CompareOptions say what a baseline comparison checks.
@@ -32,9 +32,9 @@ type CompareOptions struct {
 //   - requests: requests.errors (exactly; shown when either run has some), requests.per_second
 //     (achieved; lower is worse), requests.error_rate and requests.shortfall (higher is worse),
 //     when either run sent requests.
-func DefaultMetrics(model engine.Model) []string {
+func DefaultMetrics(model schedule.Model) []string {
 	var out []string
-	if model == engine.Arrival {
+	if model == schedule.Arrival {
 		out = append(out, "connections.attempted", "connections.established")
 	}
 	out = append(out, "connections.failed", "connections.dropped", "errors.count")
@@ -44,7 +44,7 @@ func DefaultMetrics(model engine.Model) []string {
 		}
 	}
 	lats := []string{"connect"}
-	if model == engine.Arrival {
+	if model == schedule.Arrival {
 		lats = append(lats, "connect_intended")
 	}
 	for _, l := range append(lats, "rtt", "request_intended") {

@@ -9,14 +9,14 @@ import (
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
-var ctx3 = Context{Stages: 3, Model: engine.Concurrency}
+var ctx3 = Context{Stages: 3, Model: schedule.Concurrency}
 
 func TestParse(t *testing.T) {
 	tests := []struct {
@@ -35,7 +35,7 @@ func TestParse(t *testing.T) {
 		{"slot wait (the target held arrivals back)", "slot_wait.p99 < 10ms", ctx3, "slot_wait.p99", Time, Less, 10000, false},
 		{"schedule lag (the generator was late)", "latency.schedule_lag.p99 < 500us", ctx3, "schedule_lag.p99", Time, Less, 500, false},
 		{"model default, concurrency", "latency.p99 < 1ms", ctx3, "connect.p99", Time, Less, 1000, false},
-		{"model default, arrival", "latency.p99 < 1ms", Context{Model: engine.Arrival}, "connect_intended.p99", Time, Less, 1000, false},
+		{"model default, arrival", "latency.p99 < 1ms", Context{Model: schedule.Arrival}, "connect_intended.p99", Time, Less, 1000, false},
 		{"any percentile", "connect.p95 < 2ms", ctx3, "connect.p95", Time, Less, 2000, false},
 		{"four nines", "connect.p9999 < 20ms", ctx3, "connect.p9999", Time, Less, 20000, false},
 		{"percent", "errors.rate < 0.1%", ctx3, "errors.rate", Ratio, Less, 0.001, false},
@@ -241,7 +241,7 @@ func TestJudge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.expr, func(t *testing.T) {
-			th, err := Parse(tt.expr, Context{Stages: 2, Model: engine.Concurrency})
+			th, err := Parse(tt.expr, Context{Stages: 2, Model: schedule.Concurrency})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -293,7 +293,7 @@ func TestJudgeRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			th, err := Parse(tt.expr, Context{Stages: 2, Model: engine.Concurrency})
+			th, err := Parse(tt.expr, Context{Stages: 2, Model: schedule.Concurrency})
 			if err != nil {
 				t.Fatal(err)
 			}

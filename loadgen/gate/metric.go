@@ -12,9 +12,9 @@ import (
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/agnivade/levenshtein"
 
-	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/target"
 )
 
@@ -91,7 +91,7 @@ func (m *Metric) nameFor(v *view) string {
 // passes) and load model (which histogram "latency.p99" means).
 type Context struct {
 	Stages int
-	Model  engine.Model
+	Model  schedule.Model
 }
 
 var (
@@ -334,7 +334,7 @@ func latencyMetric(name string, parts []string, stage int, c Context) (*Metric, 
 		parts = parts[1:]
 		if len(parts) == 1 {
 			def := "connect"
-			if c.Model == engine.Arrival {
+			if c.Model == schedule.Arrival {
 				def = "connect_intended"
 			}
 			parts, headline = []string{def, parts[0]}, true

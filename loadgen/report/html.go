@@ -20,9 +20,9 @@ import (
 	"github.com/go-echarts/go-echarts/v2/opts"
 	"github.com/go-echarts/go-echarts/v2/render"
 
-	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
 // HTMLFile is the report's name in a results folder.
@@ -714,7 +714,7 @@ func stagesTable(s *Summary) *table {
 		if s.Plan != nil && g.Index < len(s.Plan.Load.Stages) {
 			ps := s.Plan.Load.Stages[g.Index]
 			target = strconv.FormatFloat(ps.Target, 'f', -1, 64)
-			if s.Model() == engine.Arrival {
+			if s.Model() == schedule.Arrival {
 				target += "/s"
 			}
 			target += " over " + ps.Duration.String()

@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/target"
 )
 
@@ -106,11 +106,11 @@ type Summary struct {
 // (a contract): a fresh summary and the same one read back from its file must decide alike (the
 // headline latency, a stage's unit), so the report decides from the record, read once here with
 // the model's own parser, rather than from a value the compiler hands the writer alone.
-func (s *Summary) Model() engine.Model {
+func (s *Summary) Model() schedule.Model {
 	if s.Plan == nil {
-		return engine.Concurrency
+		return schedule.Concurrency
 	}
-	m, _ := engine.ParseModel(s.Plan.Load.Model) // a name it does not know: concurrency, as ever
+	m, _ := schedule.ParseModel(s.Plan.Load.Model) // a name it does not know: concurrency, as ever
 	return m
 }
 
@@ -230,7 +230,7 @@ func Headline(s *Summary) string {
 	if r := s.Requests; r != nil && r.Written > s.Connections.Established && s.Latency["rtt"].Count > 0 {
 		return "rtt"
 	}
-	if s.Model() == engine.Arrival {
+	if s.Model() == schedule.Arrival {
 		return "connect_intended"
 	}
 	return "connect"

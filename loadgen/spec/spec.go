@@ -50,7 +50,7 @@ type Spec struct {
 	// Interval is the snapshot interval.
 	Interval time.Duration
 
-	Model  engine.Model
+	Model  schedule.Model
 	Ramp   schedule.Ramp
 	Layout Layout
 
@@ -292,11 +292,11 @@ func Compile(p *plan.Plan, f Facts) (*Spec, error) {
 }
 
 // model is load.model.
-func model(p *plan.Plan) (engine.Model, error) {
+func model(p *plan.Plan) (schedule.Model, error) {
 	if p.Load.Model == "" {
 		return engine.Concurrency, nil // a plan not defaulted
 	}
-	return engine.ParseModel(p.Load.Model)
+	return schedule.ParseModel(p.Load.Model)
 }
 
 // PortWindow is the window the plan's strategy draws ports from (source.ports.range), before the
