@@ -180,7 +180,7 @@ func (r *runner) setUp(ctx context.Context) error {
 		r.s = s
 	}
 	var err error
-	if r.verdict, err = gate.Compile(r.s.Plan); err != nil {
+	if r.verdict, err = spec.Gate(r.s.Plan); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if !r.local {

@@ -52,7 +52,7 @@ func Search(ctx context.Context, s *spec.Spec, o SearchOptions) (*SearchOutcome,
 		return nil, fmt.Errorf("%w: the plan has no search: section (portstorm run runs it)", ErrInvalid)
 	}
 	// The thresholds, as every probe's gate compiles them: their metrics chart the probes.
-	g, err := gate.Compile(spec.ProbePlan(s.Plan, sr.Min, sr.Probe, s.Name))
+	g, err := spec.Gate(spec.ProbePlan(s.Plan, sr.Min, sr.Probe, s.Name))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
@@ -52,7 +51,7 @@ output: {interval: 200ms}
 		t.Fatal(err)
 	}
 	p.Defaults()
-	errs := append(p.Validate(), gate.ValidatePlan(p)...)
+	errs := append(p.Validate(), spec.GateErrors(p)...)
 	if len(errs) > 0 {
 		t.Fatalf("plan: %v", errors.Join(errs...))
 	}

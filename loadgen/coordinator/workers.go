@@ -153,6 +153,6 @@ func runWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o Worker
 	if werr != nil {
 		return fmt.Errorf("writing snapshots to the coordinator: %w", werr)
 	}
-	return w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted, Ports: pr.report(),
-		Unreachable: unreachable(res.Unreachable)})
+	return w.Done(shard.Done{Ending: shard.Ending{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted,
+		Unreachable: unreachable(res.Unreachable)}, Ports: pr.report()})
 }

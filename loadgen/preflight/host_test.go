@@ -66,3 +66,27 @@ func TestConntrackHas(t *testing.T) {
 		}
 	}
 }
+
+func TestConntrackState(t *testing.T) {
+	for _, tt := range []struct {
+		name                 string
+		before, during, seen int
+		want                 string
+	}{
+		{"no nf_conntrack_count", -1, -1, -1, ConntrackNotLoaded},
+		{"the probe's tuple in the table", 0, 1, 1, ConntrackActive},
+		{"tuple found though other entries expired", 10, 9, 1, ConntrackActive},
+		{"the table read, the tuple absent", 0, 0, 0, ConntrackInactive},
+		{"the table read, absent, while others come and go", 10, 12, 0, ConntrackInactive},
+		{"no table: the count rose", 0, 1, -1, ConntrackActive},
+		{"no table: the count stayed at 0", 0, 0, -1, ConntrackInactive},
+		{"no table: the count fell", 10, 8, -1, ConntrackInactive},
+		{"the count vanished during the probe", 0, -1, -1, ConntrackUnknown},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := conntrackState(tt.before, tt.during, tt.seen); got != tt.want {
+				t.Errorf("conntrackState(%d, %d, %d) = %q, want %q", tt.before, tt.during, tt.seen, got, tt.want)
+			}
+		})
+	}
+}
