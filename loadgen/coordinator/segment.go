@@ -138,7 +138,7 @@ func (sg *segmentRun) exec(ctx context.Context, r *runner) (*ended, error) {
 		return nil, fmt.Errorf("segment %s: %w", sg.info.Segment, err)
 	}
 	sg.info.Start, sg.info.End, sg.info.Interrupted, sg.info.Aborted = res.Start, res.End, res.Interrupted, res.Aborted
-	if err := w.Done(shard.Done{Ending: shard.Ending{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted}}); err != nil {
+	if err := w.Done(shard.Done{Ending: res.Ending}); err != nil {
 		return nil, err
 	}
 	if err := sg.snaps.Sync(); err != nil {

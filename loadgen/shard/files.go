@@ -136,12 +136,12 @@ func CheckSet(rs []*Result) error {
 	return nil
 }
 
-// Merged is the merge of a run's shard results.
+// Merged is the merge of a run's shard results: how they ended together (the earliest start, the
+// last end, interrupted or aborted when any was; the give-ups are in the segments' summaries)
+// and the merged snapshot.
 type Merged struct {
-	Total       *metrics.Snapshot
-	Start, End  time.Time
-	Interrupted bool
-	Aborted     bool
+	Ending
+	Total *metrics.Snapshot
 }
 
 // MergeResults merges checked shard results with the Merger that local workers use: interval k of
