@@ -12,6 +12,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/search"
 	"github.com/portstorm/portstorm/loadgen/spec"
@@ -244,7 +245,7 @@ func refusal(r *Refused) *report.SearchFailure {
 	switch {
 	case l.Ports:
 		f.Kind = report.FailPorts
-	case strings.Contains(strings.ToLower(l.Name), "file"):
+	case l.Kind == preflight.LimitOpenFiles:
 		f.Kind = report.FailFDs
 	}
 	f.Message = fmt.Sprintf("the client's %s would run out (preflight: %d %s needed, %d allowed)", l.Name, l.Demand, l.Unit, l.Max)

@@ -317,9 +317,13 @@ func TestSearchFailureKinds(t *testing.T) {
 		limit preflight.Limit
 		kind  string
 	}{
-		{preflight.Limit{Name: "local ports", Ports: true, Stops: true, Max: 100, Demand: 200, Unit: "concurrent connections"}, report.FailPorts},
-		{preflight.Limit{Name: "open files", Stops: true, Max: 19000, Demand: 30000, Unit: "concurrent connections"}, report.FailFDs},
-		{preflight.Limit{Name: "conntrack", Stops: true, Max: 10, Demand: 20, Unit: "tracked connections"}, report.FailHostLimit},
+		{preflight.Limit{Kind: preflight.LimitPorts, Name: "local ports", Ports: true, Stops: true, Max: 100, Demand: 200, Unit: "concurrent connections"}, report.FailPorts},
+		{preflight.Limit{Kind: preflight.LimitTimeWait, Name: "TIME_WAIT", Ports: true, Stops: true, Max: 100, Demand: 200, Unit: "connections/s"}, report.FailPorts},
+		{preflight.Limit{Kind: preflight.LimitOpenFiles, Name: "open files", Stops: true, Max: 19000, Demand: 30000, Unit: "concurrent connections"}, report.FailFDs},
+		{preflight.Limit{Kind: preflight.LimitConntrack, Name: "conntrack", Stops: true, Max: 10, Demand: 20, Unit: "tracked connections"}, report.FailHostLimit},
+		// The kind decides, never the name a person reads.
+		{preflight.Limit{Kind: preflight.LimitOpenFiles, Name: "descriptors", Stops: true, Max: 19000, Demand: 30000, Unit: "concurrent connections"}, report.FailFDs},
+		{preflight.Limit{Kind: preflight.LimitConntrack, Name: "conntrack table (a file in /proc)", Stops: true, Max: 10, Demand: 20, Unit: "tracked connections"}, report.FailHostLimit},
 	}
 	for _, r := range refusals {
 		f := refusal(&Refused{Forecast: &preflight.Forecast{Limits: []preflight.Limit{r.limit}}})
