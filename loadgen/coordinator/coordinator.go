@@ -72,9 +72,10 @@ type Options struct {
 }
 
 // Facts are this host's facts as spec.Compile needs them; env is the environment portstorm was
-// given (a GOMAXPROCS there is kept by every process).
+// given (a GOMAXPROCS there is kept by every process; it says whether this is the run's private
+// namespace).
 func Facts(env []string) spec.Facts {
-	return spec.Facts{Host: preflight.ReadHost(), ProcsSet: procsSet(env)}
+	return spec.Facts{Host: preflight.ReadHost(env), ProcsSet: procsSet(env)}
 }
 
 // procsSet says whether env sets GOMAXPROCS.
