@@ -56,8 +56,8 @@ func WaitForShards(ctx context.Context, dirs []string, timeout, poll time.Durati
 // Merge makes one result from the shard result folders of a distributed run (docs/architecture.md):
 // the segments' interval snapshots merge exactly, through the merger local worker processes use,
 // into the timeline, latency log, stages and totals; the run's thresholds and baseline (from the
-// spec in the first folder, SpecFile) are judged on the merged result only; every result file of a
-// normal run is written to outDir. Port reports stay per host (ports_by_host); ports itself is
+// spec in the first folder, shard.SpecFile) are judged on the merged result only; every result
+// file of a normal run is written to outDir. Port reports stay per host (ports_by_host); ports itself is
 // null, as in a worker-process run.
 func Merge(dirs []string, outDir string) (*Outcome, error) {
 	var rs []*shard.Result
@@ -72,12 +72,12 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 		return nil, err
 	}
 	slices.SortFunc(rs, func(a, b *shard.Result) int { return a.Info.Index - b.Info.Index })
-	s, err := spec.ReadFile(filepath.Join(rs[0].Dir, SpecFile))
+	s, err := spec.ReadFile(filepath.Join(rs[0].Dir, shard.SpecFile))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrShards, err)
 	}
 	if hash, err := s.Hash(); err != nil || hash != rs[0].Info.PlanHash {
-		return nil, fmt.Errorf("%w: %s does not match the plan hash in %s", ErrShards, SpecFile, rs[0].Dir)
+		return nil, fmt.Errorf("%w: %s does not match the plan hash in %s", ErrShards, shard.SpecFile, rs[0].Dir)
 	}
 	// The segments' own summaries carry what snapshots do not: the host and the port reports.
 	m := &mergeRun{rs: rs, sums: make([]*report.Summary, len(rs))}

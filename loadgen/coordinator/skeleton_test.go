@@ -133,8 +133,8 @@ output: {interval: 100ms}
 				for _, e := range entries {
 					names = append(names, e.Name())
 				}
-				if !slices.Contains(names, SpecFile) || !slices.Contains(names, "shard.json") {
-					t.Errorf("shard folder %v, want %s and shard.json", names, SpecFile)
+				if !slices.Contains(names, shard.SpecFile) || !slices.Contains(names, "shard.json") {
+					t.Errorf("shard folder %v, want %s and shard.json", names, shard.SpecFile)
 				}
 			}
 		})
