@@ -24,14 +24,14 @@ import (
 	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
-// Model is the load model.
-type Model uint8
+// Model is the load model (schedule.Model, where it lives with the ramp it reads).
+type Model = schedule.Model
 
 const (
 	// Concurrency keeps Ramp.Concurrency(t) connections alive, replacing each one that ends.
-	Concurrency Model = iota
+	Concurrency = schedule.Concurrency
 	// Arrival starts connections at the intended times of Ramp.Arrivals.
-	Arrival
+	Arrival = schedule.Arrival
 )
 
 // Send describes the requests of one connection.
