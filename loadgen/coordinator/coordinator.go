@@ -245,7 +245,11 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 		}
 		var cfg engine.Config
 		if cfg, err = engineConfig(s, dsts, pr); err == nil {
-			cfg.Abort, cfg.OnSnapshot = o.Abort, col.take
+			cfg.Abort = o.Abort
+			cfg.OnSnapshot = func(s *metrics.Snapshot) {
+				col.take(s)
+				s.Release() // every use of it is done: its histograms go back to the pool
+			}
 			var r *engine.Result
 			if r, err = engine.Run(runCtx, cfg); r != nil {
 				res = &execResult{Start: r.Start, End: r.End, Interrupted: r.Interrupted, Aborted: r.Aborted, Total: r.Total,

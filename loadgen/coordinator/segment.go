@@ -163,6 +163,7 @@ func RunSegment(ctx context.Context, whole *spec.Spec, seg schedule.Segment, o S
 			werr = err
 		}
 		col.take(s)
+		s.Release() // written out and counted: its histograms go back to the pool
 	}
 	info := shard.Info{Schema: shard.InfoSchema, PlanHash: hash, Segment: fmt.Sprintf("%d/%d", seg.Index, seg.Count),
 		Index: seg.Index, Count: seg.Count, Host: o.Host}

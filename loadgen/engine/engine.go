@@ -85,7 +85,9 @@ type Config struct {
 
 	// Interval is the snapshot interval (default 1 s); snapshots are also cut at stage boundaries.
 	Interval time.Duration
-	// OnSnapshot receives every interval snapshot, in order, from one goroutine.
+	// OnSnapshot receives every interval snapshot, in order, from one goroutine. The snapshot is
+	// its own: it may keep it, or, once done with it, Release its histograms to the pool the next
+	// intervals' come from.
 	OnSnapshot func(*metrics.Snapshot)
 	// Segment is the part of the plan this shard runs (the zero value: all of it). Splits are
 	// exact: the segments' concurrency and arrivals add up to the plan's (schedule.Segment).
