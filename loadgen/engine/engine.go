@@ -98,8 +98,8 @@ type Config struct {
 	// connection runs a handshake after connect, timed as the tls_handshake latency.
 	TLS []*tls.Config
 	// Ports, when set, is told every connection's local port (from conn.LocalAddr(), no system
-	// call; one getsockname for a bare connection), its close, and every connect failure: the
-	// port observatory.
+	// call; for a bare connection the dialer's own when it bound it, else one getsockname), its
+	// close, and every connect failure: the port observatory.
 	Ports *ports.Observatory
 	// OnConnectFailure, when set, backs off from destinations that refuse or cannot be reached,
 	// caps their failures per second and gives up on a target that never accepted a connection
@@ -694,9 +694,10 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 	// set only then.
 	var conn net.Conn
 	var bare dial.Bare
+	var local netip.AddrPort // known without a system call, when the dialer knows it
 	var err error
 	if e.bareDialer != nil && dial.IsLoopback(dst.AddrPort.Addr()) && e.takeBareSlot() {
-		bare, err = e.bareDialer.DialBare(e.hardCtx, dst)
+		bare, local, err = e.bareDialer.DialBareLocal(e.hardCtx, dst)
 		<-e.bareSlots
 	} else {
 		conn, err = e.cfg.Dialer.Dial(e.hardCtx, dst)
@@ -716,8 +717,7 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 	}
 	e.guard.established(di)
 	var pc ports.Conn
-	var local netip.AddrPort
-	if e.releaser != nil || e.cfg.Ports != nil {
+	if (e.releaser != nil || e.cfg.Ports != nil) && !local.IsValid() {
 		if conn == nil {
 			local = bare.LocalAddr()
 		} else if ta, ok := conn.LocalAddr().(*net.TCPAddr); ok {
