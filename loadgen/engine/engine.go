@@ -190,6 +190,9 @@ type engine struct {
 	// have every in-flight connect pin one).
 	bareDialer dial.BareDialer
 	bareSlots  chan struct{}
+	// ramp dials new slots' first connections on a few goroutines (see rampPool); nil: a
+	// goroutine per slot.
+	ramp *rampPool
 	// releaser is the dialer when it tracks the local ports it hands out (explicit strategy): told
 	// each closed connection's port. Asserted once here, not per connection.
 	releaser dial.Releaser
@@ -270,6 +273,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		e.limiter = ratelimit.New(max(r, 1), ratelimit.Per(1000*time.Second), ratelimit.WithSlack(0),
 			ratelimit.WithClock(stopClock{e.stopping}))
 	}
+	e.initRamp()
 
 	res := &Result{Start: start, Total: metrics.NewSnapshot()}
 	total := res.Total
@@ -539,7 +543,7 @@ func (e *engine) concurrency(start time.Time) {
 			s := &slot{id: len(slots), wake: make(chan struct{}, 1), target: &target}
 			slots = append(slots, s)
 			e.wg.Add(1)
-			go e.runSlot(s)
+			e.startSlot(s)
 		}
 		t.Reset(min(e.cfg.Ramp.SegmentNextChange(e.cfg.Segment, elapsed, 100*time.Microsecond), max(total-elapsed, 0)))
 		select {
