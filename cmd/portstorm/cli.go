@@ -108,7 +108,7 @@ func (f *planFlags) add(c *cobra.Command) {
 // A PORTSTORM_ variable that names no setting (a misspelt override) gets a warning on stderr; not
 // in the child a private namespace runs, whose parent warned already.
 func (f *planFlags) loadPlan(e *env, path string) (*plan.Plan, error) {
-	if !isolate.InChild() {
+	if !isolate.IsChild(e.environ) {
 		for _, w := range plan.UnknownEnv(e.environ, ownEnv...) {
 			fmt.Fprintf(e.stderr, "portstorm: warning: %s\n", w)
 		}
@@ -216,12 +216,17 @@ func runCmd(e *env) *cobra.Command {
 				return exitWith(exitInvalid, errors.New("--upload sends a segment's shard folder: it needs --segment"))
 			}
 			if seg.asked() {
-				return e.runSegment(in, p, &seg, out, startAt, quiet, allowRemote)
+				s, err := e.compile(p)
+				if err != nil {
+					return err
+				}
+				return e.runSegment(in, s, &seg, out, startAt, quiet, allowRemote)
 			}
-			if done, err := e.isolate(in, c, args, p); done {
+			s, done, err := e.isolated(in, c, args, p)
+			if done {
 				return err
 			}
-			stop, err := live.start(e, p)
+			stop, err := live.start(e, s.Name)
 			if err != nil {
 				return err
 			}
@@ -229,7 +234,7 @@ func runCmd(e *env) *cobra.Command {
 			if err := in.beforeRun(); err != nil {
 				return err
 			}
-			return e.run(in, p, out, quiet, allowRemote)
+			return e.run(in, s, out, quiet, allowRemote)
 		},
 	}
 	pf.add(c)
@@ -347,11 +352,30 @@ func (in *interrupts) beforeRun() error {
 	return nil
 }
 
-func (e *env) run(in *interrupts, p *plan.Plan, out string, quiet, allowRemote bool) error {
-	s, err := coordinator.Compile(p, e.environ)
+// compile is the plan's spec on this host; its problems are exit 2.
+func (e *env) compile(p *plan.Plan) (*spec.Spec, error) {
+	s, err := spec.Compile(p, coordinator.Facts(e.environ))
 	if err != nil {
-		return outcomeExit(nil, err)
+		return nil, exitWith(exitInvalid, fmt.Errorf("%w: %w", coordinator.ErrInvalid, err))
 	}
+	return s, nil
+}
+
+// isolated compiles p and carries out its isolation (e.isolate): done is true when the run took
+// place in a child, in its own namespace, or could not. Inside the namespace the plan is compiled
+// again: the namespace's sysctls are facts of the host the run sees.
+func (e *env) isolated(in *interrupts, c *cobra.Command, args []string, p *plan.Plan) (s *spec.Spec, done bool, err error) {
+	if s, err = e.compile(p); err != nil {
+		return nil, true, err
+	}
+	if done, err = e.isolate(in, c, args, s.Isolate); done || s.Isolate == nil {
+		return s, done, err
+	}
+	s, err = e.compile(p)
+	return s, err != nil, err
+}
+
+func (e *env) run(in *interrupts, s *spec.Spec, out string, quiet, allowRemote bool) error {
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
 	res, err := coordinator.Run(in.ctx, s, coordinator.Options{
 		OutDir: out, AllowRemote: allowRemote, Abort: in.abort, Progress: prog.update, OnSnapshot: e.onSnapshot,

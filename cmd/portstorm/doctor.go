@@ -6,7 +6,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portstorm/portstorm/loadgen/coordinator"
+	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // doctorCmd shows the host's limits and, for a plan, the capacity forecast that run checks before
@@ -32,18 +34,24 @@ func doctorCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			f, layout, err := coordinator.Forecast(p, host, e.environ)
+			facts := coordinator.Facts(e.environ)
+			facts.Host = host
+			s, err := spec.Compile(p, facts)
+			if err != nil {
+				return exitWith(exitInvalid, fmt.Errorf("%w: %w", coordinator.ErrInvalid, err))
+			}
+			f, layout, err := coordinator.Forecast(s)
 			if err != nil {
 				return exitWith(exitInvalid, err)
 			}
 			fmt.Fprintf(e.stdout, "processes           %s\n", layout)
-			f.WriteText(e.stdout, p.Name)
-			if srcs, _ := p.Source.SourceAddrs(); len(srcs) > 0 && !p.Isolate {
-				if err := preflight.CheckSources(srcs); err != nil {
+			f.WriteText(e.stdout, s.Name)
+			if len(s.Sources) > 0 && s.Isolate == nil {
+				if err := preflight.CheckSources(s.Sources); err != nil {
 					return exitWith(exitCannotRun, err)
 				}
 			}
-			if w := preflight.PortWindow(p); p.Source.Ports.Strategy == "range" {
+			if w := s.Window; s.Strategy == dial.StrategyRange {
 				if err := preflight.ProbePortRange(w.Lo, w.Hi); err != nil {
 					return exitWith(exitCannotRun, err)
 				}

@@ -176,11 +176,11 @@ func (f *liveFlags) add(c *cobra.Command) {
 }
 
 // start serves the metrics endpoint when asked; stop ends it after the run.
-func (f *liveFlags) start(e *env, p *plan.Plan) (stop func(), err error) {
+func (f *liveFlags) start(e *env, name string) (stop func(), err error) {
 	if f.listen == "" {
 		return func() {}, nil
 	}
-	ex := exporter.New(p.Name)
+	ex := exporter.New(name)
 	srv, err := exporter.Serve(f.listen, f.allowRemote, ex.Handler())
 	if err != nil {
 		return nil, exitWith(exitInvalid, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/coordinator"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/shard"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // TestWorkerStartFlag: a worker's --start-at is an RFC 3339 instant, "ready" (from stdin), or
@@ -142,7 +143,7 @@ func writeWorkerSpec(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	pl.Defaults()
-	s, err := coordinator.Compile(pl, nil)
+	s, err := spec.Compile(pl, coordinator.Facts(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

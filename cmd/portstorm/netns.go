@@ -11,26 +11,21 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/portstorm/portstorm/loadgen/isolate"
-	"github.com/portstorm/portstorm/loadgen/plan"
 )
 
 // mainEnv tells a test binary started by isolate (see netns_test.go) to run Main, as portstorm would.
 const mainEnv = "_PORTSTORM_MAIN"
 
-// isolate carries out --netns / isolate: true. Outside the namespace it starts portstorm again in a
-// new one with the same arguments, forwards signals, and returns the child's exit code (done is
-// true). Inside it brings lo up and applies the plan's netns sysctls, and the run goes on here.
-func (e *env) isolate(in *interrupts, c *cobra.Command, args []string, p *plan.Plan) (done bool, err error) {
-	if !p.Isolate {
+// isolate carries out --netns / isolate: true (the spec's Isolate, nil: not isolated). Outside
+// the namespace it starts portstorm again in a new one with the same arguments, forwards signals,
+// and returns the child's exit code (done is true). Inside it brings lo up and applies the
+// namespace's sysctls, and the run goes on here.
+func (e *env) isolate(in *interrupts, c *cobra.Command, args []string, sysctls *isolate.Sysctls) (done bool, err error) {
+	if sysctls == nil {
 		return false, nil
 	}
-	if isolate.InChild() {
-		s := isolate.Sysctls{}
-		if n := p.Netns; n != nil {
-			s = isolate.Sysctls{PortRange: n.PortRange, TWReuse: n.TWReuse, MaxTWBuckets: n.MaxTWBuckets,
-				TWReuseDelayMS: int(n.TWReuseDelay.D().Milliseconds())}
-		}
-		if err := isolate.SetUp(s); err != nil {
+	if isolate.IsChild(e.environ) {
+		if err := isolate.SetUp(*sysctls); err != nil {
 			return true, exitWith(exitCannotRun, err)
 		}
 		return false, nil
@@ -39,14 +34,8 @@ func (e *env) isolate(in *interrupts, c *cobra.Command, args []string, p *plan.P
 	if err != nil {
 		return true, exitWith(exitCannotRun, err)
 	}
-	cmd := isolate.Command(exe, childArgs(c, args)...)
-	// The child gets the environment Main was given, once (nil: this process's own, for callers
-	// that inject none).
-	env := e.environ
-	if env == nil {
-		env = os.Environ()
-	}
-	cmd.Env = append(slices.Clone(env), isolate.ChildEnv+"=1", mainEnv+"=1")
+	// The child gets the environment Main was given, once.
+	cmd := isolate.Command(exe, append(slices.Clone(e.environ), mainEnv+"=1"), childArgs(c, args)...)
 	cmd.Stdout, cmd.Stderr = e.stdout, e.stderr
 	if err := cmd.Start(); err != nil {
 		return true, exitWith(exitCannotRun, isolate.Explain(err))

@@ -7,9 +7,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portstorm/portstorm/loadgen/coordinator"
-	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/search"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // searchCmd is `portstorm search PLAN`: the capacity search of a plan's search: section
@@ -38,10 +38,11 @@ func searchCmd(e *env) *cobra.Command {
 			if err := in.beforeRun(); err != nil {
 				return err
 			}
-			if done, err := e.isolate(in, c, args, p); done {
+			s, done, err := e.isolated(in, c, args, p)
+			if done {
 				return err
 			}
-			return e.search(in, p, out, allowRemote)
+			return e.search(in, s, out, allowRemote)
 		},
 	}
 	pf.add(c)
@@ -51,11 +52,7 @@ func searchCmd(e *env) *cobra.Command {
 	return c
 }
 
-func (e *env) search(in *interrupts, p *plan.Plan, out string, allowRemote bool) error {
-	s, err := coordinator.Compile(p, e.environ)
-	if err != nil {
-		return outcomeExit(nil, err)
-	}
+func (e *env) search(in *interrupts, s *spec.Spec, out string, allowRemote bool) error {
 	res, err := coordinator.Search(in.ctx, s, coordinator.SearchOptions{OutDir: out, Log: e.stderr, Run: coordinator.Options{
 		AllowRemote: allowRemote, Abort: in.abort, OnSnapshot: e.onSnapshot, Stderr: e.stderr, Env: e.environ,
 	}})

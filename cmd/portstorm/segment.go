@@ -13,9 +13,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portstorm/portstorm/loadgen/coordinator"
-	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // segmentFlags are run's flags for one segment of a distributed run (docs/architecture.md).
@@ -63,7 +63,7 @@ func (f *segmentFlags) parse(environ []string) (schedule.Segment, error) {
 
 // runSegment runs one segment of a distributed run and writes its shard result folder. Thresholds
 // and baseline wait for portstorm merge, so the exit code is 0 unless the segment could not run.
-func (e *env) runSegment(in *interrupts, p *plan.Plan, f *segmentFlags, out, startAt string, quiet, allowRemote bool) error {
+func (e *env) runSegment(in *interrupts, s *spec.Spec, f *segmentFlags, out, startAt string, quiet, allowRemote bool) error {
 	seg, err := f.parse(e.environ)
 	if err != nil {
 		return exitWith(exitInvalid, fmt.Errorf("--segment: %w", err))
@@ -76,10 +76,6 @@ func (e *env) runSegment(in *interrupts, p *plan.Plan, f *segmentFlags, out, sta
 		if late := time.Since(at); late > time.Second {
 			fmt.Fprintf(e.stderr, "portstorm: segment %s starts %s after --start-at: its overdue load starts at once (see schedule_lag)\n", seg, late.Round(time.Millisecond))
 		}
-	}
-	s, err := coordinator.Compile(p, e.environ)
-	if err != nil {
-		return exitWith(exitInvalid, err)
 	}
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
 	res, err := coordinator.RunSegment(in.ctx, s, seg, coordinator.SegmentOptions{

@@ -167,11 +167,7 @@ func (e *env) targetProcs(flag int) int {
 	if flag > 0 {
 		return flag
 	}
-	environ := e.environ
-	if environ == nil {
-		environ = os.Environ()
-	}
-	for _, kv := range environ {
+	for _, kv := range e.environ {
 		if k, v, _ := strings.Cut(kv, "="); k == "GOMAXPROCS" && v != "" {
 			return runtime.GOMAXPROCS(0) // the runtime has read it
 		}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -20,21 +19,17 @@ import (
 	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
-	"github.com/portstorm/portstorm/loadgen/plan"
-	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
 	"github.com/portstorm/portstorm/loadgen/spec"
-	"github.com/portstorm/portstorm/target"
 )
 
 // ErrInvalid wraps problems with the plan or flags found before any connection (exit code 2).
+// Any other error of Run, RunSegment and Merge (but ErrInterrupted and ErrShards) is a run that
+// could not be carried out (exit code 3).
 var ErrInvalid = errors.New("invalid plan or flags")
-
-// ErrCannotRun wraps problems that stop a valid plan from running (exit code 3).
-var ErrCannotRun = errors.New("the run could not be carried out")
 
 // ErrInterrupted is a run cancelled before it began (exit code 130): while the plan was being set
 // up (preflight, the built-in target, the results folder), so nothing was measured or written;
@@ -76,14 +71,10 @@ type Options struct {
 	Env []string
 }
 
-// Compile is the plan's spec on this host; env is the environment portstorm was given (a
-// GOMAXPROCS there is kept by every process). Its problems are ErrInvalid (exit 2).
-func Compile(p *plan.Plan, env []string) (*spec.Spec, error) {
-	s, err := spec.Compile(p, spec.Facts{Host: preflight.ReadHost(), ProcsSet: procsSet(env)})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	return s, nil
+// Facts are this host's facts as spec.Compile needs them; env is the environment portstorm was
+// given (a GOMAXPROCS there is kept by every process).
+func Facts(env []string) spec.Facts {
+	return spec.Facts{Host: preflight.ReadHost(), ProcsSet: procsSet(env)}
 }
 
 // procsSet says whether env sets GOMAXPROCS.
@@ -123,223 +114,111 @@ type Outcome struct {
 	Dir     string
 }
 
-// Run carries out a validated, defaulted plan. Cancelling ctx stops it gracefully: the result is
-// still written, marked interrupted. Cancelling it before the run begins (the set-up: preflight,
-// the built-in target, the results folder) ends Run at once with ErrInterrupted, with what the
-// set-up had started stopped and nothing written. When the plan needs more descriptors than one process may hold
-// (or load.workers says so), it runs as worker processes, each one segment of the plan, and the
-// built-in target as several processes sharing its listeners.
+// Run carries out a compiled plan. Cancelling ctx stops it gracefully: the result is still
+// written, marked interrupted. Cancelling it before the run begins (the set-up: preflight, the
+// built-in target, the results folder) ends Run at once with ErrInterrupted, with what the set-up
+// had started stopped and nothing written. When the plan needs more descriptors than one process
+// may hold (or load.workers says so), it runs as worker processes, each one segment of the spec,
+// and the built-in target as several processes sharing its listeners.
 func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
-	p := s.Plan
-	verdict, err := gate.Compile(p)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
-	}
-	ramp := s.Ramp
-	pr := newPortRun(s)
-	defer pr.close()
 	lay := s.Layout
 	if o.Dialer != nil && lay.Workers > 1 {
 		return nil, fmt.Errorf("%w: a test dialer cannot run in worker processes (load.workers: 1)", ErrInvalid)
 	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
 	if lay.Workers > 1 || lay.Targets > 0 {
 		fmt.Fprintf(o.Stderr, "portstorm: %s\n", lay.Why)
-	}
-	exe := o.Exe
-	if exe == "" && (lay.Workers > 1 || lay.Targets > 0) {
-		if exe, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("%w: finding portstorm's executable for worker processes: %w", ErrCannotRun, err)
-		}
-	}
-
-	var tgt *target.Server
-	var tprocs *targetProcs
-	var dsts []dial.Destination
-	if s.Target != nil {
-		tcfg, err := pr.builtinTarget()
-		if err != nil {
-			return nil, err
-		}
-		var addrs []string
-		if lay.Targets > 0 {
-			if tprocs, err = startTargetProcs(ctx, exe, tcfg, pr.tls, lay.Targets, lay.TargetProcs, o.Env, o.Stderr); err != nil {
-				return nil, beforeRun(ctx, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err))
+		if o.Exe == "" {
+			var err error
+			if o.Exe, err = os.Executable(); err != nil {
+				return nil, fmt.Errorf("finding portstorm's executable for worker processes: %w", err)
 			}
-			defer tprocs.kill()
-			addrs = tprocs.addrs
-		} else {
-			if tgt, err = target.Start(context.Background(), tcfg); err != nil {
-				return nil, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err)
-			}
-			defer tgt.Close()
-			addrs = tgt.Addrs()
-		}
-		if dsts, err = dial.Resolve(ctx, nil, addrs, false); err != nil {
-			return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrCannotRun, err))
-		}
-	} else {
-		dsts, err = dial.Resolve(ctx, o.Resolver, s.Addresses, s.AllowRemote && o.AllowRemote)
-		if err != nil {
-			return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrInvalid, err))
 		}
 	}
-	// Preflight, source addresses, the port strategy and the observatory.
-	targets := dsts
-	if dsts, err = pr.setup(dsts, o.Dialer); err != nil {
-		return nil, beforeRun(ctx, err)
+	if o.OutDir == "" {
+		o.OutDir = filepath.Join(s.OutputDir, s.Name+"-"+time.Now().UTC().Format("20060102T150405Z"))
 	}
-	if err := beforeRun(ctx, nil); err != nil {
-		return nil, err
-	}
+	r := &runner{s: s, o: o, local: true, targetProcs: lay.Targets, judge: true,
+		exec: execRun, finish: finishRun}
+	return r.do(ctx)
+}
 
-	dir := o.OutDir
-	if dir == "" {
-		dir = filepath.Join(s.OutputDir, s.Name+"-"+time.Now().UTC().Format("20060102T150405Z"))
-	}
-	out, err := openOutputs(dir, time.Now(), nil)
-	if err != nil {
-		return nil, err
-	}
-	defer out.close()
-	hlog := out.hlog
-
-	// An abort_on_fail threshold is judged on the running totals after every interval; when one
-	// fails, runCtx stops the run as a first signal would (graceful stop), without marking it
-	// interrupted.
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	if tprocs != nil {
-		// A target process that ends mid-run (killed, crashed) has cut its connections and lost its
-		// counters: what follows would measure a broken set-up, so the run stops as at a first
-		// signal, keeps what it measured, and reports the process (exit 3).
-		watched := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			select {
-			case <-tprocs.died:
-				fmt.Fprintf(o.Stderr, "portstorm: a built-in target process ended before the run asked it to; stopping the run\n")
-				stopRun()
-			case <-watched:
-			}
-		})
-		defer wg.Wait()
-		defer close(watched)
-	}
-	col := newCollector(p, ramp, pr, verdict, hlog, o, stopRun)
+// execRun runs the load: in this process, or as worker processes each running its segment.
+func execRun(ctx context.Context, r *runner) (*ended, error) {
+	s, lay := r.s, r.s.Layout
 	floor := s.PacingFloor()
-
-	var res *execResult
+	var res *ended
+	var err error
 	if lay.Workers > 1 {
-		var cert []byte
-		if pr.tls != nil {
-			cert = pr.tls.certPEM
-		}
-		res, err = runWorkers(runCtx, s, o, exe, lay.Workers, lay.GenProcs, targets, cert, col.take)
+		res, err = runWorkers(ctx, s, r.o, lay.Workers, lay.GenProcs, r.dsts, r.tgt.cert(), r.col.take)
 	} else {
 		if lay.GenProcs > 0 {
 			// This process is the generator: its share of the cores (see spec.CPUShares).
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(lay.GenProcs))
 		}
-		var cfg engine.Config
-		if cfg, err = engineConfig(s, dsts, pr); err == nil {
-			cfg.Abort = o.Abort
-			cfg.OnSnapshot = func(s *metrics.Snapshot) {
-				col.take(s)
+		res, err = runEngine(ctx, s, r.pairs, r.pr, r.tgt.cert(), func(c *engine.Config) {
+			c.Abort = r.o.Abort
+			c.OnSnapshot = func(s *metrics.Snapshot) {
+				r.col.take(s)
 				s.Release() // every use of it is done: its histograms go back to the pool
 			}
-			var r *engine.Result
-			if r, err = engine.Run(runCtx, cfg); r != nil {
-				res = &execResult{Start: r.Start, End: r.End, Interrupted: r.Interrupted, Aborted: r.Aborted, Total: r.Total,
-					Unreachable: unreachable(r.Unreachable)}
-			}
-		}
+		})
 	}
 	if err != nil && res == nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return nil, err
 	}
 	if err == nil {
-		err = col.err
+		err = r.col.err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: merging measurements: %w", ErrCannotRun, err)
+		return nil, fmt.Errorf("merging measurements: %w", err)
 	}
-	var ts *target.Stats
-	var targetFails []TargetFailure
-	if tgt != nil || tprocs != nil {
-		var st target.Stats
-		if tgt != nil {
-			tgt.Close()
-			st = tgt.Stats()
-		} else {
-			st, targetFails = tprocs.stop()
-		}
-		st.Processes = max(lay.Targets, 1)
-		ts = &st
-	}
-	// A threshold's stop cancels runCtx, which the engine reports as an interruption, and a worker
-	// giving up on an unreachable target stops the others as a signal would; only a cancelled ctx
-	// (a signal) is one.
-	interrupted := res.Interrupted && (col.stopped == nil && res.Unreachable == nil || ctx.Err() != nil)
-	var portReport *ports.Report
-	if lay.Workers == 1 {
-		portReport = pr.report()
-	}
-	sum, err := report.Build(report.Input{
-		Plan: p, Host: pr.host, Segments: lay.Workers, Start: res.Start, End: res.End,
-		Interrupted: interrupted, Aborted: res.Aborted, Total: res.Total, Stages: col.stages[:len(ramp.Stages)],
-		Target: ts, Ports: portReport, PacingFloor: floor,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	sum.Stopped = col.stopped
-	sum.Unreachable = res.Unreachable.summary(res.Start)
-	if lay.Workers > 1 {
+	// A threshold's stop cancels the run's context, which the engine reports as an interruption,
+	// and a worker giving up on an unreachable target stops the others as a signal would; only a
+	// signal (the caller's context) is one.
+	res.Interrupted = res.Interrupted && (r.col.stopped == nil && res.Unreachable == nil || r.signalled())
+	res.Segments, res.PacingFloor = lay.Workers, floor
+	return res, nil
+}
+
+// finishRun: a run in worker processes says so, and why its ports are per worker.
+func finishRun(r *runner, _ *ended, sum *report.Summary) {
+	if lay := r.s.Layout; lay.Workers > 1 {
 		sum.Workers = lay.Workers
-		// Workers own disjoint source addresses (or port windows): their port reports stay apart,
-		// one per worker, as distributed segments' stay per host.
-		for _, wp := range res.Ports {
-			sum.PortsByHost = append(sum.PortsByHost, report.HostPorts{Host: pr.host.Hostname, Segment: wp.Segment, Ports: wp.Ports})
-		}
 		sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s; port statistics are per worker in ports_by_host (ports is null)", lay.Why))
 	}
-	sum.WorkerFailures = append(sum.WorkerFailures, res.Failures...)
-	for _, f := range targetFails {
-		sum.TargetFailures = append(sum.TargetFailures, report.TargetFailure{Target: f.Target, PID: f.PID,
-			AtS: f.At.Sub(res.Start).Seconds(), Status: f.Status, Message: f.Message})
+}
+
+// runEngine runs s in this process with the engine over dsts; set completes the engine's
+// configuration (its snapshots' destination, the segment, the start).
+func runEngine(ctx context.Context, s *spec.Spec, dsts []dial.Destination, pr *portRun, cert []byte, set func(*engine.Config)) (*ended, error) {
+	cfg, err := engineConfig(s, dsts, pr, cert)
+	if err != nil {
+		return nil, err
 	}
-	verdict.Judge(sum)
-	return out.write(sum, col.rows)
+	set(&cfg)
+	r, err := engine.Run(ctx, cfg)
+	if r == nil {
+		return nil, err
+	}
+	return &ended{Start: r.Start, End: r.End, Interrupted: r.Interrupted, Aborted: r.Aborted, Total: r.Total,
+		Unreachable: unreachableSummary(unreachable(r.Unreachable), r.Start)}, err
 }
-
-// execResult is how the shard or the worker processes ended.
-type execResult struct {
-	Start, End  time.Time
-	Interrupted bool
-	Aborted     bool
-	Total       *metrics.Snapshot
-	Failures    []report.WorkerFailure
-	Ports       []shard.WorkerPorts
-	Unreachable *unreachableErr
-}
-
-// unreachableErr is a give-up on an unreachable target, from the engine or a worker's last word.
-type unreachableErr shard.Unreachable
 
 // unreachable carries the engine's give-up as a worker's last word does.
-func unreachable(u *engine.Unreachable) *unreachableErr {
+func unreachable(u *engine.Unreachable) *shard.Unreachable {
 	if u == nil {
 		return nil
 	}
-	return &unreachableErr{First: u.First, At: u.At, Failed: u.Failures, Destination: u.Destination,
+	return &shard.Unreachable{First: u.First, At: u.At, Failed: u.Failures, Destination: u.Destination,
 		Outcome: metrics.Classify(u.Err).String(), Error: u.Err.Error()}
 }
 
-// summary is the give-up as summary.json's unreachable, its times from the run's start.
-func (u *unreachableErr) summary(start time.Time) *report.Unreachable {
+// unreachableSummary is a give-up (the engine's, or a worker's last word) as summary.json's
+// unreachable, its times from the run's start.
+func unreachableSummary(u *shard.Unreachable, start time.Time) *report.Unreachable {
 	if u == nil {
 		return nil
 	}
@@ -348,7 +227,7 @@ func (u *unreachableErr) summary(start time.Time) *report.Unreachable {
 }
 
 // engineConfig is the engine's configuration for a spec, its destinations and its port side.
-func engineConfig(s *spec.Spec, dsts []dial.Destination, pr *portRun) (engine.Config, error) {
+func engineConfig(s *spec.Spec, dsts []dial.Destination, pr *portRun, cert []byte) (engine.Config, error) {
 	cfg := engine.Config{
 		Model: s.Model, Ramp: s.Ramp, Destinations: dsts, Dialer: pr.dialer,
 		IOTimeout: s.IOTimeout, Hold: s.Hold, Close: s.Close,
@@ -364,12 +243,8 @@ func engineConfig(s *spec.Spec, dsts []dial.Destination, pr *portRun) (engine.Co
 	if cfg.Send, err = s.Send.Engine(defaultHost(dsts)); err != nil {
 		return engine.Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	var cert []byte
-	if pr.tls != nil {
-		cert = pr.tls.certPEM
-	}
 	if cfg.TLS, err = s.TLS.Configs(dsts, cert); err != nil {
-		return engine.Config{}, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return engine.Config{}, err
 	}
 	return cfg, nil
 }
@@ -377,7 +252,7 @@ func engineConfig(s *spec.Spec, dsts []dial.Destination, pr *portRun) (engine.Co
 // collector consumes the interval snapshots, from the engine or merged from worker processes: the
 // timeline, per-stage totals, the latency log, live thresholds, live metrics and progress.
 type collector struct {
-	p       *plan.Plan
+	s       *spec.Spec
 	ramp    schedule.Ramp
 	pr      *portRun
 	verdict *gate.Gate
@@ -397,8 +272,9 @@ type collector struct {
 	liveStart                       time.Time
 }
 
-func newCollector(p *plan.Plan, ramp schedule.Ramp, pr *portRun, v *gate.Gate, hlog *report.HLog, o Options, stopRun context.CancelFunc) *collector {
-	c := &collector{p: p, ramp: ramp, pr: pr, verdict: v, hlog: hlog, o: o, stopRun: stopRun,
+func newCollector(s *spec.Spec, pr *portRun, v *gate.Gate, hlog *report.HLog, o Options, stopRun context.CancelFunc) *collector {
+	ramp := s.Ramp
+	c := &collector{s: s, ramp: ramp, pr: pr, verdict: v, hlog: hlog, o: o, stopRun: stopRun,
 		stages: make([]*metrics.Snapshot, len(ramp.Stages)+1), liveStart: time.Now()}
 	if v.Live() {
 		c.running = metrics.NewSnapshot()
@@ -475,7 +351,7 @@ func (c *collector) progress(s *metrics.Snapshot) Progress {
 func (c *collector) judgeLive(s *metrics.Snapshot) {
 	c.fail(c.running.Add(s))
 	elapsed := time.Duration(s.EndUS) * time.Microsecond
-	live, err := report.Build(report.Input{Plan: c.p, Host: c.pr.host, Segments: 1, Start: c.liveStart,
+	live, err := report.Build(report.Input{Plan: c.s.Plan, Host: c.pr.host, Segments: 1, Start: c.liveStart,
 		End: c.liveStart.Add(elapsed), Total: c.running, Stages: c.stages[:len(c.ramp.Stages)], Live: true})
 	if err != nil {
 		return

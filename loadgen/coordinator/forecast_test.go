@@ -45,16 +45,16 @@ func TestForecastAgreesWithRun(t *testing.T) {
 		{"two workers set, too few", hold(100000, 2), 2, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			doctor, why, err := Forecast(tt.p, h, nil)
+			s, err := spec.Compile(tt.p, spec.Facts{Host: h})
+			if err != nil {
+				t.Fatal(err)
+			}
+			doctor, why, err := Forecast(s)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if want := fmt.Sprintf("%d worker process(es)", tt.workers); !strings.Contains(why, want) {
 				t.Errorf("doctor's layout %q, want %q", why, want)
-			}
-			s, err := spec.Compile(tt.p, spec.Facts{Host: h})
-			if err != nil {
-				t.Fatal(err)
 			}
 			pr := newPortRun(s)
 			if l := s.Layout; l.Workers != tt.workers {

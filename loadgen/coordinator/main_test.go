@@ -14,7 +14,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // compile is p's spec on this host, as run compiles it.
 func compile(t *testing.T, p *plan.Plan) *spec.Spec {
 	t.Helper()
-	s, err := Compile(p, nil)
+	s, err := spec.Compile(p, Facts(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

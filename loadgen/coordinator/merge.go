@@ -3,15 +3,12 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
-	"github.com/portstorm/portstorm/loadgen/gate"
-	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/shard"
 	"github.com/portstorm/portstorm/loadgen/spec"
@@ -55,11 +52,12 @@ func WaitForShards(ctx context.Context, dirs []string, timeout, poll time.Durati
 	}
 }
 
-// Merge makes one result from the shard result folders of a distributed run (docs/architecture.md): the
-// segments' interval snapshots merge exactly, through the merger local worker processes use, into
-// the timeline, latency log, stages and totals; the plan's thresholds and baseline are judged on
-// the merged result only; every result file of a normal run is written to outDir. Port reports stay
-// per host (ports_by_host); ports itself is null, as in a worker-process run.
+// Merge makes one result from the shard result folders of a distributed run (docs/architecture.md):
+// the segments' interval snapshots merge exactly, through the merger local worker processes use,
+// into the timeline, latency log, stages and totals; the run's thresholds and baseline (from the
+// spec in the first folder, SpecFile) are judged on the merged result only; every result file of a
+// normal run is written to outDir. Port reports stay per host (ports_by_host); ports itself is
+// null, as in a worker-process run.
 func Merge(dirs []string, outDir string) (*Outcome, error) {
 	var rs []*shard.Result
 	for _, d := range dirs {
@@ -73,34 +71,18 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 		return nil, err
 	}
 	slices.SortFunc(rs, func(a, b *shard.Result) int { return a.Info.Index - b.Info.Index })
-	p, err := plan.LoadFile(filepath.Join(rs[0].Dir, shard.PlanFile), plan.Overrides{})
+	s, err := spec.ReadFile(filepath.Join(rs[0].Dir, SpecFile))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrShards, err)
 	}
-	p.Defaults()
-	if hash, _, err := PlanHash(p); err != nil || hash != rs[0].Info.PlanHash {
-		return nil, fmt.Errorf("%w: %s does not match the plan hash in %s", ErrShards, shard.PlanFile, rs[0].Dir)
-	}
-	verdict, err := gate.Compile(p)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	if hash, err := s.Hash(); err != nil || hash != rs[0].Info.PlanHash {
+		return nil, fmt.Errorf("%w: %s does not match the plan hash in %s", ErrShards, SpecFile, rs[0].Dir)
 	}
 	// The segments' own summaries carry what snapshots do not: the host and the port reports.
-	sums := make([]*report.Summary, len(rs))
+	m := &mergeRun{rs: rs, sums: make([]*report.Summary, len(rs))}
 	for i, r := range rs {
 		if s, err := report.ReadSummary(filepath.Join(r.Dir, "summary.json")); err == nil {
-			sums[i] = s
-		}
-	}
-	pr := &portRun{}
-	if sums[0] != nil {
-		pr.host = sums[0].Host
-	}
-	// The merged lateness is judged against the coarsest of the segments' machines.
-	var floor time.Duration
-	for _, s := range sums {
-		if s != nil && s.Pacing != nil {
-			floor = max(floor, time.Duration(s.Pacing.FloorP99US)*time.Microsecond)
+			m.sums[i] = s
 		}
 	}
 	start := rs[0].Info.Start
@@ -109,86 +91,94 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 			start = r.Info.Start
 		}
 	}
-	out, err := openOutputs(outDir, start, nil)
-	if err != nil {
-		return nil, err
+	pr := &portRun{s: s}
+	if m.sums[0] != nil {
+		pr.host = m.sums[0].Host
 	}
-	defer out.close()
-	hlog := out.hlog
-	ramp := spec.Ramp(p)
-	col := newCollector(p, ramp, pr, verdict, hlog, Options{}, func() {})
-	// abort_on_fail cannot stop a run after the fact: the merged result is judged once, at the end.
-	col.running = nil
-	m, err := shard.MergeResults(rs, col.take)
+	// Nothing runs here: the segments did (no target, no destinations, no set-up).
+	r := &runner{s: s, o: Options{OutDir: outDir}, pr: pr, start: start, judge: true,
+		exec: m.exec, finish: m.finish}
+	return r.do(context.Background())
+}
+
+// mergeRun is what Merge adds to the skeleton: the shard folders and their summaries.
+type mergeRun struct {
+	rs   []*shard.Result
+	sums []*report.Summary
+}
+
+// exec merges the segments' snapshots, and gathers from their summaries what snapshots do not
+// carry: failures, port reports, the target's counters, a give-up.
+func (m *mergeRun) exec(_ context.Context, r *runner) (*ended, error) {
+	mr, err := shard.MergeResults(m.rs, r.col.take)
 	if err == nil {
-		err = col.err
+		err = r.col.err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: merging: %w", ErrShards, err)
 	}
-	sum, err := report.Build(report.Input{
-		Plan: p, Host: pr.host, Segments: len(rs), Start: m.Start, End: m.End,
-		Interrupted: m.Interrupted, Aborted: m.Aborted, Total: m.Total, Stages: col.stages[:len(ramp.Stages)],
-		PacingFloor: floor,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	sum.PlanHash = rs[0].Info.PlanHash
-	var ts *target.Stats
-	for i, r := range rs {
-		in := r.Info
-		sum.Shards = append(sum.Shards, report.ShardSummary{Segment: in.Segment, Host: in.Host, Dir: r.Dir,
-			StartedAt: in.Start.UTC(), EndedAt: in.End.UTC(), Interrupted: in.Interrupted, Aborted: in.Aborted, Error: in.Error})
-		if in.Error != "" || r.Done == nil {
+	res := &ended{Start: mr.Start, End: mr.End, Interrupted: mr.Interrupted, Aborted: mr.Aborted, Total: mr.Total,
+		Segments: len(m.rs)}
+	for i, sr := range m.rs {
+		in := sr.Info
+		if in.Error != "" || sr.Done == nil {
 			msg := in.Error
 			if msg == "" {
 				msg = "no end of segment in " + shard.SnapshotsFile
 			}
-			sum.WorkerFailures = append(sum.WorkerFailures, report.WorkerFailure{
-				Worker: "segment " + in.Segment + " on " + in.Host, AtS: in.End.Sub(m.Start).Seconds(),
+			res.Failures = append(res.Failures, report.WorkerFailure{
+				Worker: "segment " + in.Segment + " on " + in.Host, AtS: in.End.Sub(mr.Start).Seconds(),
 				Status: "failed", Message: msg})
 		}
-		s := sums[i]
+		s := m.sums[i]
 		if s == nil {
-			sum.Warnings = append(sum.Warnings, fmt.Sprintf("%s: no readable summary.json; its port report is missing", r.Dir))
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: no readable summary.json; its port report is missing", sr.Dir))
 			continue
 		}
+		// The merged lateness is judged against the coarsest of the segments' machines.
+		if s.Pacing != nil {
+			res.PacingFloor = max(res.PacingFloor, time.Duration(s.Pacing.FloorP99US)*time.Microsecond)
+		}
 		if s.Ports != nil {
-			sum.PortsByHost = append(sum.PortsByHost, report.HostPorts{Host: in.Host, Segment: in.Segment, Ports: s.Ports})
+			res.PortsByHost = append(res.PortsByHost, report.HostPorts{Host: in.Host, Segment: in.Segment, Ports: s.Ports})
 		}
 		// A segment's own failed processes fail the merged run too (exit 3), named by segment, at
 		// the merged run's time.
-		shift := in.Start.Sub(m.Start).Seconds()
+		shift := in.Start.Sub(mr.Start).Seconds()
 		for _, f := range s.WorkerFailures {
 			f.Worker = "segment " + in.Segment + " on " + in.Host + ": " + f.Worker
 			f.AtS += shift
-			sum.WorkerFailures = append(sum.WorkerFailures, f)
+			res.Failures = append(res.Failures, f)
 		}
 		for _, f := range s.TargetFailures {
 			f.Target = "segment " + in.Segment + " on " + in.Host + ": " + f.Target
 			f.AtS += shift
-			sum.TargetFailures = append(sum.TargetFailures, f)
+			res.TargetFailures = append(res.TargetFailures, f)
 		}
 		// A segment that gave up on an unreachable target: the merged run gave up at the first.
-		if u := s.Unreachable; u != nil && (sum.Unreachable == nil || u.AtS+shift < sum.Unreachable.AtS) {
+		if u := s.Unreachable; u != nil && (res.Unreachable == nil || u.AtS+shift < res.Unreachable.AtS) {
 			c := *u
 			c.AtS += shift
 			c.FirstAtS += shift
-			sum.Unreachable = &c
+			res.Unreachable = &c
 		}
 		if t := s.Target; t != nil {
-			if ts == nil {
-				ts = &target.Stats{}
+			if res.Target == nil {
+				res.Target = &target.Stats{}
 			}
-			ts.Add(*t)
+			res.Target.Add(*t)
 		}
 	}
-	sum.Target = ts
-	sum.Warnings = append(sum.Warnings, fmt.Sprintf("merged %d segment(s); port statistics stay per host in ports_by_host (ports is null)", len(rs)))
-	verdict.Judge(sum)
-	return out.write(sum, col.rows)
+	res.Warnings = append(res.Warnings, fmt.Sprintf("merged %d segment(s); port statistics stay per host in ports_by_host (ports is null)", len(m.rs)))
+	return res, nil
 }
 
-// IsShardsError reports whether err refuses the shard folders themselves.
-func IsShardsError(err error) bool { return errors.Is(err, shard.ErrShards) }
+// finish lists the shards the result is made of.
+func (m *mergeRun) finish(_ *runner, _ *ended, sum *report.Summary) {
+	sum.PlanHash = m.rs[0].Info.PlanHash
+	for _, r := range m.rs {
+		in := r.Info
+		sum.Shards = append(sum.Shards, report.ShardSummary{Segment: in.Segment, Host: in.Host, Dir: r.Dir,
+			StartedAt: in.Start.UTC(), EndedAt: in.End.UTC(), Interrupted: in.Interrupted, Aborted: in.Aborted, Error: in.Error})
+	}
+}

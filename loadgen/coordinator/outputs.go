@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/report"
@@ -23,18 +22,18 @@ type outputs struct {
 func openOutputs(dir string, start time.Time, first func() error) (*outputs, error) {
 	release, err := report.ClaimDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return nil, err
 	}
 	if first != nil {
 		if err := first(); err != nil {
 			release()
-			return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+			return nil, err
 		}
 	}
 	hlog, err := report.CreateHLog(dir, start)
 	if err != nil {
 		release()
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return nil, err
 	}
 	return &outputs{dir: dir, release: release, hlog: hlog}, nil
 }
@@ -50,7 +49,7 @@ func (o *outputs) close() {
 func (o *outputs) write(sum *report.Summary, rows []report.TimelineRow) (*Outcome, error) {
 	out := &Outcome{Summary: sum, Dir: o.dir}
 	if err := report.WriteResults(o.dir, sum, rows, o.hlog); err != nil {
-		return out, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return out, err
 	}
 	return out, nil
 }

@@ -26,8 +26,8 @@ func TestOpenOutputs(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "r")
 			out, err := openOutputs(dir, time.Now(), tt.first)
 			if tt.wantErr {
-				if !errors.Is(err, ErrCannotRun) {
-					t.Fatalf("err %v, want ErrCannotRun", err)
+				if err == nil || errors.Is(err, ErrInvalid) || errors.Is(err, ErrInterrupted) {
+					t.Fatalf("err %v, want a failure to run (exit 3)", err)
 				}
 				if _, err := os.Stat(filepath.Join(dir, "latency.hlog")); !errors.Is(err, os.ErrNotExist) {
 					t.Errorf("latency.hlog after a failed open: %v", err)

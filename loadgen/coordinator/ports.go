@@ -3,14 +3,12 @@ package coordinator
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/spec"
-	"github.com/portstorm/portstorm/target"
 )
 
 // portRun is the port side of a run: the preflight forecast, source-address pairs, the strategy's
@@ -24,8 +22,6 @@ type portRun struct {
 	warnings []string
 	// workers and targetProcs are the run's process layout, for the open-files forecast.
 	workers, targetProcs int
-	// tls is the built-in target's certificate, when it serves TLS.
-	tls *builtinTLS
 	// segmentOnly is set in a worker process: the coordinator already checked the whole plan, and a
 	// segment is not judged against the whole plan's demand.
 	segmentOnly bool
@@ -35,43 +31,50 @@ func newPortRun(s *spec.Spec) *portRun {
 	return &portRun{s: s, host: s.Host, workers: s.Layout.Workers, targetProcs: s.Layout.Targets}
 }
 
-// close removes what the run made on disk for the built-in target.
-func (r *portRun) close() { r.tls.close() }
-
-// builtinTarget is the built-in target's configuration from the spec, with its certificate made
-// for this run when it serves TLS.
-func (r *portRun) builtinTarget() (target.Config, error) {
-	t := r.s.Target
-	cfg := t.Config
-	cfg.Listen = slices.Clone(cfg.Listen)
-	if t.TLS {
-		var err error
-		if r.tls == nil {
-			if r.tls, err = newBuiltinTLS(t.Address); err != nil {
-				return target.Config{}, fmt.Errorf("%w: %w", ErrCannotRun, err)
-			}
-		}
-		if cfg.TLS, err = target.TLSConfig(r.tls.certPEM, r.tls.keyPEM); err != nil {
-			return target.Config{}, fmt.Errorf("%w: %w", ErrCannotRun, err)
-		}
-	}
-	return cfg, nil
-}
-
-// setup checks the plan against the host (refusing what cannot be carried out), pairs every
+// setup checks the spec against the host (refusing what cannot be carried out), pairs every
 // destination with the source addresses of its family, and builds the dialer and the observatory.
 // override is the caller's dialer (tests), or nil.
 func (r *portRun) setup(dsts []dial.Destination, override dial.Dialer) ([]dial.Destination, error) {
-	s := r.s
-	sources := s.Sources
-	if err := preflight.CheckSources(sources); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	if err := r.checkHost(); err != nil {
+		return nil, err
 	}
-	if s.Strategy == dial.StrategyRange {
-		if err := preflight.ProbePortRange(s.Window.Lo, s.Window.Hi); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+	f, err := r.preflight(dsts)
+	if err != nil {
+		return nil, err
+	}
+	pairs, err := r.pair(dsts)
+	if err != nil {
+		return nil, err
+	}
+	if r.dialer = override; r.dialer == nil {
+		d, err := dial.New(dial.Options{ConnectTimeout: r.s.ConnectTimeout, Strategy: r.s.Strategy, Window: f.Window})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		r.dialer = d
+	}
+	r.observe(dsts, f)
+	return pairs, nil
+}
+
+// checkHost checks that the source addresses are this host's and, under the range strategy, that
+// the kernel binds inside the window.
+func (r *portRun) checkHost() error {
+	if err := preflight.CheckSources(r.s.Sources); err != nil {
+		return err
+	}
+	if r.s.Strategy == dial.StrategyRange {
+		if err := preflight.ProbePortRange(r.s.Window.Lo, r.s.Window.Hi); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// preflight forecasts the spec against the host for dsts, with a census of the sockets already in
+// the port range, and refuses what cannot be carried out (unless segmentOnly).
+func (r *portRun) preflight(dsts []dial.Destination) (*preflight.Forecast, error) {
+	s := r.s
 	in := preflight.Inputs{Loopback: true, Workers: r.workers, TargetProcesses: r.targetProcs}
 	for _, d := range dsts {
 		in.Destinations = append(in.Destinations, d.String())
@@ -80,7 +83,7 @@ func (r *portRun) setup(dsts []dial.Destination, override dial.Dialer) ([]dial.D
 	// The census reads the range the forecast will use; a first forecast gives it.
 	f0 := preflight.Plan(s.Plan, r.host, in)
 	if f0.Range.Size > 0 {
-		l, h, err := preflight.Census(f0.Range.Lo, f0.Range.Hi, sources)
+		l, h, err := preflight.Census(f0.Range.Lo, f0.Range.Hi, s.Sources)
 		if err == nil {
 			in.ListenersInRange, in.HeldAtStart = l, h
 		}
@@ -91,44 +94,46 @@ func (r *portRun) setup(dsts []dial.Destination, override dial.Dialer) ([]dial.D
 		var b strings.Builder
 		f.WriteText(&b, s.Name)
 		return nil, &Refused{Forecast: f,
-			err: fmt.Errorf("%w: the preflight refuses the plan (portstorm doctor shows the same):%s", ErrCannotRun, indent(b.String()))}
+			err: fmt.Errorf("the preflight refuses the plan (portstorm doctor shows the same):%s", indent(b.String()))}
 	}
 	r.warnings = append(r.warnings, f.Warnings...)
+	return f, nil
+}
 
-	// Pair every destination with each source address of its family, round-robin over the pairs.
-	pairs := dsts
-	if len(sources) > 0 {
-		pairs = nil
-		used := make(map[netip.Addr]bool)
-		for _, src := range sources {
-			for _, d := range dsts {
-				if src.Is4() == d.AddrPort.Addr().Is4() {
-					pairs = append(pairs, d.From(src))
-					used[src] = true
-				}
-			}
-		}
+// pair pairs every destination with each source address of its family, round-robin over the
+// pairs (dsts as they are without source addresses).
+func (r *portRun) pair(dsts []dial.Destination) ([]dial.Destination, error) {
+	sources := r.s.Sources
+	if len(sources) == 0 {
+		return dsts, nil
+	}
+	var pairs []dial.Destination
+	used := make(map[netip.Addr]bool)
+	for _, src := range sources {
 		for _, d := range dsts {
-			if !hasFamily(sources, d.AddrPort.Addr()) {
-				return nil, fmt.Errorf("%w: destination %s: no source address of its family in source.addresses", ErrInvalid, d)
-			}
-		}
-		for _, src := range sources {
-			if !used[src] {
-				r.warnings = append(r.warnings, fmt.Sprintf("source address %s is not used: no destination of its address family", src))
+			if src.Is4() == d.AddrPort.Addr().Is4() {
+				pairs = append(pairs, d.From(src))
+				used[src] = true
 			}
 		}
 	}
+	for _, d := range dsts {
+		if !hasFamily(sources, d.AddrPort.Addr()) {
+			return nil, fmt.Errorf("%w: destination %s: no source address of its family in source.addresses", ErrInvalid, d)
+		}
+	}
+	for _, src := range sources {
+		if !used[src] {
+			r.warnings = append(r.warnings, fmt.Sprintf("source address %s is not used: no destination of its address family", src))
+		}
+	}
+	return pairs, nil
+}
 
-	if override != nil {
-		r.dialer = override
-	} else {
-		d, err := dial.New(dial.Options{ConnectTimeout: s.ConnectTimeout, Strategy: s.Strategy, Window: f.Window})
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-		r.dialer = d
-	}
+// observe starts the port observatory for dsts as forecast by f, with its baseline of the
+// kernel's counters.
+func (r *portRun) observe(dsts []dial.Destination, f *preflight.Forecast) {
+	s := r.s
 	cfg := ports.Config{
 		Strategy: s.Strategy, Range: f.Range, Capacity: f.Capacity, TWReuseDelay: f.TWReuseDelay, TWReuse: r.host.TWReuse,
 		ClientHoldsTW: s.Close.ClientHoldsTimeWait(),
@@ -139,7 +144,6 @@ func (r *portRun) setup(dsts []dial.Destination, override dial.Dialer) ([]dial.D
 	}
 	r.obs = ports.New(cfg)
 	r.obs.Baseline()
-	return pairs, nil
 }
 
 func hasFamily(as []netip.Addr, a netip.Addr) bool {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/spec"
 	"github.com/portstorm/portstorm/target"
 )
@@ -41,15 +42,6 @@ type targetProc struct {
 	at    time.Time // when it ended
 	// unasked: it ended before stop or kill was called, and its counters since the last are lost.
 	unasked bool
-}
-
-// TargetFailure is a target process that ended before it was asked to, or without its counters.
-type TargetFailure struct {
-	Target  string // "target process 2/4"
-	PID     int
-	At      time.Time
-	Status  string
-	Message string
 }
 
 // targetInput is one target process's configuration: cfg listening on listen, sharing the
@@ -194,13 +186,15 @@ func (t *targetProcs) kill() { t.endAll(syscall.SIGKILL) }
 
 // stop ends every target process and adds up their counters. Peak becomes the sum of the
 // processes' peaks, an upper bound of the true combined peak. A process that had already ended
-// unasked, or that ended without its counters, is a failure; the sum holds the others'.
-func (t *targetProcs) stop() (target.Stats, []TargetFailure) {
+// unasked, or that ended without its counters, is a failure (its time from start); the sum holds
+// the others'.
+func (t *targetProcs) stop(start time.Time) (target.Stats, []report.TargetFailure) {
 	var sum target.Stats
-	var fails []TargetFailure
+	var fails []report.TargetFailure
 	t.endAll(syscall.SIGTERM)
 	for i, p := range t.procs {
-		f := TargetFailure{Target: fmt.Sprintf("target process %d/%d", i+1, len(t.procs)), PID: p.cmd.Process.Pid, At: p.at}
+		f := report.TargetFailure{Target: fmt.Sprintf("target process %d/%d", i+1, len(t.procs)), PID: p.cmd.Process.Pid,
+			AtS: p.at.Sub(start).Seconds()}
 		switch {
 		case p.unasked:
 			f.Status = "exited before it was asked to stop"

@@ -43,7 +43,7 @@ type SearchOutcome struct {
 // algorithm of loadgen/search decides the levels, and every probe is a run of its own (Run; its
 // folder under probes/), the answer and every probe in summary.json's
 // search section, report.html charting the probes. Its errors are the coordinator's: ErrInvalid
-// (exit 2) and ErrCannotRun (exit 3), the latter with the results so far written when a probe
+// (exit 2) and any other (exit 3), the latter with the results so far written when a probe
 // could not be carried out; a signal ends the probe under way (its results written) and the
 // search, with the results so far (Summary.Interrupted).
 func Search(ctx context.Context, s *spec.Spec, o SearchOptions) (*SearchOutcome, error) {
@@ -62,7 +62,7 @@ func Search(ctx context.Context, s *spec.Spec, o SearchOptions) (*SearchOutcome,
 	}
 	release, err := report.ClaimDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return nil, err
 	}
 	defer release()
 	r := &searchRun{s: s, o: o, dir: dir, gate: g, start: time.Now(), sums: map[int]*report.Summary{}, dirs: map[int]string{}}
@@ -72,10 +72,10 @@ func Search(ctx context.Context, s *spec.Spec, o SearchOptions) (*SearchOutcome,
 	sum, answerDir := r.summary(a)
 	res := &SearchOutcome{Summary: sum, Dir: dir, Answer: a}
 	if err := report.WriteSearchResults(dir, sum, answerDir); err != nil {
-		return res, fmt.Errorf("%w: %w", ErrCannotRun, err)
+		return res, err
 	}
 	if a.Status == search.Error {
-		return res, fmt.Errorf("%w: the search could not be carried out: %s", ErrCannotRun, sum.Search.Error)
+		return res, fmt.Errorf("the search could not be carried out: %s", sum.Search.Error)
 	}
 	return res, nil
 }
@@ -154,10 +154,9 @@ func (r *searchRun) Probe(ctx context.Context, p search.Probe) search.Outcome {
 }
 
 func (r *searchRun) run(ctx context.Context, p search.Probe, sub string, rec *report.SearchProbe) search.Outcome {
-	pp := spec.ProbePlan(r.s.Plan, p.Level, p.Duration, r.s.Name)
-	ps, err := Compile(pp, r.o.Run.Env)
+	ps, err := r.s.Probe(p.Level, p.Duration, Facts(r.o.Run.Env))
 	if err != nil {
-		rec.Error = err.Error()
+		rec.Error = fmt.Errorf("%w: %w", ErrInvalid, err).Error()
 		return search.Broken
 	}
 	o := r.o.Run

@@ -56,7 +56,7 @@ output: {interval: 200ms}
 	if len(errs) > 0 {
 		t.Fatalf("plan: %v", errors.Join(errs...))
 	}
-	s, err := Compile(p, nil)
+	s, err := spec.Compile(p, Facts(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

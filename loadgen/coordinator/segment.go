@@ -2,8 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,19 +9,20 @@ import (
 	"path/filepath"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/engine"
-	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
-	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
 	"github.com/portstorm/portstorm/loadgen/spec"
-	"github.com/portstorm/portstorm/target"
+	"go.yaml.in/yaml/v3"
 )
+
+// SpecFile is the whole run's spec in a segment's shard folder (JSON, spec.Write): what portstorm
+// merge reads, the plan to write as the merged run's plan and the thresholds and baseline to judge
+// it by included. Its hash (spec.Hash) is the folder's plan hash.
+const SpecFile = "spec.json"
 
 // SegmentOptions are a distributed segment's settings that do not come from the plan.
 type SegmentOptions struct {
@@ -45,176 +44,124 @@ type SegmentOptions struct {
 	Stderr io.Writer
 }
 
-// PlanHash identifies a resolved plan: the SHA-256 of its YAML. Segments of one run share it, and a
-// merge refuses shards whose hashes differ.
-func PlanHash(p *plan.Plan) (string, []byte, error) {
-	b, err := yaml.Marshal(p)
-	if err != nil {
-		return "", nil, err
-	}
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:]), b, nil
-}
-
-// RunSegment runs segment seg of the compiled plan whole on this machine, as one generator of a distributed run, and
-// writes a shard result folder: snapshots.jsonl (the interval snapshots in the worker protocol,
-// everything an exact merge needs), shard.json, plan.yaml (the whole plan) and the segment's own
-// summary, timeline and reports. The segment's load, source addresses and port window are cut as
-// for local worker processes (workerPlan). Thresholds and baseline are not judged here: they
-// belong to the merged result. With a built-in target, every segment starts its own, in this
-// process, on loopback.
+// RunSegment runs segment seg of the compiled plan whole on this machine, as one generator of a
+// distributed run, and writes a shard result folder: snapshots.jsonl (the interval snapshots in the
+// worker protocol, everything an exact merge needs), shard.json, spec.json (the whole run's spec,
+// SpecFile), plan.yaml (the whole plan, for people) and the segment's own summary, timeline and
+// reports. The segment's load, source addresses and port window are cut as for local worker
+// processes (spec.Segment). Thresholds and baseline are not judged here: they belong to the merged
+// result. With a built-in target, every segment starts its own, in this process, on loopback.
 func RunSegment(ctx context.Context, whole *spec.Spec, seg schedule.Segment, o SegmentOptions) (*Outcome, error) {
-	p := whole.Plan
 	if seg.Count < 1 {
 		seg = schedule.Segment{Index: 0, Count: 1}
-	}
-	if o.Stderr == nil {
-		o.Stderr = os.Stderr
 	}
 	if o.Host == "" {
 		o.Host, _ = os.Hostname()
 	}
-	hash, planYAML, err := PlanHash(p)
+	hash, err := whole.Hash()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	var dsts []dial.Destination
-	var tgt *target.Server
-	bpr := newPortRun(whole) // the built-in target's side: its certificate, when it serves TLS
-	defer bpr.close()
-	if whole.Target != nil {
-		tcfg, err := bpr.builtinTarget()
-		if err != nil {
-			return nil, err
-		}
-		if tgt, err = target.Start(context.Background(), tcfg); err != nil {
-			return nil, fmt.Errorf("%w: starting the built-in target: %w", ErrCannotRun, err)
-		}
-		defer tgt.Close()
-		if dsts, err = dial.Resolve(ctx, nil, tgt.Addrs(), false); err != nil {
-			return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrCannotRun, err))
-		}
-	} else if dsts, err = dial.Resolve(ctx, nil, whole.Addresses, whole.AllowRemote && o.AllowRemote); err != nil {
-		return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrInvalid, err))
-	}
-	sp, err := workerPlan(p, seg.Index, seg.Count, dsts)
+	planYAML, err := yaml.Marshal(whole.Plan)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	var caFile string
-	if bpr.tls != nil {
-		caFile = bpr.tls.certFile
-	}
-	namesForWorkers(sp, p, caFile)
-	ss, err := spec.Compile(sp, spec.Facts{Host: whole.Host})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	pr := newPortRun(ss)
-	// The whole plan's demand is not this host's: the preflight warns but does not refuse.
-	pr.workers, pr.targetProcs, pr.segmentOnly = 1, 0, true
-	if dsts, err = pr.setup(dsts, o.Dialer); err != nil {
-		return nil, err
-	}
-	ramp := ss.Ramp
-	cfg, err := engineConfig(ss, dsts, pr)
-	if err != nil {
-		return nil, err
-	}
-
-	dir := o.OutDir
-	if dir == "" {
-		dir = filepath.Join(p.Output.Dir, fmt.Sprintf("%s-segment-%d-of-%d", p.Name, seg.Index, seg.Count))
-	}
-	if err := beforeRun(ctx, nil); err != nil {
-		return nil, err
+	if o.OutDir == "" {
+		o.OutDir = filepath.Join(whole.OutputDir, fmt.Sprintf("%s-segment-%d-of-%d", whole.Name, seg.Index, seg.Count))
 	}
 	start := o.StartAt
 	if start.IsZero() {
 		start = time.Now()
 	}
-	var snaps *os.File
-	out, err := openOutputs(dir, start, func() error {
-		if err := report.WriteFileAtomic(filepath.Join(dir, shard.PlanFile), planYAML); err != nil {
+	sg := &segmentRun{seg: seg, hash: hash, start: start,
+		info: shard.Info{Schema: shard.InfoSchema, PlanHash: hash, Segment: fmt.Sprintf("%d/%d", seg.Index, seg.Count),
+			Index: seg.Index, Count: seg.Count, Host: o.Host}}
+	r := &runner{s: whole, o: Options{OutDir: o.OutDir, AllowRemote: o.AllowRemote, Abort: o.Abort, Progress: o.Progress,
+		Dialer: o.Dialer, Stderr: o.Stderr}, local: true, segmentOnly: true, start: start,
+		cut: func(dsts []dial.Destination, cert []byte) (*spec.Spec, error) {
+			return whole.Segment(seg.Index, seg.Count, destinations(dsts), cert)
+		},
+		first: func(dir string) error {
+			if err := whole.Write(filepath.Join(dir, SpecFile)); err != nil {
+				return err
+			}
+			if err := report.WriteFileAtomic(filepath.Join(dir, shard.PlanFile), planYAML); err != nil {
+				return err
+			}
+			sg.snaps, err = report.CreateFresh(filepath.Join(dir, shard.SnapshotsFile))
 			return err
+		},
+		exec: sg.exec, finish: sg.finish, written: sg.written,
+	}
+	defer func() {
+		if sg.snaps != nil {
+			sg.snaps.Close()
 		}
-		snaps, err = report.CreateFresh(filepath.Join(dir, shard.SnapshotsFile))
-		return err
+	}()
+	return r.do(ctx)
+}
+
+// segmentRun is what RunSegment adds to the skeleton: the snapshots file, the shard's identity.
+type segmentRun struct {
+	seg   schedule.Segment
+	hash  string
+	start time.Time
+	info  shard.Info
+	snaps *os.File
+}
+
+// exec runs the segment in this process, every snapshot written to snapshots.jsonl as it is cut.
+// A failure leaves what was measured in snapshots.jsonl, and shard.json says the segment failed.
+func (sg *segmentRun) exec(ctx context.Context, r *runner) (*ended, error) {
+	w := shard.NewWriter(sg.snaps)
+	var werr error
+	floor := r.s.PacingFloor()
+	res, err := runEngine(ctx, r.s, r.pairs, r.pr, r.tgt.cert(), func(c *engine.Config) {
+		c.Segment, c.Start, c.Abort = sg.seg, sg.start, r.o.Abort
+		c.OnSnapshot = func(s *metrics.Snapshot) {
+			if err := w.Snapshot(s); err != nil && werr == nil {
+				werr = err
+			}
+			r.col.take(s)
+			s.Release() // written out and counted: its histograms go back to the pool
+		}
 	})
+	if err == nil {
+		err = errors.Join(werr, r.col.err)
+	}
 	if err != nil {
-		if snaps != nil {
-			snaps.Close()
+		w.Fail(err)
+		sg.info.Error, sg.info.Start, sg.info.End = err.Error(), sg.start, time.Now()
+		if res != nil {
+			sg.info.Start, sg.info.End = res.Start, res.End
 		}
+		writeInfo(r.o.OutDir, sg.info)
+		return nil, fmt.Errorf("segment %s: %w", sg.info.Segment, err)
+	}
+	sg.info.Start, sg.info.End, sg.info.Interrupted, sg.info.Aborted = res.Start, res.End, res.Interrupted, res.Aborted
+	if err := w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted}); err != nil {
 		return nil, err
 	}
-	defer out.close()
-	defer snaps.Close()
-	hlog := out.hlog
-	w := shard.NewWriter(snaps)
-	verdict, err := gate.Compile(sp) // no thresholds, no baseline: workerPlan dropped them
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	if err := sg.snaps.Sync(); err != nil {
+		return nil, err
 	}
-	col := newCollector(sp, ramp, pr, verdict, hlog, Options{Progress: o.Progress}, func() {})
-	var werr error
-	cfg.Segment, cfg.Start, cfg.Abort = seg, start, o.Abort
-	cfg.OnSnapshot = func(s *metrics.Snapshot) {
-		if err := w.Snapshot(s); err != nil && werr == nil {
-			werr = err
-		}
-		col.take(s)
-		s.Release() // written out and counted: its histograms go back to the pool
+	res.Segments, res.PacingFloor = 1, floor
+	return res, nil
+}
+
+// finish names the segment and its run in the summary.
+func (sg *segmentRun) finish(r *runner, _ *ended, sum *report.Summary) {
+	sum.Segment, sum.PlanHash = sg.info.Segment, sg.hash
+	sum.Warnings = append(sum.Warnings, fmt.Sprintf("segment %s of plan %.12s on %s: thresholds and baseline are judged by portstorm merge", sg.info.Segment, sg.hash, sg.info.Host))
+}
+
+// written writes shard.json last: its presence says the folder is complete (merge --wait polls
+// for it).
+func (sg *segmentRun) written(out *Outcome) error {
+	if err := writeInfo(out.Dir, sg.info); err != nil {
+		return err
 	}
-	info := shard.Info{Schema: shard.InfoSchema, PlanHash: hash, Segment: fmt.Sprintf("%d/%d", seg.Index, seg.Count),
-		Index: seg.Index, Count: seg.Count, Host: o.Host}
-	floor := ss.PacingFloor()
-	res, err := engine.Run(ctx, cfg)
-	if err == nil {
-		err = errors.Join(werr, col.err)
-	}
-	if err != nil {
-		// What was measured stays in snapshots.jsonl; shard.json says the segment failed.
-		w.Fail(err)
-		info.Error, info.Start, info.End = err.Error(), start, time.Now()
-		if res != nil {
-			info.Start, info.End = res.Start, res.End
-		}
-		writeInfo(dir, info)
-		return nil, fmt.Errorf("%w: segment %s: %w", ErrCannotRun, info.Segment, err)
-	}
-	info.Start, info.End, info.Interrupted, info.Aborted = res.Start, res.End, res.Interrupted, res.Aborted
-	if err := w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted}); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	if err := snaps.Sync(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	sum, err := report.Build(report.Input{
-		Plan: sp, Host: pr.host, Segments: 1, Start: res.Start, End: res.End,
-		Interrupted: res.Interrupted, Aborted: res.Aborted, Total: res.Total, Stages: col.stages[:len(ramp.Stages)],
-		Ports: pr.report(), PacingFloor: floor,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	if tgt != nil {
-		tgt.Close()
-		st := tgt.Stats()
-		st.Processes = 1
-		sum.Target = &st
-	}
-	sum.Segment, sum.PlanHash = info.Segment, hash
-	sum.Unreachable = unreachable(res.Unreachable).summary(res.Start)
-	sum.Warnings = append(sum.Warnings, fmt.Sprintf("segment %s of plan %.12s on %s: thresholds and baseline are judged by portstorm merge", info.Segment, hash, o.Host))
-	report.Settle(sum)
-	if res, err := out.write(sum, col.rows); err != nil {
-		return res, err
-	}
-	// shard.json last: its presence says the folder is complete (merge --wait polls for it).
-	if err := writeInfo(dir, info); err != nil {
-		return &Outcome{Summary: sum, Dir: dir}, fmt.Errorf("%w: %w", ErrCannotRun, err)
-	}
-	return &Outcome{Summary: sum, Dir: dir}, nil
+	return nil
 }
 
 func writeInfo(dir string, in shard.Info) error {

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -168,10 +169,24 @@ func TestSegmentsMergeExactly(t *testing.T) {
 	}
 
 	t.Run("refusals", func(t *testing.T) {
+		// A first folder whose spec.json is not the run its plan hash names.
+		tampered := filepath.Join(t.TempDir(), "segment-0")
+		if err := os.CopyFS(tampered, os.DirFS(dirs[0])); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(tampered, SpecFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.Replace(b, []byte(`"Name":"split"`), []byte(`"Name":"other"`), 1)
+		if err := os.WriteFile(filepath.Join(tampered, SpecFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		tests := []struct {
 			name string
 			dirs []string
 		}{
+			{"spec not the hashed one", []string{tampered, dirs[1], dirs[2], dirs[3]}},
 			{"missing segment", dirs[:3]},
 			{"overlapping segments", []string{dirs[0], dirs[1], dirs[2], dirs[2]}},
 			{"not a shard folder", []string{dirs[0], dirs[1], dirs[2], out}},

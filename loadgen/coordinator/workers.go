@@ -6,99 +6,41 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/metrics"
-	"github.com/portstorm/portstorm/loadgen/plan"
-	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
 	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
-// procsEnv is env with GOMAXPROCS set to n (env unchanged when n is 0). A nil env is this
-// process's own (a caller that injects none).
+// procsEnv is the environment of a worker or target process: env (the one portstorm was given,
+// Options.Env) with GOMAXPROCS set to n (0: not set). Never nil: a process started with a nil
+// environment would inherit this process's own, which the coordinator does not read.
 func procsEnv(env []string, n int) []string {
-	if env == nil {
-		env = os.Environ()
+	out := append([]string{}, env...)
+	if n > 0 {
+		out = append(out, fmt.Sprintf("GOMAXPROCS=%d", n))
 	}
-	if n <= 0 {
-		return env
-	}
-	return append(slices.Clone(env), fmt.Sprintf("GOMAXPROCS=%d", n))
+	return out
 }
 
-// workerPlan is segment i's plan: the destinations already resolved (the built-in target runs in
-// the coordinator's processes), its own source addresses or port window so that workers never
-// compete for ports, and nothing a worker must not do again (isolation, thresholds, baseline).
-func workerPlan(p *plan.Plan, i, n int, dsts []dial.Destination) (*plan.Plan, error) {
-	wp := *p
-	wp.Target = plan.Target{AllowRemote: p.Target.AllowRemote}
-	for _, d := range dsts {
-		wp.Target.Addresses = append(wp.Target.Addresses, d.String())
+// destinations are dsts as addresses, as a segment's spec names them.
+func destinations(dsts []dial.Destination) []string {
+	out := make([]string, len(dsts))
+	for i, d := range dsts {
+		out[i] = d.String()
 	}
-	wp.Isolate, wp.Netns, wp.Thresholds, wp.Baseline = false, nil, nil, nil
-	wp.Load.Workers = 0
-	srcs, err := p.Source.SourceAddrs()
-	if err != nil {
-		return nil, err
-	}
-	wp.Source = p.Source
-	switch {
-	case len(srcs) >= n:
-		// Source addresses round-robin: each worker owns whole port spaces.
-		var mine []string
-		for j, a := range srcs {
-			if j%n == i {
-				mine = append(mine, a.String())
-			}
-		}
-		wp.Source.Addresses = mine
-	case p.Source.Ports.Range != "":
-		// Too few addresses: split the port window instead.
-		lo, hi, ok := plan.ParsePortRange(p.Source.Ports.Range)
-		if !ok || hi-lo+1 < n {
-			return nil, fmt.Errorf("source.ports.range %q cannot be split over %d workers", p.Source.Ports.Range, n)
-		}
-		size := hi - lo + 1
-		a, b := lo+size*i/n, lo+size*(i+1)/n-1
-		wp.Source.Ports.Range = fmt.Sprintf("%d-%d", a, b)
-	}
-	return &wp, nil
-}
-
-// workerSpec is segment i's spec: workerPlan's cut (destinations resolved, its own source
-// addresses or port window, nothing a worker must not do again), with the built-in target's
-// certificate as the CA to trust. The server name and the HTTP Host of a destination named by a
-// host name were compiled from the whole plan and travel as they are.
-func workerSpec(s *spec.Spec, i, n int, dsts []dial.Destination, cert []byte) (*spec.Spec, error) {
-	wp, err := workerPlan(s.Plan, i, n, dsts)
-	if err != nil {
-		return nil, err
-	}
-	ws := *s
-	ws.Plan, ws.Target = wp, nil
-	ws.Addresses = wp.Target.Addresses
-	ws.Layout = spec.Layout{Workers: 1}
-	if ws.Sources, err = wp.Source.SourceAddrs(); err != nil {
-		return nil, err
-	}
-	ws.Window = preflight.PortWindow(wp)
-	if t := s.TLS; t != nil && t.Builtin {
-		c := *t
-		c.Builtin, c.CAPEM = false, cert
-		ws.TLS = &c
-	}
-	return &ws, nil
+	return out
 }
 
 // runWorkers runs the spec as n worker processes, each one segment, merging their snapshots into
 // take. procs is each worker's GOMAXPROCS (0: the default); cert is the built-in target's
 // certificate, when it serves TLS. Each worker gets its segment of the spec as a JSON file.
-func runWorkers(ctx context.Context, s *spec.Spec, o Options, exe string, n, procs int, dsts []dial.Destination, cert []byte, take func(*metrics.Snapshot)) (*execResult, error) {
+func runWorkers(ctx context.Context, s *spec.Spec, o Options, n, procs int, dsts []dial.Destination, cert []byte, take func(*metrics.Snapshot)) (*ended, error) {
 	tmp, err := os.MkdirTemp("", "portstorm-workers-")
 	if err != nil {
 		return nil, err
@@ -106,7 +48,7 @@ func runWorkers(ctx context.Context, s *spec.Spec, o Options, exe string, n, pro
 	defer os.RemoveAll(tmp)
 	specs := make([]shard.WorkerSpec, n)
 	for i := range n {
-		ws, err := workerSpec(s, i, n, dsts, cert)
+		ws, err := s.Segment(i, n, destinations(dsts), cert)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
@@ -121,7 +63,7 @@ func runWorkers(ctx context.Context, s *spec.Spec, o Options, exe string, n, pro
 			args = append(args, "--allow-remote")
 		}
 		specs[i] = shard.WorkerSpec{Label: fmt.Sprintf("worker %d/%d", i, n), Segment: fmt.Sprintf("%d/%d", i, n),
-			Path: exe, Args: args, Env: procsEnv(o.Env, procs)}
+			Path: o.Exe, Args: args, Env: procsEnv(o.Env, procs)}
 	}
 	// Every worker ends by its schedule plus its graceful stop; past that and a margin, it is hung.
 	tm := shard.Timing{Handshake: true, RunFor: s.Ramp.Total() + s.GracefulStop + s.IOTimeout + 30*time.Second}
@@ -129,8 +71,14 @@ func runWorkers(ctx context.Context, s *spec.Spec, o Options, exe string, n, pro
 	if res == nil {
 		return nil, err
 	}
-	return &execResult{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted,
-		Total: res.Total, Failures: res.Failures, Ports: res.Ports, Unreachable: (*unreachableErr)(res.Unreachable)}, err
+	out := &ended{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted,
+		Total: res.Total, Failures: res.Failures, Unreachable: unreachableSummary(res.Unreachable, res.Start)}
+	// Workers own disjoint source addresses (or port windows): their port reports stay apart, one
+	// per worker, as distributed segments' stay per host.
+	for _, wp := range res.Ports {
+		out.PortsByHost = append(out.PortsByHost, report.HostPorts{Host: s.Host.Hostname, Segment: wp.Segment, Ports: wp.Ports})
+	}
+	return out, err
 }
 
 // StartAtReady is the value of run's --start-at with which a coordinator starts its workers: say
@@ -168,16 +116,17 @@ func runWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o Worker
 	if s.Target != nil {
 		return fmt.Errorf("%w: a worker's spec names its destinations (target.addresses)", ErrInvalid)
 	}
-	dsts, err := dial.Resolve(ctx, nil, s.Addresses, s.AllowRemote && o.AllowRemote)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	pr := newPortRun(s)
-	pr.workers, pr.targetProcs, pr.segmentOnly = seg.Count, 0, true
-	if dsts, err = pr.setup(dsts, nil); err != nil {
+	// The skeleton's steps up to the execution (runner): no outputs, no summary; the coordinator
+	// writes them.
+	r := &runner{s: s, o: Options{AllowRemote: o.AllowRemote}, local: true, segmentOnly: true, workers: seg.Count}
+	if err := r.resolve(ctx); err != nil {
 		return err
 	}
-	cfg, err := engineConfig(s, dsts, pr)
+	if err := r.setUp(ctx); err != nil {
+		return err
+	}
+	pr := r.pr
+	cfg, err := engineConfig(s, r.pairs, pr, nil)
 	if err != nil {
 		return err
 	}
@@ -206,5 +155,5 @@ func runWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o Worker
 		return fmt.Errorf("writing snapshots to the coordinator: %w", werr)
 	}
 	return w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted, Ports: pr.report(),
-		Unreachable: (*shard.Unreachable)(unreachable(res.Unreachable))})
+		Unreachable: unreachable(res.Unreachable)})
 }

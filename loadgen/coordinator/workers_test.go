@@ -2,16 +2,11 @@ package coordinator
 
 import (
 	"encoding/json"
-	"net/netip"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/portstorm/portstorm/loadgen/dial"
-	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/plan"
-	"github.com/portstorm/portstorm/loadgen/proto"
 	"github.com/portstorm/portstorm/loadgen/spec"
 	"github.com/portstorm/portstorm/target"
 )
@@ -20,6 +15,10 @@ func TestProcsEnv(t *testing.T) {
 	env := []string{"A=1"}
 	if got := procsEnv(env, 0); len(got) != 1 {
 		t.Errorf("procsEnv(env, 0) = %v, want env unchanged", got)
+	}
+	// No environment given: the processes get none, not this process's own (exec.Cmd's nil Env).
+	if got := procsEnv(nil, 0); got == nil || len(got) != 0 {
+		t.Errorf("procsEnv(nil, 0) = %#v, want an empty environment", got)
 	}
 	got := procsEnv(env, 3)
 	if len(got) != 2 || got[1] != "GOMAXPROCS=3" || len(env) != 1 {
@@ -41,7 +40,7 @@ func TestBuiltinHeaderTimeout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := &plan.Plan{Target: plan.Target{Builtin: &plan.Builtin{Mode: "http", Listeners: 1, HeaderTimeout: tt.set}},
 				Source: plan.Source{Ports: plan.Ports{Strategy: "kernel"}}, Connection: plan.Connection{Close: "fin"}}
-			cfg, err := newPortRun(compile(t, p)).builtinTarget()
+			cfg, err := (&builtin{}).config(compile(t, p).Target)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,7 +104,7 @@ func TestCompileReadsInjectedEnv(t *testing.T) {
 		{"none", []string{"A=1"}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := Compile(p, tt.env)
+			s, err := spec.Compile(p, Facts(tt.env))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,50 +112,5 @@ func TestCompileReadsInjectedEnv(t *testing.T) {
 				t.Errorf("layout %+v: cores shared %v, want %v", s.Layout, got, tt.shared)
 			}
 		})
-	}
-}
-
-// TestWorkerSpec: a worker's segment of the spec, as it travels (a JSON file), keeps the typed
-// values compiled from the plan, its own cut of the port window, the resolved destinations, and
-// trusts the built-in target's certificate; it never starts a target of its own.
-func TestWorkerSpec(t *testing.T) {
-	p := &plan.Plan{Version: 1, Name: "w",
-		Target:     plan.Target{Builtin: &plan.Builtin{Mode: "http", TLS: true}},
-		Source:     plan.Source{Ports: plan.Ports{Strategy: "range", Range: "40000-40999"}},
-		Connection: plan.Connection{Close: "half", Send: &plan.Send{Protocol: "http", Count: 2, HTTP: &plan.HTTPRequest{Method: "GET", Path: "/"}}},
-		Load:       plan.Load{Model: "arrival", Stages: []plan.Stage{{Duration: plan.Duration(time.Second), Target: 10}}},
-	}
-	p.Defaults()
-	if errs := p.Validate(); len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	s := compile(t, p)
-	dsts := []dial.Destination{dial.NewDestination(netip.MustParseAddrPort("127.0.0.1:7000"))}
-	cert := []byte("the built-in target's certificate")
-	for i, want := range []dial.Window{{Lo: 40000, Hi: 40499}, {Lo: 40500, Hi: 40999}} {
-		ws, err := workerSpec(s, i, 2, dsts, cert)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := filepath.Join(t.TempDir(), "segment.json")
-		if err := ws.Write(f); err != nil {
-			t.Fatal(err)
-		}
-		got, err := spec.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Close != dial.CloseHalf || got.Model != engine.Arrival || got.Strategy != dial.StrategyRange || got.Window != want {
-			t.Errorf("segment %d: close %v, model %v, strategy %v, window %v; want half, arrival, range, %v", i, got.Close, got.Model, got.Strategy, got.Window, want)
-		}
-		if got.Target != nil || got.Layout.Workers != 1 || !slices.Equal(got.Addresses, []string{"127.0.0.1:7000"}) {
-			t.Errorf("segment %d: target %v, layout %+v, addresses %v", i, got.Target, got.Layout, got.Addresses)
-		}
-		if got.TLS == nil || got.TLS.Builtin || string(got.TLS.CAPEM) != string(cert) {
-			t.Errorf("segment %d: TLS %+v, want the built-in certificate as its CA", i, got.TLS)
-		}
-		if got.Send == nil || got.Send.Exchange.Protocol != proto.HTTP || got.Send.Count != 2 || got.Ramp.Total() != time.Second {
-			t.Errorf("segment %d: send %+v, ramp %+v", i, got.Send, got.Ramp)
-		}
 	}
 }

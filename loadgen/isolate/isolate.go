@@ -9,14 +9,26 @@
 // thread of the child in the namespace from its first instruction.
 package isolate
 
-import "os"
+import (
+	"os"
+	"slices"
+)
 
 // ChildEnv marks a process started by Command, inside its private namespace. It has no PORTSTORM_
 // prefix, so the plan's environment overrides never see it.
 const ChildEnv = "_PORTSTORM_NETNS_CHILD"
 
 // InChild reports whether this process runs inside a namespace made by Command.
-func InChild() bool { return os.Getenv(ChildEnv) == "1" }
+func InChild() bool { return IsChild(os.Environ()) }
+
+// IsChild reports whether env (os.Environ style) is the environment of a process started by
+// Command: for a caller given its environment rather than reading the process's own.
+func IsChild(env []string) bool { return slices.Contains(env, ChildEnv+"=1") }
+
+// childEnv is env for the child: env once, with ChildEnv set.
+func childEnv(env []string) []string {
+	return append(slices.Clone(env), ChildEnv+"=1")
+}
 
 // unavailable opens Explain's errors. The caller only reports them (exit 3), so they carry no sentinel.
 const unavailable = "a private network namespace cannot be created here"

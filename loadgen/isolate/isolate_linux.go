@@ -13,12 +13,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Command returns the command that runs exe with args in a new network namespace. As root it needs
-// only CLONE_NEWNET; otherwise it adds a user namespace mapping the caller to root inside (the
-// equivalent of `unshare -Urn`), which works where unprivileged user namespaces are allowed.
-func Command(exe string, args ...string) *exec.Cmd {
+// Command returns the command that runs exe with args in a new network namespace, in environment
+// env (os.Environ style; ChildEnv is added). As root it needs only CLONE_NEWNET; otherwise it adds
+// a user namespace mapping the caller to root inside (the equivalent of `unshare -Urn`), which
+// works where unprivileged user namespaces are allowed.
+func Command(exe string, env []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), ChildEnv+"=1")
+	cmd.Env = childEnv(env)
 	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
 	if os.Geteuid() != 0 {
 		attr.Cloneflags |= syscall.CLONE_NEWUSER

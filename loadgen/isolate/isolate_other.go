@@ -10,8 +10,9 @@ import (
 )
 
 // Command returns a command that fails to start: network namespaces are a Linux feature.
-func Command(exe string, args ...string) *exec.Cmd {
+func Command(exe string, env []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(exe, args...)
+	cmd.Env = childEnv(env)
 	cmd.Err = platform.Unsupported("a private network namespace")
 	return cmd
 }

@@ -89,7 +89,8 @@ type Summary struct {
 	TargetFailures []TargetFailure `json:"target_failures,omitempty"`
 	// Segment is "i/N" in the result of one distributed segment (portstorm run --segment).
 	Segment string `json:"segment,omitempty"`
-	// PlanHash identifies the whole plan a segment or merged result ran (SHA-256 of its YAML).
+	// PlanHash identifies the whole run a segment or merged result belongs to (spec.Spec.Hash: the
+	// SHA-256 of its compiled spec, the plan included, without the machine's facts).
 	PlanHash string `json:"plan_hash,omitempty"`
 	// Shards lists the distributed segments a merged result was made from (portstorm merge).
 	Shards []ShardSummary `json:"shards,omitempty"`

@@ -19,6 +19,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/engine"
+	"github.com/portstorm/portstorm/loadgen/isolate"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/proto"
@@ -38,7 +39,8 @@ type Facts struct {
 }
 
 // Spec is a compiled plan. Plan is kept for what is written as the plan (summary.json's plan, a
-// contract) and for the preflight's forecast; nothing decides from its strings.
+// contract) and for the packages that take a plan (the preflight's forecast, the gate's
+// thresholds and baseline); nothing decides from its strings.
 type Spec struct {
 	Plan *plan.Plan
 	Host preflight.Host
@@ -76,8 +78,12 @@ type Spec struct {
 	// Target is never sent to a worker: the built-in target runs in the coordinator's processes.
 	Target *Target `json:"-"`
 	// Search is the plan's search: section (nil for a plan that is run); each probe is a spec of
-	// its own (ProbePlan).
+	// its own (Probe).
 	Search *Search `json:"-"`
+	// Isolate is isolate: true (or --netns): the run goes into a private network namespace with
+	// these sysctls of its own (netns:); nil runs in the namespace portstorm was started in. A
+	// worker never isolates again.
+	Isolate *isolate.Sysctls `json:"-"`
 }
 
 // MaxFile is the largest spec file read (a worker's segment): the plan's payload is at most a few
@@ -282,6 +288,13 @@ func Compile(p *plan.Plan, f Facts) (*Spec, error) {
 	if p.Search != nil {
 		if s.Search, err = compileSearch(p); err != nil {
 			fail("", err)
+		}
+	}
+	if p.Isolate {
+		s.Isolate = &isolate.Sysctls{}
+		if n := p.Netns; n != nil {
+			s.Isolate = &isolate.Sysctls{PortRange: n.PortRange, TWReuse: n.TWReuse, MaxTWBuckets: n.MaxTWBuckets,
+				TWReuseDelayMS: int(n.TWReuseDelay.D().Milliseconds())}
 		}
 	}
 	s.Layout = PlanLayout(p, f.Host, f.ProcsSet)

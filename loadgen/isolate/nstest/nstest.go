@@ -44,7 +44,7 @@ func Run(t *testing.T) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := isolate.Command(exe, "-test.run="+strings.Join(parts, "/"), "-test.count=1", "-test.v", "-test.timeout=3m")
+	cmd := isolate.Command(exe, os.Environ(), "-test.run="+strings.Join(parts, "/"), "-test.count=1", "-test.v", "-test.timeout=3m")
 	out, err := cmd.CombinedOutput()
 	if err != nil && cmd.ProcessState == nil {
 		t.Skipf("no private network namespace: %v", isolate.Explain(err))
@@ -114,7 +114,7 @@ func Bench(b *testing.B) bool {
 	if f := flagValue("test.benchtime"); f != "" {
 		args = append(args, "-test.benchtime="+f)
 	}
-	cmd := isolate.Command(exe, args...)
+	cmd := isolate.Command(exe, os.Environ(), args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil && cmd.ProcessState == nil {
 		b.Skipf("no private network namespace: %v", isolate.Explain(err))

@@ -1,0 +1,121 @@
+//go:build linux
+
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/schedule"
+)
+
+// closedPort is a loopback port nothing listens on: a socket bound to it without listening keeps
+// it so for the test (connect's own port choice skips a port with a bind bucket).
+func closedPort(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+}
+
+// TestEveryVerbHasEveryStep: Run, RunSegment and Merge are configurations of one skeleton
+// (runner), so a step of it is in all three. A plan against a closed port gives up on the
+// unreachable target: the summarise step's unreachable is in every verb's summary, every verb
+// writes the same result files (open, write), and the port report is this process's (Run,
+// RunSegment) or per host (Merge, from its segment's).
+func TestEveryVerbHasEveryStep(t *testing.T) {
+	checkFDs(t)
+	file := filepath.Join(t.TempDir(), "plan.yaml")
+	src := fmt.Sprintf(`version: 1
+name: skeleton
+target: {addresses: [%q]}
+connection: {connect_timeout: 1s, on_connect_failure: {give_up_after: 300ms}}
+load:
+  model: concurrency
+  start: 5
+  stages: [{duration: 20s, target: 5}]
+output: {interval: 100ms}
+`, closedPort(t))
+	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.LoadFile(file, plan.Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Defaults()
+	if errs := p.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	ctx := context.Background()
+	root := t.TempDir()
+	segDir := filepath.Join(root, "segment")
+	for _, tt := range []struct {
+		verb    string
+		outcome func(dir string) (*Outcome, error)
+	}{
+		{"run", func(dir string) (*Outcome, error) {
+			return Run(ctx, compile(t, p), Options{OutDir: dir, Stderr: testWriter{t}})
+		}},
+		{"segment", func(string) (*Outcome, error) {
+			return RunSegment(ctx, compile(t, p), schedule.Segment{Index: 0, Count: 1},
+				SegmentOptions{OutDir: segDir, Host: "gen-0", Stderr: testWriter{t}})
+		}},
+		{"merge", func(dir string) (*Outcome, error) { return Merge([]string{segDir}, dir) }},
+	} {
+		t.Run(tt.verb, func(t *testing.T) {
+			dir := filepath.Join(root, tt.verb)
+			res, err := tt.outcome(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := res.Summary
+			if s.Unreachable == nil || s.Unreachable.Outcome != "ECONNREFUSED" {
+				t.Errorf("unreachable %+v, want the give-up on the refused target", s.Unreachable)
+			}
+			if s.Interrupted {
+				t.Error("a give-up is not an interruption")
+			}
+			if tt.verb == "merge" {
+				if s.Ports != nil || len(s.PortsByHost) != 1 || s.PortsByHost[0].Host != "gen-0" {
+					t.Errorf("merge: ports %v, ports_by_host %+v; want the segment's, per host", s.Ports, s.PortsByHost)
+				}
+			} else if s.Ports == nil {
+				t.Errorf("%s: no port report", tt.verb)
+			}
+			for _, f := range []string{report.SummaryFile, report.TimelineFile, report.HLogFile, report.HTMLFile, report.JUnitFile} {
+				if _, err := os.Stat(filepath.Join(res.Dir, f)); err != nil {
+					t.Errorf("%s: %v", tt.verb, err)
+				}
+			}
+			if tt.verb == "segment" {
+				entries, _ := os.ReadDir(res.Dir)
+				var names []string
+				for _, e := range entries {
+					names = append(names, e.Name())
+				}
+				if !slices.Contains(names, SpecFile) || !slices.Contains(names, "shard.json") {
+					t.Errorf("shard folder %v, want %s and shard.json", names, SpecFile)
+				}
+			}
+		})
+	}
+}
