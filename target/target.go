@@ -1,5 +1,6 @@
 // Package target is portstorm's built-in target server: on loopback ports, over TCP or TLS, it echoes,
-// sinks, holds, closes (FIN), resets (RST) or answers HTTP/1.1 on every connection, counting what it saw.
+// sinks, holds, closes (FIN), resets (RST), answers HTTP/1.1 or echoes WebSocket messages on every
+// connection, counting what it saw.
 package target
 
 import (
@@ -34,6 +35,9 @@ const (
 	ModeClose Mode = "close" // FIN right after accept (plain close)
 	ModeRST   Mode = "rst"   // RST right after accept (SO_LINGER {1,0} then close)
 	ModeHTTP  Mode = "http"  // minimal HTTP/1.1 server: every request gets the same small response (see http.go)
+	// ModeWebSocket is an RFC 6455 echo server: upgrade, every message back, pings answered, the
+	// closing handshake (see websocket.go).
+	ModeWebSocket Mode = "websocket"
 )
 
 // Defaults applied by Start to zero Config fields.
@@ -72,7 +76,7 @@ var (
 	ErrNotLoopback = errors.New("listen address is not loopback (needs AllowRemote)")
 )
 
-var modes = []Mode{ModeEcho, ModeSink, ModeHold, ModeClose, ModeRST, ModeHTTP}
+var modes = []Mode{ModeEcho, ModeSink, ModeHold, ModeClose, ModeRST, ModeHTTP, ModeWebSocket}
 
 // Modes returns every mode, in the order they are documented.
 func Modes() []Mode { return slices.Clone(modes) }
@@ -143,6 +147,12 @@ type Config struct {
 	// HTTPStatus is the status code of every answer in http mode (the response is otherwise fixed,
 	// see http.go). Zero means 200; otherwise 200 to 599. Other modes ignore it.
 	HTTPStatus int
+	// ClientsHold says the clients keep their connections open after connecting (a plan's
+	// connection.hold): the sink and hold modes then skip the read right after accept that catches
+	// a client already gone (a connection storm, where that read, the close and the accept are all
+	// the connection costs the target), since it would find nothing but EAGAIN, one system call
+	// per connection for nothing. What such a client sends is read when it arrives, as ever.
+	ClientsHold bool
 	// TLS, when not nil, makes every connection a TLS server connection with this configuration
 	// (cloned by Start): the handshake runs in the connection's goroutine, under IdleTimeout, before
 	// the mode's exchange. It needs a certificate (Certificates, GetCertificate or
@@ -267,6 +277,7 @@ type Message struct {
 // Server is a running target. Its methods are safe for concurrent use.
 type Server struct {
 	closeFirst bool
+	earlyRead  bool // read right after accept (sink and hold on the holder): !Config.ClientsHold
 	closeAfter int64
 	maxConns   int64
 	rejected   atomic.Uint64
@@ -406,6 +417,7 @@ func listenBelow(ctx context.Context, lc *net.ListenConfig, addr string, below i
 func newServer(cfg Config) *Server {
 	s := &Server{
 		closeFirst: cfg.CloseFirst,
+		earlyRead:  !cfg.ClientsHold,
 		maxConns:   int64(cfg.MaxConns),
 		closeAfter: cfg.CloseAfter,
 		mode:       cfg.Mode,
@@ -733,8 +745,11 @@ func (s *Server) converse(c net.Conn) (idle bool) {
 		}
 		conn, r.conn = tc, tc
 	}
-	if s.mode == ModeHTTP {
+	switch s.mode {
+	case ModeHTTP:
 		return s.serveHTTP(conn, &r)
+	case ModeWebSocket:
+		return s.serveWebSocket(conn)
 	}
 	return s.exchange(conn, &r)
 }

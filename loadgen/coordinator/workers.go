@@ -71,8 +71,7 @@ func runWorkers(ctx context.Context, s *spec.Spec, o Options, n, procs int, dsts
 	if res == nil {
 		return nil, err
 	}
-	out := &ended{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted,
-		Total: res.Total, Failures: res.Failures, Unreachable: unreachableSummary(res.Unreachable, res.Start)}
+	out := &ended{Ending: res.Ending, Total: res.Total, Failures: res.Failures}
 	// Workers own disjoint source addresses (or port windows): their port reports stay apart, one
 	// per worker, as distributed segments' stay per host.
 	for _, wp := range res.Ports {
@@ -136,6 +135,7 @@ func runWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o Worker
 		if err := w.Snapshot(s); err != nil && werr == nil {
 			werr = err
 		}
+		s.Release() // written out: its histograms go back to the pool for the next interval
 	}
 	if o.StartFrom != nil {
 		// Everything but the schedule is ready: only now is the start instant worth asking for.
@@ -153,6 +153,5 @@ func runWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o Worker
 	if werr != nil {
 		return fmt.Errorf("writing snapshots to the coordinator: %w", werr)
 	}
-	return w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted, Ports: pr.report(),
-		Unreachable: unreachable(res.Unreachable)})
+	return w.Done(shard.Done{Ending: ending(res), Ports: pr.report()})
 }

@@ -24,14 +24,14 @@ import (
 	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
-// Model is the load model.
-type Model uint8
+// Model is the load model (schedule.Model, where it lives with the ramp it reads).
+type Model = schedule.Model
 
 const (
 	// Concurrency keeps Ramp.Concurrency(t) connections alive, replacing each one that ends.
-	Concurrency Model = iota
+	Concurrency = schedule.Concurrency
 	// Arrival starts connections at the intended times of Ramp.Arrivals.
-	Arrival
+	Arrival = schedule.Arrival
 )
 
 // Send describes the requests of one connection.
@@ -85,7 +85,9 @@ type Config struct {
 
 	// Interval is the snapshot interval (default 1 s); snapshots are also cut at stage boundaries.
 	Interval time.Duration
-	// OnSnapshot receives every interval snapshot, in order, from one goroutine.
+	// OnSnapshot receives every interval snapshot, in order, from one goroutine. The snapshot is
+	// its own: it may keep it, or, once done with it, Release its histograms to the pool the next
+	// intervals' come from.
 	OnSnapshot func(*metrics.Snapshot)
 	// Segment is the part of the plan this shard runs (the zero value: all of it). Splits are
 	// exact: the segments' concurrency and arrivals add up to the plan's (schedule.Segment).
@@ -96,8 +98,8 @@ type Config struct {
 	// connection runs a handshake after connect, timed as the tls_handshake latency.
 	TLS []*tls.Config
 	// Ports, when set, is told every connection's local port (from conn.LocalAddr(), no system
-	// call; one getsockname for a bare connection), its close, and every connect failure: the
-	// port observatory.
+	// call; for a bare connection the dialer's own when it bound it, else one getsockname), its
+	// close, and every connect failure: the port observatory.
 	Ports *ports.Observatory
 	// OnConnectFailure, when set, backs off from destinations that refuse or cannot be reached,
 	// caps their failures per second and gives up on a target that never accepted a connection
@@ -175,8 +177,12 @@ type engine struct {
 	stopAt   atomic.Int64  // when stopping closed, in ns since the epoch (rate.go)
 
 	parkMu             sync.Mutex
-	parkHead, parkTail *held          // connections held idle, in the order their holds end
-	parkWake           chan struct{}  // tells the reaper the list has a new head
+	parkHead, parkTail *held         // connections held idle, in the order their holds end
+	parkWake           chan struct{} // tells the reaper the list has a new head
+	parked             atomic.Int64  // connections in the queue of holds
+	closeMu            sync.Mutex
+	closing            []*held        // WebSocket connections released, waiting for a closer (hold.go)
+	closers            int            // closers running
 	epoch              time.Time      // the hold ends' time zero
 	bg                 sync.WaitGroup // housekeeping goroutines (see plateauStarts)
 	hardCtx            context.Context
@@ -188,6 +194,9 @@ type engine struct {
 	// have every in-flight connect pin one).
 	bareDialer dial.BareDialer
 	bareSlots  chan struct{}
+	// ramp dials new slots' first connections on a few goroutines (see rampPool); nil: a
+	// goroutine per slot.
+	ramp *rampPool
 	// releaser is the dialer when it tracks the local ports it hands out (explicit strategy): told
 	// each closed connection's port. Asserted once here, not per connection.
 	releaser dial.Releaser
@@ -196,10 +205,13 @@ type engine struct {
 
 	exchange *proto.Exchange
 	readers  sync.Pool
-	dispatch dispatcher // total rate
-	loops    *rloops    // rated conversations on plain sockets (rloop_linux.go); nil: none
-	limiter  ratelimit.Limiter
-	wg       sync.WaitGroup
+	// websocket: every connection is upgraded after connect (and TLS), and closes with the
+	// closing handshake (websocket.go).
+	websocket bool
+	dispatch  dispatcher // total rate
+	loops     *rloops    // rated conversations on plain sockets (rloop_linux.go); nil: none
+	limiter   ratelimit.Limiter
+	wg        sync.WaitGroup
 }
 
 // Run runs the shard until its schedule ends or ctx is cancelled, then drains, and returns the
@@ -273,6 +285,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		e.limiter = ratelimit.New(max(r, 1), ratelimit.Per(1000*time.Second), ratelimit.WithSlack(0),
 			ratelimit.WithClock(stopClock{e.stopping}))
 	}
+	e.initRamp()
 
 	res := &Result{Start: start, Total: metrics.NewSnapshot()}
 	total := res.Total
@@ -397,6 +410,9 @@ func (e *engine) plateauStarts(b time.Duration, bounds []time.Duration) bool {
 	return false
 }
 
+// freeOSStep, set by tests only, is told each time collect gives memory back (at cut next).
+var freeOSStep func(next time.Duration)
+
 // collect cuts a snapshot every interval and at every stage boundary, then a last one on finalCut.
 // The cuts never wait for emit: a consumer that falls behind (a busy machine, a slow OnSnapshot)
 // gets them late, from a queue, but each holds what happened in its own interval. (Cutting only as
@@ -410,21 +426,43 @@ func (e *engine) collect(start time.Time, emit func(*metrics.Snapshot), finalCut
 	last := time.Duration(0)
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var next time.Duration
+	freeOS := func() {
+		if freeOSStep != nil {
+			freeOSStep(next)
+		}
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			// Two collections: the first moves the pools' buffers (readers, the WebSocket
+			// upgrade's) to their victim caches, the second (FreeOSMemory's) frees them, and
+			// their memory goes back to the system with the rest.
+			runtime.GC()
+			debug.FreeOSMemory()
+		}()
+	}
+	// settling: a plateau began while some of its connections were still talking (a WebSocket
+	// upgrade, an echo awaited): their garbage comes after the plateau's first collection.
+	settling := false
 	for {
-		next := e.nextCut(last, bounds)
+		next = e.nextCut(last, bounds)
 		t.Reset(time.Until(start.Add(next)))
 		select {
 		case <-t.C:
 			emit(e.rec.Cut(start.Add(next), e.cfg.Ramp.Stage(last)))
-			if e.plateauStarts(next, bounds) {
+			switch {
+			case e.plateauStarts(next, bounds):
 				// Connections are held through a plateau: the ramp's dial garbage would otherwise
 				// stay resident until the next collection, which nothing triggers while nothing
 				// allocates. Collect it now and give its memory back.
-				e.bg.Add(1)
-				go func() {
-					defer e.bg.Done()
-					debug.FreeOSMemory()
-				}()
+				freeOS()
+				settling = e.parked.Load() < e.rec.Active()
+			case settling && e.cfg.Ramp.Stage(next) != e.cfg.Ramp.Stage(last):
+				settling = false
+			case settling && e.parked.Load() >= e.rec.Active():
+				// Every open connection is parked now: collect the rest of the ramp's garbage.
+				freeOS()
+				settling = false
 			}
 			last = next
 		case <-finalCut:
@@ -542,7 +580,7 @@ func (e *engine) concurrency(start time.Time) {
 			s := &slot{id: len(slots), wake: make(chan struct{}, 1), target: &target}
 			slots = append(slots, s)
 			e.wg.Add(1)
-			go e.runSlot(s)
+			e.startSlot(s)
 		}
 		t.Reset(min(e.cfg.Ramp.SegmentNextChange(e.cfg.Segment, elapsed, 100*time.Microsecond), max(total-elapsed, 0)))
 		select {
@@ -723,9 +761,10 @@ func (e *engine) connectionThen(id uint64, sh *metrics.Shard, intended time.Time
 	// set only then.
 	var conn net.Conn
 	var bare dial.Bare
+	var local netip.AddrPort // known without a system call, when the dialer knows it
 	var err error
 	if e.bareDialer != nil && dial.IsLoopback(dst.AddrPort.Addr()) && e.takeBareSlot() {
-		bare, err = e.bareDialer.DialBare(e.hardCtx, dst)
+		bare, local, err = e.bareDialer.DialBareLocal(e.hardCtx, dst)
 		<-e.bareSlots
 	} else {
 		conn, err = e.cfg.Dialer.Dial(e.hardCtx, dst)
@@ -745,8 +784,7 @@ func (e *engine) connectionThen(id uint64, sh *metrics.Shard, intended time.Time
 	}
 	e.guard.established(di)
 	var pc ports.Conn
-	var local netip.AddrPort
-	if e.releaser != nil || e.cfg.Ports != nil {
+	if (e.releaser != nil || e.cfg.Ports != nil) && !local.IsValid() {
 		if conn == nil {
 			local = bare.LocalAddr()
 		} else if ta, ok := conn.LocalAddr().(*net.TCPAddr); ok {
@@ -761,9 +799,15 @@ func (e *engine) connectionThen(id uint64, sh *metrics.Shard, intended time.Time
 	if e.cfg.TLS != nil {
 		conn, err = e.handshake(conn, e.cfg.TLS[di], sh)
 	}
+	upgraded := false
+	if err == nil && e.websocket {
+		conn, err = e.upgrade(conn)
+		upgraded = err == nil
+	}
 	// ended is what follows the conversation: the hold, or the close.
 	ended := func(err error) *held {
-		h := &held{conn: conn, bare: bare, dst: uint32(di), port: local.Port(), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
+		h := &held{conn: conn, bare: bare, dst: uint32(di), port: local.Port(), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close,
+			websocket: upgraded}
 		if err == errCut {
 			// The conversation ended early, so a target that closes after the last answer (the
 			// server side of close: server) will not: the client closes instead of waiting for

@@ -102,7 +102,8 @@ type rconn struct {
 // initLoops prepares the rated loops when the conversations are rated and without TLS; they start
 // with the first connection a loop can run (a dialer of connections in memory never starts them).
 func (e *engine) initLoops() error {
-	if !useLoops || e.cfg.Send == nil || !e.cfg.Send.rated() || e.cfg.TLS != nil {
+	if !useLoops || e.cfg.Send == nil || !e.cfg.Send.rated() || e.cfg.TLS != nil || e.websocket {
+		// (websocket: the reader answers pings while it reads, which Parse cannot)
 		return nil
 	}
 	e.loops = &rloops{}
@@ -187,7 +188,7 @@ func newRLoop(e *engine) (*rloop, error) {
 // loopable reports whether a loop can run a conversation on conn.
 func (e *engine) loopable(conn net.Conn) bool {
 	_, ok := conn.(*net.TCPConn)
-	return ok && e.loops != nil
+	return ok && e.loops != nil && !e.websocket
 }
 
 // loopConn is conn's descriptor when a loop can run its conversation (a plain TCP socket), and the

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
-	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
 // CompareOptions say what a baseline comparison checks.
@@ -32,9 +32,9 @@ type CompareOptions struct {
 //   - requests: requests.errors (exactly; shown when either run has some), requests.per_second
 //     (achieved; lower is worse), requests.error_rate and requests.shortfall (higher is worse),
 //     when either run sent requests.
-func DefaultMetrics(model string) []string {
+func DefaultMetrics(model schedule.Model) []string {
 	var out []string
-	if model == "arrival" {
+	if model == schedule.Arrival {
 		out = append(out, "connections.attempted", "connections.established")
 	}
 	out = append(out, "connections.failed", "connections.dropped", "errors.count")
@@ -44,7 +44,7 @@ func DefaultMetrics(model string) []string {
 		}
 	}
 	lats := []string{"connect"}
-	if model == "arrival" {
+	if model == schedule.Arrival {
 		lats = append(lats, "connect_intended")
 	}
 	for _, l := range append(lats, "rtt", "request_intended") {
@@ -64,10 +64,8 @@ func Compare(base, cur *report.Summary, o CompareOptions) (*report.BaselineResul
 	if o.MaxRegression < 0 || math.IsNaN(o.MaxRegression) || math.IsInf(o.MaxRegression, 0) {
 		return nil, fmt.Errorf("max regression must be 0%% or more, got %v", o.MaxRegression)
 	}
-	c := Context{Model: "concurrency"}
-	if cur.Plan != nil {
-		c = ContextOf(cur.Plan)
-	}
+	// The model the new run's summary records (its plan, the run's record).
+	c := Context{Model: cur.Model()}
 	names, declared := o.Metrics, false
 	if len(names) == 0 {
 		names, declared = DefaultMetrics(c.Model), true
@@ -190,7 +188,7 @@ func notes(base, cur *report.Summary) []string {
 	if base.Plan != nil && cur.Plan != nil {
 		var diff []string
 		baseConn := base.Plan.Connection
-		if baseConn.OnConnectFailure == (plan.OnConnectFailure{}) {
+		if isZero(baseConn.OnConnectFailure) {
 			// A summary from before connection.on_connect_failure existed: its plan holds nothing
 			// there, which is no difference of the user's.
 			baseConn.OnConnectFailure = cur.Plan.Connection.OnConnectFailure
@@ -227,4 +225,10 @@ func notes(base, cur *report.Summary) []string {
 		}
 	}
 	return out
+}
+
+// isZero reports whether v is its type's zero value.
+func isZero[T comparable](v T) bool {
+	var zero T
+	return v == zero
 }

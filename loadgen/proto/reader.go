@@ -24,9 +24,11 @@ var errLongLine = fmt.Errorf("%w: a line longer than %d bytes", ErrTooLarge, Buf
 // bytes from the connection per response. Keep Readers in a sync.Pool and hold one only while a
 // conversation runs: Reset(conn) before the first exchange, Reset(nil) before putting it back.
 type Reader struct {
-	br    *bufio.Reader
-	src   source
-	max   int         // the cap of the current response
+	br  *bufio.Reader
+	src source
+	max int // the cap of the current response
+	// w is the connection's write side when it has one: websocket answers pings while it reads.
+	w     io.Writer
 	slice sliceSource // Parse's bytes
 }
 
@@ -65,6 +67,7 @@ func NewReader() *Reader {
 // Reset makes r read from c, dropping anything buffered from a previous connection. Reset(nil)
 // lets go of the connection.
 func (r *Reader) Reset(c io.Reader) {
+	r.w, _ = c.(io.Writer)
 	r.src = source{r: c, full: errNoConn}
 	r.br.Reset(&r.src)
 }

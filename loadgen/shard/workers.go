@@ -25,18 +25,16 @@ type WorkerSpec struct {
 	Env     []string
 }
 
-// RunResult is the merged outcome of all workers.
+// RunResult is the merged outcome of all workers: how they ended together (the earliest start,
+// the last end, interrupted or aborted when any was, and the earliest give-up of a worker on a
+// target that never accepted a connection, the others then stopped), the merged snapshot, the
+// failures and each finished worker's port report.
 type RunResult struct {
-	Total       *metrics.Snapshot
-	Start, End  time.Time
-	Interrupted bool
-	Aborted     bool
-	Failures    []report.WorkerFailure
+	Ending
+	Total    *metrics.Snapshot
+	Failures []report.WorkerFailure
 	// Ports holds each finished worker's port report, by worker label.
 	Ports []WorkerPorts
-	// Unreachable is the earliest give-up of a worker on a target that never accepted a
-	// connection; the others were then stopped.
-	Unreachable *Unreachable
 }
 
 // WorkerPorts is one worker's port report.
@@ -87,7 +85,8 @@ type worker struct {
 	msg   string
 }
 
-// Run starts the workers, merges their snapshots into emit (in order, one call at a time), and
+// Run starts the workers, merges their snapshots into emit (in order, one call at a time; emit
+// must not keep the snapshot, whose histograms go back to metrics' pool when it returns), and
 // returns when all have exited. Cancelling ctx asks every worker to stop gracefully (SIGTERM);
 // closing abort asks them to cut in-flight work (a second SIGTERM). A worker that dies without
 // finishing is reported (which, when, exit status), the others are stopped gracefully, and
@@ -168,13 +167,14 @@ func newSupervisor(ctx context.Context, abort <-chan struct{}, n int, emit func(
 	if tm.ReadyWithin <= 0 {
 		tm.ReadyWithin = DefaultReadyWithin
 	}
-	s := &supervisor{ctx: ctx, abort: abort, tm: tm, res: &RunResult{Total: metrics.NewSnapshot(), Start: time.Now()},
+	s := &supervisor{ctx: ctx, abort: abort, tm: tm, res: &RunResult{Total: metrics.NewSnapshot(), Ending: Ending{Start: time.Now()}},
 		allReady: make(chan struct{}), failed: make(chan struct{}), gaveUp: make(chan struct{}), allDone: make(chan struct{})}
 	s.merger = NewMerger(n, func(snap *metrics.Snapshot) {
 		if err := s.res.Total.Add(snap); err != nil && s.mergeErr == nil {
 			s.mergeErr = err
 		}
 		emit(snap)
+		snap.Release()
 	})
 	return s
 }
@@ -228,7 +228,9 @@ func (s *supervisor) read(i int, w *worker) {
 func (s *supervisor) message(i int, w *worker, m Message) error {
 	switch {
 	case m.Snapshot != nil:
-		return s.merger.Add(i, m.Snapshot)
+		err := s.merger.Add(i, m.Snapshot)
+		m.Snapshot.Release() // combined into the merger's interval (or refused): decoded for this only
+		return err
 	case m.Done != nil:
 		w.done = m.Done
 		if m.Done.Unreachable != nil {
@@ -236,7 +238,7 @@ func (s *supervisor) message(i int, w *worker, m Message) error {
 		}
 	case m.Ready:
 		if !s.tm.Handshake || w.ready {
-			return fmt.Errorf("%w: unexpected ready", ErrProtocol)
+			return fmt.Errorf("worker protocol: unexpected ready")
 		}
 		w.ready = true
 		s.mu.Lock()
