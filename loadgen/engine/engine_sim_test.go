@@ -295,10 +295,15 @@ func TestPlateauSettles(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
 		interval time.Duration // between each connection's two requests
-		want     []time.Duration
+		// start is the ramp's starting concurrency. The parked case opens all 50 at 0: ramping
+		// them up to the plateau would open the last one at 100 ms, the plateau's first cut, and
+		// whether it is parked by that cut depends on which of the two goroutines synctest runs
+		// first (a second collection at 1.1 s is then right, and the test was flaky).
+		start int
+		want  []time.Duration
 	}{
-		{"talking at the plateau's start", 1500 * time.Millisecond, []time.Duration{100 * time.Millisecond, 2100 * time.Millisecond}},
-		{"parked at the plateau's start", 0, []time.Duration{100 * time.Millisecond}},
+		{"talking at the plateau's start", 1500 * time.Millisecond, 0, []time.Duration{100 * time.Millisecond, 2100 * time.Millisecond}},
+		{"parked at the plateau's start", 0, 50, []time.Duration{100 * time.Millisecond}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -306,7 +311,7 @@ func TestPlateauSettles(t *testing.T) {
 				var got []time.Duration
 				freeOSStep = func(next time.Duration) { mu.Lock(); got = append(got, next); mu.Unlock() }
 				defer func() { freeOSStep = nil }()
-				ramp := schedule.Ramp{Stages: []schedule.Stage{
+				ramp := schedule.Ramp{Start: float64(tt.start), Stages: []schedule.Stage{
 					{Duration: 100 * time.Millisecond, Target: 50},
 					{Duration: 4 * time.Second, Target: 50},
 				}}
