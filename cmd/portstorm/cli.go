@@ -17,6 +17,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/isolate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/spec"
@@ -52,6 +53,8 @@ type env struct {
 	isTerminal bool
 	// onSnapshot receives every interval snapshot of a run (the --metrics-listen exporter).
 	onSnapshot func(*metrics.Snapshot)
+	// onPorts receives every interval's port sample (the exporter's port figures).
+	onPorts func(*ports.Sample)
 }
 
 // Main runs portstorm with args and returns the exit code.
@@ -216,20 +219,22 @@ func runCmd(e *env) *cobra.Command {
 				return exitWith(exitInvalid, errors.New("--upload sends a segment's shard folder: it needs --segment"))
 			}
 			if seg.asked() {
-				return e.runSegment(in, p, &seg, out, startAt, quiet, allowRemote)
+				return e.runSegment(in, p, &seg, &live, out, startAt, quiet, allowRemote)
 			}
 			if done, err := e.isolate(in, c, args, p); done {
 				return err
 			}
-			stop, err := live.start(e, p)
+			lv, err := live.start(e, p)
 			if err != nil {
 				return err
 			}
-			defer stop()
 			if err := in.beforeRun(); err != nil {
+				lv.end(in.ctx, nil)
 				return err
 			}
-			return e.run(in, p, out, quiet, allowRemote)
+			res, err := e.run(in, p, out, quiet, allowRemote)
+			lv.end(in.ctx, res)
+			return err
 		},
 	}
 	pf.add(c)
@@ -347,19 +352,20 @@ func (in *interrupts) beforeRun() error {
 	return nil
 }
 
-func (e *env) run(in *interrupts, p *plan.Plan, out string, quiet, allowRemote bool) error {
+// run runs the plan; the outcome (nil when there is none) is for the metrics' end.
+func (e *env) run(in *interrupts, p *plan.Plan, out string, quiet, allowRemote bool) (*coordinator.Outcome, error) {
 	s, err := coordinator.Compile(p, e.environ)
 	if err != nil {
-		return outcomeExit(nil, err)
+		return nil, outcomeExit(nil, err)
 	}
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
 	res, err := coordinator.Run(in.ctx, s, coordinator.Options{
 		OutDir: out, AllowRemote: allowRemote, Abort: in.abort, Progress: prog.update, OnSnapshot: e.onSnapshot,
-		Stderr: e.stderr, Env: e.environ,
+		OnPorts: e.onPorts, Stderr: e.stderr, Env: e.environ,
 	})
 	prog.finish()
 	e.writeOutcome(res)
-	return outcomeExit(res, err)
+	return res, outcomeExit(res, err)
 }
 
 // writeOutcome prints a run's (or a merge's) text summary, and on stderr, where CI logs show it,

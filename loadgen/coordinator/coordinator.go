@@ -71,6 +71,10 @@ type Options struct {
 	// OnSnapshot, when set, receives every interval snapshot as it is cut, after the coordinator
 	// has used it (live metrics exporters). It must not keep or change the snapshot.
 	OnSnapshot func(*metrics.Snapshot)
+	// OnPorts, when set, receives the port observatory's sample of every interval, just before
+	// OnSnapshot gets the interval's snapshot (live metrics exporters); not called when the run
+	// has no observatory in this process. It must not keep or change the sample.
+	OnPorts func(*ports.Sample)
 	// Env is the environment worker and target processes start with (os.Environ style); the
 	// coordinator reads no other.
 	Env []string
@@ -424,6 +428,9 @@ func (c *collector) take(s *metrics.Snapshot) {
 	c.fail(c.hlog.Write(s))
 	if c.running != nil && c.stopped == nil {
 		c.judgeLive(s)
+	}
+	if c.o.OnPorts != nil && row.Ports != nil {
+		c.o.OnPorts(row.Ports)
 	}
 	if c.o.OnSnapshot != nil {
 		c.o.OnSnapshot(s)

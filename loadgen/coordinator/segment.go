@@ -18,6 +18,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
@@ -39,6 +40,10 @@ type SegmentOptions struct {
 	Abort <-chan struct{}
 	// Progress receives the segment's own progress after every interval.
 	Progress func(Progress)
+	// OnSnapshot and OnPorts receive the segment's interval snapshots and port samples, as
+	// Options' do (live metrics exporters).
+	OnSnapshot func(*metrics.Snapshot)
+	OnPorts    func(*ports.Sample)
 	// Dialer replaces the kernel dialer (tests).
 	Dialer dial.Dialer
 	// Stderr receives messages (default os.Stderr).
@@ -155,7 +160,7 @@ func RunSegment(ctx context.Context, whole *spec.Spec, seg schedule.Segment, o S
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	col := newCollector(sp, ramp, pr, verdict, hlog, Options{Progress: o.Progress}, func() {})
+	col := newCollector(sp, ramp, pr, verdict, hlog, Options{Progress: o.Progress, OnSnapshot: o.OnSnapshot, OnPorts: o.OnPorts}, func() {})
 	var werr error
 	cfg.Segment, cfg.Start, cfg.Abort = seg, start, o.Abort
 	cfg.OnSnapshot = func(s *metrics.Snapshot) {
