@@ -232,6 +232,10 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 		defer wg.Wait()
 		defer close(watched)
 	}
+	if lay.Workers > 1 {
+		// The workers observe their own ports; this process's observatory sees none of them.
+		o.OnPorts = nil
+	}
 	col := newCollector(p, ramp, pr, verdict, hlog, o, stopRun)
 	floor := s.PacingFloor()
 

@@ -177,9 +177,10 @@ func (e *Exporter) ObservePorts(s *ports.Sample) {
 	f.reuseEarly += s.EarlyReuse
 }
 
-// Finish takes the run's summary: its port report's figures replace the live ones (they are the
-// run's own, also when worker processes measured them), the run is marked finished and its verdict
-// shown. The counters and histograms stay the snapshots' sums, which the summary is built from.
+// Finish takes the run's summary: its port report's figures replace the live ones (for a run of
+// worker processes, ports_by_host's: counts and peaks summed over the workers, occupancy the
+// highest), the run is marked finished and its verdict shown. The counters and histograms stay the
+// snapshots' sums, which the summary is built from.
 func (e *Exporter) Finish(s *report.Summary) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -188,26 +189,44 @@ func (e *Exporter) Finish(s *report.Summary) {
 		return
 	}
 	e.verdict = s.Verdict
-	r := s.Ports
-	if r == nil {
+	reps := []*ports.Report{s.Ports}
+	if s.Ports == nil {
+		reps = reps[:0]
+		for _, h := range s.PortsByHost {
+			if h.Ports != nil {
+				reps = append(reps, h.Ports)
+			}
+		}
+	}
+	if len(reps) == 0 {
 		return
 	}
 	f := &e.ports
-	f.seen = true
-	f.tw = [3]int64{r.TimeWait.Last, -1, -1}
-	f.twPeak = [3]int64{r.TimeWait.Peak, r.TimeWait.TargetPeak, r.TimeWait.OthersPeak}
-	f.unique, f.occupancy, f.occPeak, f.failures = 0, 0, 0, 0
-	for _, src := range r.Sources {
-		f.unique += src.UniquePorts
+	*f = portFigures{seen: true, tw: [3]int64{-1, -1, -1}, twPeak: [3]int64{-1, -1, -1}}
+	add := func(to *int64, v int64) {
+		if v >= 0 {
+			*to = max(*to, 0) + v
+		}
 	}
-	for _, d := range r.Destinations {
-		f.occPeak = max(f.occPeak, d.Occupancy)
+	for _, r := range reps {
+		add(&f.tw[0], r.TimeWait.Last)
+		for i, v := range [3]int64{r.TimeWait.Peak, r.TimeWait.TargetPeak, r.TimeWait.OthersPeak} {
+			add(&f.twPeak[i], v)
+		}
+		for _, src := range r.Sources {
+			f.unique += src.UniquePorts
+		}
+		for _, d := range r.Destinations {
+			f.occPeak = max(f.occPeak, d.Occupancy)
+		}
+		for _, fl := range r.Failures {
+			f.failures += fl.Count
+		}
+		f.exhausted = f.exhausted || r.Exhaustion != nil
+		f.reusePorts += r.Reuse.Ports
+		f.reuseTuple += r.Reuse.FourTuples
+		f.reuseEarly += r.Reuse.Early
 	}
-	for _, fl := range r.Failures {
-		f.failures += fl.Count
-	}
-	f.exhausted = r.Exhaustion != nil
-	f.reusePorts, f.reuseTuple, f.reuseEarly = r.Reuse.Ports, r.Reuse.FourTuples, r.Reuse.Early
 }
 
 // Handler serves the metrics in the Prometheus exposition format.

@@ -359,3 +359,54 @@ func TestLingerServes(t *testing.T) {
 		t.Error("the endpoint still answers after the linger")
 	}
 }
+
+// TestFinishPorts: the final port figures come from summary.json's ports, or for a run of worker
+// processes from ports_by_host (summed; occupancy the highest); without either, no port series.
+func TestFinishPorts(t *testing.T) {
+	worker := func(unique int, occ float64, twPeak int64) *ports.Report {
+		return &ports.Report{Sources: []ports.SourceReport{{UniquePorts: unique}}, Destinations: []ports.PairReport{{Occupancy: occ}},
+			Failures: []ports.Failure{{Count: 1}}, Reuse: ports.Reuse{Ports: 2}, TimeWait: ports.TimeWait{Peak: twPeak, Last: 1, TargetPeak: -1, OthersPeak: 0}}
+	}
+	tests := []struct {
+		name   string
+		s      *report.Summary
+		want   []string
+		absent []string
+	}{
+		{"ports", finalSummary(), []string{`portstorm_ports_unique{plan="p"} 1000`}, nil},
+		{"ports by worker", &report.Summary{Verdict: report.VerdictFail, PortsByHost: []report.HostPorts{
+			{Segment: "0/2", Ports: worker(10, 0.5, 3)}, {Segment: "1/2", Ports: worker(20, 0.25, 4)}}}, []string{
+			`portstorm_ports_unique{plan="p"} 30`, `portstorm_ports_occupancy_peak_ratio{plan="p"} 0.5`,
+			`portstorm_ports_exhaustion_events_total{plan="p"} 2`, `portstorm_port_reuse_total{kind="port",plan="p"} 4`,
+			`portstorm_time_wait_peak_sockets{plan="p",side="ours"} 7`, `portstorm_time_wait_sockets{plan="p",side="ours"} 2`,
+			`portstorm_time_wait_peak_sockets{plan="p",side="others"} 0`, `portstorm_ports_exhausted{plan="p"} 0`,
+			`portstorm_verdict{plan="p",verdict="fail"} 1`,
+		}, []string{`side="target"`}},
+		{"no ports", &report.Summary{Verdict: report.VerdictNone}, []string{`portstorm_verdict{plan="p",verdict="no_thresholds"} 1`},
+			[]string{"portstorm_ports_", "portstorm_time_wait"}},
+		{"no summary (the run could not start)", nil, []string{`portstorm_run_finished{plan="p"} 1`}, []string{"portstorm_verdict"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkFDs(t)
+			e := New("p")
+			srv, err := Serve("127.0.0.1:0", false, e.Handler())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			e.Finish(tt.s)
+			page := scrape(t, "http://"+srv.Addr()+"/metrics")
+			for _, w := range tt.want {
+				if !strings.Contains(page, w+"\n") {
+					t.Errorf("missing %s", w)
+				}
+			}
+			for _, a := range tt.absent {
+				if strings.Contains(page, a) {
+					t.Errorf("has %s", a)
+				}
+			}
+		})
+	}
+}
