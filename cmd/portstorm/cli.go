@@ -189,6 +189,7 @@ func runCmd(e *env) *cobra.Command {
 	var netns bool
 	var worker, startAt string
 	var seg segmentFlags
+	var calibrate bool
 	c := &cobra.Command{
 		Use:   "run PLAN",
 		Short: "Run a plan and write results (exit 0 pass, 1 threshold failed, 2 invalid, 3 could not run, 130 interrupted)",
@@ -218,6 +219,9 @@ func runCmd(e *env) *cobra.Command {
 			if seg.upload != "" && !seg.asked() {
 				return exitWith(exitInvalid, errors.New("--upload sends a segment's shard folder: it needs --segment"))
 			}
+			if seg.asked() && calibrate {
+				return exitWith(exitInvalid, errors.New("--calibrate: a segment's result is merged, and a merged result keeps no calibration (baseline.normalize needs a run on one machine)"))
+			}
 			if seg.asked() {
 				return e.runSegment(in, p, &seg, &live, out, startAt, quiet, allowRemote)
 			}
@@ -232,7 +236,7 @@ func runCmd(e *env) *cobra.Command {
 				lv.end(in.ctx, nil)
 				return err
 			}
-			res, err := e.run(in, p, out, quiet, allowRemote)
+			res, err := e.run(in, p, runFlags{out: out, quiet: quiet, allowRemote: allowRemote, calibrate: calibrate})
 			lv.end(in.ctx, res)
 			return err
 		},
@@ -243,6 +247,7 @@ func runCmd(e *env) *cobra.Command {
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no live progress; only the final summary")
 	c.Flags().BoolVar(&allowRemote, "allow-remote", false, "permit targets outside loopback (the plan must say target.allow_remote: true too)")
 	c.Flags().BoolVar(&netns, "netns", false, "run generator and built-in target in a private network namespace (as isolate: true)")
+	c.Flags().BoolVar(&calibrate, "calibrate", false, "measure this host's reference before the run and keep it in summary.json's calibration, for a baseline compared with baseline.normalize: calibration")
 	// A coordinator starts its worker processes with these: run segment i/N from an agreed instant
 	// and stream snapshots on stdout instead of writing results.
 	c.Flags().StringVar(&worker, "worker", "", "run as a worker process for segment i/N (internal)")
@@ -352,8 +357,15 @@ func (in *interrupts) beforeRun() error {
 	return nil
 }
 
+// runFlags are run's flags that reach the coordinator.
+type runFlags struct {
+	out                           string
+	quiet, allowRemote, calibrate bool
+}
+
 // run runs the plan; the outcome (nil when there is none) is for the metrics' end.
-func (e *env) run(in *interrupts, p *plan.Plan, out string, quiet, allowRemote bool) (*coordinator.Outcome, error) {
+func (e *env) run(in *interrupts, p *plan.Plan, f runFlags) (*coordinator.Outcome, error) {
+	out, quiet, allowRemote := f.out, f.quiet, f.allowRemote
 	s, err := coordinator.Compile(p, e.environ)
 	if err != nil {
 		return nil, outcomeExit(nil, err)
@@ -361,7 +373,7 @@ func (e *env) run(in *interrupts, p *plan.Plan, out string, quiet, allowRemote b
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
 	res, err := coordinator.Run(in.ctx, s, coordinator.Options{
 		OutDir: out, AllowRemote: allowRemote, Abort: in.abort, Progress: prog.update, OnSnapshot: e.onSnapshot,
-		OnPorts: e.onPorts, Stderr: e.stderr, Env: e.environ,
+		OnPorts: e.onPorts, Stderr: e.stderr, Env: e.environ, Calibrate: f.calibrate,
 	})
 	prog.finish()
 	e.writeOutcome(res)

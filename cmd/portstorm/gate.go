@@ -59,7 +59,7 @@ func readResult(path string) (*report.Summary, string, error) {
 }
 
 func compareCmd(e *env) *cobra.Command {
-	var maxReg string
+	var maxReg, normalize string
 	var names []string
 	c := &cobra.Command{
 		Use:   "compare BASELINE NEW",
@@ -81,8 +81,14 @@ declared default set is compared (see the README's "Baselines" section).`,
 			if err != nil {
 				return exitWith(exitInvalid, fmt.Errorf("new result: %w", err))
 			}
-			res, err := gate.Compare(base, cur, gate.CompareOptions{MaxRegression: float64(tol), Metrics: names})
+			if normalize != "" && normalize != plan.NormalizeCalibration {
+				return exitWith(exitInvalid, fmt.Errorf("--normalize %q: want %s", normalize, plan.NormalizeCalibration))
+			}
+			res, err := gate.Compare(base, cur, gate.CompareOptions{MaxRegression: float64(tol), Metrics: names, Normalize: normalize})
 			if err != nil {
+				if normalize != "" && strings.Contains(err.Error(), "no calibration") {
+					return exitWith(exitInvalid, fmt.Errorf("--normalize: %w", err))
+				}
 				return exitWith(exitInvalid, fmt.Errorf("--metric: %w", err))
 			}
 			res.File = basePath
@@ -95,6 +101,7 @@ declared default set is compared (see the README's "Baselines" section).`,
 	}
 	c.Flags().StringVar(&maxReg, "max-regression", "10%", "how much worse a latency (or lower a rate) may be; counts compare exactly")
 	c.Flags().StringArrayVar(&names, "metric", nil, "compare this metric (repeatable; names as in thresholds, like connect.p99); default: the declared set")
+	c.Flags().StringVar(&normalize, "normalize", "", "calibration: compare latencies and achieved rates as multiples of each result's calibration unit (both need summary.json's calibration)")
 	return c
 }
 

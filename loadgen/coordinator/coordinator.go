@@ -16,6 +16,7 @@ import (
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/portstorm/portstorm/loadgen/calibrate"
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/gate"
@@ -75,6 +76,9 @@ type Options struct {
 	// OnSnapshot gets the interval's snapshot (live metrics exporters); not called when the run
 	// has no observatory in this process. It must not keep or change the sample.
 	OnPorts func(*ports.Sample)
+	// Calibrate measures the host's reference before the run (run --calibrate), as
+	// baseline.normalize: calibration does; summary.json's calibration holds it.
+	Calibrate bool
 	// Env is the environment worker and target processes start with (os.Environ style); the
 	// coordinator reads no other.
 	Env []string
@@ -198,6 +202,13 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 	if err := beforeRun(ctx, nil); err != nil {
 		return nil, err
 	}
+	var cal *report.Calibration
+	if s.Calibrate || o.Calibrate {
+		// Before the results folder: a host that cannot calibrate runs nothing.
+		if cal, err = calibrate.Run(ctx, calibrate.Options{}); err != nil {
+			return nil, beforeRun(ctx, fmt.Errorf("%w: %w", ErrCannotRun, err))
+		}
+	}
 
 	dir := o.OutDir
 	if dir == "" {
@@ -300,6 +311,7 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 		return nil, fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	sum.Stopped = col.stopped
+	sum.Calibration = cal
 	sum.Unreachable = res.Unreachable.summary(res.Start)
 	if lay.Workers > 1 {
 		sum.Workers = lay.Workers

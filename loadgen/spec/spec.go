@@ -78,6 +78,9 @@ type Spec struct {
 	// Search is the plan's search: section (nil for a plan that is run); each probe is a spec of
 	// its own (ProbePlan).
 	Search *Search `json:"-"`
+	// Calibrate measures the host's reference before the run (baseline.normalize: calibration):
+	// the coordinator does, so a worker never does.
+	Calibrate bool `json:"-"`
 }
 
 // MaxFile is the largest spec file read (a worker's segment): the plan's payload is at most a few
@@ -237,6 +240,7 @@ func Compile(p *plan.Plan, f Facts) (*Spec, error) {
 		MaxConnectRate: float64(p.Load.MaxConnectRate), GracefulStop: p.Load.GracefulStop.D(),
 		ConnectTimeout: p.Connection.ConnectTimeout.D(), IOTimeout: p.Connection.IOTimeout.D(), Hold: p.Connection.Hold.D(),
 		Addresses: p.Target.Addresses, AllowRemote: p.Target.AllowRemote,
+		Calibrate: p.Baseline != nil && p.Baseline.Normalize == plan.NormalizeCalibration,
 	}
 	var errs []error
 	fail := func(key string, err error) {
