@@ -116,7 +116,10 @@ func TestSampleLive(t *testing.T) {
 				open = append(open, o.Opened(d, local("127.0.0.1", 40000+i), t0, time.Microsecond))
 			}
 		}, 0.3, 0, false},
-		{"A runs out", func() { o.Failed(dstA, fail, t0.Add(time.Millisecond)); o.Failed(dstA, fail, t0.Add(2*time.Millisecond)) }, 0.3, 2, true},
+		{"A runs out", func() {
+			o.Failed(dstA, fail, t0.Add(time.Millisecond))
+			o.Failed(dstA, fail, t0.Add(2*time.Millisecond))
+		}, 0.3, 2, true},
 		{"closed again", func() {
 			for _, c := range open {
 				o.Closed(c, t0.Add(time.Second), t0.Add(time.Second), false)

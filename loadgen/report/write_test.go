@@ -200,7 +200,7 @@ func TestSummaryJSONContract(t *testing.T) {
 						New: "210µs (105µs normalized)", BaseValue: &base, NewValue: &cur, NewNormalized: &norm, Delta: "+5%", Tolerance: "+10%", Pass: true}}}
 				return s
 			},
-			top: sorted(append(slices.Clone(required), "examples", "warnings", "target", "pacing", "requests", "calibration", "baseline")...),
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "pacing", "requests", "calibration", "baseline")...),
 			literal: map[string]string{"calibration": `{"unit_us":61.25,"connect_p50_us":40.5,"echo_p50_us":20.25,"connections":1000,"duration_us":70000}`},
 		},
 		{
