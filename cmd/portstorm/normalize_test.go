@@ -74,8 +74,12 @@ func TestBaselineNormalized(t *testing.T) {
   metrics: [connections.attempted, connect.p50]
 `)
 	dir := filepath.Join(tmp, "r")
-	if code, stdout, stderr := runMain(t, nil, "run", p, "-q", "--out", dir); code != 0 {
+	code, stdout, stderr := runMain(t, nil, "run", p, "-q", "--out", dir)
+	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "normalized by calibration: scale ") || !strings.Contains(stdout, " normalized) (") {
+		t.Errorf("the verdict table does not say it normalized:\n%s", stdout)
 	}
 	s := readSummary(t, dir)
 	if s.Calibration == nil || s.Baseline == nil || s.Baseline.Normalize != "calibration" || s.Baseline.Scale == nil ||

@@ -157,6 +157,10 @@ func WriteVerdict(w io.Writer, s *Summary) {
 		}
 		line(r.Metric, r.Condition, r.Observed, res)
 	}
+	if b := s.Baseline; b != nil && b.Scale != nil {
+		fmt.Fprintf(w, "    baseline latencies and achieved rates normalized by %s: scale %.2f (this host took %.2fx the baseline host's time for the reference)\n",
+			b.Normalize, *b.Scale, *b.Scale)
+	}
 }
 
 // width counts runes, so that "µs" lines up.
