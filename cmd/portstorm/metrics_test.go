@@ -4,6 +4,7 @@ package main
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -47,7 +48,14 @@ func TestMetricsLingerAndPush(t *testing.T) {
 	for len(pushes) > 0 {
 		last = <-pushes
 	}
-	if last.method != http.MethodPut || last.path != "/metrics/job/portstorm/plan/linger/instance/ci" ||
+	// The grouping labels come in any order (client_golang keeps them in a map).
+	parts := strings.Split(strings.TrimPrefix(last.path, "/metrics/"), "/")
+	group := map[string]string{}
+	for i := 0; i+1 < len(parts); i += 2 {
+		group[parts[i]] = parts[i+1]
+	}
+	if last.method != http.MethodPut || len(parts) != 6 || parts[0] != "job" ||
+		!maps.Equal(group, map[string]string{"job": "portstorm", "plan": "linger", "instance": "ci"}) ||
 		!strings.Contains(last.body, "portstorm_run_finished 1\n") || !strings.Contains(last.body, `portstorm_verdict{verdict="pass"} 1`) {
 		t.Errorf("final push %s %s:\n%s", last.method, last.path, last.body)
 	}
