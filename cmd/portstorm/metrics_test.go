@@ -76,7 +76,7 @@ func TestMetricsLingerAndPush(t *testing.T) {
 		`portstorm_ports_unique{plan="linger"} `,
 		`portstorm_time_wait_peak_sockets{plan="linger",side="ours"} `,
 		`portstorm_requests_written_total{plan="linger"} `,
-		`portstorm_latency_quantile_seconds{latency="connect",plan="linger",quantile="0.99"} `,
+		`portstorm_latency_quantiles_seconds{latency="connect",plan="linger",quantile="0.99"} `,
 	} {
 		if !strings.Contains(page, w) {
 			t.Errorf("lingering endpoint lacks %s", w)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,7 +28,7 @@ var latencyBuckets = []float64{
 	0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 }
 
-// quantiles are the latency quantiles exported as gauges (portstorm_latency_quantile_seconds),
+// quantiles are the latency quantiles exported as a summary (portstorm_latency_quantiles_seconds),
 // exact from the run's HdrHistograms where the histogram's buckets are coarse.
 var quantiles = []float64{0.5, 0.9, 0.99, 0.999}
 
@@ -102,8 +101,8 @@ func newCollector(e *Exporter, l prometheus.Labels) *collector {
 		outcomes:    d("outcomes_total", "Connections by how they ended.", "outcome"),
 		bytes:       d("bytes_total", "Request bytes written (out) and read back (in).", "direction"),
 		latency:     d("latency_seconds", "Latency histograms (connect, connect_intended, schedule_lag, slot_wait, rtt, lifetime, first_byte, tls_handshake, request_intended, request_lag, window_wait; defined in docs/measurements.md).", "latency"),
-		quantile: d("latency_quantile_seconds",
-			"Latency quantiles (0.5, 0.9, 0.99, 0.999) of the run so far, exact from its HdrHistograms; only latencies with samples.", "latency", "quantile"),
+		quantile: d("latency_quantiles_seconds",
+			"Latency quantiles (0.5, 0.9, 0.99, 0.999) of the run so far, exact from its HdrHistograms (a summary); only latencies with samples.", "latency"),
 		requests: d("requests_total", "Requests (messages) written on the connections, by how each ended.", "outcome"),
 		requestsOffered: d("requests_offered_total",
 			"Requests the schedule meant to send: under a request rate those whose intended send time came, sent or not; unrated, those written."),
@@ -302,9 +301,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		sum := h.Mean() * float64(h.TotalCount()) / 1e6
 		ch <- prometheus.MustNewConstHistogram(c.latency, uint64(h.TotalCount()), sum, buckets, name)
 		if h.TotalCount() > 0 {
+			qs := make(map[float64]float64, len(quantiles))
 			for _, q := range quantiles {
-				gauge(c.quantile, float64(h.ValueAtQuantile(q*100))/1e6, name, strconv.FormatFloat(q, 'f', -1, 64))
+				qs[q] = float64(h.ValueAtQuantile(q*100)) / 1e6
 			}
+			ch <- prometheus.MustNewConstSummary(c.quantile, uint64(h.TotalCount()), sum, qs, name)
 		}
 	}
 	if f := &e.ports; f.seen {

@@ -13,6 +13,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/report"
@@ -97,9 +100,9 @@ func TestPortAndRequestFigures(t *testing.T) {
 			`portstorm_requests_written_total{plan="p"} 40`,
 			`portstorm_requests_offered_total{plan="p"} 50`,
 			`portstorm_requests_shortfall_ratio{plan="p"} 0.2`,
-			`portstorm_latency_quantile_seconds{latency="request_intended",plan="p",quantile="0.5"} 0.00149`,
-			`portstorm_latency_quantile_seconds{latency="request_intended",plan="p",quantile="0.99"} 0.00198`,
-			`portstorm_latency_quantile_seconds{latency="rtt",plan="p",quantile="0.9"} 0.0005`,
+			`portstorm_latency_quantiles_seconds{latency="request_intended",plan="p",quantile="0.5"} 0.00149`,
+			`portstorm_latency_quantiles_seconds{latency="request_intended",plan="p",quantile="0.99"} 0.00198`,
+			`portstorm_latency_quantiles_seconds{latency="rtt",plan="p",quantile="0.9"} 0.0005`,
 			// TIME_WAIT: the last sample that had one stands, the peak is the highest.
 			`portstorm_time_wait_sockets{plan="p",side="ours"} 100`,
 			`portstorm_time_wait_sockets{plan="p",side="target"} 2`,
@@ -408,5 +411,26 @@ func TestFinishPorts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLint: every series passes client_golang's promlint (names, units, _total on counters only).
+func TestLint(t *testing.T) {
+	e := New("p")
+	e.Observe(snapshot(1_000_000))
+	e.ObservePorts(&ports.Sample{TimeWait: 1, TimeWaitTarget: 1, TimeWaitOthers: 1})
+	e.Finish(finalSummary())
+	for _, reg := range []*prometheus.Registry{e.reg, e.pushReg} {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
 	}
 }
