@@ -28,7 +28,7 @@ func TestMetricsLingerAndPush(t *testing.T) {
 		pushes <- push{r.Method, r.URL.Path, string(b)}
 	}))
 	defer gw.Close()
-	p := gatePlan(t, "linger", `thresholds: ["errors.count == 0"]`)
+	p := tinyPlan(t, "linger", `thresholds: ["errors.count == 0"]`)
 	dir := filepath.Join(t.TempDir(), "r")
 	var out syncBuffer
 	errb := &syncBuffer{want: "for 1h0m0s (a signal ends it)", seen: make(chan struct{})}
@@ -94,9 +94,21 @@ func TestMetricsLingerAndPush(t *testing.T) {
 	client.CloseIdleConnections()
 }
 
+// tinyPlan is a run of a few connections to the built-in echo target in a fifth of a second.
+func tinyPlan(t *testing.T, name, extra string) string {
+	t.Helper()
+	return writePlan(t, `version: 1
+name: `+name+`
+target: {builtin: {mode: echo}}
+connection: {send: {bytes: 32B, count: 1}, close: rst, connect_timeout: 2m, io_timeout: 2m}
+load: {model: arrival, graceful_stop: 2m, stages: [{duration: 200ms, target: 50}]}
+output: {interval: 100ms}
+`+extra)
+}
+
 // TestMetricsFlagsGuard: the new flags are checked before anything runs (exit 2, naming the flag).
 func TestMetricsFlagsGuard(t *testing.T) {
-	p := gatePlan(t, "guard", "")
+	p := tinyPlan(t, "guard", "")
 	tests := []struct {
 		name string
 		args []string

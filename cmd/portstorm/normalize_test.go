@@ -18,7 +18,7 @@ func TestBaselineNormalized(t *testing.T) {
 	checkFDs(t)
 	tmp := t.TempDir()
 	base := filepath.Join(tmp, "base")
-	if code, stdout, stderr := runMain(t, nil, "run", gatePlan(t, "norm", ""), "-q", "--calibrate", "--out", base); code != 0 {
+	if code, stdout, stderr := runMain(t, nil, "run", tinyPlan(t, "norm", ""), "-q", "--calibrate", "--out", base); code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	cal := readSummary(t, base).Calibration
@@ -67,7 +67,7 @@ func TestBaselineNormalized(t *testing.T) {
 	}
 
 	// The plan's own baseline: this run calibrates and compares normalized (counts exactly).
-	p := gatePlan(t, "norm", `baseline:
+	p := tinyPlan(t, "norm", `baseline:
   file: `+filepath.Join(base, "summary.json")+`
   normalize: calibration
   max_regression: 10000%
@@ -87,13 +87,13 @@ func TestBaselineNormalized(t *testing.T) {
 		t.Errorf("calibration %+v baseline %+v", s.Calibration, s.Baseline)
 	}
 	// A baseline without a calibration is a plan error, naming the fix.
-	p = gatePlan(t, "norm", "baseline: {file: "+filepath.Join(plain, "summary.json")+", normalize: calibration}\n")
+	p = tinyPlan(t, "norm", "baseline: {file: "+filepath.Join(plain, "summary.json")+", normalize: calibration}\n")
 	if code, _, stderr := runMain(t, nil, "validate", p); code != 2 || !strings.Contains(stderr, "baseline.normalize: the baseline") ||
 		!strings.Contains(stderr, "--calibrate --set baseline=null") {
 		t.Errorf("validate: exit %d\n%s", code, stderr)
 	}
 	// A segment keeps no calibration: --calibrate with --segment is refused.
-	if code, _, stderr := runMain(t, nil, "run", gatePlan(t, "norm", ""), "--segment", "0/2", "--calibrate", "--out", filepath.Join(tmp, "seg")); code != 2 ||
+	if code, _, stderr := runMain(t, nil, "run", tinyPlan(t, "norm", ""), "--segment", "0/2", "--calibrate", "--out", filepath.Join(tmp, "seg")); code != 2 ||
 		!strings.Contains(stderr, "--calibrate") {
 		t.Errorf("segment: exit %d\n%s", code, stderr)
 	}
