@@ -64,16 +64,20 @@ func Compile(p *plan.Plan) (*Gate, error) {
 		g.Thresholds = append(g.Thresholds, t)
 	}
 	if b := p.Baseline; b != nil && strings.TrimSpace(b.File) != "" {
-		opts := CompareOptions{MaxRegression: float64(b.MaxRegression), Metrics: b.Metrics}
+		opts := CompareOptions{MaxRegression: float64(b.MaxRegression), Metrics: b.Metrics, Normalize: b.Normalize}
 		for i, name := range b.Metrics {
 			if _, err := Resolve(strings.TrimSpace(name), c); err != nil {
 				errs = append(errs, p.ErrorAt("baseline.metrics["+strconv.Itoa(i)+"]", err.Error()))
 			}
 		}
 		base, err := report.ReadSummary(b.File)
-		if err != nil {
+		switch {
+		case err != nil:
 			errs = append(errs, p.ErrorAt("baseline.file", "cannot read the baseline: "+err.Error()))
-		} else {
+		case b.Normalize == plan.NormalizeCalibration && !calibrated(base):
+			errs = append(errs, p.ErrorAt("baseline.normalize", fmt.Sprintf("the baseline %s holds no calibration, so there is nothing to normalize it by; "+
+				"make it again with one: portstorm run PLAN --calibrate --set baseline=null --out DIR, then copy DIR/summary.json to %s", b.File, b.File)))
+		default:
 			g.Baseline = &Baseline{File: b.File, Summary: base, Options: opts}
 		}
 	}
