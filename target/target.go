@@ -1,5 +1,6 @@
 // Package target is portstorm's built-in target server: on loopback ports, over TCP or TLS, it echoes,
-// sinks, holds, closes (FIN), resets (RST) or answers HTTP/1.1 on every connection, counting what it saw.
+// sinks, holds, closes (FIN), resets (RST), answers HTTP/1.1 or echoes WebSocket messages on every
+// connection, counting what it saw.
 package target
 
 import (
@@ -34,6 +35,9 @@ const (
 	ModeClose Mode = "close" // FIN right after accept (plain close)
 	ModeRST   Mode = "rst"   // RST right after accept (SO_LINGER {1,0} then close)
 	ModeHTTP  Mode = "http"  // minimal HTTP/1.1 server: every request gets the same small response (see http.go)
+	// ModeWebSocket is an RFC 6455 echo server: upgrade, every message back, pings answered, the
+	// closing handshake (see websocket.go).
+	ModeWebSocket Mode = "websocket"
 )
 
 // Defaults applied by Start to zero Config fields.
@@ -72,7 +76,7 @@ var (
 	ErrNotLoopback = errors.New("listen address is not loopback (needs AllowRemote)")
 )
 
-var modes = []Mode{ModeEcho, ModeSink, ModeHold, ModeClose, ModeRST, ModeHTTP}
+var modes = []Mode{ModeEcho, ModeSink, ModeHold, ModeClose, ModeRST, ModeHTTP, ModeWebSocket}
 
 // Modes returns every mode, in the order they are documented.
 func Modes() []Mode { return slices.Clone(modes) }
@@ -733,8 +737,11 @@ func (s *Server) converse(c net.Conn) (idle bool) {
 		}
 		conn, r.conn = tc, tc
 	}
-	if s.mode == ModeHTTP {
+	switch s.mode {
+	case ModeHTTP:
 		return s.serveHTTP(conn, &r)
+	case ModeWebSocket:
+		return s.serveWebSocket(conn)
 	}
 	return s.exchange(conn, &r)
 }

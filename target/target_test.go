@@ -181,7 +181,7 @@ func TestParseMode(t *testing.T) {
 
 func TestModes(t *testing.T) {
 	got := Modes()
-	want := []Mode{ModeEcho, ModeSink, ModeHold, ModeClose, ModeRST, ModeHTTP}
+	want := []Mode{ModeEcho, ModeSink, ModeHold, ModeClose, ModeRST, ModeHTTP, ModeWebSocket}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Modes() = %v, want %v", got, want)
 	}

@@ -227,6 +227,8 @@ func exerciseMode(t *testing.T, s *Server, c net.Conn, mode Mode) {
 				t.Fatalf("answer %d %q", resp.StatusCode, body)
 			}
 		}
+	case ModeWebSocket:
+		exerciseWebSocket(t, c)
 	case ModeClose, ModeRST:
 		n, err := c.Read(make([]byte, 1))
 		want := io.EOF

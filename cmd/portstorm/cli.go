@@ -13,7 +13,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/portstorm/portstorm/loadgen/coordinator"
-	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/isolate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
@@ -130,7 +129,7 @@ func (f *planFlags) loadPlan(e *env, path string) (*plan.Plan, error) {
 	p.Defaults()
 	errs = append(errs, p.Validate()...)
 	// The gate checks what the plan package cannot: threshold expressions and the baseline.
-	for _, err := range gate.ValidatePlan(p) {
+	for _, err := range spec.GateErrors(p) {
 		var fe *plan.FieldError
 		if errors.As(err, &fe) && p.Undecoded(fe.Field) {
 			continue // the strict pass reported this field

@@ -59,7 +59,7 @@ func TestCompletion(t *testing.T) {
 		{"values by prefix", []string{"doctor", "p.yaml", "--set", "target.builtin.mode=h"}, []string{"target.builtin.mode=hold", "target.builtin.mode=http"}, "ShellCompDirectiveNoFileComp"},
 		{"a bool", []string{"run", "p.yaml", "--set", "isolate="}, []string{"isolate=true", "isolate=false"}, "ShellCompDirectiveNoFileComp"},
 		{"a setting without words", []string{"run", "p.yaml", "--set", "name="}, nil, "ShellCompDirectiveNoFileComp"},
-		{"target modes", []string{"target", "--mode", ""}, []string{"echo", "sink", "hold", "close", "rst", "http"}, "ShellCompDirectiveNoFileComp"},
+		{"target modes", []string{"target", "--mode", ""}, []string{"echo", "sink", "hold", "close", "rst", "http", "websocket"}, "ShellCompDirectiveNoFileComp"},
 		{"plan file", []string{"run", ""}, []string{"yaml", "yml"}, "ShellCompDirectiveFilterFileExt"},
 		{"one plan only", []string{"validate", "p.yaml", ""}, nil, "ShellCompDirectiveNoFileComp"},
 		{"doctor's plan file", []string{"doctor", ""}, []string{"yaml", "yml"}, "ShellCompDirectiveFilterFileExt"},

@@ -25,7 +25,7 @@ func doctorCmd(e *env) *cobra.Command {
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			host := preflight.ReadHost()
+			host := preflight.ReadHost(e.environ)
 			preflight.WriteHost(e.stdout, host)
 			if len(args) == 0 {
 				return nil

@@ -77,9 +77,10 @@ type Options struct {
 }
 
 // Facts are this host's facts as spec.Compile needs them; env is the environment portstorm was
-// given (a GOMAXPROCS there is kept by every process).
+// given (a GOMAXPROCS there is kept by every process; it says whether this is the run's private
+// namespace).
 func Facts(env []string) spec.Facts {
-	return spec.Facts{Host: preflight.ReadHost(), ProcsSet: procsSet(env)}
+	return spec.Facts{Host: preflight.ReadHost(env), ProcsSet: procsSet(env)}
 }
 
 // procsSet says whether env sets GOMAXPROCS.
@@ -208,8 +209,13 @@ func runEngine(ctx context.Context, s *spec.Spec, dsts []dial.Destination, pr *p
 	if r == nil {
 		return nil, err
 	}
-	return &ended{Start: r.Start, End: r.End, Interrupted: r.Interrupted, Aborted: r.Aborted, Total: r.Total,
-		Unreachable: unreachableSummary(unreachable(r.Unreachable), r.Start)}, err
+	return &ended{Ending: ending(r), Total: r.Total}, err
+}
+
+// ending is how the engine's run ended, as a worker's last word says it.
+func ending(r *engine.Result) shard.Ending {
+	return shard.Ending{Start: r.Start, End: r.End, Interrupted: r.Interrupted, Aborted: r.Aborted,
+		Unreachable: unreachable(r.Unreachable)}
 }
 
 // unreachable carries the engine's give-up as a worker's last word does.
@@ -219,16 +225,6 @@ func unreachable(u *engine.Unreachable) *shard.Unreachable {
 	}
 	return &shard.Unreachable{First: u.First, At: u.At, Failed: u.Failures, Destination: u.Destination,
 		Outcome: metrics.Classify(u.Err).String(), Error: u.Err.Error()}
-}
-
-// unreachableSummary is a give-up (the engine's, or a worker's last word) as summary.json's
-// unreachable, its times from the run's start.
-func unreachableSummary(u *shard.Unreachable, start time.Time) *report.Unreachable {
-	if u == nil {
-		return nil
-	}
-	return &report.Unreachable{AtS: u.At.Sub(start).Seconds(), FirstAtS: u.First.Sub(start).Seconds(), Failed: u.Failed,
-		Destination: u.Destination, Outcome: u.Outcome, Error: u.Error}
 }
 
 // engineConfig is the engine's configuration for a spec, its destinations and its port side.

@@ -31,10 +31,10 @@ func Forecast(s *spec.Spec) (f *preflight.Forecast, why string, err error) {
 		}
 	}
 	if s.Isolate == nil || h.Isolated { // a fresh namespace holds nothing yet: no census of the host's
-		r, _ := preflight.EffectiveRange(s.Plan, h, in)
+		r, _ := preflight.EffectiveRange(s.Preflight, h, in)
 		if l, held, err := preflight.Census(r.Lo, r.Hi, s.Sources); err == nil {
 			in.ListenersInRange, in.HeldAtStart = l, held
 		}
 	}
-	return preflight.Plan(s.Plan, h, in), lay.Why, nil
+	return preflight.Plan(s.Preflight, h, in), lay.Why, nil
 }

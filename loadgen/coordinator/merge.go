@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,8 +56,8 @@ func WaitForShards(ctx context.Context, dirs []string, timeout, poll time.Durati
 // Merge makes one result from the shard result folders of a distributed run (docs/architecture.md):
 // the segments' interval snapshots merge exactly, through the merger local worker processes use,
 // into the timeline, latency log, stages and totals; the run's thresholds and baseline (from the
-// spec in the first folder, SpecFile) are judged on the merged result only; every result file of a
-// normal run is written to outDir. Port reports stay per host (ports_by_host); ports itself is
+// spec in the first folder, shard.SpecFile) are judged on the merged result only; every result
+// file of a normal run is written to outDir. Port reports stay per host (ports_by_host); ports itself is
 // null, as in a worker-process run.
 func Merge(dirs []string, outDir string) (*Outcome, error) {
 	var rs []*shard.Result
@@ -71,12 +72,12 @@ func Merge(dirs []string, outDir string) (*Outcome, error) {
 		return nil, err
 	}
 	slices.SortFunc(rs, func(a, b *shard.Result) int { return a.Info.Index - b.Info.Index })
-	s, err := spec.ReadFile(filepath.Join(rs[0].Dir, SpecFile))
+	s, err := spec.ReadFile(filepath.Join(rs[0].Dir, shard.SpecFile))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrShards, err)
 	}
 	if hash, err := s.Hash(); err != nil || hash != rs[0].Info.PlanHash {
-		return nil, fmt.Errorf("%w: %s does not match the plan hash in %s", ErrShards, SpecFile, rs[0].Dir)
+		return nil, fmt.Errorf("%w: %s does not match the plan hash in %s", ErrShards, shard.SpecFile, rs[0].Dir)
 	}
 	// The segments' own summaries carry what snapshots do not: the host and the port reports.
 	m := &mergeRun{rs: rs, sums: make([]*report.Summary, len(rs))}
@@ -117,8 +118,7 @@ func (m *mergeRun) exec(_ context.Context, r *runner) (*ended, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: merging: %w", ErrShards, err)
 	}
-	res := &ended{Start: mr.Start, End: mr.End, Interrupted: mr.Interrupted, Aborted: mr.Aborted, Total: mr.Total,
-		Segments: len(m.rs)}
+	res := &ended{Ending: mr.Ending, Total: mr.Total, Segments: len(m.rs)}
 	for i, sr := range m.rs {
 		in := sr.Info
 		if in.Error != "" || sr.Done == nil {
@@ -156,11 +156,8 @@ func (m *mergeRun) exec(_ context.Context, r *runner) (*ended, error) {
 			res.TargetFailures = append(res.TargetFailures, f)
 		}
 		// A segment that gave up on an unreachable target: the merged run gave up at the first.
-		if u := s.Unreachable; u != nil && (res.Unreachable == nil || u.AtS+shift < res.Unreachable.AtS) {
-			c := *u
-			c.AtS += shift
-			c.FirstAtS += shift
-			res.Unreachable = &c
+		if u := giveUp(s.Unreachable, in.Start); u != nil && (res.Unreachable == nil || u.At.Before(res.Unreachable.At)) {
+			res.Unreachable = u
 		}
 		if t := s.Target; t != nil {
 			if res.Target == nil {
@@ -181,4 +178,15 @@ func (m *mergeRun) finish(_ *runner, _ *ended, sum *report.Summary) {
 		sum.Shards = append(sum.Shards, report.ShardSummary{Segment: in.Segment, Host: in.Host, Dir: r.Dir,
 			StartedAt: in.Start.UTC(), EndedAt: in.End.UTC(), Interrupted: in.Interrupted, Aborted: in.Aborted, Error: in.Error})
 	}
+}
+
+// giveUp is a segment's give-up as its summary.json says it (its times from start, the segment's
+// start) back at its instants.
+func giveUp(u *report.Unreachable, start time.Time) *shard.Unreachable {
+	if u == nil {
+		return nil
+	}
+	at := func(s float64) time.Time { return start.Add(time.Duration(math.Round(s * float64(time.Second)))) }
+	return &shard.Unreachable{First: at(u.FirstAtS), At: at(u.AtS), Failed: u.Failed, Destination: u.Destination,
+		Outcome: u.Outcome, Error: u.Error}
 }

@@ -80,15 +80,14 @@ func (r *portRun) preflight(dsts []dial.Destination) (*preflight.Forecast, error
 		in.Destinations = append(in.Destinations, d.String())
 		in.Loopback = in.Loopback && dial.IsLoopback(d.AddrPort.Addr())
 	}
-	// The census reads the range the forecast will use; a first forecast gives it.
-	f0 := preflight.Plan(s.Plan, r.host, in)
-	if f0.Range.Size > 0 {
-		l, h, err := preflight.Census(f0.Range.Lo, f0.Range.Hi, s.Sources)
+	// The census reads the range the forecast will use.
+	if rng, _ := preflight.EffectiveRange(s.Preflight, r.host, in); rng.Size > 0 {
+		l, h, err := preflight.Census(rng.Lo, rng.Hi, s.Sources)
 		if err == nil {
 			in.ListenersInRange, in.HeldAtStart = l, h
 		}
 	}
-	f := preflight.Plan(s.Plan, r.host, in)
+	f := preflight.Plan(s.Preflight, r.host, in)
 	r.forecast = f
 	if f.Refuse && !r.segmentOnly {
 		var b strings.Builder

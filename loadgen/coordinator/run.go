@@ -13,6 +13,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/shard"
 	"github.com/portstorm/portstorm/loadgen/spec"
 	"github.com/portstorm/portstorm/target"
 )
@@ -92,18 +93,17 @@ type runner struct {
 }
 
 // ended is how a run ended, whichever way it was executed: the engine in this process, worker
-// processes, or a distributed run's segments merged. Start and End are instants; the give-up's
-// and the failures' times are already from Start, as the summary has them.
+// processes, or a distributed run's segments merged. Its Ending (start, end, interrupted,
+// aborted, the give-up, all instants) is the type a worker's last word and the workers' merged
+// result share; the rest is what the summary needs besides, the failures' times already from
+// Start, as the summary has them.
 type ended struct {
-	Start, End  time.Time
-	Interrupted bool
-	Aborted     bool
-	Total       *metrics.Snapshot
+	shard.Ending
+	Total *metrics.Snapshot
 	// Segments is how many processes or segments the result is made of.
 	Segments int
 	// PacingFloor is the arrival pacing this machine can keep (the coarsest of the segments').
 	PacingFloor time.Duration
-	Unreachable *report.Unreachable
 	Failures    []report.WorkerFailure
 	// PortsByHost are the port reports of workers or segments, which stay apart.
 	PortsByHost    []report.HostPorts
@@ -193,7 +193,7 @@ func (r *runner) setUp(ctx context.Context) error {
 		r.s = s
 	}
 	var err error
-	if r.verdict, err = gate.Compile(r.s.Plan); err != nil {
+	if r.verdict, err = spec.Gate(r.s.Plan); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if !r.local {
@@ -293,7 +293,7 @@ func (r *runner) summarise(res *ended) (*report.Summary, error) {
 	}
 	sum.Stopped = r.col.stopped
 	sum.Calibration = r.cal
-	sum.Unreachable = res.Unreachable
+	sum.Unreachable = res.Unreachable.Summary(res.Start)
 	sum.PortsByHost = append(sum.PortsByHost, res.PortsByHost...)
 	sum.WorkerFailures = append(sum.WorkerFailures, res.Failures...)
 	sum.TargetFailures = append(sum.TargetFailures, res.TargetFailures...)

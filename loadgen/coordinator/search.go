@@ -12,6 +12,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/search"
 	"github.com/portstorm/portstorm/loadgen/spec"
@@ -52,7 +53,7 @@ func Search(ctx context.Context, s *spec.Spec, o SearchOptions) (*SearchOutcome,
 		return nil, fmt.Errorf("%w: the plan has no search: section (portstorm run runs it)", ErrInvalid)
 	}
 	// The thresholds, as every probe's gate compiles them: their metrics chart the probes.
-	g, err := gate.Compile(spec.ProbePlan(s.Plan, sr.Min, sr.Probe, s.Name))
+	g, err := spec.Gate(spec.ProbePlan(s.Plan, sr.Min, sr.Probe, s.Name))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -244,7 +245,7 @@ func refusal(r *Refused) *report.SearchFailure {
 	switch {
 	case l.Ports:
 		f.Kind = report.FailPorts
-	case strings.Contains(strings.ToLower(l.Name), "file"):
+	case l.Kind == preflight.LimitOpenFiles:
 		f.Kind = report.FailFDs
 	}
 	f.Message = fmt.Sprintf("the client's %s would run out (preflight: %d %s needed, %d allowed)", l.Name, l.Demand, l.Unit, l.Max)

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
@@ -52,7 +51,7 @@ output: {interval: 200ms}
 		t.Fatal(err)
 	}
 	p.Defaults()
-	errs := append(p.Validate(), gate.ValidatePlan(p)...)
+	errs := append(p.Validate(), spec.GateErrors(p)...)
 	if len(errs) > 0 {
 		t.Fatalf("plan: %v", errors.Join(errs...))
 	}
@@ -318,9 +317,13 @@ func TestSearchFailureKinds(t *testing.T) {
 		limit preflight.Limit
 		kind  string
 	}{
-		{preflight.Limit{Name: "local ports", Ports: true, Stops: true, Max: 100, Demand: 200, Unit: "concurrent connections"}, report.FailPorts},
-		{preflight.Limit{Name: "open files", Stops: true, Max: 19000, Demand: 30000, Unit: "concurrent connections"}, report.FailFDs},
-		{preflight.Limit{Name: "conntrack", Stops: true, Max: 10, Demand: 20, Unit: "tracked connections"}, report.FailHostLimit},
+		{preflight.Limit{Kind: preflight.LimitPorts, Name: "local ports", Ports: true, Stops: true, Max: 100, Demand: 200, Unit: "concurrent connections"}, report.FailPorts},
+		{preflight.Limit{Kind: preflight.LimitTimeWait, Name: "TIME_WAIT", Ports: true, Stops: true, Max: 100, Demand: 200, Unit: "connections/s"}, report.FailPorts},
+		{preflight.Limit{Kind: preflight.LimitOpenFiles, Name: "open files", Stops: true, Max: 19000, Demand: 30000, Unit: "concurrent connections"}, report.FailFDs},
+		{preflight.Limit{Kind: preflight.LimitConntrack, Name: "conntrack", Stops: true, Max: 10, Demand: 20, Unit: "tracked connections"}, report.FailHostLimit},
+		// The kind decides, never the name a person reads.
+		{preflight.Limit{Kind: preflight.LimitOpenFiles, Name: "descriptors", Stops: true, Max: 19000, Demand: 30000, Unit: "concurrent connections"}, report.FailFDs},
+		{preflight.Limit{Kind: preflight.LimitConntrack, Name: "conntrack table (a file in /proc)", Stops: true, Max: 10, Demand: 20, Unit: "tracked connections"}, report.FailHostLimit},
 	}
 	for _, r := range refusals {
 		f := refusal(&Refused{Forecast: &preflight.Forecast{Limits: []preflight.Limit{r.limit}}})

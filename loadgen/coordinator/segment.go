@@ -20,11 +20,6 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// SpecFile is the whole run's spec in a segment's shard folder (JSON, spec.Write): what portstorm
-// merge reads, the plan to write as the merged run's plan and the thresholds and baseline to judge
-// it by included. Its hash (spec.Hash) is the folder's plan hash.
-const SpecFile = "spec.json"
-
 // SegmentOptions are a distributed segment's settings that do not come from the plan.
 type SegmentOptions struct {
 	// OutDir is the shard result folder; "" means <plan output.dir>/<name>-segment-<i>-of-<N>.
@@ -52,8 +47,8 @@ type SegmentOptions struct {
 // RunSegment runs segment seg of the compiled plan whole on this machine, as one generator of a
 // distributed run, and writes a shard result folder: snapshots.jsonl (the interval snapshots in the
 // worker protocol, everything an exact merge needs), shard.json, spec.json (the whole run's spec,
-// SpecFile), plan.yaml (the whole plan, for people) and the segment's own summary, timeline and
-// reports. The segment's load, source addresses and port window are cut as for local worker
+// shard.SpecFile), plan.yaml (the whole plan, for people) and the segment's own summary, timeline
+// and reports. The segment's load, source addresses and port window are cut as for local worker
 // processes (spec.Segment). Thresholds and baseline are not judged here: they belong to the merged
 // result. With a built-in target, every segment starts its own, in this process, on loopback.
 func RunSegment(ctx context.Context, whole *spec.Spec, seg schedule.Segment, o SegmentOptions) (*Outcome, error) {
@@ -87,7 +82,7 @@ func RunSegment(ctx context.Context, whole *spec.Spec, seg schedule.Segment, o S
 			return whole.Segment(seg.Index, seg.Count, destinations(dsts), cert)
 		},
 		first: func(dir string) error {
-			if err := whole.Write(filepath.Join(dir, SpecFile)); err != nil {
+			if err := whole.Write(filepath.Join(dir, shard.SpecFile)); err != nil {
 				return err
 			}
 			if err := report.WriteFileAtomic(filepath.Join(dir, shard.PlanFile), planYAML); err != nil {
@@ -143,7 +138,7 @@ func (sg *segmentRun) exec(ctx context.Context, r *runner) (*ended, error) {
 		return nil, fmt.Errorf("segment %s: %w", sg.info.Segment, err)
 	}
 	sg.info.Start, sg.info.End, sg.info.Interrupted, sg.info.Aborted = res.Start, res.End, res.Interrupted, res.Aborted
-	if err := w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted}); err != nil {
+	if err := w.Done(shard.Done{Ending: res.Ending}); err != nil {
 		return nil, err
 	}
 	if err := sg.snaps.Sync(); err != nil {

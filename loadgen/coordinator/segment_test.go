@@ -174,12 +174,12 @@ func TestSegmentsMergeExactly(t *testing.T) {
 		if err := os.CopyFS(tampered, os.DirFS(dirs[0])); err != nil {
 			t.Fatal(err)
 		}
-		b, err := os.ReadFile(filepath.Join(tampered, SpecFile))
+		b, err := os.ReadFile(filepath.Join(tampered, shard.SpecFile))
 		if err != nil {
 			t.Fatal(err)
 		}
 		b = bytes.Replace(b, []byte(`"Name":"split"`), []byte(`"Name":"other"`), 1)
-		if err := os.WriteFile(filepath.Join(tampered, SpecFile), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(tampered, shard.SpecFile), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		tests := []struct {

@@ -5,6 +5,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
+	"github.com/portstorm/portstorm/loadgen/shard"
 	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
@@ -71,6 +73,7 @@ output: {interval: 100ms}
 	ctx := context.Background()
 	root := t.TempDir()
 	segDir := filepath.Join(root, "segment")
+	var segGaveUp *report.Unreachable // the segment's give-up, which its merge says again
 	for _, tt := range []struct {
 		verb    string
 		outcome func(dir string) (*Outcome, error)
@@ -100,6 +103,24 @@ output: {interval: 100ms}
 			if calibrated := s.Calibration != nil; calibrated != (tt.verb == "run") {
 				t.Errorf("%s: calibration %+v; want one in run's summary alone", tt.verb, s.Calibration)
 			}
+			switch tt.verb {
+			case "segment":
+				// The segment's last word is how it ended, the give-up included, as a worker's is.
+				segGaveUp = s.Unreachable
+				sr, err := shard.ReadResult(res.Dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sr.Done == nil || sr.Done.Unreachable == nil || sr.Done.Unreachable.Error != s.Unreachable.Error {
+					t.Errorf("segment's done %+v, want its give-up", sr.Done)
+				}
+			case "merge":
+				// One segment: the merged give-up is the segment's, at the same times.
+				if g := segGaveUp; g != nil && s.Unreachable != nil && (math.Abs(s.Unreachable.AtS-g.AtS) > 1e-9 ||
+					math.Abs(s.Unreachable.FirstAtS-g.FirstAtS) > 1e-9 || s.Unreachable.Error != g.Error) {
+					t.Errorf("merged give-up %+v, want the segment's %+v", s.Unreachable, g)
+				}
+			}
 			if tt.verb == "merge" {
 				if s.Ports != nil || len(s.PortsByHost) != 1 || s.PortsByHost[0].Host != "gen-0" {
 					t.Errorf("merge: ports %v, ports_by_host %+v; want the segment's, per host", s.Ports, s.PortsByHost)
@@ -118,8 +139,8 @@ output: {interval: 100ms}
 				for _, e := range entries {
 					names = append(names, e.Name())
 				}
-				if !slices.Contains(names, SpecFile) || !slices.Contains(names, "shard.json") {
-					t.Errorf("shard folder %v, want %s and shard.json", names, SpecFile)
+				if !slices.Contains(names, shard.SpecFile) || !slices.Contains(names, "shard.json") {
+					t.Errorf("shard folder %v, want %s and shard.json", names, shard.SpecFile)
 				}
 			}
 		})

@@ -71,8 +71,7 @@ func runWorkers(ctx context.Context, s *spec.Spec, o Options, n, procs int, dsts
 	if res == nil {
 		return nil, err
 	}
-	out := &ended{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted,
-		Total: res.Total, Failures: res.Failures, Unreachable: unreachableSummary(res.Unreachable, res.Start)}
+	out := &ended{Ending: res.Ending, Total: res.Total, Failures: res.Failures}
 	// Workers own disjoint source addresses (or port windows): their port reports stay apart, one
 	// per worker, as distributed segments' stay per host.
 	for _, wp := range res.Ports {
@@ -153,6 +152,5 @@ func runWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o Worker
 	if werr != nil {
 		return fmt.Errorf("writing snapshots to the coordinator: %w", werr)
 	}
-	return w.Done(shard.Done{Start: res.Start, End: res.End, Interrupted: res.Interrupted, Aborted: res.Aborted, Ports: pr.report(),
-		Unreachable: unreachable(res.Unreachable)})
+	return w.Done(shard.Done{Ending: ending(res), Ports: pr.report()})
 }

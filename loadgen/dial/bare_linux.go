@@ -274,3 +274,21 @@ func awaitConnect(fd int, deadline time.Time) error {
 func opError(dst Destination, call string, err error) error {
 	return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(dst.AddrPort), Err: os.NewSyscallError(call, err)}
 }
+
+// Attach turns b back into a net.Conn on Go's poller, for a held connection that has more to say
+// at its close (a WebSocket's closing handshake). On success b's descriptor is closed (the
+// net.Conn has its own) and b must not be used after; on failure b is untouched.
+func Attach(b Bare) (net.Conn, error) {
+	fd, err := unix.Dup(int(b.fd))
+	if err != nil {
+		return nil, &net.OpError{Op: "attach", Net: "tcp", Err: os.NewSyscallError("dup", err)}
+	}
+	f := os.NewFile(uintptr(fd), "bare")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, &net.OpError{Op: "attach", Net: "tcp", Err: err}
+	}
+	unix.Close(int(b.fd))
+	return c, nil
+}

@@ -28,3 +28,6 @@ func (Bare) Close(CloseMode) error { return platform.Unsupported("dial: a bare c
 type BareDialer interface {
 	DialBare(ctx context.Context, dst Destination) (Bare, error)
 }
+
+// Attach reports that bare connections need Linux.
+func Attach(Bare) (net.Conn, error) { return nil, platform.Unsupported("dial: a bare connection") }

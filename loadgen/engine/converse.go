@@ -46,6 +46,7 @@ func (e *engine) initSend() error {
 		return err
 	}
 	e.exchange = x
+	e.websocket = x.Protocol() == proto.WebSocket
 	e.readers.New = func() any { return proto.NewReader() }
 	return nil
 }

@@ -24,14 +24,14 @@ import (
 	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
-// Model is the load model.
-type Model uint8
+// Model is the load model (schedule.Model, where it lives with the ramp it reads).
+type Model = schedule.Model
 
 const (
 	// Concurrency keeps Ramp.Concurrency(t) connections alive, replacing each one that ends.
-	Concurrency Model = iota
+	Concurrency = schedule.Concurrency
 	// Arrival starts connections at the intended times of Ramp.Arrivals.
-	Arrival
+	Arrival = schedule.Arrival
 )
 
 // Send describes the requests of one connection.
@@ -175,8 +175,12 @@ type engine struct {
 	stopAt   atomic.Int64  // when stopping closed, in ns since the epoch (rate.go)
 
 	parkMu             sync.Mutex
-	parkHead, parkTail *held          // connections held idle, in the order their holds end
-	parkWake           chan struct{}  // tells the reaper the list has a new head
+	parkHead, parkTail *held         // connections held idle, in the order their holds end
+	parkWake           chan struct{} // tells the reaper the list has a new head
+	parked             atomic.Int64  // connections in the queue of holds
+	closeMu            sync.Mutex
+	closing            []*held        // WebSocket connections released, waiting for a closer (hold.go)
+	closers            int            // closers running
 	epoch              time.Time      // the hold ends' time zero
 	bg                 sync.WaitGroup // housekeeping goroutines (see plateauStarts)
 	hardCtx            context.Context
@@ -196,9 +200,12 @@ type engine struct {
 
 	exchange *proto.Exchange
 	readers  sync.Pool
-	dispatch dispatcher // total rate
-	limiter  ratelimit.Limiter
-	wg       sync.WaitGroup
+	// websocket: every connection is upgraded after connect (and TLS), and closes with the
+	// closing handshake (websocket.go).
+	websocket bool
+	dispatch  dispatcher // total rate
+	limiter   ratelimit.Limiter
+	wg        sync.WaitGroup
 }
 
 // Run runs the shard until its schedule ends or ctx is cancelled, then drains, and returns the
@@ -392,6 +399,9 @@ func (e *engine) plateauStarts(b time.Duration, bounds []time.Duration) bool {
 	return false
 }
 
+// freeOSStep, set by tests only, is told each time collect gives memory back (at cut next).
+var freeOSStep func(next time.Duration)
+
 // collect cuts a snapshot every interval and at every stage boundary, then a last one on finalCut.
 // The cuts never wait for emit: a consumer that falls behind (a busy machine, a slow OnSnapshot)
 // gets them late, from a queue, but each holds what happened in its own interval. (Cutting only as
@@ -405,21 +415,43 @@ func (e *engine) collect(start time.Time, emit func(*metrics.Snapshot), finalCut
 	last := time.Duration(0)
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var next time.Duration
+	freeOS := func() {
+		if freeOSStep != nil {
+			freeOSStep(next)
+		}
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			// Two collections: the first moves the pools' buffers (readers, the WebSocket
+			// upgrade's) to their victim caches, the second (FreeOSMemory's) frees them, and
+			// their memory goes back to the system with the rest.
+			runtime.GC()
+			debug.FreeOSMemory()
+		}()
+	}
+	// settling: a plateau began while some of its connections were still talking (a WebSocket
+	// upgrade, an echo awaited): their garbage comes after the plateau's first collection.
+	settling := false
 	for {
-		next := e.nextCut(last, bounds)
+		next = e.nextCut(last, bounds)
 		t.Reset(time.Until(start.Add(next)))
 		select {
 		case <-t.C:
 			emit(e.rec.Cut(start.Add(next), e.cfg.Ramp.Stage(last)))
-			if e.plateauStarts(next, bounds) {
+			switch {
+			case e.plateauStarts(next, bounds):
 				// Connections are held through a plateau: the ramp's dial garbage would otherwise
 				// stay resident until the next collection, which nothing triggers while nothing
 				// allocates. Collect it now and give its memory back.
-				e.bg.Add(1)
-				go func() {
-					defer e.bg.Done()
-					debug.FreeOSMemory()
-				}()
+				freeOS()
+				settling = e.parked.Load() < e.rec.Active()
+			case settling && e.cfg.Ramp.Stage(next) != e.cfg.Ramp.Stage(last):
+				settling = false
+			case settling && e.parked.Load() >= e.rec.Active():
+				// Every open connection is parked now: collect the rest of the ramp's garbage.
+				freeOS()
+				settling = false
 			}
 			last = next
 		case <-finalCut:
@@ -730,6 +762,11 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 	if e.cfg.TLS != nil {
 		conn, err = e.handshake(conn, e.cfg.TLS[di], sh)
 	}
+	upgraded := false
+	if err == nil && e.websocket {
+		conn, err = e.upgrade(conn)
+		upgraded = err == nil
+	}
 	if err == nil && e.cfg.Send != nil {
 		stop := context.AfterFunc(e.hardCtx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 		if e.cfg.Send.windowed() {
@@ -739,7 +776,8 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 		}
 		stop()
 	}
-	h := &held{conn: conn, bare: bare, dst: uint32(di), port: local.Port(), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close}
+	h := &held{conn: conn, bare: bare, dst: uint32(di), port: local.Port(), pc: pc, sh: sh, s: s, t1: t1, closeMode: e.cfg.Close,
+		websocket: upgraded}
 	if err == errCut {
 		// The conversation ended early, so a target that closes after the last answer (the server
 		// side of close: server) will not: the client closes instead of waiting for its FIN.

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -283,6 +284,43 @@ func TestPlateauStarts(t *testing.T) {
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("plateaus start at %v, want %v", got, tt.want)
 			}
+		})
+	}
+}
+
+// TestPlateauSettles: a plateau whose connections are still talking when it starts gives memory
+// back twice, at its start and at the first cut where every open connection is parked; one
+// whose connections are all parked at its start, once. (bench/run wsidle measures the memory.)
+func TestPlateauSettles(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		interval time.Duration // between each connection's two requests
+		want     []time.Duration
+	}{
+		{"talking at the plateau's start", 1500 * time.Millisecond, []time.Duration{100 * time.Millisecond, 2100 * time.Millisecond}},
+		{"parked at the plateau's start", 0, []time.Duration{100 * time.Millisecond}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var got []time.Duration
+				freeOSStep = func(next time.Duration) { mu.Lock(); got = append(got, next); mu.Unlock() }
+				defer func() { freeOSStep = nil }()
+				ramp := schedule.Ramp{Stages: []schedule.Stage{
+					{Duration: 100 * time.Millisecond, Target: 50},
+					{Duration: 4 * time.Second, Target: 50},
+				}}
+				res := runSim(t, Config{Model: Concurrency, Ramp: ramp, Dialer: memDialer{}, Hold: time.Hour,
+					Send: &Send{Count: 2, Interval: tt.interval, Bytes: 8}})
+				if tot := res.Total; tot.Established != 50 || tot.Outcomes[metrics.OK] != 50 {
+					t.Fatalf("established %d, outcomes %v", tot.Established, tot.Outcomes)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if !slices.Equal(got, tt.want) {
+					t.Errorf("memory given back at %v, want %v", got, tt.want)
+				}
+			})
 		})
 	}
 }

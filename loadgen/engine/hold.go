@@ -28,6 +28,7 @@ type held struct {
 	closeMode dial.CloseMode
 	port      uint16 // local port (0: not known), read once when the connection opened
 	state     uint8  // heldNew, heldQueued or heldTaken; under parkMu
+	websocket bool   // upgraded: it ends with the closing handshake
 	pc        ports.Conn
 	sh        *metrics.Shard
 	s         *slot
@@ -41,6 +42,9 @@ type held struct {
 // finish closes a connection in its close mode (RST once the hard stop came) and records its end;
 // err is what ended its conversation, if anything did.
 func (e *engine) finish(h *held, err error) {
+	if h.websocket && err == nil && e.hardCtx.Err() == nil {
+		err = e.closeWebSocket(h)
+	}
 	conn, closeMode := h.conn, h.closeMode
 	dst := e.cfg.Destinations[h.dst]
 	hard := e.hardCtx.Err() != nil
@@ -135,6 +139,7 @@ func (e *engine) park(h *held, then func()) {
 		return
 	}
 	h.state = heldQueued
+	e.parked.Add(1)
 	// Read under the lock, so that the queue stays in the order of ends.
 	h.ends = time.Since(e.epoch) + e.cfg.Hold
 	h.prev = e.parkTail
@@ -174,6 +179,7 @@ func (e *engine) take(h *held) bool {
 		return false
 	}
 	if h.state == heldQueued {
+		e.parked.Add(-1)
 		if h.prev != nil {
 			h.prev.next = h.next
 		} else {
@@ -200,15 +206,71 @@ func (e *engine) unpark(h *held) {
 	}
 }
 
-// release finishes a connection taken out of its hold, on a goroutine of its own.
+// release finishes a connection taken out of its hold, on a goroutine of its own; a WebSocket
+// one, whose closing handshake waits for the server, on one of the closers.
 func (e *engine) release(h *held) {
 	if h.s != nil {
 		h.s.held.CompareAndSwap(h, nil)
+	}
+	if h.websocket {
+		e.closeLater(h)
+		return
 	}
 	go func() {
 		e.finish(h, nil)
 		h.then()
 	}()
+}
+
+// maxClosers bounds the goroutines that run held WebSocket connections' closing handshakes. A
+// ramp-down or a stop releases thousands at once, and each handshake waits for the server's close
+// frame (a loaded server takes seconds): a goroutine and a net.Conn each, about 8 KiB, would make
+// the generator's peak memory several times its holding one (docs/measurements.md "WebSocket").
+// Queued, a connection waiting for its turn costs nothing more than it did parked. A var for
+// tests.
+var maxClosers = 256
+
+// closingStep, set by tests only, is told the closers running each time one takes a connection.
+var closingStep func(closers int)
+
+// closeLater queues h for the closers, starting one if fewer than maxClosers run.
+func (e *engine) closeLater(h *held) {
+	e.closeMu.Lock()
+	e.closing = append(e.closing, h)
+	start := e.closers < maxClosers
+	if start {
+		e.closers++
+		e.bg.Add(1)
+	}
+	e.closeMu.Unlock()
+	if start {
+		go e.closer()
+	}
+}
+
+// closer finishes queued connections, oldest first, until none is left; what comes after each
+// (the slot's next connection, the arrival's end) carries on on a goroutine of its own.
+func (e *engine) closer() {
+	defer e.bg.Done()
+	for {
+		e.closeMu.Lock()
+		if len(e.closing) == 0 {
+			e.closing = nil
+			e.closers--
+			e.closeMu.Unlock()
+			return
+		}
+		h := e.closing[0]
+		e.closing[0] = nil
+		e.closing = e.closing[1:]
+		n := e.closers
+		e.closeMu.Unlock()
+		if closingStep != nil {
+			closingStep(n)
+		}
+		e.finish(h, nil)
+		go h.then()
+	}
 }
 
 // unparkAll ends every hold: the run is stopping.

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
-	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
 // CompareOptions say what a baseline comparison checks.
@@ -24,6 +24,10 @@ type CompareOptions struct {
 	// hold one. Empty: as measured.
 	Normalize string
 }
+
+// NormalizeCalibration is CompareOptions.Normalize's one value: the plan's baseline.normalize word
+// (plan.NormalizeCalibration, which spec.GateInput passes on).
+const NormalizeCalibration = "calibration"
 
 // calibrated reports whether a summary holds a calibration to normalize by.
 func calibrated(s *report.Summary) bool {
@@ -41,9 +45,9 @@ func calibrated(s *report.Summary) bool {
 //   - requests: requests.errors (exactly; shown when either run has some), requests.per_second
 //     (achieved; lower is worse), requests.error_rate and requests.shortfall (higher is worse),
 //     when either run sent requests.
-func DefaultMetrics(model string) []string {
+func DefaultMetrics(model schedule.Model) []string {
 	var out []string
-	if model == "arrival" {
+	if model == schedule.Arrival {
 		out = append(out, "connections.attempted", "connections.established")
 	}
 	out = append(out, "connections.failed", "connections.dropped", "errors.count")
@@ -53,7 +57,7 @@ func DefaultMetrics(model string) []string {
 		}
 	}
 	lats := []string{"connect"}
-	if model == "arrival" {
+	if model == schedule.Arrival {
 		lats = append(lats, "connect_intended")
 	}
 	for _, l := range append(lats, "rtt", "request_intended") {
@@ -73,10 +77,8 @@ func Compare(base, cur *report.Summary, o CompareOptions) (*report.BaselineResul
 	if o.MaxRegression < 0 || math.IsNaN(o.MaxRegression) || math.IsInf(o.MaxRegression, 0) {
 		return nil, fmt.Errorf("max regression must be 0%% or more, got %v", o.MaxRegression)
 	}
-	c := Context{Model: "concurrency"}
-	if cur.Plan != nil {
-		c = ContextOf(cur.Plan)
-	}
+	// The model the new run's summary records (its plan, the run's record).
+	c := Context{Model: cur.Model()}
 	names, declared := o.Metrics, false
 	if len(names) == 0 {
 		names, declared = DefaultMetrics(c.Model), true
@@ -89,7 +91,7 @@ func Compare(base, cur *report.Summary, o CompareOptions) (*report.BaselineResul
 	scale := 0.0 // no normalization
 	switch o.Normalize {
 	case "":
-	case plan.NormalizeCalibration:
+	case NormalizeCalibration:
 		switch {
 		case !calibrated(base):
 			return nil, fmt.Errorf("baseline.normalize: calibration: the baseline holds no calibration (summary.json calibration.unit_us)")
@@ -99,7 +101,7 @@ func Compare(base, cur *report.Summary, o CompareOptions) (*report.BaselineResul
 		scale = cur.Calibration.UnitUS / base.Calibration.UnitUS
 		res.Normalize, res.Scale = o.Normalize, &scale
 	default:
-		return nil, fmt.Errorf("baseline.normalize %q: want %s or nothing", o.Normalize, plan.NormalizeCalibration)
+		return nil, fmt.Errorf("baseline.normalize %q: want %s or nothing", o.Normalize, NormalizeCalibration)
 	}
 	bv, nv := newView(base), newView(cur)
 	for _, name := range names {
@@ -236,7 +238,7 @@ func notes(base, cur *report.Summary) []string {
 	if base.Plan != nil && cur.Plan != nil {
 		var diff []string
 		baseConn := base.Plan.Connection
-		if baseConn.OnConnectFailure == (plan.OnConnectFailure{}) {
+		if isZero(baseConn.OnConnectFailure) {
 			// A summary from before connection.on_connect_failure existed: its plan holds nothing
 			// there, which is no difference of the user's.
 			baseConn.OnConnectFailure = cur.Plan.Connection.OnConnectFailure
@@ -273,4 +275,10 @@ func notes(base, cur *report.Summary) []string {
 		}
 	}
 	return out
+}
+
+// isZero reports whether v is its type's zero value.
+func isZero[T comparable](v T) bool {
+	var zero T
+	return v == zero
 }

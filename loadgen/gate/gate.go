@@ -11,7 +11,6 @@ import (
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 )
 
@@ -29,53 +28,71 @@ type Baseline struct {
 	Options CompareOptions
 }
 
-// ContextOf is the context a plan's metric names are checked in.
-func ContextOf(p *plan.Plan) Context {
-	model := p.Load.Model
-	if model == "" {
-		model = plan.DefaultModel
-	}
-	stages := len(p.Load.Stages)
-	if p.Search != nil {
-		stages = 1 // every probe of a search is one stage (docs/search.md)
-	}
-	return Context{Stages: stages, Model: model}
+// Input is what a gate is compiled from: the plan's thresholds and baseline as loadgen/spec reads
+// them (spec.Gate), and the context their metric names are checked in.
+type Input struct {
+	Context    Context
+	Thresholds []ThresholdInput
+	// Baseline is nil without baseline: (or without its file).
+	Baseline *BaselineInput
+	// At makes the error of a problem at a plan key ("thresholds[1].expr", "baseline.file"); the
+	// compiler gives the plan's, which says file:line. Nil: "key: msg".
+	At func(key, msg string) error
 }
 
-// Compile checks and compiles a plan's thresholds and loads its baseline. Every problem is a
-// *plan.FieldError with the file:line of the threshold or baseline key (or the override that set
-// it); the error is a plan.Errors holding all of them.
-func Compile(p *plan.Plan) (*Gate, error) {
+// ThresholdInput is one of the plan's thresholds. An empty Expr is skipped (plan.Validate reports
+// it).
+type ThresholdInput struct {
+	Expr        string
+	AbortOnFail bool
+	// Delay only matters with AbortOnFail: how long into the run the abort waits.
+	Delay time.Duration
+}
+
+// BaselineInput is the plan's baseline: the summary to compare with and how.
+type BaselineInput struct {
+	File          string
+	MaxRegression float64
+	Metrics       []string
+	// Normalize is baseline.normalize: NormalizeCalibration, or empty (compared as measured).
+	Normalize string
+}
+
+// Compile checks and compiles the thresholds and loads the baseline. Every problem is reported,
+// each made by in.At at its plan key.
+func Compile(in Input) (*Gate, []error) {
+	at := in.At
+	if at == nil {
+		at = func(key, msg string) error { return fmt.Errorf("%s: %s", key, msg) }
+	}
 	g := &Gate{}
-	c := ContextOf(p)
-	var errs plan.Errors
-	for i, th := range p.Thresholds {
+	c := in.Context
+	var errs []error
+	for i, th := range in.Thresholds {
 		if strings.TrimSpace(th.Expr) == "" {
-			continue // plan.Validate reports it
-		}
-		path := "thresholds[" + strconv.Itoa(i) + "]"
-		t, err := Parse(th.Expr, c)
-		if err != nil {
-			errs = append(errs, p.ErrorAt(path+".expr", err.Error()))
 			continue
 		}
-		// delay only matters with abort_on_fail: it is how long into the run the abort waits.
-		t.AbortOnFail, t.Delay = th.AbortOnFail, th.Delay.D()
+		t, err := Parse(th.Expr, c)
+		if err != nil {
+			errs = append(errs, at("thresholds["+strconv.Itoa(i)+"].expr", err.Error()))
+			continue
+		}
+		t.AbortOnFail, t.Delay = th.AbortOnFail, th.Delay
 		g.Thresholds = append(g.Thresholds, t)
 	}
-	if b := p.Baseline; b != nil && strings.TrimSpace(b.File) != "" {
-		opts := CompareOptions{MaxRegression: float64(b.MaxRegression), Metrics: b.Metrics, Normalize: b.Normalize}
+	if b := in.Baseline; b != nil {
+		opts := CompareOptions{MaxRegression: b.MaxRegression, Metrics: b.Metrics, Normalize: b.Normalize}
 		for i, name := range b.Metrics {
 			if _, err := Resolve(strings.TrimSpace(name), c); err != nil {
-				errs = append(errs, p.ErrorAt("baseline.metrics["+strconv.Itoa(i)+"]", err.Error()))
+				errs = append(errs, at("baseline.metrics["+strconv.Itoa(i)+"]", err.Error()))
 			}
 		}
 		base, err := report.ReadSummary(b.File)
 		switch {
 		case err != nil:
-			errs = append(errs, p.ErrorAt("baseline.file", "cannot read the baseline: "+err.Error()))
-		case b.Normalize == plan.NormalizeCalibration && !calibrated(base):
-			errs = append(errs, p.ErrorAt("baseline.normalize", fmt.Sprintf("the baseline %s holds no calibration, so there is nothing to normalize it by; "+
+			errs = append(errs, at("baseline.file", "cannot read the baseline: "+err.Error()))
+		case b.Normalize == NormalizeCalibration && !calibrated(base):
+			errs = append(errs, at("baseline.normalize", fmt.Sprintf("the baseline %s holds no calibration, so there is nothing to normalize it by; "+
 				"make it again with one: portstorm run PLAN --calibrate --set baseline=null --out DIR, then copy DIR/summary.json to %s", b.File, b.File)))
 		default:
 			g.Baseline = &Baseline{File: b.File, Summary: base, Options: opts}
@@ -85,21 +102,6 @@ func Compile(p *plan.Plan) (*Gate, error) {
 		return nil, errs
 	}
 	return g, nil
-}
-
-// ValidatePlan reports every threshold and baseline problem of a plan, each a *plan.FieldError;
-// commands run it after plan.Validate, so that validate and run catch the same mistakes.
-func ValidatePlan(p *plan.Plan) []error {
-	_, err := Compile(p)
-	if err == nil {
-		return nil
-	}
-	es := err.(plan.Errors)
-	out := make([]error, len(es))
-	for i, e := range es {
-		out[i] = e
-	}
-	return out
 }
 
 // Live reports whether any threshold must be watched during the run.

@@ -2,8 +2,6 @@ package gate
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,9 +13,10 @@ import (
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
-var ctx3 = Context{Stages: 3, Model: "concurrency"}
+var ctx3 = Context{Stages: 3, Model: schedule.Concurrency}
 
 func TestParse(t *testing.T) {
 	tests := []struct {
@@ -36,7 +35,7 @@ func TestParse(t *testing.T) {
 		{"slot wait (the target held arrivals back)", "slot_wait.p99 < 10ms", ctx3, "slot_wait.p99", Time, Less, 10000, false},
 		{"schedule lag (the generator was late)", "latency.schedule_lag.p99 < 500us", ctx3, "schedule_lag.p99", Time, Less, 500, false},
 		{"model default, concurrency", "latency.p99 < 1ms", ctx3, "connect.p99", Time, Less, 1000, false},
-		{"model default, arrival", "latency.p99 < 1ms", Context{Model: "arrival"}, "connect_intended.p99", Time, Less, 1000, false},
+		{"model default, arrival", "latency.p99 < 1ms", Context{Model: schedule.Arrival}, "connect_intended.p99", Time, Less, 1000, false},
 		{"any percentile", "connect.p95 < 2ms", ctx3, "connect.p95", Time, Less, 2000, false},
 		{"four nines", "connect.p9999 < 20ms", ctx3, "connect.p9999", Time, Less, 20000, false},
 		{"percent", "errors.rate < 0.1%", ctx3, "errors.rate", Ratio, Less, 0.001, false},
@@ -242,7 +241,7 @@ func TestJudge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.expr, func(t *testing.T) {
-			th, err := Parse(tt.expr, Context{Stages: 2, Model: "concurrency"})
+			th, err := Parse(tt.expr, Context{Stages: 2, Model: schedule.Concurrency})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -294,7 +293,7 @@ func TestJudgeRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			th, err := Parse(tt.expr, Context{Stages: 2, Model: "concurrency"})
+			th, err := Parse(tt.expr, Context{Stages: 2, Model: schedule.Concurrency})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -476,82 +475,14 @@ func TestCompareDeltas(t *testing.T) {
 	}
 }
 
-func TestValidatePlan(t *testing.T) {
-	dir := t.TempDir()
-	baseFile := filepath.Join(dir, "base.json")
-	if err := report.WriteSummary(dir, fixture{connect: []int64{100}}.build(t)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(dir, "summary.json"), baseFile); err != nil {
-		t.Fatal(err)
-	}
-	src := `version: 1
-name: gates
-target: {builtin: {mode: echo}}
-load:
-  stages:
-    - {duration: 1s, target: 10}
-    - {duration: 1s, target: 10}
-thresholds:
-  - "connect.p99 < 5ms"
-  - "conect.p99 < 5ms"
-  - expr: "errors.rate < 5"
-    abort_on_fail: true
-  - "stage[2].connect.p99 < 1ms"
-baseline:
-  file: ` + baseFile + `
-  max_regression: 10%
-  metrics: [connect.p99, outcomes.BOGUS]
-`
-	p, err := plan.Parse("gates.yaml", []byte(src), plan.Overrides{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Defaults()
-	errs := ValidatePlan(p)
-	want := []struct {
-		line      int
-		field, in string
-	}{
-		{10, "thresholds[1].expr", `did you mean "connect.p99"?`},
-		{11, "thresholds[2].expr", "did you mean 5%?"},
-		{13, "thresholds[3].expr", "stage[0] to stage[1]"},
-		{17, "baseline.metrics[1]", "outcomes.BOGUS"},
-	}
-	if len(errs) != len(want) {
-		t.Fatalf("%d errors, want %d:\n%v", len(errs), len(want), errs)
-	}
-	for i, w := range want {
-		var fe *plan.FieldError
-		if !errors.As(errs[i], &fe) {
-			t.Fatalf("error %d is %T", i, errs[i])
-		}
-		if fe.File != "gates.yaml" || fe.Line != w.line || fe.Field != w.field || !strings.Contains(fe.Msg, w.in) {
-			t.Errorf("error %d: %s, want gates.yaml:%d %s ...%s", i, fe, w.line, w.field, w.in)
-		}
-	}
-
-	// A missing baseline file is a plan error at baseline.file; --set names itself.
-	p, err = plan.Parse("gates.yaml", []byte(src), plan.Overrides{Sets: []string{"baseline.file=" + filepath.Join(dir, "nope.json"), `thresholds=["connect.p99 < 5ms"]`}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Defaults()
-	errs = ValidatePlan(p)
-	if len(errs) != 2 || !strings.Contains(errs[1].Error(), "--set baseline.file") || !strings.Contains(errs[1].Error(), "nope.json") {
-		t.Errorf("errors %v", errs)
-	}
-}
-
 func TestGateJudgeAndAbort(t *testing.T) {
 	sum := fixture{connect: []int64{100, 200, 9000}, failures: map[metrics.Outcome]uint64{metrics.ETIMEDOUT: 1}}.build(t)
-	p := &plan.Plan{Name: "g", Load: plan.Load{Model: "concurrency", Stages: make([]plan.Stage, 2)}, Thresholds: []plan.Threshold{
+	g, errs := Compile(Input{Context: Context{Stages: 2}, Thresholds: []ThresholdInput{
 		{Expr: "connect.p99 < 5ms"},
-		{Expr: "errors.count == 0", AbortOnFail: true, Delay: plan.Duration(2 * time.Second)},
+		{Expr: "errors.count == 0", AbortOnFail: true, Delay: 2 * time.Second},
 		{Expr: "connections.established >= 3"},
-	}}
-	g, err := Compile(p)
-	if err != nil {
+	}})
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
 	if !g.Live() {
@@ -565,9 +496,9 @@ func TestGateJudgeAndAbort(t *testing.T) {
 		t.Fatalf("abort %+v", st)
 	}
 	// Figures the run does not have yet do not abort it.
-	pending, err := Compile(&plan.Plan{Name: "g", Load: plan.Load{Model: "concurrency", Stages: make([]plan.Stage, 3)},
-		Thresholds: []plan.Threshold{{Expr: "rtt.p99 < 1ms", AbortOnFail: true}, {Expr: "stage[2].connect.p99 < 1ms", AbortOnFail: true}}})
-	if err != nil {
+	pending, errs := Compile(Input{Context: Context{Stages: 3},
+		Thresholds: []ThresholdInput{{Expr: "rtt.p99 < 1ms", AbortOnFail: true}, {Expr: "stage[2].connect.p99 < 1ms", AbortOnFail: true}}})
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
 	if st := pending.Abort(sum, time.Minute, nil); st != nil {
@@ -613,8 +544,7 @@ func TestAbortOnLiveFigures(t *testing.T) {
 		total.Hist[metrics.Connect].RecordValue(v)
 	}
 	total.Attempted, total.Established = 4, 4
-	p := &plan.Plan{Name: "live", Load: plan.Load{Model: "concurrency", Stages: make([]plan.Stage, 1)},
-		Thresholds: []plan.Threshold{{Expr: "connect.p95 < 5ms", AbortOnFail: true}}}
+	p := &plan.Plan{Name: "live", Load: plan.Load{Model: "concurrency", Stages: make([]plan.Stage, 1)}}
 	live, err := report.Build(report.Input{Plan: p, Start: time.Now(), End: time.Now(), Total: total, Live: true})
 	if err != nil {
 		t.Fatal(err)
@@ -622,8 +552,8 @@ func TestAbortOnLiveFigures(t *testing.T) {
 	if live.Latency["connect"].HDR != "" || live.Latency["connect"].P99 < 9000 {
 		t.Fatalf("live latency %+v", live.Latency["connect"])
 	}
-	g, err := Compile(p)
-	if err != nil {
+	g, errs := Compile(Input{Context: Context{Stages: 1}, Thresholds: []ThresholdInput{{Expr: "connect.p95 < 5ms", AbortOnFail: true}}})
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
 	hist := func(stage int, latency string) *hdr.Histogram {
@@ -673,14 +603,14 @@ func TestCompareNotesOnConnectFailure(t *testing.T) {
 func TestJudgeVerdicts(t *testing.T) {
 	tests := []struct {
 		name        string
-		thresholds  []plan.Threshold
+		thresholds  []ThresholdInput
 		unreachable bool
 		want        string
 	}{
 		{"nothing to judge", nil, false, report.VerdictNone},
-		{"threshold passes", []plan.Threshold{{Expr: "connections.established >= 3"}}, false, report.VerdictPass},
-		{"threshold fails", []plan.Threshold{{Expr: "connections.established >= 300"}}, false, report.VerdictFail},
-		{"threshold passes, target unreachable", []plan.Threshold{{Expr: "errors.count >= 0"}}, true, report.VerdictError},
+		{"threshold passes", []ThresholdInput{{Expr: "connections.established >= 3"}}, false, report.VerdictPass},
+		{"threshold fails", []ThresholdInput{{Expr: "connections.established >= 300"}}, false, report.VerdictFail},
+		{"threshold passes, target unreachable", []ThresholdInput{{Expr: "errors.count >= 0"}}, true, report.VerdictError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -688,8 +618,8 @@ func TestJudgeVerdicts(t *testing.T) {
 			if tt.unreachable {
 				sum.Connections.Established, sum.Connections.Failed = 0, sum.Connections.Attempted
 			}
-			g, err := Compile(&plan.Plan{Name: "v", Load: plan.Load{Model: "concurrency", Stages: make([]plan.Stage, 1)}, Thresholds: tt.thresholds})
-			if err != nil {
+			g, errs := Compile(Input{Context: Context{Stages: 1}, Thresholds: tt.thresholds})
+			if err := errors.Join(errs...); err != nil {
 				t.Fatal(err)
 			}
 			g.Judge(sum)

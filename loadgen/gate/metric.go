@@ -14,6 +14,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/report"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/target"
 )
 
@@ -105,7 +106,7 @@ func (m *Metric) nameFor(v *view) string {
 // passes) and load model (which histogram "latency.p99" means).
 type Context struct {
 	Stages int
-	Model  string
+	Model  schedule.Model
 }
 
 var (
@@ -236,14 +237,7 @@ func resolveIn(name string, stage int, c Context) (*Metric, error) {
 		}
 	case parts[0] == "outcomes" && len(parts) == 2:
 		if _, ok := metrics.ParseOutcome(parts[1]); ok {
-			o := parts[1]
-			return &Metric{Name: name, Kind: Count, get: func(v *view) figure {
-				out, why := v.outcomes(stage)
-				if why != "" {
-					return absent(why)
-				}
-				return countOf(out[o])
-			}}, nil
+			return outcomeMetric(name, parts[1], stage), nil
 		}
 	case parts[0] == "requests" && len(parts) == 2:
 		if f, ok := requestFields[parts[1]]; ok {
@@ -251,36 +245,14 @@ func resolveIn(name string, stage int, c Context) (*Metric, error) {
 		}
 	case parts[0] == "requests" && len(parts) == 3 && parts[1] == "outcomes":
 		if _, ok := metrics.ParseOutcome(parts[2]); ok {
-			o := parts[2]
-			return &Metric{Name: name, Kind: Count, get: func(v *view) figure {
-				r, why := v.requests(stage)
-				if why != "" {
-					return absent(why)
-				}
-				return countOf(r.Outcomes[o])
-			}}, nil
+			return requestOutcomeMetric(name, parts[2], stage), nil
 		}
 	case name == "errors.count" || name == "errors.rate":
 		return errorsMetric(parts[1], stage), nil
 	case name == "duration":
-		return &Metric{Name: name, Kind: Time, get: func(v *view) figure {
-			if stage < 0 {
-				return value(float64(v.s.DurationUS))
-			}
-			st := v.stage(stage)
-			if st == nil {
-				return absent(fmt.Sprintf("stage %d did not run", stage))
-			}
-			return value((st.EndS - st.StartS) * 1e6)
-		}}, nil
+		return durationMetric(name, stage), nil
 	case whole && parts[0] == "bytes" && len(parts) == 2 && (parts[1] == "out" || parts[1] == "in"):
-		dir := parts[1]
-		return &Metric{Name: name, Kind: Bytes, get: func(v *view) figure {
-			if dir == "out" {
-				return countOf(v.s.Bytes.Out)
-			}
-			return countOf(v.s.Bytes.In)
-		}}, nil
+		return bytesMetric(name, parts[1] == "out"), nil
 	case whole && parts[0] == "first" && (len(parts) == 2 || len(parts) == 3):
 		if _, ok := metrics.ParseOutcome(parts[1]); ok {
 			field := "at_s"
@@ -292,15 +264,8 @@ func resolveIn(name string, stage int, c Context) (*Metric, error) {
 			}
 		}
 	case whole && parts[0] == "target" && len(parts) == 2:
-		for _, f := range targetFields {
-			if f.name == parts[1] {
-				return &Metric{Name: name, Kind: f.kind, get: func(v *view) figure {
-					if v.s.Target == nil {
-						return absent("no built-in target in this run")
-					}
-					return f.get(v.s.Target)
-				}}, nil
-			}
+		if m := targetMetric(name, parts[1]); m != nil {
+			return m, nil
 		}
 	case whole && parts[0] == "ports":
 		if m := portsMetric(name); m != nil {
@@ -313,6 +278,67 @@ func resolveIn(name string, stage int, c Context) (*Metric, error) {
 	return nil, unknown(name, stage, c)
 }
 
+// outcomeMetric counts connections that ended in outcome o, in the run or a stage.
+func outcomeMetric(name, o string, stage int) *Metric {
+	return &Metric{Name: name, Kind: Count, get: func(v *view) figure {
+		out, why := v.outcomes(stage)
+		if why != "" {
+			return absent(why)
+		}
+		return countOf(out[o])
+	}}
+}
+
+// requestOutcomeMetric counts requests that ended in outcome o, in the run or a stage.
+func requestOutcomeMetric(name, o string, stage int) *Metric {
+	return &Metric{Name: name, Kind: Count, get: func(v *view) figure {
+		r, why := v.requests(stage)
+		if why != "" {
+			return absent(why)
+		}
+		return countOf(r.Outcomes[o])
+	}}
+}
+
+// durationMetric is how long the run, or a stage, lasted.
+func durationMetric(name string, stage int) *Metric {
+	return &Metric{Name: name, Kind: Time, get: func(v *view) figure {
+		if stage < 0 {
+			return value(float64(v.s.DurationUS))
+		}
+		st := v.stage(stage)
+		if st == nil {
+			return absent(fmt.Sprintf("stage %d did not run", stage))
+		}
+		return value((st.EndS - st.StartS) * 1e6)
+	}}
+}
+
+// bytesMetric is the bytes the run wrote (out) or read.
+func bytesMetric(name string, out bool) *Metric {
+	return &Metric{Name: name, Kind: Bytes, get: func(v *view) figure {
+		if out {
+			return countOf(v.s.Bytes.Out)
+		}
+		return countOf(v.s.Bytes.In)
+	}}
+}
+
+// targetMetric is one of the built-in target's counters; nil for a field it does not have.
+func targetMetric(name, field string) *Metric {
+	for _, f := range targetFields {
+		if f.name == field {
+			return &Metric{Name: name, Kind: f.kind, get: func(v *view) figure {
+				if v.s.Target == nil {
+					return absent("no built-in target in this run")
+				}
+				return f.get(v.s.Target)
+			}}
+		}
+	}
+	return nil
+}
+
 // latencyMetric reads LATENCY.STAT, latency.LATENCY.STAT and latency.STAT: the result's headline
 // latency (report.Headline, docs/measurements.md): request_intended when the requests were rated,
 // rtt when the run is about requests, else connect_intended under the arrival model and connect.
@@ -323,7 +349,7 @@ func latencyMetric(name string, parts []string, stage int, c Context) (*Metric, 
 		parts = parts[1:]
 		if len(parts) == 1 {
 			def := "connect"
-			if c.Model == "arrival" {
+			if c.Model == schedule.Arrival {
 				def = "connect_intended"
 			}
 			parts, headline = []string{def, parts[0]}, true

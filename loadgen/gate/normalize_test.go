@@ -1,14 +1,10 @@
 package gate
 
 import (
-	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 )
 
@@ -59,16 +55,16 @@ func TestCompareNormalized(t *testing.T) {
 		scale     float64
 		err       string
 	}{
-		{"same host, normalized", base, plan.NormalizeCalibration, nil, 1, ""},
-		{"a host twice as slow, normalized: passes", host(t, 2, reqs), plan.NormalizeCalibration, nil, 2, ""},
+		{"same host, normalized", base, NormalizeCalibration, nil, 1, ""},
+		{"a host twice as slow, normalized: passes", host(t, 2, reqs), NormalizeCalibration, nil, 2, ""},
 		{"a host twice as slow, as measured: fails", host(t, 2, reqs), "", append(slices.Clone(allLat), "requests.per_second"), 0, ""},
-		{"a host twice as fast, normalized: passes", host(t, 0.5, reqs), plan.NormalizeCalibration, nil, 0.5, ""},
-		{"a true regression on a host twice as slow fails", host(t, 2, regressed), plan.NormalizeCalibration,
+		{"a host twice as fast, normalized: passes", host(t, 0.5, reqs), NormalizeCalibration, nil, 0.5, ""},
+		{"a true regression on a host twice as slow fails", host(t, 2, regressed), NormalizeCalibration,
 			[]string{"rtt.p50", "rtt.p90", "rtt.p99"}, 2, ""},
 		{"a regression a host twice as fast hides as measured fails normalized", host(t, 0.5, fixture{connect: reqs.connect, reqs: 1000, reqRTT: 600}),
-			plan.NormalizeCalibration, []string{"rtt.p50", "rtt.p90", "rtt.p99"}, 0.5, ""},
-		{"counts stay exact", host(t, 2, moreConns), plan.NormalizeCalibration, []string{"connections.attempted", "connections.established"}, 2, ""},
-		{"no calibration in the new result", noCal, plan.NormalizeCalibration, nil, 0, "the new result holds no calibration"},
+			NormalizeCalibration, []string{"rtt.p50", "rtt.p90", "rtt.p99"}, 0.5, ""},
+		{"counts stay exact", host(t, 2, moreConns), NormalizeCalibration, []string{"connections.attempted", "connections.established"}, 2, ""},
+		{"no calibration in the new result", noCal, NormalizeCalibration, nil, 0, "the new result holds no calibration"},
 		{"an unknown normalization", base, "speed", nil, 0, `want calibration`},
 	}
 	for _, tt := range tests {
@@ -109,67 +105,6 @@ func TestCompareNormalized(t *testing.T) {
 			}
 			if !strings.Contains(strings.Join(res.Notes, "\n"), "normalized by calibration") {
 				t.Errorf("notes %q", res.Notes)
-			}
-		})
-	}
-}
-
-// TestValidateNormalize: baseline.normalize takes one word, and needs a baseline with a calibration;
-// each problem names its file:line.
-func TestValidateNormalize(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name string, s *report.Summary) string {
-		sub := filepath.Join(dir, name)
-		if err := os.Mkdir(sub, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := report.WriteSummary(sub, s); err != nil {
-			t.Fatal(err)
-		}
-		return filepath.Join(sub, "summary.json")
-	}
-	calibrated := write("cal", host(t, 1, fixture{connect: []int64{100}}))
-	plain := write("plain", fixture{connect: []int64{100}}.build(t))
-	src := func(file, normalize string) string {
-		return `version: 1
-name: norm
-target: {builtin: {mode: echo}}
-load:
-  stages: [{duration: 1s, target: 10}]
-baseline:
-  file: ` + file + `
-  normalize: ` + normalize + "\n"
-	}
-	tests := []struct {
-		name, file, normalize string
-		field                 string
-		line                  int
-		want                  string
-	}{
-		{"calibrated baseline", calibrated, "calibration", "", 0, ""},
-		{"a baseline without a calibration", plain, "calibration", "baseline.normalize", 8, "holds no calibration"},
-		{"a misspelt word", calibrated, "calibrate", "baseline.normalize", 8, "want one of calibration"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p, err := plan.Parse("norm.yaml", []byte(src(tt.file, tt.normalize)), plan.Overrides{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.Defaults()
-			errs := append(p.Validate(), ValidatePlan(p)...)
-			if tt.field == "" {
-				if len(errs) > 0 {
-					t.Fatalf("errors %v", errs)
-				}
-				return
-			}
-			if len(errs) != 1 {
-				t.Fatalf("errors %v, want one", errs)
-			}
-			var fe *plan.FieldError
-			if !errors.As(errs[0], &fe) || fe.File != "norm.yaml" || fe.Line != tt.line || fe.Field != tt.field || !strings.Contains(fe.Msg, tt.want) {
-				t.Errorf("error %v, want norm.yaml:%d %s ...%s", errs[0], tt.line, tt.field, tt.want)
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // File is a file a plan names (baseline.file, connection.send.file, connection.tls.ca_file),
@@ -176,7 +177,7 @@ func FromPlan(p *plan.Plan, o *Options, c Checks) (warnings []string, err error)
 		if f := podForecast(p, o.Parallelism, podRange); stops(f) && !p.Source.Ports.ExpectExhaustion {
 			rng = &wideRange
 		}
-		if w := preflight.PortWindow(p); p.Source.Ports.Strategy == "range" && w.Lo > 0 && (int(w.Lo) < podRange.Lo || int(w.Hi) > podRange.Hi) {
+		if w := spec.PortWindow(p); p.Source.Ports.Strategy == "range" && w.Lo > 0 && (int(w.Lo) < podRange.Lo || int(w.Hi) > podRange.Hi) {
 			rng = &preflight.PortRange{Lo: min(int(w.Lo), podRange.Lo), Hi: max(int(w.Hi), podRange.Hi)}
 		}
 	}
@@ -185,7 +186,7 @@ func FromPlan(p *plan.Plan, o *Options, c Checks) (warnings []string, err error)
 	}
 	// Explicit source ports below 1024 need CAP_NET_BIND_SERVICE, which the pods drop: the safe
 	// sysctl ip_unprivileged_port_start lets the pod's user bind them in its own namespace.
-	if w := preflight.PortWindow(p); p.Source.Ports.Strategy == "explicit" && w.Lo > 0 && w.Lo < 1024 {
+	if w := spec.PortWindow(p); p.Source.Ports.Strategy == "explicit" && w.Lo > 0 && w.Lo < 1024 {
 		o.Sysctls = append(o.Sysctls, Sysctl{"net.ipv4.ip_unprivileged_port_start", fmt.Sprint(w.Lo)})
 	}
 	use := podRange
@@ -255,7 +256,7 @@ func FromPlan(p *plan.Plan, o *Options, c Checks) (warnings []string, err error)
 // preflight's demand, and under the arrival model the connections that may still be connecting and
 // answering (connect_timeout + io_timeout after their start), up to load.max_in_flight.
 func memoryPeak(p *plan.Plan) int64 {
-	peak, rate := preflight.Demand(p)
+	peak, rate := spec.Demand(p)
 	if p.Load.Model == "arrival" {
 		c := p.Connection
 		worst := int64(math.Ceil(rate * (c.ConnectTimeout.D() + c.IOTimeout.D()).Seconds()))
@@ -297,7 +298,7 @@ func podForecast(p *plan.Plan, n int, r preflight.PortRange) *preflight.Forecast
 			dsts[i] = fmt.Sprintf("127.0.0.1:<listener %d>", i+1)
 		}
 	}
-	return preflight.Plan(&pp, h, preflight.Inputs{Destinations: dsts, Loopback: p.Target.Builtin != nil})
+	return preflight.Plan(spec.Preflight(&pp), h, preflight.Inputs{Destinations: dsts, Loopback: p.Target.Builtin != nil})
 }
 
 // stops reports whether a port limit stops the forecast run.

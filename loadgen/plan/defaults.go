@@ -72,19 +72,34 @@ func (p *Plan) Defaults() {
 		setDefault(&s.Count, DefaultSendCount)
 		setDefault(&s.MaxResponse, DefaultMaxResponse)
 		switch s.Protocol {
-		case "raw":
+		case "raw", "websocket":
 			if s.Data == "" && s.Hex == "" && s.File == "" {
 				setDefault(&s.Bytes, DefaultSendBytes)
 			}
 			// Only the built-in echo target is known to answer with what it was sent.
+			echoMode := "echo"
+			if s.Protocol == "websocket" {
+				echoMode = "websocket"
+			}
 			expect := "none"
 			switch b := p.Target.Builtin; {
 			case s.Reply != "":
 				expect = "reply"
-			case b != nil && b.Mode == "echo":
+			case b != nil && b.Mode == echoMode:
 				expect = "echo"
 			}
 			setDefault(&s.Expect, expect)
+			if s.Protocol == "websocket" {
+				if s.WebSocket == nil {
+					s.WebSocket = &WebSocket{}
+				}
+				setDefault(&s.WebSocket.Path, "/")
+				message := "text"
+				if s.Hex != "" || s.File != "" {
+					message = "binary"
+				}
+				setDefault(&s.WebSocket.Message, message)
+			}
 			s.File = p.relative(s.File)
 		case "http":
 			if s.HTTP == nil {

@@ -61,10 +61,12 @@ var (
 
 // The accepted words of each enumerated field.
 var (
-	Modes       = []string{"echo", "sink", "hold", "close", "rst", "http"}
-	Strategies  = []string{"kernel", "bind-no-port", "bind", "range", "explicit"}
-	Expects     = []string{"echo", "reply", "none"}
-	Protocols   = []string{"raw", "http", "redis"}
+	Modes      = []string{"echo", "sink", "hold", "close", "rst", "http", "websocket"}
+	Strategies = []string{"kernel", "bind-no-port", "bind", "range", "explicit"}
+	Expects    = []string{"echo", "reply", "none"}
+	Protocols  = []string{"raw", "http", "redis", "websocket"}
+	// Messages are the kinds of a websocket message.
+	Messages    = []string{"text", "binary"}
 	CloseModes  = []string{"fin", "rst", "half", "server"}
 	Models      = []string{"concurrency", "arrival"}
 	Saturations = []string{"queue", "drop"}
@@ -79,16 +81,17 @@ var (
 // enums maps each enumerated setting to its words above, for shell completion (Values). A test
 // checks it against what Validate accepts.
 var enums = map[string][]string{
-	"target.builtin.mode":      Modes,
-	"source.ports.strategy":    Strategies,
-	"connection.send.expect":   Expects,
-	"connection.send.protocol": Protocols,
-	"connection.close":         CloseModes,
-	"load.model":               Models,
-	"load.on_saturation":       Saturations,
-	"netns.tw_reuse":           TWReuses,
-	"search.dimension":         Dimensions,
-	"baseline.normalize":       Normalizes,
+	"target.builtin.mode":               Modes,
+	"source.ports.strategy":             Strategies,
+	"connection.send.expect":            Expects,
+	"connection.send.protocol":          Protocols,
+	"connection.send.websocket.message": Messages,
+	"connection.close":                  CloseModes,
+	"load.model":                        Models,
+	"load.on_saturation":                Saturations,
+	"netns.tw_reuse":                    TWReuses,
+	"search.dimension":                  Dimensions,
+	"baseline.normalize":                Normalizes,
 }
 
 // Validate reports every problem with the plan at once, each a *FieldError naming the field, its
@@ -297,10 +300,16 @@ func (c *checker) connection() {
 	if s.Redis != nil && protocol != "redis" {
 		c.fail("connection.send.redis", "only the redis protocol sends a Redis command; want protocol: redis, or no redis block")
 	}
-	if protocol != "raw" {
+	if s.WebSocket != nil {
+		c.oneOf("connection.send.websocket.message", s.WebSocket.Message, Messages)
+	}
+	if s.WebSocket != nil && protocol != "websocket" {
+		c.fail("connection.send.websocket", "only the websocket protocol upgrades; want protocol: websocket, or no websocket block")
+	}
+	if protocol != "raw" && protocol != "websocket" {
 		for _, f := range []struct{ path, v string }{{"data", s.Data}, {"hex", s.Hex}, {"file", s.File}, {"reply", s.Reply}} {
 			if f.v != "" {
-				c.fail("connection.send."+f.path, "only raw requests use it; the protocol is %s", protocol)
+				c.fail("connection.send."+f.path, "only raw and websocket requests use it; the protocol is %s", protocol)
 			}
 		}
 	}
@@ -311,7 +320,18 @@ func (c *checker) connection() {
 	}
 	switch protocol {
 	case "raw":
-		c.rawSend(s, mode)
+		c.rawSend(s, mode, "echo")
+	case "websocket":
+		c.rawSend(s, mode, "websocket")
+		if b != nil && mode != "websocket" {
+			c.fail("connection.send.protocol", "websocket needs a WebSocket server, but the built-in target runs in %s mode; want target.builtin.mode: websocket", mode)
+		}
+		if c.p.Connection.Close == "server" {
+			c.fail("connection.close", "a websocket connection ends with the closing handshake, after which the client closes; want close: fin, rst or half")
+		}
+		if w := s.WebSocket; w != nil {
+			c.webSocket(w)
+		}
 	case "http":
 		if b != nil && c.p.Connection.Close == "server" {
 			c.fail("connection.close", "the built-in http target closes only when asked; want close: fin, or the header \"Connection: close\"")
@@ -378,7 +398,7 @@ func (c *checker) sendRate(s *Send) {
 		if s.Interval != 0 {
 			c.fail("connection.send.pipeline", "interval waits after each answer, which a window of requests does not; want pipeline: 1, or no interval")
 		}
-		if orDefault(s.Protocol, "raw") == "raw" && c.rawExpect(s) == "none" {
+		if p := orDefault(s.Protocol, "raw"); (p == "raw" || p == "websocket") && c.rawExpect(s) == "none" {
 			c.fail("connection.send.pipeline", "expect: none reads no answer, so no request is ever outstanding; want pipeline: 1, or expect: echo or reply")
 		}
 		if h := s.HTTP; h != nil && orDefault(s.Protocol, "raw") == "http" {
@@ -399,7 +419,9 @@ func (c *checker) rawExpect(s *Send) string {
 		return s.Expect
 	case s.Reply != "":
 		return "reply"
-	case b != nil && orDefault(b.Mode, DefaultMode) == "echo":
+	case b != nil && orDefault(b.Mode, DefaultMode) == "echo" && orDefault(s.Protocol, "raw") == "raw":
+		return "echo"
+	case b != nil && orDefault(b.Mode, DefaultMode) == "websocket" && s.Protocol == "websocket":
 		return "echo"
 	}
 	return "none"
@@ -440,8 +462,9 @@ func (c *checker) rateStages(stages []Stage) {
 // Rated reports whether the requests are paced by a rate (open loop) rather than by the answers.
 func (s *Send) Rated() bool { return s.Rate != 0 || s.TotalRate != 0 || len(s.RateStages) > 0 }
 
-// rawSend checks a raw request: where its bytes come from, and what answer it expects.
-func (c *checker) rawSend(s *Send, mode string) {
+// rawSend checks a raw (or websocket) request: where its bytes come from, and what answer it
+// expects; echoMode is the built-in target's mode that echoes it.
+func (c *checker) rawSend(s *Send, mode, echoMode string) {
 	if s.Bytes < 0 || s.Bytes > MaxSendBytes {
 		c.fail("connection.send.bytes", "want 1B to %s, got %s", MaxSendBytes, s.Bytes)
 	}
@@ -476,8 +499,36 @@ func (c *checker) rawSend(s *Send, mode string) {
 	case s.Reply != "" && s.Expect != "" && s.Expect != "reply":
 		c.fail("connection.send.expect", "a reply is given but expect is %s; want expect: reply, or no reply", s.Expect)
 	}
-	if s.Expect == "echo" && mode != "" && mode != "echo" {
-		c.fail("connection.send.expect", "echo needs a target that echoes, but the built-in target runs in %s mode; want expect: none, or target.builtin.mode: echo", mode)
+	if s.Expect == "echo" && mode != "" && mode != echoMode {
+		c.fail("connection.send.expect", "echo needs a target that echoes, but the built-in target runs in %s mode; want expect: none, or target.builtin.mode: %s", mode, echoMode)
+	}
+}
+
+// webSocket checks connection.send.websocket: the upgrade request and the message kind.
+func (c *checker) webSocket(w *WebSocket) {
+	if w.Path != "" && (!strings.HasPrefix(w.Path, "/") || strings.IndexFunc(w.Path, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0) {
+		c.fail("connection.send.websocket.path", "want a path starting with / and without spaces, like /chat?room=1, got %q", w.Path)
+	}
+	if strings.IndexFunc(w.Host, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
+		c.fail("connection.send.websocket.host", "want a host like example.com or 127.0.0.1:8080, got %q", w.Host)
+	}
+	if w.Subprotocol != "" && !tokenRE.MatchString(w.Subprotocol) {
+		c.fail("connection.send.websocket.subprotocol", "want one token like chat or graphql-ws, got %q", w.Subprotocol)
+	}
+	for i, hd := range w.Headers {
+		path := fmt.Sprintf("connection.send.websocket.headers[%d]", i)
+		name, value, ok := strings.Cut(hd, ":")
+		lower := strings.ToLower(name)
+		switch {
+		case !ok || !tokenRE.MatchString(name):
+			c.fail(path, "want \"Name: value\" like \"Origin: http://example.com\", got %q", hd)
+		case strings.ContainsAny(value, "\r\n"):
+			c.fail(path, "a header value cannot hold a line break, got %q", hd)
+		case lower == "host":
+			c.fail(path, "Host is set by portstorm (use websocket.host)")
+		case lower == "upgrade" || lower == "connection" || strings.HasPrefix(lower, "sec-websocket-"):
+			c.fail(path, "%s is the opening handshake's own (a subprotocol is websocket.subprotocol)", name)
+		}
 	}
 }
 

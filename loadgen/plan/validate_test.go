@@ -68,7 +68,7 @@ func TestValidate(t *testing.T) {
 		{"name with a space", func(p *Plan) { p.Name = "a b" }, "name", "letters, digits"},
 		{"name too long", func(p *Plan) { p.Name = strings.Repeat("n", 65) }, "name", "1 to 64"},
 		{"no target", func(p *Plan) { p.Target.Builtin = nil }, "target", "set one of"},
-		{"unknown mode", func(p *Plan) { p.Target.Builtin.Mode = "https" }, "target.builtin.mode", "echo, sink, hold, close, rst, http"},
+		{"unknown mode", func(p *Plan) { p.Target.Builtin.Mode = "https" }, "target.builtin.mode", "echo, sink, hold, close, rst, http, websocket"},
 		{"address without port", func(p *Plan) { p.Target = Target{Addresses: []string{"10.0.0.1"}} }, "target.addresses[0]", "host:port"},
 		{"address port zero", func(p *Plan) { p.Target = Target{Addresses: []string{"h:0"}} }, "target.addresses[0]", "1 to 65535"},
 		{"address with a name", func(p *Plan) { p.Target = Target{Addresses: []string{"db.internal:5432"}} }, "", ""},
@@ -115,10 +115,39 @@ func TestValidate(t *testing.T) {
 		{"reply without expect reply", func(p *Plan) { p.Connection.Send = &Send{Reply: "+OK\r\n", Expect: "echo"} }, "connection.send.expect", "want expect: reply"},
 		{"expect reply without reply", func(p *Plan) { p.Connection.Send = &Send{Expect: "reply"} }, "connection.send.reply", "needs the reply"},
 		{"http block on raw", func(p *Plan) { p.Connection.Send = &Send{HTTP: &HTTPRequest{}} }, "connection.send.http", "protocol: http"},
+		{"websocket to the websocket target", func(p *Plan) {
+			p.Target.Builtin.Mode = "websocket"
+			p.Connection.Send = &Send{Protocol: "websocket", Data: "hi", Expect: "echo", WebSocket: &WebSocket{Path: "/chat?a=1",
+				Subprotocol: "graphql-ws", Message: "text", Headers: []string{"Origin: http://x"}}}
+		}, "", ""},
+		{"websocket to the echo target", func(p *Plan) { p.Connection.Send = &Send{Protocol: "websocket"} },
+			"connection.send.protocol", "target.builtin.mode: websocket"},
+		{"websocket block on raw", func(p *Plan) { p.Connection.Send = &Send{WebSocket: &WebSocket{}} }, "connection.send.websocket", "protocol: websocket"},
+		{"websocket path", func(p *Plan) {
+			p.Target.Builtin.Mode = "websocket"
+			p.Connection.Send = &Send{Protocol: "websocket", WebSocket: &WebSocket{Path: "chat"}}
+		}, "connection.send.websocket.path", "starting with /"},
+		{"websocket subprotocol", func(p *Plan) {
+			p.Target.Builtin.Mode = "websocket"
+			p.Connection.Send = &Send{Protocol: "websocket", WebSocket: &WebSocket{Subprotocol: "a b"}}
+		}, "connection.send.websocket.subprotocol", "one token"},
+		{"websocket message", func(p *Plan) {
+			p.Target.Builtin.Mode = "websocket"
+			p.Connection.Send = &Send{Protocol: "websocket", WebSocket: &WebSocket{Message: "json"}}
+		}, "connection.send.websocket.message", "text, binary"},
+		{"websocket handshake header", func(p *Plan) {
+			p.Target.Builtin.Mode = "websocket"
+			p.Connection.Send = &Send{Protocol: "websocket", WebSocket: &WebSocket{Headers: []string{"Sec-WebSocket-Key: x"}}}
+		}, "connection.send.websocket.headers[0]", "handshake's own"},
+		{"websocket close server", func(p *Plan) {
+			p.Target.Builtin.Mode = "websocket"
+			p.Connection.Close = "server"
+			p.Connection.Send = &Send{Protocol: "websocket"}
+		}, "connection.close", "closing handshake"},
 		{"data on http", func(p *Plan) {
 			p.Target.Builtin.Mode = "http"
 			p.Connection.Send = &Send{Protocol: "http", Data: "x"}
-		}, "connection.send.data", "only raw requests"},
+		}, "connection.send.data", "only raw and websocket requests"},
 		{"http to an echo target", func(p *Plan) { p.Connection.Send = &Send{Protocol: "http"} }, "connection.send.protocol", "target.builtin.mode: http"},
 		{"http to the http target", func(p *Plan) {
 			p.Target.Builtin.Mode = "http"

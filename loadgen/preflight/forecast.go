@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/dial"
-	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
 )
 
@@ -36,9 +35,65 @@ type Inputs struct {
 	TargetProcesses int
 }
 
+// Load is what the forecast reads of a plan, as typed values: loadgen/spec compiles it (spec.Preflight;
+// this package cannot import spec, which imports it), so that nothing here reads a plan key or
+// compares the name of a close mode or a strategy.
+type Load struct {
+	// Strategy and Window are source.ports: the port strategy and the window it draws from (zero
+	// without source.ports.range); Sources are source.addresses expanded.
+	Strategy dial.Strategy
+	Window   dial.Window
+	Sources  []netip.Addr
+	// ExpectExhaustion is source.ports.expect_exhaustion: port limits are the finding.
+	ExpectExhaustion bool
+	// Close is connection.close: whether the generator's sockets end in TIME_WAIT.
+	Close dial.CloseMode
+	// Builtin is true when the plan runs the built-in target (it holds the other end of every
+	// connection: in the generator's process, or in target processes of its own).
+	Builtin bool
+	// MaxListeners is the most listeners the built-in target may have (the fix that adds
+	// destinations stays within it).
+	MaxListeners int
+	// Isolate is true when the run makes a fresh network namespace (isolate: true) with Netns.
+	Isolate bool
+	Netns   Netns
+	// Peak is the plan's most concurrent connections, Rate its churn in connections/s (0 unknown).
+	Peak int64
+	Rate float64
+}
+
+// Netns is the plan's settings of the fresh namespace an isolated run makes (netns:); a zero field
+// leaves the kernel's default of a new namespace.
+type Netns struct {
+	// PortRange is ip_local_port_range (zero: the host's range is forecast, as before).
+	PortRange PortRange
+	// TWReuse is tcp_tw_reuse, when TWReuseSet.
+	TWReuse    int
+	TWReuseSet bool
+	// TWReuseDelay is tcp_tw_reuse_delay; MaxTWBuckets tcp_max_tw_buckets.
+	TWReuseDelay time.Duration
+	MaxTWBuckets int
+}
+
+// LimitKind says which limit a Limit is, for a caller that decides from it (a search tells the
+// client's ports and descriptors running out from other host limits) without reading its name.
+type LimitKind uint8
+
+const (
+	// LimitPorts is the local port space (PortsLimit).
+	LimitPorts LimitKind = iota + 1
+	// LimitTimeWait is the churn TIME_WAIT leaves room for (TimeWaitLimit).
+	LimitTimeWait
+	// LimitOpenFiles is the open-files limit over the run's processes (OpenFilesLimit).
+	LimitOpenFiles
+	// LimitConntrack is nf_conntrack_max (ConntrackLimit).
+	LimitConntrack
+)
+
 // Limit is one host or plan limit and where it stops the run.
 type Limit struct {
-	Name string `json:"name"`
+	Kind LimitKind `json:"-"`
+	Name string    `json:"name"`
 	// Max is what the limit allows, in Unit; Demand is what the plan needs.
 	Max    int64  `json:"max"`
 	Demand int64  `json:"demand"`
@@ -61,10 +116,10 @@ type PairForecast struct {
 
 // Forecast is the capacity forecast of a plan on a host.
 type Forecast struct {
-	Strategy string       `json:"strategy"`
-	Range    ports.Range  `json:"range"`
-	Window   dial.Window  `json:"-"`
-	Sources  []netip.Addr `json:"-"`
+	Strategy dial.Strategy `json:"strategy"`
+	Range    ports.Range   `json:"range"`
+	Window   dial.Window   `json:"-"`
+	Sources  []netip.Addr  `json:"-"`
 	// Capacity is the connections one (source, destination) can hold (bind: one source, shared).
 	Capacity int `json:"capacity"`
 	// Peak is the plan's most concurrent connections; Rate its churn in connections/s (0 unknown).
@@ -92,21 +147,10 @@ func (f *Forecast) First() *Limit {
 	return nil
 }
 
-// PortWindow returns the window the plan's strategy draws ports from, before the kernel's range.
-func PortWindow(p *plan.Plan) dial.Window {
-	lo, hi, ok := plan.ParsePortRange(p.Source.Ports.Range)
-	if !ok {
-		return dial.Window{}
-	}
-	return dial.Window{Lo: uint16(lo), Hi: uint16(hi)}
-}
-
 // SysctlRange is the ip_local_port_range the run will see: the host's, or the plan's namespace one.
-func SysctlRange(p *plan.Plan, h Host) PortRange {
-	if p.Isolate && p.Netns != nil && p.Netns.PortRange != "" && !h.Isolated {
-		if lo, hi, ok := plan.ParsePortRange(p.Netns.PortRange); ok {
-			return PortRange{lo, hi}
-		}
+func SysctlRange(l Load, h Host) PortRange {
+	if l.Isolate && l.Netns.PortRange != (PortRange{}) && !h.Isolated {
+		return l.Netns.PortRange
 	}
 	return h.PortRange
 }
@@ -115,21 +159,21 @@ func SysctlRange(p *plan.Plan, h Host) PortRange {
 // limit with where it stops the run, the first one, and the exact change that lifts each. Each limit
 // is also its own function (PortsLimit, TimeWaitLimit, OpenFilesLimit, ConntrackLimit), for a caller
 // that needs one of them.
-func Plan(p *plan.Plan, h Host, in Inputs) *Forecast {
-	f := Capacity(p, h, in)
-	f.Limits = append(f.Limits, PortsLimit(p, f))
-	if tw, ok := TimeWaitLimit(p, f); ok {
+func Plan(l Load, h Host, in Inputs) *Forecast {
+	f := Capacity(l, h, in)
+	f.Limits = append(f.Limits, PortsLimit(l, f))
+	if tw, ok := TimeWaitLimit(l, f); ok {
 		f.Limits = append(f.Limits, tw)
-		if maxTW := timeWaitBuckets(p, h); maxTW > 0 && f.Rate > 0 {
+		if maxTW := timeWaitBuckets(l, h); maxTW > 0 && f.Rate > 0 {
 			if est := int64(f.Rate * timeWaitTime.Seconds()); est > int64(maxTW) {
 				f.Warnings = append(f.Warnings, fmt.Sprintf("about %d TIME_WAIT sockets expected, over tcp_max_tw_buckets %d: the rest are not kept (TcpExt TCPTimeWaitOverflow)", est, maxTW))
 			}
 		}
 	}
-	if fl, ok := OpenFilesLimit(p, h, in, f.Peak); ok {
+	if fl, ok := OpenFilesLimit(l, h, in, f.Peak); ok {
 		f.Limits = append(f.Limits, fl)
 	}
-	if cl, ok := ConntrackLimit(p, h, in, f.Peak); ok {
+	if cl, ok := ConntrackLimit(l, h, in, f.Peak); ok {
 		f.Limits = append(f.Limits, cl)
 	}
 	if h.Syncookies == 0 && f.Rate > float64(max(h.Somaxconn, 128))*10 {
@@ -150,24 +194,18 @@ func Plan(p *plan.Plan, h Host, in Inputs) *Forecast {
 // Capacity is the forecast without its limits: the strategy, the effective port range and the
 // capacity of one (source, destination), the plan's demand spread over the pairs, and the TIME_WAIT
 // reuse delay. It is all a census of the range needs, and what the port and TIME_WAIT limits read.
-func Capacity(p *plan.Plan, h Host, in Inputs) *Forecast {
-	f := &Forecast{Strategy: p.Source.Ports.Strategy, ExpectExhaustion: p.Source.Ports.ExpectExhaustion}
-	strategy, ok := strategyOf(f.Strategy)
-	if !ok {
-		f.Strategy = "kernel"
-	}
-	f.Sources, _ = p.Source.SourceAddrs()
-	f.Window = PortWindow(p)
-	f.TWReuseDelay = timeWaitReuse(p, h, in.Loopback)
-	f.Range, f.Warnings = effectiveRange(p, h, in, strategy, f.Window)
+func Capacity(l Load, h Host, in Inputs) *Forecast {
+	f := &Forecast{Strategy: l.Strategy, ExpectExhaustion: l.ExpectExhaustion, Sources: l.Sources, Window: l.Window}
+	f.TWReuseDelay = timeWaitReuse(l, h, in.Loopback)
+	f.Range, f.Warnings = EffectiveRange(l, h, in)
 	f.Capacity = f.Range.Effective
 
-	f.Peak, f.Rate = demand(p)
+	f.Peak, f.Rate = l.Peak, l.Rate
 	srcNames, dsts := pairNames(f, in)
 	pairs := int64(len(srcNames) * len(dsts))
 	perPair := ceilDiv(f.Peak, pairs)
 	var twPerPair int64
-	if clientTimeWait(p, strategy) && f.Rate > 0 {
+	if clientTimeWait(l) && f.Rate > 0 {
 		twPerPair = int64(math.Ceil(f.Rate / float64(pairs) * f.timeWaitTime().Seconds()))
 	}
 	for _, s := range srcNames {
@@ -176,15 +214,6 @@ func Capacity(p *plan.Plan, h Host, in Inputs) *Forecast {
 		}
 	}
 	return f
-}
-
-// strategyOf parses a plan's strategy; one Validate would refuse is forecast as the kernel's.
-func strategyOf(name string) (dial.Strategy, bool) {
-	strategy, err := dial.ParseStrategy(name)
-	if err != nil {
-		return dial.StrategyKernel, false
-	}
-	return strategy, true
 }
 
 // pairNames names the sources and destinations the forecast pairs ("(kernel's choice)" for no
@@ -220,27 +249,26 @@ func (f *Forecast) timeWaitTime() time.Duration {
 
 // clientTimeWait reports whether the generator's sockets end in TIME_WAIT: it closes first, and
 // the strategy does not recycle its ports at once (explicit binds with SO_REUSEADDR).
-func clientTimeWait(p *plan.Plan, strategy dial.Strategy) bool {
-	return (p.Connection.Close == "fin" || p.Connection.Close == "half") && strategy != dial.StrategyExplicit
+func clientTimeWait(l Load) bool {
+	return l.Close.ClientHoldsTimeWait() && l.Strategy != dial.StrategyExplicit
 }
 
 // netnsTimeWait is the run's tcp_tw_reuse, tcp_tw_reuse_delay (ms) and tcp_max_tw_buckets: the
 // host's, or those of the fresh namespace isolate makes (the kernel's defaults, then the plan's
 // netns settings).
-func netnsTimeWait(p *plan.Plan, h Host) (twReuse, twDelay, maxTW int) {
+func netnsTimeWait(l Load, h Host) (twReuse, twDelay, maxTW int) {
 	twReuse, twDelay, maxTW = h.TWReuse, h.TWReuseDelay, h.MaxTWBuckets
-	if p.Isolate && !h.Isolated {
+	if l.Isolate && !h.Isolated {
 		twReuse, twDelay, maxTW = 2, 1000, -1
-		if n := p.Netns; n != nil {
-			if v, err := strconv.Atoi(n.TWReuse); err == nil {
-				twReuse = v
-			}
-			if n.TWReuseDelay > 0 {
-				twDelay = int(n.TWReuseDelay.D().Milliseconds())
-			}
-			if n.MaxTWBuckets > 0 {
-				maxTW = n.MaxTWBuckets
-			}
+		n := l.Netns
+		if n.TWReuseSet {
+			twReuse = n.TWReuse
+		}
+		if n.TWReuseDelay > 0 {
+			twDelay = int(n.TWReuseDelay.Milliseconds())
+		}
+		if n.MaxTWBuckets > 0 {
+			maxTW = n.MaxTWBuckets
 		}
 	}
 	return twReuse, twDelay, maxTW
@@ -248,8 +276,8 @@ func netnsTimeWait(p *plan.Plan, h Host) (twReuse, twDelay, maxTW int) {
 
 // timeWaitReuse is the delay after which connect() takes a TIME_WAIT 4-tuple over, 0 when
 // tcp_tw_reuse does not apply to the destinations (2: loopback only).
-func timeWaitReuse(p *plan.Plan, h Host, loopback bool) time.Duration {
-	twReuse, twDelay, _ := netnsTimeWait(p, h)
+func timeWaitReuse(l Load, h Host, loopback bool) time.Duration {
+	twReuse, twDelay, _ := netnsTimeWait(l, h)
 	if twReuse == 1 || (twReuse == 2 && loopback) {
 		if twDelay < 0 {
 			return time.Second
@@ -259,21 +287,18 @@ func timeWaitReuse(p *plan.Plan, h Host, loopback bool) time.Duration {
 	return 0
 }
 
-func timeWaitBuckets(p *plan.Plan, h Host) int {
-	_, _, maxTW := netnsTimeWait(p, h)
+func timeWaitBuckets(l Load, h Host) int {
+	_, _, maxTW := netnsTimeWait(l, h)
 	return maxTW
 }
 
 // EffectiveRange is the local port range the plan's strategy draws from on h, and how much of it is
 // usable, with warnings about a window the kernel clamps or ignores.
-func EffectiveRange(p *plan.Plan, h Host, in Inputs) (ports.Range, []string) {
-	strategy, _ := strategyOf(p.Source.Ports.Strategy)
-	return effectiveRange(p, h, in, strategy, PortWindow(p))
-}
-
-func effectiveRange(p *plan.Plan, h Host, in Inputs, strategy dial.Strategy, w dial.Window) (ports.Range, []string) {
+// It is the one limit a census of the range needs, callable before the rest of the forecast.
+func EffectiveRange(l Load, h Host, in Inputs) (ports.Range, []string) {
+	strategy, w := l.Strategy, l.Window
 	var warnings []string
-	sys := SysctlRange(p, h)
+	sys := SysctlRange(l, h)
 	r := ports.Range{Lo: sys.Lo, Hi: sys.Hi, From: "ip_local_port_range"}
 	switch strategy {
 	case dial.StrategyRange:
@@ -312,8 +337,8 @@ func effectiveRange(p *plan.Plan, h Host, in Inputs, strategy dial.Strategy, w d
 
 // PortsLimit is the local port space: the concurrent connections the capacity f (from Capacity)
 // holds over its (source, destination) pairs, or, under bind, over its sources alone.
-func PortsLimit(p *plan.Plan, f *Forecast) Limit {
-	strategy, _ := strategyOf(f.Strategy)
+func PortsLimit(l Load, f *Forecast) Limit {
+	strategy := f.Strategy
 	S, D := f.shape()
 	pairs := S * D
 	portMax := int64(f.Capacity) * pairs
@@ -326,10 +351,10 @@ func PortsLimit(p *plan.Plan, f *Forecast) Limit {
 	}
 	need := f.Peak
 	r := f.Range
-	lim := Limit{Name: "local ports", Max: portMax, Demand: need, Unit: "concurrent connections", Ports: true, Stops: need > portMax,
+	lim := Limit{Kind: LimitPorts, Name: "local ports", Max: portMax, Demand: need, Unit: "concurrent connections", Ports: true, Stops: need > portMax,
 		Why: fmt.Sprintf("%d usable ports (%s %d-%d%s) per %s x %d", f.Capacity, r.From, r.Lo, r.Hi, reduced(r), unit, per)}
 	if lim.Stops {
-		lim.Fixes = portFixes(p, f, strategy, S, D, need)
+		lim.Fixes = portFixes(l, f, S, D, need)
 	}
 	return lim
 }
@@ -337,14 +362,14 @@ func PortsLimit(p *plan.Plan, f *Forecast) Limit {
 // TimeWaitLimit is the churn the port space sustains while each closed connection keeps its
 // 4-tuple in TIME_WAIT (60 s, TCP_TIMEWAIT_LEN, or the reuse delay); false when the generator's
 // sockets leave no TIME_WAIT.
-func TimeWaitLimit(p *plan.Plan, f *Forecast) (Limit, bool) {
-	strategy, _ := strategyOf(f.Strategy)
-	if !clientTimeWait(p, strategy) {
+func TimeWaitLimit(l Load, f *Forecast) (Limit, bool) {
+	strategy := f.Strategy
+	if !clientTimeWait(l) {
 		return Limit{}, false
 	}
 	S, D := f.shape()
 	twTime := f.timeWaitTime()
-	tw := Limit{Name: "TIME_WAIT", Unit: "connections/s", Ports: true}
+	tw := Limit{Kind: LimitTimeWait, Name: "TIME_WAIT", Unit: "connections/s", Ports: true}
 	free := int64(f.Capacity)*S*D - f.Peak
 	tw.Max = int64(math.Max(0, float64(free)/twTime.Seconds()))
 	if strategy == dial.StrategyBind {
@@ -355,7 +380,7 @@ func TimeWaitLimit(p *plan.Plan, f *Forecast) (Limit, bool) {
 	if f.TWReuseDelay > 0 {
 		reuse = fmt.Sprintf("tcp_tw_reuse lets connect() take a TIME_WAIT 4-tuple over after %s", f.TWReuseDelay)
 	}
-	tw.Why = "the client closes first (close: " + p.Connection.Close + ") and holds TIME_WAIT; " + reuse
+	tw.Why = "the client closes first (close: " + l.Close.String() + ") and holds TIME_WAIT; " + reuse
 	if f.Rate == 0 {
 		tw.Why += "; the churn rate is not known before the run (no hold, no rate cap), so this is not forecast"
 	}
@@ -377,12 +402,12 @@ func TimeWaitLimit(p *plan.Plan, f *Forecast) (Limit, bool) {
 // connections; false when the host's limit is not known. Go raises the soft limit to the hard one at
 // start. Each generator process holds its share of the connections; the built-in target holds the
 // other end, in the generator process or in processes of its own.
-func OpenFilesLimit(p *plan.Plan, h Host, in Inputs, peak int64) (Limit, bool) {
+func OpenFilesLimit(l Load, h Host, in Inputs, peak int64) (Limit, bool) {
 	if h.FDHard <= 0 {
 		return Limit{}, false
 	}
 	fdsPer := int64(1)
-	if p.Target.Builtin != nil && in.TargetProcesses == 0 {
+	if l.Builtin && in.TargetProcesses == 0 {
 		fdsPer = 2
 	}
 	workers := int64(max(in.Workers, 1))
@@ -391,11 +416,11 @@ func OpenFilesLimit(p *plan.Plan, h Host, in Inputs, peak int64) (Limit, bool) {
 	if fdsPer == 2 {
 		why += " (the built-in target runs in the same process)"
 	}
-	if tp := int64(in.TargetProcesses); p.Target.Builtin != nil && tp > 0 {
+	if tp := int64(in.TargetProcesses); l.Builtin && tp > 0 {
 		fdMax = min(fdMax, max(h.FDHard-fdOverhead-int64(len(in.Destinations)), 0)*tp)
 		why += fmt.Sprintf(", %d target process(es)", tp)
 	}
-	fl := Limit{Name: "open files", Max: fdMax, Demand: peak, Unit: "concurrent connections", Stops: peak > fdMax, Why: why}
+	fl := Limit{Kind: LimitOpenFiles, Name: "open files", Max: fdMax, Demand: peak, Unit: "concurrent connections", Stops: peak > fdMax, Why: why}
 	if fl.Stops {
 		procs := ceilDiv(peak*fdsPer+fdOverhead, h.FDHard-fdOverhead)
 		fl.Fixes = []string{
@@ -411,12 +436,12 @@ func OpenFilesLimit(p *plan.Plan, h Host, in Inputs, peak int64) (Limit, bool) {
 
 // ConntrackLimit is nf_conntrack_max's room for peak concurrent connections; false when conntrack
 // does not track the run's connections.
-func ConntrackLimit(p *plan.Plan, h Host, in Inputs, peak int64) (Limit, bool) {
-	if !conntrackLimits(p, h, in) {
+func ConntrackLimit(l Load, h Host, in Inputs, peak int64) (Limit, bool) {
+	if !conntrackLimits(l, h, in) {
 		return Limit{}, false
 	}
 	avail := int64(max(h.ConntrackMax-max(h.ConntrackCount, 0), 0))
-	cl := Limit{Name: "conntrack", Max: avail, Demand: peak, Unit: "tracked connections", Stops: peak > avail,
+	cl := Limit{Kind: LimitConntrack, Name: "conntrack", Max: avail, Demand: peak, Unit: "tracked connections", Stops: peak > avail,
 		Why: fmt.Sprintf("nf_conntrack_max %d, %d entries in use: a full table drops new SYNs (they end as ETIMEDOUT)", h.ConntrackMax, max(h.ConntrackCount, 0))}
 	if cl.Stops {
 		cl.Fixes = []string{fmt.Sprintf("sysctl net.netfilter.nf_conntrack_max=%d", peak*2),
@@ -427,11 +452,11 @@ func ConntrackLimit(p *plan.Plan, h Host, in Inputs, peak int64) (Limit, bool) {
 
 // conntrackLimits reports whether nf_conntrack_max limits the run: only when conntrack tracks
 // connections in the run's namespace, not because the module is loaded.
-func conntrackLimits(p *plan.Plan, h Host, in Inputs) bool {
+func conntrackLimits(l Load, h Host, in Inputs) bool {
 	if h.ConntrackMax <= 0 {
 		return false
 	}
-	if p.Isolate && !h.Isolated {
+	if l.Isolate && !h.Isolated {
 		// The run's fresh namespace has no rule that needs conntrack, hence no hook (see
 		// ConntrackInactive).
 		return false
@@ -477,7 +502,8 @@ func reduced(r ports.Range) string {
 }
 
 // portFixes spells out the changes that lift the port limit, with the numbers that make it pass.
-func portFixes(p *plan.Plan, f *Forecast, strategy dial.Strategy, S, D, need int64) []string {
+func portFixes(l Load, f *Forecast, S, D, need int64) []string {
+	strategy := f.Strategy
 	cap := int64(max(f.Capacity, 1))
 	var fixes []string
 	if strategy == dial.StrategyBind {
@@ -494,8 +520,8 @@ func portFixes(p *plan.Plan, f *Forecast, strategy dial.Strategy, S, D, need int
 	}
 	fixes = append(fixes, fmt.Sprintf("%s: %d in all (source.addresses: [%s]%s); each adds a full range per destination", verb, S2, pool(S2), strat))
 	D2 := ceilDiv(need, cap*S)
-	if p.Target.Builtin != nil {
-		if D2 <= plan.MaxListeners {
+	if l.Builtin {
+		if D2 <= int64(l.MaxListeners) {
 			fixes = append(fixes, fmt.Sprintf("or more destinations: target.builtin.listeners: %d", D2))
 		}
 	} else {
@@ -535,46 +561,6 @@ func ceilDiv(a, b int64) int64 {
 		return 0
 	}
 	return (a + b - 1) / b
-}
-
-// Demand is the plan's most concurrent connections and its churn in connections/s (0 unknown).
-func Demand(p *plan.Plan) (peak int64, rate float64) { return demand(p) }
-
-func demand(p *plan.Plan) (peak int64, rate float64) {
-	l := p.Load
-	top := l.Start
-	for _, s := range l.Stages {
-		top = max(top, s.Target)
-	}
-	life := p.Connection.Hold.D()
-	switch s := p.Connection.Send; {
-	case s == nil:
-	case s.Count == plan.Unlimited:
-		// The hold is the time it sends; without one it sends until the run (or its slot) ends.
-		if life == 0 && l.Model != "arrival" {
-			return int64(math.Floor(top)), 0
-		}
-	case s.Count > 1 && s.Rate > 0:
-		life += time.Duration(float64(s.Count-1) / s.Rate * float64(time.Second))
-	case s.Count > 1:
-		life += time.Duration(s.Count-1) * s.Interval.D()
-	}
-	if l.Model == "arrival" {
-		rate = top
-		peak = int64(math.Ceil(top * life.Seconds()))
-		if l.MaxInFlight > 0 {
-			peak = min(peak, int64(l.MaxInFlight))
-		}
-		return max(peak, 1), rate
-	}
-	peak = int64(math.Floor(top))
-	if life > 0 {
-		rate = float64(peak) / life.Seconds()
-	}
-	if r := float64(l.MaxConnectRate); r > 0 && (rate == 0 || r < rate) {
-		rate = r
-	}
-	return peak, rate
 }
 
 // ReservedIn counts the ports of ip_local_reserved_ports ("8080,9000-9010") within lo..hi.

@@ -1,4 +1,4 @@
-package preflight
+package preflight_test
 
 import (
 	"strconv"
@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // host is a machine with the kernel's default port range and enough descriptors, so that the ports
 // are what limits the plans below.
-func host() Host {
-	return Host{FDSoft: 1 << 20, FDHard: 1 << 20, PortRange: PortRange{32768, 60999}, TWReuse: 2, TWReuseDelay: 1000,
+func host() preflight.Host {
+	return preflight.Host{FDSoft: 1 << 20, FDHard: 1 << 20, PortRange: preflight.PortRange{32768, 60999}, TWReuse: 2, TWReuseDelay: 1000,
 		MaxTWBuckets: 262144, Somaxconn: 4096, Syncookies: 1, ConntrackMax: -1, ConntrackCount: -1, Root: true}
 }
 
@@ -31,12 +33,12 @@ func plan40k(sources ...string) *plan.Plan {
 }
 
 func TestForecast(t *testing.T) {
-	in := Inputs{Destinations: []string{"127.0.0.1:6379"}, Loopback: true}
+	in := preflight.Inputs{Destinations: []string{"127.0.0.1:6379"}, Loopback: true}
 	tests := []struct {
 		name      string
 		p         *plan.Plan
-		h         func(*Host)
-		in        Inputs
+		h         func(*preflight.Host)
+		in        preflight.Inputs
 		refuse    bool
 		first     string // the limit that stops it first, "" for none
 		max       int64
@@ -49,13 +51,13 @@ func TestForecast(t *testing.T) {
 			first: "local ports", max: 28232, capacity: 28232,
 			fixes: []string{"2 in all", `"127.0.0.1", "127.0.0.2"`, "more destinations: 2 target addresses", "ip_local_port_range", "explicit"}},
 		{name: "two source addresses pass", p: plan40k("127.0.0.1", "127.0.0.2"), in: in, capacity: 28232},
-		{name: "a listener and a reserved port in the range", p: plan40k(), in: Inputs{Destinations: in.Destinations, Loopback: true, ListenersInRange: 1},
-			h: func(h *Host) { h.ReservedPorts = "40000-40009,70000" }, refuse: true, first: "local ports", max: 28221, capacity: 28221},
-		{name: "the descriptors of one process", p: plan40k("127.0.0.1", "127.0.0.2"), in: in, h: func(h *Host) { h.FDHard = 20000 },
+		{name: "a listener and a reserved port in the range", p: plan40k(), in: preflight.Inputs{Destinations: in.Destinations, Loopback: true, ListenersInRange: 1},
+			h: func(h *preflight.Host) { h.ReservedPorts = "40000-40009,70000" }, refuse: true, first: "local ports", max: 28221, capacity: 28221},
+		{name: "the descriptors of one process", p: plan40k("127.0.0.1", "127.0.0.2"), in: in, h: func(h *preflight.Host) { h.FDHard = 20000 },
 			refuse: true, first: "open files", max: 19967, fixes: []string{"more worker processes: load.workers: 3", "raise the open-files hard limit"}},
-		{name: "the descriptors of three workers", p: plan40k("127.0.0.1", "127.0.0.2"), in: Inputs{Destinations: in.Destinations, Loopback: true, Workers: 3},
-			h: func(h *Host) { h.FDHard = 20000 }, refuse: false},
-		{name: "bind reserves a port per socket", in: Inputs{Destinations: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}, Loopback: true},
+		{name: "the descriptors of three workers", p: plan40k("127.0.0.1", "127.0.0.2"), in: preflight.Inputs{Destinations: in.Destinations, Loopback: true, Workers: 3},
+			h: func(h *preflight.Host) { h.FDHard = 20000 }, refuse: false},
+		{name: "bind reserves a port per socket", in: preflight.Inputs{Destinations: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}, Loopback: true},
 			p: func() *plan.Plan {
 				p := plan40k("127.0.0.1")
 				p.Source.Ports.Strategy = "bind"
@@ -98,7 +100,7 @@ func TestForecast(t *testing.T) {
 			}()},
 		{name: "FIN churn without TIME_WAIT reuse", in: in, refuse: true, first: "TIME_WAIT", max: 470,
 			fixes: []string{"close: rst", "tcp_tw_reuse=1"},
-			h:     func(h *Host) { h.TWReuse = 0 },
+			h:     func(h *preflight.Host) { h.TWReuse = 0 },
 			p: func() *plan.Plan {
 				p := plan40k()
 				p.Load = plan.Load{Model: "arrival", Start: 1000, Stages: []plan.Stage{{Duration: plan.Duration(time.Minute), Target: 1000}}}
@@ -121,7 +123,7 @@ func TestForecast(t *testing.T) {
 			if tt.h != nil {
 				tt.h(&h)
 			}
-			f := Plan(tt.p, h, tt.in)
+			f := preflight.Plan(spec.Preflight(tt.p), h, tt.in)
 			var text strings.Builder
 			f.WriteText(&text, tt.p.Name)
 			if f.Refuse != tt.refuse {
@@ -170,8 +172,8 @@ func TestReservedIn(t *testing.T) {
 		{"junk,5-x,7", 1, 10, 1},
 	}
 	for _, tt := range tests {
-		if got := ReservedIn(tt.reserved, tt.lo, tt.hi); got != tt.want {
-			t.Errorf("ReservedIn(%q, %d, %d) = %d, want %d", tt.reserved, tt.lo, tt.hi, got, tt.want)
+		if got := preflight.ReservedIn(tt.reserved, tt.lo, tt.hi); got != tt.want {
+			t.Errorf("preflight.ReservedIn(%q, %d, %d) = %d, want %d", tt.reserved, tt.lo, tt.hi, got, tt.want)
 		}
 	}
 }
@@ -191,7 +193,7 @@ func TestConntrackForecast(t *testing.T) {
 		p.Isolate = isolated
 		return p
 	}
-	in := func(loopback bool) Inputs {
+	in := func(loopback bool) preflight.Inputs {
 		var dsts []string
 		addr := "10.0.0.1:"
 		if loopback {
@@ -200,7 +202,7 @@ func TestConntrackForecast(t *testing.T) {
 		for i := range 20 {
 			dsts = append(dsts, addr+strconv.Itoa(7000+i))
 		}
-		return Inputs{Destinations: dsts, Loopback: loopback}
+		return preflight.Inputs{Destinations: dsts, Loopback: loopback}
 	}
 	for _, tt := range []struct {
 		name     string
@@ -210,26 +212,26 @@ func TestConntrackForecast(t *testing.T) {
 		isolate  bool
 		limited  bool
 	}{
-		{"tracked here", ConntrackActive, 0, true, false, true},
+		{"tracked here", preflight.ConntrackActive, 0, true, false, true},
 		{"not probed (a host read elsewhere)", "", 0, true, false, true},
-		{"the probe failed", ConntrackUnknown, 0, true, false, true},
-		{"loaded, nothing tracked", ConntrackInactive, 0, true, false, false},
-		{"loaded, nothing tracked, remote destinations, empty table", ConntrackInactive, 0, false, false, false},
-		{"loopback untracked but entries elsewhere, remote destinations", ConntrackInactive, 100, false, false, true},
-		{"loopback untracked, entries elsewhere, loopback destinations", ConntrackInactive, 100, true, false, false},
-		{"not loaded", ConntrackNotLoaded, 0, true, false, false},
-		{"the run's fresh namespace", ConntrackActive, 5, true, true, false},
+		{"the probe failed", preflight.ConntrackUnknown, 0, true, false, true},
+		{"loaded, nothing tracked", preflight.ConntrackInactive, 0, true, false, false},
+		{"loaded, nothing tracked, remote destinations, empty table", preflight.ConntrackInactive, 0, false, false, false},
+		{"loopback untracked but entries elsewhere, remote destinations", preflight.ConntrackInactive, 100, false, false, true},
+		{"loopback untracked, entries elsewhere, loopback destinations", preflight.ConntrackInactive, 100, true, false, false},
+		{"not loaded", preflight.ConntrackNotLoaded, 0, true, false, false},
+		{"the run's fresh namespace", preflight.ConntrackActive, 5, true, true, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := host()
 			h.ConntrackMax, h.ConntrackCount, h.Conntrack = 262144, tt.count, tt.state
-			if tt.state == ConntrackNotLoaded {
+			if tt.state == preflight.ConntrackNotLoaded {
 				h.ConntrackMax, h.ConntrackCount = -1, -1
 			}
-			f := Plan(big(tt.isolate), h, in(tt.loopback))
+			f := preflight.Plan(spec.Preflight(big(tt.isolate)), h, in(tt.loopback))
 			var text strings.Builder
 			f.WriteText(&text, "big")
-			var limit *Limit
+			var limit *preflight.Limit
 			for i := range f.Limits {
 				if f.Limits[i].Name == "conntrack" {
 					limit = &f.Limits[i]
@@ -243,30 +245,6 @@ func TestConntrackForecast(t *testing.T) {
 			}
 			if tt.limited && (!limit.Stops || limit.Max != int64(262144-tt.count)) {
 				t.Errorf("conntrack limit %+v, want it to stop the plan at %d", limit, 262144-tt.count)
-			}
-		})
-	}
-}
-
-func TestConntrackState(t *testing.T) {
-	for _, tt := range []struct {
-		name                 string
-		before, during, seen int
-		want                 string
-	}{
-		{"no nf_conntrack_count", -1, -1, -1, ConntrackNotLoaded},
-		{"the probe's tuple in the table", 0, 1, 1, ConntrackActive},
-		{"tuple found though other entries expired", 10, 9, 1, ConntrackActive},
-		{"the table read, the tuple absent", 0, 0, 0, ConntrackInactive},
-		{"the table read, absent, while others come and go", 10, 12, 0, ConntrackInactive},
-		{"no table: the count rose", 0, 1, -1, ConntrackActive},
-		{"no table: the count stayed at 0", 0, 0, -1, ConntrackInactive},
-		{"no table: the count fell", 10, 8, -1, ConntrackInactive},
-		{"the count vanished during the probe", 0, -1, -1, ConntrackUnknown},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := conntrackState(tt.before, tt.during, tt.seen); got != tt.want {
-				t.Errorf("conntrackState(%d, %d, %d) = %q, want %q", tt.before, tt.during, tt.seen, got, tt.want)
 			}
 		})
 	}

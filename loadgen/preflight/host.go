@@ -97,7 +97,9 @@ func ParsePortRange(s string) (PortRange, bool) {
 }
 
 // ReadHost snapshots the host's limits as this process sees them (its network namespace included).
-func ReadHost() Host {
+// env is the environment portstorm was given (os.Environ style): it says whether this process runs
+// in the run's private namespace (isolate.IsChild); the process's own is not read.
+func ReadHost(env []string) Host {
 	h := Host{
 		Cores:         runtime.NumCPU(),
 		FDSoft:        -1,
@@ -115,7 +117,7 @@ func ReadHost() Host {
 		ConntrackCount:        readInt("sys/net/netfilter/nf_conntrack_count"),
 		UnprivilegedPortStart: readInt("sys/net/ipv4/ip_unprivileged_port_start"),
 		Root:                  os.Geteuid() == 0,
-		Isolated:              isolate.InChild(),
+		Isolated:              isolate.IsChild(env),
 		UserNamespaces:        isolate.UserNamespaces(),
 	}
 	h.Conntrack = probeConntrack()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/portstorm/portstorm/loadgen/isolate"
 	"github.com/portstorm/portstorm/loadgen/isolate/nstest"
 )
 
@@ -23,7 +24,7 @@ func TestProbeConntrackFreshNamespace(t *testing.T) {
 	if got := probeConntrack(); got != want {
 		t.Errorf("probe in a fresh namespace: %q, want %q", got, want)
 	}
-	if h := ReadHost(); h.Conntrack != want {
+	if h := ReadHost(nil); h.Conntrack != want {
 		t.Errorf("ReadHost().Conntrack = %q, want %q", h.Conntrack, want)
 	}
 	// The probes left nothing behind in the namespace's port space: no TIME_WAIT, no socket.
@@ -64,5 +65,50 @@ func TestConntrackHas(t *testing.T) {
 		if got := conntrackHas(tt.tuple); got != tt.want {
 			t.Errorf("conntrackHas(%q) = %d, want %d", tt.tuple, got, tt.want)
 		}
+	}
+}
+
+func TestConntrackState(t *testing.T) {
+	for _, tt := range []struct {
+		name                 string
+		before, during, seen int
+		want                 string
+	}{
+		{"no nf_conntrack_count", -1, -1, -1, ConntrackNotLoaded},
+		{"the probe's tuple in the table", 0, 1, 1, ConntrackActive},
+		{"tuple found though other entries expired", 10, 9, 1, ConntrackActive},
+		{"the table read, the tuple absent", 0, 0, 0, ConntrackInactive},
+		{"the table read, absent, while others come and go", 10, 12, 0, ConntrackInactive},
+		{"no table: the count rose", 0, 1, -1, ConntrackActive},
+		{"no table: the count stayed at 0", 0, 0, -1, ConntrackInactive},
+		{"no table: the count fell", 10, 8, -1, ConntrackInactive},
+		{"the count vanished during the probe", 0, -1, -1, ConntrackUnknown},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := conntrackState(tt.before, tt.during, tt.seen); got != tt.want {
+				t.Errorf("conntrackState(%d, %d, %d) = %q, want %q", tt.before, tt.during, tt.seen, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestReadHostIsolated: whether the host is the run's private namespace is read from the
+// environment portstorm was given, not from this process's own (a test's, here, which has no
+// isolate.ChildEnv).
+func TestReadHostIsolated(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  []string
+		want bool
+	}{
+		{"no environment", nil, false},
+		{"another environment", []string{"HOME=/root", isolate.ChildEnv + "=0"}, false},
+		{"started by isolate.Command", []string{"HOME=/root", isolate.ChildEnv + "=1"}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ReadHost(tt.env).Isolated; got != tt.want {
+				t.Errorf("ReadHost(%q).Isolated = %v, want %v", tt.env, got, tt.want)
+			}
+		})
 	}
 }

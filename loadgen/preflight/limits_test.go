@@ -1,10 +1,12 @@
-package preflight
+package preflight_test
 
 import (
 	"strings"
 	"testing"
 
 	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // Each limit alone, on the numbers that decide it; TestForecast covers them put together.
@@ -13,25 +15,25 @@ func TestEffectiveRange(t *testing.T) {
 	tests := []struct {
 		name              string
 		strategy, window  string
-		h                 func(*Host)
-		in                Inputs
+		h                 func(*preflight.Host)
+		in                preflight.Inputs
 		lo, hi, effective int
 		from              string
 		ignored           bool
 		warning           string
 	}{
 		{name: "the kernel's range", lo: 32768, hi: 60999, effective: 28232, from: "ip_local_port_range"},
-		{name: "reserved ports and listeners are not usable", h: func(h *Host) { h.ReservedPorts = "40000-40009,70000" },
-			in: Inputs{ListenersInRange: 2}, lo: 32768, hi: 60999, effective: 28220, from: "ip_local_port_range"},
+		{name: "reserved ports and listeners are not usable", h: func(h *preflight.Host) { h.ReservedPorts = "40000-40009,70000" },
+			in: preflight.Inputs{ListenersInRange: 2}, lo: 32768, hi: 60999, effective: 28220, from: "ip_local_port_range"},
 		{name: "a window inside the range", strategy: "range", window: "40000-40999", lo: 40000, hi: 40999, effective: 1000, from: "IP_LOCAL_PORT_RANGE"},
 		{name: "a window the kernel clamps", strategy: "range", window: "30000-40000", lo: 32768, hi: 40000, effective: 7233,
 			from: "IP_LOCAL_PORT_RANGE", warning: "clamped by the kernel to ip_local_port_range: 32768-40000"},
 		{name: "a window outside the range is ignored", strategy: "range", window: "1024-2000", lo: 32768, hi: 60999, effective: 28232,
 			from: "IP_LOCAL_PORT_RANGE", ignored: true, warning: "lies wholly outside"},
 		{name: "explicit ports ignore the sysctl and its reservations", strategy: "explicit", window: "1024-2023",
-			h: func(h *Host) { h.ReservedPorts = "1024-1100" }, lo: 1024, hi: 2023, effective: 1000, from: "explicit"},
+			h: func(h *preflight.Host) { h.ReservedPorts = "1024-1100" }, lo: 1024, hi: 2023, effective: 1000, from: "explicit"},
 		{name: "explicit privileged ports without root", strategy: "explicit", window: "1000-1999",
-			h: func(h *Host) { h.Root, h.UnprivilegedPortStart = false, 1024 }, lo: 1000, hi: 1999, effective: 1000, from: "explicit", warning: "need root"},
+			h: func(h *preflight.Host) { h.Root, h.UnprivilegedPortStart = false, 1024 }, lo: 1000, hi: 1999, effective: 1000, from: "explicit", warning: "need root"},
 		{name: "an isolated run's namespace range", h: nil, lo: 1024, hi: 65535, effective: 64512, from: "ip_local_port_range", strategy: "netns"},
 	}
 	for _, tt := range tests {
@@ -47,23 +49,23 @@ func TestEffectiveRange(t *testing.T) {
 			if tt.h != nil {
 				tt.h(&h)
 			}
-			r, warnings := EffectiveRange(p, h, tt.in)
+			r, warnings := preflight.EffectiveRange(spec.Preflight(p), h, tt.in)
 			if r.Lo != tt.lo || r.Hi != tt.hi || r.Effective != tt.effective || r.From != tt.from || r.Ignored != tt.ignored {
 				t.Errorf("range %+v, want %d-%d from %s, %d usable, ignored %v", r, tt.lo, tt.hi, tt.from, tt.effective, tt.ignored)
 			}
 			if got := strings.Join(warnings, "\n"); (tt.warning == "") != (got == "") || !strings.Contains(got, tt.warning) {
 				t.Errorf("warnings %q, want one saying %q", warnings, tt.warning)
 			}
-			if f := Plan(p, h, tt.in); f.Range != r {
-				t.Errorf("Plan's range %+v, EffectiveRange's %+v", f.Range, r)
+			if f := preflight.Plan(spec.Preflight(p), h, tt.in); f.Range != r {
+				t.Errorf("preflight.Plan's range %+v, preflight.EffectiveRange's %+v", f.Range, r)
 			}
 		})
 	}
 }
 
 func TestPortsLimit(t *testing.T) {
-	dst := func(n int) Inputs {
-		in := Inputs{Loopback: true}
+	dst := func(n int) preflight.Inputs {
+		in := preflight.Inputs{Loopback: true}
 		for i := range n {
 			in.Destinations = append(in.Destinations, "127.0.0.1:"+string(rune('1'+i)))
 		}
@@ -72,7 +74,7 @@ func TestPortsLimit(t *testing.T) {
 	tests := []struct {
 		name     string
 		p        *plan.Plan
-		in       Inputs
+		in       preflight.Inputs
 		max      int64
 		stops    bool
 		why, fix string
@@ -85,8 +87,8 @@ func TestPortsLimit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := PortsLimit(tt.p, Capacity(tt.p, host(), tt.in))
-			if l.Name != "local ports" || !l.Ports || l.Max != tt.max || l.Demand != 40000 || l.Stops != tt.stops || !strings.Contains(l.Why, tt.why) {
+			l := preflight.PortsLimit(spec.Preflight(tt.p), preflight.Capacity(spec.Preflight(tt.p), host(), tt.in))
+			if l.Kind != preflight.LimitPorts || l.Name != "local ports" || !l.Ports || l.Max != tt.max || l.Demand != 40000 || l.Stops != tt.stops || !strings.Contains(l.Why, tt.why) {
 				t.Errorf("limit %+v, want max %d, stops %v, why ...%s...", l, tt.max, tt.stops, tt.why)
 			}
 			if got := strings.Join(l.Fixes, "\n"); (tt.fix == "") != (got == "") || !strings.Contains(got, tt.fix) {
@@ -111,7 +113,7 @@ func TestTimeWaitLimit(t *testing.T) {
 	tests := []struct {
 		name      string
 		p         *plan.Plan
-		h         func(*Host)
+		h         func(*preflight.Host)
 		loopback  bool
 		ok, stops bool
 		max       int64
@@ -123,7 +125,7 @@ func TestTimeWaitLimit(t *testing.T) {
 			why: "a 4-tuple stays taken for 60 s", fix: "tcp_tw_reuse=1"},
 		{name: "tcp_tw_reuse=2 on loopback: 1 s", p: churn("fin", "", 5000), loopback: true, ok: true, max: 28232 - 1000,
 			why: "after 1s"},
-		{name: "tcp_tw_reuse=1 with a 10 s delay", p: churn("half", "", 5000), h: func(h *Host) { h.TWReuse, h.TWReuseDelay = 1, 10000 },
+		{name: "tcp_tw_reuse=1 with a 10 s delay", p: churn("half", "", 5000), h: func(h *preflight.Host) { h.TWReuse, h.TWReuseDelay = 1, 10000 },
 			ok: true, stops: true, max: (28232 - 1000) / 10, why: "after 10s", fix: "more source addresses"},
 		{name: "an unknown rate is not forecast", p: churn("fin", "", 0), ok: true, max: (28232 - 1000) / 60, why: "not forecast"},
 	}
@@ -133,15 +135,15 @@ func TestTimeWaitLimit(t *testing.T) {
 			if tt.h != nil {
 				tt.h(&h)
 			}
-			in := Inputs{Destinations: []string{"127.0.0.1:6379"}, Loopback: tt.loopback}
-			l, ok := TimeWaitLimit(tt.p, Capacity(tt.p, h, in))
+			in := preflight.Inputs{Destinations: []string{"127.0.0.1:6379"}, Loopback: tt.loopback}
+			l, ok := preflight.TimeWaitLimit(spec.Preflight(tt.p), preflight.Capacity(spec.Preflight(tt.p), h, in))
 			if ok != tt.ok {
-				t.Fatalf("TimeWaitLimit = %+v, %v; want ok %v", l, ok, tt.ok)
+				t.Fatalf("preflight.TimeWaitLimit = %+v, %v; want ok %v", l, ok, tt.ok)
 			}
 			if !ok {
 				return
 			}
-			if l.Name != "TIME_WAIT" || !l.Ports || l.Max != tt.max || l.Stops != tt.stops || !strings.Contains(l.Why, tt.why) {
+			if l.Kind != preflight.LimitTimeWait || l.Name != "TIME_WAIT" || !l.Ports || l.Max != tt.max || l.Stops != tt.stops || !strings.Contains(l.Why, tt.why) {
 				t.Errorf("limit %+v, want max %d, stops %v, why ...%s...", l, tt.max, tt.stops, tt.why)
 			}
 			if got := strings.Join(l.Fixes, "\n"); (tt.fix == "") != (got == "") || !strings.Contains(got, tt.fix) {
@@ -154,39 +156,39 @@ func TestTimeWaitLimit(t *testing.T) {
 func TestOpenFilesLimit(t *testing.T) {
 	builtin := plan40k()
 	builtin.Target = plan.Target{Builtin: &plan.Builtin{Mode: "hold", Listeners: 1}}
-	one := Inputs{Destinations: []string{"127.0.0.1:6379"}}
+	one := preflight.Inputs{Destinations: []string{"127.0.0.1:6379"}}
 	tests := []struct {
 		name     string
 		p        *plan.Plan
 		fdHard   int64
-		in       Inputs
+		in       preflight.Inputs
 		ok       bool
 		max      int64
 		stops    bool
 		why, fix string
 	}{
 		{name: "unknown limit", p: plan40k(), fdHard: 0, in: one},
-		{name: "one process", p: plan40k(), fdHard: 20000, in: one, ok: true, max: 20000 - fdOverhead - 1, stops: true,
+		{name: "one process", p: plan40k(), fdHard: 20000, in: one, ok: true, max: 20000 - preflight.FDOverhead - 1, stops: true,
 			why: "1 descriptor(s) per connection, 1 generator", fix: "load.workers: 3"},
-		{name: "three workers", p: plan40k(), fdHard: 20000, in: Inputs{Destinations: one.Destinations, Workers: 3}, ok: true,
-			max: 3 * (20000 - fdOverhead - 1), why: "3 generator process(es)"},
+		{name: "three workers", p: plan40k(), fdHard: 20000, in: preflight.Inputs{Destinations: one.Destinations, Workers: 3}, ok: true,
+			max: 3 * (20000 - preflight.FDOverhead - 1), why: "3 generator process(es)"},
 		{name: "the built-in target in the same process", p: builtin, fdHard: 20000, in: one, ok: true,
-			max: (20000 - fdOverhead - 1) / 2, stops: true, why: "runs in the same process", fix: "run the target in another process"},
-		{name: "target processes bound it too", p: builtin, fdHard: 20000, in: Inputs{Destinations: one.Destinations, Workers: 4, TargetProcesses: 1},
-			ok: true, max: 20000 - fdOverhead - 1, stops: true, why: "1 target process(es)", fix: "target.builtin.processes"},
+			max: (20000 - preflight.FDOverhead - 1) / 2, stops: true, why: "runs in the same process", fix: "run the target in another process"},
+		{name: "target processes bound it too", p: builtin, fdHard: 20000, in: preflight.Inputs{Destinations: one.Destinations, Workers: 4, TargetProcesses: 1},
+			ok: true, max: 20000 - preflight.FDOverhead - 1, stops: true, why: "1 target process(es)", fix: "target.builtin.processes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := host()
 			h.FDHard = tt.fdHard
-			l, ok := OpenFilesLimit(tt.p, h, tt.in, 40000)
+			l, ok := preflight.OpenFilesLimit(spec.Preflight(tt.p), h, tt.in, 40000)
 			if ok != tt.ok {
-				t.Fatalf("OpenFilesLimit = %+v, %v; want ok %v", l, ok, tt.ok)
+				t.Fatalf("preflight.OpenFilesLimit = %+v, %v; want ok %v", l, ok, tt.ok)
 			}
 			if !ok {
 				return
 			}
-			if l.Name != "open files" || l.Ports || l.Max != tt.max || l.Demand != 40000 || l.Stops != tt.stops || !strings.Contains(l.Why, tt.why) {
+			if l.Kind != preflight.LimitOpenFiles || l.Name != "open files" || l.Ports || l.Max != tt.max || l.Demand != 40000 || l.Stops != tt.stops || !strings.Contains(l.Why, tt.why) {
 				t.Errorf("limit %+v, want max %d, stops %v, why ...%s...", l, tt.max, tt.stops, tt.why)
 			}
 			if got := strings.Join(l.Fixes, "\n"); (tt.fix == "") != (got == "") || !strings.Contains(got, tt.fix) {
@@ -202,21 +204,29 @@ func TestConntrackLimit(t *testing.T) {
 	tests := []struct {
 		name     string
 		p        *plan.Plan
-		h        func(*Host)
+		h        func(*preflight.Host)
 		loopback bool
 		ok       bool
 		max      int64
 		stops    bool
 	}{
 		{name: "no table", p: plan40k()},
-		{name: "active table with room", p: plan40k(), h: func(h *Host) { h.ConntrackMax, h.ConntrackCount, h.Conntrack = 262144, 1000, ConntrackActive },
+		{name: "active table with room", p: plan40k(), h: func(h *preflight.Host) {
+			h.ConntrackMax, h.ConntrackCount, h.Conntrack = 262144, 1000, preflight.ConntrackActive
+		},
 			ok: true, max: 261144},
-		{name: "active table too small", p: plan40k(), h: func(h *Host) { h.ConntrackMax, h.ConntrackCount, h.Conntrack = 65536, 30000, ConntrackActive },
+		{name: "active table too small", p: plan40k(), h: func(h *preflight.Host) {
+			h.ConntrackMax, h.ConntrackCount, h.Conntrack = 65536, 30000, preflight.ConntrackActive
+		},
 			ok: true, max: 35536, stops: true},
 		{name: "module loaded but not tracking loopback", p: plan40k(), loopback: true,
-			h: func(h *Host) { h.ConntrackMax, h.ConntrackCount, h.Conntrack = 65536, 30000, ConntrackInactive }},
+			h: func(h *preflight.Host) {
+				h.ConntrackMax, h.ConntrackCount, h.Conntrack = 65536, 30000, preflight.ConntrackInactive
+			}},
 		{name: "the run's fresh namespace tracks nothing", p: isolated,
-			h: func(h *Host) { h.ConntrackMax, h.ConntrackCount, h.Conntrack = 65536, 30000, ConntrackActive }},
+			h: func(h *preflight.Host) {
+				h.ConntrackMax, h.ConntrackCount, h.Conntrack = 65536, 30000, preflight.ConntrackActive
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,14 +234,14 @@ func TestConntrackLimit(t *testing.T) {
 			if tt.h != nil {
 				tt.h(&h)
 			}
-			l, ok := ConntrackLimit(tt.p, h, Inputs{Loopback: tt.loopback}, 40000)
+			l, ok := preflight.ConntrackLimit(spec.Preflight(tt.p), h, preflight.Inputs{Loopback: tt.loopback}, 40000)
 			if ok != tt.ok {
-				t.Fatalf("ConntrackLimit = %+v, %v; want ok %v", l, ok, tt.ok)
+				t.Fatalf("preflight.ConntrackLimit = %+v, %v; want ok %v", l, ok, tt.ok)
 			}
 			if !ok {
 				return
 			}
-			if l.Name != "conntrack" || l.Ports || l.Max != tt.max || l.Stops != tt.stops {
+			if l.Kind != preflight.LimitConntrack || l.Name != "conntrack" || l.Ports || l.Max != tt.max || l.Stops != tt.stops {
 				t.Errorf("limit %+v, want max %d, stops %v", l, tt.max, tt.stops)
 			}
 			if tt.stops && (len(l.Fixes) == 0 || !strings.Contains(l.Fixes[0], "nf_conntrack_max=80000")) {

@@ -47,8 +47,10 @@ func Compile(s Spec) (*Exchange, error) {
 		x.compileHTTP(s.HTTP, bad)
 	case Redis:
 		x.compileRedis(s.Redis, bad)
+	case WebSocket:
+		x.compileWebSocket(s, bad)
 	default:
-		bad("Protocol %q: want %q, %q, %q or %q", s.Protocol, Raw, Echo, HTTP, Redis)
+		bad("Protocol %q: want %q, %q, %q, %q or %q", s.Protocol, Raw, Echo, HTTP, Redis, WebSocket)
 	}
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)

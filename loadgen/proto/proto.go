@@ -1,5 +1,5 @@
 // Package proto speaks the request/response protocols of an established connection (raw, echo,
-// HTTP/1.1, Redis RESP) and times each exchange to its first and its last response byte.
+// HTTP/1.1, Redis RESP, WebSocket) and times each exchange to its first and its last response byte.
 package proto
 
 import (
@@ -22,6 +22,9 @@ const (
 	HTTP Protocol = "http"
 	// Redis writes one RESP command and reads its reply (RESP2 or RESP3).
 	Redis Protocol = "redis"
+	// WebSocket writes Payload as one masked WebSocket message (after Upgrade) and, when Expect
+	// is set, reads one message back and compares it (websocket.go).
+	WebSocket Protocol = "websocket"
 )
 
 // DefaultMaxResponse is the cap on one response when Spec.MaxResponse is 0.
@@ -86,11 +89,13 @@ type Spec struct {
 	Protocol Protocol
 	// Payload is the bytes written per request by raw and echo.
 	Payload []byte
-	// Expect, for raw only: when non-empty, exactly len(Expect) bytes are read back and compared;
-	// when empty, the request is written and nothing is read.
-	Expect []byte
-	HTTP   HTTPSpec
-	Redis  RedisSpec
+	// Expect, for raw and websocket: when non-empty, exactly len(Expect) bytes are read back (for
+	// websocket, one message) and compared; when empty, the request is written and nothing is
+	// read.
+	Expect    []byte
+	HTTP      HTTPSpec
+	Redis     RedisSpec
+	WebSocket WebSocketSpec
 	// MaxResponse caps the bytes read for one response, headers included; 0 means
 	// DefaultMaxResponse. The Reader never takes more than this from the connection per response:
 	// a response that needs more is ErrTooLarge, and so is an HTTP body delimited by the end of
@@ -138,6 +143,8 @@ type Exchange struct {
 	redisExpect    []byte
 	redisExpectInt int64
 	redisIsInt     bool // redisExpect is a decimal integer
+
+	ws *wsExchange // websocket
 }
 
 // Protocol returns the protocol the exchange speaks.
@@ -164,11 +171,16 @@ func (x *Exchange) Do(w io.Writer, r *Reader) (Result, error) {
 
 // Reads reports whether a request has an answer to read: false for raw without Expect, whose
 // requests are written only.
-func (x *Exchange) Reads() bool { return x.protocol != Raw || len(x.expect) > 0 }
+func (x *Exchange) Reads() bool {
+	return x.protocol != Raw && x.protocol != WebSocket || len(x.expect) > 0
+}
 
 // Write writes one request on w and returns the bytes written. Requests may be written ahead of
 // their answers (pipelining): HTTP/1.1, RESP and raw all answer in order.
 func (x *Exchange) Write(w io.Writer) (int, error) {
+	if x.ws != nil {
+		return x.ws.write(w, x.request)
+	}
 	if len(x.request) == 0 {
 		return 0, nil
 	}
@@ -208,6 +220,8 @@ func (x *Exchange) Read(r *Reader, w0 time.Time, more func() bool) (Result, erro
 		} else if at >= 0 {
 			verdict = fmt.Errorf("%w: byte %d of %d differs from Expect", ErrReply, at, len(x.expect))
 		}
+	case WebSocket:
+		verdict, err = x.ws.readMessage(r, x.expect)
 	}
 	res.In = r.read()
 	if err != nil {

@@ -27,6 +27,8 @@ type Reader struct {
 	br  *bufio.Reader
 	src source
 	max int // the cap of the current response
+	// w is the connection's write side when it has one: websocket answers pings while it reads.
+	w io.Writer
 }
 
 // source meters the connection: it hands bufio at most left more bytes, then the cap's error,
@@ -64,6 +66,7 @@ func NewReader() *Reader {
 // Reset makes r read from c, dropping anything buffered from a previous connection. Reset(nil)
 // lets go of the connection.
 func (r *Reader) Reset(c io.Reader) {
+	r.w, _ = c.(io.Writer)
 	r.src = source{r: c, full: errNoConn}
 	r.br.Reset(&r.src)
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/go-echarts/go-echarts/v2/render"
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
 // HTMLFile is the report's name in a results folder.
@@ -569,22 +571,44 @@ type page struct {
 }
 
 func newPage(s *Summary, d *ChartData, cs []chart) *page {
-	p := &page{S: s, Title: "portstorm " + s.Name, Verdict: strings.ToUpper(s.Verdict), Charts: cs, EChartsJS: template.JS(echartsJS)}
+	p := &page{S: s, Title: "portstorm " + s.Name, Verdict: strings.ToUpper(s.Verdict), Charts: cs, EChartsJS: template.JS(echartsJS),
+		Badges: badges(s), Subtitle: subtitle(s), Cards: cards(s), Checks: checksTable(s), NoPorts: s.Ports == nil,
+		Latency: latencyTable(s), Outcomes: outcomesTable(s), Stages: stagesTable(s), Host: hostTable(s.Host)}
+	if b := s.Baseline; b != nil {
+		p.BaselineNote = append([]string{fmt.Sprintf("Baseline %s (%s, started %s); counts compare exactly, other metrics within %s.",
+			b.File, b.Name, b.StartedAt, strconv.FormatFloat(100*b.MaxRegression, 'f', -1, 64)+"%")}, b.Notes...)
+	}
+	if s.Plan != nil {
+		if b, err := json.MarshalIndent(s.Plan, "", "  "); err == nil {
+			p.PlanJSON = string(b)
+		}
+	}
+	return p
+}
+
+// badges are the marks of a run that did not go as planned.
+func badges(s *Summary) []string {
+	var out []string
 	if s.Interrupted {
-		p.Badges = append(p.Badges, "interrupted")
+		out = append(out, "interrupted")
 	}
 	if s.Stopped != nil {
-		p.Badges = append(p.Badges, fmt.Sprintf("stopped at %.2fs by %s", s.Stopped.AtS, s.Stopped.Threshold))
+		out = append(out, fmt.Sprintf("stopped at %.2fs by %s", s.Stopped.AtS, s.Stopped.Threshold))
 	}
 	if u := s.Unreachable; u != nil {
-		p.Badges = append(p.Badges, fmt.Sprintf("gave up at %.2fs: target unreachable (%s)", u.AtS, u.Outcome))
+		out = append(out, fmt.Sprintf("gave up at %.2fs: target unreachable (%s)", u.AtS, u.Outcome))
 	}
 	if s.Aborted {
-		p.Badges = append(p.Badges, "in-flight connections cut")
+		out = append(out, "in-flight connections cut")
 	}
 	if len(s.OutputsIncomplete) > 0 {
-		p.Badges = append(p.Badges, "not written: "+strings.Join(s.OutputsIncomplete, ", "))
+		out = append(out, "not written: "+strings.Join(s.OutputsIncomplete, ", "))
 	}
+	return out
+}
+
+// subtitle is the line under the title: when, how long, the model, the target, the segments.
+func subtitle(s *Summary) string {
 	var sub []string
 	sub = append(sub, s.StartedAt.UTC().Format("2006-01-02 15:04:05 UTC"), fmtSeconds(float64(s.DurationUS)/1e6))
 	if s.Plan != nil {
@@ -599,12 +623,16 @@ func newPage(s *Summary, d *ChartData, cs []chart) *page {
 	if s.Segments > 1 {
 		sub = append(sub, fmt.Sprintf("%d segments", s.Segments))
 	}
-	p.Subtitle = strings.Join(sub, " · ")
+	return strings.Join(sub, " · ")
+}
 
+// cards are the headline figures: the requests first when there were any, then the connections
+// and the headline latency.
+func cards(s *Summary) []card {
 	c := s.Connections
 	lat := Headline(s)
 	l := s.Latency[lat]
-	p.Cards = []card{
+	out := []card{
 		{"attempted", groupDigits(c.Attempted), fmt.Sprintf("%s/s established", groupDigits(uint64(math.Round(c.PerSecond))))},
 		{"established", groupDigits(c.Established), fmt.Sprintf("%s closed", groupDigits(c.Closed))},
 		{"peak open", groupDigits(uint64(max(c.PeakConcurrent, 0))), "concurrent connections"},
@@ -619,26 +647,30 @@ func newPage(s *Summary, d *ChartData, cs []chart) *page {
 			rc = append(rc, card{"offered", fmtRate(r.OfferedPerSecond) + "/s", fmt.Sprintf("%s requests · %s%% short",
 				groupDigits(r.Offered), strconv.FormatFloat(100*r.Shortfall, 'f', 2, 64))})
 		}
-		p.Cards = append(rc, p.Cards...)
+		out = append(rc, out...)
 	}
+	return out
+}
 
-	if rows := VerdictRows(s); len(rows) > 0 {
-		t := &table{Head: []string{"check", "condition", "observed", "result"}}
-		for _, r := range rows {
-			res := "pass"
-			if !r.Pass {
-				res = "FAIL"
-			}
-			t.Rows = append(t.Rows, row{Cells: []string{r.Metric, r.Condition, r.Observed, res}, Bad: !r.Pass})
+// checksTable is the thresholds and baseline checks with their results; nil when there are none.
+func checksTable(s *Summary) *table {
+	rows := VerdictRows(s)
+	if len(rows) == 0 {
+		return nil
+	}
+	t := &table{Head: []string{"check", "condition", "observed", "result"}}
+	for _, r := range rows {
+		res := "pass"
+		if !r.Pass {
+			res = "FAIL"
 		}
-		p.Checks = t
+		t.Rows = append(t.Rows, row{Cells: []string{r.Metric, r.Condition, r.Observed, res}, Bad: !r.Pass})
 	}
-	if b := s.Baseline; b != nil {
-		p.BaselineNote = append([]string{fmt.Sprintf("Baseline %s (%s, started %s); counts compare exactly, other metrics within %s.",
-			b.File, b.Name, b.StartedAt, strconv.FormatFloat(100*b.MaxRegression, 'f', -1, 64)+"%")}, b.Notes...)
-	}
-	p.NoPorts = s.Ports == nil
+	return t
+}
 
+// latencyTable is every latency with samples.
+func latencyTable(s *Summary) *table {
 	lt := &table{Head: []string{"latency", "count", "min", "mean", "p50", "p90", "p99", "p99.9", "max"}}
 	for l := range metrics.NumLatencies {
 		ls, ok := s.Latency[l.String()]
@@ -648,8 +680,11 @@ func newPage(s *Summary, d *ChartData, cs []chart) *page {
 		lt.Rows = append(lt.Rows, row{Cells: []string{l.String(), groupDigits(uint64(ls.Count)), fmtUS(ls.Min), fmtUS(int64(math.Round(ls.Mean))),
 			fmtUS(ls.P50), fmtUS(ls.P90), fmtUS(ls.P99), fmtUS(ls.P999), fmtUS(ls.Max)}})
 	}
-	p.Latency = lt
+	return lt
+}
 
+// outcomesTable is every outcome that happened, when first and an example.
+func outcomesTable(s *Summary) *table {
 	ot := &table{Head: []string{"outcome", "count", "first at", "open then", "example"}}
 	for o := range metrics.NumOutcomes {
 		n := s.Outcomes[o.String()]
@@ -665,61 +700,65 @@ func newPage(s *Summary, d *ChartData, cs []chart) *page {
 		}
 		ot.Rows = append(ot.Rows, r)
 	}
-	p.Outcomes = ot
+	return ot
+}
 
-	if len(s.Stages) > 0 {
-		st := &table{Head: []string{"stage", "time", "target", "attempted", "established", "failed", "peak open", "errors", "connect p50", "connect p99", "requests/s"}}
-		for _, g := range s.Stages {
-			target := ""
-			if s.Plan != nil && g.Index < len(s.Plan.Load.Stages) {
-				ps := s.Plan.Load.Stages[g.Index]
-				target = strconv.FormatFloat(ps.Target, 'f', -1, 64)
-				if s.Plan.Load.Model == "arrival" {
-					target += "/s"
-				}
-				target += " over " + ps.Duration.String()
-			}
-			var errs uint64
-			for o, n := range g.Outcomes {
-				if o != metrics.OK.String() {
-					errs += n
-				}
-			}
-			cl := g.Latency["connect"]
-			reqs := "–"
-			if r := g.Requests; r != nil && r.Written > 0 {
-				reqs = fmtRate(r.PerSecond)
-			}
-			st.Rows = append(st.Rows, row{Cells: []string{strconv.Itoa(g.Index), fmtSeconds(g.StartS) + " – " + fmtSeconds(g.EndS), target,
-				groupDigits(g.Connections.Attempted), groupDigits(g.Connections.Established), groupDigits(g.Connections.Failed),
-				groupDigits(uint64(max(g.Connections.PeakConcurrent, 0))), groupDigits(errs), fmtUSOrDash(cl.Count, cl.P50), fmtUSOrDash(cl.Count, cl.P99), reqs},
-				Bad: errs > 0})
-		}
-		p.Stages = st
+// stagesTable is each stage's figures beside the plan's target for it; nil without stages.
+func stagesTable(s *Summary) *table {
+	if len(s.Stages) == 0 {
+		return nil
 	}
+	st := &table{Head: []string{"stage", "time", "target", "attempted", "established", "failed", "peak open", "errors", "connect p50", "connect p99", "requests/s"}}
+	for _, g := range s.Stages {
+		target := ""
+		if s.Plan != nil && g.Index < len(s.Plan.Load.Stages) {
+			ps := s.Plan.Load.Stages[g.Index]
+			target = strconv.FormatFloat(ps.Target, 'f', -1, 64)
+			if s.Model() == schedule.Arrival {
+				target += "/s"
+			}
+			target += " over " + ps.Duration.String()
+		}
+		var errs uint64
+		for o, n := range g.Outcomes {
+			if o != metrics.OK.String() {
+				errs += n
+			}
+		}
+		cl := g.Latency["connect"]
+		reqs := "–"
+		if r := g.Requests; r != nil && r.Written > 0 {
+			reqs = fmtRate(r.PerSecond)
+		}
+		st.Rows = append(st.Rows, row{Cells: []string{strconv.Itoa(g.Index), fmtSeconds(g.StartS) + " – " + fmtSeconds(g.EndS), target,
+			groupDigits(g.Connections.Attempted), groupDigits(g.Connections.Established), groupDigits(g.Connections.Failed),
+			groupDigits(uint64(max(g.Connections.PeakConcurrent, 0))), groupDigits(errs), fmtUSOrDash(cl.Count, cl.P50), fmtUSOrDash(cl.Count, cl.P99), reqs},
+			Bad: errs > 0})
+	}
+	return st
+}
 
-	if hb, err := json.Marshal(s.Host); err == nil {
-		var hm map[string]any
-		if json.Unmarshal(hb, &hm) == nil && len(hm) > 0 {
-			ht := &table{Head: []string{"host", "value"}}
-			keys := make([]string, 0, len(hm))
-			for k := range hm {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				v, _ := json.Marshal(hm[k])
-				ht.Rows = append(ht.Rows, row{Cells: []string{k, strings.Trim(string(v), `"`)}})
-			}
-			p.Host = ht
-		}
+// hostTable is the host's facts as summary.json records them, by key; nil when there are none.
+func hostTable(h preflight.Host) *table {
+	hb, err := json.Marshal(h)
+	if err != nil {
+		return nil
 	}
-	if s.Plan != nil {
-		if b, err := json.MarshalIndent(s.Plan, "", "  "); err == nil {
-			p.PlanJSON = string(b)
-		}
+	var hm map[string]any
+	if json.Unmarshal(hb, &hm) != nil || len(hm) == 0 {
+		return nil
 	}
-	return p
+	ht := &table{Head: []string{"host", "value"}}
+	keys := make([]string, 0, len(hm))
+	for k := range hm {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, _ := json.Marshal(hm[k])
+		ht.Rows = append(ht.Rows, row{Cells: []string{k, strings.Trim(string(v), `"`)}})
+	}
+	return ht
 }
 
 func fmtUSOrDash(count, us int64) string {

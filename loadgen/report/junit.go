@@ -75,6 +75,24 @@ func JUnit(s *Summary) *JUnitSuites {
 		},
 	}
 	class := "portstorm." + s.Name
+	suite.Cases = append(suite.Cases, runCase(s, class, secs))
+	suite.Cases = append(suite.Cases, thresholdCases(s, class)...)
+	suite.Cases = append(suite.Cases, baselineCases(s, class)...)
+	suite.Tests = len(suite.Cases)
+	for _, tc := range suite.Cases {
+		if tc.Failure != nil {
+			suite.Failures++
+		}
+	}
+	var text bytes.Buffer
+	WriteText(&text, s, "")
+	suite.SystemOut = text.String()
+	return &JUnitSuites{Name: "portstorm", Tests: suite.Tests, Failures: suite.Failures, Time: secs, Suites: []JUnitSuite{suite}}
+}
+
+// runCase is the run itself: it fails when the run was interrupted, stopped, gave up, left files
+// unwritten, reached nothing or cannot be trusted.
+func runCase(s *Summary, class, secs string) JUnitCase {
 	run := JUnitCase{ClassName: class + ".run", Name: "run completed", Time: secs}
 	c := s.Connections
 	switch {
@@ -102,7 +120,12 @@ func JUnit(s *Summary) *JUnitSuites {
 	run.SystemOut = fmt.Sprintf("attempted %d, established %d, failed %d, dropped %d, peak %d, errors %d (%s)",
 		c.Attempted, c.Established, c.Failed, c.Dropped, c.PeakConcurrent, s.Errors.Count,
 		strconv.FormatFloat(100*s.Errors.Rate, 'f', 3, 64)+"%")
-	suite.Cases = append(suite.Cases, run)
+	return run
+}
+
+// thresholdCases are one case per threshold.
+func thresholdCases(s *Summary, class string) []JUnitCase {
+	var out []JUnitCase
 	for _, t := range s.Thresholds {
 		tc := JUnitCase{ClassName: class + ".thresholds", Name: t.Expr, Time: "0"}
 		if !t.Pass {
@@ -112,8 +135,14 @@ func JUnit(s *Summary) *JUnitSuites {
 		} else {
 			tc.SystemOut = "observed " + t.Observed
 		}
-		suite.Cases = append(suite.Cases, tc)
+		out = append(out, tc)
 	}
+	return out
+}
+
+// baselineCases are one case per baseline check.
+func baselineCases(s *Summary, class string) []JUnitCase {
+	var out []JUnitCase
 	if b := s.Baseline; b != nil {
 		for _, ch := range b.Checks {
 			name := fmt.Sprintf("%s vs baseline (%s)", ch.Metric, ch.Tolerance)
@@ -128,19 +157,10 @@ func JUnit(s *Summary) *JUnitSuites {
 			} else {
 				tc.SystemOut = detail
 			}
-			suite.Cases = append(suite.Cases, tc)
+			out = append(out, tc)
 		}
 	}
-	suite.Tests = len(suite.Cases)
-	for _, tc := range suite.Cases {
-		if tc.Failure != nil {
-			suite.Failures++
-		}
-	}
-	var text bytes.Buffer
-	WriteText(&text, s, "")
-	suite.SystemOut = text.String()
-	return &JUnitSuites{Name: "portstorm", Tests: suite.Tests, Failures: suite.Failures, Time: secs, Suites: []JUnitSuite{suite}}
+	return out
 }
 
 // WriteJUnit writes junit.xml into dir.

@@ -12,6 +12,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/target"
 )
 
@@ -102,6 +103,19 @@ type Summary struct {
 	// Search is the answer of a capacity search (portstorm search); the rest of the summary is
 	// its answer's probe (search.go).
 	Search *Search `json:"search,omitempty"`
+}
+
+// Model is the load model of the run, as its recorded plan names it (load.model; concurrency when
+// the summary holds no plan). The plan a summary holds is the run's record, summary.json's "plan"
+// (a contract): a fresh summary and the same one read back from its file must decide alike (the
+// headline latency, a stage's unit), so the report decides from the record, read once here with
+// the model's own parser, rather than from a value the compiler hands the writer alone.
+func (s *Summary) Model() schedule.Model {
+	if s.Plan == nil {
+		return schedule.Concurrency
+	}
+	m, _ := schedule.ParseModel(s.Plan.Load.Model) // a name it does not know: concurrency, as ever
+	return m
 }
 
 // Unreachable is why a run gave up before its schedule ended: nothing was ever established, and
@@ -220,7 +234,7 @@ func Headline(s *Summary) string {
 	if r := s.Requests; r != nil && r.Written > s.Connections.Established && s.Latency["rtt"].Count > 0 {
 		return "rtt"
 	}
-	if s.Plan != nil && s.Plan.Load.Model == "arrival" {
+	if s.Model() == schedule.Arrival {
 		return "connect_intended"
 	}
 	return "connect"

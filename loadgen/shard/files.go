@@ -18,10 +18,14 @@ import (
 const (
 	// SnapshotsFile holds the shard's protocol lines: every interval snapshot, then done or error.
 	SnapshotsFile = "snapshots.jsonl"
-	// InfoFile describes the shard: which plan, which segment, which host, how it ended.
+	// InfoFile describes the shard: which run, which segment, which host, how it ended.
 	InfoFile = "shard.json"
-	// PlanFile is the whole resolved plan (YAML) the segment was cut from (thresholds and baseline
-	// included), so that a merge judges the merged result without the original plan file.
+	// SpecFile is the whole run's spec (JSON, spec.Write) the segment was cut from: what a merge
+	// reads, the plan to write as the merged run's plan and the thresholds and baseline to judge it
+	// by included, so that it needs no plan file. Its hash (spec.Hash) is the folder's plan hash.
+	SpecFile = "spec.json"
+	// PlanFile is the whole resolved plan (YAML) the segment was cut from, for people: nothing
+	// reads it back (a merge reads SpecFile).
 	PlanFile = "plan.yaml"
 	// InfoSchema names shard.json's contract.
 	InfoSchema = "portstorm/shard/v1"
@@ -30,7 +34,8 @@ const (
 // Info is shard.json.
 type Info struct {
 	Schema string `json:"schema"`
-	// PlanHash is the SHA-256 of the whole resolved plan: shards of one run share it.
+	// PlanHash is the hash of the whole run's spec (spec.Hash, SpecFile's): shards of one run share
+	// it. The key keeps its name.
 	PlanHash string `json:"plan_hash"`
 	// Segment is "i/N"; Index and Count are its parts.
 	Segment string `json:"segment"`
@@ -136,12 +141,12 @@ func CheckSet(rs []*Result) error {
 	return nil
 }
 
-// Merged is the merge of a run's shard results.
+// Merged is the merge of a run's shard results: how they ended together (the earliest start, the
+// last end, interrupted or aborted when any was; the give-ups are in the segments' summaries)
+// and the merged snapshot.
 type Merged struct {
-	Total       *metrics.Snapshot
-	Start, End  time.Time
-	Interrupted bool
-	Aborted     bool
+	Ending
+	Total *metrics.Snapshot
 }
 
 // MergeResults merges checked shard results with the Merger that local workers use: interval k of

@@ -53,7 +53,7 @@ func handshakeWorker(behaviour string, i int, w *Writer) bool {
 		}
 		fmt.Fprintf(os.Stderr, "start %s\n", start.Format(time.RFC3339Nano))
 		w.Snapshot(snap(0, 10+i, int64(i)))
-		w.Done(Done{Start: start, End: time.Now()})
+		w.Done(Done{Ending: Ending{Start: start, End: time.Now()}})
 	case "ready-hang":
 		w.Ready()
 		if _, err := ReadStart(context.Background(), os.Stdin); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/ports"
+	"github.com/portstorm/portstorm/loadgen/report"
 )
 
 // Message is one line a worker writes to its coordinator: exactly one field is set. The same
@@ -27,21 +28,27 @@ type Message struct {
 	Ready bool `json:"ready,omitempty"`
 }
 
-// Done is a worker's last word: how its segment ended.
-type Done struct {
+// Ending is how a run ended: one worker's segment (its last word, Done) or all the workers
+// together (RunResult).
+type Ending struct {
 	Start       time.Time `json:"start"`
 	End         time.Time `json:"end"`
 	Interrupted bool      `json:"interrupted"`
 	Aborted     bool      `json:"aborted"`
-	// Ports is the worker's port observatory report: its own source addresses, kept apart (ports
-	// belong to the host and are never summed across workers or hosts).
-	Ports *ports.Report `json:"ports,omitempty"`
-	// Unreachable, when set, says the worker gave up on a target that never accepted a connection
+	// Unreachable, when set, says the run gave up on a target that never accepted a connection
 	// (connection.on_connect_failure): the coordinator stops the other workers and exits 3.
 	Unreachable *Unreachable `json:"unreachable,omitempty"`
 }
 
-// Unreachable is why a worker gave up: its first failed connect and when it gave up.
+// Done is a worker's last word: how its segment ended, and its ports.
+type Done struct {
+	Ending
+	// Ports is the worker's port observatory report: its own source addresses, kept apart (ports
+	// belong to the host and are never summed across workers or hosts).
+	Ports *ports.Report `json:"ports,omitempty"`
+}
+
+// Unreachable is why a run gave up: its first failed connect and when it gave up.
 type Unreachable struct {
 	First       time.Time `json:"first"`
 	At          time.Time `json:"at"`
@@ -49,6 +56,15 @@ type Unreachable struct {
 	Destination string    `json:"destination"`
 	Outcome     string    `json:"outcome"`
 	Error       string    `json:"error"`
+}
+
+// Summary is the give-up as summary.json's unreachable, its times from the run's start.
+func (u *Unreachable) Summary(start time.Time) *report.Unreachable {
+	if u == nil {
+		return nil
+	}
+	return &report.Unreachable{AtS: u.At.Sub(start).Seconds(), FirstAtS: u.First.Sub(start).Seconds(), Failed: u.Failed,
+		Destination: u.Destination, Outcome: u.Outcome, Error: u.Error}
 }
 
 // maxLine bounds one protocol line; a snapshot with five compressed histograms is a few KiB.
@@ -118,21 +134,18 @@ func ReadStart(ctx context.Context, r io.Reader) (time.Time, error) {
 	s := strings.TrimSuffix(l.s, "\n")
 	switch {
 	case l.err == io.EOF && s == "":
-		return time.Time{}, fmt.Errorf("%w: input closed before the start instant", ErrProtocol)
+		return time.Time{}, errors.New("worker protocol: input closed before the start instant")
 	case l.err == io.EOF && len(l.s) == maxStartLine:
-		return time.Time{}, fmt.Errorf("%w: start line longer than %d bytes", ErrProtocol, maxStartLine)
+		return time.Time{}, fmt.Errorf("worker protocol: start line longer than %d bytes", maxStartLine)
 	case l.err != nil && l.err != io.EOF:
 		return time.Time{}, fmt.Errorf("reading the start instant: %w", l.err)
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: start line %q: want an RFC 3339 instant", ErrProtocol, s)
+		return time.Time{}, fmt.Errorf("worker protocol: start line %q: want an RFC 3339 instant", s)
 	}
 	return t, nil
 }
-
-// ErrProtocol wraps malformed worker output.
-var ErrProtocol = errors.New("worker protocol")
 
 // Read calls fn for every message on r until EOF. A malformed line is an error naming its number.
 func Read(r io.Reader, fn func(Message) error) error {
@@ -141,7 +154,7 @@ func Read(r io.Reader, fn func(Message) error) error {
 	for n := 1; sc.Scan(); n++ {
 		var m Message
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			return fmt.Errorf("%w: line %d: %w", ErrProtocol, n, err)
+			return fmt.Errorf("worker protocol: line %d: %w", n, err)
 		}
 		set := 0
 		for _, b := range []bool{m.Snapshot != nil, m.Done != nil, m.Error != "", m.Ready} {
@@ -150,14 +163,14 @@ func Read(r io.Reader, fn func(Message) error) error {
 			}
 		}
 		if set != 1 {
-			return fmt.Errorf("%w: line %d: want exactly one of snapshot, done, error, ready", ErrProtocol, n)
+			return fmt.Errorf("worker protocol: line %d: want exactly one of snapshot, done, error, ready", n)
 		}
 		if err := fn(m); err != nil {
 			return err
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%w: %w", ErrProtocol, err)
+		return fmt.Errorf("worker protocol: %w", err)
 	}
 	return nil
 }

@@ -5,11 +5,11 @@ package shard
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,7 +80,7 @@ func fakeWorker(spec string) {
 		for seq := range 3 {
 			w.Snapshot(snap(seq, 10+i, int64(i)))
 		}
-		w.Done(Done{Start: start, End: time.Now()})
+		w.Done(Done{Ending: Ending{Start: start, End: time.Now()}})
 	case "die":
 		w.Snapshot(snap(0, 5, 1))
 		os.Exit(7)
@@ -96,19 +96,19 @@ func fakeWorker(spec string) {
 		}
 		<-sig
 		w.Snapshot(snap(1, 5, 1))
-		w.Done(Done{Start: start, End: time.Now(), Interrupted: true})
+		w.Done(Done{Ending: Ending{Start: start, End: time.Now(), Interrupted: true}})
 	case "unreachable":
 		// A real worker handles SIGTERM from its start: the stop Run sends everyone may reach it
 		// between its last word and its exit.
 		signal.Ignore(syscall.SIGTERM)
 		w.Snapshot(snap(0, 0, 1))
-		w.Done(Done{Start: start, End: time.Now(), Unreachable: &Unreachable{First: start, At: time.Now(), Failed: 3,
-			Destination: "127.0.0.1:9", Outcome: "ECONNREFUSED", Error: "dial tcp 127.0.0.1:9: connect: connection refused"}})
+		w.Done(Done{Ending: Ending{Start: start, End: time.Now(), Unreachable: &Unreachable{First: start, At: time.Now(), Failed: 3,
+			Destination: "127.0.0.1:9", Outcome: "ECONNREFUSED", Error: "dial tcp 127.0.0.1:9: connect: connection refused"}}})
 	case "garbage":
 		fmt.Println("this is not json")
 	case "stopped":
 		w.Snapshot(snap(0, 5, 1))
-		w.Done(Done{Start: start, End: time.Now(), Interrupted: true})
+		w.Done(Done{Ending: Ending{Start: start, End: time.Now(), Interrupted: true}})
 	}
 }
 
@@ -301,9 +301,51 @@ func TestReadRejectsMalformed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		err := Read(strings.NewReader(tt.in), func(Message) error { return nil })
-		if !errors.Is(err, ErrProtocol) {
-			t.Errorf("%s: err %v, want ErrProtocol", tt.name, err)
+		if err == nil || !strings.HasPrefix(err.Error(), "worker protocol: line 1") {
+			t.Errorf("%s: err %v, want a worker protocol error at line 1", tt.name, err)
 		}
+	}
+}
+
+// TestDoneLine: a worker's last word keeps its keys (a shard folder written before Done shared
+// Ending with RunResult reads the same), and its give-up becomes summary.json's unreachable with
+// times from the run's start.
+func TestDoneLine(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name, line string
+		want       Done
+	}{
+		{"finished", `{"done":{"start":"2026-12-07T01:00:00Z","end":"2026-12-07T01:00:02Z","interrupted":false,"aborted":false}}`,
+			Done{Ending: Ending{Start: t0, End: t0.Add(2 * time.Second)}}},
+		{"gave up, ports first as before", `{"done":{"start":"2026-12-07T01:00:00Z","end":"2026-12-07T01:00:02Z","interrupted":true,"aborted":true,"ports":null,` +
+			`"unreachable":{"first":"2026-12-07T01:00:00.5Z","at":"2026-12-07T01:00:01.5Z","failed":3,"destination":"127.0.0.1:9","outcome":"ECONNREFUSED","error":"refused"}}}`,
+			Done{Ending: Ending{Start: t0, End: t0.Add(2 * time.Second), Interrupted: true, Aborted: true,
+				Unreachable: &Unreachable{First: t0.Add(500 * time.Millisecond), At: t0.Add(1500 * time.Millisecond), Failed: 3,
+					Destination: "127.0.0.1:9", Outcome: "ECONNREFUSED", Error: "refused"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got *Done
+			if err := Read(strings.NewReader(tt.line+"\n"), func(m Message) error { got = m.Done; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if got == nil || !reflect.DeepEqual(*got, tt.want) {
+				t.Fatalf("done %+v, want %+v", got, tt.want)
+			}
+			var b strings.Builder
+			if err := NewWriter(&b).Done(*got); err != nil {
+				t.Fatal(err)
+			}
+			var again *Done
+			if err := Read(strings.NewReader(b.String()), func(m Message) error { again = m.Done; return nil }); err != nil || !reflect.DeepEqual(again, got) {
+				t.Fatalf("round trip %+v, %v; want %+v", again, err, got)
+			}
+			u := got.Unreachable.Summary(t0)
+			if (u == nil) != (tt.want.Unreachable == nil) || u != nil && (u.AtS != 1.5 || u.FirstAtS != 0.5 || u.Failed != 3 || u.Outcome != "ECONNREFUSED") {
+				t.Errorf("summary %+v", u)
+			}
+		})
 	}
 }
 

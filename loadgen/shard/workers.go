@@ -25,18 +25,16 @@ type WorkerSpec struct {
 	Env     []string
 }
 
-// RunResult is the merged outcome of all workers.
+// RunResult is the merged outcome of all workers: how they ended together (the earliest start,
+// the last end, interrupted or aborted when any was, and the earliest give-up of a worker on a
+// target that never accepted a connection, the others then stopped), the merged snapshot, the
+// failures and each finished worker's port report.
 type RunResult struct {
-	Total       *metrics.Snapshot
-	Start, End  time.Time
-	Interrupted bool
-	Aborted     bool
-	Failures    []report.WorkerFailure
+	Ending
+	Total    *metrics.Snapshot
+	Failures []report.WorkerFailure
 	// Ports holds each finished worker's port report, by worker label.
 	Ports []WorkerPorts
-	// Unreachable is the earliest give-up of a worker on a target that never accepted a
-	// connection; the others were then stopped.
-	Unreachable *Unreachable
 }
 
 // WorkerPorts is one worker's port report.
@@ -168,7 +166,7 @@ func newSupervisor(ctx context.Context, abort <-chan struct{}, n int, emit func(
 	if tm.ReadyWithin <= 0 {
 		tm.ReadyWithin = DefaultReadyWithin
 	}
-	s := &supervisor{ctx: ctx, abort: abort, tm: tm, res: &RunResult{Total: metrics.NewSnapshot(), Start: time.Now()},
+	s := &supervisor{ctx: ctx, abort: abort, tm: tm, res: &RunResult{Total: metrics.NewSnapshot(), Ending: Ending{Start: time.Now()}},
 		allReady: make(chan struct{}), failed: make(chan struct{}), gaveUp: make(chan struct{}), allDone: make(chan struct{})}
 	s.merger = NewMerger(n, func(snap *metrics.Snapshot) {
 		if err := s.res.Total.Add(snap); err != nil && s.mergeErr == nil {
@@ -236,7 +234,7 @@ func (s *supervisor) message(i int, w *worker, m Message) error {
 		}
 	case m.Ready:
 		if !s.tm.Handshake || w.ready {
-			return fmt.Errorf("%w: unexpected ready", ErrProtocol)
+			return fmt.Errorf("worker protocol: unexpected ready")
 		}
 		w.ready = true
 		s.mu.Lock()

@@ -18,7 +18,8 @@ import (
 // the built-in target serving TLS, cert (its certificate) is the CA to trust. The server name and
 // the HTTP Host of a destination named by a host name were compiled from the whole plan and
 // travel as they are. The segment's Plan is the same cut, for what is written as its plan (a
-// segment's summary.json) and for its preflight.
+// segment's summary.json); what Compile derives from the plan and the cut changes (addresses,
+// sources, port window, the preflight's Load) is derived again from it.
 func (s *Spec) Segment(i, n int, addrs []string, cert []byte) (*Spec, error) {
 	wp, err := segmentPlan(s.Plan, i, n, addrs)
 	if err != nil {
@@ -31,7 +32,8 @@ func (s *Spec) Segment(i, n int, addrs []string, cert []byte) (*Spec, error) {
 	if ws.Sources, err = wp.Source.SourceAddrs(); err != nil {
 		return nil, err
 	}
-	ws.Window = preflight.PortWindow(wp)
+	ws.Window = PortWindow(wp)
+	ws.Preflight = Preflight(wp)
 	if t := s.TLS; t != nil && t.Builtin {
 		c := *t
 		c.Builtin, c.CAPEM = false, cert

@@ -61,12 +61,19 @@ func TestHash(t *testing.T) {
 		p.Defaults()
 		hash(p, host, false)
 	}
+	// A websocket plan of generated messages: the bytes are made by each process, not the spec.
+	ws, err := plan.LoadFile("../../configs/websocket.yaml", plan.Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.Defaults()
 	for _, tt := range []struct {
 		name string
 		a, b string
 		same bool
 	}{
 		{"another host", hash(base(), host, false), hash(base(), other, true), true},
+		{"websocket on two hosts", hash(ws, host, false), hash(ws, other, false), true},
 		{"another layout", hash(big, host, false), hash(big, other, false), true},
 		{"another plan", hash(base(), host, false), hash(changed, host, false), false},
 	} {
@@ -108,12 +115,15 @@ func TestIsolate(t *testing.T) {
 			if seg.Isolate != nil || seg.Plan.Isolate || seg.Plan.Netns != nil {
 				t.Errorf("segment isolates: %+v, plan %v %+v", seg.Isolate, seg.Plan.Isolate, seg.Plan.Netns)
 			}
+			if l := seg.Preflight; l.Isolate || l.Netns != (preflight.Netns{}) {
+				t.Errorf("segment's preflight forecasts a namespace of its own: isolate %v, netns %+v", l.Isolate, l.Netns)
+			}
 		})
 	}
 }
 
 // TestSegment: a worker's segment of the spec, as it travels (a JSON file), keeps the typed
-// values compiled from the plan, its own cut of the port window, the resolved destinations, and
+// values compiled from the plan, its own cut of the port window (its preflight's too), the resolved destinations, and
 // trusts the built-in target's certificate; it never starts a target of its own.
 func TestSegment(t *testing.T) {
 	p := &plan.Plan{Version: 1, Name: "w",
@@ -146,6 +156,10 @@ func TestSegment(t *testing.T) {
 		}
 		if got.Close != dial.CloseHalf || got.Model != engine.Arrival || got.Strategy != dial.StrategyRange || got.Window != want {
 			t.Errorf("segment %d: close %v, model %v, strategy %v, window %v; want half, arrival, range, %v", i, got.Close, got.Model, got.Strategy, got.Window, want)
+		}
+		// The forecast a worker makes is of its own cut, the built-in target not in its process.
+		if l := got.Preflight; l.Window != want || l.Strategy != dial.StrategyRange || l.Close != dial.CloseHalf || l.Builtin {
+			t.Errorf("segment %d: preflight's window %v, strategy %v, close %v, built-in %v; want %v, range, half, false", i, l.Window, l.Strategy, l.Close, l.Builtin, want)
 		}
 		if got.Target != nil || got.Layout.Workers != 1 || !slices.Equal(got.Addresses, []string{"127.0.0.1:7000"}) {
 			t.Errorf("segment %d: target %v, layout %+v, addresses %v", i, got.Target, got.Layout, got.Addresses)

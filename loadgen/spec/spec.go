@@ -11,9 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,8 +42,8 @@ type Facts struct {
 }
 
 // Spec is a compiled plan. Plan is kept for what is written as the plan (summary.json's plan, a
-// contract) and for the packages that take a plan (the preflight's forecast, the gate's
-// thresholds and baseline); nothing decides from its strings.
+// contract) and to cut a worker's segment or a search's probe from it (Segment, Probe), which
+// derive their typed fields from the cut plan again; nothing decides from its strings.
 type Spec struct {
 	Plan *plan.Plan
 	Host preflight.Host
@@ -50,7 +53,7 @@ type Spec struct {
 	// Interval is the snapshot interval.
 	Interval time.Duration
 
-	Model  engine.Model
+	Model  schedule.Model
 	Ramp   schedule.Ramp
 	Layout Layout
 
@@ -68,6 +71,8 @@ type Spec struct {
 	// Window is source.ports.range (zero without one).
 	Window  dial.Window
 	Sources []netip.Addr
+	// Preflight is what the preflight's forecast reads of the plan (Preflight).
+	Preflight preflight.Load
 
 	// Addresses are the plan's destinations as written (nil with the built-in target).
 	Addresses   []string
@@ -169,6 +174,12 @@ func (s *Send) Engine(defaultHost string) (*engine.Send, error) {
 	if ps.Protocol == proto.HTTP && ps.HTTP.Host == "" {
 		ps.HTTP.Host = defaultHost
 	}
+	if ps.Protocol == proto.WebSocket {
+		if ps.WebSocket.Host == "" {
+			ps.WebSocket.Host = defaultHost
+		}
+		generate(&ps, s.Bytes, textPayload)
+	}
 	x, err := proto.Compile(ps)
 	if err != nil {
 		return nil, fmt.Errorf("connection.send: %w", err)
@@ -256,15 +267,10 @@ func Compile(p *plan.Plan, f Facts) (*Spec, error) {
 		}
 		errs = append(errs, err)
 	}
-	switch p.Load.Model {
-	case "arrival":
-		s.Model = engine.Arrival
-	case "concurrency", "":
-		s.Model = engine.Concurrency
-	default:
-		fail("load.model", fmt.Errorf("unknown model %q (concurrency or arrival)", p.Load.Model))
-	}
 	var err error
+	if s.Model, err = model(p); err != nil {
+		fail("load.model", err)
+	}
 	if s.Close, err = dial.ParseCloseMode(p.Connection.Close); err != nil {
 		fail("connection.close", err)
 	}
@@ -274,7 +280,8 @@ func Compile(p *plan.Plan, f Facts) (*Spec, error) {
 	if s.Sources, err = p.Source.SourceAddrs(); err != nil {
 		fail("source.addresses", err)
 	}
-	s.Window = preflight.PortWindow(p)
+	s.Window = PortWindow(p)
+	s.Preflight = Preflight(p)
 	if c := p.Connection.OnConnectFailure; !c.Measure {
 		s.OnConnectFailure = &engine.FailPolicy{BackoffAfter: c.BackoffAfter, Backoff: c.Backoff.D(), MaxBackoff: c.MaxBackoff.D(),
 			MaxFailRate: c.MaxFailRate, GiveUpAfter: c.GiveUpAfter.D(), GiveUpAttempts: c.GiveUpAttempts}
@@ -286,7 +293,7 @@ func Compile(p *plan.Plan, f Facts) (*Spec, error) {
 		fail("", err)
 	}
 	if p.Target.Builtin != nil {
-		if s.Target, err = compileTarget(p, s.Close, f.Host); err != nil {
+		if s.Target, err = compileTarget(p, s.Close, s.Preflight, f.Host); err != nil {
 			fail("", err)
 		}
 	}
@@ -307,6 +314,86 @@ func Compile(p *plan.Plan, f Facts) (*Spec, error) {
 		return nil, errors.Join(errs...)
 	}
 	return s, nil
+}
+
+// model is load.model.
+func model(p *plan.Plan) (schedule.Model, error) {
+	if p.Load.Model == "" {
+		return engine.Concurrency, nil // a plan not defaulted
+	}
+	return schedule.ParseModel(p.Load.Model)
+}
+
+// PortWindow is the window the plan's strategy draws ports from (source.ports.range), before the
+// kernel's range; zero without one.
+func PortWindow(p *plan.Plan) dial.Window {
+	lo, hi, ok := plan.ParsePortRange(p.Source.Ports.Range)
+	if !ok {
+		return dial.Window{}
+	}
+	return dial.Window{Lo: uint16(lo), Hi: uint16(hi)}
+}
+
+// Preflight is what the preflight's forecast reads of a validated plan, typed: Compile keeps it in
+// the spec, and a caller that forecasts a plan it does not run (portstorm doctor, a Kubernetes
+// pod's share) compiles it alone. A strategy or close mode Validate would refuse is forecast as
+// the kernel's and fin.
+func Preflight(p *plan.Plan) preflight.Load {
+	l := preflight.Load{Window: PortWindow(p), ExpectExhaustion: p.Source.Ports.ExpectExhaustion,
+		Builtin: p.Target.Builtin != nil, MaxListeners: plan.MaxListeners, Isolate: p.Isolate}
+	l.Strategy, _ = dial.ParseStrategy(p.Source.Ports.Strategy)
+	l.Close, _ = dial.ParseCloseMode(p.Connection.Close)
+	l.Sources, _ = p.Source.SourceAddrs()
+	if n := p.Netns; n != nil {
+		if lo, hi, ok := plan.ParsePortRange(n.PortRange); ok {
+			l.Netns.PortRange = preflight.PortRange{Lo: lo, Hi: hi}
+		}
+		if v, err := strconv.Atoi(n.TWReuse); err == nil {
+			l.Netns.TWReuse, l.Netns.TWReuseSet = v, true
+		}
+		l.Netns.TWReuseDelay, l.Netns.MaxTWBuckets = n.TWReuseDelay.D(), n.MaxTWBuckets
+	}
+	l.Peak, l.Rate = Demand(p)
+	return l
+}
+
+// Demand is the plan's most concurrent connections and its churn in connections/s (0 unknown).
+func Demand(p *plan.Plan) (peak int64, rate float64) {
+	l := p.Load
+	m, _ := model(p)
+	top := l.Start
+	for _, s := range l.Stages {
+		top = max(top, s.Target)
+	}
+	life := p.Connection.Hold.D()
+	switch s := p.Connection.Send; {
+	case s == nil:
+	case s.Count == plan.Unlimited:
+		// The hold is the time it sends; without one it sends until the run (or its slot) ends.
+		if life == 0 && m != engine.Arrival {
+			return int64(math.Floor(top)), 0
+		}
+	case s.Count > 1 && s.Rate > 0:
+		life += time.Duration(float64(s.Count-1) / s.Rate * float64(time.Second))
+	case s.Count > 1:
+		life += time.Duration(s.Count-1) * s.Interval.D()
+	}
+	if m == engine.Arrival {
+		rate = top
+		peak = int64(math.Ceil(top * life.Seconds()))
+		if l.MaxInFlight > 0 {
+			peak = min(peak, int64(l.MaxInFlight))
+		}
+		return max(peak, 1), rate
+	}
+	peak = int64(math.Floor(top))
+	if life > 0 {
+		rate = float64(peak) / life.Seconds()
+	}
+	if r := float64(l.MaxConnectRate); r > 0 && (rate == 0 || r < rate) {
+		rate = r
+	}
+	return peak, rate
 }
 
 // Ramp is the plan's load stages as a schedule.
@@ -356,6 +443,35 @@ func compileSend(p *plan.Plan) (*Send, error) {
 	case "redis":
 		ps.Protocol = proto.Redis
 		ps.Redis = proto.RedisSpec{Command: s.Redis.Command, Expect: s.Redis.Reply}
+	case "websocket":
+		payload, err := s.Payload()
+		if err != nil {
+			return nil, err
+		}
+		if payload == nil {
+			// Generated by Engine in each process, as raw requests' bytes are: random bytes in
+			// the spec would make its hash differ on every host that compiles the plan.
+			out.Bytes = int(s.Bytes)
+		}
+		w := s.WebSocket
+		if w == nil {
+			w = &plan.WebSocket{}
+		}
+		ps.Protocol, ps.Payload = proto.WebSocket, payload
+		ps.WebSocket = proto.WebSocketSpec{Path: w.Path, Host: w.Host, Subprotocol: w.Subprotocol, Binary: w.Message == "binary"}
+		if ps.WebSocket.Host == "" && len(p.Target.Addresses) > 0 {
+			ps.WebSocket.Host = p.Target.Addresses[0]
+		}
+		for _, hd := range w.Headers {
+			name, value, _ := strings.Cut(hd, ":")
+			ps.WebSocket.Headers = append(ps.WebSocket.Headers, proto.Header{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)})
+		}
+		switch s.Expect {
+		case "echo":
+			ps.Expect, ps.WebSocket.Echo = payload, true
+		case "reply":
+			ps.Expect = []byte(s.Reply)
+		}
 	default:
 		payload, err := s.Payload()
 		if err != nil {
@@ -379,11 +495,41 @@ func compileSend(p *plan.Plan) (*Send, error) {
 	if probe.Protocol == proto.HTTP && probe.HTTP.Host == "" {
 		probe.HTTP.Host = "localhost"
 	}
+	if probe.Protocol == proto.WebSocket {
+		if probe.WebSocket.Host == "" {
+			probe.WebSocket.Host = "localhost"
+		}
+		generate(&probe, out.Bytes, func(n int) []byte { return make([]byte, n) })
+	}
 	if _, err := proto.Compile(probe); err != nil {
 		return nil, fmt.Errorf("connection.send: %w", err)
 	}
 	out.Exchange = ps
 	return out, nil
+}
+
+// generate gives a websocket exchange with no payload of its own n bytes made by make (and, for an
+// echo, expects them back).
+func generate(ps *proto.Spec, n int, make func(int) []byte) {
+	if len(ps.Payload) > 0 || n < 1 {
+		return
+	}
+	ps.Payload = make(n)
+	if ps.WebSocket.Echo {
+		ps.Expect = ps.Payload
+	}
+}
+
+// textPayload is n random letters and digits: a generated websocket message, valid as text (a
+// text message must be UTF-8, which random bytes are not) and, random, proof that an echo
+// returned these bytes and not any.
+func textPayload(n int) []byte {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[rand.IntN(len(alphabet))]
+	}
+	return b
 }
 
 // compileTLS: the server name defaults to the target's host name when the plan names one target by
@@ -419,7 +565,7 @@ func compileTLS(p *plan.Plan) (*ClientTLS, error) {
 // target.builtin.listeners, kept below the client's port range (a listening port inside it is a
 // port no client can use), and the target's side of close: server (it closes first, after
 // answering).
-func compileTarget(p *plan.Plan, closeMode dial.CloseMode, h preflight.Host) (*Target, error) {
+func compileTarget(p *plan.Plan, closeMode dial.CloseMode, load preflight.Load, h preflight.Host) (*Target, error) {
 	b := p.Target.Builtin
 	mode, err := target.ParseMode(b.Mode)
 	if err != nil {
@@ -437,8 +583,8 @@ func compileTarget(p *plan.Plan, closeMode dial.CloseMode, h preflight.Host) (*T
 		Listen: listen, Mode: mode, IdleTimeout: b.IdleTimeout.D(), MaxFrame: int(b.MaxFrame), MaxConns: b.MaxConns,
 		HTTPStatus: b.HTTPStatus, HeaderTimeout: b.HeaderTimeout.D(),
 	}
-	below := preflight.SysctlRange(p, h).Lo
-	if w := preflight.PortWindow(p); w.Lo > 0 && int(w.Lo) < below {
+	below := preflight.SysctlRange(load, h).Lo
+	if w := load.Window; w.Lo > 0 && int(w.Lo) < below {
 		below = int(w.Lo)
 	}
 	cfg.PortBelow = below
@@ -460,7 +606,7 @@ func compileTarget(p *plan.Plan, closeMode dial.CloseMode, h preflight.Host) (*T
 // how the cores are shared when the target runs apart, unless the user set GOMAXPROCS (procsSet),
 // which every process then keeps.
 func PlanLayout(p *plan.Plan, h preflight.Host, procsSet bool) Layout {
-	peak, _ := preflight.Demand(p)
+	peak, _ := Demand(p)
 	limit := h.FDHard
 	if limit <= 0 {
 		limit = 1 << 20

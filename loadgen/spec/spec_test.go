@@ -413,3 +413,62 @@ func TestCalibrate(t *testing.T) {
 		})
 	}
 }
+
+// TestPreflight: the forecast's input is the plan's keys as typed values (a close mode, a
+// strategy, the namespace's settings), read here once; preflight compares no name of them.
+func TestPreflight(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*plan.Plan)
+		want func(*preflight.Load) bool
+	}{
+		{"close mode and strategy", func(p *plan.Plan) {
+			p.Connection.Close, p.Source.Ports = "half", plan.Ports{Strategy: "range", Range: "40000-40999", ExpectExhaustion: true}
+		}, func(l *preflight.Load) bool {
+			return l.Close == dial.CloseHalf && l.Strategy == dial.StrategyRange && l.Window == dial.Window{Lo: 40000, Hi: 40999} && l.ExpectExhaustion
+		}},
+		{"sources", func(p *plan.Plan) { p.Source.Addresses = []string{"127.0.0.2", "127.0.0.3"} },
+			func(l *preflight.Load) bool {
+				return len(l.Sources) == 2 && l.Sources[1] == netip.MustParseAddr("127.0.0.3")
+			}},
+		{"the namespace's settings", func(p *plan.Plan) {
+			p.Isolate, p.Target = true, plan.Target{Builtin: &plan.Builtin{Mode: "hold"}}
+			p.Netns = &plan.Netns{PortRange: "1024-65535", TWReuse: "0", TWReuseDelay: plan.Duration(50 * time.Millisecond), MaxTWBuckets: 7}
+		}, func(l *preflight.Load) bool {
+			return l.Isolate && l.Netns == preflight.Netns{PortRange: preflight.PortRange{Lo: 1024, Hi: 65535}, TWReuse: 0, TWReuseSet: true,
+				TWReuseDelay: 50 * time.Millisecond, MaxTWBuckets: 7}
+		}},
+		{"tw_reuse left to the kernel", func(p *plan.Plan) {
+			p.Isolate, p.Netns, p.Target = true, &plan.Netns{}, plan.Target{Builtin: &plan.Builtin{Mode: "hold"}}
+		},
+			func(l *preflight.Load) bool { return !l.Netns.TWReuseSet && l.Netns.PortRange == preflight.PortRange{} }},
+		{"arrival demand", func(p *plan.Plan) {
+			p.Load = plan.Load{Model: "arrival", Start: 100, Stages: []plan.Stage{{Duration: plan.Duration(time.Second), Target: 100}}}
+			p.Connection.Hold = plan.Duration(2 * time.Second)
+		}, func(l *preflight.Load) bool { return l.Peak == 200 && l.Rate == 100 }},
+		{"the built-in target", func(p *plan.Plan) { p.Target = plan.Target{Builtin: &plan.Builtin{Mode: "hold"}} },
+			func(l *preflight.Load) bool { return l.Builtin && l.MaxListeners == plan.MaxListeners }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := base()
+			p.Version = 1
+			tt.edit(p)
+			p.Defaults()
+			if errs := p.Validate(); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			l := Preflight(p)
+			if !tt.want(&l) {
+				t.Errorf("Preflight = %+v", l)
+			}
+			s, err := Compile(p, Facts{Host: host})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(s.Preflight, l) {
+				t.Errorf("the spec's %+v, Preflight's %+v", s.Preflight, l)
+			}
+		})
+	}
+}
