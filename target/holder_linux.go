@@ -271,6 +271,8 @@ func (s *Server) acceptRaw(ln net.Listener) bool {
 // that end at once and the connection is closed on the spot (accept4, read, close), never
 // entering the set: no epoll_ctl, no wake-up of the holder, no map entry. Without it the holder
 // goroutine falls behind the accept loops and the target's open descriptors climb to its limit.
+// Clients that hold their connections (Config.ClientsHold) are still there: no early read then,
+// whatever they send is reported by the set (added edge-triggered, data already queued included).
 // buf is the accept loop's own.
 func (s *Server) handleFD(fd int, buf []byte) {
 	if s.maxConns > 0 && s.active.Load() >= s.maxConns {
@@ -290,7 +292,11 @@ func (s *Server) handleFD(fd int, buf []byte) {
 		}
 		return
 	}
-	if open, _ := s.discard(fd, buf, true); !open || !s.holder.addFD(fd) {
+	open := true
+	if s.earlyRead {
+		open, _ = s.discard(fd, buf, true)
+	}
+	if !open || !s.holder.addFD(fd) {
 		// Over already (see above), or the server is closing: count it closed, then close it.
 		s.active.Add(-1)
 		s.closedConns.Add(1)

@@ -147,6 +147,12 @@ type Config struct {
 	// HTTPStatus is the status code of every answer in http mode (the response is otherwise fixed,
 	// see http.go). Zero means 200; otherwise 200 to 599. Other modes ignore it.
 	HTTPStatus int
+	// ClientsHold says the clients keep their connections open after connecting (a plan's
+	// connection.hold): the sink and hold modes then skip the read right after accept that catches
+	// a client already gone (a connection storm, where that read, the close and the accept are all
+	// the connection costs the target), since it would find nothing but EAGAIN, one system call
+	// per connection for nothing. What such a client sends is read when it arrives, as ever.
+	ClientsHold bool
 	// TLS, when not nil, makes every connection a TLS server connection with this configuration
 	// (cloned by Start): the handshake runs in the connection's goroutine, under IdleTimeout, before
 	// the mode's exchange. It needs a certificate (Certificates, GetCertificate or
@@ -271,6 +277,7 @@ type Message struct {
 // Server is a running target. Its methods are safe for concurrent use.
 type Server struct {
 	closeFirst bool
+	earlyRead  bool // read right after accept (sink and hold on the holder): !Config.ClientsHold
 	closeAfter int64
 	maxConns   int64
 	rejected   atomic.Uint64
@@ -410,6 +417,7 @@ func listenBelow(ctx context.Context, lc *net.ListenConfig, addr string, below i
 func newServer(cfg Config) *Server {
 	s := &Server{
 		closeFirst: cfg.CloseFirst,
+		earlyRead:  !cfg.ClientsHold,
 		maxConns:   int64(cfg.MaxConns),
 		closeAfter: cfg.CloseAfter,
 		mode:       cfg.Mode,

@@ -169,7 +169,11 @@ func execRun(ctx context.Context, r *runner) (*ended, error) {
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(lay.GenProcs))
 		}
 		res, err = runEngine(ctx, s, r.pairs, r.pr, r.tgt.cert(), func(c *engine.Config) {
-			c.Abort, c.OnSnapshot = r.o.Abort, r.col.take
+			c.Abort = r.o.Abort
+			c.OnSnapshot = func(s *metrics.Snapshot) {
+				r.col.take(s)
+				s.Release() // every use of it is done: its histograms go back to the pool
+			}
 		})
 	}
 	if err != nil && res == nil {

@@ -310,14 +310,25 @@ func TestChurnTimeWait(t *testing.T) {
 // TestCensusMatches: unique ports per source and peak per (source, destination) equal a census of
 // the sockets taken by sock_diag while every connection is held. The plan holds them for 10
 // minutes and the census ends the run (an event): a collector that lags on a busy machine still
-// takes it while they are held.
+// takes it while they are held. Under the explicit strategy the observatory learns each port from
+// the dialer that bound it, without a getsockname: the census checks those ports too.
 func TestCensusMatches(t *testing.T) {
 	if !nstest.Run(t) {
 		return
 	}
+	tests := []struct{ strategy, window string }{
+		{"bind-no-port", ""},
+		{"explicit", "20000-29999"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.strategy, func(t *testing.T) { censusMatches(t, tt.strategy, tt.window) })
+	}
+}
+
+func censusMatches(t *testing.T, strategy, window string) {
 	const n = 600
 	sources := []string{"127.0.0.2", "127.0.0.3"}
-	p := portPlan("hold", 2, "bind-no-port", "", sources, n, time.Second, 10*time.Minute)
+	p := portPlan("hold", 2, strategy, window, sources, n, time.Second, 10*time.Minute)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	type pairKey struct {

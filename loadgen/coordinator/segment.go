@@ -123,6 +123,7 @@ func (sg *segmentRun) exec(ctx context.Context, r *runner) (*ended, error) {
 				werr = err
 			}
 			r.col.take(s)
+			s.Release() // written out and counted: its histograms go back to the pool
 		}
 	})
 	if err == nil {

@@ -135,6 +135,7 @@ func runWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o Worker
 		if err := w.Snapshot(s); err != nil && werr == nil {
 			werr = err
 		}
+		s.Release() // written out: its histograms go back to the pool for the next interval
 	}
 	if o.StartFrom != nil {
 		// Everything but the schedule is ready: only now is the start instant worth asking for.

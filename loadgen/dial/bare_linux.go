@@ -84,6 +84,10 @@ func (b Bare) Close(mode CloseMode) error {
 // BareDialer dials connections bare (Ports does, on loopback).
 type BareDialer interface {
 	DialBare(ctx context.Context, dst Destination) (Bare, error)
+	// DialBareLocal is DialBare that also returns the connection's local address when the dial
+	// knows it without asking the kernel (a port the explicit strategy picked and bound to a source
+	// address), and the invalid AddrPort when only getsockname (Bare.LocalAddr) can tell.
+	DialBareLocal(ctx context.Context, dst Destination) (Bare, netip.AddrPort, error)
 }
 
 var _ BareDialer = (*Ports)(nil)
@@ -96,11 +100,20 @@ var _ BareDialer = (*Ports)(nil)
 // one at a third of it. For loopback destinations only. The connect timeout is a timer that shuts
 // the socket down (connectGuard), which also ends a connect whose ctx is done, within guardTick.
 func (d *Ports) DialBare(ctx context.Context, dst Destination) (Bare, error) {
+	b, _, err := d.DialBareLocal(ctx, dst)
+	return b, err
+}
+
+// DialBareLocal is DialBare, and the local address when it is known without a system call: the
+// explicit strategy bound the port it picked to the destination's source address (without one,
+// the kernel picks the address at connect() time, so only getsockname can tell). The port
+// observatory needs every connection's local address; this spares its getsockname on that path.
+func (d *Ports) DialBareLocal(ctx context.Context, dst Destination) (Bare, netip.AddrPort, error) {
 	if err := ctx.Err(); err != nil {
-		return Bare{}, err
+		return Bare{}, netip.AddrPort{}, err
 	}
 	if !IsLoopback(dst.AddrPort.Addr()) {
-		return Bare{}, fmt.Errorf("dial: a bare dial is for loopback destinations, not %s", dst.addr)
+		return Bare{}, netip.AddrPort{}, fmt.Errorf("dial: a bare dial is for loopback destinations, not %s", dst.addr)
 	}
 	a := d.attempts.Get().(*attempt)
 	defer d.attempts.Put(a)
@@ -110,15 +123,23 @@ func (d *Ports) DialBare(ctx context.Context, dst Destination) (Bare, error) {
 	if d.explicit != nil {
 		p, ok := d.explicit.pick(dst)
 		if !ok {
-			return Bare{}, opError(dst, SyscallPicker, syscall.EADDRNOTAVAIL)
+			return Bare{}, netip.AddrPort{}, opError(dst, SyscallPicker, syscall.EADDRNOTAVAIL)
 		}
 		a.port = p
 	}
 	b, err := a.dialBare(ctx, dst)
-	if err != nil && a.port != 0 {
-		d.explicit.release(dst, a.port)
+	if err != nil {
+		if a.port != 0 {
+			d.explicit.release(dst, a.port)
+		}
+		return b, netip.AddrPort{}, err
 	}
-	return b, err
+	var local netip.AddrPort
+	if a.port != 0 && a.src.IsValid() {
+		// bind(src, port) succeeded and connect() kept both: the address is (src, port).
+		local = netip.AddrPortFrom(a.src, a.port)
+	}
+	return b, local, nil
 }
 
 func (a *attempt) dialBare(ctx context.Context, dst Destination) (Bare, error) {

@@ -27,6 +27,7 @@ func (Bare) Close(CloseMode) error { return platform.Unsupported("dial: a bare c
 // BareDialer dials connections bare; nothing implements it here.
 type BareDialer interface {
 	DialBare(ctx context.Context, dst Destination) (Bare, error)
+	DialBareLocal(ctx context.Context, dst Destination) (Bare, netip.AddrPort, error)
 }
 
 // Attach reports that bare connections need Linux.

@@ -71,7 +71,8 @@ func TestBare(t *testing.T) {
 }
 
 // TestDialBare: the bare dial connects by the strategy on loopback, fails as Dial does, and
-// refuses destinations outside loopback.
+// refuses destinations outside loopback. Where it bound the port itself to a source address
+// (explicit), it returns the local address without a getsockname, the same the peer sees.
 func TestDialBare(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -93,12 +94,16 @@ func TestDialBare(t *testing.T) {
 		dst      Destination
 		wantErr  error
 		wantPort func(uint16) bool
+		// wantKnown: DialBareLocal returns the local address (no getsockname needed)
+		wantKnown bool
 	}{
-		{"kernel", Options{}, open, nil, func(p uint16) bool { return p > 0 }},
-		{"bind-no-port from 127.0.0.2", Options{Strategy: StrategyBindNoPort}, open.From(netip.MustParseAddr("127.0.0.2")), nil, func(p uint16) bool { return p > 0 }},
+		{"kernel", Options{}, open, nil, func(p uint16) bool { return p > 0 }, false},
+		{"bind-no-port from 127.0.0.2", Options{Strategy: StrategyBindNoPort}, open.From(netip.MustParseAddr("127.0.0.2")), nil, func(p uint16) bool { return p > 0 }, false},
 		// A window below the host's ephemeral range, so that no other socket holds one of its ports.
-		{"explicit", Options{Strategy: StrategyExplicit, Window: Window{Lo: 21300, Hi: 21309}}, open, nil, func(p uint16) bool { return p >= 21300 && p <= 21309 }},
-		{"refused", Options{}, closed, syscall.ECONNREFUSED, nil},
+		{"explicit", Options{Strategy: StrategyExplicit, Window: Window{Lo: 21300, Hi: 21309}}, open, nil, func(p uint16) bool { return p >= 21300 && p <= 21309 }, false},
+		{"explicit from 127.0.0.3", Options{Strategy: StrategyExplicit, Window: Window{Lo: 21310, Hi: 21319}}, open.From(netip.MustParseAddr("127.0.0.3")), nil, func(p uint16) bool { return p >= 21310 && p <= 21319 }, true},
+		{"range from 127.0.0.2", Options{Strategy: StrategyRange, Window: Window{Lo: 21320, Hi: 21329}}, open.From(netip.MustParseAddr("127.0.0.2")), nil, func(p uint16) bool { return p > 0 }, false},
+		{"refused", Options{}, closed, syscall.ECONNREFUSED, nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,7 +111,7 @@ func TestDialBare(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := d.DialBare(context.Background(), tt.dst)
+			b, known, err := d.DialBareLocal(context.Background(), tt.dst)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("err %v, want %v", err, tt.wantErr)
@@ -127,6 +132,11 @@ func TestDialBare(t *testing.T) {
 			}
 			if src := tt.dst.Source; src.IsValid() && local.Addr().Unmap() != src {
 				t.Errorf("source %v, want %v", local.Addr(), src)
+			}
+			if known.IsValid() != tt.wantKnown {
+				t.Errorf("DialBareLocal returned local %v; want it known: %v", known, tt.wantKnown)
+			} else if known.IsValid() && known != local {
+				t.Errorf("DialBareLocal returned local %v, getsockname says %v", known, local)
 			}
 			if err := b.Close(CloseRST); err != nil {
 				t.Fatal(err)

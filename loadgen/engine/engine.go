@@ -85,7 +85,9 @@ type Config struct {
 
 	// Interval is the snapshot interval (default 1 s); snapshots are also cut at stage boundaries.
 	Interval time.Duration
-	// OnSnapshot receives every interval snapshot, in order, from one goroutine.
+	// OnSnapshot receives every interval snapshot, in order, from one goroutine. The snapshot is
+	// its own: it may keep it, or, once done with it, Release its histograms to the pool the next
+	// intervals' come from.
 	OnSnapshot func(*metrics.Snapshot)
 	// Segment is the part of the plan this shard runs (the zero value: all of it). Splits are
 	// exact: the segments' concurrency and arrivals add up to the plan's (schedule.Segment).
@@ -96,8 +98,8 @@ type Config struct {
 	// connection runs a handshake after connect, timed as the tls_handshake latency.
 	TLS []*tls.Config
 	// Ports, when set, is told every connection's local port (from conn.LocalAddr(), no system
-	// call; one getsockname for a bare connection), its close, and every connect failure: the
-	// port observatory.
+	// call; for a bare connection the dialer's own when it bound it, else one getsockname), its
+	// close, and every connect failure: the port observatory.
 	Ports *ports.Observatory
 	// OnConnectFailure, when set, backs off from destinations that refuse or cannot be reached,
 	// caps their failures per second and gives up on a target that never accepted a connection
@@ -192,6 +194,9 @@ type engine struct {
 	// have every in-flight connect pin one).
 	bareDialer dial.BareDialer
 	bareSlots  chan struct{}
+	// ramp dials new slots' first connections on a few goroutines (see rampPool); nil: a
+	// goroutine per slot.
+	ramp *rampPool
 	// releaser is the dialer when it tracks the local ports it hands out (explicit strategy): told
 	// each closed connection's port. Asserted once here, not per connection.
 	releaser dial.Releaser
@@ -275,6 +280,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		e.limiter = ratelimit.New(max(r, 1), ratelimit.Per(1000*time.Second), ratelimit.WithSlack(0),
 			ratelimit.WithClock(stopClock{e.stopping}))
 	}
+	e.initRamp()
 
 	res := &Result{Start: start, Total: metrics.NewSnapshot()}
 	total := res.Total
@@ -569,7 +575,7 @@ func (e *engine) concurrency(start time.Time) {
 			s := &slot{id: len(slots), wake: make(chan struct{}, 1), target: &target}
 			slots = append(slots, s)
 			e.wg.Add(1)
-			go e.runSlot(s)
+			e.startSlot(s)
 		}
 		t.Reset(min(e.cfg.Ramp.SegmentNextChange(e.cfg.Segment, elapsed, 100*time.Microsecond), max(total-elapsed, 0)))
 		select {
@@ -724,9 +730,10 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 	// set only then.
 	var conn net.Conn
 	var bare dial.Bare
+	var local netip.AddrPort // known without a system call, when the dialer knows it
 	var err error
 	if e.bareDialer != nil && dial.IsLoopback(dst.AddrPort.Addr()) && e.takeBareSlot() {
-		bare, err = e.bareDialer.DialBare(e.hardCtx, dst)
+		bare, local, err = e.bareDialer.DialBareLocal(e.hardCtx, dst)
 		<-e.bareSlots
 	} else {
 		conn, err = e.cfg.Dialer.Dial(e.hardCtx, dst)
@@ -746,8 +753,7 @@ func (e *engine) connection(id uint64, sh *metrics.Shard, intended time.Time, sl
 	}
 	e.guard.established(di)
 	var pc ports.Conn
-	var local netip.AddrPort
-	if e.releaser != nil || e.cfg.Ports != nil {
+	if (e.releaser != nil || e.cfg.Ports != nil) && !local.IsValid() {
 		if conn == nil {
 			local = bare.LocalAddr()
 		} else if ta, ok := conn.LocalAddr().(*net.TCPAddr); ok {

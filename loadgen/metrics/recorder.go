@@ -173,11 +173,9 @@ func NewRecorder(start time.Time, n int) *Recorder {
 	}
 	r := &Recorder{start: start, shards: make([]shardRec, n), lastCut: start}
 	for i := range r.shards {
-		s := &r.shards[i].Shard
-		s.rec = r
-		for l := range s.hist {
-			s.hist[l] = NewHistogram()
-		}
+		// A shard's histograms are taken from the pool when it first records into them: most
+		// runs record into two or three of the NumLatencies, and the recorder has 4 shards per CPU.
+		r.shards[i].Shard.rec = r
 	}
 	return r
 }
@@ -211,6 +209,9 @@ func (s *Shard) record(l Latency, d time.Duration) {
 		if d >= time.Microsecond || d < 0 {
 			s.c.Clamped++
 		}
+	}
+	if s.hist[l] == nil {
+		s.hist[l] = pooledHistogram()
 	}
 	_ = s.hist[l].RecordValue(us) // cannot fail: us is within bounds
 }
@@ -373,7 +374,8 @@ func (s *Shard) Ended(at time.Time, lifetime time.Duration, err error) Outcome {
 	return o
 }
 
-// Cut moves everything recorded since the previous Cut into a snapshot ending at now.
+// Cut moves everything recorded since the previous Cut into a snapshot ending at now. The snapshot's
+// histograms come from a pool: its last owner may give them back with Release.
 func (r *Recorder) Cut(now time.Time, stage int) *Snapshot {
 	r.cutMu.Lock()
 	defer r.cutMu.Unlock()
@@ -401,7 +403,13 @@ func (r *Recorder) Cut(now time.Time, stage int) *Snapshot {
 		for l, h := range s.hist {
 			// Merge and Reset walk every bucket, recorded or not, while connections wait on s.mu:
 			// skip the histograms nothing was recorded in (schedule_lag and slot_wait under the concurrency model).
-			if h.TotalCount() == 0 {
+			if h == nil || h.TotalCount() == 0 {
+				continue
+			}
+			if snap.Hist[l].TotalCount() == 0 {
+				// The first shard with values hands its histogram over whole and takes the
+				// snapshot's empty one: no merge, no reset.
+				snap.Hist[l], s.hist[l] = h, snap.Hist[l]
 				continue
 			}
 			// Both histograms share bounds, so Merge cannot drop a value.

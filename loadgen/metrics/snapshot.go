@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
@@ -37,12 +38,13 @@ type Snapshot struct {
 	filled bool
 }
 
-// NewSnapshot returns an empty snapshot with empty histograms. The zero Snapshot is empty too: its
-// nil histograms read as empty and are created by the first Add or Combine.
+// NewSnapshot returns an empty snapshot with empty histograms, taken from the pool Release gives
+// them back to. The zero Snapshot is empty too: its nil histograms read as empty and are created by
+// the first Add or Combine.
 func NewSnapshot() *Snapshot {
 	s := &Snapshot{}
 	for l := range s.Hist {
-		s.Hist[l] = NewHistogram()
+		s.Hist[l] = pooledHistogram()
 	}
 	return s
 }
@@ -76,7 +78,7 @@ func (s *Snapshot) addCommon(o *Snapshot) error {
 			continue
 		}
 		if s.Hist[l] == nil {
-			s.Hist[l] = NewHistogram()
+			s.Hist[l] = pooledHistogram()
 		}
 		if dropped := s.Hist[l].Merge(h); dropped != 0 {
 			// Cannot happen after mergeable; if it does, say so rather than lose a run to a panic.
@@ -226,10 +228,10 @@ func (s *Snapshot) MarshalJSON() ([]byte, error) {
 		}
 	}
 	for l, h := range s.Hist {
-		if h == nil {
-			h = NewHistogram()
+		enc, err := emptyEncoding()
+		if h != nil && h.TotalCount() > 0 {
+			enc, err = EncodeHistogram(h)
 		}
-		enc, err := EncodeHistogram(h)
 		if err != nil {
 			return nil, err
 		}
@@ -249,8 +251,9 @@ func (s *Snapshot) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	n := NewSnapshot()
-	n.filled = true
+	// The histograms are those decoded; the empty ones (most of an interval's) take one from the
+	// pool rather than a decode of their own.
+	n := &Snapshot{filled: true}
 	n.Segment, n.Seq, n.Stage, n.StartUS, n.EndUS = w.Segment, w.Seq, w.Stage, w.StartUS, w.EndUS
 	n.Attempted, n.Established, n.Failed, n.Dropped, n.Closed = w.Attempted, w.Established, w.Failed, w.Dropped, w.Closed
 	n.BytesOut, n.BytesIn, n.Clamped, n.Active, n.PeakActive = w.BytesOut, w.BytesIn, w.Clamped, w.Active, w.PeakActive
@@ -284,17 +287,31 @@ func (s *Snapshot) UnmarshalJSON(b []byte) error {
 		}
 		n.noteExamples(o, ex)
 	}
+	empty, err := emptyEncoding()
+	if err != nil {
+		return err
+	}
 	for name, enc := range w.Hist {
 		l, ok := parseLatency(name)
 		if !ok {
+			n.Release()
 			return fmt.Errorf("snapshot: unknown histogram %q", name)
+		}
+		if enc == empty {
+			continue
 		}
 		h, err := DecodeHistogram(enc)
 		if err != nil {
+			n.Release()
 			return fmt.Errorf("snapshot: %s: %w", name, err)
 		}
-		if dropped := n.Hist[l].Merge(h); dropped != 0 {
-			return fmt.Errorf("snapshot: histogram %s: %d values outside portstorm's bounds", name, dropped)
+		// DecodeHistogram refused any other bounds, so h can stand as the snapshot's own.
+		recycle(n.Hist[l]) // a name given twice: the last one counts, as encoding/json's maps do
+		n.Hist[l] = h
+	}
+	for l := range n.Hist {
+		if n.Hist[l] == nil {
+			n.Hist[l] = pooledHistogram()
 		}
 	}
 	*s = *n
@@ -309,6 +326,10 @@ func parseLatency(s string) (Latency, bool) {
 	}
 	return 0, false
 }
+
+// emptyEncoding is EncodeHistogram of an empty histogram, computed once: most of an interval's
+// histograms are empty, and encoding one walks and compresses all its buckets.
+var emptyEncoding = sync.OnceValues(func() (string, error) { return EncodeHistogram(NewHistogram()) })
 
 // EncodeHistogram returns base64 of the compressed HdrHistogram V2 encoding, the form HdrHistogram's
 // log readers and plotters take. (hdr's Encode already returns it base64-encoded.)

@@ -85,7 +85,8 @@ type worker struct {
 	msg   string
 }
 
-// Run starts the workers, merges their snapshots into emit (in order, one call at a time), and
+// Run starts the workers, merges their snapshots into emit (in order, one call at a time; emit
+// must not keep the snapshot, whose histograms go back to metrics' pool when it returns), and
 // returns when all have exited. Cancelling ctx asks every worker to stop gracefully (SIGTERM);
 // closing abort asks them to cut in-flight work (a second SIGTERM). A worker that dies without
 // finishing is reported (which, when, exit status), the others are stopped gracefully, and
@@ -173,6 +174,7 @@ func newSupervisor(ctx context.Context, abort <-chan struct{}, n int, emit func(
 			s.mergeErr = err
 		}
 		emit(snap)
+		snap.Release()
 	})
 	return s
 }
@@ -226,7 +228,9 @@ func (s *supervisor) read(i int, w *worker) {
 func (s *supervisor) message(i int, w *worker, m Message) error {
 	switch {
 	case m.Snapshot != nil:
-		return s.merger.Add(i, m.Snapshot)
+		err := s.merger.Add(i, m.Snapshot)
+		m.Snapshot.Release() // combined into the merger's interval (or refused): decoded for this only
+		return err
 	case m.Done != nil:
 		w.done = m.Done
 		if m.Done.Unreachable != nil {

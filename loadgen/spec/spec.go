@@ -582,6 +582,9 @@ func compileTarget(p *plan.Plan, closeMode dial.CloseMode, load preflight.Load, 
 	cfg := target.Config{
 		Listen: listen, Mode: mode, IdleTimeout: b.IdleTimeout.D(), MaxFrame: int(b.MaxFrame), MaxConns: b.MaxConns,
 		HTTPStatus: b.HTTPStatus, HeaderTimeout: b.HeaderTimeout.D(),
+		// Held connections are still open when the target accepts them: its early read would find
+		// nothing (docs/architecture.md, the built-in target).
+		ClientsHold: p.Connection.Hold.D() > 0,
 	}
 	below := preflight.SysctlRange(load, h).Lo
 	if w := load.Window; w.Lo > 0 && int(w.Lo) < below {

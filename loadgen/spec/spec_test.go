@@ -88,6 +88,13 @@ func TestEnums(t *testing.T) {
 		{"target mode", func(p *plan.Plan) {
 			p.Target = plan.Target{Builtin: &plan.Builtin{Mode: "rst", Listeners: 2}}
 		}, func(s *Spec) bool { return s.Target.Config.Mode == target.ModeRST && len(s.Target.Config.Listen) == 2 }, ""},
+		{"target of a storm reads early", func(p *plan.Plan) {
+			p.Target = plan.Target{Builtin: &plan.Builtin{Mode: "sink"}}
+		}, func(s *Spec) bool { return !s.Target.Config.ClientsHold }, ""},
+		{"target of held connections does not", func(p *plan.Plan) {
+			p.Target = plan.Target{Builtin: &plan.Builtin{Mode: "hold"}}
+			p.Connection.Hold = plan.Duration(time.Minute)
+		}, func(s *Spec) bool { return s.Target.Config.ClientsHold }, ""},
 		{"target mode unknown", func(p *plan.Plan) { p.Target = plan.Target{Builtin: &plan.Builtin{Mode: "tarpit"}} }, nil, "target.builtin.mode"},
 		{"protocol redis", func(p *plan.Plan) {
 			p.Connection.Send = &plan.Send{Protocol: "redis", Count: 1, Redis: &plan.RedisCommand{Command: []string{"PING"}}}
