@@ -16,6 +16,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/isolate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/spec"
@@ -51,6 +52,8 @@ type env struct {
 	isTerminal bool
 	// onSnapshot receives every interval snapshot of a run (the --metrics-listen exporter).
 	onSnapshot func(*metrics.Snapshot)
+	// onPorts receives every interval's port sample (the exporter's port figures).
+	onPorts func(*ports.Sample)
 }
 
 // Main runs portstorm with args and returns the exit code.
@@ -185,6 +188,7 @@ func runCmd(e *env) *cobra.Command {
 	var netns bool
 	var worker, startAt string
 	var seg segmentFlags
+	var calibrate bool
 	c := &cobra.Command{
 		Use:   "run PLAN",
 		Short: "Run a plan and write results (exit 0 pass, 1 threshold failed, 2 invalid, 3 could not run, 130 interrupted)",
@@ -214,26 +218,33 @@ func runCmd(e *env) *cobra.Command {
 			if seg.upload != "" && !seg.asked() {
 				return exitWith(exitInvalid, errors.New("--upload sends a segment's shard folder: it needs --segment"))
 			}
+			if seg.asked() && calibrate {
+				return exitWith(exitInvalid, errors.New("--calibrate: a segment's result is merged, and a merged result keeps no calibration (baseline.normalize needs a run on one machine)"))
+			}
 			if seg.asked() {
 				s, err := e.compile(p)
 				if err != nil {
 					return err
 				}
-				return e.runSegment(in, s, &seg, out, startAt, quiet, allowRemote)
+				return e.runSegment(in, s, &seg, &live, out, startAt, quiet, allowRemote)
 			}
 			s, done, err := e.isolated(in, c, args, p)
 			if done {
 				return err
 			}
-			stop, err := live.start(e, s.Name)
+			// --calibrate asks what baseline.normalize: calibration does (the spec's decision).
+			s.Calibrate = s.Calibrate || calibrate
+			lv, err := live.start(e, s.Name)
 			if err != nil {
 				return err
 			}
-			defer stop()
 			if err := in.beforeRun(); err != nil {
+				lv.end(in.ctx, nil)
 				return err
 			}
-			return e.run(in, s, out, quiet, allowRemote)
+			res, err := e.run(in, s, out, quiet, allowRemote)
+			lv.end(in.ctx, res)
+			return err
 		},
 	}
 	pf.add(c)
@@ -242,6 +253,7 @@ func runCmd(e *env) *cobra.Command {
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no live progress; only the final summary")
 	c.Flags().BoolVar(&allowRemote, "allow-remote", false, "permit targets outside loopback (the plan must say target.allow_remote: true too)")
 	c.Flags().BoolVar(&netns, "netns", false, "run generator and built-in target in a private network namespace (as isolate: true)")
+	c.Flags().BoolVar(&calibrate, "calibrate", false, "measure this host's reference before the run and keep it in summary.json's calibration, for a baseline compared with baseline.normalize: calibration")
 	// A coordinator starts its worker processes with these: run segment i/N from an agreed instant
 	// and stream snapshots on stdout instead of writing results.
 	c.Flags().StringVar(&worker, "worker", "", "run as a worker process for segment i/N (internal)")
@@ -374,15 +386,16 @@ func (e *env) isolated(in *interrupts, c *cobra.Command, args []string, p *plan.
 	return s, err != nil, err
 }
 
-func (e *env) run(in *interrupts, s *spec.Spec, out string, quiet, allowRemote bool) error {
+// run runs the spec; the outcome (nil when there is none) is for the metrics' end.
+func (e *env) run(in *interrupts, s *spec.Spec, out string, quiet, allowRemote bool) (*coordinator.Outcome, error) {
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
 	res, err := coordinator.Run(in.ctx, s, coordinator.Options{
 		OutDir: out, AllowRemote: allowRemote, Abort: in.abort, Progress: prog.update, OnSnapshot: e.onSnapshot,
-		Stderr: e.stderr, Env: e.environ,
+		OnPorts: e.onPorts, Stderr: e.stderr, Env: e.environ,
 	})
 	prog.finish()
 	e.writeOutcome(res)
-	return outcomeExit(res, err)
+	return res, outcomeExit(res, err)
 }
 
 // writeOutcome prints a run's (or a merge's) text summary, and on stderr, where CI logs show it,

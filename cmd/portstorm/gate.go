@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/portstorm/portstorm/loadgen/coordinator"
 	"github.com/portstorm/portstorm/loadgen/exporter"
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/plan"
@@ -56,7 +59,7 @@ func readResult(path string) (*report.Summary, string, error) {
 }
 
 func compareCmd(e *env) *cobra.Command {
-	var maxReg string
+	var maxReg, normalize string
 	var names []string
 	c := &cobra.Command{
 		Use:   "compare BASELINE NEW",
@@ -78,8 +81,14 @@ declared default set is compared (see the README's "Baselines" section).`,
 			if err != nil {
 				return exitWith(exitInvalid, fmt.Errorf("new result: %w", err))
 			}
-			res, err := gate.Compare(base, cur, gate.CompareOptions{MaxRegression: float64(tol), Metrics: names})
+			if normalize != "" && normalize != plan.NormalizeCalibration {
+				return exitWith(exitInvalid, fmt.Errorf("--normalize %q: want %s", normalize, plan.NormalizeCalibration))
+			}
+			res, err := gate.Compare(base, cur, gate.CompareOptions{MaxRegression: float64(tol), Metrics: names, Normalize: normalize})
 			if err != nil {
+				if normalize != "" && strings.Contains(err.Error(), "no calibration") {
+					return exitWith(exitInvalid, fmt.Errorf("--normalize: %w", err))
+				}
 				return exitWith(exitInvalid, fmt.Errorf("--metric: %w", err))
 			}
 			res.File = basePath
@@ -92,6 +101,7 @@ declared default set is compared (see the README's "Baselines" section).`,
 	}
 	c.Flags().StringVar(&maxReg, "max-regression", "10%", "how much worse a latency (or lower a rate) may be; counts compare exactly")
 	c.Flags().StringArrayVar(&names, "metric", nil, "compare this metric (repeatable; names as in thresholds, like connect.p99); default: the declared set")
+	c.Flags().StringVar(&normalize, "normalize", "", "calibration: compare latencies and achieved rates as multiples of each result's calibration unit (both need summary.json's calibration)")
 	return c
 }
 
@@ -164,31 +174,114 @@ func reportCmd(e *env) *cobra.Command {
 	}
 }
 
-// liveFlags are run's Prometheus endpoint flags.
+// liveFlags are run's Prometheus flags: the endpoint, its linger after the run, and pushes to a
+// Pushgateway.
 type liveFlags struct {
 	listen      string
 	allowRemote bool
+	linger      time.Duration
+	push        string
+	pushEvery   time.Duration
+	pushJob     string
+	pushLabels  []string
 }
 
 func (f *liveFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.listen, "metrics-listen", "", "serve live Prometheus metrics on this address during the run, like 127.0.0.1:9464 (off by default)")
 	c.Flags().BoolVar(&f.allowRemote, "metrics-allow-remote", false, "permit --metrics-listen outside loopback")
+	c.Flags().DurationVar(&f.linger, "metrics-linger", 0, "with --metrics-listen, keep serving the final figures this long after the run, like 30s (a signal ends it early)")
+	c.Flags().StringVar(&f.push, "metrics-push", "", "push the figures to this Prometheus Pushgateway at the run's end, like http://127.0.0.1:9091")
+	c.Flags().DurationVar(&f.pushEvery, "metrics-push-interval", 0, "with --metrics-push, push also every this much run time, like 10s (default: only at the end)")
+	c.Flags().StringVar(&f.pushJob, "metrics-push-job", exporter.DefaultJob, "with --metrics-push, the job label of the pushed group")
+	c.Flags().StringArrayVar(&f.pushLabels, "metrics-push-label", nil, "with --metrics-push, a grouping label name=value of the pushed group (repeatable), like instance=runner-3")
 }
 
-// start serves the metrics endpoint when asked; stop ends it after the run.
-func (f *liveFlags) start(e *env, name string) (stop func(), err error) {
-	if f.listen == "" {
-		return func() {}, nil
+// check reports a problem with the flags, naming the flag (exit 2).
+func (f *liveFlags) check() error {
+	switch {
+	case f.linger < 0:
+		return fmt.Errorf("--metrics-linger %s: want 0 or more", f.linger)
+	case f.linger > 0 && f.listen == "":
+		return errors.New("--metrics-linger keeps the --metrics-listen endpoint up after the run: it needs --metrics-listen")
+	case f.pushEvery < 0:
+		return fmt.Errorf("--metrics-push-interval %s: want 0 or more", f.pushEvery)
+	case f.push == "" && (f.pushEvery != 0 || len(f.pushLabels) > 0 || f.pushJob != exporter.DefaultJob):
+		return errors.New("--metrics-push-interval, --metrics-push-job and --metrics-push-label need --metrics-push")
+	case f.push != "" && f.pushJob == "":
+		return errors.New("--metrics-push-job: want a job name")
 	}
-	ex := exporter.New(name)
-	srv, err := exporter.Serve(f.listen, f.allowRemote, ex.Handler())
-	if err != nil {
+	return nil
+}
+
+// live is a run's Prometheus side: the exporter with its endpoint and pushes.
+type live struct {
+	f   *liveFlags
+	e   *env
+	ex  *exporter.Exporter
+	srv *exporter.Server
+}
+
+// start serves the metrics endpoint of the run named name and starts the pushes when asked; grouping are push grouping
+// labels of portstorm's own (a segment's). A nil live (nothing asked) is valid: its end does nothing.
+func (f *liveFlags) start(e *env, name string, grouping ...[2]string) (*live, error) {
+	if err := f.check(); err != nil {
 		return nil, exitWith(exitInvalid, err)
 	}
-	e.onSnapshot = ex.Observe
-	fmt.Fprintf(e.stderr, "portstorm: serving Prometheus metrics on http://%s/metrics\n", srv.Addr())
-	return func() {
-		e.onSnapshot = nil
-		srv.Close()
-	}, nil
+	if f.listen == "" && f.push == "" {
+		return nil, nil
+	}
+	l := &live{f: f, e: e, ex: exporter.New(name)}
+	if f.push != "" {
+		for _, kv := range f.pushLabels {
+			k, v, _ := strings.Cut(kv, "=")
+			grouping = append(grouping, [2]string{k, v})
+		}
+		err := l.ex.StartPush(exporter.PushConfig{URL: f.push, Job: f.pushJob, Grouping: grouping, Every: f.pushEvery,
+			Warn: func(err error) { fmt.Fprintf(e.stderr, "portstorm: warning: metrics push: %v\n", err) }})
+		if err != nil {
+			return nil, exitWith(exitInvalid, err)
+		}
+	}
+	if f.listen != "" {
+		srv, err := exporter.Serve(f.listen, f.allowRemote, l.ex.Handler())
+		if err != nil {
+			l.ex.PushFinal(context.Background()) // ends the push goroutine; nothing ran yet
+			return nil, exitWith(exitInvalid, err)
+		}
+		l.srv = srv
+		fmt.Fprintf(e.stderr, "portstorm: serving Prometheus metrics on http://%s/metrics\n", srv.Addr())
+	}
+	e.onSnapshot, e.onPorts = l.ex.Observe, l.ex.ObservePorts
+	return l, nil
+}
+
+// end takes the run's outcome (nil when it has none), pushes the final figures, keeps the endpoint
+// up for --metrics-linger unless the run was interrupted (ctx ends the linger early: a signal),
+// then closes it. The exit code stays the run's: a failed push is a warning.
+func (l *live) end(ctx context.Context, res *coordinator.Outcome) {
+	if l == nil {
+		return
+	}
+	l.e.onSnapshot, l.e.onPorts = nil, nil
+	var s *report.Summary
+	if res != nil {
+		s = res.Summary
+	}
+	l.ex.Finish(s)
+	if err := l.ex.PushFinal(context.WithoutCancel(ctx)); err != nil {
+		fmt.Fprintf(l.e.stderr, "portstorm: warning: metrics push: %v\n", err)
+	} else if l.f.push != "" {
+		fmt.Fprintf(l.e.stderr, "portstorm: pushed the final metrics to %s\n", l.f.push)
+	}
+	if l.srv == nil {
+		return
+	}
+	if l.f.linger > 0 && ctx.Err() == nil && (s == nil || !s.Interrupted) {
+		fmt.Fprintf(l.e.stderr, "portstorm: serving the final metrics on http://%s/metrics for %s (a signal ends it)\n", l.srv.Addr(), l.f.linger)
+		if errors.Is(l.srv.Linger(ctx, l.f.linger), exporter.ErrLingerCut) {
+			fmt.Fprintln(l.e.stderr, "portstorm: metrics linger ended by a signal")
+		}
+		return
+	}
+	l.srv.Close()
 }

@@ -63,7 +63,10 @@ func (f *segmentFlags) parse(environ []string) (schedule.Segment, error) {
 
 // runSegment runs one segment of a distributed run and writes its shard result folder. Thresholds
 // and baseline wait for portstorm merge, so the exit code is 0 unless the segment could not run.
-func (e *env) runSegment(in *interrupts, s *spec.Spec, f *segmentFlags, out, startAt string, quiet, allowRemote bool) error {
+//
+// Its live metrics (--metrics-listen, --metrics-push) are the segment's own; pushes carry the
+// grouping label segment="i/N", so that each segment's figures are a group of their own.
+func (e *env) runSegment(in *interrupts, s *spec.Spec, f *segmentFlags, lf *liveFlags, out, startAt string, quiet, allowRemote bool) error {
 	seg, err := f.parse(e.environ)
 	if err != nil {
 		return exitWith(exitInvalid, fmt.Errorf("--segment: %w", err))
@@ -77,13 +80,18 @@ func (e *env) runSegment(in *interrupts, s *spec.Spec, f *segmentFlags, out, sta
 			fmt.Fprintf(e.stderr, "portstorm: segment %s starts %s after --start-at: its overdue load starts at once (see schedule_lag)\n", seg, late.Round(time.Millisecond))
 		}
 	}
+	lv, err := lf.start(e, s.Name, [2]string{"segment", seg.String()})
+	if err != nil {
+		return err
+	}
 	prog := newProgress(e.stdout, e.isTerminal, quiet)
 	res, err := coordinator.RunSegment(in.ctx, s, seg, coordinator.SegmentOptions{
 		OutDir: out, StartAt: at, Host: f.host, AllowRemote: allowRemote, Abort: in.abort,
-		Progress: prog.update, Stderr: e.stderr,
+		Progress: prog.update, OnSnapshot: e.onSnapshot, OnPorts: e.onPorts, Stderr: e.stderr,
 	})
 	prog.finish()
 	e.writeOutcome(res)
+	defer lv.end(in.ctx, res) // after the upload: a linger does not hold up the merge
 	if f.upload != "" && res != nil {
 		// Whatever the segment's end, a folder with its shard.json goes to the merge, which judges it.
 		if uerr := shard.Upload(in.ctx, http.DefaultClient, f.upload, res.Dir, f.uploadWait, time.Second); uerr != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
@@ -66,6 +67,10 @@ type Options struct {
 	// OnSnapshot, when set, receives every interval snapshot as it is cut, after the coordinator
 	// has used it (live metrics exporters). It must not keep or change the snapshot.
 	OnSnapshot func(*metrics.Snapshot)
+	// OnPorts, when set, receives the port observatory's sample of every interval, just before
+	// OnSnapshot gets the interval's snapshot (live metrics exporters); not called when the run
+	// has no observatory in this process. It must not keep or change the sample.
+	OnPorts func(*ports.Sample)
 	// Env is the environment worker and target processes start with (os.Environ style); the
 	// coordinator reads no other.
 	Env []string
@@ -141,8 +146,12 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 	if o.OutDir == "" {
 		o.OutDir = filepath.Join(s.OutputDir, s.Name+"-"+time.Now().UTC().Format("20060102T150405Z"))
 	}
+	if lay.Workers > 1 {
+		// The workers observe their own ports; this process's observatory sees none of them.
+		o.OnPorts = nil
+	}
 	r := &runner{s: s, o: o, local: true, targetProcs: lay.Targets, judge: true,
-		exec: execRun, finish: finishRun}
+		calibrate: s.Calibrate, exec: execRun, finish: finishRun}
 	return r.do(ctx)
 }
 
@@ -300,6 +309,9 @@ func (c *collector) take(s *metrics.Snapshot) {
 	c.fail(c.hlog.Write(s))
 	if c.running != nil && c.stopped == nil {
 		c.judgeLive(s)
+	}
+	if c.o.OnPorts != nil && row.Ports != nil {
+		c.o.OnPorts(row.Ports)
 	}
 	if c.o.OnSnapshot != nil {
 		c.o.OnSnapshot(s)

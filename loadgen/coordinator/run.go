@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portstorm/portstorm/loadgen/calibrate"
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/gate"
 	"github.com/portstorm/portstorm/loadgen/metrics"
@@ -25,14 +26,19 @@ import (
 //  2. resolve: the destinations (the built-in target's addresses, or the spec's);
 //  3. setUp: the segment's cut of the spec (RunSegment), the gate, the preflight, source
 //     addresses, the dialer and the port observatory;
-//  4. open: the results folder and what is written while the run goes on;
-//  5. execute: the load (the engine in this process, worker processes) or the segments' snapshots
+//  4. calibrateHost: the host's reference (loadgen/calibrate), when the run asks for it
+//     (baseline.normalize: calibration, run --calibrate); before the results folder, so a host
+//     that cannot calibrate runs nothing. Run only: a segment's result is merged, and a merged
+//     result keeps no calibration (the CLI refuses --calibrate with --segment); Merge measures
+//     nothing;
+//  5. open: the results folder and what is written while the run goes on;
+//  6. execute: the load (the engine in this process, worker processes) or the segments' snapshots
 //     merged, every interval snapshot through one collector;
-//  6. summarise: the summary from how the run ended, whichever way it was executed, then the
-//     verdict;
-//  7. write: the result files.
+//  7. summarise: the summary from how the run ended, whichever way it was executed, with the
+//     calibration, then the verdict;
+//  8. write: the result files.
 //
-// Merge runs nothing here, so steps 1 to 3 find little to do (its spec is read from a shard
+// Merge runs nothing here, so steps 1 to 4 find little to do (its spec is read from a shard
 // folder: no built-in target; local is false, so nothing is resolved or set up but the gate).
 type runner struct {
 	// The configuration, set by the verb.
@@ -48,6 +54,8 @@ type runner struct {
 	// segmentOnly: this process runs one segment of a run (RunSegment, a worker process): the
 	// whole plan's demand is not this host's, so the preflight warns but does not refuse.
 	segmentOnly bool
+	// calibrate: measure the host's reference before the run (Run only: calibrateHost).
+	calibrate bool
 	// workers, when set, is the process count the preflight judges open files by (a worker's N).
 	workers int
 	// cut is RunSegment's: this process runs the spec's cut for its segment, known once the
@@ -80,6 +88,8 @@ type runner struct {
 	pr    *portRun
 	out   *outputs
 	col   *collector
+	// cal is the host's reference (calibrateHost), nil when the run did not calibrate.
+	cal *report.Calibration
 }
 
 // ended is how a run ended, whichever way it was executed: the engine in this process, worker
@@ -115,6 +125,9 @@ func (r *runner) do(ctx context.Context) (*Outcome, error) {
 		return nil, err
 	}
 	if err := r.setUp(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.calibrateHost(ctx); err != nil {
 		return nil, err
 	}
 	if err := r.open(); err != nil {
@@ -197,6 +210,20 @@ func (r *runner) setUp(ctx context.Context) error {
 	return beforeRun(ctx, nil)
 }
 
+// calibrateHost measures the host's reference when the run asks for it (baseline.normalize:
+// calibration, run --calibrate), after the set-up and before the results folder: a host that
+// cannot calibrate runs nothing.
+func (r *runner) calibrateHost(ctx context.Context) error {
+	if !r.calibrate || !r.local {
+		return nil
+	}
+	var err error
+	if r.cal, err = calibrate.Run(ctx, calibrate.Options{}); err != nil {
+		return beforeRun(ctx, err)
+	}
+	return nil
+}
+
 // open claims the results folder and opens what is written during the run.
 func (r *runner) open() error {
 	start := r.start
@@ -265,6 +292,7 @@ func (r *runner) summarise(res *ended) (*report.Summary, error) {
 		return nil, err
 	}
 	sum.Stopped = r.col.stopped
+	sum.Calibration = r.cal
 	sum.Unreachable = res.Unreachable.Summary(res.Start)
 	sum.PortsByHost = append(sum.PortsByHost, res.PortsByHost...)
 	sum.WorkerFailures = append(sum.WorkerFailures, res.Failures...)

@@ -12,6 +12,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
@@ -33,6 +34,10 @@ type SegmentOptions struct {
 	Abort <-chan struct{}
 	// Progress receives the segment's own progress after every interval.
 	Progress func(Progress)
+	// OnSnapshot and OnPorts receive the segment's interval snapshots and port samples, as
+	// Options' do (live metrics exporters).
+	OnSnapshot func(*metrics.Snapshot)
+	OnPorts    func(*ports.Sample)
 	// Dialer replaces the kernel dialer (tests).
 	Dialer dial.Dialer
 	// Stderr receives messages (default os.Stderr).
@@ -72,7 +77,7 @@ func RunSegment(ctx context.Context, whole *spec.Spec, seg schedule.Segment, o S
 		info: shard.Info{Schema: shard.InfoSchema, PlanHash: hash, Segment: fmt.Sprintf("%d/%d", seg.Index, seg.Count),
 			Index: seg.Index, Count: seg.Count, Host: o.Host}}
 	r := &runner{s: whole, o: Options{OutDir: o.OutDir, AllowRemote: o.AllowRemote, Abort: o.Abort, Progress: o.Progress,
-		Dialer: o.Dialer, Stderr: o.Stderr}, local: true, segmentOnly: true, start: start,
+		OnSnapshot: o.OnSnapshot, OnPorts: o.OnPorts, Dialer: o.Dialer, Stderr: o.Stderr}, local: true, segmentOnly: true, start: start,
 		cut: func(dsts []dial.Destination, cert []byte) (*spec.Spec, error) {
 			return whole.Segment(seg.Index, seg.Count, destinations(dsts), cert)
 		},

@@ -17,6 +17,7 @@ import (
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // closedPort is a loopback port nothing listens on: a socket bound to it without listening keeps
@@ -42,7 +43,9 @@ func closedPort(t *testing.T) string {
 // (runner), so a step of it is in all three. A plan against a closed port gives up on the
 // unreachable target: the summarise step's unreachable is in every verb's summary, every verb
 // writes the same result files (open, write), and the port report is this process's (Run,
-// RunSegment) or per host (Merge, from its segment's).
+// RunSegment) or per host (Merge, from its segment's). The calibration step is Run's alone: a
+// spec that calibrates (baseline.normalize: calibration) has its calibration in Run's summary,
+// never in a segment's (a merged result keeps none) or a merge's.
 func TestEveryVerbHasEveryStep(t *testing.T) {
 	checkFDs(t)
 	file := filepath.Join(t.TempDir(), "plan.yaml")
@@ -76,10 +79,10 @@ output: {interval: 100ms}
 		outcome func(dir string) (*Outcome, error)
 	}{
 		{"run", func(dir string) (*Outcome, error) {
-			return Run(ctx, compile(t, p), Options{OutDir: dir, Stderr: testWriter{t}})
+			return Run(ctx, calibrating(t, p), Options{OutDir: dir, Stderr: testWriter{t}})
 		}},
 		{"segment", func(string) (*Outcome, error) {
-			return RunSegment(ctx, compile(t, p), schedule.Segment{Index: 0, Count: 1},
+			return RunSegment(ctx, calibrating(t, p), schedule.Segment{Index: 0, Count: 1},
 				SegmentOptions{OutDir: segDir, Host: "gen-0", Stderr: testWriter{t}})
 		}},
 		{"merge", func(dir string) (*Outcome, error) { return Merge([]string{segDir}, dir) }},
@@ -96,6 +99,9 @@ output: {interval: 100ms}
 			}
 			if s.Interrupted {
 				t.Error("a give-up is not an interruption")
+			}
+			if calibrated := s.Calibration != nil; calibrated != (tt.verb == "run") {
+				t.Errorf("%s: calibration %+v; want one in run's summary alone", tt.verb, s.Calibration)
 			}
 			switch tt.verb {
 			case "segment":
@@ -139,4 +145,11 @@ output: {interval: 100ms}
 			}
 		})
 	}
+}
+
+// calibrating is p's spec, as baseline.normalize: calibration (or run --calibrate) compiles it.
+func calibrating(t *testing.T, p *plan.Plan) *spec.Spec {
+	s := compile(t, p)
+	s.Calibrate = true
+	return s
 }

@@ -19,6 +19,19 @@ type CompareOptions struct {
 	MaxRegression float64
 	// Metrics are the compared metrics, named as in thresholds; empty means DefaultMetrics.
 	Metrics []string
+	// Normalize, "calibration", compares the figures that move with the host's speed (Metric.Speed)
+	// as multiples of each run's calibration unit (summary.json's calibration); both summaries must
+	// hold one. Empty: as measured.
+	Normalize string
+}
+
+// NormalizeCalibration is CompareOptions.Normalize's one value: the plan's baseline.normalize word
+// (plan.NormalizeCalibration, which spec.GateInput passes on).
+const NormalizeCalibration = "calibration"
+
+// calibrated reports whether a summary holds a calibration to normalize by.
+func calibrated(s *report.Summary) bool {
+	return s.Calibration != nil && s.Calibration.UnitUS > 0 && !math.IsInf(s.Calibration.UnitUS, 0)
 }
 
 // DefaultMetrics is the declared comparison set, for a plan's load model:
@@ -75,13 +88,46 @@ func Compare(base, cur *report.Summary, o CompareOptions) (*report.BaselineResul
 		Name: base.Name, StartedAt: base.StartedAt.UTC().Format("2006-01-02T15:04:05Z"),
 		MaxRegression: o.MaxRegression, Pass: true, Checks: []report.BaselineCheck{},
 	}
+	scale := 0.0 // no normalization
+	switch o.Normalize {
+	case "":
+	case NormalizeCalibration:
+		switch {
+		case !calibrated(base):
+			return nil, fmt.Errorf("baseline.normalize: calibration: the baseline holds no calibration (summary.json calibration.unit_us)")
+		case !calibrated(cur):
+			return nil, fmt.Errorf("baseline.normalize: calibration: the new result holds no calibration (a merged result of segments has none: compare it as measured)")
+		}
+		scale = cur.Calibration.UnitUS / base.Calibration.UnitUS
+		res.Normalize, res.Scale = o.Normalize, &scale
+	default:
+		return nil, fmt.Errorf("baseline.normalize %q: want %s or nothing", o.Normalize, NormalizeCalibration)
+	}
 	bv, nv := newView(base), newView(cur)
 	for _, name := range names {
 		m, err := Resolve(strings.TrimSpace(name), c)
 		if err != nil {
 			return nil, err
 		}
-		chk, skip := compareOne(m, m.get(bv), m.get(nv), o.MaxRegression, declared)
+		raw := m.get(nv)
+		nf := raw
+		normalized := scale > 0 && raw.st == present && m.Speed != SpeedNone
+		if normalized {
+			// The new figure at the baseline host's speed: a latency divided by the scale, an
+			// achieved rate multiplied by it.
+			if m.Speed == SpeedTime {
+				nf.v /= scale
+			} else {
+				nf.v *= scale
+			}
+		}
+		chk, skip := compareOne(m, m.get(bv), nf, o.MaxRegression, declared)
+		if normalized {
+			// Shown and kept as measured, with the figure compared beside it.
+			v, n := raw.v, nf.v
+			chk.NewValue, chk.NewNormalized = &v, &n
+			chk.New = show(m, raw) + " (" + show(m, nf) + " normalized)"
+		}
 		chk.Metric = m.nameFor(nv)
 		if skip {
 			continue
@@ -90,6 +136,10 @@ func Compare(base, cur *report.Summary, o CompareOptions) (*report.BaselineResul
 		res.Pass = res.Pass && chk.Pass
 	}
 	res.Notes = notes(base, cur)
+	if scale > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("latencies and achieved rates normalized by calibration: this host's reference connection took %s, the baseline's %s (scale %.2f)",
+			Format(Time, cur.Calibration.UnitUS), Format(Time, base.Calibration.UnitUS), scale))
+	}
 	return res, nil
 }
 

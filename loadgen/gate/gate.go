@@ -54,6 +54,8 @@ type BaselineInput struct {
 	File          string
 	MaxRegression float64
 	Metrics       []string
+	// Normalize is baseline.normalize: NormalizeCalibration, or empty (compared as measured).
+	Normalize string
 }
 
 // Compile checks and compiles the thresholds and loads the baseline. Every problem is reported,
@@ -79,16 +81,20 @@ func Compile(in Input) (*Gate, []error) {
 		g.Thresholds = append(g.Thresholds, t)
 	}
 	if b := in.Baseline; b != nil {
-		opts := CompareOptions{MaxRegression: b.MaxRegression, Metrics: b.Metrics}
+		opts := CompareOptions{MaxRegression: b.MaxRegression, Metrics: b.Metrics, Normalize: b.Normalize}
 		for i, name := range b.Metrics {
 			if _, err := Resolve(strings.TrimSpace(name), c); err != nil {
 				errs = append(errs, at("baseline.metrics["+strconv.Itoa(i)+"]", err.Error()))
 			}
 		}
 		base, err := report.ReadSummary(b.File)
-		if err != nil {
+		switch {
+		case err != nil:
 			errs = append(errs, at("baseline.file", "cannot read the baseline: "+err.Error()))
-		} else {
+		case b.Normalize == NormalizeCalibration && !calibrated(base):
+			errs = append(errs, at("baseline.normalize", fmt.Sprintf("the baseline %s holds no calibration, so there is nothing to normalize it by; "+
+				"make it again with one: portstorm run PLAN --calibrate --set baseline=null --out DIR, then copy DIR/summary.json to %s", b.File, b.File)))
+		default:
 			g.Baseline = &Baseline{File: b.File, Summary: base, Options: opts}
 		}
 	}

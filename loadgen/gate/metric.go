@@ -74,10 +74,25 @@ type Metric struct {
 	// never happened. Compared with a number, none reads as never: later, or larger, than any limit.
 	Nullable bool
 	get      func(*view) figure
+	// Speed says how the figure moves with the speed of the host that measured it, for a baseline
+	// compared with baseline.normalize: calibration.
+	Speed Speed
 	// nameIn, when set, is the name the metric resolves to in a result (latency.STAT names the
 	// result's headline latency, known only from the result).
 	nameIn func(*view) string
 }
+
+// Speed is how a metric moves with the host's speed.
+type Speed uint8
+
+const (
+	// SpeedNone: counts, shares, sizes, the schedule's times and rates: no host speed in them.
+	SpeedNone Speed = iota
+	// SpeedTime: latencies, longer on a slower host (divided by its calibration unit).
+	SpeedTime
+	// SpeedRate: achieved rates, lower on a slower host (multiplied by its calibration unit).
+	SpeedRate
+)
 
 // nameFor is the metric's name as judged on v.
 func (m *Metric) nameFor(v *view) string {
@@ -366,6 +381,9 @@ func latencyMetric(name string, parts []string, stage int, c Context) (*Metric, 
 		latOf = func(v *view) string { return v.headline(lat) }
 	}
 	m := &Metric{Name: canonical, Kind: kind}
+	if kind == Time {
+		m.Speed = SpeedTime
+	}
 	if headline {
 		m.nameIn = func(v *view) string { return latOf(v) + "." + stat }
 	}
@@ -418,11 +436,11 @@ func parsePercentile(d string) float64 {
 }
 
 func connectionsMetric(field string, stage int) *Metric {
-	kind := Count
+	kind, speed := Count, SpeedNone
 	if field == "per_second" {
-		kind = PerSecond
+		kind, speed = PerSecond, SpeedRate
 	}
-	return &Metric{Name: "connections." + field, Kind: kind, get: func(v *view) figure {
+	return &Metric{Name: "connections." + field, Kind: kind, Speed: speed, get: func(v *view) figure {
 		c, why := v.connections(stage)
 		if why != "" {
 			return absent(why)
@@ -455,18 +473,21 @@ var requestFields = map[string]string{
 }
 
 func requestsMetric(field string, stage int) *Metric {
-	kind := Count
+	kind, speed := Count, SpeedNone
 	switch field {
 	case "error_rate", "shortfall":
 		kind = Ratio
-	case "per_second", "offered_per_second":
+	case "per_second":
+		// Achieved; offered_per_second is the schedule's, whatever the host.
+		kind, speed = PerSecond, SpeedRate
+	case "offered_per_second":
 		kind = PerSecond
 	}
 	name := "requests." + field
 	if field == "written" {
 		name = "requests.count"
 	}
-	return &Metric{Name: name, Kind: kind, get: func(v *view) figure {
+	return &Metric{Name: name, Kind: kind, Speed: speed, get: func(v *view) figure {
 		r, why := v.requests(stage)
 		if why != "" {
 			return absent(why)

@@ -115,6 +115,10 @@ func FromPlan(p *plan.Plan, o *Options, c Checks) (warnings []string, err error)
 		o.Files = append(o.Files, File{Key: key, Data: data, From: from, Field: field})
 		return path.Join(PlanDir, key)
 	}
+	if b := p.Baseline; b != nil && b.Normalize != "" {
+		problems = append(problems, fmt.Sprintf("baseline.normalize: %s: the merge Job judges the merged result of the pods' segments, which holds no calibration (each pod's host differs): "+
+			"remove baseline.normalize (--set baseline.normalize=null) and compare as measured, with baselines made on the same kind of node", b.Normalize))
+	}
 	if b := p.Baseline; b != nil && strings.TrimSpace(b.File) != "" {
 		nb := *b
 		nb.File = carry("baseline.file", b.File, "baseline")

@@ -329,7 +329,7 @@ func TestOverrideErrors(t *testing.T) {
 		{
 			name: "group instead of setting says how to remove it",
 			o:    Overrides{Sets: []string{"baseline=1"}},
-			want: []string{`--set baseline: is a group of settings; set one of its keys: baseline.file, baseline.max_regression, baseline.metrics (or baseline=null to remove it)`},
+			want: []string{`--set baseline: is a group of settings; set one of its keys: baseline.file, baseline.max_regression, baseline.metrics, baseline.normalize (or baseline=null to remove it)`},
 		},
 		{
 			name: "index out of range names the list's length",

@@ -344,7 +344,16 @@ type Baseline struct {
 	// empty means the gate's declared default set. Counts compare exactly, the rest within
 	// MaxRegression.
 	Metrics []string `yaml:"metrics" json:"metrics,omitempty"`
+	// Normalize, "calibration", compares the figures that move with the host's speed (latencies,
+	// achieved rates) as multiples of each run's calibration unit: portstorm measures a fixed
+	// loopback reference before the run (summary.json's calibration), so a baseline made on one
+	// machine holds on a slower or faster one (docs/results.md, "Baselines across machines").
+	// Empty: figures compared as measured.
+	Normalize string `yaml:"normalize" json:"normalize,omitempty"`
 }
+
+// NormalizeCalibration is baseline.normalize's one value.
+const NormalizeCalibration = "calibration"
 
 // Output says where results go.
 type Output struct {

@@ -72,7 +72,9 @@ var (
 	Saturations = []string{"queue", "drop"}
 	TWReuses    = []string{"0", "1", "2"}
 	// Dimensions are what a search may search (docs/search.md).
-	Dimensions   = []string{"arrival_rate", "concurrency", "request_rate"}
+	Dimensions = []string{"arrival_rate", "concurrency", "request_rate"}
+	// Normalizes are baseline.normalize's words.
+	Normalizes   = []string{NormalizeCalibration}
 	rangeNeeders = []string{"range", "explicit"}
 )
 
@@ -89,6 +91,7 @@ var enums = map[string][]string{
 	"load.on_saturation":                Saturations,
 	"netns.tw_reuse":                    TWReuses,
 	"search.dimension":                  Dimensions,
+	"baseline.normalize":                Normalizes,
 }
 
 // Validate reports every problem with the plan at once, each a *FieldError naming the field, its
@@ -723,6 +726,7 @@ func (c *checker) baseline() {
 	if r := float64(b.MaxRegression); r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
 		c.fail("baseline.max_regression", "want a percentage of 0%% or more, like 10%%, got %s", b.MaxRegression)
 	}
+	c.oneOf("baseline.normalize", b.Normalize, Normalizes)
 }
 
 func (c *checker) output() {

@@ -97,6 +97,46 @@ func TestObservatory(t *testing.T) {
 	}
 }
 
+// TestSampleLive checks the live figures of a sample (the metrics exporter's): occupancy now, the
+// port failures so far and whether the ports ran out; TIME_WAIT is -1 without sock_diag.
+func TestSampleLive(t *testing.T) {
+	o, t0 := newTestObservatory(dial.StrategyKernel)
+	fail := &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}
+	var open []Conn
+	steps := []struct {
+		name      string
+		do        func()
+		occupancy float64
+		failures  uint64
+		exhausted bool
+	}{
+		{"nothing yet", func() {}, 0, 0, false},
+		{"three to A, one to B", func() {
+			for i, d := range []dial.Destination{dstA, dstA, dstA, dstB} {
+				open = append(open, o.Opened(d, local("127.0.0.1", 40000+i), t0, time.Microsecond))
+			}
+		}, 0.3, 0, false},
+		{"A runs out", func() {
+			o.Failed(dstA, fail, t0.Add(time.Millisecond))
+			o.Failed(dstA, fail, t0.Add(2*time.Millisecond))
+		}, 0.3, 2, true},
+		{"closed again", func() {
+			for _, c := range open {
+				o.Closed(c, t0.Add(time.Second), t0.Add(time.Second), false)
+			}
+		}, 0, 2, true},
+	}
+	for _, st := range steps {
+		st.do()
+		s := o.Sample()
+		if s.Occupancy != st.occupancy || s.PortFailures != st.failures || s.Exhausted != st.exhausted ||
+			s.TimeWait != -1 || s.TimeWaitOthers != -1 {
+			t.Errorf("%s: sample %+v, want occupancy %v, %d port failures, exhausted %v, TIME_WAIT -1",
+				st.name, s, st.occupancy, st.failures, st.exhausted)
+		}
+	}
+}
+
 // TestExhaustionFixUp: a connect that completed before the first failure but is recorded after it
 // is counted into the exhaustion record.
 func TestExhaustionFixUp(t *testing.T) {

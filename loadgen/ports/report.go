@@ -316,6 +316,15 @@ type Sample struct {
 	PortReuse      uint64 // in the interval
 	TupleReuse     uint64
 	EarlyReuse     uint64
+	// TimeWaitOthers counts other processes' TIME_WAIT sockets in the run's port space (as
+	// TimeWait.OthersPeak), -1 when not sampled this interval.
+	TimeWaitOthers int64
+	// Occupancy is the highest share of its capacity any (source, destination) holds now;
+	// PortFailures the port failures so far (EADDRNOTAVAIL, EADDRINUSE), Exhausted whether the
+	// ports ran out at least once. The live metrics exporter reads them (loadgen/exporter).
+	Occupancy    float64
+	PortFailures uint64
+	Exhausted    bool
 }
 
 // Sample reads the interval's kernel counters and, unless the previous sample was too costly, the
@@ -323,7 +332,7 @@ type Sample struct {
 // called once per interval, from one goroutine.
 func (o *Observatory) Sample() Sample {
 	c := ReadCounters(o.cfg.Proc)
-	s := Sample{TimeWait: -1, TimeWaitTarget: -1}
+	s := Sample{TimeWait: -1, TimeWaitTarget: -1, TimeWaitOthers: -1}
 	o.mu.Lock()
 	skip := o.skipNext || o.cfg.NoSockDiag
 	srcs := make(map[netip.Addr]bool, len(o.order))
@@ -365,7 +374,7 @@ func (o *Observatory) Sample() Sample {
 		if err != nil {
 			o.sampleErr = err
 		} else {
-			s.TimeWait, s.TimeWaitTarget = client, target
+			s.TimeWait, s.TimeWaitTarget, s.TimeWaitOthers = client, target, others
 			o.samples++
 			o.twLast = client
 			o.twPeak = max(o.twPeak, client)
@@ -390,6 +399,13 @@ func (o *Observatory) Sample() Sample {
 		s.UniquePorts += src.unique
 	}
 	s.SharedNow = o.sharedNow
+	for _, p := range o.pairSeq {
+		s.Occupancy = max(s.Occupancy, o.occupancy(p))
+	}
+	for _, n := range o.failures {
+		s.PortFailures += n
+	}
+	s.Exhausted = o.exhaustion != nil
 	s.PortReuse, s.TupleReuse, s.EarlyReuse = o.ivPortReuse, o.ivTuple, o.ivEarly
 	o.ivPortReuse, o.ivTuple, o.ivEarly = 0, 0, 0
 	o.mu.Unlock()

@@ -99,6 +99,9 @@ func TestTimeWaitOnlyOurs(t *testing.T) {
 			waitTimeWait(t, dst.AddrPort, len(tt.others)+tt.ours)
 
 			s := o.Sample()
+			if s.TimeWaitOthers != int64(tt.sharing) {
+				t.Errorf("sample counted %d others' TIME_WAIT sockets, want the %d in the run's range", s.TimeWaitOthers, tt.sharing)
+			}
 			if s.TimeWait != int64(tt.ours) {
 				t.Errorf("sample counted %d client TIME_WAIT sockets, want only the run's %d (another program left %d)", s.TimeWait, tt.ours, len(tt.others))
 			}

@@ -70,6 +70,9 @@ type Summary struct {
 	// Pacing is what this machine's arrival pacing can do, measured at the start of an
 	// arrival-model run; it sets where the schedule_lag and slot_wait warnings begin.
 	Pacing *Pacing `json:"pacing,omitempty"`
+	// Calibration is this host's reference, measured before the run when the plan compares with a
+	// baseline normalized by it (baseline.normalize: calibration) or run --calibrate asked.
+	Calibration *Calibration `json:"calibration,omitempty"`
 	// Baseline is the comparison with a previous result (plan baseline:), when the plan asked.
 	Baseline *BaselineResult `json:"baseline,omitempty"`
 	// Stopped says why the run ended early, when an abort_on_fail threshold stopped it.

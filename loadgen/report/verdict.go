@@ -20,6 +20,26 @@ type BaselineResult struct {
 	Checks        []BaselineCheck `json:"checks"`
 	// Notes say what could make the comparison misleading (different plans, missing figures).
 	Notes []string `json:"notes,omitempty"`
+	// Normalize is "calibration" when latencies and achieved rates were compared as multiples of
+	// each run's calibration unit; Scale is then the new run's unit over the baseline's (2: this
+	// host ran the reference twice as slowly).
+	Normalize string   `json:"normalize,omitempty"`
+	Scale     *float64 `json:"scale,omitempty"`
+}
+
+// Calibration is a host's reference, measured before a run (loadgen/calibrate): sequential
+// loopback connections of portstorm's own, each a connect, one 64-byte echo exchange and a close
+// with RST. Times are microseconds.
+type Calibration struct {
+	// UnitUS is the median time of one reference connection (connect and exchange): the unit
+	// latencies are divided by, and achieved rates multiplied by, under baseline.normalize.
+	UnitUS       float64 `json:"unit_us"`
+	ConnectP50US float64 `json:"connect_p50_us"`
+	EchoP50US    float64 `json:"echo_p50_us"`
+	// Connections is how many reference connections were timed (after a warm-up); DurationUS how
+	// long the calibration took.
+	Connections int   `json:"connections"`
+	DurationUS  int64 `json:"duration_us"`
 }
 
 // BaselineCheck is one compared metric.
@@ -35,6 +55,11 @@ type BaselineCheck struct {
 	Delta     string `json:"delta"`
 	Tolerance string `json:"tolerance"`
 	Pass      bool   `json:"pass"`
+	// NewNormalized is, under baseline.normalize, the new figure brought to the baseline host's
+	// speed (a latency divided by the scale, an achieved rate multiplied by it), in summary.json's
+	// units: what Delta compares with BaseValue. Absent for the figures that do not move with the
+	// host's speed (counts, shares, the schedule's).
+	NewNormalized *float64 `json:"new_normalized,omitempty"`
 }
 
 // Stopped says which abort_on_fail threshold ended the run early, when, and what it saw then.
@@ -131,6 +156,10 @@ func WriteVerdict(w io.Writer, s *Summary) {
 			res = "FAIL"
 		}
 		line(r.Metric, r.Condition, r.Observed, res)
+	}
+	if b := s.Baseline; b != nil && b.Scale != nil {
+		fmt.Fprintf(w, "    baseline latencies and achieved rates normalized by %s: scale %.2f (this host took %.2fx the baseline host's time for the reference)\n",
+			b.Normalize, *b.Scale, *b.Scale)
 	}
 }
 

@@ -190,6 +190,20 @@ func TestSummaryJSONContract(t *testing.T) {
 			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "pacing", "requests", "search")...),
 		},
 		{
+			name: "a run with a calibration, compared with its baseline normalized by it",
+			summary: func(t *testing.T) *Summary {
+				s := fixedSummary(t)
+				s.Calibration = &Calibration{UnitUS: 61.25, ConnectP50US: 40.5, EchoP50US: 20.25, Connections: 1000, DurationUS: 70_000}
+				scale, base, cur, norm := 2.0, 100.0, 210.0, 105.0
+				s.Baseline = &BaselineResult{File: "b.json", Name: "b", StartedAt: "2025-03-01T11:00:00Z", MaxRegression: 0.1, Pass: true,
+					Normalize: "calibration", Scale: &scale, Checks: []BaselineCheck{{Metric: "connect.p50", Base: "100µs",
+						New: "210µs (105µs normalized)", BaseValue: &base, NewValue: &cur, NewNormalized: &norm, Delta: "+5%", Tolerance: "+10%", Pass: true}}}
+				return s
+			},
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "pacing", "requests", "calibration", "baseline")...),
+			literal: map[string]string{"calibration": `{"unit_us":61.25,"connect_p50_us":40.5,"echo_p50_us":20.25,"connections":1000,"duration_us":70000}`},
+		},
+		{
 			name: "a run whose report.html could not be written",
 			summary: func(t *testing.T) *Summary {
 				s := fixedSummary(t)
@@ -220,6 +234,23 @@ func TestSummaryJSONContract(t *testing.T) {
 			if raw, ok := top["pacing"]; ok {
 				if got := keysOf(t, "pacing", raw); !slices.Equal(got, sorted("floor_p99_us", "lag_warn_us")) {
 					t.Errorf("pacing keys %q, want [floor_p99_us lag_warn_us]", got)
+				}
+			}
+
+			if raw, ok := top["baseline"]; ok {
+				want := sorted("file", "name", "started_at", "max_regression", "pass", "checks", "normalize", "scale")
+				if got := keysOf(t, "baseline", raw); !slices.Equal(got, want) {
+					t.Errorf("baseline keys\n got %q\nwant %q", got, want)
+				}
+				var checks []json.RawMessage
+				if err := json.Unmarshal(object(t, raw)["checks"], &checks); err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range checks {
+					want := sorted("metric", "base", "new", "base_value", "new_value", "new_normalized", "delta", "tolerance", "pass")
+					if got := keysOf(t, "baseline.checks[]", c); !slices.Equal(got, want) {
+						t.Errorf("baseline.checks[] keys\n got %q\nwant %q", got, want)
+					}
 				}
 			}
 

@@ -42,7 +42,7 @@ func GateInput(p *plan.Plan) gate.Input {
 		in.Thresholds = append(in.Thresholds, gate.ThresholdInput{Expr: th.Expr, AbortOnFail: th.AbortOnFail, Delay: th.Delay.D()})
 	}
 	if b := p.Baseline; b != nil && strings.TrimSpace(b.File) != "" {
-		in.Baseline = &gate.BaselineInput{File: b.File, MaxRegression: float64(b.MaxRegression), Metrics: b.Metrics}
+		in.Baseline = &gate.BaselineInput{File: b.File, MaxRegression: float64(b.MaxRegression), Metrics: b.Metrics, Normalize: b.Normalize}
 	}
 	return in
 }

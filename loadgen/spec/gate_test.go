@@ -109,3 +109,64 @@ func TestGateInput(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateNormalize: baseline.normalize takes one word, and needs a baseline with a calibration;
+// each problem names its file:line.
+func TestValidateNormalize(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, s *report.Summary) string {
+		sub := filepath.Join(dir, name)
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := report.WriteSummary(sub, s); err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(sub, "summary.json")
+	}
+	calibrated := write("cal", &report.Summary{Schema: report.Schema, Name: "cal", Calibration: &report.Calibration{UnitUS: 40, ConnectP50US: 25, EchoP50US: 15, Connections: 1000}})
+	plain := write("plain", &report.Summary{Schema: report.Schema, Name: "plain"})
+	src := func(file, normalize string) string {
+		return `version: 1
+name: norm
+target: {builtin: {mode: echo}}
+load:
+  stages: [{duration: 1s, target: 10}]
+baseline:
+  file: ` + file + `
+  normalize: ` + normalize + "\n"
+	}
+	tests := []struct {
+		name, file, normalize string
+		field                 string
+		line                  int
+		want                  string
+	}{
+		{"calibrated baseline", calibrated, "calibration", "", 0, ""},
+		{"a baseline without a calibration", plain, "calibration", "baseline.normalize", 8, "holds no calibration"},
+		{"a misspelt word", calibrated, "calibrate", "baseline.normalize", 8, "want one of calibration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := plan.Parse("norm.yaml", []byte(src(tt.file, tt.normalize)), plan.Overrides{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Defaults()
+			errs := append(p.Validate(), GateErrors(p)...)
+			if tt.field == "" {
+				if len(errs) > 0 {
+					t.Fatalf("errors %v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 {
+				t.Fatalf("errors %v, want one", errs)
+			}
+			var fe *plan.FieldError
+			if !errors.As(errs[0], &fe) || fe.File != "norm.yaml" || fe.Line != tt.line || fe.Field != tt.field || !strings.Contains(fe.Msg, tt.want) {
+				t.Errorf("error %v, want norm.yaml:%d %s ...%s", errs[0], tt.line, tt.field, tt.want)
+			}
+		})
+	}
+}

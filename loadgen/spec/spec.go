@@ -89,6 +89,10 @@ type Spec struct {
 	// these sysctls of its own (netns:); nil runs in the namespace portstorm was started in. A
 	// worker never isolates again.
 	Isolate *isolate.Sysctls `json:"-"`
+	// Calibrate measures the host's reference before the run (baseline.normalize: calibration,
+	// or run --calibrate, which sets it): the coordinator does, so a worker never does;
+	// summary.json's calibration holds it.
+	Calibrate bool `json:"-"`
 }
 
 // MaxFile is the largest spec file read (a worker's segment): the plan's payload is at most a few
@@ -254,6 +258,7 @@ func Compile(p *plan.Plan, f Facts) (*Spec, error) {
 		MaxConnectRate: float64(p.Load.MaxConnectRate), GracefulStop: p.Load.GracefulStop.D(),
 		ConnectTimeout: p.Connection.ConnectTimeout.D(), IOTimeout: p.Connection.IOTimeout.D(), Hold: p.Connection.Hold.D(),
 		Addresses: p.Target.Addresses, AllowRemote: p.Target.AllowRemote,
+		Calibrate: p.Baseline != nil && p.Baseline.Normalize == plan.NormalizeCalibration,
 	}
 	var errs []error
 	fail := func(key string, err error) {

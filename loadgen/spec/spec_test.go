@@ -384,6 +384,43 @@ func TestSendRate(t *testing.T) {
 	}
 }
 
+// TestCalibrate: a baseline normalized by the calibration makes the run calibrate; no other plan
+// does, and a worker's spec never carries it (the coordinator calibrates).
+func TestCalibrate(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		baseline *plan.Baseline
+		want     bool
+	}{
+		{"no baseline", nil, false},
+		{"a baseline compared as measured", &plan.Baseline{File: "b.json"}, false},
+		{"normalize: calibration", &plan.Baseline{File: "b.json", Normalize: plan.NormalizeCalibration}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := base()
+			p.Baseline = tt.baseline
+			s, err := Compile(p, Facts{Host: host})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Calibrate != tt.want {
+				t.Errorf("Calibrate %v, want %v", s.Calibrate, tt.want)
+			}
+			path := filepath.Join(t.TempDir(), "spec.json")
+			if err := s.Write(path); err != nil {
+				t.Fatal(err)
+			}
+			w, err := ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.Calibrate {
+				t.Error("a worker's spec calibrates")
+			}
+		})
+	}
+}
+
 // TestPreflight: the forecast's input is the plan's keys as typed values (a close mode, a
 // strategy, the namespace's settings), read here once; preflight compares no name of them.
 func TestPreflight(t *testing.T) {
