@@ -87,6 +87,7 @@ type rconn struct {
 	over    bool
 	hi      int       // index in the loop's heap, -1 when not in it
 	wake    time.Time // the heap's key
+	boxNext time.Time // total rate: the earliest time handed ahead, not yet due (zero: none)
 	window  int
 	ending  end       // no more writes: the answers outstanding are awaited, then it ends
 	out     []pending // written, not answered, oldest first
@@ -388,6 +389,7 @@ func (c *rconn) service(now time.Time) {
 	if c.ending == endNone {
 		c.ending = c.cutNow(now)
 	}
+	c.boxNext = time.Time{}
 	for c.ending == endNone && len(c.rest) == 0 && (len(c.out) < c.window || !t.x.Reads()) {
 		at, ok := c.due(now)
 		if !ok {
@@ -434,7 +436,9 @@ func (c *rconn) due(now time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	if t.box != nil {
-		return t.box.pop()
+		at, next, ok := t.box.popDue(now, t.e.stopTime())
+		c.boxNext = next
+		return at, ok
 	}
 	at := t.intended(t.next)
 	if at.After(now) {
@@ -675,8 +679,12 @@ func (c *rconn) schedule() {
 		}
 	}
 	if c.ending == endNone {
-		if t.box == nil && len(c.rest) == 0 && (len(c.out) < c.window || !t.x.Reads()) {
-			earlier(t.intended(t.next))
+		if len(c.rest) == 0 && (len(c.out) < c.window || !t.x.Reads()) {
+			if t.box == nil {
+				earlier(t.intended(t.next))
+			} else {
+				earlier(c.boxNext) // a time handed ahead by the dispatcher
+			}
 		}
 		earlier(t.holdEnd)
 	}
