@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -57,12 +56,7 @@ type rloop struct {
 	ep     *os.File
 	rc     syscall.RawConn
 	kicked atomic.Bool // a wake-up is pending: kicks coalesce
-	// inKernel is set while the loop waits in epoll_pwait2 (a wait shorter than loopFine): a kick
-	// then also writes efd, an eventfd in the set, which ends that wait.
-	inKernel atomic.Bool
-	efd      int
-	noFine   bool // epoll_pwait2 is not there (Linux before 5.11): the poller alone
-	quit     atomic.Bool
+	quit   atomic.Bool
 
 	mu    sync.Mutex
 	inbox []*rconn // new connections, and connections given times by the dispatcher
@@ -170,7 +164,6 @@ func (e *engine) stopLoops() {
 func (ls *rloops) close() {
 	for _, l := range ls.ls {
 		l.ep.Close()
-		unix.Close(l.efd)
 	}
 }
 
@@ -183,25 +176,13 @@ func newRLoop(e *engine) (*rloop, error) {
 		unix.Close(epfd)
 		return nil, err
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, err
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(efd)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
-		unix.Close(efd)
-		unix.Close(epfd)
-		return nil, err
-	}
 	ep := os.NewFile(uintptr(epfd), "epoll")
 	rc, err := ep.SyscallConn()
 	if err != nil {
 		ep.Close()
-		unix.Close(efd)
 		return nil, err
 	}
-	return &rloop{e: e, epfd: epfd, efd: efd, ep: ep, rc: rc, conns: make(map[int32]*rconn),
+	return &rloop{e: e, epfd: epfd, ep: ep, rc: rc, conns: make(map[int32]*rconn),
 		buf: make([]byte, 64<<10), r: proto.NewReader(), evs: make([]unix.EpollEvent, 256)}, nil
 }
 
@@ -270,10 +251,6 @@ func (l *rloop) ready(c *rconn) {
 func (l *rloop) kick() {
 	if l.kicked.CompareAndSwap(false, true) {
 		l.ep.SetReadDeadline(time.Unix(1, 0))
-		if l.inKernel.Load() {
-			one := [8]byte{1}
-			unix.Write(l.efd, one[:])
-		}
 	}
 }
 
@@ -314,10 +291,6 @@ func (l *rloop) run() {
 		if len(l.heap) > 0 && l.heap[0].wake.Before(next) {
 			next = l.heap[0].wake
 		}
-		if d := time.Until(next); d > 0 && d < loopFine && !l.noFine {
-			l.waitFine(d)
-			continue
-		}
 		l.ep.SetReadDeadline(next)
 		if err := l.rc.Read(harvest); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			return // the set was closed
@@ -325,42 +298,10 @@ func (l *rloop) run() {
 	}
 }
 
-// loopFine is the longest wait a loop makes in the kernel, in epoll_pwait2, rather than parked in
-// Go's poller: a timer of the poller ends up to a millisecond late when every P is idle (the
-// runtime's epoll_wait takes whole milliseconds; pace.go coarseSlack), and a total rate's times,
-// handed ahead, are each due a few tens of microseconds after the last.
-const loopFine = 2 * time.Millisecond
-
-// waitFine waits in the kernel for d at most, or until a socket of the set has something or a
-// kick comes (inKernel, then kicked: a kick sets kicked, then looks at inKernel, so one of the two
-// sees the other).
-func (l *rloop) waitFine(d time.Duration) {
-	l.inKernel.Store(true)
-	if !l.kicked.Load() {
-		ts := unix.NsecToTimespec(int64(d))
-		n, _, errno := unix.Syscall6(unix.SYS_EPOLL_PWAIT2, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.evs[0])),
-			uintptr(len(l.evs)), uintptr(unsafe.Pointer(&ts)), 0, 0)
-		l.inKernel.Store(false)
-		if errno == unix.ENOSYS {
-			l.noFine = true
-		}
-		if errno == 0 && n > 0 {
-			l.events(l.evs[:n])
-		}
-		return
-	}
-	l.inKernel.Store(false)
-}
-
 // events handles one harvest.
 func (l *rloop) events(evs []unix.EpollEvent) {
 	now := time.Now()
 	for _, ev := range evs {
-		if ev.Fd == int32(l.efd) {
-			var b [8]byte
-			unix.Read(l.efd, b[:]) // a kick's
-			continue
-		}
 		c := l.conns[ev.Fd]
 		if c == nil || c.over {
 			continue
