@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/portstorm/portstorm/internal/sockfd"
 )
 
 // loops serve the echo and http modes' connections without TLS as bare descriptors in epoll sets
@@ -118,20 +120,8 @@ type lconn struct {
 }
 
 func newLoop(s *Server) (*loop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, ep, rc, err := sockfd.PolledEpoll()
 	if err != nil {
-		return nil, err
-	}
-	// Non-blocking, so that os.NewFile registers it in Go's poller: an epoll set is readable while
-	// one of its descriptors is ready.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return nil, err
-	}
-	ep := os.NewFile(uintptr(epfd), "epoll")
-	rc, err := ep.SyscallConn()
-	if err != nil {
-		ep.Close()
 		return nil, err
 	}
 	// A silent connection is closed between its deadline and the deadline plus a sweep.

@@ -11,30 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/portstorm/portstorm/internal/loopback"
 )
-
-// closedPort is a loopback address nobody listens on, held for the test: a socket bound without
-// SO_REUSEADDR and never listening. Every connect to it is answered with a RST (no listener), no
-// other socket can bind it meanwhile (a port merely closed can be taken by any other test on the
-// machine), and connect's own port choice skips it, so no connect can ever reach itself there
-// (__inet_hash_connect skips ports with a bind bucket).
-func closedPort(t *testing.T) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
-}
 
 // TestDeadTargetExits3: configs/nginx.yaml's shape (200 keep-alive HTTP connections) pointed at a
 // closed port, for a minute. The run backs off, gives up about 2 s after the first refusal
@@ -52,7 +30,7 @@ func TestDeadTargetExits3(t *testing.T) {
 	}{{"one process", 1, false}, {"two worker processes", 2, false}, {"a distributed segment", 1, true}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := closedPort(t)
+			addr := loopback.ClosedPort(t).String()
 			p := writePlan(t, fmt.Sprintf(`version: 1
 name: dead
 target: {addresses: [%q]}

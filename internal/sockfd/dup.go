@@ -2,7 +2,8 @@
 
 // Package sockfd duplicates the descriptor behind a Go connection or listener, for the code that
 // takes a socket out of the runtime poller: the built-in target's holder and the generator's bare
-// held connections.
+// held connections; and (Linux) creates the poller-watched epoll sets of the loops that serve many
+// sockets from one goroutine.
 package sockfd
 
 import (

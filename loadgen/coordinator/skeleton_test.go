@@ -11,33 +11,13 @@ import (
 	"slices"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/portstorm/portstorm/internal/loopback"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/report"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/loadgen/shard"
 	"github.com/portstorm/portstorm/loadgen/spec"
 )
-
-// closedPort is a loopback port nothing listens on: a socket bound to it without listening keeps
-// it so for the test (connect's own port choice skips a port with a bind bucket).
-func closedPort(t *testing.T) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
-}
 
 // TestEveryVerbHasEveryStep: Run, RunSegment and Merge are configurations of one skeleton
 // (runner), so a step of it is in all three. A plan against a closed port gives up on the
@@ -58,7 +38,7 @@ load:
   start: 5
   stages: [{duration: 20s, target: 5}]
 output: {interval: 100ms}
-`, closedPort(t))
+`, loopback.ClosedPort(t))
 	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}

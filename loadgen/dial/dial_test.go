@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portstorm/portstorm/internal/loopback"
 )
 
 // listen opens a loopback listener on an ephemeral port, closed when the test ends.
@@ -36,26 +37,10 @@ func closedPort(t *testing.T) Destination {
 
 // fullBacklog returns a loopback destination whose listener never accepts and whose accept queue
 // is full: Linux drops further SYNs (tcp_conn_request: sk_acceptq_is_full), so a connect to it
-// hangs until its timeout or context ends. Go's net.Listen cannot ask for a backlog of 0, hence
-// the raw socket.
+// hangs until its timeout or context ends.
 func fullBacklog(t *testing.T) Destination {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := NewDestination(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port)))
+	dst := NewDestination(loopback.Unaccepted(t))
 	// A backlog of 0 still queues one connection; that one fills the queue.
 	c, err := NewKernel(Options{}).Dial(context.Background(), dst)
 	if err != nil {

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-	"golang.org/x/sys/unix"
 
+	"github.com/portstorm/portstorm/internal/loopback"
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/proto"
@@ -283,20 +283,7 @@ func TestTargetKilledMidRun(t *testing.T) {
 
 // TestTargetNeverAccepts: a listener with a full accept queue drops SYNs; connects time out.
 func TestTargetNeverAccepts(t *testing.T) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := unix.Getsockname(fd)
-	port := sa.(*unix.SockaddrInet4).Port
-	dst := dial.NewDestination(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)))
+	dst := dial.NewDestination(loopback.Unaccepted(t))
 	cfg := arrivalPlan([]dial.Destination{dst}, 50, 400*time.Millisecond)
 	cfg.Dialer = dial.NewKernel(dial.Options{ConnectTimeout: 300 * time.Millisecond}) // the point
 	cfg.Send = nil

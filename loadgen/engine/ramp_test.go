@@ -13,10 +13,10 @@ import (
 
 	pmetrics "github.com/portstorm/portstorm/loadgen/metrics"
 
+	"github.com/portstorm/portstorm/internal/loopback"
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/target"
-	"golang.org/x/sys/unix"
 )
 
 // goroutinesCreated is the number of goroutines this process has created so far.
@@ -99,19 +99,7 @@ func TestRampPool(t *testing.T) {
 // slot left to a goroutine of its own, so each slot tries to connect within the stage, as without
 // the pool.
 func TestRampPoolDroppedSYNs(t *testing.T) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := unix.Getsockname(fd)
-	dst := dial.NewDestination(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sa.(*unix.SockaddrInet4).Port)))
+	dst := dial.NewDestination(loopback.Unaccepted(t))
 	d, err := dial.New(dial.Options{ConnectTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/portstorm/portstorm/internal/sockfd"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/proto"
 )
@@ -168,18 +169,8 @@ func (ls *rloops) close() {
 }
 
 func newRLoop(e *engine) (*rloop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, ep, rc, err := sockfd.PolledEpoll()
 	if err != nil {
-		return nil, err
-	}
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return nil, err
-	}
-	ep := os.NewFile(uintptr(epfd), "epoll")
-	rc, err := ep.SyscallConn()
-	if err != nil {
-		ep.Close()
 		return nil, err
 	}
 	return &rloop{e: e, epfd: epfd, ep: ep, rc: rc, conns: make(map[int32]*rconn),
