@@ -56,6 +56,8 @@ type rloop struct {
 	epfd   int
 	ep     *os.File
 	rc     syscall.RawConn
+	tfd    int         // a timerfd in the set: the loop's precise wake-up (see run)
+	armed  time.Time   // when tfd fires next (zero: not armed)
 	kicked atomic.Bool // a wake-up is pending: kicks coalesce
 	quit   atomic.Bool
 
@@ -165,6 +167,7 @@ func (e *engine) stopLoops() {
 func (ls *rloops) close() {
 	for _, l := range ls.ls {
 		l.ep.Close()
+		unix.Close(l.tfd)
 	}
 }
 
@@ -173,8 +176,41 @@ func newRLoop(e *engine) (*rloop, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &rloop{e: e, epfd: epfd, ep: ep, rc: rc, conns: make(map[int32]*rconn),
+	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		ep.Close()
+		return nil, os.NewSyscallError("timerfd_create", err)
+	}
+	// Edge-triggered: every expiry is one event, and the timer is never read (arming it again is
+	// all it needs).
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(tfd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, tfd, &ev); err != nil {
+		unix.Close(tfd)
+		ep.Close()
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	return &rloop{e: e, epfd: epfd, ep: ep, rc: rc, tfd: tfd, conns: make(map[int32]*rconn),
 		buf: make([]byte, 64<<10), r: proto.NewReader(), evs: make([]unix.EpollEvent, 256)}, nil
+}
+
+// arm sets the loop's timer to fire at next (at once when next has passed), unless it is set
+// to fire then already.
+func (l *rloop) arm(next, now time.Time) {
+	if next.Equal(l.armed) {
+		return
+	}
+	d := next.Sub(now)
+	if d <= 0 {
+		d = 1 // zero would disarm it
+	}
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
+	if err := unix.TimerfdSettime(l.tfd, 0, &spec, nil); err != nil {
+		// Not expected (the descriptor and the value are valid): fall back on Go's timer.
+		l.armed = time.Time{}
+		l.ep.SetReadDeadline(next)
+		return
+	}
+	l.armed = next
 }
 
 // loopable reports whether a loop can run a conversation on conn.
@@ -282,7 +318,11 @@ func (l *rloop) run() {
 		if len(l.heap) > 0 && l.heap[0].wake.Before(next) {
 			next = l.heap[0].wake
 		}
-		l.ep.SetReadDeadline(next)
+		if !now.Before(l.armed) {
+			l.armed = time.Time{} // it fired
+		}
+		l.ep.SetReadDeadline(time.Time{}) // (a kick's deadline in the past is spent)
+		l.arm(next, time.Now())
 		if err := l.rc.Read(harvest); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			return // the set was closed
 		}
