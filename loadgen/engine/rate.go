@@ -733,11 +733,21 @@ func (b *mailbox) popDue(now, stop time.Time) (at, next time.Time, ok bool) {
 	if h.After(now) {
 		return time.Time{}, h, false
 	}
-	b.head++
-	if b.head == len(b.q) {
-		b.q, b.head = b.q[:0], 0
-	}
+	b.advance()
 	return h, time.Time{}, true
+}
+
+// advance drops the head. The times taken are reclaimed when the queue empties and, since times
+// handed ahead keep it from emptying for a whole run, when they are half of it: otherwise it
+// would grow by every time ever given.
+func (b *mailbox) advance() {
+	b.head++
+	switch {
+	case b.head == len(b.q):
+		b.q, b.head = b.q[:0], 0
+	case b.head >= 32 && 2*b.head >= len(b.q):
+		b.q, b.head = b.q[:copy(b.q, b.q[b.head:])], 0
+	}
 }
 
 // stopTime is when the run stopped (zero: it has not). Stored before stopping closes, and read
@@ -757,10 +767,7 @@ func (b *mailbox) pop() (time.Time, bool) {
 		return time.Time{}, false
 	}
 	at := b.q[b.head]
-	b.head++
-	if b.head == len(b.q) {
-		b.q, b.head = b.q[:0], 0
-	}
+	b.advance()
 	return at, true
 }
 
