@@ -338,7 +338,7 @@ func (l *rloop) events(evs []unix.EpollEvent) {
 			continue
 		}
 		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-			c.read(now)
+			c.read(now, ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0)
 		}
 		if !c.over && len(c.rest) > 0 && ev.Events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 			c.flush(now)
@@ -550,7 +550,13 @@ func writeFD(fd int, b []byte) (int, error) {
 }
 
 // read reads everything the socket has and parses the answers it completes.
-func (c *rconn) read(now time.Time) {
+//
+// A read shorter than the buffer took everything the socket had when it was made: bytes that
+// come after it are a new edge, a new event. So it is the last, unless the event said the server
+// closed or the socket failed (closing is then in the socket before the bytes are read, with no
+// edge of its own to come): then reads go on to the end or EAGAIN. This spares the read that
+// finds nothing (EAGAIN) after each answer, a third of a request's system calls.
+func (c *rconn) read(now time.Time, closing bool) {
 	l := c.l
 	for !c.eof {
 		n, err := unix.Read(c.fd, l.buf)
@@ -584,6 +590,9 @@ func (c *rconn) read(now time.Time) {
 			c.parse(now)
 		}
 		if c.over {
+			return
+		}
+		if n < len(l.buf) && !closing {
 			return
 		}
 	}
