@@ -133,7 +133,7 @@ func (h *holder) drain(fd int, buf []byte, now time.Duration) {
 // anything; not open (the client's FIN, or a reset) means the caller closes it.
 func (s *Server) discard(fd int, buf []byte, once bool) (open, read bool) {
 	for {
-		n, err := unix.Read(fd, buf)
+		n, err := sockfd.ReadNow(fd, buf)
 		switch {
 		case n > 0:
 			s.bytesIn.Add(uint64(n))
@@ -179,7 +179,7 @@ func (h *holder) release(fd int, idle bool) {
 	if idle {
 		h.s.idleClosed.Add(1)
 	}
-	unix.Close(fd) // closing also takes it out of the epoll set
+	sockfd.CloseNow(fd) // closing also takes it out of the epoll set
 }
 
 // stop asks the loop to end; run then closes what it holds.
@@ -238,11 +238,11 @@ func (s *Server) acceptRaw(ln net.Listener) bool {
 	for {
 		err := rc.Read(func(lfd uintptr) bool {
 			for {
-				fd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, lfd, 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+				fd, errno := sockfd.Accept4Now(lfd)
 				switch errno {
 				case 0:
 					backoff = 0
-					s.handleFD(int(fd), first[:])
+					s.handleFD(fd, first[:])
 				case unix.EAGAIN:
 					return false // empty: wait in the poller
 				case unix.EINTR, unix.ECONNABORTED:
@@ -277,8 +277,8 @@ func (s *Server) acceptRaw(ln net.Listener) bool {
 func (s *Server) handleFD(fd int, buf []byte) {
 	if s.maxConns > 0 && s.active.Load() >= s.maxConns {
 		s.rejected.Add(1)
-		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-		unix.Close(fd)
+		sockfd.LingerRST(fd)
+		sockfd.CloseNow(fd)
 		return
 	}
 	s.opened()
@@ -288,7 +288,7 @@ func (s *Server) handleFD(fd int, buf []byte) {
 		if s.closeFirst && s.closeAfter == 0 || !s.loops.addFD(fd) {
 			s.active.Add(-1)
 			s.closedConns.Add(1)
-			unix.Close(fd)
+			sockfd.CloseNow(fd)
 		}
 		return
 	}
@@ -300,6 +300,6 @@ func (s *Server) handleFD(fd int, buf []byte) {
 		// Over already (see above), or the server is closing: count it closed, then close it.
 		s.active.Add(-1)
 		s.closedConns.Add(1)
-		unix.Close(fd)
+		sockfd.CloseNow(fd)
 	}
 }

@@ -69,13 +69,15 @@ func netPort(p uint16) uint16 {
 // that wait for the peer (half, server) need a poller and are not held bare.
 func (b Bare) Close(mode CloseMode) error {
 	fd := int(b.fd)
+	// Neither call waits (a close without a lingering timeout queues its FIN or RST and returns):
+	// raw calls, without the runtime's system-call bookkeeping (sockfd.CloseNow).
 	if mode == CloseRST {
-		if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
-			unix.Close(fd)
+		if err := sockfd.LingerRST(fd); err != nil {
+			sockfd.CloseNow(fd)
 			return &net.OpError{Op: "close", Net: "tcp", Err: os.NewSyscallError("setsockopt", err)}
 		}
 	}
-	if err := unix.Close(fd); err != nil {
+	if err := sockfd.CloseNow(fd); err != nil {
 		return &net.OpError{Op: "close", Net: "tcp", Err: os.NewSyscallError("close", err)}
 	}
 	return nil
