@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/portstorm/portstorm/loadgen/memory"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
@@ -73,6 +74,10 @@ type Summary struct {
 	// Calibration is this host's reference, measured before the run when the plan compares with a
 	// baseline normalized by it (baseline.normalize: calibration) or run --calibrate asked.
 	Calibration *Calibration `json:"calibration,omitempty"`
+	// Memory is what the connections held at the plateau cost in memory, the kernel's (slab) next
+	// to the generator's and the built-in target's processes' (RSS); only when at least
+	// memory.MinConnections were held and /proc could be read (docs/results.md).
+	Memory *memory.Report `json:"memory,omitempty"`
 	// Baseline is the comparison with a previous result (plan baseline:), when the plan asked.
 	Baseline *BaselineResult `json:"baseline,omitempty"`
 	// Stopped says why the run ended early, when an abort_on_fail threshold stopped it.
