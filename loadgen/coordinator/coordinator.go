@@ -159,7 +159,7 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 func execRun(ctx context.Context, r *runner) (*ended, error) {
 	s, lay := r.s, r.s.Layout
 	floor := s.PacingFloor()
-	r.mem = newMemWatch(r.tgt)
+	r.mem = newMemWatch(r.tgt, s.Interval)
 	r.col.mem = r.mem
 	var res *ended
 	var err error
@@ -322,7 +322,7 @@ func (c *collector) take(s *metrics.Snapshot) {
 		c.o.OnSnapshot(s)
 	}
 	c.count(s)
-	c.mem.observe(s.Active)
+	c.mem.observe(s.Active, s.EndUS)
 	if c.o.Progress != nil {
 		c.o.Progress(c.progress(s))
 	}

@@ -151,6 +151,7 @@ func (r *runner) close() {
 	if r.out != nil {
 		r.out.close()
 	}
+	r.mem.close()
 	r.tgt.close()
 }
 
