@@ -487,13 +487,14 @@ func FileMaxLimit(l Load, h Host, in Inputs, peak int64) (Limit, bool) {
 }
 
 // What a held connection costs in memory, as measured by configs/million.yaml (summary.json's
-// `memory`; docs/measurements.md, "A million connections"): the kernel's slab per socket (TCP,
-// sock_inode_cache, dentry, filp, eventpoll_epi, ...; both ends are on this host with a loopback
-// target), the generator's and the built-in target's resident memory per connection, and what an
-// idle portstorm process takes (its binary's text counted once per process, as RSS does).
+// `memory`; docs/measurements.md, "Memory per connection"): the kernel's slab per socket (TCP,
+// sock_inode_cache, dentry, filp, eventpoll_epi, ...; 7.92 KiB for both ends of a loopback
+// connection), the generator's (1.21 KiB over 53 workers) and the built-in target's (101 B)
+// resident memory per connection, and what a portstorm process takes before its first connection
+// (15-17 MB: its binary's text counted once per process, as RSS does).
 const (
 	KernelPerSocket        = 4 << 10
-	GeneratorPerConnection = 512
+	GeneratorPerConnection = 1280
 	TargetPerConnection    = 128
 	ProcessBase            = 16 << 20
 )
