@@ -159,11 +159,14 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 func execRun(ctx context.Context, r *runner) (*ended, error) {
 	s, lay := r.s, r.s.Layout
 	floor := s.PacingFloor()
+	r.mem = newMemWatch(r.tgt, s.Interval)
+	r.col.mem = r.mem
 	var res *ended
 	var err error
 	if lay.Workers > 1 {
-		res, err = runWorkers(ctx, s, r.o, lay.Workers, lay.GenProcs, r.dsts, r.tgt.cert(), r.col.take)
+		res, err = runWorkers(ctx, s, r.o, lay.Workers, lay.GenProcs, r.dsts, r.tgt.cert(), r.col.take, r.mem.base)
 	} else {
+		r.mem.base(nil)
 		if lay.GenProcs > 0 {
 			// This process is the generator: its share of the cores (see spec.CPUShares).
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(lay.GenProcs))
@@ -272,9 +275,11 @@ type collector struct {
 	// requestsSoFar and establishedSoFar tell a run about requests for the progress line.
 	requestsSoFar, establishedSoFar uint64
 	rated                           bool
-	stopped                         *report.Stopped
-	running                         *metrics.Snapshot
-	liveStart                       time.Time
+	// mem samples the memory of the connections held at the plateau (nil: not in this run).
+	mem       *memWatch
+	stopped   *report.Stopped
+	running   *metrics.Snapshot
+	liveStart time.Time
 }
 
 func newCollector(s *spec.Spec, pr *portRun, v *gate.Gate, hlog *report.HLog, o Options, stopRun context.CancelFunc) *collector {
@@ -317,6 +322,7 @@ func (c *collector) take(s *metrics.Snapshot) {
 		c.o.OnSnapshot(s)
 	}
 	c.count(s)
+	c.mem.observe(s.Active, s.EndUS)
 	if c.o.Progress != nil {
 		c.o.Progress(c.progress(s))
 	}

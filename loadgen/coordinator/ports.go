@@ -138,6 +138,9 @@ func (r *portRun) observe(dsts []dial.Destination, f *preflight.Forecast) {
 		ClientHoldsTW: s.Close.ClientHoldsTimeWait(),
 		Interval:      s.Interval,
 	}
+	if r.workers > 1 {
+		cfg.Share = 1 / float64(r.workers) // each worker process its part of the run's table budget
+	}
 	for _, d := range dsts {
 		cfg.Destinations = append(cfg.Destinations, d.AddrPort)
 	}

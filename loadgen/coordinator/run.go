@@ -90,6 +90,8 @@ type runner struct {
 	col   *collector
 	// cal is the host's reference (calibrateHost), nil when the run did not calibrate.
 	cal *report.Calibration
+	// mem samples the memory the connections take (Run only; nil otherwise).
+	mem *memWatch
 }
 
 // ended is how a run ended, whichever way it was executed: the engine in this process, worker
@@ -149,6 +151,7 @@ func (r *runner) close() {
 	if r.out != nil {
 		r.out.close()
 	}
+	r.mem.close()
 	r.tgt.close()
 }
 
@@ -293,6 +296,7 @@ func (r *runner) summarise(res *ended) (*report.Summary, error) {
 	}
 	sum.Stopped = r.col.stopped
 	sum.Calibration = r.cal
+	sum.Memory = r.mem.report(res.Start)
 	sum.Unreachable = res.Unreachable.Summary(res.Start)
 	sum.PortsByHost = append(sum.PortsByHost, res.PortsByHost...)
 	sum.WorkerFailures = append(sum.WorkerFailures, res.Failures...)

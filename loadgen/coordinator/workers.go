@@ -39,8 +39,9 @@ func destinations(dsts []dial.Destination) []string {
 
 // runWorkers runs the spec as n worker processes, each one segment, merging their snapshots into
 // take. procs is each worker's GOMAXPROCS (0: the default); cert is the built-in target's
-// certificate, when it serves TLS. Each worker gets its segment of the spec as a JSON file.
-func runWorkers(ctx context.Context, s *spec.Spec, o Options, n, procs int, dsts []dial.Destination, cert []byte, take func(*metrics.Snapshot)) (*ended, error) {
+// certificate, when it serves TLS. Each worker gets its segment of the spec as a JSON file. ready
+// is called with the workers' process ids once all are set up, before the first connection.
+func runWorkers(ctx context.Context, s *spec.Spec, o Options, n, procs int, dsts []dial.Destination, cert []byte, take func(*metrics.Snapshot), ready func(pids []int)) (*ended, error) {
 	tmp, err := os.MkdirTemp("", "portstorm-workers-")
 	if err != nil {
 		return nil, err
@@ -66,7 +67,7 @@ func runWorkers(ctx context.Context, s *spec.Spec, o Options, n, procs int, dsts
 			Path: o.Exe, Args: args, Env: procsEnv(o.Env, procs)}
 	}
 	// Every worker ends by its schedule plus its graceful stop; past that and a margin, it is hung.
-	tm := shard.Timing{Handshake: true, RunFor: s.Ramp.Total() + s.GracefulStop + s.IOTimeout + 30*time.Second}
+	tm := shard.Timing{Handshake: true, RunFor: s.Ramp.Total() + s.GracefulStop + s.IOTimeout + 30*time.Second, Ready: ready}
 	res, err := shard.Run(ctx, o.Abort, specs, take, o.Stderr, tm)
 	if res == nil {
 		return nil, err

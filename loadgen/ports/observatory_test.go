@@ -5,10 +5,12 @@ package ports
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -304,5 +306,60 @@ func TestClosing(t *testing.T) {
 				t.Errorf("source %+v, want 2 unique ports, 1 reused", r.Sources[0])
 			}
 		})
+	}
+}
+
+// TestTableShare: a worker's observatory takes its share of the run's 64 MiB table budget, so
+// that 53 workers take 64 MiB between them, not 64 MiB each; the warning names its own budget.
+func TestTableShare(t *testing.T) {
+	tests := []struct {
+		share    float64
+		chunks   int
+		warnsMiB string
+	}{
+		{0, 8192, "64 MiB"},
+		{1, 8192, "64 MiB"},
+		{0.25, 2048, "16 MiB"},
+		{1.0 / 53, 256, "2 MiB"}, // 154 chunks, raised to the floor
+	}
+	for _, tt := range tests {
+		o := New(Config{Strategy: dial.StrategyKernel, Range: Range{Lo: 1024, Hi: 65535, Size: 64512, Effective: 64512},
+			Capacity: 64512, NoSockDiag: true, Proc: "/nonexistent", Share: tt.share,
+			Destinations: []netip.AddrPort{dstA.AddrPort}})
+		o.Begin(time.Unix(1000, 0))
+		if o.budget != tt.chunks {
+			t.Errorf("share %v: %d chunks, want %d", tt.share, o.budget, tt.chunks)
+		}
+		// One connection per 1024-port chunk of a source (one chunk of its table each), one more
+		// than the budget holds.
+		for i := 0; i <= tt.chunks; i++ {
+			src := fmt.Sprintf("127.0.%d.%d", i/63/250, i/63%250+1)
+			o.Opened(dstA, local(src, 1024+(i%63)*1024), time.Unix(1000, 0), time.Microsecond)
+		}
+		if w := strings.Join(o.Report().Warnings, "\n"); !strings.Contains(w, "reached their "+tt.warnsMiB+" budget") {
+			t.Errorf("share %v: warnings %q, want the %s budget reached", tt.share, w, tt.warnsMiB)
+		}
+	}
+}
+
+// TestSkipsAfter: a TIME_WAIT dump over a tenth of the interval makes the sampling skip enough
+// intervals to keep it to a tenth of the time (it skipped one at most, half the time in dumps).
+func TestSkipsAfter(t *testing.T) {
+	tests := []struct {
+		cost, interval time.Duration
+		want           int
+	}{
+		{50 * time.Millisecond, time.Second, 0},
+		{100 * time.Millisecond, time.Second, 0},
+		{101 * time.Millisecond, time.Second, 1},
+		{200 * time.Millisecond, time.Second, 1},
+		{400 * time.Millisecond, time.Second, 3},
+		{2 * time.Second, time.Second, 19},
+		{time.Millisecond, 0, 0},
+	}
+	for _, tt := range tests {
+		if got := skipsAfter(tt.cost, tt.interval); got != tt.want {
+			t.Errorf("skipsAfter(%v, %v) = %d, want %d", tt.cost, tt.interval, got, tt.want)
+		}
 	}
 }

@@ -286,7 +286,7 @@ func (o *Observatory) warnings(r *Report) []string {
 			"those 4-tuples were free again at once", k["TCPTimeWaitOverflow"]))
 	}
 	if o.overBudget {
-		w = append(w, "the port tables reached their 64 MiB budget: reuse intervals of some ports were not timed")
+		w = append(w, fmt.Sprintf("the port tables reached their %d MiB budget: reuse intervals of some ports were not timed", tableBudget(o.cfg.Share)*8/1024))
 	}
 	if o.twOthersPeak > 0 {
 		w = append(w, fmt.Sprintf("others' TIME_WAIT sockets sharing the port space: %d at most (connections of other processes "+
@@ -327,14 +327,25 @@ type Sample struct {
 	Exhausted    bool
 }
 
-// Sample reads the interval's kernel counters and, unless the previous sample was too costly, the
-// TIME_WAIT sockets (one sock_diag dump with a TIME_WAIT state filter per address family). It is
-// called once per interval, from one goroutine.
+// skipsAfter is how many intervals the TIME_WAIT sampling skips after a dump that took cost, so
+// that it takes no more than a tenth of the time: none for a dump under a tenth of the interval;
+// with a million connections in the namespace (two million sockets for the kernel to walk, 0.1-0.4
+// s a dump), several. Every process of a run dumping every interval held a 2-core host's CPU.
+func skipsAfter(cost, interval time.Duration) int {
+	if interval <= 0 || cost <= interval/10 {
+		return 0
+	}
+	return int((cost*10+interval-1)/interval) - 1
+}
+
+// Sample reads the interval's kernel counters and, unless a previous sample was too costly (see
+// skipsAfter), the TIME_WAIT sockets (one sock_diag dump with a TIME_WAIT state filter per address
+// family). It is called once per interval, from one goroutine.
 func (o *Observatory) Sample() Sample {
 	c := ReadCounters(o.cfg.Proc)
 	s := Sample{TimeWait: -1, TimeWaitTarget: -1, TimeWaitOthers: -1}
 	o.mu.Lock()
-	skip := o.skipNext || o.cfg.NoSockDiag
+	skip := o.skipLeft > 0 || o.cfg.NoSockDiag
 	srcs := make(map[netip.Addr]bool, len(o.order))
 	for _, src := range o.order {
 		srcs[src.addr] = true
@@ -382,12 +393,12 @@ func (o *Observatory) Sample() Sample {
 			o.twOthersPeak = max(o.twOthersPeak, others)
 		}
 		o.sampleMaxUS = max(o.sampleMaxUS, s.SampleUS)
-		o.skipNext = cost > o.cfg.Interval/10
+		o.skipLeft = skipsAfter(cost, o.cfg.Interval)
 		o.mu.Unlock()
 	} else if !o.cfg.NoSockDiag {
 		o.mu.Lock()
 		o.skipped++
-		o.skipNext = false
+		o.skipLeft--
 		o.mu.Unlock()
 	}
 	o.mu.Lock()

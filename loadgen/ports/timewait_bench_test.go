@@ -92,7 +92,7 @@ func BenchmarkTimeWaitSample(b *testing.B) {
 		b.ReportAllocs()
 		var s Sample
 		for b.Loop() {
-			o.skipNext = false
+			o.skipLeft = 0
 			s = o.Sample()
 		}
 		if s.TimeWait < want {

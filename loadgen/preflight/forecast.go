@@ -88,6 +88,10 @@ const (
 	LimitOpenFiles
 	// LimitConntrack is nf_conntrack_max (ConntrackLimit).
 	LimitConntrack
+	// LimitFileMax is fs.file-max, the host's open files over every process (FileMaxLimit).
+	LimitFileMax
+	// LimitMemory is the host's available memory (MemoryLimit).
+	LimitMemory
 )
 
 // Limit is one host or plan limit and where it stops the run.
@@ -175,6 +179,12 @@ func Plan(l Load, h Host, in Inputs) *Forecast {
 	}
 	if cl, ok := ConntrackLimit(l, h, in, f.Peak); ok {
 		f.Limits = append(f.Limits, cl)
+	}
+	if fm, ok := FileMaxLimit(l, h, in, f.Peak); ok {
+		f.Limits = append(f.Limits, fm)
+	}
+	if ml, ok := MemoryLimit(l, h, in, f.Peak); ok {
+		f.Limits = append(f.Limits, ml)
 	}
 	if h.Syncookies == 0 && f.Rate > float64(max(h.Somaxconn, 128))*10 {
 		f.Warnings = append(f.Warnings, fmt.Sprintf("tcp_syncookies=0 with %.0f connections/s and somaxconn %d: a full SYN queue drops SYNs", f.Rate, h.Somaxconn))
@@ -432,6 +442,100 @@ func OpenFilesLimit(l Load, h Host, in Inputs, peak int64) (Limit, bool) {
 		}
 	}
 	return fl, true
+}
+
+// descriptorsPerConnection is the open files one connection takes on this host: its socket, and
+// the built-in target's end of it.
+func descriptorsPerConnection(l Load) int64 {
+	if l.Builtin {
+		return 2
+	}
+	return 1
+}
+
+// processes is how many portstorm processes the run has: the generator's (itself, or its
+// workers and the coordinator) and the built-in target's own.
+func processes(in Inputs) int64 {
+	n := int64(1)
+	if in.Workers > 1 {
+		n += int64(in.Workers)
+	}
+	return n + int64(in.TargetProcesses)
+}
+
+// FileMaxLimit is fs.file-max's room for peak concurrent connections: the host's open files over
+// every process and namespace (the run's private namespace shares it), less those allocated
+// already; false when it is not known. Two descriptors per connection with the built-in target.
+func FileMaxLimit(l Load, h Host, in Inputs, peak int64) (Limit, bool) {
+	if h.FileMax <= 0 || h.FileNr < 0 {
+		return Limit{}, false
+	}
+	per := descriptorsPerConnection(l)
+	procs := processes(in)
+	free := max(h.FileMax-h.FileNr-procs*fdOverhead, 0)
+	fl := Limit{Kind: LimitFileMax, Name: "file-max", Max: free / per, Demand: peak, Unit: "concurrent connections",
+		Why: fmt.Sprintf("fs.file-max %d, %d allocated now, %d descriptor(s) per connection, %d processes", h.FileMax, h.FileNr, per, procs)}
+	fl.Stops = peak > fl.Max
+	if fl.Stops {
+		fl.Fixes = []string{fmt.Sprintf("raise fs.file-max to %d or more (sysctl -w fs.file-max=...: a host setting that every namespace shares; portstorm never changes it)",
+			h.FileNr+peak*per+procs*fdOverhead+h.FileMax/10)}
+		if per == 2 {
+			fl.Fixes = append(fl.Fixes, "or run the target on another host (target.addresses): halves the descriptors this host needs")
+		}
+	}
+	return fl, true
+}
+
+// What a held connection costs in memory, as measured by configs/million.yaml (summary.json's
+// `memory`; docs/measurements.md, "Memory per connection"): the kernel's slab per socket (TCP,
+// sock_inode_cache, dentry, filp, eventpoll_epi, ...; 7.92 KiB for both ends of a loopback
+// connection), the generator's (1.21 KiB over 53 workers) and the built-in target's (101 B)
+// resident memory per connection, and what a portstorm process takes before its first connection
+// (15-17 MB: its binary's text counted once per process, as RSS does).
+const (
+	KernelPerSocket        = 4 << 10
+	GeneratorPerConnection = 1280
+	TargetPerConnection    = 128
+	ProcessBase            = 16 << 20
+)
+
+// memoryShare is the part of MemAvailable the forecast lets a run take: the rest stays for the host
+// (its page cache, other processes), so that a run that fits does not push it into reclaim.
+const memoryShare = 0.9
+
+// MemoryLimit is the host's available memory for peak concurrent connections, at the measured
+// cost of one (the kernel's sockets, the generator's and the target's memory) and of each
+// process; false when MemAvailable is not known.
+func MemoryLimit(l Load, h Host, in Inputs, peak int64) (Limit, bool) {
+	if h.MemAvailable <= 0 {
+		return Limit{}, false
+	}
+	sockets := int64(1)
+	if in.Loopback || l.Builtin {
+		sockets = 2 // the target's end is on this host too
+	}
+	per := sockets*KernelPerSocket + GeneratorPerConnection
+	if l.Builtin {
+		per += TargetPerConnection
+	}
+	procs := processes(in)
+	room := max(int64(float64(h.MemAvailable)*memoryShare)-procs*ProcessBase, 0)
+	ml := Limit{Kind: LimitMemory, Name: "memory", Max: room / per, Demand: peak, Unit: "concurrent connections",
+		Why: fmt.Sprintf("%.1f GiB available (MemAvailable; %.0f%% of it for the run), about %d B per connection (the kernel's %d B per socket x %d, the generator's %d B",
+			float64(h.MemAvailable)/(1<<30), memoryShare*100, per, KernelPerSocket, sockets, GeneratorPerConnection)}
+	if l.Builtin {
+		ml.Why += fmt.Sprintf(", the target's %d B", TargetPerConnection)
+	}
+	ml.Why += fmt.Sprintf("), %d processes of %d MiB", procs, ProcessBase>>20)
+	ml.Stops = peak > ml.Max
+	if ml.Stops {
+		need := float64(peak*per+procs*ProcessBase) / memoryShare
+		ml.Fixes = []string{fmt.Sprintf("a host with %.1f GiB available or more, or fewer connections (about %d fit)", need/(1<<30), ml.Max)}
+		if sockets == 2 {
+			ml.Fixes = append(ml.Fixes, "or the target on another host: it takes the other socket's memory")
+		}
+	}
+	return ml, true
 }
 
 // ConntrackLimit is nf_conntrack_max's room for peak concurrent connections; false when conntrack

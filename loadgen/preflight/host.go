@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/portstorm/portstorm/loadgen/isolate"
+	"github.com/portstorm/portstorm/loadgen/memory"
 )
 
 // PortRange is an inclusive range of local ports.
@@ -61,6 +62,13 @@ type Host struct {
 	Isolated bool `json:"isolated"`
 	// UserNamespaces says whether unprivileged user namespaces (unshare -Urn) are allowed.
 	UserNamespaces string `json:"user_namespaces"`
+	// FileMax is fs.file-max, the open files of the whole host (every namespace's); FileNr the
+	// ones allocated when the host was read (fs.file-nr's first field).
+	FileMax int64 `json:"file_max"`
+	FileNr  int64 `json:"file_nr"`
+	// MemAvailable is /proc/meminfo's MemAvailable in bytes: what the kernel's sockets and the run's
+	// processes can take before the host reclaims or swaps.
+	MemAvailable int64 `json:"mem_available"`
 }
 
 // Proc is the root of the proc file system; tests point it elsewhere.
@@ -120,6 +128,8 @@ func ReadHost(env []string) Host {
 		Isolated:              isolate.IsChild(env),
 		UserNamespaces:        isolate.UserNamespaces(),
 	}
+	h.FileMax, h.FileNr = readFileMax()
+	h.MemAvailable = readMemAvailable()
 	h.Conntrack = probeConntrack()
 	h.Hostname, _ = os.Hostname()
 	readKernel(&h)
@@ -130,6 +140,28 @@ func ReadHost(env []string) Host {
 		h.Netns = l
 	}
 	return h
+}
+
+// readFileMax reads fs.file-max and fs.file-nr's allocated handles, -1 each when unknown.
+func readFileMax() (max, nr int64) {
+	max, nr = -1, -1
+	if v, err := strconv.ParseInt(readProc("sys/fs/file-max"), 10, 64); err == nil {
+		max = v
+	}
+	if f := strings.Fields(readProc("sys/fs/file-nr")); len(f) == 3 {
+		if v, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			nr = v
+		}
+	}
+	return max, nr
+}
+
+// readMemAvailable reads /proc/meminfo's MemAvailable in bytes, -1 when unknown.
+func readMemAvailable() int64 {
+	if v, ok := memory.ParseMeminfo(readProc("meminfo"), "MemAvailable"); ok {
+		return v
+	}
+	return -1
 }
 
 // What Host.Conntrack says.

@@ -250,3 +250,101 @@ func TestConntrackLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestFileMaxLimit: fs.file-max less what the host has allocated is shared by every process, two
+// descriptors per connection with the built-in target; a million connections need 2,000,000.
+func TestFileMaxLimit(t *testing.T) {
+	builtin := plan40k()
+	builtin.Target = plan.Target{Builtin: &plan.Builtin{Mode: "hold", Listeners: 16}}
+	million := preflight.Inputs{Loopback: true, Workers: 53, TargetProcesses: 53}
+	overhead := 107 * int64(preflight.FDOverhead)
+	tests := []struct {
+		name        string
+		p           *plan.Plan
+		fileMax, nr int64
+		in          preflight.Inputs
+		peak        int64
+		ok          bool
+		max         int64
+		stops       bool
+		fix         string
+	}{
+		{name: "unknown", p: builtin, fileMax: -1, nr: -1, in: million, peak: 1000000},
+		{name: "this host: a million fit", p: builtin, fileMax: 2466255, nr: 1000, in: million, peak: 1000000,
+			ok: true, max: (2466255 - 1000 - overhead) / 2},
+		{name: "with a million files already open, they do not", p: builtin, fileMax: 2466255, nr: 1000000, in: million, peak: 1000000,
+			ok: true, max: (2466255 - 1000000 - overhead) / 2, stops: true, fix: "fs.file-max to 3"},
+		{name: "a target elsewhere takes one descriptor each", p: plan40k(), fileMax: 100000, nr: 1000, in: preflight.Inputs{}, peak: 40000,
+			ok: true, max: 100000 - 1000 - preflight.FDOverhead},
+		{name: "nothing left", p: plan40k(), fileMax: 1000, nr: 5000, in: preflight.Inputs{}, peak: 40000,
+			ok: true, max: 0, stops: true, fix: "fs.file-max"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := host()
+			h.FileMax, h.FileNr = tt.fileMax, tt.nr
+			l, ok := preflight.FileMaxLimit(spec.Preflight(tt.p), h, tt.in, tt.peak)
+			if ok != tt.ok {
+				t.Fatalf("FileMaxLimit = %+v, %v; want ok %v", l, ok, tt.ok)
+			}
+			if !ok {
+				return
+			}
+			if l.Kind != preflight.LimitFileMax || l.Name != "file-max" || l.Ports || l.Max != tt.max || l.Demand != tt.peak || l.Stops != tt.stops {
+				t.Errorf("limit %+v, want max %d, stops %v", l, tt.max, tt.stops)
+			}
+			if got := strings.Join(l.Fixes, "\n"); (tt.fix == "") != (got == "") || !strings.Contains(got, tt.fix) {
+				t.Errorf("fixes %q, want one saying %q", l.Fixes, tt.fix)
+			}
+		})
+	}
+}
+
+// TestMemoryLimit: MemAvailable (90% of it) over the measured cost of a connection and of each
+// process.
+func TestMemoryLimit(t *testing.T) {
+	builtin := plan40k()
+	builtin.Target = plan.Target{Builtin: &plan.Builtin{Mode: "hold", Listeners: 16}}
+	gib := int64(1) << 30
+	share := func(b int64) int64 { return int64(float64(b) * 0.9) }
+	pair := int64(2*preflight.KernelPerSocket + preflight.GeneratorPerConnection + preflight.TargetPerConnection)
+	million := preflight.Inputs{Loopback: true, Workers: 53, TargetProcesses: 53}
+	tests := []struct {
+		name  string
+		p     *plan.Plan
+		avail int64
+		in    preflight.Inputs
+		peak  int64
+		ok    bool
+		max   int64
+		stops bool
+	}{
+		{name: "unknown", p: builtin, avail: -1, in: million, peak: 1000000},
+		{name: "24 GiB hold a million with the target", p: builtin, avail: 22 * gib, in: million, peak: 1000000, ok: true,
+			max: (share(22*gib) - 107*preflight.ProcessBase) / pair},
+		{name: "8 GiB do not", p: builtin, avail: 8 * gib, in: million, peak: 1000000, ok: true,
+			max: (share(8*gib) - 107*preflight.ProcessBase) / pair, stops: true},
+		{name: "a remote target: one socket here", p: plan40k(), avail: 1 * gib, in: preflight.Inputs{}, peak: 40000, ok: true,
+			max: (share(gib) - preflight.ProcessBase) / (preflight.KernelPerSocket + preflight.GeneratorPerConnection)},
+		{name: "processes alone exhaust it", p: builtin, avail: 100 << 20, in: million, peak: 1000, ok: true, max: 0, stops: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := host()
+			h.MemAvailable = tt.avail
+			l, ok := preflight.MemoryLimit(spec.Preflight(tt.p), h, tt.in, tt.peak)
+			if ok != tt.ok {
+				t.Fatalf("MemoryLimit = %+v, %v; want ok %v", l, ok, tt.ok)
+			}
+			if !ok {
+				return
+			}
+			if l.Kind != preflight.LimitMemory || l.Name != "memory" || l.Ports || l.Max != tt.max || l.Demand != tt.peak || l.Stops != tt.stops {
+				t.Errorf("limit %+v, want max %d, stops %v", l, tt.max, tt.stops)
+			}
+			if tt.stops != (len(l.Fixes) > 0) {
+				t.Errorf("fixes %q with stops %v", l.Fixes, tt.stops)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/portstorm/portstorm/loadgen/memory"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
@@ -73,6 +74,10 @@ type Summary struct {
 	// Calibration is this host's reference, measured before the run when the plan compares with a
 	// baseline normalized by it (baseline.normalize: calibration) or run --calibrate asked.
 	Calibration *Calibration `json:"calibration,omitempty"`
+	// Memory is what the connections held at the plateau cost in memory, the kernel's (slab) next
+	// to the generator's and the built-in target's processes' (RSS); only when at least
+	// memory.MinConnections were held and /proc could be read (docs/results.md).
+	Memory *memory.Report `json:"memory,omitempty"`
 	// Baseline is the comparison with a previous result (plan baseline:), when the plan asked.
 	Baseline *BaselineResult `json:"baseline,omitempty"`
 	// Stopped says why the run ended early, when an abort_on_fail threshold stopped it.
@@ -501,7 +506,27 @@ func Build(in Input) (*Summary, error) {
 	if t.Clamped > 0 {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("%d latencies fell outside 1µs..1h and were clamped", t.Clamped))
 	}
+	if w := idleWarning(s); w != "" {
+		s.Warnings = append(s.Warnings, w)
+	}
 	return s, nil
+}
+
+// idleWarning says when the built-in target closed connections for their silence: from then on
+// only the generator held them. A held connection reads nothing, so the generator counted them
+// open to the end: configs/million.yaml once "held" a million while the target, at its default
+// 60 s idle_timeout, had closed 856,671 of them and held 251,780 at most.
+func idleWarning(s *Summary) string {
+	if s.Target == nil || s.Target.IdleClosed == 0 {
+		return ""
+	}
+	idle := target.DefaultIdleTimeout
+	if p := s.Plan; p != nil && p.Target.Builtin != nil && p.Target.Builtin.IdleTimeout > 0 {
+		idle = p.Target.Builtin.IdleTimeout.D()
+	}
+	return fmt.Sprintf("the built-in target closed %d connection(s) silent for its idle_timeout (%s): from then on only the generator "+
+		"held them, and a held connection reads nothing, so it counted them open; to hold connections longer than that at both "+
+		"ends, set target.builtin.idle_timeout above connection.hold (target.peak: %d)", s.Target.IdleClosed, idle, s.Target.Peak)
 }
 
 // lagWarnings blames late arrivals on the side that made them late: slot_wait on the target (or

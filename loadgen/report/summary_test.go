@@ -13,6 +13,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/target"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -406,6 +407,43 @@ func TestFmtUS(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := fmtUS(tc.us); got != tc.want {
 				t.Errorf("fmtUS(%d) = %q, want %q", tc.us, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestIdleWarning: a built-in target that closed connections for their silence is named in the
+// warnings (a million "held" while the target had closed 856,671 of them said nothing).
+func TestIdleWarning(t *testing.T) {
+	hour := fixturePlan()
+	hour.Target = plan.Target{Builtin: &plan.Builtin{Mode: "hold", IdleTimeout: plan.Duration(time.Hour)}}
+	tests := []struct {
+		name   string
+		p      *plan.Plan
+		target *target.Stats
+		want   string // "" for no warning
+	}{
+		{"no built-in target", fixturePlan(), nil, ""},
+		{"none closed for idleness", fixturePlan(), &target.Stats{Accepted: 10, Peak: 10}, ""},
+		{"the default idle_timeout", fixturePlan(), &target.Stats{Accepted: 1000000, Peak: 251780, IdleClosed: 856671},
+			"closed 856671 connection(s) silent for its idle_timeout (1m0s)"},
+		{"the plan's idle_timeout", hour, &target.Stats{Accepted: 10, Peak: 10, IdleClosed: 3}, "idle_timeout (1h0m0s)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			total, stages := recordRun(t)
+			s, err := Build(Input{Plan: tt.p, Start: t0, End: at(3 * time.Second), Total: total, Stages: stages, Target: tt.target})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got string
+			for _, w := range s.Warnings {
+				if strings.Contains(w, "built-in target closed") {
+					got = w
+				}
+			}
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("warning %q, want one saying %q", got, tt.want)
 			}
 		})
 	}

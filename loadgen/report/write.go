@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/portstorm/portstorm/loadgen/memory"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/plan"
 	"github.com/portstorm/portstorm/loadgen/ports"
@@ -249,6 +250,7 @@ func WriteText(w io.Writer, s *Summary, dir string) {
 			fmtUS(ls.P90), fmtUS(ls.P99), fmtUS(ls.P999), fmtUS(ls.Max))
 	}
 	writePorts(w, s.Ports)
+	writeMemory(w, s.Memory)
 	if u := s.Unreachable; u != nil {
 		fmt.Fprintf(w, "  gave up      at %.2fs: %s\n", u.AtS, u.Message())
 	}
@@ -259,6 +261,68 @@ func WriteText(w io.Writer, s *Summary, dir string) {
 	if dir != "" {
 		fmt.Fprintf(w, "  results      %s\n", dir)
 	}
+}
+
+// writeMemory prints what one connection held at the plateau cost: the kernel's slab, the
+// generator's and the target's resident memory, then the slab caches that grew most.
+func writeMemory(w io.Writer, m *memory.Report) {
+	if m == nil {
+		return
+	}
+	parts := []string{}
+	if k := m.Kernel; k != nil {
+		parts = append(parts, fmt.Sprintf("kernel %s (slab %+.2f GiB)", fmtBytes(float64(k.PerConnection)), float64(k.SlabBytes)/(1<<30)))
+	}
+	if g := m.Generator; g != nil {
+		parts = append(parts, fmt.Sprintf("generator %s (%d processes)", fmtBytes(float64(g.PerConnection)), g.Processes))
+	}
+	if t := m.Target; t != nil {
+		parts = append(parts, fmt.Sprintf("target %s (%d processes)", fmtBytes(float64(t.PerConnection)), t.Processes))
+	}
+	head := fmt.Sprintf("%d held at %.0fs, per connection:", m.Connections, m.AtS)
+	wrapParts(w, "  memory       ", append([]string{head}, parts...))
+	if m.Kernel == nil || len(m.Kernel.Caches) == 0 {
+		return
+	}
+	var caches []string
+	for _, c := range m.Kernel.Caches[:min(len(m.Kernel.Caches), 6)] {
+		caches = append(caches, fmt.Sprintf("%s %s", c.Name, fmtBytes(c.PerConnection)))
+	}
+	wrapParts(w, "    slab       ", caches)
+}
+
+// wrapParts prints parts after label, ", " between them (a space after one ending in ':'), on
+// lines no wider than textWidth where they allow, continued under the label.
+func wrapParts(w io.Writer, label string, parts []string) {
+	indent := strings.Repeat(" ", len(label))
+	line := label
+	for i, p := range parts {
+		sep := ""
+		if i > 0 {
+			sep = ", "
+			if strings.HasSuffix(parts[i-1], ":") {
+				sep = " "
+			}
+		}
+		if i > 0 && len(line)+len(sep)+len(p) > textWidth {
+			fmt.Fprintln(w, line+strings.TrimRight(sep, " "))
+			line = indent + p
+			continue
+		}
+		line += sep + p
+	}
+	fmt.Fprintln(w, line)
+}
+
+// fmtBytes renders a size in bytes as B or KiB.
+func fmtBytes(b float64) string {
+	if b >= 10*1024 || b <= -10*1024 {
+		return fmt.Sprintf("%.1f KiB", b/1024)
+	}
+	if b >= 1024 || b <= -1024 {
+		return fmt.Sprintf("%.2f KiB", b/1024)
+	}
+	return fmt.Sprintf("%.0f B", b)
 }
 
 // textWidth is the widest line of the text summary's own lines.

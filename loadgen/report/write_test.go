@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portstorm/portstorm/loadgen/memory"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/preflight"
@@ -202,6 +203,15 @@ func TestSummaryJSONContract(t *testing.T) {
 			},
 			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "pacing", "requests", "calibration", "baseline")...),
 			literal: map[string]string{"calibration": `{"unit_us":61.25,"connect_p50_us":40.5,"echo_p50_us":20.25,"connections":1000,"duration_us":70000}`},
+		},
+		{
+			name:    "a run that held connections: the memory they took",
+			summary: func(t *testing.T) *Summary { s := fixedSummary(t); s.Memory = memoryFixture(); return s },
+			top:     sorted(append(slices.Clone(required), "examples", "warnings", "target", "pacing", "requests", "memory")...),
+			literal: map[string]string{"memory": `{"at_s":279,"connections":1000000,"kernel":{"slab_bytes":9126805504,"per_connection":9126,` +
+				`"caches":[{"name":"TCP","objects":2000000,"object_size":2368,"bytes":4844158976,"per_connection":4844.158976}]},` +
+				`"generator":{"processes":54,"base_rss":925511680,"rss":1925511680,"per_connection":1000},` +
+				`"target":{"processes":53,"base_rss":808083456,"rss":861564928,"per_connection":53}}`},
 		},
 		{
 			name: "a run whose report.html could not be written",
@@ -390,6 +400,18 @@ func TestWriteTextGolden(t *testing.T) {
 				// Unrated requests, none failed: no offered figures.
 				s.Requests = &Requests{Written: 2000, Offered: 2000, PerSecond: 97.56, OfferedPerSecond: 97.56,
 					Outcomes: allOutcomes(map[string]uint64{"ok": 2000})}
+				return s
+			},
+		},
+		{
+			name: "a million held: memory per connection", golden: "text_memory.golden", dir: "",
+			summary: func(t *testing.T) *Summary {
+				s := fixedSummary(t)
+				s.Interrupted, s.Verdict, s.Segments, s.Warnings = false, "pass", 53, nil
+				s.Memory = memoryFixture()
+				s.Memory.Kernel.Caches = append(s.Memory.Kernel.Caches,
+					memory.CacheGrowth{Name: "sock_inode_cache", Objects: 2000000, ObjSize: 832, Bytes: 1704984576, PerConnection: 1704.984576},
+					memory.CacheGrowth{Name: "filp", Objects: 2000000, ObjSize: 192, Bytes: 385875968, PerConnection: 385.875968})
 				return s
 			},
 		},
@@ -751,6 +773,15 @@ func parseRow(t *testing.T, rec []string) (r TimelineRow, offered, written float
 	return r, offered, written
 }
 
+// memoryFixture is summary.json's memory of a million connections held.
+func memoryFixture() *memory.Report {
+	return &memory.Report{AtS: 279, Connections: 1000000,
+		Kernel: &memory.Kernel{SlabBytes: 9126805504, PerConnection: 9126, Caches: []memory.CacheGrowth{
+			{Name: "TCP", Objects: 2000000, ObjSize: 2368, Bytes: 4844158976, PerConnection: 4844.158976}}},
+		Generator: &memory.Process{Processes: 54, BaseRSS: 925511680, RSS: 1925511680, PerConnection: 1000},
+		Target:    &memory.Process{Processes: 53, BaseRSS: 808083456, RSS: 861564928, PerConnection: 53}}
+}
+
 // TestSummaryJSONPortsContract pins the keys of ports.time_wait, which CI gates read, and
 // host.conntrack.
 func TestSummaryJSONPortsContract(t *testing.T) {
@@ -771,5 +802,12 @@ func TestSummaryJSONPortsContract(t *testing.T) {
 	}
 	if got := string(object(t, object(t, b)["host"])["conntrack"]); got != `"inactive"` {
 		t.Errorf("host.conntrack = %s, want \"inactive\"", got)
+	}
+	// The host's whole-machine limits the forecast reads (fs.file-max, MemAvailable).
+	host := object(t, object(t, b)["host"])
+	for _, k := range []string{"file_max", "file_nr", "mem_available"} {
+		if _, ok := host[k]; !ok {
+			t.Errorf("host.%s missing", k)
+		}
 	}
 }

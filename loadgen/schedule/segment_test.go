@@ -125,3 +125,44 @@ func TestSegmentSharesFollowThePlan(t *testing.T) {
 		}
 	}
 }
+
+// TestSegmentNextChangeWakeups: a segment's caller wakes about as often as its own share changes,
+// not at every change of the whole plan (a worker of 53 woke 53 times for each slot it started).
+func TestSegmentNextChangeWakeups(t *testing.T) {
+	tests := []struct {
+		name  string
+		ramp  Ramp
+		seg   Segment
+		until time.Duration
+	}{
+		{"rising, 1 of 53", Ramp{Stages: []Stage{{10 * time.Second, 10600}}}, Segment{1, 53}, 10 * time.Second},
+		{"rising, 52 of 53", Ramp{Stages: []Stage{{10 * time.Second, 10600}}}, Segment{52, 53}, 10 * time.Second},
+		{"falling, 0 of 4", Ramp{Start: 4000, Stages: []Stage{{10 * time.Second, 0}}}, Segment{0, 4}, 10 * time.Second},
+		{"falling, 3 of 4", Ramp{Start: 4000, Stages: []Stage{{10 * time.Second, 0}}}, Segment{3, 4}, 10 * time.Second},
+		{"whole plan", Ramp{Stages: []Stage{{10 * time.Second, 1000}}}, Segment{}, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wakeups, changes := 0, 0
+			for at := time.Duration(0); at < tt.until; {
+				d := tt.ramp.SegmentNextChange(tt.seg, at, time.Microsecond)
+				before := tt.ramp.SegmentConcurrency(tt.seg, at)
+				// Nothing changes strictly before the predicted instant.
+				if mid := at + d/2; d > 2*time.Microsecond && tt.ramp.SegmentConcurrency(tt.seg, mid) != before {
+					t.Fatalf("at %v: changed before the predicted %v", at, at+d)
+				}
+				if d <= 0 {
+					t.Fatal("no progress")
+				}
+				at += d
+				wakeups++
+				if tt.ramp.SegmentConcurrency(tt.seg, at) != before {
+					changes++
+				}
+			}
+			if wakeups > changes+3 {
+				t.Errorf("%d wake-ups for %d changes of the segment's share", wakeups, changes)
+			}
+		})
+	}
+}

@@ -128,8 +128,10 @@ func TestHandshake(t *testing.T) {
 			}
 			var stderr bytes.Buffer
 			called := time.Now()
+			var readyPids [][]int // Timing.Ready's calls
 			res, err := Run(ctx, nil, specs(t, tt.workers...), func(*metrics.Snapshot) {}, &stderr,
-				Timing{Handshake: true, ReadyWithin: readyWithin, RunFor: time.Minute})
+				Timing{Handshake: true, ReadyWithin: readyWithin, RunFor: time.Minute,
+					Ready: func(pids []int) { readyPids = append(readyPids, pids) }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,6 +155,25 @@ func TestHandshake(t *testing.T) {
 				}
 				if tt.failed == "" && !res.Start.Equal(starts[0]) {
 					t.Errorf("result start %v, the workers' %v", res.Start, starts[0])
+				}
+			}
+			// Ready is called once, with every worker's process id, when a start is sent; never
+			// when none is.
+			switch {
+			case tt.started == 0 && len(readyPids) != 0:
+				t.Errorf("Ready called %v without a start", readyPids)
+			case tt.started > 0 && len(readyPids) != 1:
+				t.Errorf("Ready called %d times, want once", len(readyPids))
+			case tt.started > 0:
+				seen := map[int]bool{}
+				for _, pid := range readyPids[0] {
+					if pid <= 0 || seen[pid] {
+						t.Errorf("Ready's pids %v", readyPids[0])
+					}
+					seen[pid] = true
+				}
+				if len(seen) != len(tt.workers) {
+					t.Errorf("Ready's pids %v, want %d", readyPids[0], len(tt.workers))
 				}
 			}
 			if res.Total.Established != tt.established {

@@ -64,6 +64,10 @@ type Timing struct {
 	// without a handshake) every worker must have ended: its schedule, graceful stop and a margin.
 	// A worker still running then is killed and reported, so a hung worker cannot hang the run.
 	RunFor time.Duration
+	// Ready, when set, is called with the workers' process ids once every worker is ready, before
+	// the start instant is sent (with Handshake): the moment they are set up and have opened no
+	// connection (the coordinator samples their memory then, loadgen/memory).
+	Ready func(pids []int)
 }
 
 const (
@@ -327,6 +331,13 @@ func (s *supervisor) handshake() (time.Time, bool) {
 	defer bound.Stop()
 	select {
 	case <-s.allReady:
+		if s.tm.Ready != nil {
+			pids := make([]int, len(s.workers))
+			for i, w := range s.workers {
+				pids[i] = w.cmd.Process.Pid
+			}
+			s.tm.Ready(pids)
+		}
 		start := time.Now().Add(s.tm.StartMargin)
 		for _, w := range s.workers {
 			WriteStart(w.in, start) // a worker that has just died is reported by its reader
