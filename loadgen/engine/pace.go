@@ -14,23 +14,19 @@ import (
 const coarseSlack = 2 * time.Millisecond
 
 // pacer waits for the arrival loop's intended times: a Go timer (which a stop interrupts) for all
-// but the last coarseSlack, then clock_nanosleep with a timer slack of 1 ns, which the kernel's
-// hrtimers keep to within microseconds (a thread's default slack is 50 µs, by which a sleep may
-// be extended to batch wake-ups: kernel/sys.c PR_SET_TIMERSLACK, kernel/time/hrtimer.c). The slack
-// is set on whichever thread runs the loop at the time, and left there: it only makes that
-// thread's later timed waits end on time. A thread sleeping in the kernel costs no CPU, so a slow
-// schedule stays cheap (no spinning); a fast one makes a few system calls per arrival.
+// but the last coarseSlack, then a kernel timer (Linux: a timerfd, pace_linux.go) that the
+// goroutine waits on in Go's poller, which the kernel's hrtimers fire to within microseconds. The
+// goroutine parks while it waits, so the thread and its P run other goroutines meanwhile (a sleep
+// in a system call held the P until sysmon took it back, 20 µs to 10 ms later, and on 2 cores the
+// rated loops waited for it). A timer costs no CPU while it waits, so a slow schedule stays cheap
+// (no spinning); a fast one makes two system calls per wait.
 type pacer struct {
 	t *time.Timer
-	// fine is false when the kernel sleep cannot be used: prctl failed, or the clock time.Now reads
-	// did not move while the thread slept (the virtual clock of a testing/synctest bubble), after
-	// which the pacer waits on the timer alone.
+	// fine is false when the kernel timer cannot be used (it could not be made, or the clock
+	// time.Now reads did not move while the goroutine waited: the virtual clock of a
+	// testing/synctest bubble), after which the pacer waits on the Go timer alone.
 	fine bool
-	// at0 and mono0 are one instant read on Go's clock and as CLOCK_MONOTONIC (the clock Go's
-	// monotonic readings come from), taken at the first kernel sleep: later deadlines are
-	// computed from them instead of reading the clock again (a system call) for every sleep.
-	at0   time.Time
-	mono0 int64
+	k    kernelTimer
 }
 
 // newPacer returns a pacer; close releases its timer.
@@ -40,7 +36,10 @@ func newPacer() *pacer {
 	return p
 }
 
-func (p *pacer) close() { p.t.Stop() }
+func (p *pacer) close() {
+	p.t.Stop()
+	p.k.close()
+}
 
 // until waits until at. It returns false when stop closed first; a stop is noticed while the
 // timer runs and before every wait (a schedule whose gaps are all under coarseSlack never waits

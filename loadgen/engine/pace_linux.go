@@ -1,43 +1,62 @@
 package engine
 
 import (
-	"runtime"
+	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// sleep sleeps in the kernel until at, an absolute CLOCK_MONOTONIC deadline (the clock Go's
-// monotonic readings come from), so that a signal interrupting it (Go preempts with SIGURG) costs
-// no drift: it sleeps again to the same deadline.
-func (p *pacer) sleep(at time.Time, _ time.Duration) {
-	// The connections the loop just started wait for this P, which a thread sleeping in a system
-	// call keeps until sysmon takes it back (20 µs to 10 ms later): let them run first.
-	runtime.Gosched()
-	d := time.Until(at) // not the caller's d: the yield above took some of it
-	if d <= 0 {
-		return
+// kernelTimer is the pacer's timerfd, made at its first fine wait and registered in Go's poller.
+type kernelTimer struct {
+	f  *os.File
+	rc syscall.RawConn
+	fd int
+}
+
+func (k *kernelTimer) close() {
+	if k.f != nil {
+		k.f.Close()
+		k.f = nil
 	}
-	if unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0) != nil {
-		p.fine = false
-		return
-	}
-	if p.at0.IsZero() {
-		// time.Now first: the monotonic reading after it is no earlier, so deadlines computed from
-		// the pair are late by the gap between the two reads (well under a microsecond), never early.
-		var ts unix.Timespec
-		now := time.Now()
-		if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+}
+
+// sleep waits until at (d from now at most) on the timerfd: armed relative to a reading of the
+// clock just before (the gap, well under a microsecond, makes the wait late, never early), then
+// waited on in Go's poller until it fires. The kernel fires a timerfd without the timer slack
+// (50 µs by default) that it may add to a thread's nanosleep or epoll_wait.
+func (p *pacer) sleep(at time.Time, d time.Duration) {
+	if p.k.f == nil {
+		fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+		if err != nil {
 			p.fine = false
 			return
 		}
-		p.at0, p.mono0 = now, ts.Nano()
+		f := os.NewFile(uintptr(fd), "timerfd") // non-blocking: registered in Go's poller
+		rc, err := f.SyscallConn()
+		if err != nil {
+			f.Close()
+			p.fine = false
+			return
+		}
+		p.k = kernelTimer{f: f, rc: rc, fd: fd}
 	}
 	before := time.Now()
-	deadline := unix.NsecToTimespec(p.mono0 + int64(at.Sub(p.at0)))
-	for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &deadline, nil) == unix.EINTR {
+	if d = at.Sub(before); d <= 0 {
+		return
 	}
-	if time.Since(before) < d/2 {
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
+	if unix.TimerfdSettime(p.k.fd, 0, &spec, nil) != nil {
+		p.fine = false
+		return
+	}
+	var expirations [8]byte
+	err := p.k.rc.Read(func(fd uintptr) bool {
+		_, err := unix.Read(int(fd), expirations[:])
+		return err != unix.EAGAIN // EAGAIN: not fired yet, park in the poller
+	})
+	if err != nil || time.Since(before) < d/2 {
 		p.fine = false
 	}
 }

@@ -4,6 +4,10 @@ package engine
 
 import "time"
 
-// sleep: PR_SET_TIMERSLACK is Linux's, so the pacer waits on its Go timer alone, as it does on
+// sleep: the kernel timer is Linux's timerfd, so the pacer waits on its Go timer alone, as it does on
 // Linux when prctl fails (up to a millisecond later per arrival: see coarseSlack).
 func (p *pacer) sleep(time.Time, time.Duration) { p.fine = false }
+
+type kernelTimer struct{}
+
+func (kernelTimer) close() {}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"runtime"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -77,4 +79,63 @@ func TestPacerVirtualTime(t *testing.T) {
 			t.Error("the kernel sleep is still used in virtual time")
 		}
 	})
+}
+
+// TestPacerParksInPoller: in its last stretch before an instant the pacer's goroutine waits parked
+// in Go's poller ("IO wait"), not in a system call that keeps its thread's P: other goroutines
+// (a rated loop with answers to read) run meanwhile. The stacks of every goroutine are sampled
+// while the pacer waits, until one shows it parked (at most 200 waits).
+func TestPacerParksInPoller(t *testing.T) {
+	p := newPacer()
+	defer p.close()
+	ids := make(chan string, 1)
+	done := make(chan struct{})
+	seen := make(chan bool, 1)
+	go func() {
+		id := <-ids
+		buf := make([]byte, 1<<20)
+		for {
+			select {
+			case <-done:
+				seen <- false
+				return
+			default:
+			}
+			n := runtime.Stack(buf, true)
+			for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
+				if strings.HasPrefix(g, "goroutine "+id+" [IO wait") {
+					seen <- true
+					return
+				}
+			}
+		}
+	}()
+	ids <- goroutineID()
+	parked := false
+	for range 200 {
+		p.until(time.Now().Add(coarseSlack-100*time.Microsecond), nil)
+		select {
+		case parked = <-seen:
+		default:
+			continue
+		}
+		break
+	}
+	close(done)
+	if !parked {
+		parked = <-seen
+	}
+	if !parked {
+		t.Error("the pacer's goroutine was never seen parked in the poller while it waited")
+	}
+	if !p.fine {
+		t.Error("the kernel timer was given up on a real clock")
+	}
+}
+
+// goroutineID is the calling goroutine's number, as runtime.Stack prints it.
+func goroutineID() string {
+	var b [64]byte
+	f := strings.Fields(string(b[:runtime.Stack(b[:], false)]))
+	return f[1]
 }

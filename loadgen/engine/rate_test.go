@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -580,5 +581,118 @@ func TestRatedHoldsStaggered(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestDispatcherHandsAhead: a total rate's times reach the connections before they are due (up to
+// dispatchAhead), so that a connection paces its own requests; the counts stay exact: a time handed
+// ahead is offered and written once it comes, and one due after the stop is neither written nor
+// offered. (Before, every time was handed out once due: a cross-thread wake-up per request.)
+func TestDispatcherHandsAhead(t *testing.T) {
+	tests := []struct {
+		name     string
+		pipeline int
+	}{
+		{"one by one", 1},
+		{"pipelined", 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var seen []time.Time // when times were given
+				giveStep = func(*mailbox) {
+					mu.Lock()
+					seen = append(seen, time.Now())
+					mu.Unlock()
+				}
+				// 1000/s from 1 s (1.000, 1.001, ... s) over 10 connections, the run stopping at
+				// 2.0025 s: 1003 requests came before the stop (1.000 ... 2.002 s); those of
+				// 2.003 s on, handed out up to dispatchAhead early, never came.
+				cfg := Config{Model: Concurrency, Dialer: &stallEcho{msg: 8},
+					Ramp: schedule.Ramp{Start: 10, Stages: []schedule.Stage{{Duration: 2002500 * time.Microsecond, Target: 10}}},
+					Send: &Send{Unlimited: true, Bytes: 8, Echo: true, Pipeline: tt.pipeline, TotalRate: &schedule.Ramp{Stages: []schedule.Stage{
+						{Duration: time.Second}, {Duration: 1, Target: 1000}, {Duration: 5 * time.Second, Target: 1000}}}}}
+				defer func() { giveStep = nil }()
+				t0 := time.Now()
+				res := runSim(t, cfg)
+				tot := res.Total
+				if tot.Requests != 1003 || tot.RequestsOffered != 1003 || tot.RequestOutcomes[metrics.OK] != 1003 {
+					t.Fatalf("written %d, offered %d, outcomes %v; want 1003 written, ok and offered", tot.Requests,
+						tot.RequestsOffered, tot.RequestOutcomes)
+				}
+				// The times given: the first (1.000 s) at 1 s - dispatchAhead/2 at the latest.
+				mu.Lock()
+				defer mu.Unlock()
+				if len(seen) == 0 {
+					t.Fatal("no time given")
+				}
+				lead := t0.Add(time.Second).Sub(seen[0])
+				if lead < dispatchAhead/2 || lead > dispatchAhead {
+					t.Fatalf("the first time given %v before it was due, want %v to %v", lead, dispatchAhead/2, dispatchAhead)
+				}
+			})
+		})
+	}
+}
+
+// TestMailboxPopDue: a connection takes a time handed ahead only once it came, and never one at or
+// after the stop; a time handed back by a connection leaving goes before the later ones handed
+// ahead (the head is the earliest).
+func TestMailboxPopDue(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Millisecond) }
+	tests := []struct {
+		name      string
+		now, stop time.Time
+		want      time.Time // taken (zero: none)
+		next      time.Time
+	}{
+		{"due", at(1), time.Time{}, at(1), time.Time{}},
+		{"not yet", at(0), time.Time{}, time.Time{}, at(1)},
+		{"due before the stop", at(5), at(2), at(1), time.Time{}},
+		{"due at the stop", at(5), at(1), time.Time{}, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var d dispatcher
+			m := d.join(nil)
+			m.put(at(3))
+			m.put(at(1)) // handed back by a connection leaving, after at(3) was handed ahead
+			got, next, ok := m.popDue(tt.now, tt.stop)
+			if ok != !tt.want.IsZero() || !got.Equal(tt.want) || !next.Equal(tt.next) {
+				t.Fatalf("popDue(%v, %v) = %v, %v, %v; want %v, %v", tt.now.Sub(t0), tt.stop, got, next, ok, tt.want, tt.next)
+			}
+			d.leave(m)
+		})
+	}
+}
+
+// TestMailboxStaysBounded: a connection given its times ahead never empties its mailbox, yet the
+// times it took are reclaimed: after 100,000 given and taken with 8 always waiting, the queue
+// holds no more than a few dozen.
+func TestMailboxStaysBounded(t *testing.T) {
+	var d dispatcher
+	m := d.join(nil)
+	defer d.leave(m)
+	t0 := time.Unix(1000, 0)
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Microsecond) }
+	for i := range 8 {
+		m.put(at(i))
+	}
+	for i := range 100_000 {
+		m.put(at(i + 8))
+		got, _, ok := m.popDue(at(i), time.Time{})
+		if !ok || !got.Equal(at(i)) {
+			t.Fatalf("take %d: got %v, %v; want %v", i, got.Sub(t0), ok, time.Duration(i)*time.Microsecond)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n := len(m.q) - m.head; n != 8 {
+		t.Errorf("%d times waiting, want 8", n)
+	}
+	if c := cap(m.q); c > 128 {
+		t.Errorf("the queue's capacity grew to %d for 8 waiting times", c)
 	}
 }

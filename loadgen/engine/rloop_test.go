@@ -6,12 +6,16 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
+	"github.com/portstorm/portstorm/loadgen/proto"
 	"github.com/portstorm/portstorm/loadgen/schedule"
 	"github.com/portstorm/portstorm/target"
 )
@@ -144,5 +148,71 @@ func closedByServer(t *testing.T, tot *metrics.Snapshot) {
 	if tot.Closed+tot.Failed != 10 || tot.Requests != tot.Closed || tot.RequestErrors() != tot.Requests {
 		t.Errorf("closed %d, failed %d, requests %d (%v): want 10 connections, each closed one's request failed",
 			tot.Closed, tot.Failed, tot.Requests, tot.RequestOutcomes)
+	}
+}
+
+// TestRatedLoopSeesCloseWithAnswer: a server that writes an answer delimited by the end of the
+// stream (HTTP/1.0 with no Content-Length) and closes at once, so that the answer and the FIN
+// come in one edge. The loop stops reading at a read shorter than its buffer, except when the
+// event said the server closed: every answer is then whole (ok), none waits for the I/O timeout.
+func TestRatedLoopSeesCloseWithAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				b := make([]byte, 4096)
+				for got := ""; !strings.Contains(got, "\r\n\r\n"); {
+					n, err := c.Read(b)
+					if err != nil {
+						return
+					}
+					got += string(b[:n])
+				}
+				c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nthe end of the stream ends this body"))
+			}()
+		}
+	}()
+	addr := ln.Addr().String()
+	x, err := proto.Compile(proto.Spec{Protocol: proto.HTTP, HTTP: proto.HTTPSpec{Host: addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := false
+	loopStarted = func() { started = true }
+	defer func() { loopStarted = nil }()
+	res, err := Run(context.Background(), Config{
+		Model: Arrival, Ramp: schedule.Ramp{Start: 400, Stages: []schedule.Stage{{Duration: 100 * time.Millisecond, Target: 400}}},
+		Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(addr))},
+		Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN,
+		Send:         &Send{Count: 1, Rate: 1000, Exchange: x},
+		IOTimeout:    time.Minute, MaxInFlight: 100, GracefulStop: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !started {
+		t.Fatal("the rated loops did not run the conversations")
+	}
+	tot := res.Total
+	if tot.Requests != 40 || tot.RequestOutcomes[metrics.OK] != 40 {
+		t.Errorf("written %d, outcomes %v (%v): want 40 answered whole", tot.Requests, tot.RequestOutcomes, tot.Examples)
+	}
+	if h := tot.Hist[metrics.RequestIntended]; h.Max() > (30 * time.Second).Microseconds() {
+		t.Errorf("an answer took %d µs: it waited for the I/O timeout", h.Max())
 	}
 }
