@@ -22,11 +22,11 @@ func (k *kernelTimer) close() {
 	}
 }
 
-// sleep waits until at (d from now at most) on the timerfd: armed relative to a reading of the
+// sleep waits until at on the timerfd: armed relative to a reading of the
 // clock just before (the gap, well under a microsecond, makes the wait late, never early), then
 // waited on in Go's poller until it fires. The kernel fires a timerfd without the timer slack
 // (50 µs by default) that it may add to a thread's nanosleep or epoll_wait.
-func (p *pacer) sleep(at time.Time, d time.Duration) {
+func (p *pacer) sleep(at time.Time, _ time.Duration) {
 	if p.k.f == nil {
 		fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
 		if err != nil {
@@ -43,7 +43,8 @@ func (p *pacer) sleep(at time.Time, d time.Duration) {
 		p.k = kernelTimer{f: f, rc: rc, fd: fd}
 	}
 	before := time.Now()
-	if d = at.Sub(before); d <= 0 {
+	d := at.Sub(before) // not the caller's: making the timer took some of it
+	if d <= 0 {
 		return
 	}
 	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}

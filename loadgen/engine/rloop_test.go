@@ -199,8 +199,8 @@ func TestRatedLoopSeesCloseWithAnswer(t *testing.T) {
 		Model: Arrival, Ramp: schedule.Ramp{Start: 400, Stages: []schedule.Stage{{Duration: 100 * time.Millisecond, Target: 400}}},
 		Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(addr))},
 		Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN,
-		Send:         &Send{Count: 1, Rate: 1000, Exchange: x},
-		IOTimeout:    time.Minute, MaxInFlight: 100, GracefulStop: 5 * time.Second,
+		Send:      &Send{Count: 1, Rate: 1000, Exchange: x},
+		IOTimeout: time.Minute, MaxInFlight: 100, GracefulStop: 5 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
