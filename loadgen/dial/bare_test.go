@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portstorm/portstorm/internal/loopback"
 	"golang.org/x/sys/unix"
 )
 
@@ -198,22 +199,7 @@ func TestAwaitConnect(t *testing.T) {
 // connect to it waits until its timeout.
 func unanswered(t *testing.T) Destination {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := NewDestination(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(sa.(*unix.SockaddrInet4).Port)))
+	dst := NewDestination(loopback.Unaccepted(t))
 	filler, err := net.Dial("tcp", dst.String())
 	if err != nil {
 		t.Fatal(err)

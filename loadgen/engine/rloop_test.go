@@ -9,10 +9,10 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/portstorm/portstorm/internal/loopback"
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/proto"
@@ -156,38 +156,17 @@ func closedByServer(t *testing.T, tot *metrics.Snapshot) {
 // come in one edge. The loop stops reading at a read shorter than its buffer, except when the
 // event said the server closed: every answer is then whole (ok), none waits for the I/O timeout.
 func TestRatedLoopSeesCloseWithAnswer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer ln.Close()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
+	addr := loopback.Serve(t, func(c net.Conn) {
+		b := make([]byte, 4096)
+		for got := ""; !strings.Contains(got, "\r\n\r\n"); {
+			n, err := c.Read(b)
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				b := make([]byte, 4096)
-				for got := ""; !strings.Contains(got, "\r\n\r\n"); {
-					n, err := c.Read(b)
-					if err != nil {
-						return
-					}
-					got += string(b[:n])
-				}
-				c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nthe end of the stream ends this body"))
-			}()
+			got += string(b[:n])
 		}
-	}()
-	addr := ln.Addr().String()
+		c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nthe end of the stream ends this body"))
+	})
 	x, err := proto.Compile(proto.Spec{Protocol: proto.HTTP, HTTP: proto.HTTPSpec{Host: addr}})
 	if err != nil {
 		t.Fatal(err)

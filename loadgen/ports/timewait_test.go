@@ -7,12 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/portstorm/portstorm/internal/loopback"
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/isolate/nstest"
 )
@@ -38,30 +38,9 @@ func TestTimeWaitOnlyOurs(t *testing.T) {
 		{"others outside the run's range", []int{41001, 41002, 40021}, 1, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
 			// The peer reads to the client's FIN and closes: the client's end goes to TIME_WAIT.
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						io.Copy(io.Discard, c)
-						c.Close()
-					}()
-				}
-			}()
-			defer func() { ln.Close(); wg.Wait() }()
-			dst := dial.NewDestination(netip.MustParseAddrPort(ln.Addr().String()))
+			addr := loopback.Serve(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+			dst := dial.NewDestination(netip.MustParseAddrPort(addr))
 			closeFirst := func(port int, record func(netip.AddrPort)) {
 				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}}
 				c, err := d.Dial("tcp", dst.AddrPort.String())

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portstorm/portstorm/internal/loopback"
 )
 
 // replayer is an in-memory connection that answers every write with the same response.
@@ -127,7 +129,7 @@ func benchmarkExchange(b *testing.B, spec Spec, response string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := dial(b, serve(b, answer(len(x.request), []byte(response))))
+	c := dial(b, loopback.Serve(b, answer(len(x.request), []byte(response))))
 	c.SetDeadline(time.Time{}) // a long -benchtime must not hit the test deadline
 	r := NewReader()
 	r.Reset(c.Conn)

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/portstorm/portstorm/internal/loopback"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -48,43 +49,10 @@ func dial(t testing.TB, addr string) *meteredConn {
 	return &meteredConn{Conn: c}
 }
 
-// serve listens on 127.0.0.1:0 and runs handle on each accepted connection until the test ends;
-// the cleanup closes the listener and waits for every handler, which must return once the
-// client side is closed.
-func serve(t testing.TB, handle func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
-
 // scripted is a server that answers whatever it is sent with fixed bytes, then closes its side
 // (FIN) and drains the client until it closes, so that the close never turns into a reset.
 func scripted(t testing.TB, response []byte) string {
-	return serve(t, func(c net.Conn) {
+	return loopback.Serve(t, func(c net.Conn) {
 		if _, err := c.Write(response); err != nil {
 			return
 		}
@@ -95,7 +63,7 @@ func scripted(t testing.TB, response []byte) string {
 
 // echoServer sends back every byte it receives, passed through mangle.
 func echoServer(t testing.TB, mangle func([]byte)) string {
-	return serve(t, func(c net.Conn) {
+	return loopback.Serve(t, func(c net.Conn) {
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := c.Read(buf)

@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"github.com/portstorm/portstorm/internal/loopback"
 	"io"
 	"net"
 	"strconv"
@@ -109,7 +110,7 @@ func TestRedisConversation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serve(t, func(c net.Conn) {
+	addr := loopback.Serve(t, func(c net.Conn) {
 		req := make([]byte, len(x.request))
 		for i := 1; i <= 20; i++ {
 			if _, err := io.ReadFull(c, req); err != nil || string(req) != string(x.request) {

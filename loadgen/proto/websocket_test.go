@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/portstorm/portstorm/internal/loopback"
 )
 
 // wsSpec is a text echo of "hello" to host.
@@ -22,7 +23,7 @@ func wsSpec(host string) Spec {
 // wsServe runs the server side of the opening handshake with gobwas/ws's Upgrader (selecting the
 // subprotocol offered when sub is true), then after on the upgraded connection.
 func wsServe(t *testing.T, sub bool, after func(c net.Conn)) string {
-	return serve(t, func(c net.Conn) {
+	return loopback.Serve(t, func(c net.Conn) {
 		u := ws.Upgrader{Protocol: func([]byte) bool { return sub }}
 		if _, err := u.Upgrade(c); err != nil {
 			return
@@ -174,18 +175,18 @@ func TestWebSocketUpgrade(t *testing.T) {
 		{"subprotocol selected", "chat", func(t *testing.T) string { return wsServe(t, true, func(net.Conn) {}) }, nil, ""},
 		{"subprotocol not selected", "chat", func(t *testing.T) string { return wsServe(t, false, func(net.Conn) {}) }, ErrReply, "selected no subprotocol"},
 		{"refused 400", "", func(t *testing.T) string {
-			return serve(t, resp("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
+			return loopback.Serve(t, resp("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
 		}, ErrStatus, "status 400"},
 		{"plain 200, no 101", "", func(t *testing.T) string {
-			return serve(t, resp("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"))
+			return loopback.Serve(t, resp("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"))
 		}, ErrStatus, "status 200"},
 		{"101 without accept", "", func(t *testing.T) string {
-			return serve(t, resp("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"))
+			return loopback.Serve(t, resp("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"))
 		}, ErrMalformed, "websocket upgrade"},
-		{"not http", "", func(t *testing.T) string { return serve(t, resp("+OK\r\n")) }, ErrMalformed, "websocket upgrade"},
+		{"not http", "", func(t *testing.T) string { return loopback.Serve(t, resp("+OK\r\n")) }, ErrMalformed, "websocket upgrade"},
 		// The server reads the request, then closes without answering: a close with the request
 		// unread would be a reset (ECONNRESET, not EOF), depending on which side ran first.
-		{"closed", "", func(t *testing.T) string { return serve(t, resp("")) }, io.EOF, ""},
+		{"closed", "", func(t *testing.T) string { return loopback.Serve(t, resp("")) }, io.EOF, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,7 +210,7 @@ func TestWebSocketUpgrade(t *testing.T) {
 
 // TestWebSocketPending: frames the server sends right behind its 101 are read, not lost.
 func TestWebSocketPending(t *testing.T) {
-	addr := serve(t, func(c net.Conn) {
+	addr := loopback.Serve(t, func(c net.Conn) {
 		u := ws.Upgrader{}
 		// The upgrade response and a first message in one write: gobwas's Upgrader writes the
 		// response itself, so the message is queued on a wrapper that flushes both at once.
@@ -275,7 +276,7 @@ func TestWebSocketCloseHandshake(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := serve(t, func(c net.Conn) {
+			addr := loopback.Serve(t, func(c net.Conn) {
 				if _, err := (ws.Upgrader{}).Upgrade(c); err != nil {
 					return
 				}
