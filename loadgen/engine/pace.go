@@ -7,7 +7,7 @@ import (
 )
 
 // coarseSlack is how long before an arrival's intended time the pacer stops waiting on a Go timer
-// and sleeps the rest in the kernel. Go timers wake late by up to a millisecond on an idle machine:
+// and waits the rest on a kernel timer (pace_linux.go). Go timers wake late by up to a millisecond on an idle machine:
 // when every P is idle the runtime waits for the next timer in epoll_wait, whose timeout is whole
 // milliseconds, so a sub-millisecond wait is rounded up to 1 ms (runtime/netpoll_epoll.go). Paced
 // that way, schedule_lag p50 was ~0.6 ms at any rate.
@@ -56,7 +56,7 @@ func (p *pacer) until(at time.Time, stop <-chan struct{}) bool {
 		case d <= 0:
 			return true
 		case p.fine && d <= coarseSlack:
-			p.sleep(at, d)
+			p.sleep(at)
 		default:
 			if p.fine {
 				d -= coarseSlack

@@ -26,9 +26,9 @@ func (k *kernelTimer) close() {
 // clock just before (the gap, well under a microsecond, makes the wait late, never early), then
 // waited on in Go's poller until it fires. The kernel fires a timerfd without the timer slack
 // (50 µs by default) that it may add to a thread's nanosleep or epoll_wait.
-func (p *pacer) sleep(at time.Time, _ time.Duration) {
+func (p *pacer) sleep(at time.Time) {
 	if p.k.f == nil {
-		fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+		fd, err := newTimerfd()
 		if err != nil {
 			p.fine = false
 			return
@@ -47,8 +47,7 @@ func (p *pacer) sleep(at time.Time, _ time.Duration) {
 	if d <= 0 {
 		return
 	}
-	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
-	if unix.TimerfdSettime(p.k.fd, 0, &spec, nil) != nil {
+	if armTimerfd(p.k.fd, d) != nil {
 		p.fine = false
 		return
 	}
@@ -60,4 +59,18 @@ func (p *pacer) sleep(at time.Time, _ time.Duration) {
 	if err != nil || time.Since(before) < d/2 {
 		p.fine = false
 	}
+}
+
+// newTimerfd makes a non-blocking timerfd on CLOCK_MONOTONIC, the clock of Go's monotonic
+// readings (the pacer's and the rated loops' precise wake-ups).
+func newTimerfd() (int, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	return fd, os.NewSyscallError("timerfd_create", err)
+}
+
+// armTimerfd sets fd to fire once, d from now; at once when d is not positive (a zero value would
+// disarm it instead).
+func armTimerfd(fd int, d time.Duration) error {
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(max(d, 1)))}
+	return os.NewSyscallError("timerfd_settime", unix.TimerfdSettime(fd, 0, &spec, nil))
 }

@@ -6,7 +6,7 @@ import "time"
 
 // sleep: the kernel timer is Linux's timerfd, so the pacer waits on its Go timer alone, as it does on
 // Linux when prctl fails (up to a millisecond later per arrival: see coarseSlack).
-func (p *pacer) sleep(time.Time, time.Duration) { p.fine = false }
+func (p *pacer) sleep(time.Time) { p.fine = false }
 
 type kernelTimer struct{}
 

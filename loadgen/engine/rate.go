@@ -760,17 +760,6 @@ func (e *engine) stopTime() time.Time {
 	return time.Time{}
 }
 
-func (b *mailbox) pop() (time.Time, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.head == len(b.q) {
-		return time.Time{}, false
-	}
-	at := b.q[b.head]
-	b.advance()
-	return at, true
-}
-
 // dispatchRequests runs a total rate: every request of the shard's segment of the rate ramp is
 // handed to a sending connection up to dispatchAhead before its intended time, and offered once
 // that time came, until the ramp or the run ends. It works in batches: once awake it hands out

@@ -176,10 +176,10 @@ func newRLoop(e *engine) (*rloop, error) {
 	if err != nil {
 		return nil, err
 	}
-	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	tfd, err := newTimerfd()
 	if err != nil {
 		ep.Close()
-		return nil, os.NewSyscallError("timerfd_create", err)
+		return nil, err
 	}
 	// Edge-triggered: every expiry is one event, and the timer is never read (arming it again is
 	// all it needs).
@@ -199,12 +199,7 @@ func (l *rloop) arm(next, now time.Time) {
 	if next.Equal(l.armed) {
 		return
 	}
-	d := next.Sub(now)
-	if d <= 0 {
-		d = 1 // zero would disarm it
-	}
-	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
-	if err := unix.TimerfdSettime(l.tfd, 0, &spec, nil); err != nil {
+	if err := armTimerfd(l.tfd, next.Sub(now)); err != nil {
 		// Not expected (the descriptor and the value are valid): fall back on Go's timer.
 		l.armed = time.Time{}
 		l.ep.SetReadDeadline(next)
