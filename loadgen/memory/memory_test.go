@@ -35,15 +35,53 @@ func TestParseSlabinfo(t *testing.T) {
 		{"negative", slabHead + "TCP 1 2 3 4 -5 : tunables 0 0 0 : slabdata 1 1 0\n", nil},
 	}
 	for _, tt := range tests {
-		got, err := ParseSlabinfo(tt.text, 4096)
+		got, err := ParseSlabinfo(tt.text, 4096, nil)
 		switch {
 		case tt.want == nil && err == nil:
 			t.Errorf("%s: accepted as %v", tt.name, got)
 		case tt.want != nil && err != nil:
 			t.Errorf("%s: %v", tt.name, err)
-		case tt.want != nil && !reflect.DeepEqual(got, tt.want):
-			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		case tt.want != nil && !reflect.DeepEqual(got.Map(), tt.want):
+			t.Errorf("%s: %v, want %v", tt.name, got.Map(), tt.want)
 		}
+	}
+}
+
+// TestSlabNamesShared: samples of the same caches share one slice of names (a run keeps a ring of
+// samples; each used to keep its own map and the text its names were cut from), and a changed list
+// of caches gets names of its own.
+func TestSlabNamesShared(t *testing.T) {
+	line := func(name string, objs int) string {
+		return name + " " + strconv.Itoa(objs) + " 10 64 64 1 : tunables 0 0 0 : slabdata 1 1 0\n"
+	}
+	first, err := ParseSlabinfo(slabHead+line("TCP", 1)+line("filp", 2), 4096, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		text   string
+		shared bool
+	}{
+		{"same caches, other counts", slabHead + line("TCP", 5) + line("filp", 9), true},
+		{"a cache more", slabHead + line("TCP", 5) + line("filp", 9) + line("dentry", 3), false},
+		{"another order", slabHead + line("filp", 9) + line("TCP", 5), false},
+		{"a cache fewer", slabHead + line("TCP", 5), false},
+	}
+	for _, tt := range tests {
+		got, err := ParseSlabinfo(tt.text, 4096, first.Names)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if shared := len(got.Names) > 0 && &got.Names[0] == &first.Names[0]; shared != tt.shared {
+			t.Errorf("%s: names shared %v, want %v", tt.name, shared, tt.shared)
+		}
+		if len(got.Names) != len(got.Caches) {
+			t.Errorf("%s: %d names for %d caches", tt.name, len(got.Names), len(got.Caches))
+		}
+	}
+	if first.Map()["filp"].Objects != 2 {
+		t.Errorf("the first sample changed: %v", first.Map())
 	}
 }
 
