@@ -332,13 +332,11 @@ func parseLatency(s string) (Latency, bool) {
 var emptyEncoding = sync.OnceValues(func() (string, error) { return EncodeHistogram(NewHistogram()) })
 
 // EncodeHistogram returns base64 of the compressed HdrHistogram V2 encoding, the form HdrHistogram's
-// log readers and plotters take. (hdr's Encode already returns it base64-encoded.)
+// log readers and plotters take: what hdr's Encode returns, from pooled buffers (encode.go).
 func EncodeHistogram(h *hdr.Histogram) (string, error) {
-	b, err := h.Encode(hdr.V2CompressedEncodingCookieBase)
-	if err != nil {
-		return "", fmt.Errorf("encoding histogram: %w", err)
-	}
-	return string(b), nil
+	e := encoders.Get().(*encoder)
+	defer encoders.Put(e)
+	return e.encode(h)
 }
 
 // maxInflated caps the inflated size of an encoded histogram. With portstorm's bounds the counts

@@ -29,8 +29,9 @@ const HLogFile = "latency.hlog"
 type HLog struct {
 	f *os.File
 	w *hdr.HistogramLogWriter
-	// startMs is the run's start in ms since the epoch; snapshots carry offsets from it.
-	startMs int64
+	// startMs is the run's start in ms since the epoch; snapshots carry offsets from it. baseMs
+	// is the log's BaseTime, the whole second it fell in.
+	startMs, baseMs int64
 }
 
 // CreateHLog creates dir/latency.hlog, a fresh file (CreateFresh: never written through a link
@@ -44,6 +45,7 @@ func CreateHLog(dir string, start time.Time) (*HLog, error) {
 	// Timestamps are relative to BaseTime, a whole second (the reader keeps only whole seconds of it).
 	base := l.startMs - l.startMs%1000
 	l.w.SetBaseTime(base)
+	l.baseMs = base
 	tags := ""
 	for i := range metrics.NumLatencies {
 		if i > 0 {
@@ -65,17 +67,21 @@ func CreateHLog(dir string, start time.Time) (*HLog, error) {
 	return l, nil
 }
 
-// Write appends one interval snapshot: a line per latency that has samples in it. It stamps the
-// snapshot's histograms with their tag and interval.
+// Write appends one interval snapshot: a line per latency that has samples in it, as
+// HistogramLogWriter.OutputIntervalHistogram writes it (TestHLogLineMatchesHdr) but encoded with
+// metrics.EncodeHistogram's pooled buffers instead of a new zlib writer a line.
 func (l *HLog) Write(s *metrics.Snapshot) error {
+	start := float64(l.startMs+s.StartUS/1000-l.baseMs) / 1000
+	end := float64(l.startMs+s.EndUS/1000-l.baseMs) / 1000
 	for i, h := range s.Hist {
 		if h == nil || h.TotalCount() == 0 {
 			continue
 		}
-		h.SetTag(metrics.Latency(i).String())
-		h.SetStartTimeMs(l.startMs + s.StartUS/1000)
-		h.SetEndTimeMs(l.startMs + s.EndUS/1000)
-		if err := l.w.OutputIntervalHistogram(h); err != nil {
+		enc, err := metrics.EncodeHistogram(h)
+		if err == nil {
+			_, err = fmt.Fprintf(l.f, "Tag=%s,%f,%f,%f,%s\n", metrics.Latency(i), start, end-start, float64(h.Max())/hdr.MsToNsRatio, enc)
+		}
+		if err != nil {
 			return fmt.Errorf("writing %s: %w", HLogFile, err)
 		}
 	}

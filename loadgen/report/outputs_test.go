@@ -425,3 +425,46 @@ func TestLatenessCharts(t *testing.T) {
 		})
 	}
 }
+
+// TestHLogLineMatchesHdr: latency.hlog's interval lines, encoded with metrics' pooled encoder, are
+// byte for byte what hdrhistogram-go's HistogramLogWriter writes for the same intervals.
+func TestHLogLineMatchesHdr(t *testing.T) {
+	for _, start := range []time.Time{t0, t0.Add(1234 * time.Millisecond)} {
+		dir := t.TempDir()
+		_, snaps := runOf(t, 40)
+		l, err := CreateHLog(dir, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want bytes.Buffer
+		w := hdr.NewHistogramLogWriter(&want)
+		w.SetBaseTime(l.baseMs)
+		lines := 0
+		for _, s := range snaps {
+			if err := l.Write(s); err != nil {
+				t.Fatal(err)
+			}
+			for i, h := range s.Hist {
+				if h == nil || h.TotalCount() == 0 {
+					continue
+				}
+				h.SetTag(metrics.Latency(i).String())
+				h.SetStartTimeMs(start.UnixMilli() + s.StartUS/1000)
+				h.SetEndTimeMs(start.UnixMilli() + s.EndUS/1000)
+				if err := w.OutputIntervalHistogram(h); err != nil {
+					t.Fatal(err)
+				}
+				lines++
+			}
+		}
+		l.Close()
+		b, err := os.ReadFile(filepath.Join(dir, HLogFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, got, _ := strings.Cut(string(b), "\"Interval_Max\",\"Interval_Compressed_Histogram\"\n")
+		if lines == 0 || got != want.String() {
+			t.Errorf("start %v: %d lines\n%s\nhdr's writer:\n%s", start, lines, got, want.String())
+		}
+	}
+}
