@@ -188,7 +188,8 @@ func (e *Exporter) ObservePorts(s *ports.Sample) {
 
 // Finish takes the run's summary: its port report's figures replace the live ones (for a run of
 // worker processes, ports_by_host's: counts and peaks summed over the workers, occupancy the
-// highest), its memory per connection is shown when it was measured, the run is marked finished
+// highest; not the others' TIME_WAIT of several reports from one host, where each worker counts
+// the other workers' sockets among the others'), its memory per connection is shown when it was measured, the run is marked finished
 // and its verdict shown. The counters and histograms stay the snapshots' sums, which the summary
 // is built from.
 func (e *Exporter) Finish(s *report.Summary) {
@@ -201,11 +202,17 @@ func (e *Exporter) Finish(s *report.Summary) {
 	e.verdict = s.Verdict
 	e.memory = s.Memory
 	reps := []*ports.Report{s.Ports}
+	// shared: several reports of one host (worker processes), whose others' TIME_WAIT cannot be
+	// told from one another's.
+	shared := false
 	if s.Ports == nil {
 		reps = reps[:0]
+		hosts := map[string]bool{}
 		for _, h := range s.PortsByHost {
 			if h.Ports != nil {
 				reps = append(reps, h.Ports)
+				shared = shared || hosts[h.Host]
+				hosts[h.Host] = true
 			}
 		}
 	}
@@ -222,6 +229,9 @@ func (e *Exporter) Finish(s *report.Summary) {
 	for _, r := range reps {
 		add(&f.tw[0], r.TimeWait.Last)
 		for i, v := range [3]int64{r.TimeWait.Peak, r.TimeWait.TargetPeak, r.TimeWait.OthersPeak} {
+			if i == 2 && shared {
+				continue
+			}
 			add(&f.twPeak[i], v)
 		}
 		for _, src := range r.Sources {

@@ -367,10 +367,12 @@ func TestLingerServes(t *testing.T) {
 
 // TestFinishPorts: the final port figures come from summary.json's ports, or for a run of worker
 // processes from ports_by_host (summed; occupancy the highest); without either, no port series.
+// The others' TIME_WAIT of several reports from one host (worker processes, each counting the
+// other workers' sockets as others') is not summed: absent; one report per host, it is.
 func TestFinishPorts(t *testing.T) {
 	worker := func(unique int, occ float64, twPeak int64) *ports.Report {
 		return &ports.Report{Sources: []ports.SourceReport{{UniquePorts: unique}}, Destinations: []ports.PairReport{{Occupancy: occ}},
-			Failures: []ports.Failure{{Count: 1}}, Reuse: ports.Reuse{Ports: 2}, TimeWait: ports.TimeWait{Peak: twPeak, Last: 1, TargetPeak: -1, OthersPeak: 0}}
+			Failures: []ports.Failure{{Count: 1}}, Reuse: ports.Reuse{Ports: 2}, TimeWait: ports.TimeWait{Peak: twPeak, Last: 1, TargetPeak: -1, OthersPeak: 10 * twPeak}}
 	}
 	tests := []struct {
 		name   string
@@ -380,12 +382,15 @@ func TestFinishPorts(t *testing.T) {
 	}{
 		{"ports", finalSummary(), []string{`portstorm_ports_unique{plan="p"} 1000`}, nil},
 		{"ports by worker", &report.Summary{Verdict: report.VerdictFail, PortsByHost: []report.HostPorts{
-			{Segment: "0/2", Ports: worker(10, 0.5, 3)}, {Segment: "1/2", Ports: worker(20, 0.25, 4)}}}, []string{
+			{Host: "vm", Segment: "0/2", Ports: worker(10, 0.5, 3)}, {Host: "vm", Segment: "1/2", Ports: worker(20, 0.25, 4)}}}, []string{
 			`portstorm_ports_unique{plan="p"} 30`, `portstorm_ports_occupancy_peak_ratio{plan="p"} 0.5`,
 			`portstorm_ports_exhaustion_events_total{plan="p"} 2`, `portstorm_port_reuse_total{kind="port",plan="p"} 4`,
 			`portstorm_time_wait_peak_sockets{plan="p",side="ours"} 7`, `portstorm_time_wait_sockets{plan="p",side="ours"} 2`,
-			`portstorm_time_wait_peak_sockets{plan="p",side="others"} 0`, `portstorm_ports_exhausted{plan="p"} 0`,
-			`portstorm_verdict{plan="p",verdict="fail"} 1`,
+			`portstorm_ports_exhausted{plan="p"} 0`, `portstorm_verdict{plan="p",verdict="fail"} 1`,
+		}, []string{`side="target"`, `side="others"`}},
+		{"ports by host", &report.Summary{Verdict: report.VerdictPass, PortsByHost: []report.HostPorts{
+			{Host: "a", Segment: "0/2", Ports: worker(10, 0.5, 3)}, {Host: "b", Segment: "1/2", Ports: worker(20, 0.25, 4)}}}, []string{
+			`portstorm_time_wait_peak_sockets{plan="p",side="ours"} 7`, `portstorm_time_wait_peak_sockets{plan="p",side="others"} 70`,
 		}, []string{`side="target"`}},
 		{"no ports", &report.Summary{Verdict: report.VerdictNone}, []string{`portstorm_verdict{plan="p",verdict="no_thresholds"} 1`},
 			[]string{"portstorm_ports_", "portstorm_time_wait"}},
