@@ -574,7 +574,7 @@ type page struct {
 func newPage(s *Summary, d *ChartData, cs []chart) *page {
 	p := &page{S: s, Title: "portstorm " + s.Name, Verdict: strings.ToUpper(s.Verdict), Charts: cs, EChartsJS: template.JS(echartsJS),
 		Badges: badges(s), Subtitle: subtitle(s), Cards: cards(s), Checks: checksTable(s), NoPorts: s.Ports == nil,
-		Latency: latencyTable(s), Outcomes: outcomesTable(s), Stages: stagesTable(s), Memory: newMemorySection(s.Memory), Host: hostTable(s.Host)}
+		Latency: latencyTable(s), Outcomes: outcomesTable(s), Stages: stagesTable(s), Memory: newMemorySection(s), Host: hostTable(s.Host)}
 	if b := s.Baseline; b != nil {
 		p.BaselineNote = append([]string{fmt.Sprintf("Baseline %s (%s, started %s); counts compare exactly, other metrics within %s.",
 			b.File, b.Name, b.StartedAt, strconv.FormatFloat(100*b.MaxRegression, 'f', -1, 64)+"%")}, b.Notes...)

@@ -24,8 +24,9 @@ type memorySection struct {
 	CachesNote string
 }
 
-// newMemorySection is the section of m; nil when the run measured no memory.
-func newMemorySection(m *memory.Report) *memorySection {
+// newMemorySection is the section of s's memory; nil when the run measured none.
+func newMemorySection(s *Summary) *memorySection {
+	m := s.Memory
 	if m == nil {
 		return nil
 	}
@@ -52,6 +53,8 @@ func newMemorySection(m *memory.Report) *memorySection {
 	}
 	if t := m.Target; t != nil {
 		proc("target", t)
+	} else if s.Plan != nil && s.Plan.Target.Builtin != nil {
+		sec.Figures.Rows = append(sec.Figures.Rows, row{Cells: []string{"target RSS", "–", "–", "the built-in target ran in the generator's process: in its RSS"}})
 	}
 	if m.Kernel == nil {
 		return sec

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/portstorm/portstorm/loadgen/memory"
+	"github.com/portstorm/portstorm/loadgen/plan"
 )
 
 // TestHTMLMemory: report.html has its "Memory per held connection" section, with the figures of
@@ -37,12 +38,13 @@ func TestHTMLMemory(t *testing.T) {
 		return m
 	}
 	tests := []struct {
-		name   string
-		memory *memory.Report
-		want   []string
-		absent []string
+		name    string
+		memory  *memory.Report
+		builtin bool // the plan's target is the built-in one (the fixture's is an address)
+		want    []string
+		absent  []string
 	}{
-		{"a million held", million(), []string{
+		{"a million held", million(), true, []string{
 			`<section id="memory">`, "Memory per held connection", "1,000,000 connections held at 4m39.0s",
 			`<td>kernel slab</td><td class="num">8.91 KiB</td><td class="num">+8.50 GiB</td>`,
 			`<td>generator RSS</td><td class="num">1000 B</td><td class="num">+953.7 MiB</td><td>54 process(es): 882.6 MiB → 1.79 GiB</td>`,
@@ -51,24 +53,30 @@ func TestHTMLMemory(t *testing.T) {
 			`<td>TCP</td><td class="num">4.73 KiB</td><td class="num">+4.51 GiB</td><td class="num">2,000,000</td><td class="num">2.31 KiB</td>`,
 			`<td>sock_inode_cache</td><td class="num">1.67 KiB</td>`, `<td>filp</td><td class="num">386 B</td>`,
 		}, []string{"more cache(s)", "could not be read"}},
-		{"no slabinfo, target in the generator's process", noSlabinfo(), []string{
+		{"no slabinfo, a target elsewhere", noSlabinfo(), false, []string{
 			`<section id="memory">`, `<td>kernel slab</td><td class="num">8.91 KiB</td>`, `<td>generator RSS</td>`,
 			"/proc/slabinfo could not be read",
 		}, []string{`id="memory_caches"`, "target RSS"}},
-		{"more caches than shown", manyCaches(), []string{
+		{"the built-in target in the generator's process", noSlabinfo(), true, []string{
+			`<td>target RSS</td><td class="num">–</td><td class="num">–</td><td>the built-in target ran in the generator&#39;s process: in its RSS</td>`,
+		}, nil},
+		{"more caches than shown", manyCaches(), false, []string{
 			`<td>cacheg</td><td class="num">1 B</td><td class="num">+1.0 MiB</td><td class="num">-1,200</td><td class="num">64 B</td>`,
 			"3 more cache(s) grew by at least 1% of the slab",
 		}, []string{"<td>cacheh</td>"}},
-		{"no meminfo", noKernel(), []string{
+		{"no meminfo", noKernel(), false, []string{
 			`<td>kernel slab</td><td class="num">–</td><td class="num">–</td><td>not measured: /proc/meminfo could not be read</td>`,
 			`<td>generator RSS</td><td class="num">1000 B</td>`,
 		}, []string{`id="memory_caches"`}},
-		{"not measured", nil, nil, []string{`id="memory`, "Memory per held connection", "per connection"}},
+		{"not measured", nil, true, nil, []string{`id="memory`, "Memory per held connection", "per connection"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := fixedSummary(t)
 			s.Memory = tt.memory
+			if tt.builtin {
+				s.Plan.Target = plan.Target{Builtin: &plan.Builtin{Mode: "echo", Listeners: 1}}
+			}
 			var b bytes.Buffer
 			if err := RenderHTML(&b, s, nil); err != nil {
 				t.Fatal(err)
