@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portstorm/portstorm/loadgen/memory"
 	"github.com/portstorm/portstorm/loadgen/report"
 )
 
@@ -352,6 +353,28 @@ func TestReportInChromium(t *testing.T) {
 	for _, want := range []string{remote, "file://" + filepath.Join(filepath.Dir(page), "beside.js")} {
 		if !slices.Contains(foreign, want) {
 			t.Errorf("the check missed the control page's request for %s: saw %q", want, foreign)
+		}
+	}
+
+	// The memory section, which a run shows when it measured its memory (1,000 connections held
+	// at least: more than this test holds), rendered from the run's summary with a measurement.
+	mdir := t.TempDir()
+	s.Memory = &memory.Report{AtS: 12, Connections: 2000,
+		Kernel: &memory.Kernel{SlabBytes: 14_000_000, PerConnection: 7000, Caches: []memory.CacheGrowth{
+			{Name: "TCP", Objects: 4000, ObjSize: 2368, Bytes: 9_900_000, PerConnection: 4950}}},
+		Generator: &memory.Process{Processes: 1, BaseRSS: 20_000_000, RSS: 21_000_000, PerConnection: 500}}
+	if err := report.WriteHTML(mdir, s); err != nil {
+		t.Fatal(err)
+	}
+	murl := "file://" + filepath.Join(mdir, report.HTMLFile)
+	b.open(murl)
+	if foreign := foreignRequests(murl, b.requests()); len(foreign) > 0 {
+		t.Errorf("the page with memory made %d request(s) besides itself: %q", len(foreign), foreign)
+	}
+	text := b.eval(`(function () { var e = document.getElementById('memory'); return e && e.offsetHeight > 0 ? e.innerText : ''; })()`)
+	for _, want := range []string{"Memory per held connection", "2,000 connections held", "kernel slab\t6.84 KiB", "generator RSS\t500 B", "TCP\t4.83 KiB"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the memory section (shown: %v) lacks %q:\n%s", text != "", want, text)
 		}
 	}
 }

@@ -141,6 +141,13 @@ func (r *portRun) observe(dsts []dial.Destination, f *preflight.Forecast) {
 	if r.workers > 1 {
 		cfg.Share = 1 / float64(r.workers) // each worker process its part of the run's table budget
 	}
+	if s.Layout.Workers > 1 {
+		// The coordinator of worker processes makes no connection: its observatory reads the
+		// kernel counters (timeline.csv's kernel_ columns, the namespace's) but has no 4-tuple of
+		// its own to find in TIME_WAIT, so it does not dump them (its dumps found none and the
+		// timeline said 0); each worker samples its own (ports_by_host).
+		cfg.NoSockDiag = true
+	}
 	for _, d := range dsts {
 		cfg.Destinations = append(cfg.Destinations, d.AddrPort)
 	}

@@ -133,6 +133,11 @@ func runWorker(ctx context.Context, s *spec.Spec, seg schedule.Segment, o Worker
 	cfg.Segment, cfg.Start, cfg.Abort = seg, o.StartAt, o.Abort
 	var werr error
 	cfg.OnSnapshot = func(s *metrics.Snapshot) {
+		// The observatory's interval sample, as the collector takes it in a single process: its
+		// TIME_WAIT dump and its reading of the kernel counters, which are what the worker's port
+		// report (ports_by_host) gives. Without it the report's kernel deltas were those of the
+		// baseline against itself, all zeros, and its TIME_WAIT never sampled.
+		pr.sample()
 		if err := w.Snapshot(s); err != nil && werr == nil {
 			werr = err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/portstorm/portstorm/loadgen/memory"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/report"
@@ -41,6 +42,8 @@ type Exporter struct {
 	stage   int
 	elapsed time.Duration
 	ports   portFigures
+	// memory is summary.json's memory (nil until the run is over, and when it was not measured).
+	memory *memory.Report
 	// finished is set by Finish: the run is over and verdict is its verdict.
 	finished bool
 	verdict  string
@@ -80,6 +83,7 @@ type collector struct {
 	timeWait, timeWaitPeak, unique                  *prometheus.Desc
 	occupancy, occupancyPeak, exhausted             *prometheus.Desc
 	exhaustion, reuse                               *prometheus.Desc
+	memConns, memSlab, memRSS                       *prometheus.Desc
 	finished, verdict                               *prometheus.Desc
 }
 
@@ -119,6 +123,12 @@ func newCollector(e *Exporter, l prometheus.Labels) *collector {
 		exhaustion:    d("ports_exhaustion_events_total", "Connects and binds that failed for want of a local port (EADDRNOTAVAIL, EADDRINUSE; summary.json ports.failures)."),
 		reuse: d("port_reuse_total",
 			"Reuse of local ports: port (a port used again), four_tuple (a 4-tuple used again), early (a TIME_WAIT 4-tuple taken over sooner than tcp_tw_reuse_delay).", "kind"),
+		memConns: d("memory_plateau_connections",
+			"Connections held at the plateau when the memory per connection was measured (summary.json memory.connections); only once measured."),
+		memSlab: d("memory_kernel_slab_per_connection_bytes",
+			"Growth of the kernel's slab (/proc/meminfo Slab, the whole host's) from before the first connection to the plateau, per connection held (memory.kernel.per_connection); only once measured."),
+		memRSS: d("memory_rss_per_connection_bytes",
+			"Growth of the resident set of the generator's processes or the built-in target's own from before the first connection to the plateau, per connection held (memory.generator/target.per_connection); only once measured.", "process"),
 		finished: d("run_finished", "1 once the run is over (the endpoint lingers or the push is the last), else 0."),
 		verdict:  d("verdict", "1 for the run's verdict (pass, fail, no_thresholds, error) once it is over.", "verdict"),
 	}
@@ -178,8 +188,10 @@ func (e *Exporter) ObservePorts(s *ports.Sample) {
 
 // Finish takes the run's summary: its port report's figures replace the live ones (for a run of
 // worker processes, ports_by_host's: counts and peaks summed over the workers, occupancy the
-// highest), the run is marked finished and its verdict shown. The counters and histograms stay the
-// snapshots' sums, which the summary is built from.
+// highest; not the others' TIME_WAIT of several reports from one host, where each worker counts
+// the other workers' sockets among the others'), its memory per connection is shown when it was measured, the run is marked finished
+// and its verdict shown. The counters and histograms stay the snapshots' sums, which the summary
+// is built from.
 func (e *Exporter) Finish(s *report.Summary) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -188,12 +200,19 @@ func (e *Exporter) Finish(s *report.Summary) {
 		return
 	}
 	e.verdict = s.Verdict
+	e.memory = s.Memory
 	reps := []*ports.Report{s.Ports}
+	// shared: several reports of one host (worker processes), whose others' TIME_WAIT cannot be
+	// told from one another's.
+	shared := false
 	if s.Ports == nil {
 		reps = reps[:0]
+		hosts := map[string]bool{}
 		for _, h := range s.PortsByHost {
 			if h.Ports != nil {
 				reps = append(reps, h.Ports)
+				shared = shared || hosts[h.Host]
+				hosts[h.Host] = true
 			}
 		}
 	}
@@ -210,6 +229,9 @@ func (e *Exporter) Finish(s *report.Summary) {
 	for _, r := range reps {
 		add(&f.tw[0], r.TimeWait.Last)
 		for i, v := range [3]int64{r.TimeWait.Peak, r.TimeWait.TargetPeak, r.TimeWait.OthersPeak} {
+			if i == 2 && shared {
+				continue
+			}
 			add(&f.twPeak[i], v)
 		}
 		for _, src := range r.Sources {
@@ -238,7 +260,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.attempted, c.established, c.failed, c.dropped, c.closed,
 		c.active, c.peak, c.stageDesc, c.elapsedDesc, c.outcomes, c.bytes, c.latency, c.quantile,
 		c.requests, c.requestsOffered, c.requestsWritten, c.shortfall, c.timeWait, c.timeWaitPeak,
-		c.unique, c.occupancy, c.occupancyPeak, c.exhausted, c.exhaustion, c.reuse, c.finished, c.verdict} {
+		c.unique, c.occupancy, c.occupancyPeak, c.exhausted, c.exhaustion, c.reuse,
+		c.memConns, c.memSlab, c.memRSS, c.finished, c.verdict} {
 		ch <- d
 	}
 }
@@ -331,6 +354,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.reuse, f.reusePorts, "port")
 		counter(c.reuse, f.reuseTuple, "four_tuple")
 		counter(c.reuse, f.reuseEarly, "early")
+	}
+	if m := e.memory; m != nil {
+		gauge(c.memConns, float64(m.Connections))
+		if m.Kernel != nil {
+			gauge(c.memSlab, float64(m.Kernel.PerConnection))
+		}
+		if m.Generator != nil {
+			gauge(c.memRSS, float64(m.Generator.PerConnection), "generator")
+		}
+		if m.Target != nil {
+			gauge(c.memRSS, float64(m.Target.PerConnection), "target")
+		}
 	}
 	finished := 0.0
 	if e.finished {

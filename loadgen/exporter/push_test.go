@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/portstorm/portstorm/loadgen/memory"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/ports"
 	"github.com/portstorm/portstorm/loadgen/report"
@@ -365,10 +367,12 @@ func TestLingerServes(t *testing.T) {
 
 // TestFinishPorts: the final port figures come from summary.json's ports, or for a run of worker
 // processes from ports_by_host (summed; occupancy the highest); without either, no port series.
+// The others' TIME_WAIT of several reports from one host (worker processes, each counting the
+// other workers' sockets as others') is not summed: absent; one report per host, it is.
 func TestFinishPorts(t *testing.T) {
 	worker := func(unique int, occ float64, twPeak int64) *ports.Report {
 		return &ports.Report{Sources: []ports.SourceReport{{UniquePorts: unique}}, Destinations: []ports.PairReport{{Occupancy: occ}},
-			Failures: []ports.Failure{{Count: 1}}, Reuse: ports.Reuse{Ports: 2}, TimeWait: ports.TimeWait{Peak: twPeak, Last: 1, TargetPeak: -1, OthersPeak: 0}}
+			Failures: []ports.Failure{{Count: 1}}, Reuse: ports.Reuse{Ports: 2}, TimeWait: ports.TimeWait{Peak: twPeak, Last: 1, TargetPeak: -1, OthersPeak: 10 * twPeak}}
 	}
 	tests := []struct {
 		name   string
@@ -378,12 +382,15 @@ func TestFinishPorts(t *testing.T) {
 	}{
 		{"ports", finalSummary(), []string{`portstorm_ports_unique{plan="p"} 1000`}, nil},
 		{"ports by worker", &report.Summary{Verdict: report.VerdictFail, PortsByHost: []report.HostPorts{
-			{Segment: "0/2", Ports: worker(10, 0.5, 3)}, {Segment: "1/2", Ports: worker(20, 0.25, 4)}}}, []string{
+			{Host: "vm", Segment: "0/2", Ports: worker(10, 0.5, 3)}, {Host: "vm", Segment: "1/2", Ports: worker(20, 0.25, 4)}}}, []string{
 			`portstorm_ports_unique{plan="p"} 30`, `portstorm_ports_occupancy_peak_ratio{plan="p"} 0.5`,
 			`portstorm_ports_exhaustion_events_total{plan="p"} 2`, `portstorm_port_reuse_total{kind="port",plan="p"} 4`,
 			`portstorm_time_wait_peak_sockets{plan="p",side="ours"} 7`, `portstorm_time_wait_sockets{plan="p",side="ours"} 2`,
-			`portstorm_time_wait_peak_sockets{plan="p",side="others"} 0`, `portstorm_ports_exhausted{plan="p"} 0`,
-			`portstorm_verdict{plan="p",verdict="fail"} 1`,
+			`portstorm_ports_exhausted{plan="p"} 0`, `portstorm_verdict{plan="p",verdict="fail"} 1`,
+		}, []string{`side="target"`, `side="others"`}},
+		{"ports by host", &report.Summary{Verdict: report.VerdictPass, PortsByHost: []report.HostPorts{
+			{Host: "a", Segment: "0/2", Ports: worker(10, 0.5, 3)}, {Host: "b", Segment: "1/2", Ports: worker(20, 0.25, 4)}}}, []string{
+			`portstorm_time_wait_peak_sockets{plan="p",side="ours"} 7`, `portstorm_time_wait_peak_sockets{plan="p",side="others"} 70`,
 		}, []string{`side="target"`}},
 		{"no ports", &report.Summary{Verdict: report.VerdictNone}, []string{`portstorm_verdict{plan="p",verdict="no_thresholds"} 1`},
 			[]string{"portstorm_ports_", "portstorm_time_wait"}},
@@ -414,12 +421,29 @@ func TestFinishPorts(t *testing.T) {
 	}
 }
 
-// TestLint: every series passes client_golang's promlint (names, units, _total on counters only).
+// TestLint: every series passes client_golang's promlint (names, units, _total on counters only),
+// the memory series included.
 func TestLint(t *testing.T) {
 	e := New("p")
 	e.Observe(snapshot(1_000_000))
 	e.ObservePorts(&ports.Sample{TimeWait: 1, TimeWaitTarget: 1, TimeWaitOthers: 1})
-	e.Finish(finalSummary())
+	s := finalSummary()
+	s.Memory = memoryReport()
+	e.Finish(s)
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	for _, n := range []string{"portstorm_memory_plateau_connections", "portstorm_memory_kernel_slab_per_connection_bytes",
+		"portstorm_memory_rss_per_connection_bytes"} {
+		if !slices.Contains(names, n) {
+			t.Errorf("%s is not among the series linted", n)
+		}
+	}
 	for _, reg := range []*prometheus.Registry{e.reg, e.pushReg} {
 		mfs, err := reg.Gather()
 		if err != nil {
@@ -432,5 +456,74 @@ func TestLint(t *testing.T) {
 		for _, p := range problems {
 			t.Errorf("%s: %s", p.Metric, p.Text)
 		}
+	}
+}
+
+// memoryReport is summary.json's memory of 1,000 connections held, every side measured.
+func memoryReport() *memory.Report {
+	return &memory.Report{AtS: 12.5, Connections: 1000,
+		Kernel: &memory.Kernel{SlabBytes: 9_126_000, PerConnection: 9126, Caches: []memory.CacheGrowth{
+			{Name: "TCP", Objects: 2000, ObjSize: 2368, Bytes: 4_844_000, PerConnection: 4844}}},
+		Generator: &memory.Process{Processes: 3, BaseRSS: 20_000_000, RSS: 21_000_000, PerConnection: 1000},
+		Target:    &memory.Process{Processes: 2, BaseRSS: 10_000_000, RSS: 10_053_000, PerConnection: 53}}
+}
+
+// TestFinishMemory: summary.json's memory per connection is exported once the run is over and
+// only when it was measured, each side only when it was (the target runs in the generator's
+// process, the kernel's slab could not be read).
+func TestFinishMemory(t *testing.T) {
+	partial := memoryReport()
+	partial.Kernel, partial.Target = nil, nil
+	tests := []struct {
+		name   string
+		memory *memory.Report
+		want   []string
+		absent []string
+	}{
+		{"measured", memoryReport(), []string{
+			`portstorm_memory_plateau_connections{plan="p"} 1000`,
+			`portstorm_memory_kernel_slab_per_connection_bytes{plan="p"} 9126`,
+			`portstorm_memory_rss_per_connection_bytes{plan="p",process="generator"} 1000`,
+			`portstorm_memory_rss_per_connection_bytes{plan="p",process="target"} 53`,
+		}, nil},
+		{"generator only", partial, []string{
+			`portstorm_memory_plateau_connections{plan="p"} 1000`,
+			`portstorm_memory_rss_per_connection_bytes{plan="p",process="generator"} 1000`,
+		}, []string{"portstorm_memory_kernel_", `process="target"`}},
+		{"not measured", nil, []string{`portstorm_run_finished{plan="p"} 1`}, []string{"portstorm_memory_"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkFDs(t)
+			e := New("p")
+			srv, err := Serve("127.0.0.1:0", false, e.Handler())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			url := "http://" + srv.Addr() + "/metrics"
+			e.Observe(snapshot(1_000_000))
+			if page := scrape(t, url); strings.Contains(page, "portstorm_memory_") {
+				t.Errorf("memory series before the run is over:\n%s", page)
+			}
+			s := finalSummary()
+			s.Memory = tt.memory
+			e.Finish(s)
+			page := scrape(t, url)
+			for _, w := range tt.want {
+				if !strings.Contains(page, w+"\n") {
+					t.Errorf("missing %s", w)
+				}
+			}
+			for _, a := range tt.absent {
+				if strings.Contains(page, a) {
+					t.Errorf("has %s", a)
+				}
+			}
+			if tt.memory != nil && !strings.Contains(page, "# HELP portstorm_memory_rss_per_connection_bytes ") {
+				t.Error("no HELP text for portstorm_memory_rss_per_connection_bytes")
+			}
+			http.DefaultClient.CloseIdleConnections()
+		})
 	}
 }

@@ -343,23 +343,31 @@ func TestTableShare(t *testing.T) {
 }
 
 // TestSkipsAfter: a TIME_WAIT dump over a tenth of the interval makes the sampling skip enough
-// intervals to keep it to a tenth of the time (it skipped one at most, half the time in dumps).
+// intervals to keep it to a tenth of the time (it skipped one at most, half the time in dumps); in
+// one of N worker processes, to a tenth over N.
 func TestSkipsAfter(t *testing.T) {
 	tests := []struct {
 		cost, interval time.Duration
+		share          float64
 		want           int
 	}{
-		{50 * time.Millisecond, time.Second, 0},
-		{100 * time.Millisecond, time.Second, 0},
-		{101 * time.Millisecond, time.Second, 1},
-		{200 * time.Millisecond, time.Second, 1},
-		{400 * time.Millisecond, time.Second, 3},
-		{2 * time.Second, time.Second, 19},
-		{time.Millisecond, 0, 0},
+		{50 * time.Millisecond, time.Second, 0, 0},
+		{100 * time.Millisecond, time.Second, 0, 0},
+		{101 * time.Millisecond, time.Second, 0, 1},
+		{200 * time.Millisecond, time.Second, 0, 1},
+		{400 * time.Millisecond, time.Second, 0, 3},
+		{2 * time.Second, time.Second, 0, 19},
+		{time.Millisecond, 0, 0, 0},
+		{400 * time.Millisecond, time.Second, 1, 3},
+		// One of 4 worker processes dumping the same namespace: a tenth of the time over 4.
+		{20 * time.Millisecond, time.Second, 0.25, 0},
+		{25 * time.Millisecond, time.Second, 0.25, 0},
+		{50 * time.Millisecond, time.Second, 0.25, 1},
+		{100 * time.Millisecond, time.Second, 0.25, 3},
 	}
 	for _, tt := range tests {
-		if got := skipsAfter(tt.cost, tt.interval); got != tt.want {
-			t.Errorf("skipsAfter(%v, %v) = %d, want %d", tt.cost, tt.interval, got, tt.want)
+		if got := skipsAfter(tt.cost, tt.interval, tt.share); got != tt.want {
+			t.Errorf("skipsAfter(%v, %v, %v) = %d, want %d", tt.cost, tt.interval, tt.share, got, tt.want)
 		}
 	}
 }

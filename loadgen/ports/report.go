@@ -331,7 +331,13 @@ type Sample struct {
 // that it takes no more than a tenth of the time: none for a dump under a tenth of the interval;
 // with a million connections in the namespace (two million sockets for the kernel to walk, 0.1-0.4
 // s a dump), several. Every process of a run dumping every interval held a 2-core host's CPU.
-func skipsAfter(cost, interval time.Duration) int {
+// share is the observatory's Config.Share (0: 1): each of a run's N worker processes dumps the
+// same namespace, so each keeps to a tenth of the time over N, and the run's dumps together to a
+// tenth.
+func skipsAfter(cost, interval time.Duration, share float64) int {
+	if share > 0 && share < 1 {
+		cost = time.Duration(float64(cost) / share)
+	}
 	if interval <= 0 || cost <= interval/10 {
 		return 0
 	}
@@ -393,7 +399,7 @@ func (o *Observatory) Sample() Sample {
 			o.twOthersPeak = max(o.twOthersPeak, others)
 		}
 		o.sampleMaxUS = max(o.sampleMaxUS, s.SampleUS)
-		o.skipLeft = skipsAfter(cost, o.cfg.Interval)
+		o.skipLeft = skipsAfter(cost, o.cfg.Interval, o.cfg.Share)
 		o.mu.Unlock()
 	} else if !o.cfg.NoSockDiag {
 		o.mu.Lock()

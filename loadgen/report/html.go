@@ -565,6 +565,7 @@ type page struct {
 	NoPorts           bool
 	Latency, Outcomes *table
 	Stages            *table
+	Memory            *memorySection
 	Host              *table
 	PlanJSON          string
 	EChartsJS         template.JS
@@ -573,7 +574,7 @@ type page struct {
 func newPage(s *Summary, d *ChartData, cs []chart) *page {
 	p := &page{S: s, Title: "portstorm " + s.Name, Verdict: strings.ToUpper(s.Verdict), Charts: cs, EChartsJS: template.JS(echartsJS),
 		Badges: badges(s), Subtitle: subtitle(s), Cards: cards(s), Checks: checksTable(s), NoPorts: s.Ports == nil,
-		Latency: latencyTable(s), Outcomes: outcomesTable(s), Stages: stagesTable(s), Host: hostTable(s.Host)}
+		Latency: latencyTable(s), Outcomes: outcomesTable(s), Stages: stagesTable(s), Memory: newMemorySection(s), Host: hostTable(s.Host)}
 	if b := s.Baseline; b != nil {
 		p.BaselineNote = append([]string{fmt.Sprintf("Baseline %s (%s, started %s); counts compare exactly, other metrics within %s.",
 			b.File, b.Name, b.StartedAt, strconv.FormatFloat(100*b.MaxRegression, 'f', -1, 64)+"%")}, b.Notes...)
@@ -867,6 +868,17 @@ var pageTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <table id="stages"><tr>{{range .Head}}<th>{{.}}</th>{{end}}</tr>
 {{range .Rows}}<tr{{if .Bad}} class="bad"{{end}}>{{range .Cells}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</table>{{end}}
+
+{{with .Memory}}<section id="memory"><h2>Memory per held connection</h2>
+<p class="note">{{.Note}}</p>
+<table id="memory_figures"><tr>{{range .Figures.Head}}<th>{{.}}</th>{{end}}</tr>
+{{range .Figures.Rows}}<tr>{{range $i, $c := .Cells}}<td{{if and $i (lt $i 3)}} class="num"{{end}}>{{$c}}</td>{{end}}</tr>
+{{end}}</table>
+{{with .Caches}}<table id="memory_caches"><tr>{{range .Head}}<th>{{.}}</th>{{end}}</tr>
+{{range .Rows}}<tr>{{range $i, $c := .Cells}}<td{{if $i}} class="num"{{end}}>{{$c}}</td>{{end}}</tr>
+{{end}}</table>{{end}}
+{{with .CachesNote}}<p class="note">{{.}}</p>{{end}}
+</section>{{end}}
 
 {{with .Host}}<details><summary>Host</summary>
 <table><tr>{{range .Head}}<th>{{.}}</th>{{end}}</tr>
