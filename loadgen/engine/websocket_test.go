@@ -35,6 +35,9 @@ type coderEcho struct {
 	mu     sync.Mutex
 	closes map[websocket.StatusCode]int
 	subs   map[string]int
+	// ended receives a value as each connection's handler records how it ended (dropped when full):
+	// the client's closing handshake is over before the server's handler has counted it.
+	ended chan struct{}
 }
 
 func startCoderEcho(t *testing.T) (*coderEcho, string) {
@@ -43,7 +46,7 @@ func startCoderEcho(t *testing.T) (*coderEcho, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &coderEcho{closes: map[websocket.StatusCode]int{}, subs: map[string]int{}}
+	e := &coderEcho{closes: map[websocket.StatusCode]int{}, subs: map[string]int{}, ended: make(chan struct{}, 1024)}
 	e.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"echo"}})
 		if err != nil {
@@ -59,6 +62,10 @@ func startCoderEcho(t *testing.T) (*coderEcho, string) {
 				e.mu.Lock()
 				e.closes[websocket.CloseStatus(err)]++
 				e.mu.Unlock()
+				select {
+				case e.ended <- struct{}{}:
+				default:
+				}
 				return
 			}
 			if err := c.Write(context.Background(), typ, msg); err != nil {
@@ -149,6 +156,9 @@ func TestWebSocketLoopback(t *testing.T) {
 			})
 		}
 		if coder != nil {
+			for range 30 {
+				<-coder.ended // counted after the client's closing handshake is over
+			}
 			coder.srv.Close()
 			coder.wg.Wait()
 			coder.mu.Lock()
@@ -195,6 +205,9 @@ func TestWebSocketClosers(t *testing.T) {
 	}
 	if tot := res.Total; tot.Established != 20 || tot.Outcomes[metrics.OK] != 20 {
 		t.Fatalf("established %d, outcomes %v (%v)", tot.Established, tot.Outcomes, tot.Examples)
+	}
+	for range 20 {
+		<-coder.ended // the server counts each close after the client's handshake is over
 	}
 	coder.srv.Close()
 	coder.wg.Wait()
