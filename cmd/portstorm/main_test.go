@@ -236,8 +236,11 @@ load:
   model: concurrency
   start: 50
   stages: [{duration: 1m, target: 50}]
+  graceful_stop: 40s
 output: {interval: 100ms}
 `)
+	// The connections' last requests take ~2 s after the signal; the graceful stop leaves them 40 s
+	// (the default 5 s ran out at a load average of 7, and 50 requests counted canceled).
 	dir := filepath.Join(t.TempDir(), "r")
 	sig := make(chan os.Signal, 1)
 	out := &syncBuffer{want: "active 50", seen: make(chan struct{})}
