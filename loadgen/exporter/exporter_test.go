@@ -62,6 +62,17 @@ func scrape(t *testing.T, url string) string {
 	return string(b)
 }
 
+// serveMetrics serves e's metrics on a loopback port until the test ends and returns their URL.
+func serveMetrics(t *testing.T, e *Exporter) string {
+	t.Helper()
+	srv, err := Serve("127.0.0.1:0", false, e.Handler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + srv.Addr() + "/metrics"
+}
+
 func TestServeAndMove(t *testing.T) {
 	e := New("p")
 	srv, err := Serve("127.0.0.1:0", false, e.Handler())

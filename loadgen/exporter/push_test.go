@@ -75,12 +75,7 @@ func finalSummary() *report.Summary {
 func TestPortAndRequestFigures(t *testing.T) {
 	checkFDs(t)
 	e := New("p")
-	srv, err := Serve("127.0.0.1:0", false, e.Handler())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	url := "http://" + srv.Addr() + "/metrics"
+	url := serveMetrics(t, e)
 	if got := scrape(t, url); strings.Contains(got, "portstorm_ports_unique") || strings.Contains(got, "portstorm_time_wait") {
 		t.Errorf("port figures before any port sample:\n%s", got)
 	}
@@ -400,13 +395,9 @@ func TestFinishPorts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			checkFDs(t)
 			e := New("p")
-			srv, err := Serve("127.0.0.1:0", false, e.Handler())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
+			url := serveMetrics(t, e)
 			e.Finish(tt.s)
-			page := scrape(t, "http://"+srv.Addr()+"/metrics")
+			page := scrape(t, url)
 			for _, w := range tt.want {
 				if !strings.Contains(page, w+"\n") {
 					t.Errorf("missing %s", w)
@@ -496,12 +487,7 @@ func TestFinishMemory(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			checkFDs(t)
 			e := New("p")
-			srv, err := Serve("127.0.0.1:0", false, e.Handler())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
-			url := "http://" + srv.Addr() + "/metrics"
+			url := serveMetrics(t, e)
 			e.Observe(snapshot(1_000_000))
 			if page := scrape(t, url); strings.Contains(page, "portstorm_memory_") {
 				t.Errorf("memory series before the run is over:\n%s", page)
