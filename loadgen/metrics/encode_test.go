@@ -41,7 +41,7 @@ func TestEncodeMatchesHdr(t *testing.T) {
 		{"other bounds", record(hdr.New(10, 1_000_000, 2), 10, 11, 999_999)},
 		{"five digits", record(hdr.New(1, 1<<40, 5), 1, 1<<39, 12345)},
 	}
-	e := encoders.New().(*encoder)
+	e := newEncoder()
 	for _, tt := range tests {
 		want, err := tt.h.Encode(hdr.V2CompressedEncodingCookieBase)
 		if err != nil {

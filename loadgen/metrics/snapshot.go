@@ -332,11 +332,14 @@ func parseLatency(s string) (Latency, bool) {
 var emptyEncoding = sync.OnceValues(func() (string, error) { return EncodeHistogram(NewHistogram()) })
 
 // EncodeHistogram returns base64 of the compressed HdrHistogram V2 encoding, the form HdrHistogram's
-// log readers and plotters take: what hdr's Encode returns, from pooled buffers (encode.go).
+// log readers and plotters take: what hdr's Encode returns, from one kept encoder (encode.go).
 func EncodeHistogram(h *hdr.Histogram) (string, error) {
-	e := encoders.Get().(*encoder)
-	defer encoders.Put(e)
-	return e.encode(h)
+	theEncoder.Lock()
+	defer theEncoder.Unlock()
+	if theEncoder.e == nil {
+		theEncoder.e = newEncoder()
+	}
+	return theEncoder.e.encode(h)
 }
 
 // maxInflated caps the inflated size of an encoded histogram. With portstorm's bounds the counts
