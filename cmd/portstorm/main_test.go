@@ -353,3 +353,28 @@ load: {model: arrival, stages: [{duration: 200ms, target: 100}]}
 		}
 	}
 }
+
+// TestIdleTimeoutWarning: a run whose built-in target closes held connections for their silence
+// says so with the idle timeout the plan compiled to (not the default).
+func TestIdleTimeoutWarning(t *testing.T) {
+	checkFDs(t)
+	p := writePlan(t, `version: 1
+name: idle
+target: {builtin: {mode: hold, idle_timeout: 100ms}}
+connection: {hold: 2s}
+load: {model: concurrency, start: 3, stages: [{duration: 1s, target: 3}]}
+`)
+	dir := filepath.Join(t.TempDir(), "r")
+	var out, errb bytes.Buffer
+	Main([]string{"run", p, "-q", "--out", dir}, nil, &out, &errb, nil)
+	s := readSummary(t, dir)
+	var got string
+	for _, w := range s.Warnings {
+		if strings.Contains(w, "built-in target closed") {
+			got = w
+		}
+	}
+	if !strings.Contains(got, "idle_timeout (100ms)") {
+		t.Errorf("warnings %q: want the target's closes named with its 100ms idle_timeout\n%s", s.Warnings, errb.String())
+	}
+}

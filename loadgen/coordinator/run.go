@@ -277,6 +277,15 @@ func (r *runner) execute(ctx context.Context) (*ended, error) {
 	return r.exec(runCtx, r)
 }
 
+// targetIdle is the built-in target's idle timeout as compiled (0: no built-in target, or its
+// default).
+func (r *runner) targetIdle() time.Duration {
+	if r.s.Target == nil {
+		return 0
+	}
+	return r.s.Target.Config.IdleTimeout
+}
+
 // summarise builds the summary of a run that ended as res, and judges it.
 func (r *runner) summarise(res *ended) (*report.Summary, error) {
 	if r.tgt != nil {
@@ -289,7 +298,7 @@ func (r *runner) summarise(res *ended) (*report.Summary, error) {
 	sum, err := report.Build(report.Input{
 		Plan: r.s.Plan, Host: r.pr.host, Segments: res.Segments, Start: res.Start, End: res.End,
 		Interrupted: res.Interrupted, Aborted: res.Aborted, Total: res.Total, Stages: r.col.stages[:len(r.s.Ramp.Stages)],
-		Target: res.Target, Ports: portReport, PacingFloor: res.PacingFloor,
+		Target: res.Target, TargetIdle: r.targetIdle(), Ports: portReport, PacingFloor: res.PacingFloor,
 	})
 	if err != nil {
 		return nil, err

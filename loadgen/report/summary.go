@@ -439,7 +439,10 @@ type Input struct {
 	Total       *metrics.Snapshot
 	Stages      []*metrics.Snapshot // index = stage; nil where a stage never ran
 	Target      *target.Stats
-	Ports       *ports.Report // the port observatory's report; nil when ports were not observed
+	// TargetIdle is the built-in target's idle timeout as compiled (0: the target's default), for
+	// the warning when it closed connections for their silence.
+	TargetIdle time.Duration
+	Ports      *ports.Report // the port observatory's report; nil when ports were not observed
 	// PacingFloor is engine.PacingFloor measured at the start of an arrival-model run; 0 when it
 	// was not.
 	PacingFloor time.Duration
@@ -506,7 +509,7 @@ func Build(in Input) (*Summary, error) {
 	if t.Clamped > 0 {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("%d latencies fell outside 1µs..1h and were clamped", t.Clamped))
 	}
-	if w := idleWarning(s); w != "" {
+	if w := idleWarning(s, in.TargetIdle); w != "" {
 		s.Warnings = append(s.Warnings, w)
 	}
 	return s, nil
@@ -516,13 +519,12 @@ func Build(in Input) (*Summary, error) {
 // only the generator held them. A held connection reads nothing, so the generator counted them
 // open to the end: configs/million.yaml once "held" a million while the target, at its default
 // 60 s idle_timeout, had closed 856,671 of them and held 251,780 at most.
-func idleWarning(s *Summary) string {
+func idleWarning(s *Summary, idle time.Duration) string {
 	if s.Target == nil || s.Target.IdleClosed == 0 {
 		return ""
 	}
-	idle := target.DefaultIdleTimeout
-	if p := s.Plan; p != nil && p.Target.Builtin != nil && p.Target.Builtin.IdleTimeout > 0 {
-		idle = p.Target.Builtin.IdleTimeout.D()
+	if idle <= 0 {
+		idle = target.DefaultIdleTimeout
 	}
 	return fmt.Sprintf("the built-in target closed %d connection(s) silent for its idle_timeout (%s): from then on only the generator "+
 		"held them, and a held connection reads nothing, so it counted them open; to hold connections longer than that at both "+

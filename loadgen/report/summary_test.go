@@ -415,24 +415,23 @@ func TestFmtUS(t *testing.T) {
 // TestIdleWarning: a built-in target that closed connections for their silence is named in the
 // warnings (a million "held" while the target had closed 856,671 of them said nothing).
 func TestIdleWarning(t *testing.T) {
-	hour := fixturePlan()
-	hour.Target = plan.Target{Builtin: &plan.Builtin{Mode: "hold", IdleTimeout: plan.Duration(time.Hour)}}
 	tests := []struct {
 		name   string
-		p      *plan.Plan
+		idle   time.Duration // the compiled idle timeout (0: the target's default)
 		target *target.Stats
 		want   string // "" for no warning
 	}{
-		{"no built-in target", fixturePlan(), nil, ""},
-		{"none closed for idleness", fixturePlan(), &target.Stats{Accepted: 10, Peak: 10}, ""},
-		{"the default idle_timeout", fixturePlan(), &target.Stats{Accepted: 1000000, Peak: 251780, IdleClosed: 856671},
+		{"no built-in target", 0, nil, ""},
+		{"none closed for idleness", 0, &target.Stats{Accepted: 10, Peak: 10}, ""},
+		{"the default idle_timeout", 0, &target.Stats{Accepted: 1000000, Peak: 251780, IdleClosed: 856671},
 			"closed 856671 connection(s) silent for its idle_timeout (1m0s)"},
-		{"the plan's idle_timeout", hour, &target.Stats{Accepted: 10, Peak: 10, IdleClosed: 3}, "idle_timeout (1h0m0s)"},
+		{"the plan's idle_timeout", time.Hour, &target.Stats{Accepted: 10, Peak: 10, IdleClosed: 3}, "idle_timeout (1h0m0s)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			total, stages := recordRun(t)
-			s, err := Build(Input{Plan: tt.p, Start: t0, End: at(3 * time.Second), Total: total, Stages: stages, Target: tt.target})
+			s, err := Build(Input{Plan: fixturePlan(), Start: t0, End: at(3 * time.Second), Total: total, Stages: stages,
+				Target: tt.target, TargetIdle: tt.idle})
 			if err != nil {
 				t.Fatal(err)
 			}
