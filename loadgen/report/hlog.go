@@ -29,9 +29,8 @@ const HLogFile = "latency.hlog"
 type HLog struct {
 	f *os.File
 	w *hdr.HistogramLogWriter
-	// startMs is the run's start in ms since the epoch; snapshots carry offsets from it. baseMs
-	// is the log's BaseTime, the whole second it fell in.
-	startMs, baseMs int64
+	// startMs is the run's start in ms since the epoch; snapshots carry offsets from it.
+	startMs int64
 }
 
 // CreateHLog creates dir/latency.hlog, a fresh file (CreateFresh: never written through a link
@@ -45,7 +44,6 @@ func CreateHLog(dir string, start time.Time) (*HLog, error) {
 	// Timestamps are relative to BaseTime, a whole second (the reader keeps only whole seconds of it).
 	base := l.startMs - l.startMs%1000
 	l.w.SetBaseTime(base)
-	l.baseMs = base
 	tags := ""
 	for i := range metrics.NumLatencies {
 		if i > 0 {
@@ -71,8 +69,9 @@ func CreateHLog(dir string, start time.Time) (*HLog, error) {
 // HistogramLogWriter.OutputIntervalHistogram writes it (TestHLogLineMatchesHdr) but encoded with
 // metrics.EncodeHistogram's pooled buffers instead of a new zlib writer a line.
 func (l *HLog) Write(s *metrics.Snapshot) error {
-	start := float64(l.startMs+s.StartUS/1000-l.baseMs) / 1000
-	end := float64(l.startMs+s.EndUS/1000-l.baseMs) / 1000
+	base := l.w.BaseTime()
+	start := float64(l.startMs+s.StartUS/1000-base) / 1000
+	end := float64(l.startMs+s.EndUS/1000-base) / 1000
 	for i, h := range s.Hist {
 		if h == nil || h.TotalCount() == 0 {
 			continue

@@ -438,7 +438,7 @@ func TestHLogLineMatchesHdr(t *testing.T) {
 		}
 		var want bytes.Buffer
 		w := hdr.NewHistogramLogWriter(&want)
-		w.SetBaseTime(l.baseMs)
+		w.SetBaseTime(l.w.BaseTime())
 		lines := 0
 		for _, s := range snaps {
 			if err := l.Write(s); err != nil {
