@@ -19,11 +19,11 @@ const (
 )
 
 // encoder writes the HdrHistogram V2 compressed encoding with buffers and a zlib writer it keeps.
-// hdrhistogram-go's Encode makes a new zlib writer at its best compression for every histogram (about
-// 1 MB of allocation each, ~40 MB a second at 30,000 requests/s where every interval's seven
-// histograms are encoded at once, for the interval log and a worker's snapshot): a burst of CPU and
-// garbage at each interval boundary, in the same process as the requests it times. The output is
-// byte for byte Encode's (TestEncodeMatchesHdr).
+// hdrhistogram-go's Encode makes a new zlib writer at its best compression for every histogram:
+// 845 KB of allocation and 0.30 ms each, against 193 KB (Export's copy of the counts) and 0.11 ms
+// here (BenchmarkEncodeHistogram). An interval's histograms are encoded together, for the interval
+// log and a worker's snapshot: a burst of CPU and garbage at each interval boundary, in the same
+// process as the requests it times. The output is byte for byte Encode's (TestEncodeMatchesHdr).
 type encoder struct {
 	raw, zbuf, out bytes.Buffer
 	zw             *zlib.Writer
