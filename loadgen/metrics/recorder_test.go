@@ -520,3 +520,43 @@ func BenchmarkCut(b *testing.B) {
 		_ = rec.Cut(at(n), 0)
 	}
 }
+
+// TestCutMergesOutsideShardLock: Cut merges a shard's histograms into the snapshot once it has
+// released the shard's lock, so a connection (or a rated loop) recording meanwhile never waits for
+// a merge, which walks every bucket. The values still all reach the snapshot, and the shard records
+// on into a fresh histogram.
+func TestCutMergesOutsideShardLock(t *testing.T) {
+	rec := NewRecorder(t0, 4)
+	for id := range uint64(4) {
+		s := rec.Shard(id)
+		for i := range 100 {
+			s.Request(RequestTiming{Intended: true, Lag: time.Microsecond, Service: time.Duration(10+i) * time.Microsecond}, nil)
+		}
+	}
+	merges, locked := 0, 0
+	mergeStep = func(s *Shard) {
+		merges++
+		if !s.mu.TryLock() {
+			locked++
+			return
+		}
+		s.mu.Unlock()
+	}
+	defer func() { mergeStep = nil }()
+	snap := rec.Cut(at(1000), 0)
+	if merges == 0 {
+		t.Fatal("no merge: the test no longer exercises one")
+	}
+	if locked > 0 {
+		t.Errorf("%d of %d merges ran under the shard's lock", locked, merges)
+	}
+	for _, l := range []Latency{RTT, RequestLag, RequestIntended} {
+		if got := snap.Hist[l].TotalCount(); got != 400 {
+			t.Errorf("%v: %d values in the snapshot, want 400", l, got)
+		}
+	}
+	rec.Shard(0).Request(RequestTiming{Intended: true, Service: 5 * time.Microsecond}, nil)
+	if got := rec.Cut(at(2000), 0).Hist[RTT].TotalCount(); got != 1 {
+		t.Errorf("after the cut: %d values in the next snapshot, want 1", got)
+	}
+}
