@@ -822,13 +822,17 @@ func (e *engine) connectionThen(id uint64, sh *metrics.Shard, intended time.Time
 		return nil
 	}
 	if err == nil && e.cfg.Send != nil && after != nil && e.cfg.Send.windowed() &&
-		e.talkDetached(conn, sh, s, func(err error) { after(ended(err)) }) {
+		e.talkDetached(conn, sh, s, func(c net.Conn, err error) {
+			conn = c // (a rated loop hands its socket back as a new net.Conn)
+			after(ended(err))
+		}) {
 		return nil, true
 	}
 	if err == nil && e.cfg.Send != nil {
-		stop := context.AfterFunc(e.hardCtx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+		c := conn
+		stop := context.AfterFunc(e.hardCtx, func() { c.SetDeadline(time.Unix(1, 0)) })
 		if e.cfg.Send.windowed() {
-			err = e.talk(conn, sh, s)
+			conn, err = e.talk(conn, sh, s)
 		} else {
 			err = e.converse(conn, sh, s)
 		}

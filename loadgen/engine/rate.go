@@ -229,8 +229,9 @@ func (t *talk) record(p pending, res proto.Result, err error) error {
 var errUnanswered = fmt.Errorf("%w: written and never answered, its connection ended first", metrics.ErrCanceled)
 
 // talk runs a windowed conversation (rated or pipelined) on conn and returns what ended it: nil
-// when it ended as it should (its count, its hold, a stop or a ramp-down for an unlimited one).
-func (e *engine) talk(conn net.Conn, sh *metrics.Shard, s *slot) error {
+// when it ended as it should (its count, its hold, a stop or a ramp-down for an unlimited one);
+// and the connection's net.Conn from then on (a rated loop hands its socket back as a new one).
+func (e *engine) talk(conn net.Conn, sh *metrics.Shard, s *slot) (net.Conn, error) {
 	t := e.newTalk(conn, sh, s)
 	var rc *rconn
 	if t.rated {
@@ -244,19 +245,20 @@ func (e *engine) talk(conn net.Conn, sh *metrics.Shard, s *slot) error {
 	var err error
 	if rc != nil {
 		why, err = rc.run()
+		conn = rc.conn(conn)
 	} else if t.snd.Pipeline > 1 && t.x.Reads() {
 		why, err = t.pipelined()
 	} else {
 		why, err = t.oneByOne()
 	}
-	return t.result(why, err)
+	return conn, t.result(why, err)
 }
 
 // talkDetached hands the conversation on conn to a rated loop, when one can run it, and reports
 // whether it did: the calling goroutine is then free to end, and then runs, on a goroutine of its
 // own, once the conversation ended, with what talk would have returned. A connection that sends
 // at a rate so costs no goroutine while it sends (docs/architecture.md "Rated loops").
-func (e *engine) talkDetached(conn net.Conn, sh *metrics.Shard, s *slot, then func(error)) bool {
+func (e *engine) talkDetached(conn net.Conn, sh *metrics.Shard, s *slot, then func(net.Conn, error)) bool {
 	if !e.cfg.Send.rated() || !e.loopable(conn) {
 		return false
 	}
@@ -272,7 +274,7 @@ func (e *engine) talkDetached(conn net.Conn, sh *metrics.Shard, s *slot, then fu
 		if t.box != nil {
 			e.dispatch.leave(t.box)
 		}
-		then(t.result(why, err))
+		then(rc.conn(conn), t.result(why, err))
 	})
 	return true
 }

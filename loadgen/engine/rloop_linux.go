@@ -8,12 +8,11 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/portstorm/portstorm/internal/sockfd"
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/proto"
 )
@@ -29,11 +28,17 @@ import (
 // waits for the conversation's end, untouched meanwhile. The goroutine path (rate.go) keeps TLS and
 // every connection that is not a *net.TCPConn.
 //
-// A loop parks in Go's poller, not in epoll_wait (its epoll set is registered there, as the target's
-// loops do, target/loop_linux.go): its timer is the set's read deadline, and other goroutines wake it
-// by setting that deadline in the past (kick). Each connection's wake time (its next intended request, its hold's
-// end, its oldest request's I/O deadline) is kept in a heap; the stop, the hard stop and ramp-downs
-// are looked for every loopSweep.
+// A loop waits in the kernel, in epoll_pwait2 with a nanosecond timeout until its next wake time,
+// as the reference client does (bench/reference/rate.c), and other goroutines wake it by writing an
+// eventfd in its set (kick). Its sockets and its set are in no other epoll set: a socket is handed
+// over as a duplicate descriptor and its net.Conn closed (Go's poller forgets it), and handed back
+// as a new net.Conn when the conversation ends. A socket also registered in Go's poller woke a
+// runtime thread for every answer; a set parked in Go's poller cost a timerfd_settime per wake-up
+// and the poller's own epoll_pwait: 38 µs of CPU per request at 30,000/s against 27 µs this way
+// (docs/measurements.md "Rated loops in the kernel"). A loop blocked in the kernel keeps its P, so
+// the engine adds one P per loop while they run. Each connection's wake time (its next intended
+// request, its hold's end, its oldest request's I/O deadline) is kept in a heap; the stop, the
+// hard stop and ramp-downs are looked for every loopSweep.
 
 // loopSweep is how often a loop looks at every connection for the stop, the hard stop and
 // ramp-downs (none of which wakes it).
@@ -52,14 +57,17 @@ type rloops struct {
 }
 
 type rloop struct {
-	e      *engine
-	epfd   int
-	ep     *os.File
-	rc     syscall.RawConn
-	tfd    int         // a timerfd in the set: the loop's precise wake-up (see run)
-	armed  time.Time   // when tfd fires next (zero: not armed)
-	kicked atomic.Bool // a wake-up is pending: kicks coalesce
-	quit   atomic.Bool
+	e    *engine
+	epfd int // the loop's epoll set, in no other set (Go's poller does not know it)
+	efd  int // an eventfd in the set: a kick writes it while the loop waits
+	// tfd, a timerfd in the set, times the wait when the kernel has no epoll_pwait2 (before
+	// Linux 5.11): armed at the next wake time, then epoll_wait without a timeout.
+	tfd      int
+	armed    time.Time   // when tfd fires next (zero: not armed)
+	noPwait2 bool        // epoll_pwait2 said ENOSYS
+	kicked   atomic.Bool // a wake-up is pending: kicks coalesce
+	waiting  atomic.Bool // the loop is in (or about to enter) its wait in the kernel
+	quit     atomic.Bool
 
 	mu    sync.Mutex
 	inbox []*rconn // new connections, and connections given times by the dispatcher
@@ -85,6 +93,8 @@ type rconn struct {
 	why  end
 	err  error
 
+	own     bool        // fd is the loop's duplicate of the socket's, the net.Conn closed (see loopConn)
+	back    net.Conn    // the socket handed back, once the conversation ended (own only)
 	queued  atomic.Bool // in the loop's inbox
 	added   bool
 	over    bool
@@ -121,7 +131,7 @@ func (ls *rloops) start(e *engine) error {
 }
 
 func (ls *rloops) startOnce(e *engine) error {
-	for range max(1, min(runtime.GOMAXPROCS(0), 4)) {
+	for range loopCount(runtime.GOMAXPROCS(0)) {
 		l, err := newRLoop(e)
 		if err != nil {
 			ls.close()
@@ -130,6 +140,7 @@ func (ls *rloops) startOnce(e *engine) error {
 		}
 		ls.ls = append(ls.ls, l)
 	}
+	addProcs(len(ls.ls))
 	for _, l := range ls.ls {
 		ls.wg.Add(1)
 		go func() {
@@ -142,6 +153,25 @@ func (ls *rloops) startOnce(e *engine) error {
 		loopStarted()
 	}
 	return nil
+}
+
+// loopCount is how many rated loops a run has with procs Ps: one per two, at most 4. Each loop is
+// one thread's work; on 2 cores one loop measured best, the other core left to the kernel's share of
+// each request (its receive path runs in the writer's system call) and to the rest of the process:
+// two loops cost 30-32 µs of CPU per request at 30,000/s against 27 µs (docs/measurements.md).
+func loopCount(procs int) int { return max(1, min(procs/2, 4)) }
+
+// procsMu serialises addProcs: engines in one process (tests) add and take back their Ps in any order.
+var procsMu sync.Mutex
+
+// addProcs adds n Ps (n < 0 takes them back): a loop waiting in the kernel keeps its P, and the
+// rest of the process needs its own. Without them, the run's other goroutines (the dispatcher, the
+// collector) waited until sysmon took a loop's P back, and a loop coming back from its wait waited
+// for a P in turn.
+func addProcs(n int) {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0)+n, 1))
 }
 
 // loopStarted, set by tests only, runs when a run's loops start.
@@ -162,50 +192,60 @@ func (e *engine) stopLoops() {
 	}
 	e.loops.wg.Wait()
 	e.loops.close()
+	addProcs(-len(e.loops.ls))
 }
 
 func (ls *rloops) close() {
 	for _, l := range ls.ls {
-		l.ep.Close()
+		unix.Close(l.epfd)
+		unix.Close(l.efd)
 		unix.Close(l.tfd)
 	}
 }
 
 func newRLoop(e *engine) (*rloop, error) {
-	epfd, ep, rc, err := sockfd.PolledEpoll()
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
-		return nil, err
+		return nil, os.NewSyscallError("epoll_create1", err)
 	}
 	tfd, err := newTimerfd()
 	if err != nil {
-		ep.Close()
+		unix.Close(epfd)
 		return nil, err
 	}
-	// Edge-triggered: every expiry is one event, and the timer is never read (arming it again is
-	// all it needs).
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(tfd)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, tfd, &ev); err != nil {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
 		unix.Close(tfd)
-		ep.Close()
-		return nil, os.NewSyscallError("epoll_ctl", err)
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd", err)
 	}
-	return &rloop{e: e, epfd: epfd, ep: ep, rc: rc, tfd: tfd, conns: make(map[int32]*rconn),
+	// Edge-triggered: every expiry and every kick is one event, and neither descriptor is read
+	// (arming the timer again is all it needs; an eventfd's counter does not fill in 2^64 kicks).
+	for _, fd := range []int{tfd, efd} {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}
+		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			unix.Close(efd)
+			unix.Close(tfd)
+			unix.Close(epfd)
+			return nil, os.NewSyscallError("epoll_ctl", err)
+		}
+	}
+	return &rloop{e: e, epfd: epfd, efd: efd, tfd: tfd, conns: make(map[int32]*rconn),
 		buf: make([]byte, 64<<10), r: proto.NewReader(), evs: make([]unix.EpollEvent, 256)}, nil
 }
 
 // arm sets the loop's timer to fire at next (at once when next has passed), unless it is set
-// to fire then already.
-func (l *rloop) arm(next, now time.Time) {
+// to fire then already (before Linux 5.11 only: see epollUntil).
+func (l *rloop) arm(next, now time.Time) error {
 	if next.Equal(l.armed) {
-		return
+		return nil
 	}
 	if err := armTimerfd(l.tfd, next.Sub(now)); err != nil {
-		// Not expected (the descriptor and the value are valid): fall back on Go's timer.
-		l.armed = time.Time{}
-		l.ep.SetReadDeadline(next)
-		return
+		l.armed = time.Time{} // not expected (the descriptor and the value are valid)
+		return err
 	}
 	l.armed = next
+	return nil
 }
 
 // loopable reports whether a loop can run a conversation on conn.
@@ -228,17 +268,48 @@ func (e *engine) loopConn(t *talk, conn net.Conn) *rconn {
 	if err != nil {
 		return nil
 	}
-	fd := -1
-	if rc.Control(func(f uintptr) { fd = int(f) }) != nil || fd < 0 {
+	// The loop takes a duplicate of the socket's descriptor and the net.Conn is closed: Go's poller
+	// forgets the socket, which stays open through the duplicate (a socket the poller also
+	// watches woke a runtime thread for every answer). When no duplicate can be made (the process
+	// is at its open-files limit), the loop runs the net.Conn's own descriptor, and the poller
+	// keeps watching it.
+	fd, dup := -1, -1
+	if rc.Control(func(f uintptr) {
+		fd = int(f)
+		if d, err := unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			dup = d
+		}
+	}) != nil || fd < 0 {
 		return nil
 	}
+	own := dup >= 0
+	if own {
+		fd = dup
+		tc.Close()
+	}
 	l := e.loops.ls[int(e.loops.next.Add(1))%len(e.loops.ls)]
-	return &rconn{t: t, l: l, fd: fd, done: make(chan struct{}), hi: -1, window: max(t.snd.Pipeline, 1)}
+	return &rconn{t: t, l: l, fd: fd, own: own, done: make(chan struct{}), hi: -1, window: max(t.snd.Pipeline, 1)}
 }
 
-// run hands the conversation to its loop and waits for its end. The descriptor stays the
-// net.Conn's (registered in Go's poller too, which no goroutine waits on): the caller closes it
-// after, as after any conversation.
+// conn is the connection's net.Conn once the conversation ended: the one its socket was handed
+// back as (see loopConn), or orig, the caller's, when the loop ran orig's own descriptor.
+func (c *rconn) conn(orig net.Conn) net.Conn {
+	if c.back != nil {
+		return c.back
+	}
+	return orig
+}
+
+// handBack makes the loop's descriptor a net.Conn again, for the hold or the close that follow the
+// conversation (net.FileConn duplicates it), and closes the loop's.
+func (c *rconn) handBack() (net.Conn, error) {
+	f := os.NewFile(uintptr(c.fd), "tcp")
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+// run hands the conversation to its loop and waits for its end. The caller then goes on with the
+// connection's net.Conn (conn): closes it, or holds it, as after any conversation.
 func (c *rconn) run() (end, error) {
 	c.l.ready(c)
 	<-c.done
@@ -265,14 +336,14 @@ func (l *rloop) ready(c *rconn) {
 	l.kick()
 }
 
-// kick wakes the loop: a read deadline in the past ends its wait in Go's poller at once. Within
-// the runtime, with no system call, as a channel send wakes a goroutine (an eventfd write, tried
-// first, woke the loop only when a thread polled the network: with the dispatcher's thread asleep
-// in the kernel between requests, up to sysmon's 10 ms later). The loop looks at kicked before it
-// parks, and sets its own deadline before that look, so no kick is lost to it.
+// kick wakes the loop. Kicks coalesce until the loop takes its inbox, and only a loop waiting in
+// the kernel costs a system call (an eventfd write). The loop says it waits, then looks at kicked
+// before it waits; a kick sets kicked, then looks at waiting: one of the two sees the other, so no
+// kick is lost (one that sees a wait just ending makes the next wait return at once).
 func (l *rloop) kick() {
-	if l.kicked.CompareAndSwap(false, true) {
-		l.ep.SetReadDeadline(time.Unix(1, 0))
+	if l.kicked.CompareAndSwap(false, true) && l.waiting.Load() {
+		one := [8]byte{1} // the eventfd's counter: 1, in the machine's (little-endian) order
+		unix.Write(l.efd, one[:])
 	}
 }
 
@@ -284,17 +355,6 @@ func (l *rloop) run() {
 			c.finish(endCut, nil)
 		}
 	}()
-	harvest := func(fd uintptr) bool {
-		if l.kicked.Load() {
-			return true // the inbox first
-		}
-		n, err := unix.EpollWait(int(fd), l.evs, 0)
-		if err != nil || n <= 0 {
-			return false // nothing ready: park in the poller until the set is readable or the deadline
-		}
-		l.events(l.evs[:n])
-		return true
-	}
 	for {
 		now := time.Now()
 		if l.kicked.Swap(false) {
@@ -316,12 +376,60 @@ func (l *rloop) run() {
 		if !now.Before(l.armed) {
 			l.armed = time.Time{} // it fired
 		}
-		l.ep.SetReadDeadline(time.Time{}) // (a kick's deadline in the past is spent)
-		l.arm(next, time.Now())
-		if err := l.rc.Read(harvest); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			return // the set was closed
+		if err := l.wait(next); err != nil {
+			return // not expected: the set is closed only once the loops ended
 		}
 	}
+}
+
+// wait waits in the kernel until next, an event in the set or a kick, then handles the events.
+func (l *rloop) wait(next time.Time) error {
+	l.waiting.Store(true)
+	if l.kicked.Load() {
+		l.waiting.Store(false)
+		return nil // the inbox first
+	}
+	n, err := l.epollUntil(next)
+	l.waiting.Store(false)
+	if err != nil {
+		return err
+	}
+	l.events(l.evs[:n])
+	return nil
+}
+
+// epollUntil waits on the set until next at the latest: epoll_pwait2's nanosecond timeout, or
+// before Linux 5.11 the set's timerfd armed at next. Zero events when a signal (Go's preemption)
+// ended the wait early: the loop looks at its times again.
+func (l *rloop) epollUntil(next time.Time) (int, error) {
+	now := time.Now()
+	d := max(next.Sub(now), 0)
+	if !l.noPwait2 {
+		ts := unix.NsecToTimespec(int64(d))
+		n, _, errno := unix.Syscall6(unix.SYS_EPOLL_PWAIT2, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.evs[0])),
+			uintptr(len(l.evs)), uintptr(unsafe.Pointer(&ts)), 0, 0)
+		switch errno {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
+			return 0, nil
+		case unix.ENOSYS:
+			l.noPwait2 = true
+		default:
+			return 0, os.NewSyscallError("epoll_pwait2", errno)
+		}
+	}
+	timeout := -1 // the timerfd ends it
+	if d == 0 {
+		timeout = 0
+	} else if l.arm(next, now) != nil {
+		timeout = int((d + time.Millisecond - 1) / time.Millisecond)
+	}
+	n, err := unix.EpollWait(l.epfd, l.evs, timeout)
+	if err == unix.EINTR {
+		return 0, nil
+	}
+	return n, os.NewSyscallError("epoll_wait", err)
 }
 
 // events handles one harvest.
@@ -696,6 +804,14 @@ func (c *rconn) finish(why end, err error) {
 		err = errCut
 	}
 	c.out, c.in, c.rest = nil, nil, nil
+	if c.own {
+		back, herr := c.handBack()
+		if herr != nil && err == nil {
+			// Not expected short of the open-files limit. The socket is closed then, by handBack.
+			err = fmt.Errorf("engine: rated loop: handing the socket back: %w", herr)
+		}
+		c.back = back
+	}
 	c.why, c.err = why, err
 	if c.then != nil {
 		go c.then(why, err)

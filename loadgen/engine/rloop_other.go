@@ -18,3 +18,4 @@ func (c *rconn) run() (end, error)                { return endNone, nil }
 func (c *rconn) notify()                          {}
 func (e *engine) loopable(net.Conn) bool          { return false }
 func (c *rconn) detach(func(end, error))          {}
+func (c *rconn) conn(orig net.Conn) net.Conn      { return orig }
