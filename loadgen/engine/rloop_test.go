@@ -8,10 +8,15 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/portstorm/portstorm/internal/fdcheck"
 	"github.com/portstorm/portstorm/internal/loopback"
 	"github.com/portstorm/portstorm/loadgen/dial"
 	"github.com/portstorm/portstorm/loadgen/metrics"
@@ -194,4 +199,113 @@ func TestRatedLoopSeesCloseWithAnswer(t *testing.T) {
 	if h := tot.Hist[metrics.RequestIntended]; h.Max() > (30 * time.Second).Microseconds() {
 		t.Errorf("an answer took %d µs: it waited for the I/O timeout", h.Max())
 	}
+}
+
+// TestRatedLoopSocketOnlyInItsSet: while a rated loop runs a conversation, the connection's socket
+// is in exactly one epoll set, the loop's. Left in Go's poller as well (the net.Conn's
+// registration), every answer also woke a runtime thread: a third of a request's system calls and
+// context switches at 30,000 requests/s (docs/measurements.md "Rated loops in the kernel"). Every
+// request is still answered, and the socket handed back is closed with the rest at the end. The
+// run adds a P per loop (a loop waiting in the kernel keeps its P) and takes them back.
+func TestRatedLoopSocketOnlyInItsSet(t *testing.T) {
+	fdcheck.Check(t)
+	procs, during := runtime.GOMAXPROCS(0), 0
+	loopStarted = func() { during = runtime.GOMAXPROCS(0) }
+	defer func() { loopStarted = nil }()
+	var once sync.Once
+	sets := -1
+	var why error
+	addr := loopback.Serve(t, func(c net.Conn) {
+		b := make([]byte, 4096)
+		got := ""
+		for n := 0; ; {
+			k, err := c.Read(b)
+			if err != nil {
+				return
+			}
+			got += string(b[:k])
+			for strings.Contains(got, "\r\n\r\n") {
+				got = got[strings.Index(got, "\r\n\r\n")+4:]
+				if n++; n == 3 {
+					// The client's socket is in the middle of its conversation: look at it.
+					once.Do(func() { sets, why = epollSetsOf(c.RemoteAddr().(*net.TCPAddr).Port, c.LocalAddr().(*net.TCPAddr).Port) })
+				}
+				if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")); err != nil {
+					return
+				}
+			}
+		}
+	})
+	x, err := proto.Compile(proto.Spec{Protocol: proto.HTTP, HTTP: proto.HTTPSpec{Host: addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Config{
+		Model: Arrival, Ramp: schedule.Ramp{Start: 100, Stages: []schedule.Stage{{Duration: 50 * time.Millisecond, Target: 100}}},
+		Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(addr))},
+		Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN,
+		Send:      &Send{Count: 10, Rate: 200, Exchange: x},
+		IOTimeout: time.Minute, MaxInFlight: 100, GracefulStop: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why != nil {
+		t.Fatal(why)
+	}
+	if sets != 1 {
+		t.Errorf("the client's socket was in %d epoll sets during its conversation, want 1 (its loop's)", sets)
+	}
+	if want := procs + loopCount(procs); during != want {
+		t.Errorf("GOMAXPROCS %d while the loops ran, want %d (%d and one per loop)", during, want, procs)
+	}
+	if after := runtime.GOMAXPROCS(0); after != procs {
+		t.Errorf("GOMAXPROCS %d after the run, %d before", after, procs)
+	}
+	tot := res.Total
+	if want := uint64(50); tot.Requests != want || tot.RequestOutcomes[metrics.OK] != want {
+		t.Errorf("written %d, outcomes %v (%v): want %d answered", tot.Requests, tot.RequestOutcomes, tot.Examples, want)
+	}
+}
+
+// epollSetsOf counts the epoll sets of this process that hold the TCP socket from local port lp to
+// remote port rp (by its inode, in /proc/net/tcp and each set's /proc/self/fdinfo).
+func epollSetsOf(lp, rp int) (int, error) {
+	tab, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return 0, err
+	}
+	ino := ""
+	for _, line := range strings.Split(string(tab), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && strings.HasSuffix(f[1], fmt.Sprintf(":%04X", lp)) && strings.HasSuffix(f[2], fmt.Sprintf(":%04X", rp)) {
+			ino = f[9]
+		}
+	}
+	if ino == "" {
+		return 0, fmt.Errorf("no socket from port %d to %d in /proc/net/tcp", lp, rp)
+	}
+	n, err := strconv.ParseUint(ino, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	want := fmt.Sprintf("ino:%x ", n)
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0, err
+	}
+	sets := 0
+	for _, e := range ents {
+		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l != "anon_inode:[eventpoll]" {
+			continue
+		}
+		info, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if strings.Contains(string(info), want) {
+			sets++
+		}
+	}
+	return sets, nil
 }
