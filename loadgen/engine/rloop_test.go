@@ -213,8 +213,11 @@ func TestRatedLoopSocketOnlyInItsSet(t *testing.T) {
 	loopStarted = func() { during = runtime.GOMAXPROCS(0) }
 	defer func() { loopStarted = nil }()
 	var once sync.Once
-	sets := -1
-	var why error
+	type look struct {
+		sets int
+		err  error
+	}
+	looked := make(chan look, 1)
 	addr := loopback.Serve(t, func(c net.Conn) {
 		b := make([]byte, 4096)
 		got := ""
@@ -228,7 +231,10 @@ func TestRatedLoopSocketOnlyInItsSet(t *testing.T) {
 				got = got[strings.Index(got, "\r\n\r\n")+4:]
 				if n++; n == 3 {
 					// The client's socket is in the middle of its conversation: look at it.
-					once.Do(func() { sets, why = epollSetsOf(c.RemoteAddr().(*net.TCPAddr).Port, c.LocalAddr().(*net.TCPAddr).Port) })
+					once.Do(func() {
+						n, err := epollSetsOf(c.RemoteAddr().(*net.TCPAddr).Port, c.LocalAddr().(*net.TCPAddr).Port)
+						looked <- look{n, err}
+					})
 				}
 				if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")); err != nil {
 					return
@@ -250,11 +256,17 @@ func TestRatedLoopSocketOnlyInItsSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if why != nil {
-		t.Fatal(why)
+	var l look
+	select {
+	case l = <-looked:
+	default:
+		t.Fatal("no connection got to its third request")
 	}
-	if sets != 1 {
-		t.Errorf("the client's socket was in %d epoll sets during its conversation, want 1 (its loop's)", sets)
+	if l.err != nil {
+		t.Fatal(l.err)
+	}
+	if l.sets != 1 {
+		t.Errorf("the client's socket was in %d epoll sets during its conversation, want 1 (its loop's)", l.sets)
 	}
 	if want := procs + loopCount(procs); during != want {
 		t.Errorf("GOMAXPROCS %d while the loops ran, want %d (%d and one per loop)", during, want, procs)
