@@ -58,6 +58,7 @@ type rloops struct {
 
 type rloop struct {
 	e    *engine
+	sh   *metrics.Shard // where its conversations' requests are recorded
 	epfd int // the loop's epoll set, in no other set (Go's poller does not know it)
 	efd  int // an eventfd in the set: a kick writes it while the loop waits
 	// tfd, a timerfd in the set, times the wait when the kernel has no epoll_pwait2 (before
@@ -131,8 +132,8 @@ func (ls *rloops) start(e *engine) error {
 }
 
 func (ls *rloops) startOnce(e *engine) error {
-	for range loopCount(runtime.GOMAXPROCS(0)) {
-		l, err := newRLoop(e)
+	for i := range loopCount(runtime.GOMAXPROCS(0)) {
+		l, err := newRLoop(e, e.rec.Shard(uint64(i)))
 		if err != nil {
 			ls.close()
 			ls.ls = nil
@@ -203,7 +204,7 @@ func (ls *rloops) close() {
 	}
 }
 
-func newRLoop(e *engine) (*rloop, error) {
+func newRLoop(e *engine, sh *metrics.Shard) (*rloop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -230,7 +231,7 @@ func newRLoop(e *engine) (*rloop, error) {
 			return nil, os.NewSyscallError("epoll_ctl", err)
 		}
 	}
-	return &rloop{e: e, epfd: epfd, efd: efd, tfd: tfd, conns: make(map[int32]*rconn),
+	return &rloop{e: e, sh: sh, epfd: epfd, efd: efd, tfd: tfd, conns: make(map[int32]*rconn),
 		buf: make([]byte, 64<<10), r: proto.NewReader(), evs: make([]unix.EpollEvent, 256)}, nil
 }
 
@@ -288,6 +289,11 @@ func (e *engine) loopConn(t *talk, conn net.Conn) *rconn {
 		tc.Close()
 	}
 	l := e.loops.ls[int(e.loops.next.Add(1))%len(e.loops.ls)]
+	// The conversation's requests are recorded in the loop's shard: one recorder shard per loop, so
+	// that an interval's cut takes each of its histograms whole instead of merging one per shard
+	// the loop's connections are spread over (~4 ms of CPU at each cut at 30,000 requests/s, on
+	// the cores the loop and the server need).
+	t.sh = l.sh
 	return &rconn{t: t, l: l, fd: fd, own: own, done: make(chan struct{}), hi: -1, window: max(t.snd.Pipeline, 1)}
 }
 
