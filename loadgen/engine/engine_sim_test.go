@@ -292,11 +292,12 @@ func TestPlateauStarts(t *testing.T) {
 
 // TestPlateauSettles: a plateau whose connections are still talking when it starts gives memory
 // back twice, at its start and at the first cut where every open connection is parked; one
-// whose connections are all parked at its start, once. (bench/run wsidle measures the memory.)
+// whose connections are all parked at its start, once; one whose connections still send at a rate,
+// only once they are all parked (not amid the requests). (bench/run wsidle measures the memory.)
 func TestPlateauSettles(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
-		interval time.Duration // between each connection's two requests
+		interval time.Duration // between each connection's two requests (< 0: at a rate, 850 ms apart)
 		// start is the ramp's starting concurrency. The parked case opens all 50 at 0: ramping
 		// them up to the plateau would open the last one at 100 ms, the plateau's first cut, and
 		// whether it is parked by that cut depends on which of the two goroutines synctest runs
@@ -306,6 +307,9 @@ func TestPlateauSettles(t *testing.T) {
 	}{
 		{"talking at the plateau's start", 1500 * time.Millisecond, 0, []time.Duration{100 * time.Millisecond, 2100 * time.Millisecond}},
 		{"parked at the plateau's start", 0, 50, []time.Duration{100 * time.Millisecond}},
+		// At a rate: no collection amid the requests, one once all are parked (every second
+		// request is due 850 ms after its connection opened at 0; the next cut is at 1.1 s).
+		{"sending at a rate at the plateau's start", -1, 50, []time.Duration{1100 * time.Millisecond}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -317,8 +321,11 @@ func TestPlateauSettles(t *testing.T) {
 					{Duration: 100 * time.Millisecond, Target: 50},
 					{Duration: 4 * time.Second, Target: 50},
 				}}
-				res := runSim(t, Config{Model: Concurrency, Ramp: ramp, Dialer: memDialer{}, Hold: time.Hour,
-					Send: &Send{Count: 2, Interval: tt.interval, Bytes: 8}})
+				send := &Send{Count: 2, Interval: tt.interval, Bytes: 8}
+				if tt.interval < 0 {
+					send = &Send{Count: 2, Rate: 1 / 0.85, Bytes: 8, Pipeline: 1}
+				}
+				res := runSim(t, Config{Model: Concurrency, Ramp: ramp, Dialer: memDialer{}, Hold: time.Hour, Send: send})
 				if tot := res.Total; tot.Established != 50 || tot.Outcomes[metrics.OK] != 50 {
 					t.Fatalf("established %d, outcomes %v", tot.Established, tot.Outcomes)
 				}
