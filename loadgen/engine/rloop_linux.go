@@ -59,8 +59,8 @@ type rloops struct {
 type rloop struct {
 	e    *engine
 	sh   *metrics.Shard // where its conversations' requests are recorded
-	epfd int // the loop's epoll set, in no other set (Go's poller does not know it)
-	efd  int // an eventfd in the set: a kick writes it while the loop waits
+	epfd int            // the loop's epoll set, in no other set (Go's poller does not know it)
+	efd  int            // an eventfd in the set: a kick writes it while the loop waits
 	// tfd, a timerfd in the set, times the wait when the kernel has no epoll_pwait2 (before
 	// Linux 5.11): armed at the next wake time, then epoll_wait without a timeout.
 	tfd      int

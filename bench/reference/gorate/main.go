@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command gorate is bench/reference/rate.c in Go on raw system calls: the floor of a Go client at a
 // fixed total rate. One goroutine, non-blocking sockets opened with socket(2) (never in Go's
 // poller), request k due at t0 + k/R on connection k mod C, request/response (window 1), latency
