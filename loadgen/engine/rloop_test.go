@@ -172,23 +172,10 @@ func TestRatedLoopSeesCloseWithAnswer(t *testing.T) {
 		}
 		c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nthe end of the stream ends this body"))
 	})
-	x, err := proto.Compile(proto.Spec{Protocol: proto.HTTP, HTTP: proto.HTTPSpec{Host: addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	started := false
 	loopStarted = func() { started = true }
 	defer func() { loopStarted = nil }()
-	res, err := Run(context.Background(), Config{
-		Model: Arrival, Ramp: schedule.Ramp{Start: 400, Stages: []schedule.Stage{{Duration: 100 * time.Millisecond, Target: 400}}},
-		Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(addr))},
-		Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN,
-		Send:      &Send{Count: 1, Rate: 1000, Exchange: x},
-		IOTimeout: time.Minute, MaxInFlight: 100, GracefulStop: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := runRatedHTTP(t, addr, 400, 100*time.Millisecond, 1, 1000)
 	if !started {
 		t.Fatal("the rated loops did not run the conversations")
 	}
@@ -242,20 +229,7 @@ func TestRatedLoopSocketOnlyInItsSet(t *testing.T) {
 			}
 		}
 	})
-	x, err := proto.Compile(proto.Spec{Protocol: proto.HTTP, HTTP: proto.HTTPSpec{Host: addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := Run(context.Background(), Config{
-		Model: Arrival, Ramp: schedule.Ramp{Start: 100, Stages: []schedule.Stage{{Duration: 50 * time.Millisecond, Target: 100}}},
-		Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(addr))},
-		Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN,
-		Send:      &Send{Count: 10, Rate: 200, Exchange: x},
-		IOTimeout: time.Minute, MaxInFlight: 100, GracefulStop: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := runRatedHTTP(t, addr, 100, 50*time.Millisecond, 10, 200)
 	var l look
 	select {
 	case l = <-looked:
@@ -320,4 +294,25 @@ func epollSetsOf(lp, rp int) (int, error) {
 		}
 	}
 	return sets, nil
+}
+
+// runRatedHTTP opens connections to addr's HTTP server at perSec a second for d (the arrival model),
+// each sending count requests at rate a second, and returns the run's result.
+func runRatedHTTP(t *testing.T, addr string, perSec float64, d time.Duration, count int, rate float64) *Result {
+	t.Helper()
+	x, err := proto.Compile(proto.Spec{Protocol: proto.HTTP, HTTP: proto.HTTPSpec{Host: addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Config{
+		Model: Arrival, Ramp: schedule.Ramp{Start: perSec, Stages: []schedule.Stage{{Duration: d, Target: perSec}}},
+		Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(addr))},
+		Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN,
+		Send:      &Send{Count: count, Rate: rate, Exchange: x},
+		IOTimeout: time.Minute, MaxInFlight: 100, GracefulStop: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
