@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,28 +206,13 @@ func TestRatedLoopSocketOnlyInItsSet(t *testing.T) {
 		err  error
 	}
 	looked := make(chan look, 1)
-	addr := loopback.Serve(t, func(c net.Conn) {
-		b := make([]byte, 4096)
-		got := ""
-		for n := 0; ; {
-			k, err := c.Read(b)
-			if err != nil {
-				return
-			}
-			got += string(b[:k])
-			for strings.Contains(got, "\r\n\r\n") {
-				got = got[strings.Index(got, "\r\n\r\n")+4:]
-				if n++; n == 3 {
-					// The client's socket is in the middle of its conversation: look at it.
-					once.Do(func() {
-						n, err := epollSetsOf(c.RemoteAddr().(*net.TCPAddr).Port, c.LocalAddr().(*net.TCPAddr).Port)
-						looked <- look{n, err}
-					})
-				}
-				if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")); err != nil {
-					return
-				}
-			}
+	addr := serveHTTPAnswers(t, func(n int, c net.Conn) {
+		if n == 3 {
+			// The client's socket is in the middle of its conversation: look at it.
+			once.Do(func() {
+				n, err := epollSetsOf(c.RemoteAddr().(*net.TCPAddr).Port, c.LocalAddr().(*net.TCPAddr).Port)
+				looked <- look{n, err}
+			})
 		}
 	})
 	res := runRatedHTTP(t, addr, 100, 50*time.Millisecond, 10, 200)
@@ -315,4 +301,82 @@ func runRatedHTTP(t *testing.T, addr string, perSec float64, d time.Duration, co
 		t.Fatal(err)
 	}
 	return res
+}
+
+// serveHTTPAnswers serves addr's connections a fixed empty HTTP/1.1 answer for every request;
+// onRequest (may be nil) runs before the n-th answer of each connection (from 1).
+func serveHTTPAnswers(t *testing.T, onRequest func(n int, c net.Conn)) string {
+	return loopback.Serve(t, func(c net.Conn) {
+		b := make([]byte, 4096)
+		got := ""
+		for n := 0; ; {
+			k, err := c.Read(b)
+			if err != nil {
+				return
+			}
+			got += string(b[:k])
+			for strings.Contains(got, "\r\n\r\n") {
+				got = got[strings.Index(got, "\r\n\r\n")+4:]
+				n++
+				if onRequest != nil {
+					onRequest(n, c)
+				}
+				if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")); err != nil {
+					return
+				}
+			}
+		}
+	})
+}
+
+// TestRatedLoopSweepsOnRampDown: a loop looks at every connection's slot only when the ramp's
+// target fell (or the run stops), not at every sweep: with 10,000 connections the look was most
+// of the loop's CPU. A ramp-down still ends the connections of the slots it removes.
+func TestRatedLoopSweepsOnRampDown(t *testing.T) {
+	fdcheck.Check(t)
+	addr := serveHTTPAnswers(t, nil)
+	x, err := proto.Compile(proto.Spec{Protocol: proto.HTTP, HTTP: proto.HTTPSpec{Host: addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var visits atomic.Int64
+	sweepVisit = func() { visits.Add(1) }
+	defer func() { sweepVisit = nil }()
+	started := false
+	loopStarted = func() { started = true }
+	defer func() { loopStarted = nil }()
+	const conns, sweepsOver = 20, 60 // 600 ms of plateaus: 60 sweeps of 10 ms
+	res, err := Run(context.Background(), Config{
+		Model: Concurrency, Ramp: schedule.Ramp{Start: conns, Stages: []schedule.Stage{
+			{Duration: 300 * time.Millisecond, Target: conns},
+			{Duration: time.Millisecond, Target: conns / 2},
+			{Duration: 300 * time.Millisecond, Target: conns / 2},
+		}},
+		Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(addr))},
+		Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN,
+		Send:      &Send{Unlimited: true, Rate: 100, Exchange: x},
+		Hold:      time.Hour,
+		IOTimeout: time.Minute, MaxInFlight: 100, GracefulStop: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !started {
+		t.Fatal("the rated loops did not run the conversations")
+	}
+	tot := res.Total
+	if tot.Established != conns {
+		t.Errorf("established %d, want %d", tot.Established, conns)
+	}
+	// The ramp-down's half ended then: its connections wrote nothing after it.
+	if got, want := tot.RequestOutcomes[metrics.OK], uint64(conns*30+conns/2*30); got > want+uint64(conns) {
+		t.Errorf("%d requests answered, want about %d: the ramp-down did not end its connections", got, want)
+	} else if got < want/2 {
+		t.Errorf("%d requests answered, want about %d", got, want)
+	}
+	// A look at each connection when the target fell (it falls in steps over the ramp-down's
+	// millisecond) and at the stop, against one every sweep before.
+	if v := visits.Load(); v > conns*10 {
+		t.Errorf("sweeps looked at connections %d times, want at most %d (%d connections, ~%d sweeps)", v, conns*10, conns, sweepsOver)
+	}
 }
