@@ -134,16 +134,7 @@ func TestPortAndRequestFigures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, w := range tt.want {
-				if !strings.Contains(tt.page, w+"\n") {
-					t.Errorf("missing %s", w)
-				}
-			}
-			for _, a := range tt.absent {
-				if strings.Contains(tt.page, a) {
-					t.Errorf("has %s", a)
-				}
-			}
+			checkPage(t, tt.page, tt.want, tt.absent)
 			if t.Failed() {
 				t.Logf("page:\n%s", tt.page)
 			}
@@ -398,16 +389,7 @@ func TestFinishPorts(t *testing.T) {
 			url := serveMetrics(t, e)
 			e.Finish(tt.s)
 			page := scrape(t, url)
-			for _, w := range tt.want {
-				if !strings.Contains(page, w+"\n") {
-					t.Errorf("missing %s", w)
-				}
-			}
-			for _, a := range tt.absent {
-				if strings.Contains(page, a) {
-					t.Errorf("has %s", a)
-				}
-			}
+			checkPage(t, page, tt.want, tt.absent)
 		})
 	}
 }
@@ -496,20 +478,27 @@ func TestFinishMemory(t *testing.T) {
 			s.Memory = tt.memory
 			e.Finish(s)
 			page := scrape(t, url)
-			for _, w := range tt.want {
-				if !strings.Contains(page, w+"\n") {
-					t.Errorf("missing %s", w)
-				}
-			}
-			for _, a := range tt.absent {
-				if strings.Contains(page, a) {
-					t.Errorf("has %s", a)
-				}
-			}
+			checkPage(t, page, tt.want, tt.absent)
 			if tt.memory != nil && !strings.Contains(page, "# HELP portstorm_memory_rss_per_connection_bytes ") {
 				t.Error("no HELP text for portstorm_memory_rss_per_connection_bytes")
 			}
 			http.DefaultClient.CloseIdleConnections()
 		})
+	}
+}
+
+// checkPage fails t for each line of want (a whole series line) missing from a scraped page, and
+// for each text of absent on it.
+func checkPage(t *testing.T, page string, want, absent []string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(page, w+"\n") {
+			t.Errorf("missing %s", w)
+		}
+	}
+	for _, a := range absent {
+		if strings.Contains(page, a) {
+			t.Errorf("has %s", a)
+		}
 	}
 }
