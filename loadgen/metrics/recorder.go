@@ -147,6 +147,11 @@ type Recorder struct {
 	cutMu   sync.Mutex
 	seq     int
 	lastCut time.Time
+	// spare are empty histograms, under cutMu: those Cut merged and reset, given to the shards in
+	// place of the ones it takes at the next cut. The same histograms cycle between the shards and
+	// here, as when each shard kept its own and Cut reset it in place; a sync.Pool, emptied by the
+	// collector, had the shards allocate new ones after a collection.
+	spare []*hdr.Histogram
 }
 
 // Shard is the part of a Recorder one connection writes to.
@@ -419,9 +424,13 @@ func (r *Recorder) Cut(now time.Time, stage int) *Snapshot {
 			// The others are taken whole too, and merged once s.mu is released: Merge and Reset
 			// walk every bucket, recorded or not (~4 ms for a rated run's 35 histograms), and a
 			// rated loop recording an answer would wait on s.mu for all of it, with every request
-			// due meanwhile (docs/measurements.md "The interval cut"). The shard takes an empty
-			// histogram from the pool when it next records.
-			taken[l], s.hist[l] = h, nil
+			// due meanwhile (docs/measurements.md "The interval cut"). The shard gets an empty
+			// one of the last cut's (none yet: it takes one from the pool when it next records).
+			var empty *hdr.Histogram
+			if n := len(r.spare); n > 0 {
+				empty, r.spare = r.spare[n-1], r.spare[:n-1]
+			}
+			taken[l], s.hist[l] = h, empty
 		}
 		s.mu.Unlock()
 		for l, h := range taken {
@@ -431,7 +440,8 @@ func (r *Recorder) Cut(now time.Time, stage int) *Snapshot {
 				}
 				// Both histograms share bounds, so Merge cannot drop a value.
 				snap.Hist[l].Merge(h)
-				recycle(h)
+				h.Reset()
+				r.spare = append(r.spare, h)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"io"
 	"os"
 	"runtime"
@@ -558,5 +559,26 @@ func TestCutMergesOutsideShardLock(t *testing.T) {
 	rec.Shard(0).Request(RequestTiming{Intended: true, Service: 5 * time.Microsecond}, nil)
 	if got := rec.Cut(at(2000), 0).Hist[RTT].TotalCount(); got != 1 {
 		t.Errorf("after the cut: %d values in the next snapshot, want 1", got)
+	}
+	// The histograms merged are given back to the shards at the next cut, not left to a pool the
+	// collector empties.
+	merged := map[*hdr.Histogram]bool{}
+	for _, h := range rec.spare {
+		merged[h] = true
+	}
+	for id := range uint64(4) {
+		rec.Shard(id).Request(RequestTiming{Intended: true, Service: time.Microsecond}, nil)
+	}
+	rec.Cut(at(3000), 0)
+	reused := 0
+	for i := range rec.shards {
+		for _, h := range rec.shards[i].hist {
+			if merged[h] {
+				reused++
+			}
+		}
+	}
+	if len(merged) == 0 || reused == 0 {
+		t.Errorf("%d histograms merged at the first cut, %d of them back in the shards after the third", len(merged), reused)
 	}
 }
