@@ -240,6 +240,73 @@ func TestRatedLoopSocketOnlyInItsSet(t *testing.T) {
 	}
 }
 
+// TestRatedLoopOwnsItsThread: each loop runs on a thread of its own for the run, named
+// portstorm-loop (the name is set on a thread the loop is locked to; were it not locked, the name
+// would label whatever the thread ran next), and the thread has its name back after the run. A
+// loop on the main thread leaves it unnamed (it is the process's name).
+func TestRatedLoopOwnsItsThread(t *testing.T) {
+	fdcheck.Check(t)
+	onMain := loopsOnMainThread.Load()
+	var once sync.Once
+	type look struct {
+		named int
+		err   error
+	}
+	looked := make(chan look, 1)
+	addr := serveHTTPAnswers(t, func(n int, c net.Conn) {
+		if n == 3 {
+			once.Do(func() {
+				n, err := threadsNamed(loopThreadName)
+				looked <- look{n, err}
+			})
+		}
+	})
+	res := runRatedHTTP(t, addr, 100, 50*time.Millisecond, 10, 200)
+	var l look
+	select {
+	case l = <-looked:
+	default:
+		t.Fatal("no connection got to its third request")
+	}
+	if l.err != nil {
+		t.Fatal(l.err)
+	}
+	onMain = loopsOnMainThread.Load() - onMain
+	if want := loopCount(runtime.GOMAXPROCS(0)) - int(onMain); l.named != want {
+		t.Errorf("%d threads named %q during the conversations, want %d (one per loop, %d on the main thread)",
+			l.named, loopThreadName, want, onMain)
+	}
+	after, err := threadsNamed(loopThreadName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != 0 {
+		t.Errorf("%d threads named %q after the run, want none (a loop's thread has its name back)", after, loopThreadName)
+	}
+	if tot := res.Total; tot.RequestOutcomes[metrics.OK] != 50 {
+		t.Errorf("outcomes %v (%v): want 50 answered", tot.RequestOutcomes, tot.Examples)
+	}
+}
+
+// threadsNamed counts this process's threads named name (/proc/self/task/*/comm).
+func threadsNamed(name string) (int, error) {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, task := range tasks {
+		comm, err := os.ReadFile("/proc/self/task/" + task.Name() + "/comm")
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		if strings.TrimSpace(string(comm)) == name {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // epollSetsOf counts the epoll sets of this process that hold the TCP socket from local port lp to
 // remote port rp (by its inode, in /proc/net/tcp and each set's /proc/self/fdinfo).
 func epollSetsOf(lp, rp int) (int, error) {
