@@ -200,33 +200,11 @@ func TestRatedLoopSocketOnlyInItsSet(t *testing.T) {
 	procs, during := runtime.GOMAXPROCS(0), 0
 	loopStarted = func() { during = runtime.GOMAXPROCS(0) }
 	defer func() { loopStarted = nil }()
-	var once sync.Once
-	type look struct {
-		sets int
-		err  error
-	}
-	looked := make(chan look, 1)
-	addr := serveHTTPAnswers(t, func(n int, c net.Conn) {
-		if n == 3 {
-			// The client's socket is in the middle of its conversation: look at it.
-			once.Do(func() {
-				n, err := epollSetsOf(c.RemoteAddr().(*net.TCPAddr).Port, c.LocalAddr().(*net.TCPAddr).Port)
-				looked <- look{n, err}
-			})
-		}
+	sets, res := lookMidConversation(t, func(c net.Conn) (int, error) {
+		return epollSetsOf(c.RemoteAddr().(*net.TCPAddr).Port, c.LocalAddr().(*net.TCPAddr).Port)
 	})
-	res := runRatedHTTP(t, addr, 100, 50*time.Millisecond, 10, 200)
-	var l look
-	select {
-	case l = <-looked:
-	default:
-		t.Fatal("no connection got to its third request")
-	}
-	if l.err != nil {
-		t.Fatal(l.err)
-	}
-	if l.sets != 1 {
-		t.Errorf("the client's socket was in %d epoll sets during its conversation, want 1 (its loop's)", l.sets)
+	if sets != 1 {
+		t.Errorf("the client's socket was in %d epoll sets during its conversation, want 1 (its loop's)", sets)
 	}
 	if want := procs + loopCount(procs); during != want {
 		t.Errorf("GOMAXPROCS %d while the loops ran, want %d (%d and one per loop)", during, want, procs)
@@ -247,34 +225,11 @@ func TestRatedLoopSocketOnlyInItsSet(t *testing.T) {
 func TestRatedLoopOwnsItsThread(t *testing.T) {
 	fdcheck.Check(t)
 	onMain := loopsOnMainThread.Load()
-	var once sync.Once
-	type look struct {
-		named int
-		err   error
-	}
-	looked := make(chan look, 1)
-	addr := serveHTTPAnswers(t, func(n int, c net.Conn) {
-		if n == 3 {
-			once.Do(func() {
-				n, err := threadsNamed(loopThreadName)
-				looked <- look{n, err}
-			})
-		}
-	})
-	res := runRatedHTTP(t, addr, 100, 50*time.Millisecond, 10, 200)
-	var l look
-	select {
-	case l = <-looked:
-	default:
-		t.Fatal("no connection got to its third request")
-	}
-	if l.err != nil {
-		t.Fatal(l.err)
-	}
+	named, res := lookMidConversation(t, func(net.Conn) (int, error) { return threadsNamed(loopThreadName) })
 	onMain = loopsOnMainThread.Load() - onMain
-	if want := loopCount(runtime.GOMAXPROCS(0)) - int(onMain); l.named != want {
+	if want := loopCount(runtime.GOMAXPROCS(0)) - int(onMain); named != want {
 		t.Errorf("%d threads named %q during the conversations, want %d (one per loop, %d on the main thread)",
-			l.named, loopThreadName, want, onMain)
+			named, loopThreadName, want, onMain)
 	}
 	after, err := threadsNamed(loopThreadName)
 	if err != nil {
@@ -286,6 +241,39 @@ func TestRatedLoopOwnsItsThread(t *testing.T) {
 	if tot := res.Total; tot.RequestOutcomes[metrics.OK] != 50 {
 		t.Errorf("outcomes %v (%v): want 50 answered", tot.RequestOutcomes, tot.Examples)
 	}
+}
+
+// lookMidConversation runs 10 rated HTTP connections (runRatedHTTP: 200 requests/s, 50 in all)
+// against a server that runs look once, with the server's end of the connection, when a client's
+// socket is in the middle of its conversation (its third request); it returns look's answer and
+// the run's result.
+func lookMidConversation(t *testing.T, look func(net.Conn) (int, error)) (int, *Result) {
+	t.Helper()
+	type answer struct {
+		n   int
+		err error
+	}
+	var once sync.Once
+	looked := make(chan answer, 1)
+	addr := serveHTTPAnswers(t, func(n int, c net.Conn) {
+		if n == 3 {
+			once.Do(func() {
+				n, err := look(c)
+				looked <- answer{n, err}
+			})
+		}
+	})
+	res := runRatedHTTP(t, addr, 100, 50*time.Millisecond, 10, 200)
+	var a answer
+	select {
+	case a = <-looked:
+	default:
+		t.Fatal("no connection got to its third request")
+	}
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	return a.n, res
 }
 
 // threadsNamed counts this process's threads named name (/proc/self/task/*/comm).
