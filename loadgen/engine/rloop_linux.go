@@ -429,8 +429,8 @@ func (l *rloop) epollUntil(next time.Time) (int, error) {
 	if !l.noPwait2 {
 		ts := unix.NsecToTimespec(int64(d))
 		// Raw: Go's scheduler is not told of the wait (see startOnce). A signal (Go's
-		// preemption, a stop of the world for the garbage collector) ends it early with EINTR, so the
-		// loop stops for them as promptly as in a wait the scheduler knew of.
+		// preemption, a stop of the world for the garbage collector) ends it early with EINTR,
+		// so the loop stops for them as promptly as in a wait the scheduler knew of.
 		n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT2, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.evs[0])),
 			uintptr(len(l.evs)), uintptr(unsafe.Pointer(&ts)), 0, 0)
 		switch errno {
