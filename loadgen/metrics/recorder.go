@@ -150,7 +150,7 @@ type Recorder struct {
 	// spare are empty histograms, under cutMu: those Cut merged and reset, given to the shards in
 	// place of the ones it takes at the next cut. The same histograms cycle between the shards and
 	// here, as when each shard kept its own and Cut reset it in place; a sync.Pool, emptied by the
-	// collector, had the shards allocate new ones after a collection.
+	// garbage collector, had the shards allocate new ones after a collection.
 	spare []*hdr.Histogram
 }
 

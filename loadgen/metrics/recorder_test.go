@@ -3,7 +3,6 @@ package metrics
 import (
 	"context"
 	"fmt"
-	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"io"
 	"os"
 	"runtime"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -561,7 +562,7 @@ func TestCutMergesOutsideShardLock(t *testing.T) {
 		t.Errorf("after the cut: %d values in the next snapshot, want 1", got)
 	}
 	// The histograms merged are given back to the shards at the next cut, not left to a pool the
-	// collector empties.
+	// garbage collector empties.
 	merged := map[*hdr.Histogram]bool{}
 	for _, h := range rec.spare {
 		merged[h] = true
