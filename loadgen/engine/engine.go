@@ -208,7 +208,8 @@ type engine struct {
 	// websocket: every connection is upgraded after connect (and TLS), and closes with the
 	// closing handshake (websocket.go).
 	websocket bool
-	dispatch  dispatcher // total rate
+	dispatch  dispatcher // total rate: the connections in the round
+	pump      pump       // total rate: the times handed out (dispatchRequests)
 	loops     *rloops    // rated conversations on plain sockets (rloop_linux.go); nil: none
 	limiter   ratelimit.Limiter
 	wg        sync.WaitGroup

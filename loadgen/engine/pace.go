@@ -27,6 +27,8 @@ type pacer struct {
 	// testing/synctest bubble), after which the pacer waits on the Go timer alone.
 	fine bool
 	k    kernelTimer
+	// also, when not nil, ends a wait as stop does.
+	also <-chan struct{}
 }
 
 // newPacer returns a pacer; close releases its timer.
@@ -41,13 +43,15 @@ func (p *pacer) close() {
 	p.k.close()
 }
 
-// until waits until at. It returns false when stop closed first; a stop is noticed while the
+// until waits until at. It returns false when stop (or also) closed first; a stop is noticed while the
 // timer runs and before every wait (a schedule whose gaps are all under coarseSlack never waits
 // on the timer), not during the kernel's last coarseSlack.
 func (p *pacer) until(at time.Time, stop <-chan struct{}) bool {
 	for {
 		select {
 		case <-stop:
+			return false
+		case <-p.also:
 			return false
 		default:
 		}
@@ -65,6 +69,8 @@ func (p *pacer) until(at time.Time, stop <-chan struct{}) bool {
 			select {
 			case <-p.t.C:
 			case <-stop:
+				return false
+			case <-p.also:
 				return false
 			}
 		}

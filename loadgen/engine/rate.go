@@ -11,6 +11,7 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/metrics"
 	"github.com/portstorm/portstorm/loadgen/proto"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
 // Requests at a rate (docs/measurements.md "Requests at a rate"). A rated conversation is open
@@ -764,8 +765,8 @@ func (e *engine) stopTime() time.Time {
 
 // dispatchRequests runs a total rate: every request of the shard's segment of the rate ramp is
 // handed to a sending connection up to dispatchAhead before its intended time, and offered once
-// that time came, until the ramp or the run ends. It works in batches: once awake it hands out
-// every request due within dispatchAhead, and sleeps until half of that window is used
+// that time came, until the ramp or the run ends. It works in batches (pump.step): once awake it
+// hands out every request due within dispatchAhead, and sleeps until half of that window is used
 // (docs/measurements.md "Requests at a rate"). A connection keeps the times handed to it and
 // writes each when it is due: a rated loop sleeps until the earliest of its connections' times
 // (rloop_linux.go), so a request costs no wake-up of one thread by another when the loop is awake
@@ -773,68 +774,188 @@ func (e *engine) stopTime() time.Time {
 // wake-up, then a loop wake-up, each waiting for a core: request_intended p99 was 20x the C
 // reference's at 30,000 requests/s.) A time handed ahead is never sent after the stop
 // (mailbox.popDue), and is offered only if it came before the stop.
+//
+// This goroutine steps the pump until a rated loop takes it over (pump.takeOver, when the loops
+// start): the loop then steps it as part of its own work, when it is awake anyway or at the
+// pump's time, and this goroutine only waits for the stop. Stepped here, the pump woke a thread
+// 500 times a second besides the loop's, each a chance to take the core the target needed
+// (docs/measurements.md "The loop's thread"). The stop is done here in either case, under the
+// pump's lock, before Run waits for the connections.
 func (e *engine) dispatchRequests(start time.Time) {
-	it := e.cfg.Send.TotalRate.SegmentArrivals(e.cfg.Segment)
+	pm := &e.pump
+	pm.init(e, start)
 	p := newPacer()
 	defer p.close()
-	var k uint64
-	var batch []time.Time
-	var picks []*mailbox
-	var ahead []time.Time // handed out, not offered yet, in order
-	// offer counts the times handed out that came before until (exclusive).
-	offer := func(until time.Time) {
-		n := 0
-		for n < len(ahead) && ahead[n].Before(until) {
-			n++
-		}
-		if n > 0 {
-			k++
-			e.rec.Shard(k).Offer(uint64(n))
-			ahead = ahead[:copy(ahead, ahead[n:])]
-		}
-	}
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		picks = e.dispatch.giveAll(batch, picks)
-		ahead = append(ahead, batch...)
-		batch = batch[:0]
-	}
-	stopped := func() {
-		flush() // (each connection keeps those due after the stop unsent)
-		offer(e.stopTime())
-	}
-	now := time.Now()
+	p.also = pm.taken
 	for {
-		off, ok := it.Next()
-		if !ok {
+		pm.mu.Lock()
+		if pm.byLoop {
+			pm.mu.Unlock()
 			break
 		}
-		at := start.Add(off)
-		if far := at.After(now.Add(dispatchAhead)); far || len(batch) == maxDispatchBatch {
-			flush()
-			offer(now.Add(1))
-			if far {
-				// Every request due within the window is handed out: sleep until half of it is used.
-				if !p.until(at.Add(-dispatchAhead/2), e.stopping) {
-					stopped()
-					return
-				}
-				now = time.Now()
-			}
+		if pumpStep != nil {
+			pumpStep(false)
 		}
-		batch = append(batch, at)
-	}
-	flush()
-	if len(ahead) > 0 {
-		// The ramp ended: the last times are offered when they come, unless the run stops first.
-		if !p.until(ahead[len(ahead)-1], e.stopping) {
-			offer(e.stopTime())
+		wake := pm.step(time.Now())
+		done := pm.done
+		pm.mu.Unlock()
+		if done {
 			return
 		}
+		if !p.until(wake, e.stopping) {
+			break // the stop, or a loop took the pump over
+		}
 	}
-	offer(time.Now().Add(1))
+	<-e.stopping
+	pm.mu.Lock()
+	pm.stop()
+	pm.mu.Unlock()
+}
+
+// pumpStep, set by tests only, runs before each step of a total rate's pump: byLoop says whether
+// a rated loop steps it (false: the dispatcher's goroutine).
+var pumpStep func(byLoop bool)
+
+// pump is a total rate's dispatch between its steps. One goroutine at a time steps it, under mu:
+// the dispatcher's goroutine, or the rated loop that took it over.
+type pump struct {
+	mu    sync.Mutex
+	e     *engine
+	start time.Time
+	it    *schedule.SegmentedArrivals
+	held  time.Time // the next time, taken from it and not handed out yet (has)
+	has   bool
+	ended bool // it has no time left
+	done  bool // every time is handed out and offered, or the run stopped
+	k     uint64
+	batch []time.Time
+	picks []*mailbox
+	ahead []time.Time // handed out, not offered yet, in order
+	// byLoop: a rated loop steps the pump (false: the dispatcher's goroutine); taken is closed
+	// when it took the pump over.
+	byLoop bool
+	taken  chan struct{}
+}
+
+func (pm *pump) init(e *engine, start time.Time) {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	pm.e, pm.start, pm.it = e, start, e.cfg.Send.TotalRate.SegmentArrivals(e.cfg.Segment)
+	if pm.taken == nil {
+		pm.taken = make(chan struct{})
+	}
+}
+
+// takeOver makes the calling rated loop step the pump from now on (stepFor), and reports whether
+// it did: false when the pump was taken over already, or is done.
+func (pm *pump) takeOver() bool {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	if pm.byLoop || pm.done {
+		return false
+	}
+	if pm.taken == nil {
+		pm.taken = make(chan struct{})
+	}
+	pm.byLoop = true
+	close(pm.taken)
+	return true
+}
+
+// stepFor is the loop's step of the pump at now: the time of its next step (zero: none, the pump is
+// done).
+func (pm *pump) stepFor(now time.Time) time.Time {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	if pm.done || pm.e == nil {
+		// (not initialised: the dispatcher's goroutine has not started; it steps the pump at
+		// once, the loop at its next wake)
+		if pm.done {
+			return time.Time{}
+		}
+		return now.Add(dispatchAhead / 2)
+	}
+	if pumpStep != nil {
+		pumpStep(true)
+	}
+	return pm.step(now)
+}
+
+// step hands out every time due within dispatchAhead of now, and offers those that came; it
+// returns when to step again (zero once the pump is done).
+func (pm *pump) step(now time.Time) time.Time {
+	if pm.done {
+		return time.Time{}
+	}
+	for !pm.ended {
+		if !pm.has {
+			off, ok := pm.it.Next()
+			if !ok {
+				pm.ended = true
+				break
+			}
+			pm.held, pm.has = pm.start.Add(off), true
+		}
+		if pm.held.After(now.Add(dispatchAhead)) {
+			pm.flush()
+			pm.offer(now.Add(1))
+			// Every request due within the window is handed out: step again when half of it is used.
+			return pm.held.Add(-dispatchAhead / 2)
+		}
+		if len(pm.batch) == maxDispatchBatch {
+			pm.flush()
+			pm.offer(now.Add(1))
+		}
+		pm.batch = append(pm.batch, pm.held)
+		pm.has = false
+	}
+	// The ramp ended: the last times are offered when they come, unless the run stops first.
+	pm.flush()
+	pm.offer(now.Add(1))
+	if len(pm.ahead) > 0 {
+		return pm.ahead[len(pm.ahead)-1]
+	}
+	pm.done = true
+	return time.Time{}
+}
+
+// stop ends the pump at the run's stop: the times handed out and due before it are offered
+// (each connection keeps those due after it unsent).
+func (pm *pump) stop() {
+	if pm.done || pm.e == nil {
+		pm.done = true
+		return
+	}
+	pm.flush()
+	pm.offer(pm.e.stopTime())
+	pm.done = true
+}
+
+// offer counts the times handed out that came before until (exclusive), and never one at or
+// after the run's stop.
+func (pm *pump) offer(until time.Time) {
+	if s := pm.e.stopTime(); !s.IsZero() && s.Before(until) {
+		until = s
+	}
+	n := 0
+	for n < len(pm.ahead) && pm.ahead[n].Before(until) {
+		n++
+	}
+	if n > 0 {
+		pm.k++
+		pm.e.rec.Shard(pm.k).Offer(uint64(n))
+		pm.ahead = pm.ahead[:copy(pm.ahead, pm.ahead[n:])]
+	}
+}
+
+// flush hands the batch out.
+func (pm *pump) flush() {
+	if len(pm.batch) == 0 {
+		return
+	}
+	pm.picks = pm.e.dispatch.giveAll(pm.batch, pm.picks)
+	pm.ahead = append(pm.ahead, pm.batch...)
+	pm.batch = pm.batch[:0]
 }
 
 // dispatchAhead is how long before its intended time a total rate's request is handed to a

@@ -86,6 +86,10 @@ type rloop struct {
 	target     *atomic.Int64
 	lastTarget int64
 	stopSeen   bool
+	// pumps: the loop steps the total rate's pump (engine.pump; the first loop, once it took it
+	// over), next at pumpAt.
+	pumps  bool
+	pumpAt time.Time
 }
 
 // rconn is a conversation run by a loop.
@@ -146,6 +150,11 @@ func (ls *rloops) startOnce(e *engine) error {
 		ls.ls = append(ls.ls, l)
 	}
 	addProcs(len(ls.ls))
+	if e.cfg.Send.TotalRate != nil {
+		// The first loop hands out the total rate's times from now on, instead of a goroutine
+		// that woke a thread of its own for it (dispatchRequests).
+		ls.ls[0].pumps = e.pump.takeOver()
+	}
 	for _, l := range ls.ls {
 		ls.wg.Add(1)
 		go func() {
@@ -379,6 +388,11 @@ func (l *rloop) run() {
 	}()
 	for {
 		now := time.Now()
+		if l.pumps && !now.Before(l.pumpAt) {
+			// Before the inbox: the times it hands to this loop's connections are in it.
+			l.pumpAt = l.e.pump.stepFor(now)
+			l.pumps = !l.pumpAt.IsZero()
+		}
 		if l.kicked.Swap(false) {
 			l.takeInbox(now)
 		}
@@ -394,6 +408,9 @@ func (l *rloop) run() {
 		next := l.nextSweep
 		if len(l.heap) > 0 && l.heap[0].wake.Before(next) {
 			next = l.heap[0].wake
+		}
+		if l.pumps && l.pumpAt.Before(next) {
+			next = l.pumpAt
 		}
 		if !now.Before(l.armed) {
 			l.armed = time.Time{} // it fired

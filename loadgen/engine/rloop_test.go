@@ -435,3 +435,65 @@ func TestRatedLoopSweepsOnRampDown(t *testing.T) {
 		t.Errorf("sweeps looked at connections %d times, want at most %d (%d connections, ~%d sweeps)", v, conns*10, conns, sweepsOver)
 	}
 }
+
+// TestRatedLoopStepsThePump: with a total rate, the first rated loop hands out the rate's times
+// once the loops started (pump.takeOver), and the dispatcher's goroutine no longer does: it woke a
+// thread of its own 500 times a second for it. The counts stay what they were: every time that
+// came before the stop is offered, every one written is answered, and none is written late for
+// want of a connection once they are open.
+func TestRatedLoopStepsThePump(t *testing.T) {
+	fdcheck.Check(t)
+	srv, err := target.Start(context.Background(), target.Config{Mode: target.ModeEcho})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var started atomic.Bool
+	var byLoop, byGoroutine, goroutineAfter atomic.Int64
+	loopStarted = func() { started.Store(true) }
+	pumpStep = func(loop bool) {
+		switch {
+		case loop:
+			byLoop.Add(1)
+		case started.Load():
+			goroutineAfter.Add(1)
+		default:
+			byGoroutine.Add(1)
+		}
+	}
+	defer func() { loopStarted, pumpStep = nil, nil }()
+	const rate, run = 2000, 400 * time.Millisecond
+	res, err := Run(context.Background(), Config{
+		Model: Concurrency, Ramp: schedule.Ramp{Start: 10, Stages: []schedule.Stage{{Duration: run, Target: 10}}},
+		Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(srv.Addrs()[0]))},
+		Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN,
+		Send: &Send{Bytes: 64, Echo: true, Unlimited: true, TotalRate: &schedule.Ramp{Start: rate,
+			Stages: []schedule.Stage{{Duration: run, Target: rate}}}},
+		Hold: time.Hour, IOTimeout: time.Minute, MaxInFlight: 10, GracefulStop: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !started.Load() {
+		t.Fatal("the rated loops did not run the conversations")
+	}
+	tot := res.Total
+	checkTotals(t, tot)
+	if goroutineAfter.Load() != 0 {
+		t.Errorf("the dispatcher's goroutine stepped the pump %d times after the loops started", goroutineAfter.Load())
+	}
+	// 400 ms in steps of dispatchAhead/2 at most: ~200 steps, all but the first few by the loop.
+	if n := byLoop.Load(); n < int64(run/dispatchAhead) {
+		t.Errorf("the loop stepped the pump %d times (the goroutine %d before it started), want at least %d", n, byGoroutine.Load(), run/dispatchAhead)
+	}
+	want := uint64(rate * run / time.Second)
+	if tot.RequestsOffered < want-want/50 || tot.RequestsOffered > want || tot.Requests == 0 ||
+		tot.Requests > tot.RequestsOffered || tot.RequestOutcomes[metrics.OK] != tot.Requests {
+		t.Errorf("offered %d, written %d, outcomes %v: want about %d offered, every one written answered",
+			tot.RequestsOffered, tot.Requests, tot.RequestOutcomes, want)
+	}
+	// Those not written are the first few milliseconds', due before any connection joined.
+	if short := tot.RequestsOffered - tot.Requests; short > want/20 {
+		t.Errorf("%d of %d offered not written", short, tot.RequestsOffered)
+	}
+}
