@@ -654,8 +654,9 @@ func (d *dispatcher) leave(b *mailbox) {
 var giveStep func(*mailbox)
 
 // put puts at in b, and reports false when b has left the round (picked by give or giveAll just
-// before its connection left): the caller gives at to another.
-func (b *mailbox) put(at time.Time) bool {
+// before its connection left): the caller gives at to another. by is the rated loop that calls it
+// (the one stepping the pump), nil from any other goroutine.
+func (b *mailbox) put(at time.Time, by *rloop) bool {
 	if giveStep != nil {
 		giveStep(b)
 	}
@@ -673,7 +674,7 @@ func (b *mailbox) put(at time.Time) bool {
 	b.q = slices.Insert(b.q, i, at)
 	b.mu.Unlock()
 	if b.rc != nil {
-		b.rc.notify()
+		b.rc.given(at, by)
 		return true
 	}
 	select {
@@ -714,7 +715,7 @@ func (d *dispatcher) give(at time.Time) bool {
 	}
 	b := d.boxes[d.rr]
 	d.mu.Unlock()
-	if !b.put(at) {
+	if !b.put(at, nil) {
 		return d.give(at) // b left after it was picked: the next one
 	}
 	return true
@@ -835,6 +836,7 @@ type pump struct {
 	// when it took the pump over.
 	byLoop bool
 	taken  chan struct{}
+	by     *rloop // the loop in its step, under mu
 }
 
 func (pm *pump) init(e *engine, start time.Time) {
@@ -864,9 +866,11 @@ func (pm *pump) takeOver() bool {
 
 // stepFor is the loop's step of the pump at now: the time of its next step (zero: none, the pump is
 // done).
-func (pm *pump) stepFor(now time.Time) time.Time {
+func (pm *pump) stepFor(now time.Time, l *rloop) time.Time {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
+	pm.by = l
+	defer func() { pm.by = nil }()
 	if pm.done || pm.e == nil {
 		// (not initialised: the dispatcher's goroutine has not started; it steps the pump at
 		// once, the loop at its next wake)
@@ -953,7 +957,7 @@ func (pm *pump) flush() {
 	if len(pm.batch) == 0 {
 		return
 	}
-	pm.picks = pm.e.dispatch.giveAll(pm.batch, pm.picks)
+	pm.picks = pm.e.dispatch.giveAll(pm.batch, pm.picks, pm.by)
 	pm.ahead = append(pm.ahead, pm.batch...)
 	pm.batch = pm.batch[:0]
 }
@@ -968,8 +972,9 @@ const maxDispatchBatch = 256
 
 // giveAll hands the times of ats, in order, to the connections next in the round, taking the
 // round's lock once; picks is scratch space, returned for reuse. With no connection sending, the
-// times are given to none (offered, not sent).
-func (d *dispatcher) giveAll(ats []time.Time, picks []*mailbox) []*mailbox {
+// times are given to none (offered, not sent). by is the rated loop stepping the pump (nil: the
+// dispatcher's goroutine).
+func (d *dispatcher) giveAll(ats []time.Time, picks []*mailbox, by *rloop) []*mailbox {
 	picks = picks[:0]
 	d.mu.Lock()
 	if n := len(d.boxes); n > 0 {
@@ -983,7 +988,7 @@ func (d *dispatcher) giveAll(ats []time.Time, picks []*mailbox) []*mailbox {
 	}
 	d.mu.Unlock()
 	for i, b := range picks {
-		if !b.put(ats[i]) {
+		if !b.put(ats[i], by) {
 			// b left between its pick and now, after it gave back what it held: this time goes to
 			// a connection still sending (with none, it stays offered and unsent, as in leave).
 			d.give(ats[i])

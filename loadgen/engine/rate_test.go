@@ -433,7 +433,7 @@ func TestDispatcherBatch(t *testing.T) {
 		return out
 	}
 	var one, batch dispatcher
-	if picks := batch.giveAll(ats(0, 3), nil); len(picks) != 0 {
+	if picks := batch.giveAll(ats(0, 3), nil, nil); len(picks) != 0 {
 		t.Fatalf("%d given with no connection sending", len(picks))
 	}
 	for _, d := range []*dispatcher{&one, &batch} {
@@ -445,8 +445,8 @@ func TestDispatcherBatch(t *testing.T) {
 		one.give(at)
 	}
 	var picks []*mailbox
-	picks = batch.giveAll(ats(0, 2), picks)
-	picks = batch.giveAll(ats(2, 5), picks)
+	picks = batch.giveAll(ats(0, 2), picks, nil)
+	picks = batch.giveAll(ats(2, 5), picks, nil)
 	if slices.ContainsFunc(picks, func(b *mailbox) bool { return b != nil }) {
 		t.Error("the scratch space still holds mailboxes")
 	}
@@ -492,7 +492,7 @@ func TestDispatcherLeaveRace(t *testing.T) {
 			defer func() { giveStep = nil }()
 			ats := []time.Time{t0, t0.Add(time.Millisecond)}
 			if tc.batch {
-				d.giveAll(ats, nil)
+				d.giveAll(ats, nil, nil)
 			} else {
 				for _, at := range ats {
 					d.give(at)
@@ -657,8 +657,8 @@ func TestMailboxPopDue(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var d dispatcher
 			m := d.join(nil)
-			m.put(at(3))
-			m.put(at(1)) // handed back by a connection leaving, after at(3) was handed ahead
+			m.put(at(3), nil)
+			m.put(at(1), nil) // handed back by a connection leaving, after at(3) was handed ahead
 			got, next, ok := m.popDue(tt.now, tt.stop)
 			if ok != !tt.want.IsZero() || !got.Equal(tt.want) || !next.Equal(tt.next) {
 				t.Fatalf("popDue(%v, %v) = %v, %v, %v; want %v, %v", tt.now.Sub(t0), tt.stop, got, next, ok, tt.want, tt.next)
@@ -678,10 +678,10 @@ func TestMailboxStaysBounded(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Microsecond) }
 	for i := range 8 {
-		m.put(at(i))
+		m.put(at(i), nil)
 	}
 	for i := range 100_000 {
-		m.put(at(i + 8))
+		m.put(at(i + 8), nil)
 		got, _, ok := m.popDue(at(i), time.Time{})
 		if !ok || !got.Equal(at(i)) {
 			t.Fatalf("take %d: got %v, %v; want %v", i, got.Sub(t0), ok, time.Duration(i)*time.Microsecond)

@@ -200,6 +200,9 @@ func addProcs(n int) {
 	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0)+n, 1))
 }
 
+// readied, set by tests only, runs when a connection is queued for its loop.
+var readied func()
+
 // loopStarted, set by tests only, runs when a run's loops start.
 var loopStarted func()
 
@@ -347,8 +350,27 @@ func (c *rconn) run() (end, error) {
 	return c.why, c.err
 }
 
-// notify tells c's loop the dispatcher gave it a time.
-func (c *rconn) notify() { c.l.ready(c) }
+// given tells c's loop that the pump gave c a time, at. Called by the loop itself (by, stepping
+// the pump), it sets c's wake time if at is earlier, where any other caller queues c for its loop
+// and wakes it: the loop's own connections cost no inbox, no kick and no service for a time
+// handed ahead.
+func (c *rconn) given(at time.Time, by *rloop) {
+	l := c.l
+	if by != l {
+		l.ready(c)
+		return
+	}
+	if !c.added || c.over || c.ending != endNone || c.queued.Load() {
+		return // new, or queued already: its service finds the time; or it writes no more
+	}
+	if c.hi >= 0 && !at.Before(c.wake) {
+		return // it wakes before then anyway
+	}
+	if c.boxNext.IsZero() || at.Before(c.boxNext) {
+		c.boxNext = at
+	}
+	c.schedule()
+}
 
 // detach hands the conversation to its loop and returns at once: then runs, on a goroutine of its
 // own, once it ended.
@@ -359,6 +381,9 @@ func (c *rconn) detach(then func(end, error)) {
 
 // ready queues c for its loop (new, or given times by the dispatcher) and wakes the loop.
 func (l *rloop) ready(c *rconn) {
+	if readied != nil {
+		readied()
+	}
 	if c.queued.CompareAndSwap(false, true) {
 		l.mu.Lock()
 		l.inbox = append(l.inbox, c)
@@ -390,7 +415,7 @@ func (l *rloop) run() {
 		now := time.Now()
 		if l.pumps && !now.Before(l.pumpAt) {
 			// Before the inbox: the times it hands to this loop's connections are in it.
-			l.pumpAt = l.e.pump.stepFor(now)
+			l.pumpAt = l.e.pump.stepFor(now, l)
 			l.pumps = !l.pumpAt.IsZero()
 		}
 		if l.kicked.Swap(false) {
@@ -909,17 +934,31 @@ func (c *rconn) schedule() {
 	if len(c.rest) > 0 {
 		earlier(c.restAt.Add(t.e.cfg.IOTimeout))
 	}
-	l := c.l
-	if c.hi >= 0 {
-		l.heapRemove(c)
+	c.l.heapSet(c, w)
+}
+
+// heapSet sets c's wake time to w, and takes it out of the heap when w is zero.
+func (l *rloop) heapSet(c *rconn, w time.Time) {
+	switch {
+	case w.IsZero():
+		if c.hi >= 0 {
+			l.heapRemove(c)
+		}
+	case c.hi >= 0:
+		// In place: one sift, where taking it out and putting it back cost two or three.
+		later := w.After(c.wake)
+		c.wake = w
+		if later {
+			l.heapDown(c.hi)
+		} else {
+			l.heapUp(c.hi)
+		}
+	default:
+		c.wake = w
+		c.hi = len(l.heap)
+		l.heap = append(l.heap, c)
+		l.heapUp(c.hi)
 	}
-	if w.IsZero() {
-		return
-	}
-	c.wake = w
-	c.hi = len(l.heap)
-	l.heap = append(l.heap, c)
-	l.heapUp(c.hi)
 }
 
 func timeoutError(op string) error {

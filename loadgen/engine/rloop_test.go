@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -438,7 +439,8 @@ func TestRatedLoopSweepsOnRampDown(t *testing.T) {
 
 // TestRatedLoopStepsThePump: with a total rate, the first rated loop hands out the rate's times
 // once the loops started (pump.takeOver), and the dispatcher's goroutine no longer does: it woke a
-// thread of its own 500 times a second for it. The counts stay what they were: every time that
+// thread of its own 500 times a second for it. A time it hands its own connection only sets that
+// connection's wake time (rconn.given). The counts stay what they were: every time that
 // came before the stop is offered, every one written is answered, and none is written late for
 // want of a connection once they are open.
 func TestRatedLoopStepsThePump(t *testing.T) {
@@ -450,7 +452,9 @@ func TestRatedLoopStepsThePump(t *testing.T) {
 	defer srv.Close()
 	var started atomic.Bool
 	var byLoop, byGoroutine, goroutineAfter atomic.Int64
+	var queued atomic.Int64
 	loopStarted = func() { started.Store(true) }
+	readied = func() { queued.Add(1) }
 	pumpStep = func(loop bool) {
 		switch {
 		case loop:
@@ -461,10 +465,10 @@ func TestRatedLoopStepsThePump(t *testing.T) {
 			byGoroutine.Add(1)
 		}
 	}
-	defer func() { loopStarted, pumpStep = nil, nil }()
-	const rate, run = 2000, 400 * time.Millisecond
+	defer func() { loopStarted, pumpStep, readied = nil, nil, nil }()
+	const conns, rate, run = 10, 2000, 400 * time.Millisecond
 	res, err := Run(context.Background(), Config{
-		Model: Concurrency, Ramp: schedule.Ramp{Start: 10, Stages: []schedule.Stage{{Duration: run, Target: 10}}},
+		Model: Concurrency, Ramp: schedule.Ramp{Start: conns, Stages: []schedule.Stage{{Duration: run, Target: conns}}},
 		Destinations: []dial.Destination{dial.NewDestination(netip.MustParseAddrPort(srv.Addrs()[0]))},
 		Dialer:       dial.NewKernel(dial.Options{ConnectTimeout: time.Second}), Close: dial.CloseFIN,
 		Send: &Send{Bytes: 64, Echo: true, Unlimited: true, TotalRate: &schedule.Ramp{Start: rate,
@@ -492,8 +496,67 @@ func TestRatedLoopStepsThePump(t *testing.T) {
 		t.Errorf("offered %d, written %d, outcomes %v: want about %d offered, every one written answered",
 			tot.RequestsOffered, tot.Requests, tot.RequestOutcomes, want)
 	}
+	// A time the loop hands its own connection sets its wake time: the connection is queued for
+	// the loop when it opens, not for every time (then a lock, a kick and a service each).
+	if n := queued.Load(); n > 2*conns {
+		t.Errorf("connections queued for their loop %d times, want at most %d (%d connections)", n, 2*conns, conns)
+	}
 	// Those not written are the first few milliseconds', due before any connection joined.
 	if short := tot.RequestsOffered - tot.Requests; short > want/20 {
 		t.Errorf("%d of %d offered not written", short, tot.RequestsOffered)
+	}
+}
+
+// TestRatedLoopHeap: the loop's heap of wake times keeps its order and every connection's index
+// through wake times set later, earlier, to none, and connections taken out, in any order.
+func TestRatedLoopHeap(t *testing.T) {
+	tests := []struct {
+		name  string
+		conns int
+		ops   int
+		seed  uint64
+	}{
+		{"one", 1, 50, 1},
+		{"few", 5, 500, 2},
+		{"many", 300, 20000, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rnd := rand.New(rand.NewPCG(tt.seed, 0))
+			l := &rloop{}
+			cs := make([]*rconn, tt.conns)
+			for i := range cs {
+				cs[i] = &rconn{l: l, hi: -1}
+			}
+			t0 := time.Now()
+			for range tt.ops {
+				c := cs[rnd.IntN(len(cs))]
+				switch op := rnd.IntN(10); {
+				case op == 0:
+					l.heapSet(c, time.Time{})
+				case op == 1 && c.hi >= 0:
+					l.heapRemove(c)
+				default:
+					l.heapSet(c, t0.Add(time.Duration(rnd.IntN(1000))*time.Microsecond))
+				}
+				for i, h := range l.heap {
+					if h.hi != i {
+						t.Fatalf("heap[%d] says it is at %d", i, h.hi)
+					}
+					if i > 0 && h.wake.Before(l.heap[(i-1)/2].wake) {
+						t.Fatalf("heap[%d] (%v) before its parent (%v)", i, h.wake, l.heap[(i-1)/2].wake)
+					}
+				}
+				in := 0
+				for _, c := range cs {
+					if c.hi >= 0 {
+						in++
+					}
+				}
+				if in != len(l.heap) {
+					t.Fatalf("%d connections say they are in the heap of %d", in, len(l.heap))
+				}
+			}
+		})
 	}
 }
