@@ -101,3 +101,43 @@ func BenchmarkTimeWaitSample(b *testing.B) {
 		b.ReportMetric(float64(s.TimeWait), "sockets")
 	})
 }
+
+// BenchmarkTimeWaitSampleNone is one interval's TIME_WAIT sample with no TIME_WAIT socket in the
+// namespace, as in a run that holds its connections: a dump walks the kernel's whole table of
+// connections however empty it is ("dump"); the observatory reads the namespace's count instead
+// and dumps nothing ("observatory").
+func BenchmarkTimeWaitSampleNone(b *testing.B) {
+	if !nstest.Bench(b) {
+		return
+	}
+	srv, err := target.Start(context.Background(), target.Config{Mode: target.ModeEcho})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	dst := dial.NewDestination(netip.MustParseAddrPort(srv.Addrs()[0]))
+	o := New(Config{Destinations: []netip.AddrPort{dst.AddrPort}, Interval: time.Second})
+	c, err := net.Dial("tcp", dst.AddrPort.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	o.Opened(dst, c.LocalAddr().(*net.TCPAddr).AddrPort(), time.Now(), 0)
+	b.Run("dump", func(b *testing.B) {
+		for b.Loop() {
+			if err := Dump(unix.AF_INET, 1<<StateTimeWait, func(Socket) {}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("observatory", func(b *testing.B) {
+		var s Sample
+		for b.Loop() {
+			o.skipLeft = 0
+			s = o.Sample()
+		}
+		if s.TimeWait != 0 {
+			b.Errorf("the sample counted %d client TIME_WAIT sockets, want 0", s.TimeWait)
+		}
+	})
+}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -130,4 +132,77 @@ func waitTimeWait(t *testing.T, dst netip.AddrPort, n int) {
 		states = append(states, fmt.Sprintf("%s->%s:%d", k.Local, k.Remote, k.State))
 	})
 	t.Fatalf("%d TIME_WAIT sockets toward %s, want %d; the namespace's sockets (state after the colon): %v", got, dst, n, states)
+}
+
+// TestTimeWaitDumpOnlyWhenAny: a TIME_WAIT sample dumps the kernel's sockets only when the
+// namespace's own count (proc/net/sockstat's tw) says there are some, or cannot be read; with
+// none, every count is 0 (sampled, not -1) without a dump. The cases with a sockstat of their own
+// show which one the sample believed: a count of 0 beside real TIME_WAIT sockets is the dump left
+// out.
+func TestTimeWaitDumpOnlyWhenAny(t *testing.T) {
+	if !nstest.Run(t) {
+		return
+	}
+	nstest.Sysctl(t, "tcp_rfc1337", "1") // (see TestTimeWaitOnlyOurs)
+	for _, tt := range []struct {
+		name     string
+		ours     int    // the run's connections closed first: TIME_WAIT on its side
+		sockstat string // the sockstat the sample reads ("": the kernel's own, /proc)
+		dumps    int
+		want     int64
+	}{
+		{"none, the kernel's count", 0, "", 0, 0},
+		{"two, the kernel's count", 2, "", 1, 2},
+		{"two, a count of 0", 2, "sockets: used 9\nTCP: inuse 1 orphan 0 tw 0 alloc 3 mem 1\n", 0, 0},
+		{"two, a count of 2", 2, "sockets: used 9\nTCP: inuse 1 orphan 0 tw 2 alloc 3 mem 1\n", 1, 2},
+		{"two, no count", 2, "sockets: used 9\nTCP: inuse 1 orphan 0 alloc 3 mem 1\n", 1, 2},
+		{"two, no sockstat", 2, "-", 1, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			proc := "/proc"
+			if tt.sockstat != "" {
+				proc = t.TempDir()
+				if tt.sockstat != "-" {
+					if err := os.MkdirAll(filepath.Join(proc, "net"), 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(filepath.Join(proc, "net/sockstat"), []byte(tt.sockstat), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			addr := loopback.Serve(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+			dst := dial.NewDestination(netip.MustParseAddrPort(addr))
+			o := New(Config{Destinations: []netip.AddrPort{dst.AddrPort}, Interval: time.Hour, Proc: proc,
+				Range: Range{Lo: 40000, Hi: 40999, Size: 1000, Effective: 1000}})
+			o.Baseline()
+			// One connection open, so that the observatory knows the run's source address.
+			c, err := net.Dial("tcp", dst.AddrPort.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			o.Opened(dst, c.LocalAddr().(*net.TCPAddr).AddrPort(), time.Now(), 0)
+			for range tt.ours {
+				d := net.Dialer{}
+				c, err := d.Dial("tcp", dst.AddrPort.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				now := time.Now()
+				k := o.Opened(dst, c.LocalAddr().(*net.TCPAddr).AddrPort(), now, 0)
+				c.Close()
+				o.Closed(k, now, now, true)
+			}
+			waitTimeWait(t, dst.AddrPort, tt.ours)
+			dumps := 0
+			dumpStep = func() { dumps++ }
+			defer func() { dumpStep = nil }()
+			s := o.Sample()
+			if dumps != tt.dumps || s.TimeWait != tt.want || s.TimeWaitTarget != 0 || s.TimeWaitOthers != 0 {
+				t.Errorf("%d dumps, TIME_WAIT %d (target %d, others %d); want %d dumps, %d, 0, 0",
+					dumps, s.TimeWait, s.TimeWaitTarget, s.TimeWaitOthers, tt.dumps, tt.want)
+			}
+		})
+	}
 }
