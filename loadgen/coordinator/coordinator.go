@@ -160,6 +160,7 @@ func execRun(ctx context.Context, r *runner) (*ended, error) {
 	s, lay := r.s, r.s.Layout
 	floor := s.PacingFloor()
 	r.mem = newMemWatch(r.tgt, s.Interval)
+	r.mem.quiet = memQuiet(s.Model, s.Ramp)
 	r.col.mem = r.mem
 	var res *ended
 	var err error

@@ -5,7 +5,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/memory"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
 // memRing is how many interval samples memWatch keeps: a snapshot that reaches the collector
@@ -29,9 +31,14 @@ type memWatch struct {
 	gen     []int      // the generator's processes: this one and its workers
 	plateau memory.Plateau
 	based   bool
-	ring    []memory.Sample // the last memRing interval samples, oldest first
-	stop    chan struct{}
-	done    chan struct{}
+	// quiet: no sample after the base one, for a run that never holds memory.MinConnections (the
+	// report would have no plateau). A sample reads /proc/slabinfo, whose walk of the kernel's
+	// caches took ~2.5 ms an interval on a core the target may need (docs/measurements.md "The
+	// loop's thread").
+	quiet bool
+	ring  []memory.Sample // the last memRing interval samples, oldest first
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 // newMemWatch watches the run's memory every interval; tgt is the built-in target (nil: none).
@@ -43,6 +50,13 @@ func newMemWatch(tgt *builtin, interval time.Duration) *memWatch {
 		}
 	}
 	return m
+}
+
+// memQuiet reports whether a run's memory needs no interval samples: a concurrency ramp that never
+// reaches memory.MinConnections has no plateau to report. (An arrival ramp's concurrency depends on
+// how long its connections live: it is sampled.)
+func memQuiet(model engine.Model, ramp schedule.Ramp) bool {
+	return model == engine.Concurrency && ramp.Peak() < memory.MinConnections
 }
 
 // base takes the sample before the first connection, then starts the interval samples; workers
@@ -59,6 +73,9 @@ func (m *memWatch) base(workers []int) {
 		return
 	}
 	m.gen, m.plateau.Base, m.based = gen, s, true
+	if m.quiet {
+		return
+	}
 	m.stop, m.done = make(chan struct{}), make(chan struct{})
 	go m.sample(m.stop, m.done)
 }

@@ -4,7 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/memory"
+	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
 // TestMemWatchPlateau: a snapshot keeps the memory sample taken nearest its own end, however late
@@ -45,5 +47,50 @@ func TestMemWatchPlateau(t *testing.T) {
 	}
 	if p := m.plateau.Peak; p.Active != 12000 {
 		t.Errorf("kept %+v, want 12000 held", p)
+	}
+}
+
+// TestMemWatchQuiet: a concurrency ramp that never reaches memory.MinConnections takes its base
+// sample and no interval samples (each reads /proc/slabinfo); one that does, and any arrival ramp,
+// sample every interval.
+func TestMemWatchQuiet(t *testing.T) {
+	ramp := func(start float64, targets ...float64) schedule.Ramp {
+		r := schedule.Ramp{Start: start}
+		for _, v := range targets {
+			r.Stages = append(r.Stages, schedule.Stage{Duration: time.Second, Target: v})
+		}
+		return r
+	}
+	tests := []struct {
+		name  string
+		model engine.Model
+		ramp  schedule.Ramp
+		quiet bool
+	}{
+		{"300 held", engine.Concurrency, ramp(300, 300), true},
+		{"a ramp to 999 and down", engine.Concurrency, ramp(0, 999, 10), true},
+		{"a ramp to 1000", engine.Concurrency, ramp(0, 500, memory.MinConnections), false},
+		{"starting at 5000", engine.Concurrency, ramp(5000, 0), false},
+		{"arrivals at 10/s", engine.Arrival, ramp(10, 10), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := memQuiet(tt.model, tt.ramp); got != tt.quiet {
+				t.Fatalf("memQuiet = %v, want %v", got, tt.quiet)
+			}
+			m := newMemWatch(nil, time.Millisecond)
+			m.quiet = tt.quiet
+			m.base(nil)
+			m.mu.Lock()
+			started := m.stop != nil
+			m.mu.Unlock()
+			m.close()
+			if started == tt.quiet {
+				t.Errorf("interval samples started %v, want %v", started, !tt.quiet)
+			}
+			if !m.based {
+				t.Error("no base sample")
+			}
+		})
 	}
 }
