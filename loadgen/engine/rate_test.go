@@ -681,7 +681,7 @@ func TestMailboxStaysBounded(t *testing.T) {
 		m.put(at(i), nil)
 	}
 	for i := range 100_000 {
-		m.put(at(i + 8), nil)
+		m.put(at(i+8), nil)
 		got, _, ok := m.popDue(at(i), time.Time{})
 		if !ok || !got.Equal(at(i)) {
 			t.Fatalf("take %d: got %v, %v; want %v", i, got.Sub(t0), ok, time.Duration(i)*time.Microsecond)
