@@ -702,3 +702,44 @@ func popAny(b *mailbox) (time.Time, bool) {
 	at, _, ok := b.popDue(time.Unix(1<<40, 0), time.Time{})
 	return at, ok
 }
+
+// TestPumpTakeOver: a loop may take the pump over before the dispatcher's goroutine has set it up
+// (the loops start with the first connection, whichever goroutine runs first): it then steps
+// nothing and looks again half a batch later; the pump is taken over once, and not once done.
+func TestPumpTakeOver(t *testing.T) {
+	tests := []struct {
+		name string
+		done bool // the pump is done (its ramp ended, or the run stopped) before the take-over
+		want bool // the take-over is made
+	}{
+		{"before it is set up", false, true},
+		{"once done", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var pm pump
+			pm.done = tt.done
+			if got := pm.takeOver(); got != tt.want {
+				t.Fatalf("takeOver = %v, want %v", got, tt.want)
+			}
+			if pm.takeOver() {
+				t.Fatal("taken over twice")
+			}
+			now := time.Now()
+			next := pm.stepFor(now, nil)
+			switch {
+			case tt.done && !next.IsZero():
+				t.Errorf("a done pump's next step at %v, want none", next.Sub(now))
+			case !tt.done && !next.Equal(now.Add(dispatchAhead/2)):
+				t.Errorf("next step %v on, want %v (the dispatcher's goroutine has not set it up)", next.Sub(now), dispatchAhead/2)
+			}
+			if tt.want {
+				select {
+				case <-pm.taken:
+				default:
+					t.Error("taken is not closed: the dispatcher's goroutine would go on stepping")
+				}
+			}
+		})
+	}
+}
