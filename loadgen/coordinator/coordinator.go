@@ -159,8 +159,7 @@ func Run(ctx context.Context, s *spec.Spec, o Options) (*Outcome, error) {
 func execRun(ctx context.Context, r *runner) (*ended, error) {
 	s, lay := r.s, r.s.Layout
 	floor := s.PacingFloor()
-	r.mem = newMemWatch(r.tgt, s.Interval)
-	r.mem.quiet = memQuiet(s.Model, s.Ramp)
+	r.mem = newMemWatch(r.tgt, s.Interval, memQuiet(s.Model, s.Preflight.Peak))
 	r.col.mem = r.mem
 	var res *ended
 	var err error

@@ -7,7 +7,6 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/memory"
-	"github.com/portstorm/portstorm/loadgen/schedule"
 )
 
 // memRing is how many interval samples memWatch keeps: a snapshot that reaches the collector
@@ -32,18 +31,19 @@ type memWatch struct {
 	plateau memory.Plateau
 	based   bool
 	// quiet: no sample after the base one, for a run that never holds memory.MinConnections (the
-	// report would have no plateau). A sample reads /proc/slabinfo, whose walk of the kernel's
-	// caches took ~2.5 ms an interval on a core the target may need (docs/measurements.md "The
-	// loop's thread").
+	// report would have no plateau; memQuiet). A sample reads /proc/slabinfo, whose walk of the
+	// kernel's caches took ~2.5 ms an interval on a core the target may need (docs/measurements.md
+	// "The dispatcher on the loop, and the interval's samples").
 	quiet bool
 	ring  []memory.Sample // the last memRing interval samples, oldest first
 	stop  chan struct{}
 	done  chan struct{}
 }
 
-// newMemWatch watches the run's memory every interval; tgt is the built-in target (nil: none).
-func newMemWatch(tgt *builtin, interval time.Duration) *memWatch {
-	m := &memWatch{reader: memory.NewReader(), interval: interval}
+// newMemWatch watches the run's memory every interval, or only before the first connection when
+// quiet; tgt is the built-in target (nil: none).
+func newMemWatch(tgt *builtin, interval time.Duration, quiet bool) *memWatch {
+	m := &memWatch{reader: memory.NewReader(), interval: interval, quiet: quiet}
 	if tgt != nil && tgt.procs != nil {
 		for _, p := range tgt.procs.procs {
 			m.tgt = append(m.tgt, p.cmd.Process.Pid)
@@ -52,11 +52,12 @@ func newMemWatch(tgt *builtin, interval time.Duration) *memWatch {
 	return m
 }
 
-// memQuiet reports whether a run's memory needs no interval samples: a concurrency ramp that never
-// reaches memory.MinConnections has no plateau to report. (An arrival ramp's concurrency depends on
-// how long its connections live: it is sampled.)
-func memQuiet(model engine.Model, ramp schedule.Ramp) bool {
-	return model == engine.Concurrency && ramp.Peak() < memory.MinConnections
+// memQuiet reports whether a run's memory needs no interval samples: a concurrency run whose peak
+// (spec.Demand's: its ramp's highest target) is under memory.MinConnections has no plateau to
+// report. (Under the arrival model the peak is an estimate, short of the connections a slow target
+// keeps open: such a run is sampled.)
+func memQuiet(model engine.Model, peak int64) bool {
+	return model == engine.Concurrency && peak < memory.MinConnections
 }
 
 // base takes the sample before the first connection, then starts the interval samples; workers

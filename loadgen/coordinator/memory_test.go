@@ -6,7 +6,8 @@ import (
 
 	"github.com/portstorm/portstorm/loadgen/engine"
 	"github.com/portstorm/portstorm/loadgen/memory"
-	"github.com/portstorm/portstorm/loadgen/schedule"
+	"github.com/portstorm/portstorm/loadgen/plan"
+	"github.com/portstorm/portstorm/loadgen/spec"
 )
 
 // TestMemWatchPlateau: a snapshot keeps the memory sample taken nearest its own end, however late
@@ -50,36 +51,40 @@ func TestMemWatchPlateau(t *testing.T) {
 	}
 }
 
-// TestMemWatchQuiet: a concurrency ramp that never reaches memory.MinConnections takes its base
-// sample and no interval samples (each reads /proc/slabinfo); one that does, and any arrival ramp,
-// sample every interval.
+// TestMemWatchQuiet: a concurrency plan whose ramp never reaches memory.MinConnections takes its
+// base sample and no interval samples (each reads /proc/slabinfo); one that does, and any arrival
+// plan, sample every interval. The peak is the plan's, as the run compiles it (spec.Demand).
 func TestMemWatchQuiet(t *testing.T) {
-	ramp := func(start float64, targets ...float64) schedule.Ramp {
-		r := schedule.Ramp{Start: start}
+	load := func(model string, start float64, targets ...float64) *plan.Plan {
+		p := &plan.Plan{Load: plan.Load{Model: model, Start: start}}
 		for _, v := range targets {
-			r.Stages = append(r.Stages, schedule.Stage{Duration: time.Second, Target: v})
+			p.Load.Stages = append(p.Load.Stages, plan.Stage{Duration: plan.Duration(time.Second), Target: v})
 		}
-		return r
+		return p
 	}
 	tests := []struct {
 		name  string
-		model engine.Model
-		ramp  schedule.Ramp
+		plan  *plan.Plan
 		quiet bool
 	}{
-		{"300 held", engine.Concurrency, ramp(300, 300), true},
-		{"a ramp to 999 and down", engine.Concurrency, ramp(0, 999, 10), true},
-		{"a ramp to 1000", engine.Concurrency, ramp(0, 500, memory.MinConnections), false},
-		{"starting at 5000", engine.Concurrency, ramp(5000, 0), false},
-		{"arrivals at 10/s", engine.Arrival, ramp(10, 10), false},
+		{"300 held", load("concurrency", 300, 300), true},
+		{"a ramp to 999 and down", load("concurrency", 0, 999, 10), true},
+		{"a ramp to 1000", load("concurrency", 0, 500, memory.MinConnections), false},
+		{"starting at 5000", load("concurrency", 5000, 0), false},
+		{"arrivals at 10/s", load("arrival", 10, 10), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := memQuiet(tt.model, tt.ramp); got != tt.quiet {
-				t.Fatalf("memQuiet = %v, want %v", got, tt.quiet)
+			model := engine.Concurrency
+			if tt.plan.Load.Model == "arrival" {
+				model = engine.Arrival
 			}
-			m := newMemWatch(nil, time.Millisecond)
-			m.quiet = tt.quiet
+			peak, _ := spec.Demand(tt.plan)
+			quiet := memQuiet(model, peak)
+			if quiet != tt.quiet {
+				t.Fatalf("memQuiet = %v (peak %d), want %v", quiet, peak, tt.quiet)
+			}
+			m := newMemWatch(nil, time.Millisecond, quiet)
 			m.base(nil)
 			m.mu.Lock()
 			started := m.stop != nil

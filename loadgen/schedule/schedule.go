@@ -29,15 +29,6 @@ func (r Ramp) Total() time.Duration {
 	return t
 }
 
-// Peak is the most the ramp's target reaches (stages are linear: at Start or at a stage's end).
-func (r Ramp) Peak() float64 {
-	p := r.Start
-	for _, s := range r.Stages {
-		p = max(p, s.Target)
-	}
-	return p
-}
-
 // Boundaries returns the end offset of every stage, in order.
 func (r Ramp) Boundaries() []time.Duration {
 	out := make([]time.Duration, len(r.Stages))
