@@ -784,10 +784,9 @@ func (e *engine) stopTime() time.Time {
 // pump's lock, before Run waits for the connections.
 func (e *engine) dispatchRequests(start time.Time) {
 	pm := &e.pump
-	pm.init(e, start)
 	p := newPacer()
 	defer p.close()
-	p.also = pm.taken
+	p.also = pm.init(e, start)
 	for {
 		pm.mu.Lock()
 		if pm.byLoop {
@@ -797,7 +796,7 @@ func (e *engine) dispatchRequests(start time.Time) {
 		if pumpStep != nil {
 			pumpStep(false)
 		}
-		wake := pm.step(time.Now())
+		wake := pm.step(time.Now(), nil)
 		done := pm.done
 		pm.mu.Unlock()
 		if done {
@@ -832,20 +831,27 @@ type pump struct {
 	batch []time.Time
 	picks []*mailbox
 	ahead []time.Time // handed out, not offered yet, in order
-	// byLoop: a rated loop steps the pump (false: the dispatcher's goroutine); taken is closed
-	// when it took the pump over.
+	// byLoop: a rated loop steps the pump (false: the dispatcher's goroutine); taken (takenChan)
+	// is closed when it took the pump over.
 	byLoop bool
 	taken  chan struct{}
-	by     *rloop // the loop in its step, under mu
 }
 
-func (pm *pump) init(e *engine, start time.Time) {
-	pm.mu.Lock()
-	defer pm.mu.Unlock()
-	pm.e, pm.start, pm.it = e, start, e.cfg.Send.TotalRate.SegmentArrivals(e.cfg.Segment)
+// takenChan is taken, made by whichever comes first of the dispatcher's goroutine and the loop
+// taking the pump over. Under mu.
+func (pm *pump) takenChan() chan struct{} {
 	if pm.taken == nil {
 		pm.taken = make(chan struct{})
 	}
+	return pm.taken
+}
+
+// init sets the pump up; it returns taken.
+func (pm *pump) init(e *engine, start time.Time) <-chan struct{} {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	pm.e, pm.start, pm.it = e, start, e.cfg.Send.TotalRate.SegmentArrivals(e.cfg.Segment)
+	return pm.takenChan()
 }
 
 // takeOver makes the calling rated loop step the pump from now on (stepFor), and reports whether
@@ -856,38 +862,31 @@ func (pm *pump) takeOver() bool {
 	if pm.byLoop || pm.done {
 		return false
 	}
-	if pm.taken == nil {
-		pm.taken = make(chan struct{})
-	}
 	pm.byLoop = true
-	close(pm.taken)
+	close(pm.takenChan())
 	return true
 }
 
-// stepFor is the loop's step of the pump at now: the time of its next step (zero: none, the pump is
+// stepFor is loop l's step of the pump at now: the time of its next step (zero: none, the pump is
 // done).
 func (pm *pump) stepFor(now time.Time, l *rloop) time.Time {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
-	pm.by = l
-	defer func() { pm.by = nil }()
-	if pm.done || pm.e == nil {
-		// (not initialised: the dispatcher's goroutine has not started; it steps the pump at
-		// once, the loop at its next wake)
-		if pm.done {
-			return time.Time{}
-		}
+	if pm.e == nil && !pm.done {
+		// Not set up yet: the dispatcher's goroutine has not started. It steps the pump at once;
+		// the loop looks again half a batch later.
 		return now.Add(dispatchAhead / 2)
 	}
 	if pumpStep != nil {
 		pumpStep(true)
 	}
-	return pm.step(now)
+	return pm.step(now, l)
 }
 
 // step hands out every time due within dispatchAhead of now, and offers those that came; it
-// returns when to step again (zero once the pump is done).
-func (pm *pump) step(now time.Time) time.Time {
+// returns when to step again (zero once the pump is done). by is the rated loop stepping it (nil:
+// the dispatcher's goroutine).
+func (pm *pump) step(now time.Time, by *rloop) time.Time {
 	if pm.done {
 		return time.Time{}
 	}
@@ -901,20 +900,20 @@ func (pm *pump) step(now time.Time) time.Time {
 			pm.held, pm.has = pm.start.Add(off), true
 		}
 		if pm.held.After(now.Add(dispatchAhead)) {
-			pm.flush()
+			pm.flush(by)
 			pm.offer(now.Add(1))
 			// Every request due within the window is handed out: step again when half of it is used.
 			return pm.held.Add(-dispatchAhead / 2)
 		}
 		if len(pm.batch) == maxDispatchBatch {
-			pm.flush()
+			pm.flush(by)
 			pm.offer(now.Add(1))
 		}
 		pm.batch = append(pm.batch, pm.held)
 		pm.has = false
 	}
 	// The ramp ended: the last times are offered when they come, unless the run stops first.
-	pm.flush()
+	pm.flush(by)
 	pm.offer(now.Add(1))
 	if len(pm.ahead) > 0 {
 		return pm.ahead[len(pm.ahead)-1]
@@ -926,11 +925,10 @@ func (pm *pump) step(now time.Time) time.Time {
 // stop ends the pump at the run's stop: the times handed out and due before it are offered
 // (each connection keeps those due after it unsent).
 func (pm *pump) stop() {
-	if pm.done || pm.e == nil {
-		pm.done = true
+	if pm.done {
 		return
 	}
-	pm.flush()
+	pm.flush(nil)
 	pm.offer(pm.e.stopTime())
 	pm.done = true
 }
@@ -952,12 +950,12 @@ func (pm *pump) offer(until time.Time) {
 	}
 }
 
-// flush hands the batch out.
-func (pm *pump) flush() {
+// flush hands the batch out; by is the rated loop stepping the pump (nil: the dispatcher's goroutine).
+func (pm *pump) flush(by *rloop) {
 	if len(pm.batch) == 0 {
 		return
 	}
-	pm.picks = pm.e.dispatch.giveAll(pm.batch, pm.picks, pm.by)
+	pm.picks = pm.e.dispatch.giveAll(pm.batch, pm.picks, by)
 	pm.ahead = append(pm.ahead, pm.batch...)
 	pm.batch = pm.batch[:0]
 }
