@@ -1,16 +1,23 @@
 package metrics
 
 import (
+	"bytes"
+	"compress/zlib"
+	"encoding/base64"
+	"encoding/binary"
+	"io"
 	"math/rand/v2"
 	"testing"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// TestEncodeMatchesHdr: the pooled encoder writes what hdrhistogram-go's Encode writes, byte for
-// byte, for portstorm's histograms and for other bounds; an encoder used before leaves nothing
-// behind in the next histogram's encoding.
-func TestEncodeMatchesHdr(t *testing.T) {
+// TestEncodeReadsAsHdr: the kept encoder compresses what hdrhistogram-go's Encode compresses, byte
+// for byte, for portstorm's histograms and for other bounds, in the same envelope (cookie, length,
+// zlib stream), and hdrhistogram-go decodes it to the histogram encoded; an encoder used before
+// leaves nothing behind in the next histogram's encoding. Only the compression level differs
+// (zlib's best speed, against hdr's best compression), which no zlib reader needs to know.
+func TestEncodeReadsAsHdr(t *testing.T) {
 	record := func(h *hdr.Histogram, vs ...int64) *hdr.Histogram {
 		for _, v := range vs {
 			if err := h.RecordValue(v); err != nil {
@@ -51,8 +58,16 @@ func TestEncodeMatchesHdr(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
-		if got != string(want) {
-			t.Errorf("%s: encoded\n%s\nhdr's Encode\n%s", tt.name, got, want)
+		gotRaw, err := inflated(got)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		wantRaw, err := inflated(string(want))
+		if err != nil {
+			t.Fatalf("%s: hdr's Encode: %v", tt.name, err)
+		}
+		if !bytes.Equal(gotRaw, wantRaw) {
+			t.Errorf("%s: compressed\n%x\nhdr's Encode compressed\n%x", tt.name, gotRaw, wantRaw)
 		}
 		back, err := hdr.Decode([]byte(got))
 		if err != nil || !back.Equals(tt.h) {
@@ -61,10 +76,28 @@ func TestEncodeMatchesHdr(t *testing.T) {
 	}
 }
 
+// inflated is what the zlib stream of base64 enc, a V2 compressed encoding, inflates to.
+func inflated(enc string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 8 || binary.BigEndian.Uint32(b) != uint32(v2CompressedCookie) || int(binary.BigEndian.Uint32(b[4:])) != len(b)-8 {
+		return nil, io.ErrUnexpectedEOF
+	}
+	z, err := zlib.NewReader(bytes.NewReader(b[8:]))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(z)
+}
+
+// BenchmarkEncodeHistogram encodes a second of requests at 30,000/s: most between 50 µs and 3 ms,
+// a tail to ~60 ms (about 2,000 buckets with counts, runs of zeros between them).
 func BenchmarkEncodeHistogram(b *testing.B) {
 	h := NewHistogram()
 	for i := range int64(30_000) {
-		h.RecordValue(50 + i%3000)
+		h.RecordValue(50 + (i*7919)%3000 + (i%100)*(i%7)*100)
 	}
 	b.Run("hdr", func(b *testing.B) {
 		b.ReportAllocs()

@@ -66,8 +66,9 @@ func CreateHLog(dir string, start time.Time) (*HLog, error) {
 }
 
 // Write appends one interval snapshot: a line per latency that has samples in it, as
-// HistogramLogWriter.OutputIntervalHistogram writes it (TestHLogLineMatchesHdr) but encoded with
-// metrics.EncodeHistogram's pooled buffers instead of a new zlib writer a line.
+// HistogramLogWriter.OutputIntervalHistogram writes it (TestHLogLineMatchesHdr), but the histogram
+// encoded by metrics.EncodeHistogram: its kept zlib writer at best speed instead of a new one at
+// best compression a line.
 func (l *HLog) Write(s *metrics.Snapshot) error {
 	base := l.w.BaseTime()
 	start := float64(l.startMs+s.StartUS/1000-base) / 1000
