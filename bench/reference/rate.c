@@ -10,12 +10,15 @@
  * timeouts until the next request is due.
  *
  *   rate -D 127.0.0.1:PORT[,...] [-c conns] [-r total/s] [-b bytes] [-d seconds] [-w window]
- *        [-q request] [-a answer bytes] [-S [-P p99 limit us] [-n max probes]]
+ *        [-q request] [-a answer bytes] [-W warm-up seconds] [-S [-P p99 limit us] [-n max probes]]
  *
  *   -b B     the request is B bytes of 'x' and its answer B bytes (an echo) [64]
  *   -q TEXT  the request is TEXT instead (\r and \n escapes understood), and -a N its answer's size
  *            in bytes: for a server that answers each request with the same bytes (nginx serving one
  *            static file: its Date header has a fixed width)
+ *   -W S     before each run (each probe with -S), S seconds at its rate, not measured: the
+ *            process, the connections and the kernel's placement of the client and the server settle
+ *            before the measured seconds, as wrk2's calibration (its first 10 s) [0]
  *   -S       search: the highest total rate whose p99 stays within -P (default 5000 us), over probes
  *            of -d seconds on the same connections: the rate doubles from -r until a probe fails,
  *            then bisects between the last pass and the first fail until they are within 5%, at most
@@ -225,9 +228,9 @@ static long unescape(char *s) {
 
 int main(int argc, char **argv) {
     char dests[4096] = "127.0.0.1:17001", *text = NULL;
-    double rate = 30000, seconds = 10, limit_us = 5000;
+    double rate = 30000, seconds = 10, limit_us = 5000, warm = 0;
     int o, search = 0, probes = 16;
-    while ((o = getopt(argc, argv, "D:c:r:b:d:w:q:a:SP:n:")) != -1) {
+    while ((o = getopt(argc, argv, "D:c:r:b:d:w:q:a:W:SP:n:")) != -1) {
         switch (o) {
         case 'D': snprintf(dests, sizeof dests, "%s", optarg); break;
         case 'c': nconn = atol(optarg); break;
@@ -237,20 +240,21 @@ int main(int argc, char **argv) {
         case 'w': window = atol(optarg); break;
         case 'q': text = optarg; break;
         case 'a': anslen = atol(optarg); break;
+        case 'W': warm = atof(optarg); break;
         case 'S': search = 1; break;
         case 'P': limit_us = atof(optarg); break;
         case 'n': probes = atoi(optarg); break;
         default:
             fprintf(stderr, "usage: rate -D addr:port[,...] [-c C] [-r R] [-b B | -q TEXT -a N] [-d S] [-w W] "
-                            "[-S [-P us] [-n probes]]\n");
+                            "[-W S] [-S [-P us] [-n probes]]\n");
             return 2;
         }
     }
     if (text) reqlen = unescape(text);
     if (nconn < 1 || nconn > 19000 || rate <= 0 || rate > 1e7 || reqlen < 1 || reqlen > 65536 || anslen < 1 ||
-        anslen > 1 << 20 || seconds <= 0 || seconds > 600 || window < 1 || window > 1024 || probes < 1 ||
+        anslen > 1 << 20 || seconds <= 0 || seconds > 600 || warm < 0 || warm > 600 || window < 1 || window > 1024 || probes < 1 ||
         probes > 64 || limit_us <= 0) {
-        fprintf(stderr, "rate: -c 1-19000, -r 0-1e7, -b 1-65536, -a 1-1MiB, -d 0-600 s, -w 1-1024, -n 1-64\n");
+        fprintf(stderr, "rate: -c 1-19000, -r 0-1e7, -b 1-65536, -a 1-1MiB, -d 0-600 s, -W 0-600 s, -w 1-1024, -n 1-64\n");
         return 2;
     }
     req = malloc((size_t)reqlen);
@@ -276,6 +280,7 @@ int main(int argc, char **argv) {
         epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
     }
     if (!search) {
+        if (warm > 0) run(rate, warm);
         print("", rate, (long)(rate * seconds), run(rate, seconds), seconds);
         return 0;
     }
@@ -283,6 +288,7 @@ int main(int argc, char **argv) {
     double pass = 0, fail = 0, r = rate;
     struct result best = {0};
     for (int p = 0; p < probes; p++) {
+        if (warm > 0) run(r, warm);
         struct result res = run(r, seconds);
         long total = (long)(r * seconds);
         print("probe ", r, total, res, seconds);
