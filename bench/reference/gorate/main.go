@@ -18,7 +18,8 @@
 //   - -S: the highest rate whose p99 stays within -P µs, as rate.c -S searches it (probes of -d
 //     seconds on the same connections, doubling from -r, then bisecting to 5%, at most -n probes).
 //
-// docs/measurements.md "Rated loops in the kernel" and "The Go floor" have what it measured.
+// docs/measurements.md "Rated loops in the kernel" and "The Go floor, and a warm-up for every
+// client" have what it measured.
 //
 //	go run ./bench/reference/gorate -D 127.0.0.1:PORT [-c 300] [-r 30000] [-b 64] [-d 6] [-W 0] [-raw | -poller] [-S [-P 5000] [-n 16]]
 //
