@@ -16,9 +16,9 @@
  *   -q TEXT  the request is TEXT instead (\r and \n escapes understood), and -a N its answer's size
  *            in bytes: for a server that answers each request with the same bytes (nginx serving one
  *            static file: its Date header has a fixed width)
- *   -W S     before each run (each probe with -S), S seconds at its rate, not measured: the
- *            process, the connections and the kernel's placement of the client and the server settle
- *            before the measured seconds, as wrk2's calibration (its first 10 s) [0]
+ *   -W S     before each run (each probe with -S), S seconds at its rate, not measured, as wrk2
+ *            discards its first 10 s (its calibration): bench/run gives every client the same
+ *            warm-up, so that the figures compare steady states [0]
  *   -S       search: the highest total rate whose p99 stays within -P (default 5000 us), over probes
  *            of -d seconds on the same connections: the rate doubles from -r until a probe fails,
  *            then bisects between the last pass and the first fail until they are within 5%, at most
