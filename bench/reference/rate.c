@@ -226,6 +226,13 @@ static long unescape(char *s) {
     return o - s;
 }
 
+/* lost: whether a warm-up run left answers missing (said on stderr). */
+static int lost(struct result w) {
+    if (w.received >= w.sent) return 0;
+    fprintf(stderr, "rate: the warm-up lost %ld answers\n", w.sent - w.received);
+    return 1;
+}
+
 int main(int argc, char **argv) {
     char dests[4096] = "127.0.0.1:17001", *text = NULL;
     double rate = 30000, seconds = 10, limit_us = 5000, warm = 0;
@@ -279,8 +286,9 @@ int main(int argc, char **argv) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &cs[i]};
         epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
     }
+    /* a warm-up whose answers did not all come leaves them to arrive in the measured run: stop */
     if (!search) {
-        if (warm > 0) run(rate, warm);
+        if (warm > 0 && lost(run(rate, warm))) return 1;
         print("", rate, (long)(rate * seconds), run(rate, seconds), seconds);
         return 0;
     }
@@ -288,7 +296,7 @@ int main(int argc, char **argv) {
     double pass = 0, fail = 0, r = rate;
     struct result best = {0};
     for (int p = 0; p < probes; p++) {
-        if (warm > 0) run(r, warm);
+        if (warm > 0 && lost(run(r, warm))) break;
         struct result res = run(r, seconds);
         long total = (long)(r * seconds);
         print("probe ", r, total, res, seconds);

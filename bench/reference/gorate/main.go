@@ -206,9 +206,17 @@ func main() {
 		return result{total: total, sent: sent, recv: recv, p50: lat.ValueAtQuantile(50), p99: lat.ValueAtQuantile(99),
 			p999: lat.ValueAtQuantile(99.9), cpuPerReq: float64(cpu.Microseconds()) / float64(max(recv, 1))}
 	}
+	// lost: a warm-up whose answers did not all come leaves them to arrive in the measured run.
+	lost := func(w result) bool {
+		if w.recv < w.sent {
+			fmt.Fprintf(os.Stderr, "gorate: the warm-up lost %d answers\n", w.sent-w.recv)
+			return true
+		}
+		return false
+	}
 	if !*search {
-		if *warm > 0 {
-			run(*rate, *warm)
+		if *warm > 0 && lost(run(*rate, *warm)) {
+			os.Exit(1)
 		}
 		res := run(*rate, *secs)
 		fmt.Printf("sent=%d received=%d p50_us=%d p99_us=%d p999_us=%d cpu_per_req_us=%.1f\n", res.sent, res.recv, res.p50, res.p99, res.p999, res.cpuPerReq)
@@ -220,8 +228,8 @@ func main() {
 	var best result
 	r := *rate
 	for range *probes {
-		if *warm > 0 {
-			run(r, *warm)
+		if *warm > 0 && lost(run(r, *warm)) {
+			break
 		}
 		res := run(r, *secs)
 		fmt.Printf("probe offered=%.0f sent=%d received=%d p50_us=%d p99_us=%d p999_us=%d cpu_per_req_us=%.1f\n", r, res.sent, res.recv, res.p50, res.p99, res.p999, res.cpuPerReq)
